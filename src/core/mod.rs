@@ -1,0 +1,12 @@
+//! The protocol core: pure Rust, no UniFFI. See shared/DESIGN.md §1 for the module map.
+
+pub mod controller;
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod identity;
+pub(crate) mod plumbing;
+pub mod provider;
+pub mod rpc;
+pub mod services;
+pub mod session;
