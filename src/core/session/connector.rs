@@ -1,0 +1,158 @@
+//! Our own `ServerConnector` for tokio-xmpp: TCP (no Nagle) + STARTTLS with *our* rustls
+//! `ClientConfig`, so the library decides which server certificates it trusts.
+//!
+//! tokio-xmpp's built-in STARTTLS connector, with default features off, starts from an empty root
+//! store and offers no hook for a verifier; hence this module. It also classifies failures into
+//! [`ConnectorError`] so that the session can tell a bad certificate (fatal) from an unreachable
+//! server (worth a retry).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use sasl::common::ChannelBinding;
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tokio_xmpp::connect::{DnsConfig, ServerConnector, ServerConnectorError};
+use tokio_xmpp::parsers::starttls;
+use tokio_xmpp::xmlstream::{
+    initiate_stream, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts, XmppStream,
+    XmppStreamElement,
+};
+use xmpp_parsers::jid::Jid;
+
+/// Why a connection attempt failed before SASL.
+#[derive(Debug)]
+pub enum ConnectorError {
+    /// The TLS handshake failed (untrusted certificate, wrong name, protocol error).
+    Tls(String),
+    /// The server does not offer STARTTLS; we never log in in clear.
+    NoStartTls,
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectorError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            ConnectorError::NoStartTls => f.write_str("server does not offer STARTTLS"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+impl ServerConnectorError for ConnectorError {}
+
+/// Where the server is: DNS SRV lookup of the JID's domain, or a fixed address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddress {
+    /// Look up `_xmpp-client._tcp.<domain>` (falls back to the domain on port 5222).
+    Srv,
+    /// Connect to `host:port` (an IP address or a host name), whatever the JID's domain.
+    HostPort(String, u16),
+}
+
+/// STARTTLS connector with a caller-supplied rustls configuration.
+#[derive(Clone)]
+pub struct PmnConnector {
+    dns: DnsConfig,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for PmnConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PmnConnector")
+            .field("dns", &self.dns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PmnConnector {
+    /// A connector for `domain` at `address`, trusting what `tls` trusts.
+    pub fn new(domain: &str, address: &ServerAddress, tls: Arc<rustls::ClientConfig>) -> Self {
+        let dns = match address {
+            ServerAddress::Srv => DnsConfig::srv_default_client(domain),
+            ServerAddress::HostPort(host, port) => match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => DnsConfig::addr(&std::net::SocketAddr::new(ip, *port).to_string()),
+                Err(_) => DnsConfig::no_srv(host, *port),
+            },
+        };
+        Self { dns, tls }
+    }
+}
+
+fn header(jid: &Jid) -> StreamHeader<'_> {
+    StreamHeader {
+        to: Some(Cow::Borrowed(jid.domain().as_str())),
+        from: None,
+        id: None,
+    }
+}
+
+impl ServerConnector for PmnConnector {
+    type Stream = BufStream<TlsStream<TcpStream>>;
+
+    async fn connect(
+        &self,
+        jid: &Jid,
+        ns: &'static str,
+        timeouts: Timeouts,
+    ) -> Result<(PendingFeaturesRecv<Self::Stream>, ChannelBinding), tokio_xmpp::Error> {
+        let tcp = self.dns.resolve().await?;
+        // Without this every small stanza waits for the peer's delayed ACK (~40 ms a hop).
+        tcp.set_nodelay(true)?;
+        let plain = initiate_stream(BufStream::new(tcp), ns, header(jid), timeouts).await?;
+        let (features, mut plain): (_, XmppStream<BufStream<TcpStream>>) =
+            plain.recv_features().await?;
+        if !features.can_starttls() {
+            return Err(ConnectorError::NoStartTls.into());
+        }
+        plain
+            .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(
+                starttls::Request,
+            )))
+            .await?;
+        loop {
+            match plain
+                .next()
+                .await
+                .map(|v| v.and_then(|v| v.into_read_error()))
+            {
+                Some(Ok(XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)))) => break,
+                Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => (),
+                Some(Err(ReadError::HardError(e))) => return Err(e.into()),
+                Some(Err(ReadError::ParseError(e))) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e).into())
+                }
+                None | Some(Err(ReadError::StreamFooterReceived)) => {
+                    return Err(tokio_xmpp::Error::Disconnected)
+                }
+            }
+        }
+        let tcp = plain.into_inner().into_inner();
+        let name = rustls_pki_types::ServerName::try_from(jid.domain().as_str().to_owned())
+            .map_err(|e| ConnectorError::Tls(format!("invalid server name: {e}")))?;
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ConnectorError::Tls(e.to_string()))?;
+        let binding = channel_binding(&tls);
+        let stream = initiate_stream(BufStream::new(tls), ns, header(jid), timeouts).await?;
+        Ok((stream, binding))
+    }
+}
+
+/// RFC 9266 `tls-exporter` binding for TLS 1.3; TLS 1.2 has no safe binding we offer.
+fn channel_binding(tls: &TlsStream<TcpStream>) -> ChannelBinding {
+    let (_, conn) = tls.get_ref();
+    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return ChannelBinding::None;
+    }
+    match conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None) {
+        Ok(data) => ChannelBinding::TlsExporter(data),
+        Err(_) => ChannelBinding::None,
+    }
+}

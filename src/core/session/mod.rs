@@ -1,0 +1,724 @@
+//! One XMPP connection of a device: login, reconnection, stanza routing and our own iq tracker.
+//!
+//! The connection is a tokio-xmpp [`StanzaStream`] owned by exactly one task (the *session task*);
+//! everything else talks to it through channels. We never use `tokio_xmpp::Client` and never split
+//! the stream: in tokio-xmpp 6.0.0 `StanzaReceiver::poll_next` and `ClientReceiver::poll_next` return
+//! `Poll::Pending` without registering a waker when `try_lock()` on their shared mutex fails, so on a
+//! multi-thread runtime a response can be left unread forever (shared/FACTS.md). Owning the unsplit
+//! stream in one task avoids that mutex entirely; this workaround can go once tokio-xmpp is fixed
+//! (no upstream report was found when this was written).
+//!
+//! tokio-xmpp's iq helper has no timeout and its reconnect loop only *logs* why a login failed, so
+//! this module tracks iqs itself (every request has a deadline; all pending requests fail at once on
+//! a stream reset) and performs the login itself, reporting bad passwords and untrusted certificates
+//! as typed errors.
+
+mod connector;
+mod tls;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sasl::common::Credentials;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_xmpp::connect::ServerConnector;
+use tokio_xmpp::error::{AuthError, ProtocolError};
+use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
+use tokio_xmpp::xmlstream::{StreamHeader, Timeouts, XmppStream};
+use tokio_xmpp::Stanza;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza_error::StanzaError;
+
+pub use connector::{ConnectorError, PmnConnector, ServerAddress};
+pub use tls::{client_config, ServerTrust};
+
+use crate::core::error::{Error, ErrorKind, Result};
+
+/// How to log in.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The device's full JID: the network identifier plus this device's resource,
+    /// e.g. `home@example.org/living-room-tv`.
+    pub jid: FullJid,
+    /// The network's password (shared by all devices of the network).
+    pub password: String,
+    /// Where the server is.
+    pub server: ServerAddress,
+    /// Which server certificates to trust.
+    pub trust: ServerTrust,
+    /// Bound on one login attempt (TCP + TLS + SASL + bind).
+    pub connect_timeout: Duration,
+    /// Silence on the stream after which the stream is probed, and then considered dead.
+    pub keepalive: Duration,
+    /// For tests and diagnostics: receives a copy of every stanza this session sends.
+    pub outbound_tap: Option<mpsc::UnboundedSender<Stanza>>,
+}
+
+impl SessionConfig {
+    /// A configuration with default timeouts, connecting through DNS SRV and trusting the platform.
+    pub fn new(jid: FullJid, password: impl Into<String>) -> Self {
+        Self {
+            jid,
+            password: password.into(),
+            server: ServerAddress::Srv,
+            trust: ServerTrust::Platform,
+            connect_timeout: Duration::from_secs(15),
+            keepalive: Duration::from_secs(60),
+            outbound_tap: None,
+        }
+    }
+}
+
+/// The connection as the app sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionState {
+    /// Logging in for the first time.
+    Connecting,
+    /// Logged in and bound to this full JID.
+    Online {
+        /// The JID the server bound us to.
+        jid: FullJid,
+    },
+    /// The connection was lost; the session is reconnecting by itself.
+    Reconnecting {
+        /// Why the connection was lost or the last attempt failed.
+        reason: String,
+    },
+    /// The session has ended: closed by the app, or stopped by a fatal error.
+    Offline {
+        /// The fatal error, or `None` when the app closed the session.
+        error: Option<Error>,
+    },
+}
+
+/// What the session task hands to the role layer (provider or controller) above it.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The stream is (again) online. When `resumed` is false the server lost our state (presence,
+    /// pending iqs): the role layer must announce itself again.
+    Online {
+        /// The bound full JID.
+        jid: FullJid,
+        /// True when XEP-0198 resumed the old stream without loss.
+        resumed: bool,
+    },
+    /// A stanza that is not a response to one of our iqs (boxed: stanzas are large).
+    Stanza(Box<Stanza>),
+}
+
+/// The answer to an iq request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IqReply {
+    /// `type='result'` with its payload, if any.
+    Result(Option<Element>),
+    /// `type='error'`.
+    Error(StanzaError),
+}
+
+enum Command {
+    Send(Stanza),
+    Request {
+        iq: Iq,
+        deadline: Instant,
+        reply: oneshot::Sender<Result<IqReply>>,
+    },
+    Close(oneshot::Sender<()>),
+}
+
+struct Shared {
+    commands: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<ConnectionState>,
+    next_id: AtomicU64,
+    id_prefix: String,
+}
+
+/// A handle to a running session. Cheap to clone; the session ends when [`Session::close`] is called
+/// or when the last handle is dropped.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("state", &*self.shared.state.borrow())
+            .finish()
+    }
+}
+
+/// Depth of tokio-xmpp's internal queues and of our inbound channel.
+const QUEUE_DEPTH: usize = 256;
+
+impl Session {
+    /// Logs in and starts the session task on the current tokio runtime.
+    ///
+    /// Returns once the stream is online, or with a typed error: [`ErrorKind::Auth`] for a wrong
+    /// password, [`ErrorKind::Tls`] for an untrusted certificate, [`ErrorKind::Unreachable`] when no
+    /// TCP connection could be made, [`ErrorKind::Timeout`] when the attempt took longer than
+    /// `connect_timeout`. The receiver yields [`Inbound`] items until the session ends.
+    pub async fn connect(config: SessionConfig) -> Result<(Session, mpsc::Receiver<Inbound>)> {
+        let tls = client_config(&config.trust)?;
+        let domain = config.jid.domain().as_str().to_owned();
+        let connector = PmnConnector::new(&domain, &config.server, tls);
+        let jid = Jid::from(config.jid.clone());
+        let timeouts = Timeouts {
+            read_timeout: config.keepalive,
+            response_timeout: config.connect_timeout,
+        };
+        tracing::debug!(%jid, "logging in");
+        let first = login_bounded(
+            &connector,
+            &jid,
+            &config.password,
+            timeouts,
+            config.connect_timeout,
+        )
+        .await?;
+
+        let (failures_tx, failures_rx) = mpsc::unbounded_channel();
+        let reconnector = Reconnector {
+            first: Some(first),
+            connector,
+            jid,
+            password: config.password.clone(),
+            timeouts,
+            connect_timeout: config.connect_timeout,
+            failures: failures_tx,
+        };
+        let stream = StanzaStream::new(Box::new(reconnector.into_fn()), QUEUE_DEPTH);
+
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
+        let (inbound_tx, inbound_rx) = mpsc::channel(QUEUE_DEPTH);
+        let task = SessionTask {
+            stream,
+            commands: commands_rx,
+            failures: failures_rx,
+            inbound: inbound_tx,
+            state: state_tx,
+            pending: HashMap::new(),
+            tap: config.outbound_tap.clone(),
+            own_jid: config.jid.clone(),
+        };
+        let mut online = state_rx.clone();
+        tokio::spawn(task.run());
+
+        // The first login already succeeded; wait for resource binding.
+        let bound = tokio::time::timeout(config.connect_timeout, async {
+            loop {
+                match &*online.borrow_and_update() {
+                    ConnectionState::Online { .. } => return Ok(()),
+                    ConnectionState::Offline { error } => {
+                        return Err(error.clone().unwrap_or_else(|| {
+                            Error::new(ErrorKind::NotConnected, "session closed while binding")
+                        }))
+                    }
+                    _ => {}
+                }
+                if online.changed().await.is_err() {
+                    return Err(Error::new(ErrorKind::Internal, "session task ended"));
+                }
+            }
+        })
+        .await;
+        let session = Session {
+            shared: Arc::new(Shared {
+                commands: commands_tx,
+                state: state_rx,
+                next_id: AtomicU64::new(1),
+                id_prefix: format!("pmn{:08x}", rand::random::<u32>()),
+            }),
+        };
+        match bound {
+            Ok(Ok(())) => Ok((session, inbound_rx)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                session.close().await;
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    "server did not bind a resource in time",
+                ))
+            }
+        }
+    }
+
+    /// Queues a stanza for sending. Fails only when the session has ended.
+    pub fn send(&self, stanza: impl Into<Stanza>) -> Result<()> {
+        self.shared
+            .commands
+            .send(Command::Send(stanza.into()))
+            .map_err(|_| not_connected())
+    }
+
+    /// Sends an iq `get` or `set` and waits at most `timeout` for its answer.
+    ///
+    /// The iq's `id` is replaced by a fresh one. A response is accepted only from the JID the
+    /// request was sent to, so another entity cannot answer in its place.
+    pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<IqReply> {
+        match &mut iq {
+            Iq::Get { id, .. } | Iq::Set { id, .. } => *id = self.next_id(),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "only iq get/set can be requests",
+                ))
+            }
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        self.shared
+            .commands
+            .send(Command::Request {
+                iq,
+                deadline,
+                reply: reply_tx,
+            })
+            .map_err(|_| not_connected())?;
+        match reply_rx.await {
+            Ok(reply) => reply,
+            Err(_) => Err(not_connected()),
+        }
+    }
+
+    /// A fresh stanza id, unique within this session.
+    pub fn next_id(&self) -> String {
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.shared.id_prefix)
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the connection state.
+    pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.state.clone()
+    }
+
+    /// The full JID the server bound, while online.
+    pub fn jid(&self) -> Option<FullJid> {
+        match &*self.shared.state.borrow() {
+            ConnectionState::Online { jid } => Some(jid.clone()),
+            _ => None,
+        }
+    }
+
+    /// Ends the session: sends unavailable presence (the server does that for us on stream close),
+    /// closes the stream and fails pending requests. Idempotent.
+    pub async fn close(&self) {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        if self.shared.commands.send(Command::Close(ack_tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), ack_rx).await;
+        }
+    }
+}
+
+fn not_connected() -> Error {
+    Error::new(ErrorKind::NotConnected, "the session has ended")
+}
+
+/// Classifies a login failure; `fatal` ones are not retried.
+fn classify(e: &tokio_xmpp::Error) -> Error {
+    use tokio_xmpp::Error as X;
+    match e {
+        X::Auth(AuthError::Fail(cond)) => Error::new(
+            ErrorKind::Auth,
+            format!("server refused the credentials ({cond:?})"),
+        ),
+        X::Auth(other) => Error::new(ErrorKind::Auth, other.to_string()),
+        X::Connection(inner) => {
+            let inner: &(dyn std::error::Error + 'static) = &**inner;
+            match inner.downcast_ref::<ConnectorError>() {
+                Some(c) => Error::new(ErrorKind::Tls, c.to_string()),
+                None => Error::new(ErrorKind::Unreachable, inner.to_string()),
+            }
+        }
+        X::Protocol(ProtocolError::NoTls) => {
+            Error::new(ErrorKind::Tls, "server does not offer TLS")
+        }
+        X::Io(io) => Error::new(ErrorKind::Unreachable, io.to_string()),
+        X::Disconnected => Error::new(
+            ErrorKind::Unreachable,
+            "server closed the connection during login",
+        ),
+        other => Error::new(ErrorKind::Protocol, other.to_string()),
+    }
+}
+
+fn is_fatal(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Auth | ErrorKind::Tls)
+}
+
+async fn login(
+    connector: &PmnConnector,
+    jid: &Jid,
+    password: &str,
+    timeouts: Timeouts,
+) -> Result<Connection, tokio_xmpp::Error> {
+    let username = jid
+        .node()
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_default();
+    let (stream, binding) = connector
+        .connect(jid, xmpp_parsers::ns::JABBER_CLIENT, timeouts)
+        .await?;
+    let (features, stream): (_, XmppStream<_>) = stream.recv_features().await?;
+    let creds = Credentials::default()
+        .with_username(username)
+        .with_password(password)
+        .with_channel_binding(binding);
+    let stream = tokio_xmpp::client_login(stream, features.sasl_mechanisms, creds).await?;
+    let stream = stream
+        .send_header(StreamHeader {
+            to: Some(std::borrow::Cow::Borrowed(jid.domain().as_str())),
+            from: None,
+            id: None,
+        })
+        .await?;
+    let (features, stream): (_, XmppStream<_>) = stream.recv_features().await?;
+    Ok(Connection {
+        stream: stream.box_stream(),
+        features,
+        identity: jid.clone(),
+    })
+}
+
+async fn login_bounded(
+    connector: &PmnConnector,
+    jid: &Jid,
+    password: &str,
+    timeouts: Timeouts,
+    limit: Duration,
+) -> Result<Connection> {
+    match tokio::time::timeout(limit, login(connector, jid, password, timeouts)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => {
+            let err = classify(&e);
+            tracing::warn!(%jid, error = %err, "login failed");
+            Err(err)
+        }
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("login did not complete within {limit:?}"),
+        )),
+    }
+}
+
+/// Produces connections for the [`StanzaStream`]: first the one [`Session::connect`] already made,
+/// then fresh logins with backoff. A fatal failure is reported and the slot is parked rather than
+/// dropped: tokio-xmpp 6's worker panics (inside its own task) when a slot is dropped.
+struct Reconnector {
+    first: Option<Connection>,
+    connector: PmnConnector,
+    jid: Jid,
+    password: String,
+    timeouts: Timeouts,
+    connect_timeout: Duration,
+    failures: mpsc::UnboundedSender<Error>,
+}
+
+impl Reconnector {
+    fn into_fn(
+        mut self,
+    ) -> impl FnMut(Option<String>, oneshot::Sender<Connection>) + Send + 'static {
+        move |_preferred_location, slot| {
+            if let Some(first) = self.first.take() {
+                let _ = slot.send(first);
+                return;
+            }
+            let connector = self.connector.clone();
+            let jid = self.jid.clone();
+            let password = self.password.clone();
+            let timeouts = self.timeouts;
+            let limit = self.connect_timeout;
+            let failures = self.failures.clone();
+            let mut slot = slot;
+            tokio::spawn(async move {
+                let mut delay = Duration::from_millis(500);
+                loop {
+                    match login_bounded(&connector, &jid, &password, timeouts, limit).await {
+                        Ok(conn) => {
+                            let _ = slot.send(conn);
+                            return;
+                        }
+                        Err(e) => {
+                            let fatal = is_fatal(&e);
+                            if failures.send(e).is_err() || fatal {
+                                // Parked until the stream worker goes away (see above).
+                                slot.closed().await;
+                                return;
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(delay) => {}
+                                _ = slot.closed() => return,
+                            }
+                            delay = (delay * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+struct Pending {
+    to: Option<Jid>,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<IqReply>>,
+}
+
+struct SessionTask {
+    stream: StanzaStream,
+    commands: mpsc::UnboundedReceiver<Command>,
+    failures: mpsc::UnboundedReceiver<Error>,
+    inbound: mpsc::Sender<Inbound>,
+    state: watch::Sender<ConnectionState>,
+    pending: HashMap<String, Pending>,
+    tap: Option<mpsc::UnboundedSender<Stanza>>,
+    own_jid: FullJid,
+}
+
+impl SessionTask {
+    async fn run(mut self) {
+        let mut sweep = tokio::time::interval(Duration::from_millis(250));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut close_ack = None;
+        let mut fatal = None;
+        loop {
+            tokio::select! {
+                event = self.stream.next() => match event {
+                    Some(event) => {
+                        if !self.on_event(event).await {
+                            break;
+                        }
+                    }
+                    None => {
+                        fatal = Some(Error::new(ErrorKind::NotConnected, "stream ended"));
+                        break;
+                    }
+                },
+                command = self.commands.recv() => match command {
+                    Some(Command::Send(stanza)) => self.transmit(stanza).await,
+                    Some(Command::Request { iq, deadline, reply }) => {
+                        let id = match &iq {
+                            Iq::Get { id, .. } | Iq::Set { id, .. } => id.clone(),
+                            _ => continue,
+                        };
+                        let to = iq.to().cloned();
+                        self.pending.insert(id, Pending { to, deadline, reply });
+                        self.transmit(Stanza::Iq(iq)).await;
+                    }
+                    Some(Command::Close(ack)) => {
+                        close_ack = Some(ack);
+                        break;
+                    }
+                    // Every handle is gone: nobody can use this session any more.
+                    None => break,
+                },
+                Some(error) = self.failures.recv() => {
+                    if is_fatal(&error) {
+                        fatal = Some(error);
+                        break;
+                    }
+                    self.state.send_replace(ConnectionState::Reconnecting { reason: error.to_string() });
+                },
+                _ = sweep.tick() => self.expire(Instant::now()),
+            }
+        }
+        self.fail_all(|| Error::new(ErrorKind::NotConnected, "the session has ended"));
+        self.state
+            .send_replace(ConnectionState::Offline { error: fatal });
+        drop(self.inbound);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.stream.close()).await;
+        if let Some(ack) = close_ack {
+            let _ = ack.send(());
+        }
+    }
+
+    async fn transmit(&mut self, stanza: Stanza) {
+        if let Some(tap) = &self.tap {
+            let copy = match &stanza {
+                Stanza::Iq(iq) => Stanza::Iq(iq.clone()),
+                Stanza::Message(m) => Stanza::Message(m.clone()),
+                Stanza::Presence(p) => Stanza::Presence(p.clone()),
+            };
+            let _ = tap.send(copy);
+        }
+        // The token only tracks delivery to the server; replies are matched by id.
+        let _token = self.stream.send(Box::new(stanza)).await;
+    }
+
+    /// Returns false when the role layer is gone and the session should end.
+    async fn on_event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Stream(StreamEvent::Reset { bound_jid, .. }) => {
+                // A new stream: responses to requests sent on the old one will never come.
+                self.fail_all(|| {
+                    Error::new(
+                        ErrorKind::NotConnected,
+                        "connection was reset before the answer arrived",
+                    )
+                });
+                let jid = match bound_jid.try_into_full() {
+                    Ok(jid) => jid,
+                    Err(_) => self.own_jid.clone(),
+                };
+                tracing::info!(%jid, "online");
+                self.state
+                    .send_replace(ConnectionState::Online { jid: jid.clone() });
+                self.inbound
+                    .send(Inbound::Online {
+                        jid,
+                        resumed: false,
+                    })
+                    .await
+                    .is_ok()
+            }
+            Event::Stream(StreamEvent::Suspended) => {
+                tracing::info!("connection lost, reconnecting");
+                self.state.send_replace(ConnectionState::Reconnecting {
+                    reason: "connection lost".into(),
+                });
+                true
+            }
+            Event::Stream(StreamEvent::Resumed) => {
+                let jid = self.own_jid.clone();
+                self.state
+                    .send_replace(ConnectionState::Online { jid: jid.clone() });
+                self.inbound
+                    .send(Inbound::Online { jid, resumed: true })
+                    .await
+                    .is_ok()
+            }
+            Event::Stanza(Stanza::Iq(iq)) if matches!(iq, Iq::Result { .. } | Iq::Error { .. }) => {
+                self.on_response(iq);
+                true
+            }
+            Event::Stanza(stanza) => self
+                .inbound
+                .send(Inbound::Stanza(Box::new(stanza)))
+                .await
+                .is_ok(),
+        }
+    }
+
+    fn on_response(&mut self, iq: Iq) {
+        let (id, from, reply) = match iq {
+            Iq::Result {
+                id, from, payload, ..
+            } => (id, from, IqReply::Result(payload)),
+            Iq::Error {
+                id, from, error, ..
+            } => (id, from, IqReply::Error(error)),
+            _ => return,
+        };
+        let Some(pending) = self.pending.get(&id) else {
+            tracing::debug!(%id, "response to no pending request (late or unsolicited), dropped");
+            return;
+        };
+        if !response_from_matches(pending.to.as_ref(), from.as_ref(), &self.own_jid) {
+            tracing::warn!(%id, ?from, to = ?pending.to, "response from the wrong JID, ignored");
+            return;
+        }
+        if let Some(pending) = self.pending.remove(&id) {
+            let _ = pending.reply.send(Ok(reply));
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now || p.reply.is_closed())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                let to = p.to.map(|j| j.to_string()).unwrap_or_default();
+                let _ = p.reply.send(Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no answer from {to} in time"),
+                )));
+            }
+        }
+    }
+
+    fn fail_all(&mut self, error: impl Fn() -> Error) {
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.send(Err(error()));
+        }
+    }
+}
+
+/// RFC 6120 §8.1.2.1: a response comes from the entity the request went to; a request without `to`
+/// goes to our own account, whose answers may carry no `from`, our bare JID or our full JID.
+fn response_from_matches(to: Option<&Jid>, from: Option<&Jid>, own: &FullJid) -> bool {
+    let own_bare = own.to_bare();
+    let is_own_bare = |j: &Jid| j.try_as_full().is_err() && j.to_bare() == own_bare;
+    let is_own_full = |j: &Jid| j.try_as_full().is_ok_and(|f| f == own);
+    match (to, from) {
+        (Some(to), Some(from)) => to == from || (is_own_bare(to) && is_own_full(from)),
+        (Some(to), None) => is_own_bare(to),
+        (None, None) => true,
+        (None, Some(from)) => is_own_bare(from) || is_own_full(from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> Jid {
+        s.parse().expect("test JID")
+    }
+
+    #[test]
+    fn response_must_come_from_the_addressee() {
+        let own: FullJid = "home@home.test/phone".parse().expect("jid");
+        let tv = jid("home@home.test/tv");
+        assert!(response_from_matches(Some(&tv), Some(&tv), &own));
+        assert!(!response_from_matches(
+            Some(&tv),
+            Some(&jid("home@home.test/evil")),
+            &own
+        ));
+        assert!(!response_from_matches(Some(&tv), None, &own));
+        assert!(response_from_matches(None, None, &own));
+        assert!(response_from_matches(
+            None,
+            Some(&jid("home@home.test")),
+            &own
+        ));
+        assert!(!response_from_matches(
+            None,
+            Some(&jid("stranger@home.test")),
+            &own
+        ));
+    }
+
+    #[test]
+    fn auth_and_tls_failures_are_fatal_io_is_not() {
+        let auth = classify(&tokio_xmpp::Error::Auth(AuthError::NoMechanism));
+        assert_eq!(auth.kind(), ErrorKind::Auth);
+        assert!(is_fatal(&auth));
+        let tls = classify(&tokio_xmpp::Error::Connection(Box::new(
+            ConnectorError::Tls("bad cert".into()),
+        )));
+        assert_eq!(tls.kind(), ErrorKind::Tls);
+        assert!(is_fatal(&tls));
+        let io = classify(&tokio_xmpp::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        )));
+        assert_eq!(io.kind(), ErrorKind::Unreachable);
+        assert!(!is_fatal(&io));
+    }
+}
