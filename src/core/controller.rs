@@ -1,0 +1,595 @@
+//! The controller role: a phone (or any remote) that finds the network's providers and drives them.
+//!
+//! A controller announces no service feature (spec §6), keeps a [`ProviderDirectory`] from presence
+//! and disco#info, calls methods over Jabber-RPC and receives the events of the services it
+//! subscribed to. Subscriptions are restored by themselves when a provider comes back (after its own
+//! or our reconnect).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_xmpp::Stanza;
+use xmpp_parsers::caps::Caps;
+use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::presence::Presence;
+
+use crate::core::discovery::{
+    caps_for, disco_info_for, DirectoryUpdate, PresenceOutcome, ProviderDirectory, ProviderInfo,
+};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::events::{self, EventNotice};
+use crate::core::plumbing;
+use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::Value};
+use crate::core::services::player::{self, PlayerStatus};
+use crate::core::session::{ConnectionState, Inbound, IqReply, Session, SessionConfig};
+
+/// Capacity of the update and event broadcast channels; a receiver that falls further behind is
+/// told it lagged (and should re-read [`Controller::providers`]).
+const BROADCAST_CAPACITY: usize = 1024;
+
+/// How to start a controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// The session (network identifier, device resource, password, server).
+    pub session: SessionConfig,
+    /// Bound on every RPC call and disco query.
+    pub rpc_timeout: Duration,
+}
+
+impl ControllerConfig {
+    /// A configuration with a 10 s RPC timeout.
+    pub fn new(session: SessionConfig) -> Self {
+        Self {
+            session,
+            rpc_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An event received from a provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceEvent {
+    /// The provider that sent it.
+    pub provider: FullJid,
+    /// The event.
+    pub notice: EventNotice,
+}
+
+struct Shared {
+    session: Session,
+    rpc_timeout: Duration,
+    directory: Mutex<ProviderDirectory>,
+    updates: broadcast::Sender<DirectoryUpdate>,
+    events: broadcast::Sender<ServiceEvent>,
+    /// (provider, service) → number of live [`Subscription`]s.
+    subscriptions: Mutex<HashMap<(FullJid, String), usize>>,
+}
+
+/// A connected controller. Cheap to clone; [`Controller::close`] ends it for every clone.
+#[derive(Clone)]
+pub struct Controller {
+    shared: Arc<Shared>,
+    /// Aborts the dispatcher when the last clone goes.
+    _task: Arc<TaskGuard>,
+}
+
+struct TaskGuard(JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("session", &self.shared.session)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Controller {
+    /// Logs in and starts discovering providers.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: pmn::core::session::SessionConfig) -> pmn::core::error::Result<()> {
+    /// use std::time::Duration;
+    /// use pmn::core::controller::{Controller, ControllerConfig};
+    /// let controller = Controller::connect(ControllerConfig::new(session)).await?;
+    /// let tv = controller
+    ///     .wait_for_provider(|p| p.services.iter().any(|s| s == "urn.xmpp.tmp.media.player"), Duration::from_secs(5))
+    ///     .await?;
+    /// let status = controller.player(tv.jid).play("file:///movies/a.mkv").await?;
+    /// println!("{:?}", status.state);
+    /// controller.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: ControllerConfig) -> Result<Self> {
+        let network = config.session.jid.to_bare();
+        let (session, inbound) = Session::connect(config.session).await?;
+        let (updates, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let shared = Arc::new(Shared {
+            session,
+            rpc_timeout: config.rpc_timeout,
+            directory: Mutex::new(ProviderDirectory::new(network.clone())),
+            updates,
+            events,
+            subscriptions: Mutex::new(HashMap::new()),
+        });
+        let info = disco_info_for(None, &[]);
+        let (infos_tx, infos_rx) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher {
+            shared: shared.clone(),
+            network,
+            caps_ver: plumbing::caps_ver(&info),
+            info,
+            infos: infos_tx,
+            inflight: HashMap::new(),
+        };
+        let task = tokio::spawn(dispatcher.run(inbound, infos_rx));
+        Ok(Self {
+            shared,
+            _task: Arc::new(TaskGuard(task)),
+        })
+    }
+
+    /// The providers online now.
+    pub fn providers(&self) -> Vec<ProviderInfo> {
+        lock(&self.shared.directory).providers()
+    }
+
+    /// Changes of the provider list from now on.
+    pub fn updates(&self) -> broadcast::Receiver<DirectoryUpdate> {
+        self.shared.updates.subscribe()
+    }
+
+    /// Events of subscribed services from now on.
+    pub fn events(&self) -> broadcast::Receiver<ServiceEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.session.state()
+    }
+
+    /// The underlying session.
+    pub fn session(&self) -> &Session {
+        &self.shared.session
+    }
+
+    /// Waits until a provider matching `accept` is online (or is already), at most `timeout`.
+    pub async fn wait_for_provider(
+        &self,
+        accept: impl Fn(&ProviderInfo) -> bool,
+        timeout: Duration,
+    ) -> Result<ProviderInfo> {
+        let mut updates = self.updates();
+        if let Some(p) = self.providers().into_iter().find(|p| accept(p)) {
+            return Ok(p);
+        }
+        tokio::time::timeout(timeout, async {
+            loop {
+                match updates.recv().await {
+                    Ok(DirectoryUpdate::Added(p)) | Ok(DirectoryUpdate::Changed(p))
+                        if accept(&p) =>
+                    {
+                        return Ok(p)
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(p) = self.providers().into_iter().find(|p| accept(p)) {
+                            return Ok(p);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(Error::new(ErrorKind::NotConnected, "controller closed"))
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::new(ErrorKind::Timeout, "no matching provider came online"))?
+    }
+
+    /// Calls `method` (`<service>.<verb>`) on `provider`.
+    pub async fn call(
+        &self,
+        provider: &FullJid,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<Value> {
+        rpc::call(
+            &self.shared.session,
+            &Jid::from(provider.clone()),
+            method,
+            params,
+            self.shared.rpc_timeout,
+        )
+        .await
+    }
+
+    /// A typed client for the media player of `provider`.
+    pub fn player(&self, provider: FullJid) -> PlayerClient {
+        PlayerClient {
+            controller: self.clone(),
+            provider,
+        }
+    }
+
+    /// Subscribes to the events of `service` on `provider`. Events arrive on [`Controller::events`]
+    /// while the returned [`Subscription`] lives; dropping it unsubscribes.
+    pub async fn subscribe(&self, provider: &FullJid, service: &str) -> Result<Subscription> {
+        let key = (provider.clone(), service.to_owned());
+        self.call(provider, &format!("{service}.subscribe"), vec![])
+            .await?;
+        *lock(&self.shared.subscriptions)
+            .entry(key.clone())
+            .or_insert(0) += 1;
+        Ok(Subscription {
+            controller: Some(self.clone()),
+            key,
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// Goes offline and ends the session. Pending calls fail with `NotConnected`.
+    pub async fn close(&self) {
+        self.shared.session.close().await;
+    }
+}
+
+/// A live event subscription. Dropping it (or [`Subscription::cancel`]) unsubscribes.
+pub struct Subscription {
+    controller: Option<Controller>,
+    key: (FullJid, String),
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Subscription").field(&self.key).finish()
+    }
+}
+
+impl Subscription {
+    /// Unsubscribes now and waits for the provider's answer.
+    pub async fn cancel(mut self) -> Result<()> {
+        match self.release() {
+            Some((controller, provider, service)) => controller
+                .call(&provider, &format!("{service}.unsubscribe"), vec![])
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops our reference; returns what to unsubscribe when it was the last one.
+    fn release(&mut self) -> Option<(Controller, FullJid, String)> {
+        let controller = self.controller.take()?;
+        let last = {
+            let mut subs = lock(&controller.shared.subscriptions);
+            match subs.get_mut(&self.key) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    subs.remove(&self.key);
+                    true
+                }
+                None => false,
+            }
+        };
+        last.then(|| (controller, self.key.0.clone(), self.key.1.clone()))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some((controller, provider, service)) = self.release() {
+            self.runtime.spawn(async move {
+                let method = format!("{service}.unsubscribe");
+                if let Err(e) = controller.call(&provider, &method, vec![]).await {
+                    tracing::debug!(%provider, error = %e, "unsubscribe on drop failed");
+                }
+            });
+        }
+    }
+}
+
+/// Typed calls to a media player provider.
+#[derive(Clone, Debug)]
+pub struct PlayerClient {
+    controller: Controller,
+    provider: FullJid,
+}
+
+impl PlayerClient {
+    async fn status_call(&self, verb: &str, params: Vec<Value>) -> Result<PlayerStatus> {
+        let method = format!("{}.{verb}", player::SERVICE);
+        let value = self
+            .controller
+            .call(&self.provider, &method, params)
+            .await?;
+        PlayerStatus::from_value(&value)
+    }
+
+    /// Plays `uri` from the beginning.
+    pub async fn play(&self, uri: &str) -> Result<PlayerStatus> {
+        self.status_call("play", vec![Value::String(uri.to_owned())])
+            .await
+    }
+
+    /// Pauses.
+    pub async fn pause(&self) -> Result<PlayerStatus> {
+        self.status_call("pause", vec![]).await
+    }
+
+    /// Resumes after a pause.
+    pub async fn resume(&self) -> Result<PlayerStatus> {
+        self.status_call("resume", vec![]).await
+    }
+
+    /// Stops.
+    pub async fn stop(&self) -> Result<PlayerStatus> {
+        self.status_call("stop", vec![]).await
+    }
+
+    /// The current status.
+    pub async fn status(&self) -> Result<PlayerStatus> {
+        self.status_call("status", vec![]).await
+    }
+}
+
+/// A disco#info answer (or failure) coming back to the dispatcher.
+struct InfoAnswer {
+    jid: FullJid,
+    caps: Option<Caps>,
+    info: Result<DiscoInfoResult>,
+}
+
+struct Dispatcher {
+    shared: Arc<Shared>,
+    network: BareJid,
+    info: DiscoInfoResult,
+    caps_ver: String,
+    infos: mpsc::UnboundedSender<InfoAnswer>,
+    /// caps ver → devices waiting for the one query in flight for it.
+    inflight: HashMap<Vec<u8>, Vec<FullJid>>,
+}
+
+impl Dispatcher {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut infos: mpsc::UnboundedReceiver<InfoAnswer>,
+    ) {
+        loop {
+            tokio::select! {
+                item = inbound.recv() => match item {
+                    Some(Inbound::Online { jid, resumed }) => self.on_online(jid, resumed),
+                    Some(Inbound::Stanza(stanza)) => self.on_stanza(*stanza),
+                    None => break,
+                },
+                Some(answer) = infos.recv() => self.on_info(answer),
+            }
+        }
+        let gone = lock(&self.shared.directory).clear();
+        self.publish(gone);
+    }
+
+    fn publish(&self, updates: Vec<DirectoryUpdate>) {
+        let mut back: HashSet<FullJid> = HashSet::new();
+        for update in updates {
+            if let DirectoryUpdate::Added(p) = &update {
+                back.insert(p.jid.clone());
+            }
+            let _ = self.shared.updates.send(update);
+        }
+        if !back.is_empty() {
+            self.restore_subscriptions(&back);
+        }
+    }
+
+    /// A provider we had subscribed to came (back) online: it forgot us, so subscribe again.
+    fn restore_subscriptions(&self, providers: &HashSet<FullJid>) {
+        let wanted: Vec<(FullJid, String)> = lock(&self.shared.subscriptions)
+            .keys()
+            .filter(|(p, _)| providers.contains(p))
+            .cloned()
+            .collect();
+        for (provider, service) in wanted {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let method = format!("{service}.subscribe");
+                let to = Jid::from(provider.clone());
+                match rpc::call(&shared.session, &to, &method, vec![], shared.rpc_timeout).await {
+                    Ok(_) => tracing::info!(%provider, %service, "subscription restored"),
+                    Err(e) => {
+                        tracing::warn!(%provider, %service, error = %e, "could not restore subscription")
+                    }
+                }
+            });
+        }
+    }
+
+    fn on_online(&mut self, jid: FullJid, resumed: bool) {
+        if !resumed {
+            let gone = {
+                let mut dir = lock(&self.shared.directory);
+                dir.set_own(jid);
+                dir.clear()
+            };
+            self.inflight.clear();
+            self.publish(gone);
+        }
+        // Caps without service features: a controller announces no service (spec §6).
+        let presence = Presence::available().with_payload(caps_for(&self.info));
+        if self.shared.session.send(presence).is_err() {
+            tracing::warn!("could not announce presence: session ended");
+        }
+    }
+
+    fn on_stanza(&mut self, stanza: Stanza) {
+        match stanza {
+            Stanza::Presence(p) => self.on_presence(&p),
+            Stanza::Message(m) => self.on_message(m),
+            Stanza::Iq(iq) => self.on_iq(iq),
+        }
+    }
+
+    fn on_presence(&mut self, presence: &Presence) {
+        let outcome = lock(&self.shared.directory).on_presence(presence);
+        match outcome {
+            PresenceOutcome::Ignored => {}
+            PresenceOutcome::Updated(updates) => self.publish(updates),
+            PresenceOutcome::NeedInfo { jid, caps } => {
+                if let Some(c) = &caps {
+                    if let Some(waiting) = self.inflight.get_mut(&c.ver) {
+                        waiting.push(jid);
+                        return;
+                    }
+                    self.inflight.insert(c.ver.clone(), vec![]);
+                }
+                self.query_info(jid, caps);
+            }
+        }
+    }
+
+    fn query_info(&self, jid: FullJid, caps: Option<Caps>) {
+        let node = caps.as_ref().map(|c| {
+            use base64::Engine;
+            format!(
+                "{}#{}",
+                c.node,
+                base64::engine::general_purpose::STANDARD.encode(&c.ver)
+            )
+        });
+        let shared = self.shared.clone();
+        let infos = self.infos.clone();
+        tokio::spawn(async move {
+            let iq = Iq::Get {
+                from: None,
+                to: Some(Jid::from(jid.clone())),
+                id: String::new(),
+                payload: DiscoInfoQuery { node: node.clone() }.into(),
+            };
+            let info = match shared.session.request(iq, shared.rpc_timeout).await {
+                Ok(IqReply::Result(Some(payload))) => DiscoInfoResult::try_from(payload)
+                    .map_err(|e| Error::new(ErrorKind::Protocol, format!("disco#info: {e}"))),
+                Ok(IqReply::Result(None)) => {
+                    Err(Error::new(ErrorKind::Protocol, "empty disco#info"))
+                }
+                Ok(IqReply::Error(e)) => Err(rpc::error_from_stanza("disco#info", &e)),
+                Err(e) => Err(e),
+            };
+            let _ = infos.send(InfoAnswer { jid, caps, info });
+        });
+    }
+
+    fn on_info(&mut self, answer: InfoAnswer) {
+        let waiting = answer
+            .caps
+            .as_ref()
+            .and_then(|c| self.inflight.remove(&c.ver))
+            .unwrap_or_default();
+        let info = match answer.info {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::warn!(jid = %answer.jid, error = %e, "disco#info failed");
+                // Someone else with the same caps may answer.
+                if let Some((next, rest)) = waiting.split_first() {
+                    if let Some(c) = &answer.caps {
+                        self.inflight.insert(c.ver.clone(), rest.to_vec());
+                    }
+                    self.query_info(next.clone(), answer.caps);
+                }
+                return;
+            }
+        };
+        let mut updates = Vec::new();
+        let verified = {
+            let mut dir = lock(&self.shared.directory);
+            updates.extend(dir.on_info(answer.jid, answer.caps.as_ref(), &info));
+            answer
+                .caps
+                .as_ref()
+                .is_some_and(|c| dir.caps_cache().get(c).is_some())
+        };
+        if verified {
+            // Everyone who announced the same hash gets the verified answer.
+            let mut dir = lock(&self.shared.directory);
+            for jid in waiting {
+                updates.extend(dir.on_info(jid, answer.caps.as_ref(), &info));
+            }
+        } else {
+            for jid in waiting {
+                self.query_info(jid, None);
+            }
+        }
+        self.publish(updates);
+    }
+
+    fn on_message(&self, message: Message) {
+        if message.type_ != MessageType::Headline {
+            return;
+        }
+        let Some(from) = message.from.clone().and_then(|j| j.try_into_full().ok()) else {
+            return;
+        };
+        // Events count only from providers we know (our network, or one that granted us access).
+        if lock(&self.shared.directory).get(&from).is_none() {
+            tracing::debug!(%from, "event from an unknown device ignored");
+            return;
+        }
+        for payload in message
+            .payloads
+            .iter()
+            .filter(|p| p.is("event", events::NS))
+        {
+            match EventNotice::from_element(payload, &Limits::default()) {
+                Ok(notice) => {
+                    let _ = self.shared.events.send(ServiceEvent {
+                        provider: from.clone(),
+                        notice,
+                    });
+                }
+                Err(e) => tracing::warn!(%from, error = %e, "malformed event ignored"),
+            }
+        }
+    }
+
+    fn on_iq(&self, iq: Iq) {
+        let (from, id, payload) = match iq {
+            Iq::Get {
+                from, id, payload, ..
+            } => (from, id, payload),
+            Iq::Set { from, id, .. } => {
+                // A controller serves nothing.
+                let _ = self.shared.session.send(plumbing::unsupported(from, id));
+                return;
+            }
+            _ => return,
+        };
+        let reply = match &from {
+            Some(f) if f.to_bare() != self.network => {
+                plumbing::error(from.clone(), id, plumbing::forbidden())
+            }
+            _ => plumbing::answer_get(from, id, &payload, &self.info, &self.caps_ver),
+        };
+        let _ = self.shared.session.send(reply);
+    }
+}

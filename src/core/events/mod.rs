@@ -1,0 +1,222 @@
+//! Events from providers to subscribed controllers.
+//!
+//! Wire format (DESIGN §3): `<message type='headline'>` carrying
+//! `<event xmlns='urn:xmpp:tmp:pmn:event:0' service='player' name='state-changed'>` with an XML-RPC
+//! `<params>` inside. A provider sends events only to full JIDs that subscribed (so every recipient
+//! contacted the provider first) and forgets a subscriber as soon as its presence becomes unavailable.
+
+use std::collections::{BTreeSet, HashMap};
+
+use tokio::sync::mpsc;
+use xmpp_parsers::jid::FullJid;
+use xmpp_parsers::minidom::Element;
+use xso::exports::rxml::xml_ncname;
+
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::rpc::xmlrpc::{self, Limits, Value};
+
+/// Namespace of the `<event/>` element.
+pub const NS: &str = "urn:xmpp:tmp:pmn:event:0";
+
+/// Most subscribers one service accepts (a flood of subscriptions must not grow memory unbounded).
+pub const MAX_SUBSCRIBERS_PER_SERVICE: usize = 1024;
+
+/// One event of one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventNotice {
+    /// The service name (method prefix), e.g. `player`.
+    pub service: String,
+    /// The event name, e.g. `state-changed`.
+    pub name: String,
+    /// The event's parameters.
+    pub params: Vec<Value>,
+}
+
+impl EventNotice {
+    /// The `<event/>` element.
+    pub fn to_element(&self) -> Element {
+        let mut params = Element::builder("params", xmlrpc::NS).build();
+        for value in &self.params {
+            let mut param = Element::builder("param", xmlrpc::NS).build();
+            param.append_child(xmlrpc::value_to_element(value));
+            params.append_child(param);
+        }
+        // The parameters are plain XML-RPC, in the Jabber-RPC namespace, so one codec reads both.
+        Element::builder("event", NS)
+            .attr(xml_ncname!("service").into(), self.service.as_str())
+            .attr(xml_ncname!("name").into(), self.name.as_str())
+            .append(params)
+            .build()
+    }
+
+    /// Parses an `<event/>` element.
+    pub fn from_element(el: &Element, limits: &Limits) -> Result<Self> {
+        let bad = |why: &str| Error::new(ErrorKind::Protocol, format!("malformed event: {why}"));
+        if !el.is("event", NS) {
+            return Err(bad("not an <event/>"));
+        }
+        let service = el.attr("service").ok_or_else(|| bad("no service"))?;
+        let name = el.attr("name").ok_or_else(|| bad("no name"))?;
+        let mut params = Vec::new();
+        if let Some(list) = el.get_child("params", xmlrpc::NS) {
+            for param in list.children() {
+                if !param.is("param", xmlrpc::NS) {
+                    return Err(bad("unexpected child of <params/>"));
+                }
+                let value = param
+                    .children()
+                    .find(|c| c.is("value", xmlrpc::NS))
+                    .ok_or_else(|| bad("<param/> without <value/>"))?;
+                params.push(xmlrpc::parse_value(value, limits).map_err(|e| bad(&e.to_string()))?);
+            }
+        }
+        Ok(Self {
+            service: service.to_owned(),
+            name: name.to_owned(),
+            params,
+        })
+    }
+}
+
+/// Where a service sends its events; the provider fans them out to the subscribers.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    service: String,
+    tx: mpsc::UnboundedSender<EventNotice>,
+}
+
+impl EventSink {
+    /// A sink for `service` feeding `tx`.
+    pub fn new(service: impl Into<String>, tx: mpsc::UnboundedSender<EventNotice>) -> Self {
+        Self {
+            service: service.into(),
+            tx,
+        }
+    }
+
+    /// Emits an event; dropped silently once the provider has stopped.
+    pub fn emit(&self, name: &str, params: Vec<Value>) {
+        let _ = self.tx.send(EventNotice {
+            service: self.service.clone(),
+            name: name.to_owned(),
+            params,
+        });
+    }
+}
+
+/// The subscribers of each service of a provider.
+#[derive(Debug, Default)]
+pub struct Subscribers {
+    by_service: HashMap<String, BTreeSet<FullJid>>,
+}
+
+impl Subscribers {
+    /// Adds `jid` to `service`'s subscribers. Idempotent; fails when the service is full.
+    pub fn subscribe(&mut self, service: &str, jid: FullJid) -> Result<()> {
+        let set = self.by_service.entry(service.to_owned()).or_default();
+        if !set.contains(&jid) && set.len() >= MAX_SUBSCRIBERS_PER_SERVICE {
+            return Err(Error::new(
+                ErrorKind::Fault,
+                format!("{service} has too many subscribers"),
+            ));
+        }
+        set.insert(jid);
+        Ok(())
+    }
+
+    /// Removes `jid` from `service`'s subscribers. Returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, service: &str, jid: &FullJid) -> bool {
+        self.by_service
+            .get_mut(service)
+            .is_some_and(|set| set.remove(jid))
+    }
+
+    /// Forgets `jid` everywhere (its presence became unavailable). Returns whether it was known.
+    pub fn forget(&mut self, jid: &FullJid) -> bool {
+        let mut any = false;
+        for set in self.by_service.values_mut() {
+            any |= set.remove(jid);
+        }
+        any
+    }
+
+    /// The subscribers of `service`.
+    pub fn of(&self, service: &str) -> Vec<FullJid> {
+        self.by_service
+            .get(service)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Total number of subscriptions.
+    pub fn len(&self) -> usize {
+        self.by_service.values().map(BTreeSet::len).sum()
+    }
+
+    /// Whether nobody is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(s: &str) -> FullJid {
+        s.parse().expect("full JID")
+    }
+
+    #[test]
+    fn event_round_trips() {
+        let notice = EventNotice {
+            service: "player".into(),
+            name: "state-changed".into(),
+            params: vec![Value::String("playing".into()), Value::Int(42)],
+        };
+        let el = notice.to_element();
+        assert_eq!(
+            EventNotice::from_element(&el, &Limits::default()).expect("parse"),
+            notice
+        );
+    }
+
+    #[test]
+    fn malformed_events_are_rejected() {
+        let el: Element = "<event xmlns='urn:xmpp:tmp:pmn:event:0' name='x'/>"
+            .parse()
+            .expect("xml");
+        let err = EventNotice::from_element(&el, &Limits::default()).expect_err("no service");
+        assert_eq!(err.kind(), ErrorKind::Protocol);
+        let el: Element = "<event xmlns='urn:xmpp:tmp:pmn:event:0' service='player' name='x'><params xmlns='jabber:iq:rpc'><param><value><i4>nope</i4></value></param></params></event>"
+            .parse()
+            .expect("xml");
+        assert!(EventNotice::from_element(&el, &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn forgetting_a_subscriber_removes_it_from_every_service() {
+        let mut subs = Subscribers::default();
+        let phone = full("home@home.test/phone");
+        subs.subscribe("player", phone.clone()).expect("subscribe");
+        subs.subscribe("recorder", phone.clone())
+            .expect("subscribe");
+        subs.subscribe("player", phone.clone()).expect("idempotent");
+        assert_eq!(subs.len(), 2);
+        assert!(subs.forget(&phone));
+        assert!(subs.is_empty());
+        assert!(!subs.forget(&phone));
+    }
+
+    #[test]
+    fn subscriptions_are_bounded() {
+        let mut subs = Subscribers::default();
+        for i in 0..MAX_SUBSCRIBERS_PER_SERVICE {
+            subs.subscribe("player", full(&format!("home@home.test/p{i}")))
+                .expect("below the bound");
+        }
+        assert!(subs
+            .subscribe("player", full("home@home.test/one-too-many"))
+            .is_err());
+    }
+}

@@ -1,0 +1,366 @@
+//! The provider role: a device that offers services (a TV, a player, a recorder).
+//!
+//! It announces its services through presence caps, answers disco#info and Jabber-RPC calls from
+//! devices of its own network, refuses everyone else with `forbidden` (Prosody delivers an iq to a
+//! full JID without any subscription, so the provider itself must check every stanza), and sends
+//! events to subscribers.
+//!
+//! **It never sends a stanza to a JID that has not contacted it first** (spec §4): presence goes to
+//! the server (no `to`), iq answers go to the requester, and events go only to full JIDs that called
+//! `<service>.subscribe` and are still online. Those are the only three places that send, all in this
+//! file.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_xmpp::Stanza;
+use xmpp_parsers::disco::DiscoInfoResult;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+
+use crate::core::discovery::{caps_for, disco_info_for};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::events::{EventNotice, EventSink, Subscribers};
+use crate::core::plumbing;
+use crate::core::rpc::xmlrpc::{self, Limits, MethodResponse, RpcPayload, Value};
+use crate::core::rpc::{stanza_error_for, CallContext, RpcRouter, Service};
+use crate::core::session::{Inbound, Session, SessionConfig};
+
+/// How many calls a provider runs at once; further calls wait (the server keeps them queued).
+const MAX_CONCURRENT_CALLS: usize = 64;
+
+/// How to start a provider.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The session (network identifier, device resource, password, server).
+    pub session: SessionConfig,
+    /// The device name shown to controllers (disco#info identity name).
+    pub name: String,
+}
+
+/// A running provider. Stops when [`Provider::stop`] is called or the value is dropped.
+pub struct Provider {
+    session: Session,
+    state: Arc<Mutex<ProviderState>>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct ProviderState {
+    subscribers: Subscribers,
+}
+
+impl Provider {
+    /// Logs in, announces `services` and starts answering.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: pmn::core::session::SessionConfig) -> pmn::core::error::Result<()> {
+    /// use std::sync::Arc;
+    /// use pmn::core::provider::{Provider, ProviderConfig};
+    /// use pmn::core::services::player::{PlayerService, SimulatedPlayer};
+    /// let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
+    /// let provider = Provider::start(
+    ///     ProviderConfig { session, name: "Living room TV".into() },
+    ///     vec![player],
+    /// ).await?;
+    /// provider.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(config: ProviderConfig, services: Vec<Arc<dyn Service>>) -> Result<Self> {
+        if services.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a provider needs at least one service",
+            ));
+        }
+        let mut router = RpcRouter::default();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        for service in services {
+            service.bind_events(EventSink::new(service.name(), events_tx.clone()));
+            router.add(service)?;
+        }
+        let features: Vec<&str> = router.services().map(|s| s.feature()).collect();
+        let info = disco_info_for(Some(&config.name), &features);
+        let network = config.session.jid.to_bare();
+        let (session, inbound) = Session::connect(config.session).await?;
+        let state = Arc::new(Mutex::new(ProviderState::default()));
+        let task = tokio::spawn(
+            Dispatcher {
+                session: session.clone(),
+                network,
+                router: Arc::new(router),
+                caps_ver: plumbing::caps_ver(&info),
+                info,
+                state: state.clone(),
+                calls: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
+            }
+            .run(inbound, events_rx),
+        );
+        Ok(Self {
+            session,
+            state,
+            task,
+        })
+    }
+
+    /// The underlying session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// How many (service, controller) subscriptions are active.
+    pub fn subscription_count(&self) -> usize {
+        lock(&self.state).subscribers.len()
+    }
+
+    /// Goes offline: unavailable presence, stream closed.
+    pub async fn stop(mut self) {
+        self.session.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock(state: &Mutex<ProviderState>) -> std::sync::MutexGuard<'_, ProviderState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Dispatcher {
+    session: Session,
+    network: BareJid,
+    router: Arc<RpcRouter>,
+    info: DiscoInfoResult,
+    caps_ver: String,
+    state: Arc<Mutex<ProviderState>>,
+    calls: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    async fn run(
+        self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut events: mpsc::UnboundedReceiver<EventNotice>,
+    ) {
+        loop {
+            tokio::select! {
+                item = inbound.recv() => match item {
+                    Some(Inbound::Online { resumed, .. }) => self.on_online(resumed),
+                    Some(Inbound::Stanza(stanza)) => self.on_stanza(*stanza),
+                    None => break,
+                },
+                Some(notice) = events.recv() => self.fan_out(notice),
+            }
+        }
+        tracing::debug!("provider dispatcher ended");
+    }
+
+    /// May this JID use the provider? Devices of the same network only, for now; guests come with
+    /// the access module.
+    fn authorised(&self, from: &Jid) -> bool {
+        from.to_bare() == self.network
+    }
+
+    fn on_online(&self, resumed: bool) {
+        if !resumed {
+            // The server forgot us: subscribers will have to subscribe again (they see us come back).
+            lock(&self.state).subscribers = Subscribers::default();
+        }
+        let presence = Presence::available().with_payload(caps_for(&self.info));
+        if self.session.send(presence).is_err() {
+            tracing::warn!("could not announce presence: session ended");
+        }
+    }
+
+    fn on_stanza(&self, stanza: Stanza) {
+        match stanza {
+            Stanza::Iq(iq) => self.on_iq(iq),
+            Stanza::Presence(p) => self.on_presence(&p),
+            // Providers take commands as RPC only; messages are ignored.
+            Stanza::Message(_) => {}
+        }
+    }
+
+    fn on_presence(&self, presence: &Presence) {
+        if presence.type_ != PresenceType::Unavailable {
+            return;
+        }
+        let Some(from) = presence.from.clone().and_then(|j| j.try_into_full().ok()) else {
+            return;
+        };
+        if lock(&self.state).subscribers.forget(&from) {
+            tracing::debug!(%from, "subscriber left; forgotten");
+        }
+    }
+
+    fn reply(&self, iq: Iq) {
+        if self.session.send(iq).is_err() {
+            tracing::debug!("reply dropped: session ended");
+        }
+    }
+
+    fn on_iq(&self, iq: Iq) {
+        let (from, id, payload, is_set) = match iq {
+            Iq::Get {
+                from, id, payload, ..
+            } => (from, id, payload, false),
+            Iq::Set {
+                from, id, payload, ..
+            } => (from, id, payload, true),
+            // Responses to our own requests are consumed by the session; others are stray.
+            _ => return,
+        };
+        let Some(from) = from else {
+            // From our own account's server-side (no 'from'): nothing we serve.
+            return self.reply(plumbing::unsupported(None, id));
+        };
+        if !self.authorised(&from) {
+            tracing::info!(%from, "refused a request from outside the network");
+            return self.reply(plumbing::error(Some(from), id, plumbing::forbidden()));
+        }
+        if is_set && payload.is("query", xmlrpc::NS) {
+            return self.on_rpc(from, id, payload);
+        }
+        if is_set {
+            return self.reply(plumbing::unsupported(Some(from), id));
+        }
+        self.reply(plumbing::answer_get(
+            Some(from),
+            id,
+            &payload,
+            &self.info,
+            &self.caps_ver,
+        ));
+    }
+
+    fn on_rpc(&self, from: Jid, id: String, query: Element) {
+        let Ok(caller) = from.clone().try_into_full() else {
+            return self.reply(plumbing::error(
+                Some(from),
+                id,
+                stanza_error_for(&Error::new(ErrorKind::BadParams, "caller has no resource")),
+            ));
+        };
+        let call = match xmlrpc::parse_query(&query, &Limits::default()) {
+            Ok(RpcPayload::Call(call)) => call,
+            Ok(RpcPayload::Response(_)) => {
+                let e = Error::new(ErrorKind::BadParams, "expected a methodCall");
+                return self.reply(plumbing::error(Some(from), id, stanza_error_for(&e)));
+            }
+            Err(e) => {
+                let e = Error::new(ErrorKind::BadParams, format!("malformed call: {e}"));
+                return self.reply(plumbing::error(Some(from), id, stanza_error_for(&e)));
+            }
+        };
+        // Subscriptions are the provider's business, the same for every service.
+        if let Some((service, verb)) = call.method.split_once('.') {
+            if matches!(verb, "subscribe" | "unsubscribe") && self.router.service(service).is_some()
+            {
+                let outcome = if !call.params.is_empty() {
+                    Err(Error::new(
+                        ErrorKind::BadParams,
+                        format!("{} takes no parameters", call.method),
+                    ))
+                } else if verb == "subscribe" {
+                    lock(&self.state)
+                        .subscribers
+                        .subscribe(service, caller.clone())
+                        .map(|()| Value::Bool(true))
+                } else {
+                    Ok(Value::Bool(
+                        lock(&self.state).subscribers.unsubscribe(service, &caller),
+                    ))
+                };
+                return self.reply(answer(from, id, outcome));
+            }
+        }
+        let router = self.router.clone();
+        let session = self.session.clone();
+        let calls = self.calls.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = calls.acquire_owned().await else {
+                return;
+            };
+            let ctx = CallContext { caller };
+            let outcome = match router.resolve(&call.method) {
+                Ok((service, verb)) => service.call(verb, call.params, &ctx).await,
+                Err(e) => Err(e),
+            };
+            if session.send(answer(from, id, outcome)).is_err() {
+                tracing::debug!("reply dropped: session ended");
+            }
+        });
+    }
+
+    fn fan_out(&self, notice: EventNotice) {
+        let subscribers = lock(&self.state).subscribers.of(&notice.service);
+        if subscribers.is_empty() {
+            return;
+        }
+        let payload = notice.to_element();
+        for to in subscribers {
+            let mut message = Message::new_with_type(MessageType::Headline, Some(Jid::from(to)));
+            message.payloads.push(payload.clone());
+            if self.session.send(message).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The iq answering a call: result with a methodResponse (success or fault), or a stanza error for
+/// refusals (unknown method, bad params, forbidden).
+fn answer(to: Jid, id: String, outcome: Result<Value>) -> Iq {
+    match outcome {
+        Ok(value) => plumbing::result(
+            Some(to),
+            id,
+            Some(xmlrpc::response_to_query(&MethodResponse::Success(value))),
+        ),
+        Err(e) if e.kind() == ErrorKind::Fault => plumbing::result(
+            Some(to),
+            id,
+            Some(xmlrpc::response_to_query(&MethodResponse::Fault {
+                code: e.fault_code().unwrap_or(0),
+                message: e.message().to_owned(),
+            })),
+        ),
+        Err(e) if is_refusal(e.kind()) => plumbing::error(Some(to), id, stanza_error_for(&e)),
+        Err(e) => {
+            // An unexpected failure inside the service: a fault, so the caller learns it failed.
+            tracing::warn!(error = %e, "service call failed");
+            plumbing::result(
+                Some(to),
+                id,
+                Some(xmlrpc::response_to_query(&MethodResponse::Fault {
+                    code: 500,
+                    message: e.to_string(),
+                })),
+            )
+        }
+    }
+}
+
+fn is_refusal(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::UnknownMethod | ErrorKind::BadParams | ErrorKind::Forbidden
+    )
+}

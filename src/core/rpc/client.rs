@@ -1,0 +1,65 @@
+//! The calling side: one method call, bounded by a timeout, answered or failed with a typed error.
+
+use std::time::Duration;
+
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+
+use super::xmlrpc::{self, Limits, MethodCall, MethodResponse, RpcPayload, Value};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::session::{IqReply, Session};
+
+/// Calls `method` on `to` and waits at most `timeout`.
+///
+/// Errors: [`ErrorKind::Timeout`], [`ErrorKind::UnknownMethod`], [`ErrorKind::BadParams`],
+/// [`ErrorKind::Forbidden`], [`ErrorKind::ProviderUnavailable`], [`ErrorKind::Fault`] (with the
+/// provider's fault code), [`ErrorKind::Protocol`] for an answer that is not a method response.
+pub async fn call(
+    session: &Session,
+    to: &Jid,
+    method: &str,
+    params: Vec<Value>,
+    timeout: Duration,
+) -> Result<Value> {
+    let call = MethodCall {
+        method: method.to_owned(),
+        params,
+    };
+    let iq = Iq::Set {
+        from: None,
+        to: Some(to.clone()),
+        id: String::new(),
+        payload: xmlrpc::call_to_query(&call),
+    };
+    let reply = session.request(iq, timeout).await.map_err(|e| {
+        if e.kind() == ErrorKind::Timeout {
+            Error::new(
+                ErrorKind::Timeout,
+                format!("{method} on {to}: no answer within {timeout:?}"),
+            )
+        } else {
+            e
+        }
+    })?;
+    match reply {
+        IqReply::Error(error) => Err(super::error_from_stanza(method, &error)),
+        IqReply::Result(None) => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("{method}: empty result"),
+        )),
+        IqReply::Result(Some(query)) => match xmlrpc::parse_query(&query, &Limits::default()) {
+            Ok(RpcPayload::Response(MethodResponse::Success(value))) => Ok(value),
+            Ok(RpcPayload::Response(MethodResponse::Fault { code, message })) => {
+                Err(Error::fault(code, format!("{method}: {message}")))
+            }
+            Ok(RpcPayload::Call(_)) => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("{method}: answered with a method call"),
+            )),
+            Err(e) => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("{method}: malformed response: {e}"),
+            )),
+        },
+    }
+}

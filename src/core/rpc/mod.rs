@@ -1,0 +1,78 @@
+//! RPC in iq stanzas: XEP-0009 Jabber-RPC (XML-RPC in `<query xmlns='jabber:iq:rpc'/>`).
+//!
+//! Method names are `<service>.<verb>` (`player.play`). Failures travel two ways, kept distinct:
+//! protocol-level refusals are XMPP stanza errors (unknown method → `item-not-found`, wrong params or
+//! malformed payload → `bad-request`, caller not allowed → `forbidden`), while a method that ran and
+//! failed answers an XML-RPC fault. [`stanza_error_for`] and [`error_from_stanza`] are the one place
+//! where the two vocabularies are translated.
+
+mod client;
+mod router;
+pub mod xmlrpc;
+
+pub use client::call;
+pub use router::{CallContext, RpcRouter, Service};
+
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use crate::core::error::{Error, ErrorKind};
+
+/// The stanza error a provider answers for a failed call.
+pub fn stanza_error_for(error: &Error) -> StanzaError {
+    let (type_, condition) = match error.kind() {
+        ErrorKind::UnknownMethod => (ErrorType::Cancel, DefinedCondition::ItemNotFound),
+        ErrorKind::BadParams | ErrorKind::Protocol => {
+            (ErrorType::Modify, DefinedCondition::BadRequest)
+        }
+        ErrorKind::Forbidden => (ErrorType::Auth, DefinedCondition::Forbidden),
+        ErrorKind::ProviderUnavailable => (ErrorType::Cancel, DefinedCondition::ServiceUnavailable),
+        ErrorKind::Timeout => (ErrorType::Wait, DefinedCondition::RemoteServerTimeout),
+        _ => (ErrorType::Wait, DefinedCondition::InternalServerError),
+    };
+    StanzaError::new(type_, condition, "en", error.message())
+}
+
+/// The typed error a controller gets for a stanza error answered to `method`.
+pub fn error_from_stanza(method: &str, error: &StanzaError) -> Error {
+    let text = error
+        .texts
+        .values()
+        .next()
+        .map(|t| format!(": {t}"))
+        .unwrap_or_default();
+    let kind = match error.defined_condition {
+        DefinedCondition::ItemNotFound | DefinedCondition::FeatureNotImplemented => {
+            ErrorKind::UnknownMethod
+        }
+        DefinedCondition::BadRequest | DefinedCondition::NotAcceptable => ErrorKind::BadParams,
+        DefinedCondition::Forbidden | DefinedCondition::NotAuthorized => ErrorKind::Forbidden,
+        DefinedCondition::ServiceUnavailable
+        | DefinedCondition::RecipientUnavailable
+        | DefinedCondition::RemoteServerNotFound => ErrorKind::ProviderUnavailable,
+        DefinedCondition::RemoteServerTimeout => ErrorKind::Timeout,
+        _ => ErrorKind::Protocol,
+    };
+    Error::new(
+        kind,
+        format!("{method}: {:?}{text}", error.defined_condition),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_survives_the_round_trip_through_xmpp() {
+        for kind in [
+            ErrorKind::UnknownMethod,
+            ErrorKind::BadParams,
+            ErrorKind::Forbidden,
+            ErrorKind::ProviderUnavailable,
+            ErrorKind::Timeout,
+        ] {
+            let wire = stanza_error_for(&Error::new(kind, "x"));
+            assert_eq!(error_from_stanza("player.play", &wire).kind(), kind);
+        }
+    }
+}
