@@ -1,0 +1,381 @@
+//! `cargo xtask`: the project's single entry point for the demo, the whole test suite, the
+//! generated bindings and the benchmarks. Aliased in `.cargo/config.toml`:
+//! `[alias] xtask = "run --quiet --package xtask --"`.
+
+use std::env;
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+use std::time::{Duration, Instant};
+
+use pmn_testkit::TestServer;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  demo              start a local Prosody and run `pmn demo` against it
+  test              the whole suite: fmt, clippy, cargo test, bindings, Kotlin JVM tests
+  bindings          build libpmn and generate the Kotlin and Swift bindings
+  bench [NAME]      run the benchmarks (only NAME when given)
+  mobile-check      compile gate for the phone targets (not yet implemented)
+  help              this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let mut ctx = Ctx::new();
+    let result = match args.first().map(String::as_str) {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("demo") if args.len() == 1 => demo(&mut ctx),
+        Some("test") if args.len() == 1 => test(&mut ctx),
+        Some("bindings") if args.len() == 1 => ctx.stage("bindings", bindings),
+        Some("bench") if args.len() <= 2 => bench(&mut ctx, args.get(1).map(String::as_str)),
+        Some("mobile-check") if args.len() == 1 => Err(Failure::new(
+            "mobile-check",
+            "not yet implemented (owned by another engineer)",
+        )),
+        Some(_) => {
+            eprintln!("xtask: unknown command or arguments: {}\n", args.join(" "));
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    ctx.summary();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!(
+                "xtask: FAILED at step '{}': {}",
+                failure.step, failure.detail
+            );
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A failed step: its name, what went wrong, and the exit code for xtask.
+#[derive(Debug)]
+struct Failure {
+    step: String,
+    detail: String,
+    code: u8,
+}
+
+impl Failure {
+    fn new(step: &str, detail: impl fmt::Display) -> Failure {
+        Failure {
+            step: step.to_string(),
+            detail: detail.to_string(),
+            code: 1,
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, Failure>;
+
+/// Repository paths and the per-stage timings.
+struct Ctx {
+    root: PathBuf,
+    timings: Vec<(String, Duration, bool)>,
+}
+
+impl Ctx {
+    fn new() -> Ctx {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives inside the repository")
+            .to_path_buf();
+        Ctx {
+            root,
+            timings: Vec::new(),
+        }
+    }
+
+    /// Runs one stage with a banner, recording its time and outcome.
+    fn stage<T>(&mut self, name: &str, f: impl FnOnce(&mut Ctx) -> Result<T>) -> Result<T> {
+        println!("\n==== xtask: {name} ====");
+        let start = Instant::now();
+        let result = f(self);
+        self.timings
+            .push((name.to_string(), start.elapsed(), result.is_ok()));
+        result
+    }
+
+    fn summary(&self) {
+        if self.timings.is_empty() {
+            return;
+        }
+        println!("\n==== xtask: stage times ====");
+        for (name, time, ok) in &self.timings {
+            let mark = if *ok { "ok    " } else { "FAILED" };
+            println!("  {mark} {:>8.1}s  {name}", time.as_secs_f64());
+        }
+        let total: Duration = self.timings.iter().map(|(_, t, _)| *t).sum();
+        println!("         {:>8.1}s  total", total.as_secs_f64());
+    }
+
+    /// The cargo target directory: `$CARGO_TARGET_DIR` (relative to the repository) or `target/`.
+    fn target_dir(&self) -> PathBuf {
+        match env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => self.root.join(dir),
+            _ => self.root.join("target"),
+        }
+    }
+
+    /// `cargo` (the one running us when available), working in the repository root.
+    fn cargo(&self) -> Command {
+        let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+        cmd.current_dir(&self.root);
+        cmd
+    }
+}
+
+/// Runs `cmd` with inherited stdio; a non-zero exit fails `step`.
+fn run(step: &str, cmd: &mut Command) -> Result {
+    let status = cmd
+        .status()
+        .map_err(|e| Failure::new(step, format!("cannot run {cmd:?}: {e}")))?;
+    check(step, cmd, status)
+}
+
+fn check(step: &str, cmd: &Command, status: ExitStatus) -> Result {
+    if status.success() {
+        return Ok(());
+    }
+    let mut failure = Failure::new(step, format!("{cmd:?} exited with {status}"));
+    failure.code = exit_code(status);
+    Err(failure)
+}
+
+/// The exit code to report for a child's status (128 + signal for a killed child).
+fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
+        (None, None) => 1,
+    }
+}
+
+/// Whether `program` is on `PATH`.
+fn have(program: &str) -> bool {
+    env::var_os("PATH").is_some_and(|path| {
+        env::split_paths(&path).any(|dir| {
+            let candidate = dir.join(program);
+            candidate.is_file()
+                && std::fs::metadata(&candidate).is_ok_and(|m| {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.permissions().mode() & 0o111 != 0
+                })
+        })
+    })
+}
+
+/// `apt-get update` + `apt-get install -y PACKAGES` (with sudo when not root).
+fn apt_install(step: &str, packages: &[&str]) -> Result {
+    println!("xtask: installing {} with apt-get", packages.join(" "));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run(step, &mut apt(&["update", "-qq"]))?;
+    let mut install = apt(&["install", "-y", "-qq"]);
+    install.args(packages);
+    run(step, &mut install)
+}
+
+/// Installs Prosody (and openssl) through tests/prosody/prosody.sh if missing.
+fn install_prosody(_: &mut Ctx) -> Result {
+    pmn_testkit::install().map_err(|e| Failure::new("prerequisites", e))
+}
+
+fn start_prosody(_: &mut Ctx) -> Result<TestServer> {
+    let server = TestServer::start().map_err(|e| Failure::new("prosody", e))?;
+    println!(
+        "xtask: prosody on {} (CA {})",
+        server.addr(),
+        server.ca_path().display()
+    );
+    Ok(server)
+}
+
+// ---- demo ----------------------------------------------------------------------------------
+
+fn demo(ctx: &mut Ctx) -> Result {
+    ctx.stage("prerequisites", install_prosody)?;
+    ctx.stage("build pmn", |ctx| {
+        run(
+            "build pmn",
+            ctx.cargo().args([
+                "build",
+                "-p",
+                "pmn",
+                "--features",
+                "test-ca",
+                "--bin",
+                "pmn",
+            ]),
+        )
+    })?;
+    let server = ctx.stage("prosody", start_prosody)?;
+    let result = ctx.stage("demo", |ctx| {
+        let bin = ctx.target_dir().join("debug").join("pmn");
+        let mut cmd = Command::new(&bin);
+        cmd.current_dir(&ctx.root)
+            .arg("demo")
+            .arg("--server")
+            .arg(server.addr())
+            .arg("--ca")
+            .arg(server.ca_path());
+        run("demo", &mut cmd)
+    });
+    drop(server); // stops Prosody before we report
+    result
+}
+
+// ---- test ----------------------------------------------------------------------------------
+
+fn test(ctx: &mut Ctx) -> Result {
+    ctx.stage("prerequisites", install_prosody)?;
+    ctx.stage("fmt", |ctx| {
+        run("fmt", ctx.cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    ctx.stage("clippy", |ctx| {
+        run(
+            "clippy",
+            ctx.cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "test-ca",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )
+    })?;
+    ctx.stage("cargo test", |ctx| {
+        run(
+            "cargo test",
+            ctx.cargo()
+                .args(["test", "--workspace", "--features", "test-ca"]),
+        )
+    })?;
+    ctx.stage("bindings", bindings)?;
+    ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
+    Ok(())
+}
+
+// ---- bindings ------------------------------------------------------------------------------
+
+/// Builds `libpmn.so` (debug, test-ca) and generates the Kotlin and Swift bindings from it in
+/// library mode.
+fn bindings(ctx: &mut Ctx) -> Result {
+    run(
+        "bindings: build libpmn",
+        ctx.cargo()
+            .args(["build", "-p", "pmn", "--features", "test-ca", "--lib"]),
+    )?;
+    let lib = ctx.target_dir().join("debug").join("libpmn.so");
+    if !lib.is_file() {
+        return Err(Failure::new(
+            "bindings: build libpmn",
+            format!("{} was not built", lib.display()),
+        ));
+    }
+    for (language, out_dir) in [
+        ("kotlin", "bindings/kotlin/src/main/kotlin"),
+        ("swift", "bindings/swift/generated"),
+    ] {
+        let step = format!("bindings: generate {language}");
+        let out = ctx.root.join(out_dir);
+        std::fs::create_dir_all(&out)
+            .map_err(|e| Failure::new(&step, format!("cannot create {}: {e}", out.display())))?;
+        let mut cmd = ctx.cargo();
+        cmd.args([
+            "run",
+            "-q",
+            "-p",
+            "uniffi-bindgen",
+            "--",
+            "generate",
+            "--library",
+        ])
+        .arg(&lib)
+        .args(["--language", language, "--out-dir"])
+        .arg(&out)
+        .arg("--no-format");
+        run(&step, &mut cmd)?;
+    }
+    Ok(())
+}
+
+// ---- Kotlin on the JVM ---------------------------------------------------------------------
+
+/// System properties handed to `mvn` (and, through the pom's Surefire configuration, to the
+/// tests). Add new ones here.
+fn kotlin_system_properties(ctx: &Ctx, server: &TestServer) -> Vec<(String, String)> {
+    vec![
+        (
+            "jna.library.path".into(),
+            ctx.target_dir().join("debug").display().to_string(),
+        ),
+        ("pmn.server".into(), server.addr()),
+        ("pmn.ca".into(), server.ca_path().display().to_string()),
+    ]
+}
+
+/// Runs the Kotlin binding tests on the JVM (`mvn test` in bindings/kotlin) against a fresh
+/// Prosody. Skipped while bindings/kotlin/pom.xml does not exist. Expects `bindings` to have run.
+fn kotlin_jvm_tests(ctx: &mut Ctx) -> Result {
+    const STEP: &str = "kotlin jvm tests";
+    let dir = ctx.root.join("bindings").join("kotlin");
+    if !dir.join("pom.xml").is_file() {
+        println!("xtask: {} missing, skipping", dir.join("pom.xml").display());
+        return Ok(());
+    }
+    if !have("mvn") || !have("javac") {
+        apt_install(STEP, &["maven", "default-jdk-headless"])?;
+    }
+    let server = start_prosody(ctx)?;
+    let mut cmd = Command::new("mvn");
+    // Not -q: Surefire's "Tests run: …" summary is the record that the JVM tests ran.
+    cmd.current_dir(&dir).args(["-B", "--no-transfer-progress", "test"]);
+    for (key, value) in kotlin_system_properties(ctx, &server) {
+        cmd.arg(format!("-D{key}={value}"));
+    }
+    let result = run(STEP, &mut cmd);
+    drop(server);
+    result
+}
+
+// ---- bench ---------------------------------------------------------------------------------
+
+fn bench(ctx: &mut Ctx, name: Option<&str>) -> Result {
+    ctx.stage("prerequisites", install_prosody)?;
+    ctx.stage("bench", |ctx| {
+        let mut cmd = ctx.cargo();
+        cmd.args(["bench", "--features", "test-ca"]);
+        if let Some(name) = name {
+            cmd.args(["--bench", name]);
+        }
+        run("bench", &mut cmd)
+    })
+}
