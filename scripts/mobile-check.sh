@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Compile gate for the phone targets without an NDK or Xcode: `cargo check -p pmn --lib --target T`
+# with Debian clang compiling ring's C (shared/FACTS.md "Cross-compiling for phones").
+#
+#   scripts/mobile-check.sh [TARGET...]   (default: all four targets below)
+#
+# Only checks: cdylibs for phones cannot be linked here. Build artefacts go to target/mobile so the
+# host build's cache is not invalidated by the per-target CFLAGS.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/mobile}"
+
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(aarch64-linux-android armv7-linux-androideabi x86_64-linux-android aarch64-apple-ios)
+fi
+
+# iOS: clang needs an SDK root and <TargetConditionals.h>; ring's core needs nothing else from the
+# SDK when built with RING_CORE_NOSTDLIBINC, so an empty SDK and a stub header are enough.
+ios_stub="$CARGO_TARGET_DIR/ios-stub"
+mkdir -p "$ios_stub/sdk" "$ios_stub/include"
+cat > "$ios_stub/include/TargetConditionals.h" <<'H'
+/* Stub for compile checks without Xcode: an iOS device target. */
+#ifndef PMN_STUB_TARGET_CONDITIONALS_H
+#define PMN_STUB_TARGET_CONDITIONALS_H
+#define TARGET_OS_MAC 1
+#define TARGET_OS_OSX 0
+#define TARGET_OS_IPHONE 1
+#define TARGET_OS_IOS 1
+#define TARGET_OS_TV 0
+#define TARGET_OS_WATCH 0
+#define TARGET_OS_VISION 0
+#define TARGET_OS_MACCATALYST 0
+#define TARGET_OS_SIMULATOR 0
+#define TARGET_OS_EMBEDDED 1
+#define TARGET_CPU_ARM64 1
+#endif
+H
+
+status=0
+for target in "${targets[@]}"; do
+    var="${target//-/_}"
+    common="-nostdlibinc -DRING_CORE_NOSTDLIBINC=1"
+    extra=()
+    case "$target" in
+        aarch64-linux-android) cflags="--target=aarch64-linux-android21 $common" ;;
+        armv7-linux-androideabi) cflags="--target=armv7a-linux-androideabi21 $common" ;;
+        x86_64-linux-android) cflags="--target=x86_64-linux-android21 $common -ffreestanding" ;;
+        aarch64-apple-ios)
+            cflags="--target=arm64-apple-ios13.0 $common -I$ios_stub/include"
+            extra=("SDKROOT=$ios_stub/sdk") ;;
+        *) echo "mobile-check: unknown target $target" >&2; exit 2 ;;
+    esac
+    echo "== cargo check -p pmn --lib --target $target"
+    if env "CC_$var=clang" "AR_$var=llvm-ar" "CFLAGS_$var=$cflags" \
+        ${extra[@]+"${extra[@]}"} \
+        cargo check -p pmn --lib --target "$target"; then
+        echo "== $target: ok"
+    else
+        echo "== $target: FAILED"
+        status=1
+    fi
+done
+exit $status
