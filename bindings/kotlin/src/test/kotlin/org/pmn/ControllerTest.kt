@@ -1,0 +1,169 @@
+package org.pmn
+
+import java.io.File
+import java.util.UUID
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.LinkedBlockingQueue
+import java.util.concurrent.TimeUnit
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assumptions.assumeTrue
+import org.junit.jupiter.api.BeforeEach
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import kotlin.test.assertEquals
+import kotlin.test.assertIs
+import kotlin.test.assertTrue
+import kotlin.test.fail
+
+/** Collects what the library reports, so the test can wait for it. */
+class RecordingListener(private val throwOnEvent: Boolean = false) : ControllerListener {
+    val providers = ConcurrentHashMap<String, ProviderInfo>()
+    val online = LinkedBlockingQueue<ProviderInfo>()
+    val offline = LinkedBlockingQueue<String>()
+    val events = LinkedBlockingQueue<ServiceEvent>()
+    val states = LinkedBlockingQueue<ConnectionState>()
+
+    override fun onProviderOnline(provider: ProviderInfo) {
+        providers[provider.jid] = provider
+        online.add(provider)
+    }
+
+    override fun onProviderOffline(jid: String) {
+        providers.remove(jid)
+        offline.add(jid)
+    }
+
+    override fun onEvent(event: ServiceEvent) {
+        events.add(event)
+        if (throwOnEvent) throw IllegalStateException("a listener bug in the app")
+    }
+
+    override fun onConnectionState(state: ConnectionState) {
+        states.add(state)
+    }
+
+    fun awaitProvider(match: (ProviderInfo) -> Boolean): ProviderInfo {
+        providers.values.firstOrNull(match)?.let { return it }
+        val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10)
+        while (System.nanoTime() < deadline) {
+            val p = online.poll(100, TimeUnit.MILLISECONDS) ?: continue
+            if (match(p)) return p
+        }
+        fail("provider did not appear; known: ${providers.values}")
+    }
+
+    fun awaitEvent(): ServiceEvent =
+        events.poll(10, TimeUnit.SECONDS) ?: fail("no event within 10 s")
+}
+
+/** The test Prosody started by `cargo xtask test` (system properties pmn.server / pmn.ca). */
+object TestServer {
+    val server: String? = System.getProperty("pmn.server")?.takeIf { it.isNotBlank() }
+    private val caPem: String? =
+        System.getProperty("pmn.ca")?.takeIf { it.isNotBlank() }?.let { File(it).readText() }
+
+    fun config(device: String, password: String = "home-secret") = ConnectionConfig(
+        network = "home@home.test",
+        password = password,
+        device = "$device-${UUID.randomUUID().toString().take(8)}",
+        server = server,
+        testCaPem = caPem,
+    )
+}
+
+class ControllerTest {
+    @BeforeEach
+    fun needsServer() {
+        assumeTrue(TestServer.server != null, "run through `cargo xtask test` (needs -Dpmn.server)")
+    }
+
+    @Test
+    fun discoversAProviderPlaysPausesAndReceivesEvents(): Unit = runBlocking {
+        val provider = startSimulatedPlayer(TestServer.config("tv"), "Kotlin TV")
+        val listener = RecordingListener()
+        Controller(TestServer.config("phone"), listener).use { controller ->
+            controller.connect()
+            val tv = listener.awaitProvider { it.name == "Kotlin TV" }
+            assertEquals(listOf("urn.xmpp.tmp.media.player"), tv.services)
+            assertTrue(controller.providers().any { it.jid == tv.jid })
+
+            controller.subscribe(tv.jid, "player").use { subscription ->
+                assertEquals(1u, provider.subscriptionCount())
+                val playing = controller.play(tv.jid, "file:///movies/kotlin.mkv")
+                assertEquals(PlaybackState.PLAYING, playing.state)
+                assertEquals("file:///movies/kotlin.mkv", playing.uri)
+                val paused = controller.pause(tv.jid)
+                assertEquals(PlaybackState.PAUSED, paused.state)
+                assertEquals(paused, controller.status(tv.jid))
+
+                val first = assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
+                assertEquals(tv.jid, first.provider)
+                assertEquals(PlaybackState.PLAYING, first.status.state)
+                val second = assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
+                assertEquals(PlaybackState.PAUSED, second.status.state)
+                assertTrue(!subscription.isFinished())
+            }
+            // Closing the handle unsubscribed on the provider.
+            val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5)
+            while (provider.subscriptionCount() != 0u && System.nanoTime() < deadline) Thread.sleep(20)
+            assertEquals(0u, provider.subscriptionCount())
+
+            // Typed errors.
+            controller.stop(tv.jid)
+            val fault = assertThrows<PmnException.Fault> { runBlocking { controller.pause(tv.jid) } }
+            assertEquals(409, fault.code)
+            assertThrows<PmnException.Config> { runBlocking { controller.play("not a jid", "x") } }
+            assertIs<ConnectionState.Online>(controller.connectionState())
+
+            provider.stop()
+            val gone = listener.offline.poll(10, TimeUnit.SECONDS)
+            assertEquals(tv.jid, gone)
+            assertThrows<PmnException.ProviderUnavailable> { runBlocking { controller.status(tv.jid) } }
+        }
+        provider.close()
+        // close() dropped the Rust objects.
+        assertEquals(LiveObjects(controllers = 0u, providers = 0u, taskHandles = 0u), liveObjects())
+        assertTrue(listener.states.any { it is ConnectionState.Online })
+    }
+
+    @Test
+    fun wrongPasswordIsAnAuthException(): Unit = runBlocking {
+        Controller(TestServer.config("phone", password = "wrong"), RecordingListener()).use { controller ->
+            assertThrows<PmnException.Auth> { runBlocking { controller.connect() } }
+            assertIs<ConnectionState.Offline>(controller.connectionState())
+        }
+        assertEquals(0u, liveObjects().controllers)
+    }
+
+    @Test
+    fun callsBeforeConnectAreNotConnected(): Unit = runBlocking {
+        Controller(TestServer.config("phone"), RecordingListener()).use { controller ->
+            assertThrows<PmnException.NotConnected> { runBlocking { controller.status("home@home.test/tv") } }
+        }
+    }
+
+    @Test
+    fun invalidConfigIsRejectedAtConstruction() {
+        val bad = TestServer.config("phone").copy(network = "no-local-part")
+        assertThrows<PmnException.Config> { Controller(bad, RecordingListener()) }
+    }
+
+    @Test
+    fun aThrowingListenerDoesNotStopDelivery(): Unit = runBlocking {
+        val provider = startSimulatedPlayer(TestServer.config("tv"), "Fragile TV")
+        val listener = RecordingListener(throwOnEvent = true)
+        Controller(TestServer.config("phone"), listener).use { controller ->
+            controller.connect()
+            val tv = listener.awaitProvider { it.name == "Fragile TV" }
+            controller.subscribe(tv.jid, "player").use {
+                controller.play(tv.jid, "file:///a")
+                controller.pause(tv.jid)
+                // Both events arrive although the listener threw on the first.
+                assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
+                assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
+            }
+        }
+        provider.stop()
+        provider.close()
+    }
+}

@@ -1,0 +1,269 @@
+//! The `Controller` object: what a remote-control app uses.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+use xmpp_parsers::jid::FullJid;
+
+use super::diagnostics::{self, Live};
+use super::error::{config, PmnError};
+use super::listener::ControllerListener;
+use super::records::{ConnectionConfig, ConnectionState, PlayerStatus, ProviderInfo};
+use super::runtime;
+use super::task::TaskHandle;
+use crate::core::controller::{Controller as CoreController, ControllerConfig as CoreConfig};
+use crate::core::discovery::DirectoryUpdate;
+use crate::core::session::ConnectionState as CoreState;
+
+/// A remote control: finds the network's providers and drives them.
+///
+/// Kotlin:
+/// ```kotlin
+/// Controller(config, listener).use { c ->
+///     c.connect()
+///     val tv = c.providers().first { "urn.xmpp.tmp.media.player" in it.services }
+///     c.play(tv.jid, "file:///movies/a.mkv")
+/// }
+/// ```
+#[derive(uniffi::Object)]
+pub struct Controller {
+    config: ConnectionConfig,
+    listener: Arc<dyn ControllerListener>,
+    inner: Mutex<Option<CoreController>>,
+    /// Forwarders from the core to the listener; aborted when the controller is dropped.
+    forwarders: Mutex<Vec<tokio::task::AbortHandle>>,
+    _live: Live,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("network", &self.config.network)
+            .field("device", &self.config.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        for f in self
+            .forwarders
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+        {
+            f.abort();
+        }
+        if let Some(core) = self.inner.get_mut().ok().and_then(Option::take) {
+            runtime::handle().spawn(async move { core.close().await });
+        }
+        tracing::debug!("controller dropped");
+    }
+}
+
+fn parse_provider(jid: &str) -> Result<FullJid, PmnError> {
+    jid.parse()
+        .map_err(|e| config(format!("{jid:?} is not a provider's full JID: {e}")))
+}
+
+fn report(result: Result<(), PmnError>, what: &str) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "listener {what} failed");
+    }
+}
+
+impl Controller {
+    fn core(&self) -> Result<CoreController, PmnError> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| PmnError::NotConnected {
+                detail: "call connect() first".into(),
+            })
+    }
+
+    fn start_forwarding(&self, core: &CoreController) {
+        let listener = self.listener.clone();
+        let mut updates = core.updates();
+        let snapshot_source = core.clone();
+        let directory = runtime::handle().spawn(async move {
+            // Current state first, then changes (STYLE: deliver the present, then diffs).
+            for p in snapshot_source.providers() {
+                report(listener.on_provider_online(p.into()), "on_provider_online");
+            }
+            loop {
+                match updates.recv().await {
+                    Ok(DirectoryUpdate::Added(p)) | Ok(DirectoryUpdate::Changed(p)) => {
+                        report(listener.on_provider_online(p.into()), "on_provider_online")
+                    }
+                    Ok(DirectoryUpdate::Removed(jid)) => report(
+                        listener.on_provider_offline(jid.to_string()),
+                        "on_provider_offline",
+                    ),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(n, "listener fell behind; resending the provider list");
+                        for p in snapshot_source.providers() {
+                            report(listener.on_provider_online(p.into()), "on_provider_online");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let listener = self.listener.clone();
+        let mut events = core.events();
+        let events = runtime::handle().spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => report(listener.on_event(e.into()), "on_event"),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(n, "listener fell behind; events dropped")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let listener = self.listener.clone();
+        let mut state = core.session().watch_state();
+        let states = runtime::handle().spawn(async move {
+            loop {
+                let current: CoreState = state.borrow_and_update().clone();
+                let done = matches!(current, CoreState::Offline { .. });
+                report(
+                    listener.on_connection_state(current.into()),
+                    "on_connection_state",
+                );
+                if done || state.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+        self.forwarders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([
+                directory.abort_handle(),
+                events.abort_handle(),
+                states.abort_handle(),
+            ]);
+    }
+}
+
+#[uniffi::export]
+impl Controller {
+    /// Creates a controller; nothing happens on the network until [`Controller::connect`].
+    /// Fails with `PmnError.Config` for an invalid configuration.
+    #[uniffi::constructor]
+    pub fn new(
+        config: ConnectionConfig,
+        listener: Arc<dyn ControllerListener>,
+    ) -> Result<Arc<Self>, PmnError> {
+        config.to_session()?;
+        Ok(Arc::new(Self {
+            config,
+            listener,
+            inner: Mutex::new(None),
+            forwarders: Mutex::new(Vec::new()),
+            _live: Live::new(&diagnostics::CONTROLLERS),
+        }))
+    }
+
+    /// Logs in and starts discovery. Providers then arrive through the listener.
+    pub async fn connect(&self) -> Result<(), PmnError> {
+        if self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return Err(config("already connected"));
+        }
+        let mut core_config = CoreConfig::new(self.config.to_session()?);
+        core_config.rpc_timeout = self.config.rpc_timeout();
+        let core = runtime::run(async move {
+            CoreController::connect(core_config)
+                .await
+                .map_err(PmnError::from)
+        })
+        .await?;
+        self.start_forwarding(&core);
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(core);
+        Ok(())
+    }
+
+    /// The providers online now.
+    pub fn providers(&self) -> Vec<ProviderInfo> {
+        match self.core() {
+            Ok(core) => core.providers().into_iter().map(Into::into).collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    /// The connection state.
+    pub fn connection_state(&self) -> ConnectionState {
+        match self.core() {
+            Ok(core) => core.state().into(),
+            Err(_) => ConnectionState::Offline { error: None },
+        }
+    }
+
+    /// Plays `uri` on the media player `provider` (a full JID from [`ProviderInfo::jid`]).
+    pub async fn play(&self, provider: String, uri: String) -> Result<PlayerStatus, PmnError> {
+        let player = self.core()?.player(parse_provider(&provider)?);
+        runtime::run(async move { Ok(player.play(&uri).await?.into()) }).await
+    }
+
+    /// Pauses the media player `provider`.
+    pub async fn pause(&self, provider: String) -> Result<PlayerStatus, PmnError> {
+        let player = self.core()?.player(parse_provider(&provider)?);
+        runtime::run(async move { Ok(player.pause().await?.into()) }).await
+    }
+
+    /// Resumes the media player `provider`.
+    pub async fn resume(&self, provider: String) -> Result<PlayerStatus, PmnError> {
+        let player = self.core()?.player(parse_provider(&provider)?);
+        runtime::run(async move { Ok(player.resume().await?.into()) }).await
+    }
+
+    /// Stops the media player `provider`.
+    pub async fn stop(&self, provider: String) -> Result<PlayerStatus, PmnError> {
+        let player = self.core()?.player(parse_provider(&provider)?);
+        runtime::run(async move { Ok(player.stop().await?.into()) }).await
+    }
+
+    /// The status of the media player `provider`.
+    pub async fn status(&self, provider: String) -> Result<PlayerStatus, PmnError> {
+        let player = self.core()?.player(parse_provider(&provider)?);
+        runtime::run(async move { Ok(player.status().await?.into()) }).await
+    }
+
+    /// Subscribes to the events of `service` (e.g. `player`) on `provider`; they arrive through
+    /// `ControllerListener.on_event` until the returned handle is cancelled or closed.
+    pub async fn subscribe(
+        &self,
+        provider: String,
+        service: String,
+    ) -> Result<Arc<TaskHandle>, PmnError> {
+        let core = self.core()?;
+        let provider = parse_provider(&provider)?;
+        let subscription = runtime::run(async move {
+            core.subscribe(&provider, &service)
+                .await
+                .map_err(PmnError::from)
+        })
+        .await?;
+        Ok(Arc::new(TaskHandle::new(subscription)))
+    }
+
+    /// Goes offline. The controller cannot be connected again; create a new one.
+    pub async fn disconnect(&self) {
+        if let Ok(core) = self.core() {
+            let _ = runtime::run(async move {
+                core.close().await;
+                Ok(())
+            })
+            .await;
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Callbacks into the app (Kotlin / Swift). pmn calls them from its own runtime threads, one at a
+//! time per controller, and never while holding a lock.
+
+use super::error::PmnError;
+use super::records::{ConnectionState, ProviderInfo, ServiceEvent};
+
+/// What a controller tells the app. Implement it in Kotlin or Swift; a method that throws is logged
+/// and does not stop delivery.
+#[uniffi::export(with_foreign)]
+pub trait ControllerListener: Send + Sync {
+    /// A provider came online (or changed its services).
+    fn on_provider_online(&self, provider: ProviderInfo) -> Result<(), PmnError>;
+    /// A provider went offline.
+    fn on_provider_offline(&self, jid: String) -> Result<(), PmnError>;
+    /// An event of a subscribed service.
+    fn on_event(&self, event: ServiceEvent) -> Result<(), PmnError>;
+    /// The connection state changed.
+    fn on_connection_state(&self, state: ConnectionState) -> Result<(), PmnError>;
+}

@@ -1,0 +1,91 @@
+//! The `Provider` object: a device that offers services. Apps can be providers too (a phone acting
+//! as a player); this version offers the simulated media player, used by demos and tests.
+
+use std::sync::{Arc, Mutex};
+
+use super::diagnostics::{self, Live};
+use super::error::{config, PmnError};
+use super::records::ConnectionConfig;
+use super::runtime;
+use crate::core::provider::{Provider as CoreProvider, ProviderConfig};
+use crate::core::services::player::{PlayerService, SimulatedPlayer};
+
+/// A running provider. `stop()` takes it offline; dropping it does too.
+#[derive(uniffi::Object)]
+pub struct Provider {
+    inner: Mutex<Option<CoreProvider>>,
+    _live: Live,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        if let Some(core) = self.inner.get_mut().ok().and_then(Option::take) {
+            runtime::handle().spawn(core.stop());
+        }
+    }
+}
+
+/// Starts a provider named `name` that offers a simulated media player (position advances with
+/// time; no audio or video).
+#[uniffi::export]
+pub async fn start_simulated_player(
+    config: ConnectionConfig,
+    name: String,
+) -> Result<Arc<Provider>, PmnError> {
+    if name.trim().is_empty() {
+        return Err(self::config("the provider needs a name"));
+    }
+    let session = config.to_session()?;
+    let core = runtime::run(async move {
+        let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
+        CoreProvider::start(ProviderConfig { session, name }, vec![player])
+            .await
+            .map_err(PmnError::from)
+    })
+    .await?;
+    Ok(Arc::new(Provider {
+        inner: Mutex::new(Some(core)),
+        _live: Live::new(&diagnostics::PROVIDERS),
+    }))
+}
+
+#[uniffi::export]
+impl Provider {
+    /// How many controllers are subscribed (summed over services).
+    pub fn subscription_count(&self) -> u32 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|p| u32::try_from(p.subscription_count()).unwrap_or(u32::MAX))
+            .unwrap_or(0)
+    }
+
+    /// The provider's full JID while online.
+    pub fn jid(&self) -> Option<String> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|p| p.session().jid())
+            .map(|j| j.to_string())
+    }
+
+    /// Goes offline. Idempotent.
+    pub async fn stop(&self) {
+        let core = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(core) = core {
+            let _ = runtime::run(async move {
+                core.stop().await;
+                Ok(())
+            })
+            .await;
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The library's one tokio runtime. Every task of pmn runs on it; exported async functions hand their
+//! work to it and await the join handle, so they work whatever executor the foreign side polls them
+//! on (Kotlin coroutines, Swift concurrency) and never hit tokio's "no reactor running".
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use super::error::PmnError;
+
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+const STACK_BYTES: usize = 16 * 1024 * 1024;
+
+/// The runtime, created on first use. Two workers: phones have few big cores, and the work is I/O.
+pub(crate) fn handle() -> &'static tokio::runtime::Handle {
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("pmn")
+                // tokio-xmpp/xso build and serialise XML elements recursively (one frame chain per
+                // nesting level), so a deeply nested stanza from a hostile peer could overflow a 2 MiB
+                // stack and abort the app. Prosody caps a c2s stanza at 256 KiB (≈ 36 000 levels);
+                // 16 MiB of (lazily committed) stack per worker covers that. See tests/hostile.rs.
+                .thread_stack_size(STACK_BYTES)
+                .enable_all()
+                .build()
+                // Without a runtime the library cannot do anything at all; this only fails when the
+                // OS refuses to start threads.
+                .expect("pmn: cannot start the tokio runtime")
+        })
+        .handle()
+}
+
+/// Runs `fut` on the library runtime and waits for it. A panic inside becomes
+/// [`PmnError::Internal`] instead of crossing the FFI boundary.
+pub(crate) async fn run<T, F>(fut: F) -> Result<T, PmnError>
+where
+    F: Future<Output = Result<T, PmnError>> + Send + 'static,
+    T: Send + 'static,
+{
+    match handle().spawn(fut).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(PmnError::Internal {
+            detail: "a pmn task panicked; please report this".into(),
+        }),
+        Err(_) => Err(PmnError::Cancelled {
+            detail: "the operation was cancelled".into(),
+        }),
+    }
+}

@@ -1,0 +1,50 @@
+//! Handles for things that run until cancelled (subscriptions). UniFFI cannot cancel a foreign
+//! future, so long-lived work is owned by a handle the app keeps and cancels or closes.
+
+use std::sync::Mutex;
+
+use super::diagnostics::{self, Live};
+
+/// A running subscription (or other background work). `cancel()` stops it; so does dropping the
+/// handle (Kotlin: `close()` / `use {}`; Swift: release).
+#[derive(uniffi::Object)]
+pub struct TaskHandle {
+    work: Mutex<Option<Box<dyn Send + 'static>>>,
+    _live: Live,
+}
+
+impl std::fmt::Debug for TaskHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl TaskHandle {
+    /// A handle that ends `work` (by dropping it) on cancel.
+    pub(crate) fn new(work: impl Send + 'static) -> Self {
+        Self {
+            work: Mutex::new(Some(Box::new(work))),
+            _live: Live::new(&diagnostics::TASK_HANDLES),
+        }
+    }
+}
+
+#[uniffi::export]
+impl TaskHandle {
+    /// Stops the work. Idempotent.
+    pub fn cancel(&self) {
+        let work = self.work.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Dropped outside the lock: dropping may spawn (an unsubscribe) but never calls back.
+        drop(work);
+    }
+
+    /// Whether the work has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.work
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+}

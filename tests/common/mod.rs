@@ -1,0 +1,87 @@
+//! Shared fixtures of the integration tests: sessions, providers and controllers on the project's
+//! real Prosody (started once per test binary by pmn-testkit).
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pmn::core::controller::{Controller, ControllerConfig};
+use pmn::core::provider::{Provider, ProviderConfig};
+use pmn::core::services::player::{PlayerService, SimulatedPlayer};
+use pmn::core::session::{ServerAddress, ServerTrust, SessionConfig};
+use pmn_testkit::{Account, TestServer};
+
+#[allow(unused_imports)]
+pub use pmn_testkit::{HOME, STRANGER};
+
+/// The feature of the media player service.
+pub const PLAYER: &str = "urn.xmpp.tmp.media.player";
+
+/// A resource name unique in this process, so that tests never meet stale (hibernated) sessions of
+/// one another.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn server() -> &'static TestServer {
+    TestServer::shared()
+}
+
+/// A session configuration for `account` with a fresh resource derived from `device`.
+pub fn session_config(account: &Account, device: &str) -> SessionConfig {
+    let server = server();
+    let jid = format!("{}/{}", account.jid, unique(device))
+        .parse()
+        .expect("valid full JID");
+    let mut config = SessionConfig::new(jid, account.password);
+    config.server = ServerAddress::HostPort("127.0.0.1".into(), server.port());
+    config.trust = ServerTrust::TestCa(server.ca_pem());
+    config.connect_timeout = Duration::from_secs(10);
+    config
+}
+
+/// A provider of the home network offering the simulated media player.
+pub async fn start_player(name: &str) -> Provider {
+    start_player_with(session_config(&HOME, "tv"), name).await
+}
+
+pub async fn start_player_with(session: SessionConfig, name: &str) -> Provider {
+    let service = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
+    Provider::start(
+        ProviderConfig {
+            session,
+            name: name.into(),
+        },
+        vec![service],
+    )
+    .await
+    .expect("provider starts")
+}
+
+/// A controller of the home network with a short RPC timeout.
+pub async fn start_controller() -> Controller {
+    let mut config = ControllerConfig::new(session_config(&HOME, "phone"));
+    config.rpc_timeout = Duration::from_secs(5);
+    Controller::connect(config)
+        .await
+        .expect("controller connects")
+}
+
+/// Waits for the provider whose full JID is `jid` to appear in `controller`'s directory.
+pub async fn discover(
+    controller: &Controller,
+    provider: &Provider,
+) -> pmn::core::discovery::ProviderInfo {
+    let jid = provider.session().jid().expect("provider online");
+    controller
+        .wait_for_provider(|p| p.jid == jid, Duration::from_secs(10))
+        .await
+        .expect("provider discovered")
+}
