@@ -357,7 +357,8 @@ fn kotlin_jvm_tests(ctx: &mut Ctx) -> Result {
     let server = start_prosody(ctx)?;
     let mut cmd = Command::new("mvn");
     // Not -q: Surefire's "Tests run: …" summary is the record that the JVM tests ran.
-    cmd.current_dir(&dir).args(["-B", "--no-transfer-progress", "test"]);
+    cmd.current_dir(&dir)
+        .args(["-B", "--no-transfer-progress", "test"]);
     for (key, value) in kotlin_system_properties(ctx, &server) {
         cmd.arg(format!("-D{key}={value}"));
     }
