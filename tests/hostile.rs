@@ -14,19 +14,6 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
-fn ffi_config(device: &str) -> pmn::ConnectionConfig {
-    let server = server();
-    pmn::ConnectionConfig {
-        network: HOME.jid.into(),
-        password: HOME.password.into(),
-        device: unique(device),
-        server: Some(server.addr()),
-        test_ca_pem: Some(server.ca_pem()),
-        connect_timeout_ms: 10_000,
-        rpc_timeout_ms: 10_000,
-    }
-}
-
 const DEPTH: usize = 5_000;
 
 #[test]

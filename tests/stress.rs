@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures::stream::{self, StreamExt};
-use pmn::{
-    ConnectionConfig, ConnectionState, ControllerListener, PmnError, ProviderInfo, ServiceEvent,
-};
+use pmn::{ConnectionState, ControllerListener, PmnError, ProviderInfo, ServiceEvent};
 
 struct Quiet;
 
@@ -32,28 +30,16 @@ impl ControllerListener for Quiet {
     }
 }
 
-fn config(device: &str) -> ConnectionConfig {
-    let server = server();
-    ConnectionConfig {
-        network: HOME.jid.into(),
-        password: HOME.password.into(),
-        device: unique(device),
-        server: Some(server.addr()),
-        test_ca_pem: Some(server.ca_pem()),
-        connect_timeout_ms: 10_000,
-        rpc_timeout_ms: 10_000,
-    }
-}
-
 const CALLS: usize = 10_000;
 const IN_FLIGHT: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_sequential_and_ten_thousand_concurrent_calls_lose_nothing() {
-    let provider = pmn::start_simulated_player(config("tv"), "Stress TV".into())
+    let provider = pmn::start_simulated_player(ffi_config("tv"), "Stress TV".into())
         .await
         .expect("provider");
-    let controller = pmn::Controller::new(config("phone"), Arc::new(Quiet)).expect("controller");
+    let controller =
+        pmn::Controller::new(ffi_config("phone"), Arc::new(Quiet)).expect("controller");
     controller.connect().await.expect("connect");
     let deadline = Instant::now() + Duration::from_secs(10);
     let tv = loop {

@@ -47,6 +47,20 @@ pub fn session_config(account: &Account, device: &str) -> SessionConfig {
     config
 }
 
+/// The same login as [`session_config`], as the exported (UniFFI) API takes it.
+pub fn ffi_config(device: &str) -> pmn::ConnectionConfig {
+    let server = server();
+    pmn::ConnectionConfig {
+        network: HOME.jid.into(),
+        password: HOME.password.into(),
+        device: unique(device),
+        server: Some(server.addr()),
+        test_ca_pem: Some(server.ca_pem()),
+        connect_timeout_ms: 10_000,
+        rpc_timeout_ms: 10_000,
+    }
+}
+
 /// A provider of the home network offering the simulated media player.
 pub async fn start_player(name: &str) -> Provider {
     start_player_with(session_config(&HOME, "tv"), name).await
