@@ -1,7 +1,9 @@
 //! The protocol core: pure Rust, no UniFFI. See shared/DESIGN.md §1 for the module map.
 
+pub mod access;
 pub mod controller;
 pub mod discovery;
+pub mod e2e;
 pub mod error;
 pub mod events;
 pub mod identity;

@@ -1,0 +1,499 @@
+//! In-Band Bytestreams (XEP-0047, iq stanzas only) as an `AsyncRead + AsyncWrite` byte pipe over a
+//! [`Session`], the transport of the tunnel (XEP-0261).
+//!
+//! Inbound blocks arrive through [`IbbRegistry::handle`], which the endpoint calls from the role
+//! layer's dispatch loop; it validates every block *before* acknowledging it: the stream id must be
+//! known, the sender must be the negotiated peer (a third party that learnt the sid is refused without
+//! harming the stream), blocks must be in sequence (no gap, no duplicate) and at most the negotiated
+//! block size. A violation ends that bytestream with an error reply; the XMPP connection stays up.
+//!
+//! Outbound, up to [`WINDOW`] data iqs are in flight at once (the server keeps their order), so a TLS
+//! flight split across blocks costs no extra round trip; each block waits for its acknowledgement with
+//! a timeout, and a refused block ends the stream.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::sync::mpsc;
+use xmpp_parsers::ibb::{Close, Data, Open, Stanza as IbbStanzaKind, StreamId};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::session::{IqReply, Session};
+
+/// Namespace of XEP-0047.
+pub const NS_IBB: &str = "http://jabber.org/protocol/ibb";
+/// Largest block size we send or accept (base64 makes a 4096-byte block a ~5.5 kB stanza).
+pub const MAX_BLOCK_SIZE: u16 = 4096;
+/// Unacknowledged data iqs allowed in flight.
+pub const WINDOW: usize = 8;
+/// Inbound blocks buffered per stream before the peer is considered to ignore flow control.
+const INBOUND_DEPTH: usize = 64;
+
+/// What the registry hands to a stream's pump.
+#[derive(Debug)]
+pub(crate) enum IbbEvent {
+    Data(Vec<u8>),
+    Close,
+    Fail(Error),
+}
+
+struct InboundState {
+    peer: FullJid,
+    block_size: u16,
+    expected_seq: u16,
+    tx: mpsc::Sender<IbbEvent>,
+}
+
+/// The inbound side of every IBB stream of one session, keyed by stream id.
+#[derive(Default)]
+pub(crate) struct IbbRegistry {
+    streams: Mutex<HashMap<String, InboundState>>,
+}
+
+fn error_reply(to: Jid, id: &str, condition: DefinedCondition, text: &str) -> Iq {
+    let error_type = match condition {
+        DefinedCondition::ResourceConstraint => ErrorType::Wait,
+        _ => ErrorType::Cancel,
+    };
+    Iq::from_error(
+        id.to_owned(),
+        StanzaError::new(error_type, condition, "en", text),
+    )
+    .with_to(to)
+}
+
+impl IbbRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, InboundState>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers the stream `sid` with `peer`; returns the receiver of its blocks.
+    pub(crate) fn register(
+        &self,
+        sid: &str,
+        peer: FullJid,
+        block_size: u16,
+    ) -> mpsc::Receiver<IbbEvent> {
+        let (tx, rx) = mpsc::channel(INBOUND_DEPTH);
+        self.lock().insert(
+            sid.to_owned(),
+            InboundState {
+                peer,
+                block_size,
+                expected_seq: 0,
+                tx,
+            },
+        );
+        rx
+    }
+
+    /// Forgets `sid` (the stream ended).
+    pub(crate) fn remove(&self, sid: &str) {
+        self.lock().remove(sid);
+    }
+
+    /// Handles an iq `set` whose payload is in the IBB namespace; returns the reply to send.
+    pub(crate) fn handle(&self, from: &Jid, id: &str, payload: &Element) -> Iq {
+        let from_full = match from.clone().try_into_full() {
+            Ok(full) => full,
+            Err(_) => {
+                return error_reply(
+                    from.clone(),
+                    id,
+                    DefinedCondition::BadRequest,
+                    "IBB needs a full JID",
+                )
+            }
+        };
+        let ok = Iq::empty_result(from.clone(), id.to_owned());
+        let fail = |condition, text: &str| error_reply(from.clone(), id, condition, text);
+        match payload.name() {
+            "open" => {
+                let Ok(open) = Open::try_from(payload.clone()) else {
+                    return fail(DefinedCondition::BadRequest, "malformed <open/>");
+                };
+                let streams = self.lock();
+                match streams.get(&open.sid.0) {
+                    // The Jingle negotiation already fixed sid and block size; `open` confirms them.
+                    Some(s) if s.peer == from_full && open.block_size <= s.block_size => ok,
+                    Some(s) if s.peer == from_full => {
+                        fail(DefinedCondition::ResourceConstraint, "block size too large")
+                    }
+                    _ => fail(DefinedCondition::ItemNotFound, "unknown stream"),
+                }
+            }
+            "data" => {
+                let Ok(data) = Data::try_from(payload.clone()) else {
+                    return fail(DefinedCondition::BadRequest, "malformed <data/>");
+                };
+                let mut streams = self.lock();
+                let Some(state) = streams.get_mut(&data.sid.0) else {
+                    return fail(DefinedCondition::ItemNotFound, "unknown stream");
+                };
+                if state.peer != from_full {
+                    // Someone else learnt the sid: refuse, but leave the real stream alone.
+                    return fail(DefinedCondition::ItemNotFound, "unknown stream");
+                }
+                let violation = if data.data.len() > state.block_size as usize {
+                    Some((
+                        DefinedCondition::PolicyViolation,
+                        format!(
+                            "block of {} bytes exceeds the negotiated {}",
+                            data.data.len(),
+                            state.block_size
+                        ),
+                    ))
+                } else if data.seq != state.expected_seq {
+                    Some((
+                        DefinedCondition::UnexpectedRequest,
+                        format!(
+                            "block {} out of sequence (expected {})",
+                            data.seq, state.expected_seq
+                        ),
+                    ))
+                } else {
+                    state.expected_seq = state.expected_seq.wrapping_add(1);
+                    match state.tx.try_send(IbbEvent::Data(data.data)) {
+                        Ok(()) => None,
+                        Err(mpsc::error::TrySendError::Full(_)) => Some((
+                            DefinedCondition::ResourceConstraint,
+                            "peer ignored flow control".to_owned(),
+                        )),
+                        Err(mpsc::error::TrySendError::Closed(_)) => Some((
+                            DefinedCondition::ItemNotFound,
+                            "stream already ended".to_owned(),
+                        )),
+                    }
+                };
+                match violation {
+                    None => ok,
+                    Some((condition, text)) => {
+                        if let Some(state) = streams.remove(&data.sid.0) {
+                            let _ = state.tx.try_send(IbbEvent::Fail(Error::new(
+                                ErrorKind::Protocol,
+                                format!("in-band bytestream from {from}: {text}"),
+                            )));
+                        }
+                        fail(condition, &text)
+                    }
+                }
+            }
+            "close" => {
+                let Ok(close) = Close::try_from(payload.clone()) else {
+                    return fail(DefinedCondition::BadRequest, "malformed <close/>");
+                };
+                let mut streams = self.lock();
+                match streams.get(&close.sid.0) {
+                    Some(s) if s.peer == from_full => {
+                        if let Some(state) = streams.remove(&close.sid.0) {
+                            let _ = state.tx.try_send(IbbEvent::Close);
+                        }
+                        ok
+                    }
+                    _ => fail(DefinedCondition::ItemNotFound, "unknown stream"),
+                }
+            }
+            _ => fail(DefinedCondition::BadRequest, "unknown IBB element"),
+        }
+    }
+}
+
+/// Test knobs for attack tests: what a hostile relay could do to our outbound blocks.
+#[derive(Debug, Clone, Default)]
+pub struct TransportHooks {
+    /// Flip one bit in outbound data block number `n` (0-based) before sending it.
+    pub corrupt_block: Option<u16>,
+}
+
+/// Why an IBB stream ended, shared between the pump and the tunnel above it.
+#[derive(Debug, Default)]
+pub(crate) struct IbbStatus {
+    reason: Mutex<Option<Error>>,
+}
+
+impl IbbStatus {
+    fn set(&self, e: Error) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(e);
+        }
+    }
+
+    /// The error that ended the stream, if one did.
+    pub(crate) fn reason(&self) -> Option<Error> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// An IBB stream as a byte pipe. Dropping it (or shutting down its write side) closes the stream.
+#[derive(Debug)]
+pub struct IbbStream {
+    app: DuplexStream,
+}
+
+/// Parameters of one IBB stream.
+pub(crate) struct IbbParams {
+    pub(crate) session: Session,
+    pub(crate) peer: FullJid,
+    pub(crate) sid: String,
+    pub(crate) block_size: u16,
+    /// The initiator opens the stream (XEP-0261: after session-accept).
+    pub(crate) send_open: bool,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) hooks: TransportHooks,
+}
+
+type Pending = Pin<Box<dyn Future<Output = Result<IbbAck>> + Send>>;
+
+enum IbbAck {
+    Ok,
+    Refused(String),
+}
+
+impl IbbStream {
+    /// Starts the pump task of a stream whose inbound blocks arrive on `inbound`.
+    pub(crate) fn spawn(
+        params: IbbParams,
+        inbound: mpsc::Receiver<IbbEvent>,
+    ) -> (IbbStream, Arc<IbbStatus>) {
+        let (app, pump) = tokio::io::duplex(64 * 1024);
+        let status = Arc::new(IbbStatus::default());
+        tokio::spawn(pump_task(params, pump, inbound, status.clone()));
+        (IbbStream { app }, status)
+    }
+}
+
+fn ack_request(session: &Session, iq: Iq, timeout: Duration) -> Pending {
+    let session = session.clone();
+    Box::pin(async move {
+        match session.request(iq, timeout).await? {
+            IqReply::Result(_) => Ok(IbbAck::Ok),
+            IqReply::Error(e) => Ok(IbbAck::Refused(format!("{:?}", e.defined_condition))),
+        }
+    })
+}
+
+async fn pump_task(
+    params: IbbParams,
+    pump: DuplexStream,
+    mut inbound: mpsc::Receiver<IbbEvent>,
+    status: Arc<IbbStatus>,
+) {
+    let IbbParams {
+        session,
+        peer,
+        sid,
+        block_size,
+        send_open,
+        ack_timeout,
+        hooks,
+    } = params;
+    let to = Jid::from(peer.clone());
+    let (mut from_app, mut to_app) = tokio::io::split(pump);
+    let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut seq: u16 = 0;
+    let mut buf = vec![0u8; block_size as usize];
+    let (mut outbound_open, mut inbound_open) = (true, true);
+
+    // Queues a request now (so the server sees them in order) and tracks its acknowledgement.
+    macro_rules! push {
+        ($iq:expr) => {{
+            let mut fut = ack_request(&session, $iq, ack_timeout);
+            // The first poll hands the iq to the session task; later polls only wait for the ack.
+            let _ = futures::poll!(&mut fut);
+            inflight.push(fut);
+        }};
+    }
+
+    if send_open {
+        let open = Open {
+            block_size,
+            sid: StreamId(sid.clone()),
+            stanza: IbbStanzaKind::Iq,
+        };
+        push!(Iq::from_set(String::new(), open).with_to(to.clone()));
+    }
+
+    let failure = loop {
+        if !outbound_open && !inbound_open && inflight.is_empty() {
+            break None;
+        }
+        tokio::select! {
+            read = from_app.read(&mut buf), if outbound_open && inflight.len() < WINDOW => match read {
+                Ok(0) => {
+                    outbound_open = false;
+                    push!(Iq::from_set(String::new(), Close { sid: StreamId(sid.clone()) }).with_to(to.clone()));
+                }
+                Ok(n) => {
+                    let mut block = buf[..n].to_vec();
+                    if hooks.corrupt_block == Some(seq) {
+                        block[n / 2] ^= 0x01;
+                    }
+                    let data = Data { seq, sid: StreamId(sid.clone()), data: block };
+                    seq = seq.wrapping_add(1);
+                    push!(Iq::from_set(String::new(), data).with_to(to.clone()));
+                }
+                Err(e) => break Some(Error::new(ErrorKind::Internal, format!("tunnel pipe: {e}"))),
+            },
+            Some(ack) = inflight.next(), if !inflight.is_empty() => match ack {
+                Ok(IbbAck::Ok) => {}
+                Ok(IbbAck::Refused(condition)) => break Some(Error::new(
+                    ErrorKind::Protocol,
+                    format!("{peer} refused in-band bytestream data ({condition})"),
+                )),
+                Err(e) => break Some(e),
+            },
+            event = inbound.recv(), if inbound_open => match event {
+                Some(IbbEvent::Data(bytes)) => {
+                    // Bounded: an app that stops reading must not pin this task forever.
+                    let write = tokio::time::timeout(ack_timeout, to_app.write_all(&bytes)).await;
+                    if !matches!(write, Ok(Ok(()))) {
+                        break Some(Error::new(ErrorKind::NotConnected, "tunnel reader went away"));
+                    }
+                }
+                Some(IbbEvent::Close) | None => {
+                    inbound_open = false;
+                    let _ = to_app.shutdown().await;
+                }
+                Some(IbbEvent::Fail(e)) => break Some(e),
+            },
+        }
+    };
+    if let Some(e) = failure {
+        tracing::debug!(%peer, sid, error = %e, "in-band bytestream ended");
+        status.set(e);
+        if outbound_open {
+            // Tell the peer (best effort) so it does not wait for its timeouts.
+            let close = Iq::from_set(
+                session.next_id(),
+                Close {
+                    sid: StreamId(sid.clone()),
+                },
+            )
+            .with_to(to);
+            let _ = session.send(close);
+        }
+    }
+    // Dropping both halves of the pump ends the app side (EOF / broken pipe).
+}
+
+impl AsyncRead for IbbStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.app).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for IbbStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.app).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.app).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.app).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(sid: &str, seq: u16, len: usize) -> Element {
+        Element::from(Data {
+            seq,
+            sid: StreamId(sid.into()),
+            data: vec![0x5a; len],
+        })
+    }
+
+    fn is_error(iq: &Iq, condition: DefinedCondition) -> bool {
+        matches!(iq, Iq::Error { error, .. } if error.defined_condition == condition)
+    }
+
+    #[tokio::test]
+    async fn registry_refuses_strangers_gaps_duplicates_and_oversized_blocks() {
+        let reg = IbbRegistry::default();
+        let peer: FullJid = "home@home.test/tv".parse().unwrap();
+        let stranger: Jid = "evil@stranger.test/x".parse().unwrap();
+        let from = Jid::from(peer.clone());
+        let mut rx = reg.register("s1", peer.clone(), 16);
+
+        assert!(matches!(
+            reg.handle(&from, "1", &data("s1", 0, 4)),
+            Iq::Result { .. }
+        ));
+        assert!(matches!(rx.recv().await, Some(IbbEvent::Data(d)) if d.len() == 4));
+        // A third party that knows the sid is refused and the stream survives.
+        assert!(is_error(
+            &reg.handle(&stranger, "2", &data("s1", 1, 4)),
+            DefinedCondition::ItemNotFound
+        ));
+        assert!(is_error(
+            &reg.handle(&from, "3", &data("nope", 0, 4)),
+            DefinedCondition::ItemNotFound
+        ));
+        assert!(matches!(
+            reg.handle(&from, "4", &data("s1", 1, 4)),
+            Iq::Result { .. }
+        ));
+        assert!(matches!(rx.recv().await, Some(IbbEvent::Data(_))));
+        // A duplicate ends the stream with an error.
+        assert!(is_error(
+            &reg.handle(&from, "5", &data("s1", 1, 4)),
+            DefinedCondition::UnexpectedRequest
+        ));
+        assert!(
+            matches!(rx.recv().await, Some(IbbEvent::Fail(e)) if e.kind() == ErrorKind::Protocol)
+        );
+        assert!(is_error(
+            &reg.handle(&from, "6", &data("s1", 2, 4)),
+            DefinedCondition::ItemNotFound
+        ));
+
+        let mut rx = reg.register("s2", peer.clone(), 16);
+        assert!(is_error(
+            &reg.handle(&from, "7", &data("s2", 0, 17)),
+            DefinedCondition::PolicyViolation
+        ));
+        assert!(matches!(rx.recv().await, Some(IbbEvent::Fail(_))));
+
+        let mut rx = reg.register("s3", peer, 16);
+        assert!(is_error(
+            &reg.handle(&from, "8", &data("s3", 5, 1)),
+            DefinedCondition::UnexpectedRequest
+        ));
+        assert!(matches!(rx.recv().await, Some(IbbEvent::Fail(_))));
+        let junk: Element = "<data xmlns='http://jabber.org/protocol/ibb' sid='s3'>AAAA</data>"
+            .parse()
+            .unwrap();
+        assert!(is_error(
+            &reg.handle(&from, "9", &junk),
+            DefinedCondition::BadRequest
+        ));
+    }
+}

@@ -1,0 +1,512 @@
+//! End-to-end tunnels between devices of the home network through the real Prosody: Jingle + IBB +
+//! TLS 1.3, pinning, pairing, and the attacks of issue 5 (unknown / substituted / revoked keys,
+//! altered and injected bytes, malformed Jingle and IBB).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{session_config, HOME, STRANGER};
+use pmn::core::e2e::{E2eConfig, E2eEndpoint, E2eInbound, TrustSource, TrustStore};
+use pmn::core::error::ErrorKind;
+use pmn::core::identity::DeviceIdentity;
+use pmn::core::session::{ConnectionState, Inbound, IqReply, Session};
+use pmn::platform::software::SoftwareKeyStore;
+use tokio::sync::mpsc;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza::Stanza;
+
+const T: Duration = Duration::from_secs(10);
+
+struct Device {
+    endpoint: E2eEndpoint,
+    session: Session,
+    jid: FullJid,
+    events: mpsc::Receiver<E2eInbound>,
+    tap: mpsc::UnboundedReceiver<Stanza>,
+    _dir: tempfile::TempDir,
+}
+
+async fn device_with(name: &str, tweak: impl FnOnce(&mut E2eConfig)) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = session_config(&HOME, name);
+    let (tap_tx, tap) = mpsc::unbounded_channel();
+    config.outbound_tap = Some(tap_tx);
+    let (session, mut inbound) = Session::connect(config).await.expect("session");
+    let store = Arc::new(SoftwareKeyStore::open(dir.path().join("keys")).unwrap());
+    let identity = DeviceIdentity::load_or_generate(store, "tls", name).unwrap();
+    let mut e2e = E2eConfig::new(identity, Arc::new(TrustStore::in_memory()));
+    e2e.timeout = Duration::from_secs(5);
+    tweak(&mut e2e);
+    let (endpoint, events) = E2eEndpoint::new(session.clone(), e2e);
+    // The role layer's dispatch loop, reduced to the one hook the e2e layer needs.
+    let ep = endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(item) = inbound.recv().await {
+            if let Inbound::Stanza(stanza) = item {
+                ep.handle_stanza(&stanza);
+            }
+        }
+    });
+    let jid = session.jid().unwrap();
+    Device {
+        endpoint,
+        session,
+        jid,
+        events,
+        tap,
+        _dir: dir,
+    }
+}
+
+async fn device(name: &str) -> Device {
+    device_with(name, |_| {}).await
+}
+
+/// Answers every tunnelled iq get/set with its own payload (an RPC stand-in); returns the other
+/// events for inspection.
+fn serve_echo(dev: &mut Device) -> mpsc::UnboundedReceiver<E2eInbound> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut events = std::mem::replace(&mut dev.events, mpsc::channel(1).1);
+    let endpoint = dev.endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                E2eInbound::Stanza(stanza) => {
+                    if let Stanza::Iq(
+                        Iq::Get {
+                            from, id, payload, ..
+                        }
+                        | Iq::Set {
+                            from, id, payload, ..
+                        },
+                    ) = *stanza
+                    {
+                        let _ = endpoint.send(Iq::Result {
+                            from: None,
+                            to: from,
+                            id,
+                            payload: Some(payload),
+                        });
+                    }
+                }
+                other => {
+                    let _ = tx.send(other);
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn pin(a: &Device, b: &Device) {
+    a.endpoint
+        .trust()
+        .pin(
+            &b.jid.to_bare(),
+            &b.endpoint.fingerprint(),
+            TrustSource::Manual,
+        )
+        .unwrap();
+}
+
+fn probe(to: &FullJid, marker: &str) -> Iq {
+    let payload: Element = format!("<probe xmlns='urn:pmn:test'>{marker}</probe>")
+        .parse()
+        .unwrap();
+    Iq::Set {
+        from: None,
+        to: Some(Jid::from(to.clone())),
+        id: String::new(),
+        payload,
+    }
+}
+
+async fn echo_ok(phone: &Device, tv: &Device, marker: &str) {
+    match phone
+        .endpoint
+        .request(probe(&tv.jid, marker), T)
+        .await
+        .expect("request through the tunnel")
+    {
+        IqReply::Result(Some(p)) => assert_eq!(p.text(), marker),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+fn drain_tap(dev: &mut Device) -> String {
+    let mut all = String::new();
+    while let Ok(stanza) = dev.tap.try_recv() {
+        all.push_str(&String::from_utf8_lossy(&xso::to_vec(&stanza).unwrap()));
+    }
+    all
+}
+
+async fn next_event(rx: &mut mpsc::UnboundedReceiver<E2eInbound>) -> E2eInbound {
+    tokio::time::timeout(T, rx.recv())
+        .await
+        .expect("event in time")
+        .expect("event channel open")
+}
+
+async fn still_online(dev: &Device) {
+    assert!(matches!(
+        dev.session.state(),
+        ConnectionState::Online { .. }
+    ));
+    let ping: Element = "<ping xmlns='urn:xmpp:ping'/>".parse().unwrap();
+    let iq = Iq::Get {
+        from: None,
+        to: Some(Jid::from(dev.jid.to_bare())),
+        id: String::new(),
+        payload: ping,
+    };
+    assert!(matches!(
+        dev.session.request(iq, T).await.unwrap(),
+        IqReply::Result(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_devices_tunnel_rpc_and_the_server_sees_no_plaintext() {
+    let (mut phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let mut tv_events = serve_echo(&mut tv);
+    for i in 0..10 {
+        echo_ok(&phone, &tv, &format!("secret-marker-{i}")).await;
+    }
+    // One tunnel, reused.
+    let first = phone.endpoint.existing_tunnel(&tv.jid).expect("tunnel up");
+    assert_eq!(first.peer_fingerprint(), tv.endpoint.fingerprint());
+    assert!(matches!(
+        next_event(&mut tv_events).await,
+        E2eInbound::TunnelUp { .. }
+    ));
+    let sent = drain_tap(&mut phone);
+    assert!(sent.contains("urn:xmpp:jingle:security:xtls:1"));
+    assert!(sent.contains("http://jabber.org/protocol/ibb"));
+    assert!(!sent.contains("secret-marker"), "plaintext left the device");
+    // A 20 kB payload spans several IBB blocks.
+    let big = "b".repeat(20_000);
+    echo_ok(&phone, &tv, &big).await;
+
+    // Closing ends the Jingle session on both sides; the next request opens a fresh tunnel.
+    first.close();
+    assert!(matches!(
+        next_event(&mut tv_events).await,
+        E2eInbound::TunnelDown { .. }
+    ));
+    echo_ok(&phone, &tv, "again").await;
+    assert!(phone.endpoint.existing_tunnel(&tv.jid).unwrap().is_up());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_key_is_refused_and_the_connection_stays_up() {
+    let (phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv); // the phone trusts the TV, the TV does not know the phone
+    let mut tv_events = serve_echo(&mut tv);
+    let err = phone.endpoint.tunnel(&tv.jid).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    match next_event(&mut tv_events).await {
+        E2eInbound::TunnelRefused { peer, error } => {
+            assert_eq!(peer, phone.jid);
+            assert_eq!(error.kind(), ErrorKind::Forbidden);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The other way round: the phone does not trust a device it was never paired with.
+    let (stranger_tv, _) = (device("tv2").await, ());
+    let err = phone.endpoint.tunnel(&stranger_tv.jid).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    still_online(&phone).await;
+    still_online(&tv).await;
+    pin(&tv, &phone);
+    echo_ok(&phone, &tv, "now trusted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_loses_its_tunnel_and_is_refused_afterwards() {
+    let (phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let mut tv_events = serve_echo(&mut tv);
+    echo_ok(&phone, &tv, "before").await;
+    let tunnel = phone.endpoint.existing_tunnel(&tv.jid).unwrap();
+    assert!(tv
+        .endpoint
+        .revoke(&phone.jid.to_bare(), &phone.endpoint.fingerprint())
+        .unwrap());
+    // The TV tears its end down; the phone sees its tunnel end.
+    tokio::time::timeout(T, tunnel.closed()).await.unwrap();
+    loop {
+        if let E2eInbound::TunnelDown { reason, .. } = next_event(&mut tv_events).await {
+            assert_eq!(reason.unwrap().kind(), ErrorKind::Forbidden);
+            break;
+        }
+    }
+    let err = phone
+        .endpoint
+        .request(probe(&tv.jid, "after"), T)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_substituted_key_fails_the_handshake() {
+    // Mallory (a malicious relay or device) advertises the TV's fingerprint in Jingle but cannot
+    // hold the TV's private key, so the TLS handshake must fail.
+    let (phone, tv) = (device("phone").await, device("tv").await);
+    let tv_fp = tv.endpoint.fingerprint();
+    let mut mallory = device_with("mallory", |c| c.advertise_fingerprint = Some(tv_fp)).await;
+    mallory
+        .endpoint
+        .trust()
+        .pin(
+            &phone.jid.to_bare(),
+            &phone.endpoint.fingerprint(),
+            TrustSource::Manual,
+        )
+        .unwrap();
+    pin(&phone, &tv);
+    // The phone trusts "the TV's key" on any HOME resource (same bare JID).
+    let mut mallory_events = serve_echo(&mut mallory);
+    let err = phone.endpoint.tunnel(&mallory.jid).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(err.message().contains("not the pinned one"), "{err}");
+    match next_event(&mut mallory_events).await {
+        E2eInbound::TunnelRefused { error, .. } => assert_eq!(error.kind(), ErrorKind::Tls),
+        other => panic!("{other:?}"),
+    }
+    assert!(phone.endpoint.existing_tunnel(&mallory.jid).is_none());
+    still_online(&phone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_tunnel_bytes_fail_the_tunnel() {
+    // Block 1 is the phone's second TLS flight (certificate, signature, Finished).
+    let phone = device_with("phone", |c| c.hooks.corrupt_block = Some(1)).await;
+    let mut tv = device("tv").await;
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let mut tv_events = serve_echo(&mut tv);
+    let result = phone.endpoint.request(probe(&tv.jid, "x"), T).await;
+    assert!(result.is_err(), "altered bytes went unnoticed");
+    match next_event(&mut tv_events).await {
+        E2eInbound::TunnelRefused { error, .. } => assert_eq!(error.kind(), ErrorKind::Tls),
+        other => panic!("{other:?}"),
+    }
+    still_online(&phone).await;
+    still_online(&tv).await;
+}
+
+fn ibb_sid_of(sent: &str) -> String {
+    let start = sent.find("<open ").expect("IBB open was sent");
+    let rest = &sent[start..];
+    let at = rest
+        .find("sid='")
+        .map(|i| i + 5)
+        .or_else(|| rest.find("sid=\"").map(|i| i + 5));
+    let at = at.expect("sid attribute");
+    rest[at..at + 16].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_and_malformed_stanzas_get_clean_errors_and_nothing_breaks() {
+    let (mut phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    echo_ok(&phone, &tv, "up").await;
+    let sid = ibb_sid_of(&drain_tap(&mut phone));
+
+    let (stranger, _rx) = Session::connect(session_config(&STRANGER, "mallory"))
+        .await
+        .unwrap();
+    let to = Some(Jid::from(tv.jid.clone()));
+    let send = |xml: String| {
+        let payload: Element = xml.parse().unwrap();
+        stranger.request(
+            Iq::Set {
+                from: None,
+                to: to.clone(),
+                id: String::new(),
+                payload,
+            },
+            T,
+        )
+    };
+    let refused = |reply: IqReply| matches!(reply, IqReply::Error(_));
+    // A third party injects data into the live stream (it learnt the sid): refused.
+    let inject =
+        format!("<data xmlns='http://jabber.org/protocol/ibb' sid='{sid}' seq='5'>AAAA</data>");
+    assert!(refused(send(inject).await.unwrap()));
+    // Malformed IBB and Jingle.
+    for xml in [
+        "<data xmlns='http://jabber.org/protocol/ibb' seq='0'>AAAA</data>".to_owned(),
+        "<data xmlns='http://jabber.org/protocol/ibb' sid='nope' seq='0'>AAAA</data>".to_owned(),
+        "<data xmlns='http://jabber.org/protocol/ibb' sid='nope' seq='0'>***</data>".to_owned(),
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate'/>".to_owned(),
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='x'/>".to_owned(),
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='x'><content creator='initiator' name='c'><description xmlns='urn:xmpp:jingle:apps:xmlstream:0'/><transport xmlns='urn:xmpp:jingle:transports:ibb:1' block-size='4096' sid='s'/></content><security xmlns='urn:xmpp:jingle:security:xtls:1'><fingerprint hash='sha-1'>00</fingerprint><method name='x509'/></security></jingle>".to_owned(),
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='nope'/>".to_owned(),
+        "<jingle xmlns='urn:xmpp:jingle:1' action='transport-replace' sid='x'/>".to_owned(),
+    ] {
+        assert!(refused(send(xml.clone()).await.unwrap()), "accepted: {xml}");
+    }
+    // The real tunnel and both connections are unharmed.
+    echo_ok(&phone, &tv, "still up").await;
+    still_online(&tv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_with_the_shown_code_pins_both_keys() {
+    let (phone, mut tv) = (device("phone").await, device("tv").await);
+    let mut tv_events = serve_echo(&mut tv);
+    // Not armed: refused.
+    let err = phone.endpoint.pair(&tv.jid, "123456").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    assert!(matches!(
+        next_event(&mut tv_events).await,
+        E2eInbound::TunnelRefused { .. }
+    ));
+
+    let code = tv.endpoint.start_pairing().unwrap();
+    let tunnel = phone.endpoint.pair(&tv.jid, &code).await.expect("paired");
+    assert_eq!(tunnel.peer_fingerprint(), tv.endpoint.fingerprint());
+    assert_eq!(
+        phone
+            .endpoint
+            .trust()
+            .source(&tv.jid.to_bare(), &tv.endpoint.fingerprint()),
+        Some(TrustSource::Paired)
+    );
+    match next_event(&mut tv_events).await {
+        E2eInbound::Paired { peer, fingerprint } => {
+            assert_eq!(peer, phone.jid);
+            assert_eq!(fingerprint, phone.endpoint.fingerprint());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(tv
+        .endpoint
+        .trust()
+        .is_trusted(&phone.jid.to_bare(), &phone.endpoint.fingerprint()));
+    // The pairing tunnel carries control traffic at once…
+    echo_ok(&phone, &tv, "paired").await;
+    // …and later tunnels use the pinned keys (method x509).
+    tunnel.close();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    echo_ok(&phone, &tv, "pinned").await;
+
+    // Replay: the code was single-use.
+    let err = phone.endpoint.pair(&tv.jid, &code).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_are_refused_then_pairing_locks() {
+    let (phone, mut tv) = (device("phone").await, device("tv").await);
+    let _tv_events = serve_echo(&mut tv);
+    tv.endpoint.start_pairing_with("424242").unwrap();
+    for attempt in 0..5 {
+        let err = phone.endpoint.pair(&tv.jid, "000000").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden, "attempt {attempt}: {err}");
+        assert!(!phone
+            .endpoint
+            .trust()
+            .is_trusted(&tv.jid.to_bare(), &tv.endpoint.fingerprint()));
+    }
+    // Locked now, even with the right code.
+    let err = phone.endpoint.pair(&tv.jid, "424242").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    assert!(err.message().contains("locked"), "{err}");
+    assert!(tv.endpoint.start_pairing().is_err());
+    assert!(tv.endpoint.trust().list().is_empty());
+    still_online(&phone).await;
+    still_online(&tv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_attested_key_is_trusted_via_pep_and_revocation_removes_it() {
+    use pmn::core::e2e::pubkey;
+    let (phone, mut tv, laptop) = (
+        device("phone").await,
+        device("tv").await,
+        device("laptop").await,
+    );
+    let home = phone.jid.to_bare();
+    // The phone (owner) and the TV know each other; the phone has just paired the laptop.
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    pin(&phone, &laptop);
+    pin(&laptop, &tv);
+    let _tv_events = serve_echo(&mut tv);
+    for dev in [&phone, &tv, &laptop] {
+        let identity = dev_identity(dev);
+        pubkey::publish_own(&dev.session, &identity, T)
+            .await
+            .expect("publish");
+    }
+    // The laptop is not trusted by the TV yet.
+    let err = laptop.endpoint.tunnel(&tv.jid).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+
+    // The phone attests the laptop's key.
+    let keys = pubkey::fetch(&phone.session, &home, T).await.unwrap();
+    let laptop_key = keys
+        .iter()
+        .find(|k| k.fingerprint == laptop.endpoint.fingerprint())
+        .expect("laptop key published");
+    let attestation = pubkey::attest(&dev_identity(&phone), &home, &laptop_key.spki).unwrap();
+    pubkey::publish(
+        &phone.session,
+        dev_identity(&laptop).certificate(),
+        vec![attestation],
+        T,
+    )
+    .await
+    .unwrap();
+    let outcome = pubkey::sync_attested(&tv.session, tv.endpoint.trust(), &home, T)
+        .await
+        .unwrap();
+    assert_eq!(outcome.pinned, vec![laptop.endpoint.fingerprint()]);
+    echo_ok(&laptop, &tv, "attested").await;
+
+    // Revocation: the owner retracts the laptop's item; the TV drops the key and its tunnel.
+    pubkey::retract(&phone.session, &laptop.endpoint.fingerprint(), T)
+        .await
+        .unwrap();
+    let outcome = pubkey::sync_attested(&tv.session, tv.endpoint.trust(), &home, T)
+        .await
+        .unwrap();
+    assert_eq!(outcome.revoked, vec![laptop.endpoint.fingerprint()]);
+    tv.endpoint
+        .revoke(&home, &laptop.endpoint.fingerprint())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let err = laptop
+        .endpoint
+        .request(probe(&tv.jid, "revoked"), T)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+}
+
+/// The identity of a test device (the software store keeps the key; the certificate is re-made).
+fn dev_identity(dev: &Device) -> DeviceIdentity {
+    let name = dev
+        .jid
+        .resource()
+        .as_str()
+        .split('-')
+        .next()
+        .unwrap()
+        .to_owned();
+    let store = Arc::new(SoftwareKeyStore::open(dev._dir.path().join("keys")).unwrap());
+    DeviceIdentity::load_or_generate(store, "tls", &name).unwrap()
+}
