@@ -74,7 +74,7 @@ fn test_ca_config(
             "test CA PEM holds no certificate",
         ));
     }
-    tracing::warn!("trusting a test CA for the server connection (test build)");
+    tracing::info!("trusting a test CA for the server connection (test build)");
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
