@@ -116,8 +116,9 @@ async fn play_pause_status_and_state_events() {
     let provider = start_player("TV").await;
     let tv = discover(&controller, &provider).await;
     let mut events = controller.events();
+    // Only state changes: the provider must not send the other kinds (queue, position, volume).
     let _subscription = controller
-        .subscribe(&tv.jid, "player")
+        .subscribe_events(&tv.jid, "player", Some(&[EVENT_STATE_CHANGED]))
         .await
         .expect("subscribe");
     assert_eq!(provider.subscription_count(), 1);

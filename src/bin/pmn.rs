@@ -3,7 +3,11 @@
 //! - `pmn demo --server HOST:PORT [--ca CA.pem] [--network JID --password PW]`: starts a simulated TV
 //!   and a phone on one network, discovers, plays, pauses, prints the events, exits.
 //! - `pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device D] [--name N]`:
-//!   runs a simulated media player until Ctrl-C.
+//!   runs a provider until Ctrl-C.
+//!
+//! The provider offers the media player, a (simulated) recorder and a generated media library. The
+//! player is a real mpv (headless JSON IPC) when `mpv` is installed and `PMN_SIMULATED_PLAYER` is not
+//! set, else the simulated player.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,7 +16,13 @@ use std::time::Duration;
 use pmn::core::controller::{Controller, ControllerConfig};
 use pmn::core::error::Result;
 use pmn::core::provider::{Provider, ProviderConfig};
-use pmn::core::services::player::{self, PlayerService, PlayerStatus, SimulatedPlayer};
+use pmn::core::rpc::Service;
+use pmn::core::services::library::{GeneratedLibrary, LibraryService};
+use pmn::core::services::mpv::{mpv_available, write_tone, MpvPlayer};
+use pmn::core::services::player::{
+    self, MediaPlayer, PlayerService, PlayerStatus, SimulatedPlayer,
+};
+use pmn::core::services::recorder::RecorderService;
 use pmn::core::session::{ServerAddress, ServerTrust, SessionConfig};
 
 const USAGE: &str = "usage:
@@ -82,22 +92,60 @@ fn show(status: &PlayerStatus) -> String {
     )
 }
 
-async fn start_tv(config: SessionConfig, name: &str) -> Result<Provider> {
-    let service = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
-    Provider::start(
+/// The demo's player: mpv when installed (it plays a generated tone), else the simulation. Returns
+/// the player and a URI it can play.
+async fn demo_player() -> (Arc<dyn MediaPlayer>, String) {
+    if mpv_available() && std::env::var_os("PMN_SIMULATED_PLAYER").is_none() {
+        let dir = std::env::temp_dir().join(format!("pmn-demo-{}", std::process::id()));
+        let tone = dir.join("tone.wav");
+        let started = match std::fs::create_dir_all(&dir).and_then(|()| write_tone(&tone, 30)) {
+            Ok(()) => {
+                // Audio where there is a device, silence (null output) where there is none.
+                MpvPlayer::spawn(
+                    &dir.join("mpv.sock"),
+                    &["--no-video", "--ao=pulse,alsa,null"],
+                )
+                .await
+                .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match started {
+            Ok(mpv) => {
+                println!("[tv]    playing through mpv");
+                return (Arc::new(mpv), format!("file://{}", tone.display()));
+            }
+            Err(e) => eprintln!("[tv]    mpv unusable ({e}); using the simulated player"),
+        }
+    }
+    (
+        Arc::new(SimulatedPlayer::default()),
+        "file:///movies/big-buck-bunny.mkv".into(),
+    )
+}
+
+async fn start_tv(config: SessionConfig, name: &str) -> Result<(Provider, String)> {
+    let (player, uri) = demo_player().await;
+    let services: Vec<Arc<dyn Service>> = vec![
+        Arc::new(PlayerService::new(player)),
+        Arc::new(RecorderService::simulated()),
+        Arc::new(LibraryService::new(Arc::new(GeneratedLibrary::new(10_000)))),
+    ];
+    let provider = Provider::start(
         ProviderConfig {
             session: config,
             name: name.into(),
         },
-        vec![service],
+        services,
     )
-    .await
+    .await?;
+    Ok((provider, uri))
 }
 
 async fn demo(args: &Args) -> std::result::Result<(), String> {
     let e = |e: pmn::core::error::Error| e.to_string();
     println!("[tv]    logging in as {}/tv", args.network);
-    let tv = start_tv(session(args, "tv")?, &args.name)
+    let (tv, uri) = start_tv(session(args, "tv")?, &args.name)
         .await
         .map_err(e)?;
     println!("[phone] logging in as {}/phone", args.network);
@@ -117,19 +165,18 @@ async fn demo(args: &Args) -> std::result::Result<(), String> {
     );
     let mut events = phone.events();
     let subscription = phone
-        .subscribe(&found.jid, player::SERVICE)
+        .subscribe_events(
+            &found.jid,
+            player::SERVICE,
+            Some(&[player::EVENT_STATE_CHANGED]),
+        )
         .await
         .map_err(e)?;
-    println!("[phone] subscribed to player events");
+    println!("[phone] subscribed to player state changes");
     let remote = phone.player(found.jid.clone());
     println!(
         "[phone] play → {}",
-        show(
-            &remote
-                .play("file:///movies/big-buck-bunny.mkv")
-                .await
-                .map_err(e)?
-        )
+        show(&remote.play(&uri).await.map_err(e)?)
     );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     println!(
@@ -164,14 +211,36 @@ async fn demo(args: &Args) -> std::result::Result<(), String> {
         }
     }
     subscription.cancel().await.map_err(e)?;
+    let volume = remote.set_volume(30).await.map_err(e)?;
+    println!("[phone] set_volume(30) → volume {}", volume.volume);
+    let channels = phone
+        .recorder(found.jid.clone())
+        .channels()
+        .await
+        .map_err(e)?;
+    println!("[phone] recorder channels → {} channels", channels.len());
+    let page = phone
+        .library(found.jid.clone())
+        .browse("videos", 0, 3)
+        .await
+        .map_err(e)?;
+    println!(
+        "[phone] library.browse(videos, 0, 3) → {} of {} items",
+        page.items.len(),
+        page.total
+    );
     phone.close().await;
     tv.stop().await;
+    // The generated tone (mpv case) is ours; the player that used it has stopped with the provider.
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("pmn-demo-{}", std::process::id())),
+    );
     println!("[demo]  done: discovery, control and events worked end to end");
     Ok(())
 }
 
 async fn provider(args: &Args) -> std::result::Result<(), String> {
-    let tv = start_tv(session(args, &args.device)?, &args.name)
+    let (tv, _) = start_tv(session(args, &args.device)?, &args.name)
         .await
         .map_err(|e| e.to_string())?;
     println!("provider {:?} online; Ctrl-C to stop", args.name);

@@ -23,10 +23,13 @@ use crate::core::discovery::{
     caps_for, disco_info_for, DirectoryUpdate, PresenceOutcome, ProviderDirectory, ProviderInfo,
 };
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::{self, EventNotice};
+use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
 use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::Value};
-use crate::core::services::player::{self, PlayerStatus};
+use crate::core::services::library::LibraryClient;
+use crate::core::services::player::{self, PlayerStatus, Queue, VolumeState};
+use crate::core::services::recorder::RecorderClient;
+use crate::core::services::{self, Event, Method};
 use crate::core::session::{ConnectionState, Inbound, IqReply, Session, SessionConfig};
 
 /// Capacity of the update and event broadcast channels; a receiver that falls further behind is
@@ -61,14 +64,28 @@ pub struct ServiceEvent {
     pub notice: EventNotice,
 }
 
+impl ServiceEvent {
+    /// The typed payload when this is event `E` (`None` for any other event).
+    pub fn decode<E: Event>(&self) -> Option<Result<E::Payload>> {
+        use crate::core::services::ServiceSpec;
+        (self.notice.service == E::Service::NAME && self.notice.name == E::NAME)
+            .then(|| services::decode_event::<E>(self.notice.params.clone()))
+    }
+}
+
+/// (provider, service name).
+type SubscriptionKey = (FullJid, String);
+
 struct Shared {
     session: Session,
     rpc_timeout: Duration,
     directory: Mutex<ProviderDirectory>,
     updates: broadcast::Sender<DirectoryUpdate>,
     events: broadcast::Sender<ServiceEvent>,
-    /// (provider, service) → number of live [`Subscription`]s.
-    subscriptions: Mutex<HashMap<(FullJid, String), usize>>,
+    /// (provider, service) → the event filters of the live [`Subscription`]s, by subscription id.
+    /// The provider holds their union.
+    subscriptions: Mutex<HashMap<SubscriptionKey, Vec<(u64, EventFilter)>>>,
+    next_subscription: std::sync::atomic::AtomicU64,
 }
 
 /// A connected controller. Cheap to clone; [`Controller::close`] ends it for every clone.
@@ -127,6 +144,7 @@ impl Controller {
             updates,
             events,
             subscriptions: Mutex::new(HashMap::new()),
+            next_subscription: std::sync::atomic::AtomicU64::new(1),
         });
         let info = disco_info_for(None, &[]);
         let (infos_tx, infos_rx) = mpsc::unbounded_channel();
@@ -229,18 +247,78 @@ impl Controller {
         }
     }
 
-    /// Subscribes to the events of `service` on `provider`. Events arrive on [`Controller::events`]
-    /// while the returned [`Subscription`] lives; dropping it unsubscribes.
-    pub async fn subscribe(&self, provider: &FullJid, service: &str) -> Result<Subscription> {
-        let key = (provider.clone(), service.to_owned());
-        self.call(provider, &format!("{service}.subscribe"), vec![])
+    /// Calls method `M` on `provider` with typed parameters and a typed result (see
+    /// [`crate::core::services`]): the shapes are checked by the compiler here and by the provider
+    /// there.
+    pub async fn invoke<M: Method>(
+        &self,
+        provider: &FullJid,
+        params: &M::Params,
+    ) -> Result<M::Output> {
+        let params = services::encode_params::<M>(params)?;
+        let value = self
+            .call(provider, &services::method_name::<M>(), params)
             .await?;
-        *lock(&self.shared.subscriptions)
-            .entry(key.clone())
-            .or_insert(0) += 1;
+        services::decode_output::<M>(value)
+    }
+
+    /// A typed client for the recorder of `provider`.
+    pub fn recorder(&self, provider: FullJid) -> RecorderClient {
+        RecorderClient::new(self.clone(), provider)
+    }
+
+    /// A typed client for the media library of `provider`.
+    pub fn library(&self, provider: FullJid) -> LibraryClient {
+        LibraryClient::new(self.clone(), provider)
+    }
+
+    /// Subscribes to every event of `service` on `provider`. Events arrive on
+    /// [`Controller::events`] while the returned [`Subscription`] lives; dropping it unsubscribes.
+    pub async fn subscribe(&self, provider: &FullJid, service: &str) -> Result<Subscription> {
+        self.subscribe_events(provider, service, None).await
+    }
+
+    /// Subscribes to the events of `service` named in `events` (`None`: all of them). Several
+    /// subscriptions to one provider's service are merged: the provider sends the union.
+    pub async fn subscribe_events(
+        &self,
+        provider: &FullJid,
+        service: &str,
+        events: Option<&[&str]>,
+    ) -> Result<Subscription> {
+        let key = (provider.clone(), service.to_owned());
+        let filter: EventFilter = events.map(|names| names.iter().map(|n| n.to_string()).collect());
+        let id = self
+            .shared
+            .next_subscription
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let union = {
+            let mut subs = lock(&self.shared.subscriptions);
+            let entry = subs.entry(key.clone()).or_default();
+            entry.push((id, filter));
+            union_of(entry)
+        };
+        if let Err(e) = self
+            .call(
+                provider,
+                &format!("{service}.subscribe"),
+                subscribe_params(&union),
+            )
+            .await
+        {
+            let mut subs = lock(&self.shared.subscriptions);
+            if let Some(entry) = subs.get_mut(&key) {
+                entry.retain(|(i, _)| *i != id);
+                if entry.is_empty() {
+                    subs.remove(&key);
+                }
+            }
+            return Err(e);
+        }
         Ok(Subscription {
             controller: Some(self.clone()),
             key,
+            id,
             runtime: tokio::runtime::Handle::current(),
         })
     }
@@ -255,7 +333,37 @@ impl Controller {
 pub struct Subscription {
     controller: Option<Controller>,
     key: (FullJid, String),
+    id: u64,
     runtime: tokio::runtime::Handle,
+}
+
+/// What the provider must hold for these local subscriptions: `None` = every event.
+fn union_of(entries: &[(u64, EventFilter)]) -> EventFilter {
+    let mut all = std::collections::BTreeSet::new();
+    for (_, filter) in entries {
+        match filter {
+            None => return None,
+            Some(names) => all.extend(names.iter().cloned()),
+        }
+    }
+    Some(all)
+}
+
+/// The parameters of `<service>.subscribe` for `filter`.
+fn subscribe_params(filter: &EventFilter) -> Vec<Value> {
+    match filter {
+        None => vec![],
+        Some(names) => vec![Value::Array(
+            names.iter().map(|n| Value::String(n.clone())).collect(),
+        )],
+    }
+}
+
+/// What to tell the provider after a local subscription went away.
+enum Release {
+    Nothing,
+    Unsubscribe,
+    Narrow(EventFilter),
 }
 
 impl std::fmt::Debug for Subscription {
@@ -265,44 +373,73 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// Unsubscribes now and waits for the provider's answer.
+    /// Unsubscribes now (or narrows the provider's selection to what other live subscriptions
+    /// still want) and waits for the provider's answer.
     pub async fn cancel(mut self) -> Result<()> {
         match self.release() {
-            Some((controller, provider, service)) => controller
-                .call(&provider, &format!("{service}.unsubscribe"), vec![])
-                .await
-                .map(|_| ()),
+            Some((controller, provider, service, action)) => {
+                apply_release(&controller, &provider, &service, action).await
+            }
             None => Ok(()),
         }
     }
 
-    /// Drops our reference; returns what to unsubscribe when it was the last one.
-    fn release(&mut self) -> Option<(Controller, FullJid, String)> {
+    /// Drops our entry; returns what to tell the provider.
+    fn release(&mut self) -> Option<(Controller, FullJid, String, Release)> {
         let controller = self.controller.take()?;
-        let last = {
+        let action = {
             let mut subs = lock(&controller.shared.subscriptions);
             match subs.get_mut(&self.key) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
+                Some(entry) => {
+                    let before = union_of(entry);
+                    entry.retain(|(i, _)| *i != self.id);
+                    if entry.is_empty() {
+                        subs.remove(&self.key);
+                        Release::Unsubscribe
+                    } else {
+                        let after = union_of(entry);
+                        if after == before {
+                            Release::Nothing
+                        } else {
+                            Release::Narrow(after)
+                        }
+                    }
                 }
-                Some(_) => {
-                    subs.remove(&self.key);
-                    true
-                }
-                None => false,
+                None => Release::Nothing,
             }
         };
-        last.then(|| (controller, self.key.0.clone(), self.key.1.clone()))
+        Some((controller, self.key.0.clone(), self.key.1.clone(), action))
+    }
+}
+
+async fn apply_release(
+    controller: &Controller,
+    provider: &FullJid,
+    service: &str,
+    action: Release,
+) -> Result<()> {
+    match action {
+        Release::Nothing => Ok(()),
+        Release::Unsubscribe => controller
+            .call(provider, &format!("{service}.unsubscribe"), vec![])
+            .await
+            .map(drop),
+        Release::Narrow(filter) => controller
+            .call(
+                provider,
+                &format!("{service}.subscribe"),
+                subscribe_params(&filter),
+            )
+            .await
+            .map(drop),
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some((controller, provider, service)) = self.release() {
+        if let Some((controller, provider, service, action)) = self.release() {
             self.runtime.spawn(async move {
-                let method = format!("{service}.unsubscribe");
-                if let Err(e) = controller.call(&provider, &method, vec![]).await {
+                if let Err(e) = apply_release(&controller, &provider, &service, action).await {
                     tracing::debug!(%provider, error = %e, "unsubscribe on drop failed");
                 }
             });
@@ -318,39 +455,82 @@ pub struct PlayerClient {
 }
 
 impl PlayerClient {
-    async fn status_call(&self, verb: &str, params: Vec<Value>) -> Result<PlayerStatus> {
-        let method = format!("{}.{verb}", player::SERVICE);
-        let value = self
-            .controller
-            .call(&self.provider, &method, params)
-            .await?;
-        PlayerStatus::from_value(&value)
+    /// The provider this client drives.
+    pub fn provider(&self) -> &FullJid {
+        &self.provider
     }
 
-    /// Plays `uri` from the beginning.
+    async fn invoke<M: Method<Service = player::Player>>(
+        &self,
+        params: M::Params,
+    ) -> Result<M::Output> {
+        self.controller.invoke::<M>(&self.provider, &params).await
+    }
+
+    /// Replaces the queue with `uri` and plays it.
     pub async fn play(&self, uri: &str) -> Result<PlayerStatus> {
-        self.status_call("play", vec![Value::String(uri.to_owned())])
-            .await
+        self.invoke::<player::Play>((uri.to_owned(),)).await
     }
 
     /// Pauses.
     pub async fn pause(&self) -> Result<PlayerStatus> {
-        self.status_call("pause", vec![]).await
+        self.invoke::<player::Pause>(()).await
     }
 
     /// Resumes after a pause.
     pub async fn resume(&self) -> Result<PlayerStatus> {
-        self.status_call("resume", vec![]).await
+        self.invoke::<player::Resume>(()).await
     }
 
     /// Stops.
     pub async fn stop(&self) -> Result<PlayerStatus> {
-        self.status_call("stop", vec![]).await
+        self.invoke::<player::Stop>(()).await
+    }
+
+    /// Jumps to `position_ms`.
+    pub async fn seek(&self, position_ms: u64) -> Result<PlayerStatus> {
+        self.invoke::<player::Seek>((position_ms,)).await
+    }
+
+    /// Sets the volume (0..=100).
+    pub async fn set_volume(&self, volume: u8) -> Result<VolumeState> {
+        self.invoke::<player::SetVolume>((volume,)).await
+    }
+
+    /// Mutes or unmutes.
+    pub async fn mute(&self, muted: bool) -> Result<VolumeState> {
+        self.invoke::<player::Mute>((muted,)).await
+    }
+
+    /// Plays the next queue item.
+    pub async fn next(&self) -> Result<PlayerStatus> {
+        self.invoke::<player::Next>(()).await
+    }
+
+    /// Plays the previous queue item.
+    pub async fn previous(&self) -> Result<PlayerStatus> {
+        self.invoke::<player::Previous>(()).await
+    }
+
+    /// Appends `uri` to the queue.
+    pub async fn enqueue(&self, uri: &str, title: Option<&str>) -> Result<Queue> {
+        self.invoke::<player::Enqueue>((uri.to_owned(), title.map(str::to_owned)))
+            .await
+    }
+
+    /// Empties the queue except the current item.
+    pub async fn clear_queue(&self) -> Result<Queue> {
+        self.invoke::<player::ClearQueue>(()).await
+    }
+
+    /// The queue.
+    pub async fn queue(&self) -> Result<Queue> {
+        self.invoke::<player::GetQueue>(()).await
     }
 
     /// The current status.
     pub async fn status(&self) -> Result<PlayerStatus> {
-        self.status_call("status", vec![]).await
+        self.invoke::<player::Status>(()).await
     }
 }
 
@@ -406,17 +586,18 @@ impl Dispatcher {
 
     /// A provider we had subscribed to came (back) online: it forgot us, so subscribe again.
     fn restore_subscriptions(&self, providers: &HashSet<FullJid>) {
-        let wanted: Vec<(FullJid, String)> = lock(&self.shared.subscriptions)
-            .keys()
-            .filter(|(p, _)| providers.contains(p))
-            .cloned()
+        let wanted: Vec<(FullJid, String, EventFilter)> = lock(&self.shared.subscriptions)
+            .iter()
+            .filter(|((p, _), _)| providers.contains(p))
+            .map(|((p, s), entries)| (p.clone(), s.clone(), union_of(entries)))
             .collect();
-        for (provider, service) in wanted {
+        for (provider, service, filter) in wanted {
             let shared = self.shared.clone();
             tokio::spawn(async move {
                 let method = format!("{service}.subscribe");
                 let to = Jid::from(provider.clone());
-                match rpc::call(&shared.session, &to, &method, vec![], shared.rpc_timeout).await {
+                let params = subscribe_params(&filter);
+                match rpc::call(&shared.session, &to, &method, params, shared.rpc_timeout).await {
                     Ok(_) => tracing::info!(%provider, %service, "subscription restored"),
                     Err(e) => {
                         tracing::warn!(%provider, %service, error = %e, "could not restore subscription")

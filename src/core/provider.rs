@@ -10,6 +10,7 @@
 //! `<service>.subscribe` and are still online. Those are the only three places that send, all in this
 //! file.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 use crate::core::discovery::{caps_for, disco_info_for};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::{EventNotice, EventSink, Subscribers};
+use crate::core::events::{EventFilter, EventNotice, EventSink, Subscribers};
 use crate::core::plumbing;
 use crate::core::rpc::xmlrpc::{self, Limits, MethodResponse, RpcPayload, Value};
 use crate::core::rpc::{stanza_error_for, CallContext, RpcRouter, Service};
@@ -271,18 +272,22 @@ impl Dispatcher {
         };
         // Subscriptions are the provider's business, the same for every service.
         if let Some((service, verb)) = call.method.split_once('.') {
-            if matches!(verb, "subscribe" | "unsubscribe") && self.router.service(service).is_some()
-            {
-                let outcome = if !call.params.is_empty() {
+            if let (Some(svc), true) = (
+                self.router.service(service),
+                matches!(verb, "subscribe" | "unsubscribe"),
+            ) {
+                let outcome = if verb == "subscribe" {
+                    event_filter(&call.method, svc.events(), call.params).and_then(|filter| {
+                        lock(&self.state)
+                            .subscribers
+                            .subscribe(service, caller.clone(), filter)
+                            .map(|()| Value::Bool(true))
+                    })
+                } else if !call.params.is_empty() {
                     Err(Error::new(
                         ErrorKind::BadParams,
                         format!("{} takes no parameters", call.method),
                     ))
-                } else if verb == "subscribe" {
-                    lock(&self.state)
-                        .subscribers
-                        .subscribe(service, caller.clone())
-                        .map(|()| Value::Bool(true))
                 } else {
                     Ok(Value::Bool(
                         lock(&self.state).subscribers.unsubscribe(service, &caller),
@@ -310,7 +315,9 @@ impl Dispatcher {
     }
 
     fn fan_out(&self, notice: EventNotice) {
-        let subscribers = lock(&self.state).subscribers.of(&notice.service);
+        let subscribers = lock(&self.state)
+            .subscribers
+            .for_event(&notice.service, &notice.name);
         if subscribers.is_empty() {
             return;
         }
@@ -355,6 +362,34 @@ fn answer(to: Jid, id: String, outcome: Result<Value>) -> Iq {
                 })),
             )
         }
+    }
+}
+
+/// The parameters of `<service>.subscribe`: none (every event) or one array naming the wanted events,
+/// each of which the service must send.
+fn event_filter(method: &str, known: &[&str], params: Vec<Value>) -> Result<EventFilter> {
+    let bad = |why: String| Error::new(ErrorKind::BadParams, format!("{method}: {why}"));
+    match params.as_slice() {
+        [] => Ok(None),
+        [Value::Array(names)] => {
+            let mut wanted = BTreeSet::new();
+            for name in names {
+                let name = name
+                    .as_str()
+                    .ok_or_else(|| bad("event names are strings".into()))?;
+                if !known.contains(&name) {
+                    return Err(bad(format!("no event {name:?} (known: {known:?})")));
+                }
+                wanted.insert(name.to_owned());
+            }
+            if wanted.is_empty() {
+                return Err(bad(
+                    "an empty event list selects nothing; unsubscribe instead".into(),
+                ));
+            }
+            Ok(Some(wanted))
+        }
+        _ => Err(bad("takes nothing or one array of event names".into())),
     }
 }
 

@@ -61,7 +61,7 @@ impl Drop for Controller {
     }
 }
 
-fn parse_provider(jid: &str) -> Result<FullJid, PmnError> {
+pub(super) fn parse_provider(jid: &str) -> Result<FullJid, PmnError> {
     jid.parse()
         .map_err(|e| config(format!("{jid:?} is not a provider's full JID: {e}")))
 }
@@ -73,7 +73,7 @@ fn report(result: Result<(), PmnError>, what: &str) {
 }
 
 impl Controller {
-    fn core(&self) -> Result<CoreController, PmnError> {
+    pub(super) fn core(&self) -> Result<CoreController, PmnError> {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -10,6 +10,7 @@ mod logging;
 mod provider;
 mod records;
 mod runtime;
+mod services;
 mod task;
 
 pub use controller::Controller;
@@ -17,9 +18,14 @@ pub use diagnostics::{live_objects, LiveObjects};
 pub use error::PmnError;
 pub use keystore::*;
 pub use listener::ControllerListener;
-pub use logging::init_logging;
+pub use logging::{
+    clear_log_sink, log_stats, set_log_level, set_log_sink, LogLevel, LogSink, LogStats,
+};
 pub use provider::{start_simulated_player, Provider};
 pub use records::{
-    ConnectionConfig, ConnectionState, PlaybackState, PlayerStatus, ProviderInfo, ServiceEvent,
+    Channel, ConnectionConfig, ConnectionState, ItemKind, LibraryItem, LibraryPage, Playback,
+    PlaybackState, PlayerStatus, ProviderInfo, Queue, QueueItem, Recording, RecordingState,
+    ServiceEvent, VolumeState,
 };
+pub use services::{start_demo_provider, start_player_provider, MediaPlayerBackend};
 pub use task::TaskHandle;

@@ -31,6 +31,16 @@ impl Drop for Provider {
     }
 }
 
+impl Provider {
+    /// Wraps a started core provider.
+    pub(super) fn from_core(core: CoreProvider) -> Arc<Self> {
+        Arc::new(Provider {
+            inner: Mutex::new(Some(core)),
+            _live: Live::new(&diagnostics::PROVIDERS),
+        })
+    }
+}
+
 /// Starts a provider named `name` that offers a simulated media player (position advances with
 /// time; no audio or video).
 #[uniffi::export]

@@ -133,18 +133,40 @@ impl From<CoreState2> for PlaybackState {
 pub struct PlayerStatus {
     /// The loaded media.
     pub uri: Option<String>,
+    /// Its title, when known.
+    pub title: Option<String>,
     /// Playing, paused or stopped.
     pub state: PlaybackState,
     /// Position in milliseconds.
     pub position_ms: u64,
+    /// Length in milliseconds, when known.
+    pub duration_ms: Option<u64>,
+    /// Volume, 0..=100.
+    pub volume: u8,
+    /// Muted.
+    pub muted: bool,
 }
 
 impl From<CoreStatus> for PlayerStatus {
     fn from(s: CoreStatus) -> Self {
         Self {
             uri: s.uri,
+            title: s.title,
             state: s.state.into(),
             position_ms: s.position_ms,
+            duration_ms: s.duration_ms,
+            volume: s.volume,
+            muted: s.muted,
+        }
+    }
+}
+
+impl From<PlaybackState> for CoreState2 {
+    fn from(s: PlaybackState) -> Self {
+        match s {
+            PlaybackState::Stopped => CoreState2::Stopped,
+            PlaybackState::Playing => CoreState2::Playing,
+            PlaybackState::Paused => CoreState2::Paused,
         }
     }
 }
@@ -189,14 +211,44 @@ impl From<CoreState> for ConnectionState {
 /// An event from a provider.
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
 pub enum ServiceEvent {
-    /// A media player changed state.
+    /// A media player changed state or media.
     PlayerStateChanged {
         /// The provider's JID.
         provider: String,
         /// Its new status.
         status: PlayerStatus,
     },
-    /// Any other event (of a service this version has no typed form for).
+    /// Where a media player is (at most once per the provider's position interval).
+    PlayerPosition {
+        /// The provider's JID.
+        provider: String,
+        /// Position in milliseconds.
+        position_ms: u64,
+        /// Length in milliseconds, when known.
+        duration_ms: Option<u64>,
+    },
+    /// A media player's queue changed.
+    PlayerQueueChanged {
+        /// The provider's JID.
+        provider: String,
+        /// The new queue.
+        queue: Queue,
+    },
+    /// A media player's volume or mute changed.
+    PlayerVolumeChanged {
+        /// The provider's JID.
+        provider: String,
+        /// The new volume.
+        volume: VolumeState,
+    },
+    /// A recording started, finished or failed (see `recording.state`).
+    Recording {
+        /// The provider's JID.
+        provider: String,
+        /// The recording, in its new state.
+        recording: Recording,
+    },
+    /// Any other event (of a service this version has no typed form for, or a malformed one).
     Other {
         /// The provider's JID.
         provider: String,
@@ -209,21 +261,254 @@ pub enum ServiceEvent {
 
 impl From<crate::core::controller::ServiceEvent> for ServiceEvent {
     fn from(e: crate::core::controller::ServiceEvent) -> Self {
-        use crate::core::services::player;
+        use crate::core::services::{player, recorder};
         let provider = e.provider.to_string();
-        let n = &e.notice;
-        if n.service == player::SERVICE && n.name == player::EVENT_STATE_CHANGED {
-            if let Some(Ok(status)) = n.params.first().map(CoreStatus::from_value) {
-                return ServiceEvent::PlayerStateChanged {
-                    provider,
-                    status: status.into(),
-                };
-            }
+        if let Some(Ok(status)) = e.decode::<player::StateChanged>() {
+            return ServiceEvent::PlayerStateChanged {
+                provider,
+                status: status.into(),
+            };
+        }
+        if let Some(Ok(p)) = e.decode::<player::Position>() {
+            return ServiceEvent::PlayerPosition {
+                provider,
+                position_ms: p.position_ms,
+                duration_ms: p.duration_ms,
+            };
+        }
+        if let Some(Ok(q)) = e.decode::<player::QueueChanged>() {
+            return ServiceEvent::PlayerQueueChanged {
+                provider,
+                queue: q.into(),
+            };
+        }
+        if let Some(Ok(v)) = e.decode::<player::VolumeChanged>() {
+            return ServiceEvent::PlayerVolumeChanged {
+                provider,
+                volume: v.into(),
+            };
+        }
+        let recording = e
+            .decode::<recorder::Started>()
+            .or_else(|| e.decode::<recorder::Finished>())
+            .or_else(|| e.decode::<recorder::Failed>());
+        if let Some(Ok(r)) = recording {
+            return ServiceEvent::Recording {
+                provider,
+                recording: r.into(),
+            };
         }
         ServiceEvent::Other {
             provider,
             service: e.notice.service,
             name: e.notice.name,
+        }
+    }
+}
+
+/// Volume and mute of a media player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct VolumeState {
+    /// 0..=100.
+    pub volume: u8,
+    /// Muted.
+    pub muted: bool,
+}
+
+impl From<crate::core::services::player::VolumeState> for VolumeState {
+    fn from(v: crate::core::services::player::VolumeState) -> Self {
+        Self {
+            volume: v.volume,
+            muted: v.muted,
+        }
+    }
+}
+
+/// One entry of a play queue.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct QueueItem {
+    /// What to play.
+    pub uri: String,
+    /// Its title.
+    pub title: Option<String>,
+}
+
+/// A media player's play queue.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Queue {
+    /// The entries.
+    pub items: Vec<QueueItem>,
+    /// Index of the current entry.
+    pub current: Option<u32>,
+}
+
+impl From<crate::core::services::player::Queue> for Queue {
+    fn from(q: crate::core::services::player::Queue) -> Self {
+        Self {
+            items: q
+                .items
+                .into_iter()
+                .map(|i| QueueItem {
+                    uri: i.uri,
+                    title: i.title,
+                })
+                .collect(),
+            current: q.current,
+        }
+    }
+}
+
+/// What a media player implemented by the app reports (see `MediaPlayerBackend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Playback {
+    /// Playing, paused or stopped.
+    pub state: PlaybackState,
+    /// Position in milliseconds.
+    pub position_ms: u64,
+    /// Length in milliseconds, when known.
+    pub duration_ms: Option<u64>,
+    /// 0..=100.
+    pub volume: u8,
+    /// Muted.
+    pub muted: bool,
+}
+
+/// A channel of a recorder.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Channel {
+    /// Identifier, used to schedule.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+impl From<crate::core::services::recorder::Channel> for Channel {
+    fn from(c: crate::core::services::recorder::Channel) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+        }
+    }
+}
+
+/// Where a recording is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum RecordingState {
+    /// Waiting for its start.
+    Scheduled,
+    /// Recording now.
+    Recording,
+    /// Done.
+    Finished,
+    /// Could not be made.
+    Failed,
+}
+
+/// A scheduled recording.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Recording {
+    /// Identifier, used to cancel.
+    pub id: u32,
+    /// The channel id.
+    pub channel: String,
+    /// Start, Unix seconds (UTC).
+    pub start: i64,
+    /// End, Unix seconds (UTC).
+    pub end: i64,
+    /// Title.
+    pub title: String,
+    /// Where it is.
+    pub state: RecordingState,
+}
+
+impl From<crate::core::services::recorder::Recording> for Recording {
+    fn from(r: crate::core::services::recorder::Recording) -> Self {
+        use crate::core::services::recorder::{parse_datetime, RecordingState as S};
+        Self {
+            id: r.id,
+            channel: r.channel,
+            start: parse_datetime(&r.start.0).unwrap_or(0),
+            end: parse_datetime(&r.end.0).unwrap_or(0),
+            title: r.title,
+            state: match r.state {
+                S::Scheduled => RecordingState::Scheduled,
+                S::Recording => RecordingState::Recording,
+                S::Finished => RecordingState::Finished,
+                S::Failed => RecordingState::Failed,
+            },
+        }
+    }
+}
+
+/// What a library item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ItemKind {
+    /// Holds other items.
+    Container,
+    /// A video.
+    Video,
+    /// Audio.
+    Audio,
+    /// A picture.
+    Image,
+}
+
+/// An entry of a media library.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct LibraryItem {
+    /// Identifier.
+    pub id: String,
+    /// The container holding it (`""`: the root).
+    pub parent: String,
+    /// Title.
+    pub title: String,
+    /// What it is.
+    pub kind: ItemKind,
+    /// Where to play it from (not for containers).
+    pub uri: Option<String>,
+    /// Length in milliseconds, when known.
+    pub duration_ms: Option<u64>,
+    /// Number of children, for containers.
+    pub child_count: Option<u32>,
+}
+
+impl From<crate::core::services::library::Item> for LibraryItem {
+    fn from(i: crate::core::services::library::Item) -> Self {
+        use crate::core::services::library::ItemKind as K;
+        Self {
+            id: i.id,
+            parent: i.parent,
+            title: i.title,
+            kind: match i.kind {
+                K::Container => ItemKind::Container,
+                K::Video => ItemKind::Video,
+                K::Audio => ItemKind::Audio,
+                K::Image => ItemKind::Image,
+            },
+            uri: i.uri,
+            duration_ms: i.duration_ms,
+            child_count: i.child_count,
+        }
+    }
+}
+
+/// One page of a library listing.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct LibraryPage {
+    /// The items.
+    pub items: Vec<LibraryItem>,
+    /// Offset of the first item.
+    pub offset: u32,
+    /// Total number of items of the listing.
+    pub total: u32,
+}
+
+impl From<crate::core::services::library::Page> for LibraryPage {
+    fn from(p: crate::core::services::library::Page) -> Self {
+        Self {
+            items: p.items.into_iter().map(Into::into).collect(),
+            offset: p.offset,
+            total: p.total,
         }
     }
 }

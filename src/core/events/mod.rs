@@ -5,7 +5,8 @@
 //! `<params>` inside. A provider sends events only to full JIDs that subscribed (so every recipient
 //! contacted the provider first) and forgets a subscriber as soon as its presence becomes unavailable.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use xmpp_parsers::jid::FullJid;
@@ -94,6 +95,11 @@ impl EventSink {
         }
     }
 
+    /// Whether the provider reading this sink has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Emits an event; dropped silently once the provider has stopped.
     pub fn emit(&self, name: &str, params: Vec<Value>) {
         let _ = self.tx.send(EventNotice {
@@ -104,23 +110,27 @@ impl EventSink {
     }
 }
 
-/// The subscribers of each service of a provider.
+/// Which events of a service a subscriber wants: every event, or only the named ones.
+pub type EventFilter = Option<BTreeSet<String>>;
+
+/// The subscribers of each service of a provider, each with its [`EventFilter`].
 #[derive(Debug, Default)]
 pub struct Subscribers {
-    by_service: HashMap<String, BTreeSet<FullJid>>,
+    by_service: HashMap<String, BTreeMap<FullJid, EventFilter>>,
 }
 
 impl Subscribers {
-    /// Adds `jid` to `service`'s subscribers. Idempotent; fails when the service is full.
-    pub fn subscribe(&mut self, service: &str, jid: FullJid) -> Result<()> {
-        let set = self.by_service.entry(service.to_owned()).or_default();
-        if !set.contains(&jid) && set.len() >= MAX_SUBSCRIBERS_PER_SERVICE {
+    /// Subscribes `jid` to `service`'s events selected by `filter` (`None`: all), replacing an
+    /// earlier subscription of the same JID. Fails when the service is full.
+    pub fn subscribe(&mut self, service: &str, jid: FullJid, filter: EventFilter) -> Result<()> {
+        let map = self.by_service.entry(service.to_owned()).or_default();
+        if !map.contains_key(&jid) && map.len() >= MAX_SUBSCRIBERS_PER_SERVICE {
             return Err(Error::new(
                 ErrorKind::Fault,
                 format!("{service} has too many subscribers"),
             ));
         }
-        set.insert(jid);
+        map.insert(jid, filter);
         Ok(())
     }
 
@@ -128,34 +138,76 @@ impl Subscribers {
     pub fn unsubscribe(&mut self, service: &str, jid: &FullJid) -> bool {
         self.by_service
             .get_mut(service)
-            .is_some_and(|set| set.remove(jid))
+            .is_some_and(|map| map.remove(jid).is_some())
     }
 
     /// Forgets `jid` everywhere (its presence became unavailable). Returns whether it was known.
     pub fn forget(&mut self, jid: &FullJid) -> bool {
         let mut any = false;
-        for set in self.by_service.values_mut() {
-            any |= set.remove(jid);
+        for map in self.by_service.values_mut() {
+            any |= map.remove(jid).is_some();
         }
         any
     }
 
-    /// The subscribers of `service`.
+    /// The subscribers of `service`, whatever they selected.
     pub fn of(&self, service: &str) -> Vec<FullJid> {
         self.by_service
             .get(service)
-            .map(|s| s.iter().cloned().collect())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The subscribers of `service` that want the event `name`.
+    pub fn for_event(&self, service: &str, name: &str) -> Vec<FullJid> {
+        self.by_service
+            .get(service)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, f)| f.as_ref().is_none_or(|set| set.contains(name)))
+                    .map(|(jid, _)| jid.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Total number of subscriptions.
     pub fn len(&self) -> usize {
-        self.by_service.values().map(BTreeSet::len).sum()
+        self.by_service.values().map(BTreeMap::len).sum()
     }
 
     /// Whether nobody is subscribed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Lets an event through at most once per interval (position updates must not flood subscribers,
+/// phones on mobile data least of all).
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    min_interval: Duration,
+    last: Option<Instant>,
+}
+
+impl Throttle {
+    /// At most one event per `min_interval`.
+    pub fn new(min_interval: Duration) -> Self {
+        Self {
+            min_interval,
+            last: None,
+        }
+    }
+
+    /// Whether an event may go out at `now`; if so, `now` counts as the last one.
+    pub fn ready(&mut self, now: Instant) -> bool {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.min_interval => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
     }
 }
 
@@ -198,10 +250,12 @@ mod tests {
     fn forgetting_a_subscriber_removes_it_from_every_service() {
         let mut subs = Subscribers::default();
         let phone = full("home@home.test/phone");
-        subs.subscribe("player", phone.clone()).expect("subscribe");
-        subs.subscribe("recorder", phone.clone())
+        subs.subscribe("player", phone.clone(), None)
             .expect("subscribe");
-        subs.subscribe("player", phone.clone()).expect("idempotent");
+        subs.subscribe("recorder", phone.clone(), None)
+            .expect("subscribe");
+        subs.subscribe("player", phone.clone(), None)
+            .expect("idempotent");
         assert_eq!(subs.len(), 2);
         assert!(subs.forget(&phone));
         assert!(subs.is_empty());
@@ -212,11 +266,44 @@ mod tests {
     fn subscriptions_are_bounded() {
         let mut subs = Subscribers::default();
         for i in 0..MAX_SUBSCRIBERS_PER_SERVICE {
-            subs.subscribe("player", full(&format!("home@home.test/p{i}")))
+            subs.subscribe("player", full(&format!("home@home.test/p{i}")), None)
                 .expect("below the bound");
         }
         assert!(subs
-            .subscribe("player", full("home@home.test/one-too-many"))
+            .subscribe("player", full("home@home.test/one-too-many"), None)
             .is_err());
+    }
+
+    #[test]
+    fn event_filters_select_kinds_and_replace_earlier_ones() {
+        let mut subs = Subscribers::default();
+        let phone = full("home@home.test/phone");
+        let tablet = full("home@home.test/tablet");
+        let only_state: EventFilter = Some(["state-changed".to_string()].into());
+        subs.subscribe("player", phone.clone(), only_state)
+            .expect("subscribe");
+        subs.subscribe("player", tablet.clone(), None)
+            .expect("subscribe");
+        assert_eq!(subs.for_event("player", "position"), vec![tablet.clone()]);
+        assert_eq!(subs.for_event("player", "state-changed").len(), 2);
+        subs.subscribe(
+            "player",
+            phone.clone(),
+            Some(["position".to_string()].into()),
+        )
+        .expect("replace");
+        assert_eq!(subs.for_event("player", "state-changed"), vec![tablet]);
+        assert_eq!(subs.len(), 2);
+        assert!(subs.for_event("recorder", "x").is_empty());
+    }
+
+    #[test]
+    fn throttle_lets_one_event_through_per_interval() {
+        let mut t = Throttle::new(Duration::from_millis(100));
+        let t0 = Instant::now();
+        assert!(t.ready(t0));
+        assert!(!t.ready(t0 + Duration::from_millis(50)));
+        assert!(t.ready(t0 + Duration::from_millis(100)));
+        assert!(!t.ready(t0 + Duration::from_millis(150)));
     }
 }

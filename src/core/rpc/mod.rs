@@ -8,6 +8,7 @@
 
 mod client;
 mod router;
+mod value_serde;
 pub mod xmlrpc;
 
 pub use client::call;

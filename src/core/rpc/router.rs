@@ -34,6 +34,11 @@ pub trait Service: Send + Sync + 'static {
         params: Vec<Value>,
         ctx: &'a CallContext,
     ) -> BoxFuture<'a, Result<Value>>;
+    /// The names of the events the service sends (what `<name>.subscribe` may select). Empty means
+    /// the service sends none.
+    fn events(&self) -> &[&str] {
+        &[]
+    }
     /// Called once when the provider starts: where the service sends its events.
     fn bind_events(&self, sink: EventSink) {
         let _ = sink;

@@ -42,6 +42,8 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use minidom::{Element, Node};
 
+pub use super::value_serde::{from_value, to_value, Bytes, DateTime, ValueError};
+
 /// The Jabber-RPC namespace (XEP-0009), used by `<query>` and every element inside it.
 pub const NS: &str = "jabber:iq:rpc";
 

@@ -1,0 +1,463 @@
+//! The media library service (`urn:xmpp:tmp:pmn:media-library:0`).
+//!
+//! Methods: `library.browse(container, offset, limit)` and `library.search(query, offset, limit)`
+//! answer a [`Page`]; `library.item(id)` answers one [`Item`]. A page holds at most [`MAX_PAGE`]
+//! items, so neither side ever holds a whole large library: the provider's [`MediaLibrary`] produces
+//! one page at a time, and [`LibraryClient::browse_all`] is a stream that fetches the next page only
+//! when the previous one has been consumed. The root container is `""`.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use xmpp_parsers::jid::FullJid;
+
+use super::{method, ServiceSpec, TypedService};
+use crate::core::controller::Controller;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::events::EventSink;
+use crate::core::rpc::xmlrpc::Value;
+use crate::core::rpc::{CallContext, Service};
+
+/// The disco#info feature of the media library.
+pub const FEATURE: &str = "urn:xmpp:tmp:pmn:media-library:0";
+/// The method prefix.
+pub const SERVICE: &str = "library";
+/// Most items in one page.
+pub const MAX_PAGE: u32 = 200;
+/// Longest search query or id.
+pub const MAX_QUERY_BYTES: usize = 1024;
+/// Fault code: no such container or item.
+pub const FAULT_NOT_FOUND: i32 = 404;
+
+/// The media library service definition.
+#[derive(Debug, Clone, Copy)]
+pub struct Library;
+
+impl ServiceSpec for Library {
+    const NAME: &'static str = SERVICE;
+    const FEATURE: &'static str = FEATURE;
+    const EVENTS: &'static [&'static str] = &[];
+}
+
+method!(
+    /// `library.browse(container, offset, limit)`.
+    Browse, Library, "browse", (String, u32, u32) => Page);
+method!(
+    /// `library.search(query, offset, limit)`.
+    Search, Library, "search", (String, u32, u32) => Page);
+method!(
+    /// `library.item(id)`.
+    GetItem, Library, "item", (String,) => Item);
+
+/// What an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    /// Holds other items.
+    Container,
+    /// A video.
+    Video,
+    /// Audio.
+    Audio,
+    /// A picture.
+    Image,
+}
+
+/// One entry of the library.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Stable identifier.
+    pub id: String,
+    /// The container holding it (`""` for the root's children).
+    pub parent: String,
+    /// Display title.
+    pub title: String,
+    /// What it is.
+    pub kind: ItemKind,
+    /// Where to play it from (not for containers).
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// Length in milliseconds, when known.
+    #[serde(default, rename = "duration")]
+    pub duration_ms: Option<u64>,
+    /// Number of children, for containers.
+    #[serde(default)]
+    pub child_count: Option<u32>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// The items, at most the `limit` asked for.
+    pub items: Vec<Item>,
+    /// Offset of the first item.
+    pub offset: u32,
+    /// Total number of items of the listing.
+    pub total: u32,
+}
+
+/// What a provider's library does; it returns one page at a time and never needs to hold the whole
+/// library in memory. `limit` is already checked (1..=[`MAX_PAGE`]).
+pub trait MediaLibrary: Send + Sync + 'static {
+    /// The children of `container`, `offset..offset+limit`. Unknown container: fault
+    /// [`FAULT_NOT_FOUND`].
+    fn browse(&self, container: &str, offset: u32, limit: u32) -> Result<Page>;
+    /// Items whose title contains `query` (case-insensitive).
+    fn search(&self, query: &str, offset: u32, limit: u32) -> Result<Page>;
+    /// One item.
+    fn item(&self, id: &str) -> Result<Item>;
+}
+
+fn not_found(what: &str) -> Error {
+    Error::fault(FAULT_NOT_FOUND, format!("no {what}"))
+}
+
+/// A library whose items are computed from their index, not stored: `music` with 100 tracks and
+/// `videos` with any number of films (tests use ≥ 10 000).
+#[derive(Debug, Clone)]
+pub struct GeneratedLibrary {
+    videos: u32,
+    tracks: u32,
+}
+
+impl GeneratedLibrary {
+    /// `videos` films and 100 tracks.
+    pub fn new(videos: u32) -> Self {
+        Self {
+            videos,
+            tracks: 100,
+        }
+    }
+
+    fn container(&self, id: &str) -> Option<(u32, ItemKind, &'static str)> {
+        match id {
+            "music" => Some((self.tracks, ItemKind::Audio, "Track")),
+            "videos" => Some((self.videos, ItemKind::Video, "Film")),
+            _ => None,
+        }
+    }
+
+    fn child(&self, container: &str, i: u32) -> Option<Item> {
+        let (count, kind, word) = self.container(container)?;
+        (i < count).then(|| Item {
+            id: format!("{container}/{i}"),
+            parent: container.to_owned(),
+            title: format!("{word} {i}"),
+            kind,
+            uri: Some(format!("file:///media/{container}/{i}")),
+            duration_ms: Some(60_000 + u64::from(i) * 1000),
+            child_count: None,
+        })
+    }
+
+    fn root(&self) -> Vec<Item> {
+        ["music", "videos"]
+            .iter()
+            .filter_map(|id| {
+                let (count, _, _) = self.container(id)?;
+                Some(Item {
+                    id: (*id).to_owned(),
+                    parent: String::new(),
+                    title: (*id).to_owned(),
+                    kind: ItemKind::Container,
+                    uri: None,
+                    duration_ms: None,
+                    child_count: Some(count),
+                })
+            })
+            .collect()
+    }
+
+    fn all(&self) -> impl Iterator<Item = Item> + '_ {
+        self.root()
+            .into_iter()
+            .chain(["music", "videos"].into_iter().flat_map(move |c| {
+                let n = self.container(c).map(|(n, _, _)| n).unwrap_or(0);
+                (0..n).filter_map(move |i| self.child(c, i))
+            }))
+    }
+}
+
+impl MediaLibrary for GeneratedLibrary {
+    fn browse(&self, container: &str, offset: u32, limit: u32) -> Result<Page> {
+        if container.is_empty() {
+            let root = self.root();
+            let total = root.len() as u32;
+            let items = root
+                .into_iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .collect();
+            return Ok(Page {
+                items,
+                offset,
+                total,
+            });
+        }
+        let (total, _, _) = self
+            .container(container)
+            .ok_or_else(|| not_found(&format!("container {container:?}")))?;
+        let end = offset.saturating_add(limit).min(total);
+        let items = (offset..end)
+            .filter_map(|i| self.child(container, i))
+            .collect();
+        Ok(Page {
+            items,
+            offset,
+            total,
+        })
+    }
+
+    fn search(&self, query: &str, offset: u32, limit: u32) -> Result<Page> {
+        let q = query.to_lowercase();
+        let mut total = 0u32;
+        let mut items = Vec::new();
+        // One pass, keeping only the page: memory stays at one page whatever the library's size.
+        for item in self.all().filter(|i| i.title.to_lowercase().contains(&q)) {
+            if total >= offset && items.len() < limit as usize {
+                items.push(item);
+            }
+            total += 1;
+        }
+        Ok(Page {
+            items,
+            offset,
+            total,
+        })
+    }
+
+    fn item(&self, id: &str) -> Result<Item> {
+        if let Some(root) = self.root().into_iter().find(|i| i.id == id) {
+            return Ok(root);
+        }
+        let (container, index) = id
+            .split_once('/')
+            .ok_or_else(|| not_found(&format!("item {id:?}")))?;
+        index
+            .parse::<u32>()
+            .ok()
+            .and_then(|i| self.child(container, i))
+            .ok_or_else(|| not_found(&format!("item {id:?}")))
+    }
+}
+
+/// The library service over any [`MediaLibrary`].
+pub struct LibraryService {
+    typed: TypedService<Library>,
+}
+
+impl std::fmt::Debug for LibraryService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibraryService").finish_non_exhaustive()
+    }
+}
+
+fn check(method: &str, text: &str, limit: Option<u32>) -> Result<()> {
+    let bad = |why: String| Error::new(ErrorKind::BadParams, format!("{method}: {why}"));
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(bad(format!("longer than {MAX_QUERY_BYTES} bytes")));
+    }
+    match limit {
+        Some(l) if l == 0 || l > MAX_PAGE => Err(bad(format!("limit must be 1..={MAX_PAGE}"))),
+        _ => Ok(()),
+    }
+}
+
+impl LibraryService {
+    /// Offers `library`.
+    pub fn new(library: Arc<dyn MediaLibrary>) -> Self {
+        let l = library.clone();
+        let typed = TypedService::<Library>::new().handle::<Browse, _, _>(
+            move |(container, offset, limit), _| {
+                let out = check("library.browse", &container, Some(limit))
+                    .and_then(|()| l.browse(&container, offset, limit));
+                async move { out }
+            },
+        );
+        let l = library.clone();
+        let typed = typed.handle::<Search, _, _>(move |(query, offset, limit), _| {
+            let out = check("library.search", &query, Some(limit))
+                .and_then(|()| l.search(&query, offset, limit));
+            async move { out }
+        });
+        let typed = typed.handle::<GetItem, _, _>(move |(id,), _| {
+            let out = check("library.item", &id, None).and_then(|()| library.item(&id));
+            async move { out }
+        });
+        Self { typed }
+    }
+}
+
+impl Service for LibraryService {
+    fn name(&self) -> &str {
+        SERVICE
+    }
+    fn feature(&self) -> &str {
+        FEATURE
+    }
+    fn events(&self) -> &[&str] {
+        Library::EVENTS
+    }
+    fn call<'a>(
+        &'a self,
+        verb: &'a str,
+        params: Vec<Value>,
+        ctx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<Value>> {
+        self.typed.call(verb, params, ctx)
+    }
+    fn bind_events(&self, sink: EventSink) {
+        self.typed.bind_events(sink);
+    }
+}
+
+/// Typed calls to a media library provider.
+#[derive(Clone, Debug)]
+pub struct LibraryClient {
+    controller: Controller,
+    provider: FullJid,
+}
+
+impl LibraryClient {
+    pub(crate) fn new(controller: Controller, provider: FullJid) -> Self {
+        Self {
+            controller,
+            provider,
+        }
+    }
+
+    /// One page of `container`'s children.
+    pub async fn browse(&self, container: &str, offset: u32, limit: u32) -> Result<Page> {
+        self.controller
+            .invoke::<Browse>(&self.provider, &(container.to_owned(), offset, limit))
+            .await
+    }
+
+    /// One page of search results.
+    pub async fn search(&self, query: &str, offset: u32, limit: u32) -> Result<Page> {
+        self.controller
+            .invoke::<Search>(&self.provider, &(query.to_owned(), offset, limit))
+            .await
+    }
+
+    /// One item's metadata.
+    pub async fn item(&self, id: &str) -> Result<Item> {
+        self.controller
+            .invoke::<GetItem>(&self.provider, &(id.to_owned(),))
+            .await
+    }
+
+    /// Every child of `container`, fetched `page_size` at a time as the stream is consumed (at most
+    /// one page is held). Ends after the last item or the first error.
+    pub fn browse_all(
+        &self,
+        container: &str,
+        page_size: u32,
+    ) -> impl Stream<Item = Result<Item>> + Send + 'static {
+        let client = self.clone();
+        let container = container.to_owned();
+        let page_size = page_size.clamp(1, MAX_PAGE);
+        struct Cursor {
+            buffered: std::vec::IntoIter<Item>,
+            next_offset: u32,
+            done: bool,
+        }
+        let start = Cursor {
+            buffered: Vec::new().into_iter(),
+            next_offset: 0,
+            done: false,
+        };
+        futures::stream::unfold(start, move |mut cur| {
+            let client = client.clone();
+            let container = container.clone();
+            async move {
+                loop {
+                    if let Some(item) = cur.buffered.next() {
+                        return Some((Ok(item), cur));
+                    }
+                    if cur.done {
+                        return None;
+                    }
+                    match client.browse(&container, cur.next_offset, page_size).await {
+                        Ok(page) => {
+                            let got = page.items.len() as u32;
+                            cur.next_offset = cur.next_offset.saturating_add(got);
+                            cur.done = got == 0 || cur.next_offset >= page.total;
+                            cur.buffered = page.items.into_iter();
+                        }
+                        Err(e) => {
+                            cur.done = true;
+                            return Some((Err(e), cur));
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_library_pages_and_searches_without_storing() {
+        let lib = GeneratedLibrary::new(10_000);
+        let root = lib.browse("", 0, 10).expect("root");
+        assert_eq!(root.total, 2);
+        assert_eq!(root.items[1].child_count, Some(10_000));
+        let page = lib.browse("videos", 9_990, 50).expect("last page");
+        assert_eq!((page.items.len(), page.total), (10, 10_000));
+        assert_eq!(page.items[0].id, "videos/9990");
+        assert!(lib
+            .browse("videos", 20_000, 50)
+            .expect("past the end")
+            .items
+            .is_empty());
+        let hits = lib.search("film 999", 0, 100).expect("search");
+        assert_eq!(hits.total, 11); // 999 and 9990..=9999
+        assert_eq!(lib.item("videos/42").expect("item").title, "Film 42");
+        for missing in ["videos/10000", "videos/x", "nothing", "x/1"] {
+            let e = lib.item(missing).expect_err("missing");
+            assert_eq!(e.fault_code(), Some(FAULT_NOT_FOUND), "{missing}");
+        }
+        assert_eq!(
+            lib.browse("photos", 0, 1)
+                .expect_err("container")
+                .fault_code(),
+            Some(FAULT_NOT_FOUND)
+        );
+    }
+
+    #[tokio::test]
+    async fn page_limits_are_bad_params() {
+        let s = LibraryService::new(Arc::new(GeneratedLibrary::new(10)));
+        let ctx = CallContext {
+            caller: "home@home.test/phone".parse().expect("jid"),
+        };
+        for params in [
+            vec![Value::String("videos".into()), Value::Int(0), Value::Int(0)],
+            vec![
+                Value::String("videos".into()),
+                Value::Int(0),
+                Value::Int(201),
+            ],
+            vec![
+                Value::String("videos".into()),
+                Value::Int(-1),
+                Value::Int(10),
+            ],
+            vec![Value::String("videos".into()), Value::Int(0)],
+            vec![
+                Value::String("x".repeat(MAX_QUERY_BYTES + 1)),
+                Value::Int(0),
+                Value::Int(1),
+            ],
+        ] {
+            let e = s.call("browse", params, &ctx).await.expect_err("bad");
+            assert_eq!(e.kind(), ErrorKind::BadParams, "{e}");
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The exported (UniFFI) service API, tested in Rust with the same scenarios as the Kotlin
+//! ServicesTest: an app-implemented media player as a provider, typed player/recorder/library calls,
+//! event selection, and what an app's player throws.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use pmn::{
+    ConnectionConfig, ConnectionState, Controller, ControllerListener, ItemKind,
+    MediaPlayerBackend, Playback, PlaybackState, PmnError, ProviderInfo, RecordingState,
+    ServiceEvent, VolumeState,
+};
+use tokio::sync::mpsc;
+
+fn config(device: &str) -> ConnectionConfig {
+    let server = server();
+    ConnectionConfig {
+        network: HOME.jid.into(),
+        password: HOME.password.into(),
+        device: unique(device),
+        server: Some(server.addr()),
+        test_ca_pem: Some(server.ca_pem()),
+        connect_timeout_ms: 10_000,
+        rpc_timeout_ms: 10_000,
+    }
+}
+
+/// Forwards what the controller reports into channels.
+struct Listener {
+    providers: mpsc::UnboundedSender<ProviderInfo>,
+    events: mpsc::UnboundedSender<ServiceEvent>,
+}
+
+impl ControllerListener for Listener {
+    fn on_provider_online(&self, p: ProviderInfo) -> Result<(), PmnError> {
+        let _ = self.providers.send(p);
+        Ok(())
+    }
+    fn on_provider_offline(&self, _: String) -> Result<(), PmnError> {
+        Ok(())
+    }
+    fn on_event(&self, e: ServiceEvent) -> Result<(), PmnError> {
+        let _ = self.events.send(e);
+        Ok(())
+    }
+    fn on_connection_state(&self, _: ConnectionState) -> Result<(), PmnError> {
+        Ok(())
+    }
+}
+
+struct Phone {
+    controller: Arc<Controller>,
+    providers: mpsc::UnboundedReceiver<ProviderInfo>,
+    events: mpsc::UnboundedReceiver<ServiceEvent>,
+}
+
+async fn phone() -> Phone {
+    let (ptx, providers) = mpsc::unbounded_channel();
+    let (etx, events) = mpsc::unbounded_channel();
+    let controller = Controller::new(
+        config("phone"),
+        Arc::new(Listener {
+            providers: ptx,
+            events: etx,
+        }),
+    )
+    .expect("controller");
+    controller.connect().await.expect("connect");
+    Phone {
+        controller,
+        providers,
+        events,
+    }
+}
+
+impl Phone {
+    async fn provider(&mut self, name: &str) -> ProviderInfo {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let p = self.providers.recv().await.expect("listener open");
+                if p.name == name {
+                    return p;
+                }
+            }
+        })
+        .await
+        .expect("provider appears")
+    }
+
+    async fn event(&mut self, accept: impl Fn(&ServiceEvent) -> bool) -> ServiceEvent {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let e = self.events.recv().await.expect("listener open");
+                if accept(&e) {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("event arrives")
+    }
+}
+
+/// An app's player, in Rust here (Kotlin in ServicesTest.kt).
+#[derive(Default)]
+struct AppPlayer {
+    calls: Mutex<Vec<String>>,
+    state: Mutex<Option<Playback>>,
+    fail_load: Option<PmnError>,
+}
+
+impl AppPlayer {
+    fn note(&self, call: String) {
+        self.calls.lock().expect("lock").push(call);
+    }
+    fn update(&self, f: impl FnOnce(&mut Playback)) {
+        let mut s = self.state.lock().expect("lock");
+        let p = s.get_or_insert(Playback {
+            state: PlaybackState::Stopped,
+            position_ms: 0,
+            duration_ms: None,
+            volume: 50,
+            muted: false,
+        });
+        f(p);
+    }
+}
+
+impl MediaPlayerBackend for AppPlayer {
+    fn load(&self, uri: String) -> Result<(), PmnError> {
+        if let Some(e) = &self.fail_load {
+            return Err(e.clone());
+        }
+        self.note(format!("load {uri}"));
+        self.update(|p| {
+            p.state = PlaybackState::Playing;
+            p.position_ms = 0;
+            p.duration_ms = Some(600_000);
+        });
+        Ok(())
+    }
+    fn pause(&self) -> Result<(), PmnError> {
+        self.note("pause".into());
+        self.update(|p| p.state = PlaybackState::Paused);
+        Ok(())
+    }
+    fn resume(&self) -> Result<(), PmnError> {
+        self.note("resume".into());
+        self.update(|p| p.state = PlaybackState::Playing);
+        Ok(())
+    }
+    fn stop(&self) -> Result<(), PmnError> {
+        self.note("stop".into());
+        self.update(|p| {
+            p.state = PlaybackState::Stopped;
+            p.duration_ms = None;
+        });
+        Ok(())
+    }
+    fn seek(&self, position_ms: u64) -> Result<(), PmnError> {
+        self.note(format!("seek {position_ms}"));
+        self.update(|p| p.position_ms = position_ms);
+        Ok(())
+    }
+    fn set_volume(&self, volume: u8) -> Result<(), PmnError> {
+        self.note(format!("volume {volume}"));
+        self.update(|p| p.volume = volume);
+        Ok(())
+    }
+    fn set_muted(&self, muted: bool) -> Result<(), PmnError> {
+        self.note(format!("muted {muted}"));
+        self.update(|p| p.muted = muted);
+        Ok(())
+    }
+    fn playback(&self) -> Result<Playback, PmnError> {
+        let mut out = None;
+        self.update(|p| out = Some(*p));
+        out.ok_or_else(|| PmnError::Internal {
+            detail: "unreachable".into(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
+    let backend = Arc::new(AppPlayer::default());
+    let provider =
+        pmn::start_player_provider(config("app-tv"), "App Player".into(), backend.clone())
+            .await
+            .expect("provider");
+    let mut phone = phone().await;
+    let tv = phone.provider("App Player").await.jid;
+    let c = phone.controller.clone();
+    let s = c
+        .play(tv.clone(), "file:///one".into())
+        .await
+        .expect("play");
+    assert_eq!(
+        (s.state, s.duration_ms),
+        (PlaybackState::Playing, Some(600_000))
+    );
+    assert_eq!(
+        c.seek(tv.clone(), 1234).await.expect("seek").position_ms,
+        1234
+    );
+    c.enqueue(tv.clone(), "file:///two".into(), Some("Two".into()))
+        .await
+        .expect("enqueue");
+    assert_eq!(c.queue(tv.clone()).await.expect("queue").items.len(), 2);
+    assert_eq!(
+        c.next(tv.clone()).await.expect("next").title.as_deref(),
+        Some("Two")
+    );
+    assert_eq!(
+        c.previous(tv.clone())
+            .await
+            .expect("previous")
+            .uri
+            .as_deref(),
+        Some("file:///one")
+    );
+    assert_eq!(
+        c.clear_queue(tv.clone()).await.expect("clear").items.len(),
+        1
+    );
+    let handle = c
+        .subscribe_events(tv.clone(), "player".into(), vec!["volume-changed".into()])
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        c.set_volume(tv.clone(), 30).await.expect("volume"),
+        VolumeState {
+            volume: 30,
+            muted: false
+        }
+    );
+    let e = phone
+        .event(|e| matches!(e, ServiceEvent::PlayerVolumeChanged { .. }))
+        .await;
+    assert!(matches!(e, ServiceEvent::PlayerVolumeChanged { volume, .. } if volume.volume == 30));
+    assert!(c.mute(tv.clone(), true).await.expect("mute").muted);
+    handle.cancel();
+    assert!(matches!(
+        c.set_volume(tv.clone(), 101).await,
+        Err(PmnError::BadParams { .. })
+    ));
+    assert!(matches!(
+        c.seek(tv.clone(), 700_000).await,
+        Err(PmnError::Fault { code: 416, .. })
+    ));
+    assert!(matches!(
+        c.browse(tv.clone(), String::new(), 0, 10).await,
+        Err(PmnError::UnknownMethod { .. })
+    ));
+    assert!(matches!(
+        c.subscribe_events(tv.clone(), "player".into(), vec!["nope".into()])
+            .await,
+        Err(PmnError::BadParams { .. })
+    ));
+    assert_eq!(
+        backend.calls.lock().expect("lock").clone(),
+        vec![
+            "load file:///one",
+            "seek 1234",
+            "load file:///two",
+            "load file:///one",
+            "volume 30",
+            "muted true"
+        ]
+    );
+    // What the app's player throws: its fault code, or 500 for anything else.
+    let typed = pmn::start_player_provider(
+        config("app-tv"),
+        "Refusing".into(),
+        Arc::new(AppPlayer {
+            fail_load: Some(PmnError::Fault {
+                code: 451,
+                detail: "not here".into(),
+            }),
+            ..AppPlayer::default()
+        }),
+    )
+    .await
+    .expect("provider");
+    let refusing = phone.provider("Refusing").await.jid;
+    assert!(matches!(
+        c.play(refusing.clone(), "file:///x".into()).await,
+        Err(PmnError::Fault { code: 451, .. })
+    ));
+    let broken = pmn::start_player_provider(
+        config("app-tv"),
+        "Broken".into(),
+        Arc::new(AppPlayer {
+            fail_load: Some(PmnError::Timeout {
+                detail: "decoder hung".into(),
+            }),
+            ..AppPlayer::default()
+        }),
+    )
+    .await
+    .expect("provider");
+    let broken_jid = phone.provider("Broken").await.jid;
+    assert!(matches!(
+        c.play(broken_jid.clone(), "file:///x".into()).await,
+        Err(PmnError::Fault { code: 500, .. })
+    ));
+    assert_eq!(
+        c.status(broken_jid).await.expect("still serving").state,
+        PlaybackState::Stopped
+    );
+    for p in [provider, typed, broken] {
+        p.stop().await;
+    }
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorder_and_library_through_the_exported_api() {
+    let provider = pmn::start_demo_provider(config("box"), "Demo Box".into(), 10_000)
+        .await
+        .expect("provider");
+    assert!(matches!(
+        pmn::start_demo_provider(config("box"), "  ".into(), 1).await,
+        Err(PmnError::Config { .. })
+    ));
+    let mut phone = phone().await;
+    let info = phone.provider("Demo Box").await;
+    assert_eq!(info.services.len(), 3);
+    let (c, box_) = (phone.controller.clone(), info.jid);
+    assert!(c
+        .channels(box_.clone())
+        .await
+        .expect("channels")
+        .iter()
+        .any(|ch| ch.id == "one"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let _sub = c
+        .subscribe(box_.clone(), "recorder".into())
+        .await
+        .expect("subscribe");
+    let rec = c
+        .schedule_recording(box_.clone(), "one".into(), now + 1, now + 2, "News".into())
+        .await
+        .expect("schedule");
+    assert_eq!((rec.start, rec.state), (now + 1, RecordingState::Scheduled));
+    assert!(matches!(
+        c.schedule_recording(box_.clone(), "two".into(), now + 1, now + 3, "Clash".into())
+            .await,
+        Err(PmnError::Fault { code: 409, .. })
+    ));
+    assert!(matches!(
+        c.schedule_recording(box_.clone(), "two".into(), now - 9, now - 1, "Past".into())
+            .await,
+        Err(PmnError::Fault { code: 422, .. })
+    ));
+    let later = c
+        .schedule_recording(
+            box_.clone(),
+            "two".into(),
+            now + 600,
+            now + 700,
+            "Later".into(),
+        )
+        .await
+        .expect("schedule");
+    assert_eq!(
+        c.scheduled_recordings(box_.clone())
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    assert_eq!(
+        c.cancel_recording(box_.clone(), later.id)
+            .await
+            .expect("cancel")
+            .id,
+        later.id
+    );
+    let finished = phone
+        .event(|e| {
+            matches!(e, ServiceEvent::Recording { recording, .. } if recording.state == RecordingState::Finished)
+        })
+        .await;
+    assert!(
+        matches!(finished, ServiceEvent::Recording { recording, .. } if recording.id == rec.id)
+    );
+
+    let page = c
+        .browse(box_.clone(), "videos".into(), 9_900, 200)
+        .await
+        .expect("browse");
+    assert_eq!((page.items.len(), page.total), (100, 10_000));
+    let hits = c
+        .search(box_.clone(), "Film 4242".into(), 0, 10)
+        .await
+        .expect("search");
+    assert_eq!(hits.total, 1);
+    let item = c
+        .library_item(box_.clone(), "videos/4242".into())
+        .await
+        .expect("item");
+    assert_eq!(item.kind, ItemKind::Video);
+    assert!(matches!(
+        c.browse(box_.clone(), "videos".into(), 0, 0).await,
+        Err(PmnError::BadParams { .. })
+    ));
+    assert!(matches!(
+        c.library_item(box_.clone(), "videos/10000".into()).await,
+        Err(PmnError::Fault { code: 404, .. })
+    ));
+    assert!(matches!(
+        c.channels("not a jid".into()).await,
+        Err(PmnError::Config { .. })
+    ));
+    provider.stop().await;
+    c.disconnect().await;
+}
