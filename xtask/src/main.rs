@@ -20,7 +20,8 @@ commands:
   test              the whole suite: fmt, clippy, cargo test, bindings, Kotlin JVM tests
   bindings          build libpmn and generate the Kotlin and Swift bindings
   bench [NAME]      run the benchmarks (only NAME when given)
-  mobile-check      compile gate for the phone targets (not yet implemented)
+  mobile-check      phone compile gates: cargo check for 4 Android/iOS targets, the
+                    aarch64-android release staticlib (size), the Swift syntax gate
   help              this text
 ";
 
@@ -36,10 +37,7 @@ fn main() -> ExitCode {
         Some("test") if args.len() == 1 => test(&mut ctx),
         Some("bindings") if args.len() == 1 => ctx.stage("bindings", bindings),
         Some("bench") if args.len() <= 2 => bench(&mut ctx, args.get(1).map(String::as_str)),
-        Some("mobile-check") if args.len() == 1 => Err(Failure::new(
-            "mobile-check",
-            "not yet implemented (owned by another engineer)",
-        )),
+        Some("mobile-check") if args.len() == 1 => mobile_check(&mut ctx),
         Some(_) => {
             eprintln!("xtask: unknown command or arguments: {}\n", args.join(" "));
             eprint!("{USAGE}");
@@ -205,6 +203,73 @@ fn install_prosody(_: &mut Ctx) -> Result {
     pmn_testkit::install().map_err(|e| Failure::new("prerequisites", e))
 }
 
+/// The environment variable through which tests and benches find the Python that has slixmpp.
+const SLIXMPP_PYTHON_ENV: &str = "PMN_SLIXMPP_PYTHON";
+/// The slixmpp release the interop tests are pinned to (PyPI).
+const SLIXMPP_VERSION: &str = "1.17.0";
+
+/// The third-party peers of the interop tests, installed idempotently: slixmpp in a venv under
+/// target/interop-venv (PyPI), and mpv (Debian) for the real-player test. Returns the venv's
+/// python.
+fn install_interop_peers(ctx: &mut Ctx) -> Result<PathBuf> {
+    const STEP: &str = "interop peers";
+    if !have("mpv") {
+        apt_install(STEP, &["mpv"])?;
+    }
+    let venv = ctx.target_dir().join("interop-venv");
+    let python = venv.join("bin").join("python");
+    let has_slixmpp = |python: &Path| {
+        Command::new(python)
+            .args([
+                "-c",
+                "import slixmpp, sys; sys.exit(slixmpp.__version__ != sys.argv[1])",
+            ])
+            .arg(SLIXMPP_VERSION)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.is_file() && has_slixmpp(&python) {
+        println!(
+            "xtask: slixmpp {SLIXMPP_VERSION} already in {}",
+            venv.display()
+        );
+        return Ok(python);
+    }
+    if !have("python3") {
+        apt_install(STEP, &["python3", "python3-venv"])?;
+    }
+    if !python.is_file() {
+        let made = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            // Debian's python3 lacks ensurepip without python3-venv.
+            apt_install(STEP, &["python3-venv"])?;
+            run(
+                STEP,
+                Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            )?;
+        }
+    }
+    run(
+        STEP,
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("slixmpp=={SLIXMPP_VERSION}"),
+        ]),
+    )?;
+    if !has_slixmpp(&python) {
+        return Err(Failure::new(STEP, "slixmpp did not install"));
+    }
+    Ok(python)
+}
+
 fn start_prosody(_: &mut Ctx) -> Result<TestServer> {
     let server = TestServer::start().map_err(|e| Failure::new("prosody", e))?;
     println!(
@@ -253,6 +318,7 @@ fn demo(ctx: &mut Ctx) -> Result {
 
 fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("prerequisites", install_prosody)?;
+    let python = ctx.stage("interop peers", install_interop_peers)?;
     ctx.stage("fmt", |ctx| {
         run("fmt", ctx.cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
@@ -275,12 +341,104 @@ fn test(ctx: &mut Ctx) -> Result {
         run(
             "cargo test",
             ctx.cargo()
-                .args(["test", "--workspace", "--features", "test-ca"]),
+                .args(["test", "--workspace", "--features", "test-ca"])
+                // Set, so the interop tests fail instead of skipping when the peer is broken.
+                .env(SLIXMPP_PYTHON_ENV, &python),
         )
     })?;
     ctx.stage("bindings", bindings)?;
     ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
+    // The part of the mobile gates that fits the CI budget: one Android and one iOS target
+    // (`cargo xtask mobile-check` runs all four plus the release staticlib).
+    ctx.stage(
+        "mobile: cargo check aarch64-linux-android aarch64-apple-ios",
+        |ctx| mobile_script(ctx, &["aarch64-linux-android", "aarch64-apple-ios"]),
+    )?;
+    ctx.stage("mobile: swift syntax", swift_syntax)?;
     Ok(())
+}
+
+// ---- mobile --------------------------------------------------------------------------------
+
+/// `cargo xtask mobile-check`: every phone compile gate this machine can run (no NDK, no Xcode).
+fn mobile_check(ctx: &mut Ctx) -> Result {
+    ctx.stage("mobile: cargo check (4 targets)", |ctx| {
+        mobile_script(ctx, &[])
+    })?;
+    ctx.stage("mobile: staticlib aarch64-linux-android", |ctx| {
+        mobile_script(ctx, &["--staticlib", "aarch64-linux-android"])
+    })?;
+    ctx.stage("bindings", bindings)?;
+    ctx.stage("mobile: swift syntax", swift_syntax)
+}
+
+/// Runs scripts/mobile-check.sh (Debian clang compiles ring's C for the phone targets; build
+/// output in target/mobile), installing clang and llvm-ar when missing.
+fn mobile_script(ctx: &mut Ctx, args: &[&str]) -> Result {
+    const STEP: &str = "mobile-check";
+    if !have("clang") || !have("llvm-ar") {
+        apt_install(STEP, &["clang", "lld", "llvm"])?;
+    }
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(&ctx.root)
+        .arg("scripts/mobile-check.sh")
+        .args(args)
+        .env("CARGO_TARGET_DIR", ctx.target_dir().join("mobile"));
+    run(STEP, &mut cmd)
+}
+
+/// The pinned parser of the Swift syntax gate (PyPI).
+const TREE_SITTER: [&str; 2] = ["tree-sitter==0.26.1", "tree-sitter-swift==0.7.4"];
+
+/// Checks that every Swift file parses (generated bindings, ios/ package, sample, tests) with
+/// tree-sitter-swift in a venv under target/swift-syntax-venv. Expects `bindings` to have run.
+fn swift_syntax(ctx: &mut Ctx) -> Result {
+    const STEP: &str = "swift syntax";
+    let venv = ctx.target_dir().join("swift-syntax-venv");
+    let python = venv.join("bin").join("python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import tree_sitter, tree_sitter_swift"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !(python.is_file() && ready(&python)) {
+        if !python.is_file() {
+            let made = Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status();
+            if !made.is_ok_and(|s| s.success()) {
+                apt_install(STEP, &["python3", "python3-venv"])?;
+                run(
+                    STEP,
+                    Command::new("python3").arg("-m").arg("venv").arg(&venv),
+                )?;
+            }
+        }
+        run(
+            STEP,
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(TREE_SITTER),
+        )?;
+    }
+    let script = ctx.root.join("scripts").join("swift-syntax-check.py");
+    run(STEP, Command::new(&python).arg(&script).arg("--self-test"))?;
+    run(
+        STEP,
+        Command::new(&python)
+            .current_dir(&ctx.root)
+            .arg(&script)
+            .args(["bindings/swift/generated", "ios"]),
+    )
 }
 
 // ---- bindings ------------------------------------------------------------------------------
@@ -371,9 +529,11 @@ fn kotlin_jvm_tests(ctx: &mut Ctx) -> Result {
 
 fn bench(ctx: &mut Ctx, name: Option<&str>) -> Result {
     ctx.stage("prerequisites", install_prosody)?;
+    let python = ctx.stage("interop peers", install_interop_peers)?;
     ctx.stage("bench", |ctx| {
         let mut cmd = ctx.cargo();
-        cmd.args(["bench", "--features", "test-ca"]);
+        cmd.args(["bench", "--features", "test-ca"])
+            .env(SLIXMPP_PYTHON_ENV, &python);
         if let Some(name) = name {
             cmd.args(["--bench", name]);
         }
