@@ -2,16 +2,27 @@
 # Compile gate for the phone targets without an NDK or Xcode: `cargo check -p pmn --lib --target T`
 # with Debian clang compiling ring's C (shared/FACTS.md "Cross-compiling for phones").
 #
-#   scripts/mobile-check.sh [TARGET...]   (default: all four targets below)
+#   scripts/mobile-check.sh [TARGET...]              (default: all four targets below)
+#   scripts/mobile-check.sh --staticlib [TARGET]     release-small staticlib (default aarch64-linux-android)
 #
-# Only checks: cdylibs for phones cannot be linked here. Build artefacts go to target/mobile so the
-# host build's cache is not invalidated by the per-target CFLAGS.
+# Checks and staticlibs only: cdylibs for phones cannot be linked here (no NDK linker, no Xcode).
+# These clang settings are a compile gate, not a release recipe: releases build with the NDK
+# (android/build-rust.sh, cargo-ndk) and Xcode (ios/build-xcframework.sh).
+# aarch64-apple-ios-sim is not in the default list because its std cannot be downloaded on this
+# machine; the iOS build script keeps it. Build artefacts go to target/mobile so the host build's
+# cache is not invalidated by the per-target CFLAGS.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/mobile}"
 
+staticlib=0
+if [ "${1:-}" = "--staticlib" ]; then
+    staticlib=1
+    shift
+    [ $# -gt 0 ] || set -- aarch64-linux-android
+fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(aarch64-linux-android armv7-linux-androideabi x86_64-linux-android aarch64-apple-ios)
@@ -39,6 +50,11 @@ cat > "$ios_stub/include/TargetConditionals.h" <<'H'
 #endif
 H
 
+# Idempotent: the standard libraries of the targets (a no-op when installed).
+if command -v rustup >/dev/null; then
+    rustup target add "${targets[@]}" >/dev/null
+fi
+
 status=0
 for target in "${targets[@]}"; do
     var="${target//-/_}"
@@ -53,11 +69,21 @@ for target in "${targets[@]}"; do
             extra=("SDKROOT=$ios_stub/sdk") ;;
         *) echo "mobile-check: unknown target $target" >&2; exit 2 ;;
     esac
-    echo "== cargo check -p pmn --lib --target $target"
+    if [ $staticlib = 1 ]; then
+        cmd=(cargo rustc -p pmn --lib --crate-type staticlib --profile release-small --target "$target")
+    else
+        cmd=(cargo check -p pmn --lib --target "$target")
+    fi
+    echo "== ${cmd[*]}"
+    start=$SECONDS
     if env "CC_$var=clang" "AR_$var=llvm-ar" "CFLAGS_$var=$cflags" \
-        ${extra[@]+"${extra[@]}"} \
-        cargo check -p pmn --lib --target "$target"; then
-        echo "== $target: ok"
+        ${extra[@]+"${extra[@]}"} "${cmd[@]}"; then
+        echo "== $target: ok ($((SECONDS - start)) s)"
+        if [ $staticlib = 1 ]; then
+            lib="$CARGO_TARGET_DIR/$target/release-small/libpmn.a"
+            bytes=$(stat -c %s "$lib")
+            echo "== $target staticlib: $lib $bytes bytes ($((bytes / 1024 / 1024)) MiB)"
+        fi
     else
         echo "== $target: FAILED"
         status=1

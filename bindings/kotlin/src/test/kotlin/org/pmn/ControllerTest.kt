@@ -87,7 +87,7 @@ class ControllerTest {
             assertEquals(listOf("urn.xmpp.tmp.media.player"), tv.services)
             assertTrue(controller.providers().any { it.jid == tv.jid })
 
-            controller.subscribe(tv.jid, "player").use { subscription ->
+            controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use { subscription ->
                 assertEquals(1u, provider.subscriptionCount())
                 val playing = controller.play(tv.jid, "file:///movies/kotlin.mkv")
                 assertEquals(PlaybackState.PLAYING, playing.state)
@@ -155,7 +155,7 @@ class ControllerTest {
         Controller(TestServer.config("phone"), listener).use { controller ->
             controller.connect()
             val tv = listener.awaitProvider { it.name == "Fragile TV" }
-            controller.subscribe(tv.jid, "player").use {
+            controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use {
                 controller.play(tv.jid, "file:///a")
                 controller.pause(tv.jid)
                 // Both events arrive although the listener threw on the first.

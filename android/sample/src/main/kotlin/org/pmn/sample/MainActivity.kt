@@ -1,0 +1,92 @@
+package org.pmn.sample
+
+import android.os.Bundle
+import android.widget.Button
+import android.widget.LinearLayout
+import android.widget.TextView
+import androidx.activity.ComponentActivity
+import androidx.lifecycle.lifecycleScope
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.flow.collectLatest
+import kotlinx.coroutines.launch
+import org.pmn.ConnectionConfig
+import org.pmn.PlaybackState
+import org.pmn.PmnException
+import org.pmn.ProviderInfo
+import org.pmn.RemoteControl
+import org.pmn.ServiceEvent
+
+/**
+ * One screen: the household's media players, one button each that toggles play/pause, and the last
+ * event. The same calls as the JVM command-line remote (bindings/kotlin/sample).
+ */
+class MainActivity : ComponentActivity() {
+    // A real app reads these from its onboarding/pairing screen; placeholders here.
+    private val config = ConnectionConfig(
+        network = "home@example.org",
+        password = "change-me",
+        device = "android-sample",
+    )
+
+    private lateinit var remote: RemoteControl
+    private lateinit var list: LinearLayout
+    private lateinit var status: TextView
+
+    override fun onCreate(savedInstanceState: Bundle?) {
+        super.onCreate(savedInstanceState)
+        status = TextView(this).apply { text = "connecting…" }
+        list = LinearLayout(this).apply { orientation = LinearLayout.VERTICAL }
+        setContentView(LinearLayout(this).apply {
+            orientation = LinearLayout.VERTICAL
+            addView(status)
+            addView(list)
+        })
+
+        remote = RemoteControl(config)
+        lifecycleScope.launch {
+            try {
+                remote.connect()
+            } catch (e: PmnException) {
+                status.text = "cannot connect: ${e.message}"
+                return@launch
+            }
+            status.text = "online"
+            // collectLatest cancels the previous block when the list changes, and with it the
+            // event subscriptions launched inside: structured cancellation down to Rust.
+            remote.providersOffering(RemoteControl.PLAYER_FEATURE).collectLatest { players ->
+                list.removeAllViews()
+                coroutineScope {
+                    for (player in players) {
+                        list.addView(playerButton(player))
+                        launch {
+                            remote.events(player.jid, "player").collect { event ->
+                                if (event is ServiceEvent.PlayerStateChanged) {
+                                    status.text = "${player.name}: ${event.status.state.name.lowercase()}"
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private fun playerButton(player: ProviderInfo) = Button(this).apply {
+        text = player.name
+        setOnClickListener {
+            lifecycleScope.launch {
+                try {
+                    val now = remote.status(player.jid)
+                    if (now.state == PlaybackState.PLAYING) remote.pause(player.jid) else remote.resume(player.jid)
+                } catch (e: PmnException) {
+                    status.text = "${player.name}: ${e.message}"
+                }
+            }
+        }
+    }
+
+    override fun onDestroy() {
+        remote.close() // frees the Rust side and ends every subscription
+        super.onDestroy()
+    }
+}

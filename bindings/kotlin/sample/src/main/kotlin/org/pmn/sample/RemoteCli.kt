@@ -1,0 +1,136 @@
+package org.pmn.sample
+
+import java.io.BufferedReader
+import java.io.File
+import java.io.PrintStream
+import kotlin.system.exitProcess
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.Job
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withContext
+import kotlinx.coroutines.withTimeoutOrNull
+import kotlinx.coroutines.flow.first
+import org.pmn.ConnectionConfig
+import org.pmn.LogLevel
+import org.pmn.PlayerStatus
+import org.pmn.PmnException
+import org.pmn.PmnLog
+import org.pmn.ProviderInfo
+import org.pmn.RemoteControl
+import org.pmn.ServiceEvent
+
+/**
+ * An interactive remote on the command line: the calls an Android activity makes, on a desktop JVM.
+ *
+ * ```
+ * pmn-remote --network home@example.org --password … [--device cli] [--server host:port] [--ca ca.pem] [--log debug]
+ * > list                      players online, numbered
+ * > play 1 file:///a.mkv      play on player 1
+ * > pause 1 | resume 1 | stop 1 | status 1
+ * > watch 1 | unwatch 1       print player 1's events while watched
+ * > wait Living room TV       wait (10 s) until a player of that name is online
+ * > quit
+ * ```
+ */
+fun main(args: Array<String>) {
+    val opts = args.toList().chunked(2).associate { (k, v) -> k.removePrefix("--") to v }
+    val network = opts["network"]
+    val password = opts["password"]
+    if (network == null || password == null) {
+        System.err.println("usage: pmn-remote --network NAME@DOMAIN --password PW [--device D] [--server H:P] [--ca PEM] [--log LEVEL]")
+        exitProcess(2)
+    }
+    opts["log"]?.let { PmnLog.toStdout(LogLevel.valueOf(it.uppercase())) }
+    val config = ConnectionConfig(
+        network = network,
+        password = password,
+        device = opts["device"] ?: "cli-remote",
+        server = opts["server"],
+        testCaPem = opts["ca"]?.let { File(it).readText() },
+    )
+    runBlocking {
+        RemoteControl(config).use { remote ->
+            remote.connect()
+            RemoteShell(remote, System.`in`.bufferedReader(), System.out).run()
+        }
+    }
+}
+
+/** The command loop, separate from [main] so tests drive it with scripted input. */
+class RemoteShell(
+    private val remote: RemoteControl,
+    private val input: BufferedReader,
+    private val out: PrintStream,
+) {
+    private val watches = mutableMapOf<String, Job>()
+
+    /** Reads commands until `quit` or end of input; watched subscriptions end with it. */
+    suspend fun run() = kotlinx.coroutines.coroutineScope {
+        out.println("connected; type 'list' or 'help'")
+        while (true) {
+            val line = withContext(Dispatchers.IO) { input.readLine() } ?: break
+            val words = line.trim().split(Regex("\\s+"), limit = 3)
+            if (words.first() == "quit") break
+            try {
+                command(this, words)
+            } catch (e: PmnException) {
+                out.println("error: ${e::class.simpleName}: ${e.message}")
+            }
+        }
+        watches.values.forEach { it.cancel() }
+    }
+
+    private suspend fun command(scope: CoroutineScope, words: List<String>) {
+        when (words.first()) {
+            "", "help" -> out.println("commands: list, play N URI, pause N, resume N, stop N, status N, watch N, unwatch N, wait NAME, quit")
+            "list" -> players().forEachIndexed { i, p -> out.println("${i + 1}. ${p.name} (${p.jid})") }
+            "play" -> show(remote.play(player(words).jid, words.getOrNull(2) ?: return usage("play N URI")))
+            "pause" -> show(remote.pause(player(words).jid))
+            "resume" -> show(remote.resume(player(words).jid))
+            "stop" -> show(remote.stop(player(words).jid))
+            "status" -> show(remote.status(player(words).jid))
+            "watch" -> {
+                val p = player(words)
+                watches.remove(p.jid)?.cancel()
+                watches[p.jid] = scope.launch {
+                    remote.events(p.jid, "player").collect { out.println("event from ${p.name}: ${describe(it)}") }
+                }
+                out.println("watching ${p.name}")
+            }
+            "unwatch" -> {
+                val p = player(words)
+                watches.remove(p.jid)?.cancel()
+                out.println("stopped watching ${p.name}")
+            }
+            "wait" -> {
+                val name = words.drop(1).joinToString(" ")
+                val found = withTimeoutOrNull(10_000) {
+                    remote.providersOffering(RemoteControl.PLAYER_FEATURE).first { list -> list.any { it.name == name } }
+                }
+                out.println(if (found != null) "online: $name" else "not online: $name")
+            }
+            else -> out.println("unknown command ${words.first()}; try 'help'")
+        }
+    }
+
+    private fun players(): List<ProviderInfo> =
+        remote.onlineProviders.value.filter { RemoteControl.PLAYER_FEATURE in it.services }
+
+    private fun player(words: List<String>): ProviderInfo {
+        val n = words.getOrNull(1)?.toIntOrNull()
+        return n?.let { players().getOrNull(it - 1) }
+            ?: throw PmnException.Config("no player ${words.getOrNull(1)}; see 'list'")
+    }
+
+    private fun usage(text: String) = out.println("usage: $text")
+
+    private fun show(s: PlayerStatus) =
+        out.println("${s.state.name.lowercase()} ${s.uri ?: "-"} at ${s.positionMs} ms")
+
+    private fun describe(e: ServiceEvent): String = when (e) {
+        is ServiceEvent.PlayerStateChanged -> "${e.status.state.name.lowercase()} ${e.status.uri ?: "-"}"
+        else -> e.toString()
+    }
+}

@@ -1,0 +1,117 @@
+package org.pmn
+
+import java.util.concurrent.TimeUnit
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.async
+import kotlinx.coroutines.cancelAndJoin
+import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.filterIsInstance
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.take
+import kotlinx.coroutines.flow.toList
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import org.junit.jupiter.api.Assumptions.assumeTrue
+import org.junit.jupiter.api.BeforeEach
+import org.junit.jupiter.api.Test
+import kotlin.test.assertEquals
+import kotlin.test.assertIs
+import kotlin.test.assertTrue
+
+/** The idiomatic layer (RemoteControl) against the real Prosody: flows, structured cancellation, close. */
+class RemoteControlTest {
+    @BeforeEach
+    fun needsServer() {
+        assumeTrue(TestServer.server != null, "run through `cargo xtask test` (needs -Dpmn.server)")
+        // On the JVM, pmn's logs go to stdout (Surefire keeps them with the test report).
+        PmnLog.toStdout(LogLevel.INFO)
+    }
+
+    /** Suspends (never blocks: the collectors run on this runBlocking thread too). */
+    private suspend fun awaitSubscriptions(provider: Provider, n: UInt) {
+        val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5)
+        while (provider.subscriptionCount() != n && System.nanoTime() < deadline) delay(20)
+        assertEquals(n, provider.subscriptionCount())
+    }
+
+    @Test
+    fun providersFlowFollowsPresenceAndEventsFlowIsTheSubscription(): Unit = runBlocking {
+        val tv = startSimulatedPlayer(TestServer.config("tv"), "Flow TV")
+        RemoteControl(TestServer.config("phone")).use { remote ->
+            remote.connect()
+            assertIs<ConnectionState.Online>(remote.connection.first { it is ConnectionState.Online })
+            val players = withTimeout(10_000) {
+                remote.providersOffering(RemoteControl.PLAYER_FEATURE).first { list -> list.any { it.name == "Flow TV" } }
+            }
+            val jid = players.single { it.name == "Flow TV" }.jid
+
+            // Collecting subscribes; the collector's cancellation unsubscribes in Rust.
+            val received = Channel<ServiceEvent>(Channel.UNLIMITED)
+            val collector = launch { remote.events(jid, "player").collect { received.send(it) } }
+            awaitSubscriptions(tv, 1u)
+            // The provider may see the subscription before subscribe() has returned its handle.
+            withTimeout(5_000) { while (liveObjects().taskHandles != 1uL) delay(10) }
+            remote.play(jid, "file:///movies/flow.mkv") // delegated to the generated Controller
+            // play also reports the queue; every variant knows its provider.
+            var event: ServiceEvent
+            do {
+                event = withTimeout(10_000) { received.receive() }
+                assertEquals(jid, event.providerJid)
+            } while (event !is ServiceEvent.PlayerStateChanged)
+            assertEquals(PlaybackState.PLAYING, event.status.state)
+            collector.cancelAndJoin()
+            awaitSubscriptions(tv, 0u)
+            assertEquals(0u, liveObjects().taskHandles)
+
+            // A flow that completes by itself (take) also unsubscribes.
+            val two = async(start = CoroutineStart.UNDISPATCHED) {
+                remote.events(jid, "player").filterIsInstance<ServiceEvent.PlayerStateChanged>().take(2).toList()
+            }
+            awaitSubscriptions(tv, 1u)
+            remote.pause(jid)
+            remote.resume(jid)
+            val states = withTimeout(10_000) { two.await() }.map { it.status.state }
+            assertEquals(listOf(PlaybackState.PAUSED, PlaybackState.PLAYING), states)
+            awaitSubscriptions(tv, 0u)
+
+            // The provider going offline leaves the list.
+            tv.stop()
+            withTimeout(10_000) { remote.onlineProviders.first { list -> list.none { it.jid == jid } } }
+        }
+        tv.close()
+        assertEquals(LiveObjects(controllers = 0u, providers = 0u, taskHandles = 0u), liveObjects())
+    }
+
+    @Test
+    fun closingTheRemoteEndsItsFlowsAndFreesRust(): Unit = runBlocking {
+        val tv = startSimulatedPlayer(TestServer.config("tv"), "Closing TV")
+        val remote = RemoteControl(TestServer.config("phone"))
+        remote.connect()
+        val jid = withTimeout(10_000) {
+            remote.onlineProviders.first { list -> list.any { it.name == "Closing TV" } }
+        }.single { it.name == "Closing TV" }.jid
+        val collected = async { remote.events(jid, "player").toList() }
+        awaitSubscriptions(tv, 1u)
+        remote.close()
+        // The flow completes (not hangs) and nothing of the remote is left in Rust.
+        withTimeout(10_000) { collected.await() }
+        awaitSubscriptions(tv, 0u)
+        assertEquals(0u, liveObjects().controllers)
+        assertEquals(0u, liveObjects().taskHandles)
+        remote.close() // idempotent
+        tv.stop()
+        tv.close()
+    }
+
+    @Test
+    fun aFailedSubscribeFailsTheFlowWithTheTypedException(): Unit = runBlocking {
+        RemoteControl(TestServer.config("phone")).use { remote ->
+            remote.connect()
+            val error = runCatching { remote.events("home@home.test/nobody-here", "player").first() }
+            assertTrue(error.exceptionOrNull() is PmnException, "got $error")
+            assertEquals(0u, liveObjects().taskHandles)
+        }
+    }
+}

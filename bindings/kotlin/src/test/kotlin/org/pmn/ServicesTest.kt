@@ -1,0 +1,191 @@
+package org.pmn
+
+import java.util.concurrent.CopyOnWriteArrayList
+import java.util.concurrent.TimeUnit
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assumptions.assumeTrue
+import org.junit.jupiter.api.BeforeEach
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import kotlin.test.assertEquals
+import kotlin.test.assertIs
+import kotlin.test.assertNull
+import kotlin.test.assertTrue
+import kotlin.test.fail
+
+/** A media player written in Kotlin: what an app plugs in to become a provider. */
+class KotlinPlayer(private val failLoadWith: Throwable? = null) : MediaPlayerBackend {
+    val calls = CopyOnWriteArrayList<String>()
+    @Volatile var state = PlaybackState.STOPPED
+    @Volatile var position = 0uL
+    // Not `volume`/`muted`: their JVM setters would clash with setVolume()/setMuted() below.
+    @Volatile var currentVolume: UByte = 50u
+    @Volatile var currentlyMuted = false
+
+    override fun load(uri: String) {
+        failLoadWith?.let { throw it }
+        calls.add("load $uri")
+        state = PlaybackState.PLAYING
+        position = 0uL
+    }
+    override fun pause() { calls.add("pause"); state = PlaybackState.PAUSED }
+    override fun resume() { calls.add("resume"); state = PlaybackState.PLAYING }
+    override fun stop() { calls.add("stop"); state = PlaybackState.STOPPED }
+    override fun seek(positionMs: ULong) { calls.add("seek $positionMs"); position = positionMs }
+    override fun setVolume(volume: UByte) { calls.add("volume $volume"); currentVolume = volume }
+    override fun setMuted(muted: Boolean) { calls.add("muted $muted"); currentlyMuted = muted }
+    override fun playback() = Playback(
+        state = state,
+        positionMs = position,
+        durationMs = if (state == PlaybackState.STOPPED) null else 600_000uL,
+        volume = currentVolume,
+        muted = currentlyMuted,
+    )
+}
+
+class ServicesTest {
+    @BeforeEach
+    fun needsServer() {
+        assumeTrue(TestServer.server != null, "run through `cargo xtask test` (needs -Dpmn.server)")
+    }
+
+    private inline fun <reified T : ServiceEvent> RecordingListener.awaitEventOf(): T {
+        val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10)
+        while (System.nanoTime() < deadline) {
+            val e = events.poll(100, TimeUnit.MILLISECONDS) ?: continue
+            if (e is T) return e
+        }
+        fail("no ${T::class.simpleName} event within 10 s")
+    }
+
+    @Test
+    fun aKotlinPlayerIsAProviderDrivenByAnotherController(): Unit = runBlocking {
+        val backend = KotlinPlayer()
+        val provider = startPlayerProvider(TestServer.config("kt-tv"), "Kotlin Player", backend)
+        val listener = RecordingListener()
+        Controller(TestServer.config("phone"), listener).use { controller ->
+            controller.connect()
+            val tv = listener.awaitProvider { it.name == "Kotlin Player" }
+            assertEquals(listOf("urn.xmpp.tmp.media.player"), tv.services)
+
+            val playing = controller.play(tv.jid, "file:///kotlin/one.mkv")
+            assertEquals(PlaybackState.PLAYING, playing.state)
+            assertEquals("file:///kotlin/one.mkv", playing.uri)
+            assertEquals(600_000uL, playing.durationMs)
+            assertEquals(123_000uL, controller.seek(tv.jid, 123_000uL).positionMs)
+            controller.enqueue(tv.jid, "file:///kotlin/two.mkv", "Two")
+            assertEquals(2, controller.queue(tv.jid).items.size)
+            val next = controller.next(tv.jid)
+            assertEquals("Two", next.title)
+            assertEquals(PlaybackState.PAUSED, controller.pause(tv.jid).state)
+
+            controller.subscribeEvents(tv.jid, "player", listOf("volume-changed")).use {
+                assertEquals(VolumeState(30u, false), controller.setVolume(tv.jid, 30u))
+                val event = listener.awaitEventOf<ServiceEvent.PlayerVolumeChanged>()
+                assertEquals(VolumeState(30u, false), event.volume)
+                assertTrue(controller.mute(tv.jid, true).muted)
+            }
+            assertEquals(
+                listOf("load file:///kotlin/one.mkv", "seek 123000", "load file:///kotlin/two.mkv",
+                    "pause", "volume 30", "muted true"),
+                backend.calls.toList(),
+            )
+            // pmn checks arguments before the app's player sees them.
+            assertThrows<PmnException.BadParams> { runBlocking { controller.setVolume(tv.jid, 101u) } }
+            assertThrows<PmnException.Fault> { runBlocking { controller.seek(tv.jid, 700_000uL) } }
+            assertThrows<PmnException.UnknownMethod> { runBlocking { controller.browse(tv.jid, "", 0u, 10u) } }
+            assertEquals(6, backend.calls.size)
+        }
+        provider.stop()
+        provider.close()
+    }
+
+    @Test
+    fun whatAKotlinPlayerThrowsReachesTheControllerAsAFault(): Unit = runBlocking {
+        val typed = startPlayerProvider(TestServer.config("kt-tv"), "Typed refusal",
+            KotlinPlayer(failLoadWith = PmnException.Fault(451, "not in this country")))
+        val broken = startPlayerProvider(TestServer.config("kt-tv"), "Broken",
+            KotlinPlayer(failLoadWith = IllegalStateException("a bug in the app")))
+        val listener = RecordingListener()
+        Controller(TestServer.config("phone"), listener).use { controller ->
+            controller.connect()
+            val t = listener.awaitProvider { it.name == "Typed refusal" }
+            val b = listener.awaitProvider { it.name == "Broken" }
+            val fault = assertThrows<PmnException.Fault> { runBlocking { controller.play(t.jid, "file:///x") } }
+            assertEquals(451, fault.code)
+            val bug = assertThrows<PmnException.Fault> { runBlocking { controller.play(b.jid, "file:///x") } }
+            assertEquals(500, bug.code)
+            // Both keep serving.
+            assertEquals(PlaybackState.STOPPED, controller.status(b.jid).state)
+        }
+        typed.stop(); typed.close()
+        broken.stop(); broken.close()
+    }
+
+    @Test
+    fun recorderAndLibraryFromKotlin(): Unit = runBlocking {
+        val provider = startDemoProvider(TestServer.config("box"), "Kotlin Box", 10_000u)
+        val listener = RecordingListener()
+        Controller(TestServer.config("phone"), listener).use { controller ->
+            controller.connect()
+            val box = listener.awaitProvider { it.name == "Kotlin Box" }
+            assertEquals(3, box.services.size)
+
+            // Recorder.
+            assertTrue(controller.channels(box.jid).any { it.id == "one" })
+            val now = System.currentTimeMillis() / 1000
+            controller.subscribe(box.jid, "recorder").use {
+                val rec = controller.scheduleRecording(box.jid, "one", now + 1, now + 2, "Kotlin news")
+                assertEquals(RecordingState.SCHEDULED, rec.state)
+                assertEquals(now + 1, rec.start)
+                val clash = assertThrows<PmnException.Fault> {
+                    runBlocking { controller.scheduleRecording(box.jid, "two", now + 1, now + 5, "Clash") }
+                }
+                assertEquals(409, clash.code)
+                val past = assertThrows<PmnException.Fault> {
+                    runBlocking { controller.scheduleRecording(box.jid, "two", now - 100, now - 50, "Past") }
+                }
+                assertEquals(422, past.code)
+                assertThrows<PmnException.BadParams> {
+                    runBlocking { controller.scheduleRecording(box.jid, "two", now + 50, now + 10, "Backwards") }
+                }
+                val later = controller.scheduleRecording(box.jid, "two", now + 600, now + 700, "Later")
+                assertEquals(2, controller.scheduledRecordings(box.jid).size)
+                assertEquals(later.id, controller.cancelRecording(box.jid, later.id).id)
+                val started = listener.awaitEventOf<ServiceEvent.Recording>()
+                assertEquals(RecordingState.RECORDING, started.recording.state)
+                val finished = listener.awaitEventOf<ServiceEvent.Recording>()
+                assertEquals(RecordingState.FINISHED, finished.recording.state)
+                assertEquals(rec.id, finished.recording.id)
+            }
+
+            // Library: page through 10 000 items without holding them.
+            val root = controller.browse(box.jid, "", 0u, 10u)
+            assertEquals(10_000u, root.items.first { it.id == "videos" }.childCount)
+            var offset = 0u
+            var seen = 0
+            while (true) {
+                val page = controller.browse(box.jid, "videos", offset, 200u)
+                if (page.items.isEmpty()) break
+                seen += page.items.size
+                offset += page.items.size.toUInt()
+            }
+            assertEquals(10_000, seen)
+            val hits = controller.search(box.jid, "Film 4242", 0u, 10u)
+            assertEquals(1u, hits.total)
+            val item = controller.libraryItem(box.jid, "videos/4242")
+            assertEquals(ItemKind.VIDEO, item.kind)
+            assertNull(item.childCount)
+            assertThrows<PmnException.BadParams> { runBlocking { controller.browse(box.jid, "videos", 0u, 0u) } }
+            assertEquals(404, assertThrows<PmnException.Fault> {
+                runBlocking { controller.libraryItem(box.jid, "videos/10000") }
+            }.code)
+            assertThrows<PmnException.BadParams> {
+                runBlocking { controller.subscribeEvents(box.jid, "player", listOf("no-such-event")) }
+            }
+        }
+        provider.stop()
+        provider.close()
+        assertEquals(0u, liveObjects().providers)
+    }
+}

@@ -1,0 +1,72 @@
+import PMN
+import SwiftUI
+
+/// One screen: the players online, a tap toggles play/pause; the last event underneath.
+struct ContentView: View {
+    // A real app reads these from its onboarding/pairing screen; placeholders here.
+    private static let config = ConnectionConfig(
+        network: "home@example.org",
+        password: "change-me",
+        device: "ios-sample",
+        server: nil,
+        testCaPem: nil,
+        connectTimeoutMs: 15000,
+        rpcTimeoutMs: 10000
+    )
+
+    @State private var remote: RemoteControl?
+    @State private var players: [ProviderInfo] = []
+    @State private var status = "connecting…"
+
+    var body: some View {
+        NavigationStack {
+            List(players, id: \.jid) { player in
+                Button(player.name) { Task { await toggle(player) } }
+                    // Iterating the stream is the subscription; SwiftUI cancels it with the row.
+                    .task {
+                        guard let remote else { return }
+                        do {
+                            for try await event in remote.events(provider: player.jid, service: "player") {
+                                if case let .playerStateChanged(_, now) = event {
+                                    status = "\(player.name): \(now.state)"
+                                }
+                            }
+                        } catch {
+                            status = "\(player.name): \(error)"
+                        }
+                    }
+            }
+            .navigationTitle("pmn")
+            .safeAreaInset(edge: .bottom) { Text(status).padding() }
+        }
+        .task { await run() }
+    }
+
+    private func run() async {
+        do {
+            let remote = try RemoteControl(config: Self.config)
+            self.remote = remote
+            try await remote.connect()
+            status = "online"
+            for await list in remote.providers(offering: RemoteControl.playerFeature) {
+                players = list
+            }
+        } catch {
+            status = "cannot connect: \(error)"
+        }
+    }
+
+    private func toggle(_ player: ProviderInfo) async {
+        guard let controller = remote?.controller else { return }
+        do {
+            let now = try await controller.status(provider: player.jid)
+            if now.state == .playing {
+                _ = try await controller.pause(provider: player.jid)
+            } else {
+                _ = try await controller.resume(provider: player.jid)
+            }
+        } catch {
+            status = "\(player.name): \(error)"
+        }
+    }
+}
