@@ -81,6 +81,8 @@ type Result<T = ()> = std::result::Result<T, Failure>;
 struct Ctx {
     root: PathBuf,
     timings: Vec<(String, Duration, bool)>,
+    /// Tests counted from the runners' own summaries (cargo test, Surefire).
+    counts: TestCounts,
 }
 
 impl Ctx {
@@ -92,6 +94,7 @@ impl Ctx {
         Ctx {
             root,
             timings: Vec::new(),
+            counts: TestCounts::default(),
         }
     }
 
@@ -116,6 +119,13 @@ impl Ctx {
         }
         let total: Duration = self.timings.iter().map(|(_, t, _)| *t).sum();
         println!("         {:>8.1}s  total", total.as_secs_f64());
+        if self.counts != TestCounts::default() {
+            // The plain closing line CI reads: every Rust and JVM test counted above.
+            println!(
+                "tests: {} passed, {} failed",
+                self.counts.passed, self.counts.failed
+            );
+        }
     }
 
     /// The cargo target directory: `$CARGO_TARGET_DIR` (relative to the repository) or `target/`.
@@ -139,6 +149,97 @@ fn run(step: &str, cmd: &mut Command) -> Result {
     let status = cmd
         .status()
         .map_err(|e| Failure::new(step, format!("cannot run {cmd:?}: {e}")))?;
+    check(step, cmd, status)
+}
+
+/// Passed and failed tests, added up from the runners' summary lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct TestCounts {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestCounts {
+    /// Adds what one output line of `cargo test` or Maven Surefire reports.
+    fn add_line(&mut self, line: &str) {
+        // cargo: "test result: ok. 9 passed; 0 failed; 0 ignored; ..."
+        if let Some(rest) = line.trim().strip_prefix("test result: ") {
+            self.passed += number_before(rest, " passed");
+            self.failed += number_before(rest, " failed");
+            return;
+        }
+        // Surefire's aggregate (the per-class lines end in "-- in <class>" and are skipped):
+        // "[INFO] Tests run: 22, Failures: 0, Errors: 0, Skipped: 0"
+        let line = line
+            .trim_start_matches("[INFO] ")
+            .trim_start_matches("[ERROR] ");
+        if let Some(rest) = line.strip_prefix("Tests run: ") {
+            if rest.contains(" -- in ") {
+                return;
+            }
+            let run = number_after(rest, "");
+            let failures = number_after(rest, "Failures: ");
+            let errors = number_after(rest, "Errors: ");
+            let skipped = number_after(rest, "Skipped: ");
+            self.failed += failures + errors;
+            self.passed += run.saturating_sub(failures + errors + skipped);
+        }
+    }
+}
+
+/// The number ending right before `marker` in `text` ("9 passed" → 9).
+fn number_before(text: &str, marker: &str) -> u64 {
+    text.find(marker)
+        .map(|end| {
+            let digits: String = text[..end]
+                .chars()
+                .rev()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits
+                .chars()
+                .rev()
+                .collect::<String>()
+                .parse()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// The number right after `marker` in `text` ("Errors: 2," → 2).
+fn number_after(text: &str, marker: &str) -> u64 {
+    text.find(marker)
+        .map(|start| {
+            text[start + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Like [`run`], but echoes stdout line by line while counting the tests it reports.
+fn run_counting(step: &str, cmd: &mut Command, counts: &mut TestCounts) -> Result {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::new(step, format!("cannot run {cmd:?}: {e}")))?;
+    if let Some(stdout) = child.stdout.take() {
+        let mut out = std::io::stdout().lock();
+        for line in BufReader::new(stdout)
+            .lines()
+            .map_while(std::io::Result::ok)
+        {
+            counts.add_line(&line);
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Failure::new(step, format!("waiting for {cmd:?}: {e}")))?;
     check(step, cmd, status)
 }
 
@@ -338,13 +439,17 @@ fn test(ctx: &mut Ctx) -> Result {
         )
     })?;
     ctx.stage("cargo test", |ctx| {
-        run(
+        let mut counts = ctx.counts;
+        let result = run_counting(
             "cargo test",
             ctx.cargo()
                 .args(["test", "--workspace", "--features", "test-ca"])
                 // Set, so the interop tests fail instead of skipping when the peer is broken.
                 .env(SLIXMPP_PYTHON_ENV, &python),
-        )
+            &mut counts,
+        );
+        ctx.counts = counts;
+        result
     })?;
     ctx.stage("bindings", bindings)?;
     ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
@@ -520,7 +625,7 @@ fn kotlin_jvm_tests(ctx: &mut Ctx) -> Result {
     for (key, value) in kotlin_system_properties(ctx, &server) {
         cmd.arg(format!("-D{key}={value}"));
     }
-    let result = run(STEP, &mut cmd);
+    let result = run_counting(STEP, &mut cmd, &mut ctx.counts);
     drop(server);
     result
 }
@@ -539,4 +644,30 @@ fn bench(ctx: &mut Ctx, name: Option<&str>) -> Result {
         }
         run("bench", &mut cmd)
     })
+}
+
+#[cfg(test)]
+mod counting_tests {
+    use super::TestCounts;
+
+    #[test]
+    fn counts_cargo_and_surefire_summaries_but_not_per_class_lines() {
+        let mut c = TestCounts::default();
+        for line in [
+            "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.16s",
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+            "[INFO] Tests run: 5, Failures: 0, Errors: 0, Skipped: 0, Time elapsed: 0.3 s -- in org.pmn.X",
+            "[INFO] Tests run: 22, Failures: 1, Errors: 1, Skipped: 2",
+            "running 9 tests",
+        ] {
+            c.add_line(line);
+        }
+        assert_eq!(
+            c,
+            TestCounts {
+                passed: 9 + 3 + 18,
+                failed: 2 + 2
+            }
+        );
+    }
 }
