@@ -453,12 +453,15 @@ fn test(ctx: &mut Ctx) -> Result {
     })?;
     ctx.stage("bindings", bindings)?;
     ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
-    // The part of the mobile gates that fits the CI budget: one Android and one iOS target
-    // (`cargo xtask mobile-check` runs all four plus the release staticlib).
-    ctx.stage(
-        "mobile: cargo check aarch64-linux-android aarch64-apple-ios",
-        |ctx| mobile_script(ctx, &["aarch64-linux-android", "aarch64-apple-ios"]),
-    )?;
+    // The part of the mobile gates that fits the CI budget: the shipped aarch64-android artefact
+    // built for real (release-small staticlib, size printed; a build is also a check) and a check of
+    // iOS (`cargo xtask mobile-check` adds the other two Android ABIs).
+    ctx.stage("mobile: cargo check aarch64-apple-ios", |ctx| {
+        mobile_script(ctx, &["aarch64-apple-ios"])
+    })?;
+    ctx.stage("mobile: staticlib aarch64-linux-android", |ctx| {
+        mobile_script(ctx, &["--staticlib", "aarch64-linux-android"])
+    })?;
     ctx.stage("mobile: swift syntax", swift_syntax)?;
     Ok(())
 }
