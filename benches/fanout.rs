@@ -98,6 +98,7 @@ async fn main() {
         ProviderConfig {
             session: config(&server, "fan-tv"),
             name: "Fan TV".into(),
+            e2e: None,
         },
         vec![Arc::new(Burst {
             sink: std::sync::OnceLock::new(),

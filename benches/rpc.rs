@@ -62,6 +62,7 @@ async fn main() {
         ProviderConfig {
             session: config(&server, "bench-tv"),
             name: "Bench TV".into(),
+            e2e: None,
         },
         vec![player],
     )

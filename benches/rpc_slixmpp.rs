@@ -121,6 +121,7 @@ async fn main() {
         ProviderConfig {
             session: config(&server, "pmn-tv"),
             name: "pmn TV".into(),
+            e2e: None,
         },
         vec![Arc::new(PlayerService::new(Arc::new(
             SimulatedPlayer::default(),

@@ -88,6 +88,7 @@ async fn pmn_provider() -> Provider {
         ProviderConfig {
             session: session_config(&HOME, "tv"),
             name: "pmn TV".into(),
+            e2e: None,
         },
         services(),
     )

@@ -32,6 +32,7 @@ async fn start(session: SessionConfig, name: &str, services: Vec<Arc<dyn Service
         ProviderConfig {
             session,
             name: name.into(),
+            e2e: None,
         },
         services,
     )

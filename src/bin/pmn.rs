@@ -135,6 +135,7 @@ async fn start_tv(config: SessionConfig, name: &str) -> Result<(Provider, String
         ProviderConfig {
             session: config,
             name: name.into(),
+            e2e: None,
         },
         services,
     )

@@ -4,6 +4,11 @@
 //! and disco#info, calls methods over Jabber-RPC and receives the events of the services it
 //! subscribed to. Subscriptions are restored by themselves when a provider comes back (after its own
 //! or our reconnect).
+//!
+//! With [`ControllerConfig::e2e`] set, every call (subscribe and unsubscribe included) travels
+//! through an end-to-end tunnel to the provider, opened on the first call, reused, closed when the
+//! provider goes offline and re-opened by the next call; it never falls back to plaintext. Events
+//! then arrive through the tunnel. Discovery (presence, disco#info) stays plain.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,6 +27,8 @@ use xmpp_parsers::presence::Presence;
 use crate::core::discovery::{
     caps_for, disco_info_for, DirectoryUpdate, PresenceOutcome, ProviderDirectory, ProviderInfo,
 };
+use crate::core::e2e::settings::next_inbound;
+use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
@@ -41,8 +48,10 @@ const BROADCAST_CAPACITY: usize = 1024;
 pub struct ControllerConfig {
     /// The session (network identifier, device resource, password, server).
     pub session: SessionConfig,
-    /// Bound on every RPC call and disco query.
+    /// Bound on every RPC call and disco query (tunnel setup has its own bound on top).
     pub rpc_timeout: Duration,
+    /// End-to-end tunnel settings; `None` calls providers in clear, as before the tunnel existed.
+    pub e2e: Option<E2eSettings>,
 }
 
 impl ControllerConfig {
@@ -51,6 +60,7 @@ impl ControllerConfig {
         Self {
             session,
             rpc_timeout: Duration::from_secs(10),
+            e2e: None,
         }
     }
 }
@@ -78,6 +88,10 @@ type SubscriptionKey = (FullJid, String);
 
 struct Shared {
     session: Session,
+    /// The tunnel layer, when configured: then every call goes through it.
+    e2e: Option<E2eEndpoint>,
+    /// Ignore events that arrive in clear.
+    require_tunnel: bool,
     rpc_timeout: Duration,
     directory: Mutex<ProviderDirectory>,
     updates: broadcast::Sender<DirectoryUpdate>,
@@ -116,6 +130,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl Shared {
+    /// The one way calls leave this controller: through the tunnel when configured (no plaintext
+    /// fallback, so a refused or failed tunnel is the caller's error), else in clear.
+    async fn call(&self, provider: &FullJid, method: &str, params: Vec<Value>) -> Result<Value> {
+        let to = Jid::from(provider.clone());
+        match &self.e2e {
+            Some(e2e) => {
+                rpc::call_with(
+                    |iq, t| e2e.request(iq, t),
+                    &to,
+                    method,
+                    params,
+                    self.rpc_timeout,
+                )
+                .await
+            }
+            None => rpc::call(&self.session, &to, method, params, self.rpc_timeout).await,
+        }
+    }
+}
+
 impl Controller {
     /// Logs in and starts discovering providers.
     ///
@@ -135,10 +170,19 @@ impl Controller {
     pub async fn connect(config: ControllerConfig) -> Result<Self> {
         let network = config.session.jid.to_bare();
         let (session, inbound) = Session::connect(config.session).await?;
+        let (e2e, e2e_rx) = match &config.e2e {
+            Some(settings) => {
+                let (endpoint, rx) = settings.endpoint(session.clone());
+                (Some(endpoint), Some(rx))
+            }
+            None => (None, None),
+        };
         let (updates, _) = broadcast::channel(BROADCAST_CAPACITY);
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let shared = Arc::new(Shared {
             session,
+            e2e,
+            require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
             rpc_timeout: config.rpc_timeout,
             directory: Mutex::new(ProviderDirectory::new(network.clone())),
             updates,
@@ -156,7 +200,7 @@ impl Controller {
             infos: infos_tx,
             inflight: HashMap::new(),
         };
-        let task = tokio::spawn(dispatcher.run(inbound, infos_rx));
+        let task = tokio::spawn(dispatcher.run(inbound, infos_rx, e2e_rx));
         Ok(Self {
             shared,
             _task: Arc::new(TaskGuard(task)),
@@ -186,6 +230,11 @@ impl Controller {
     /// The underlying session.
     pub fn session(&self) -> &Session {
         &self.shared.session
+    }
+
+    /// The end-to-end endpoint (pairing, trusted devices, revocation), when configured.
+    pub fn e2e(&self) -> Option<&E2eEndpoint> {
+        self.shared.e2e.as_ref()
     }
 
     /// Waits until a provider matching `accept` is online (or is already), at most `timeout`.
@@ -229,14 +278,7 @@ impl Controller {
         method: &str,
         params: Vec<Value>,
     ) -> Result<Value> {
-        rpc::call(
-            &self.shared.session,
-            &Jid::from(provider.clone()),
-            method,
-            params,
-            self.shared.rpc_timeout,
-        )
-        .await
+        self.shared.call(provider, method, params).await
     }
 
     /// A typed client for the media player of `provider`.
@@ -556,15 +598,22 @@ impl Dispatcher {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut infos: mpsc::UnboundedReceiver<InfoAnswer>,
+        mut e2e_rx: Option<mpsc::Receiver<E2eInbound>>,
     ) {
         loop {
             tokio::select! {
                 item = inbound.recv() => match item {
                     Some(Inbound::Online { jid, resumed }) => self.on_online(jid, resumed),
-                    Some(Inbound::Stanza(stanza)) => self.on_stanza(*stanza),
+                    Some(Inbound::Stanza(stanza)) => {
+                        // Jingle/IBB belong to the tunnel layer, which answers them itself.
+                        if !self.shared.e2e.as_ref().is_some_and(|e| e.handle_stanza(&stanza)) {
+                            self.on_stanza(*stanza);
+                        }
+                    }
                     None => break,
                 },
                 Some(answer) = infos.recv() => self.on_info(answer),
+                Some(item) = next_inbound(&mut e2e_rx) => self.on_e2e(item),
             }
         }
         let gone = lock(&self.shared.directory).clear();
@@ -595,9 +644,8 @@ impl Dispatcher {
             let shared = self.shared.clone();
             tokio::spawn(async move {
                 let method = format!("{service}.subscribe");
-                let to = Jid::from(provider.clone());
                 let params = subscribe_params(&filter);
-                match rpc::call(&shared.session, &to, &method, params, shared.rpc_timeout).await {
+                match shared.call(&provider, &method, params).await {
                     Ok(_) => tracing::info!(%provider, %service, "subscription restored"),
                     Err(e) => {
                         tracing::warn!(%provider, %service, error = %e, "could not restore subscription")
@@ -627,8 +675,43 @@ impl Dispatcher {
     fn on_stanza(&mut self, stanza: Stanza) {
         match stanza {
             Stanza::Presence(p) => self.on_presence(&p),
-            Stanza::Message(m) => self.on_message(m),
-            Stanza::Iq(iq) => self.on_iq(iq),
+            Stanza::Message(m) => self.on_message(m, false),
+            Stanza::Iq(iq) => self.on_iq(iq, false),
+        }
+    }
+
+    fn on_e2e(&mut self, item: E2eInbound) {
+        match item {
+            // `from` is the authenticated peer; presence never travels in a tunnel.
+            E2eInbound::Stanza(stanza) => match *stanza {
+                Stanza::Message(m) => self.on_message(m, true),
+                Stanza::Iq(iq) => self.on_iq(iq, true),
+                Stanza::Presence(_) => {}
+            },
+            E2eInbound::TunnelDown { peer, reason } => {
+                tracing::debug!(%peer, ?reason, "tunnel down");
+                // The provider now has no way to send us its events: if it is still online,
+                // subscribe again, which opens a new tunnel.
+                if lock(&self.shared.directory).get(&peer).is_some() {
+                    self.restore_subscriptions(&HashSet::from([peer]));
+                }
+            }
+            E2eInbound::TunnelUp { peer, .. } => tracing::debug!(%peer, "tunnel up"),
+            E2eInbound::TunnelRefused { peer, error } => {
+                tracing::info!(%peer, %error, "end-to-end tunnel refused")
+            }
+            E2eInbound::Paired { peer, .. } => tracing::info!(%peer, "paired"),
+        }
+    }
+
+    /// Sends `iq` back the way its request came.
+    fn reply(&self, iq: Iq, via_tunnel: bool) {
+        let sent = match (&self.shared.e2e, via_tunnel) {
+            (Some(e2e), true) => e2e.send(iq),
+            _ => self.shared.session.send(iq),
+        };
+        if sent.is_err() {
+            tracing::debug!("reply dropped: session or tunnel ended");
         }
     }
 
@@ -724,8 +807,12 @@ impl Dispatcher {
         self.publish(updates);
     }
 
-    fn on_message(&self, message: Message) {
+    fn on_message(&self, message: Message, via_tunnel: bool) {
         if message.type_ != MessageType::Headline {
+            return;
+        }
+        if self.shared.require_tunnel && !via_tunnel {
+            tracing::debug!(from = ?message.from, "plaintext event ignored: tunnel required");
             return;
         }
         let Some(from) = message.from.clone().and_then(|j| j.try_into_full().ok()) else {
@@ -753,15 +840,14 @@ impl Dispatcher {
         }
     }
 
-    fn on_iq(&self, iq: Iq) {
+    fn on_iq(&self, iq: Iq, via_tunnel: bool) {
         let (from, id, payload) = match iq {
             Iq::Get {
                 from, id, payload, ..
             } => (from, id, payload),
             Iq::Set { from, id, .. } => {
                 // A controller serves nothing.
-                let _ = self.shared.session.send(plumbing::unsupported(from, id));
-                return;
+                return self.reply(plumbing::unsupported(from, id), via_tunnel);
             }
             _ => return,
         };
@@ -771,6 +857,6 @@ impl Dispatcher {
             }
             _ => plumbing::answer_get(from, id, &payload, &self.info, &self.caps_ver),
         };
-        let _ = self.shared.session.send(reply);
+        self.reply(reply, via_tunnel);
     }
 }

@@ -9,8 +9,13 @@
 //! the server (no `to`), iq answers go to the requester, and events go only to full JIDs that called
 //! `<service>.subscribe` and are still online. Those are the only three places that send, all in this
 //! file.
+//!
+//! With [`ProviderConfig::e2e`] set, calls that arrive through an end-to-end tunnel are answered
+//! through it and events go to tunnel subscribers through it (never in clear, even if the tunnel
+//! is down: the event is dropped). The provider never opens a tunnel itself, so the rule above
+//! still holds: a tunnel exists only because the controller opened it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,12 +24,15 @@ use tokio::task::JoinHandle;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::disco::DiscoInfoResult;
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use crate::core::discovery::{caps_for, disco_info_for};
+use crate::core::e2e::settings::next_inbound;
+use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{EventFilter, EventNotice, EventSink, Subscribers};
 use crate::core::plumbing;
@@ -42,11 +50,25 @@ pub struct ProviderConfig {
     pub session: SessionConfig,
     /// The device name shown to controllers (disco#info identity name).
     pub name: String,
+    /// End-to-end tunnel settings; `None` serves everything in clear, as before the tunnel existed.
+    pub e2e: Option<E2eSettings>,
+}
+
+impl ProviderConfig {
+    /// A configuration without the end-to-end tunnel.
+    pub fn new(session: SessionConfig, name: impl Into<String>) -> Self {
+        Self {
+            session,
+            name: name.into(),
+            e2e: None,
+        }
+    }
 }
 
 /// A running provider. Stops when [`Provider::stop`] is called or the value is dropped.
 pub struct Provider {
     session: Session,
+    e2e: Option<E2eEndpoint>,
     state: Arc<Mutex<ProviderState>>,
     task: JoinHandle<()>,
 }
@@ -62,6 +84,8 @@ impl std::fmt::Debug for Provider {
 #[derive(Debug, Default)]
 struct ProviderState {
     subscribers: Subscribers,
+    /// Subscribers whose last subscribe came through a tunnel: their events go only through it.
+    tunnelled: HashSet<FullJid>,
 }
 
 impl Provider {
@@ -74,7 +98,7 @@ impl Provider {
     /// use pmn::core::services::player::{PlayerService, SimulatedPlayer};
     /// let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
     /// let provider = Provider::start(
-    ///     ProviderConfig { session, name: "Living room TV".into() },
+    ///     ProviderConfig::new(session, "Living room TV"),
     ///     vec![player],
     /// ).await?;
     /// provider.stop().await;
@@ -97,10 +121,19 @@ impl Provider {
         let info = disco_info_for(Some(&config.name), &features);
         let network = config.session.jid.to_bare();
         let (session, inbound) = Session::connect(config.session).await?;
+        let (e2e, e2e_rx) = match &config.e2e {
+            Some(settings) => {
+                let (endpoint, rx) = settings.endpoint(session.clone());
+                (Some(endpoint), Some(rx))
+            }
+            None => (None, None),
+        };
         let state = Arc::new(Mutex::new(ProviderState::default()));
         let task = tokio::spawn(
             Dispatcher {
                 session: session.clone(),
+                e2e: e2e.clone(),
+                require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
                 network,
                 router: Arc::new(router),
                 caps_ver: plumbing::caps_ver(&info),
@@ -108,10 +141,11 @@ impl Provider {
                 state: state.clone(),
                 calls: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
             }
-            .run(inbound, events_rx),
+            .run(inbound, events_rx, e2e_rx),
         );
         Ok(Self {
             session,
+            e2e,
             state,
             task,
         })
@@ -120,6 +154,11 @@ impl Provider {
     /// The underlying session.
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// The end-to-end endpoint (pairing, trusted devices, revocation), when configured.
+    pub fn e2e(&self) -> Option<&E2eEndpoint> {
+        self.e2e.as_ref()
     }
 
     /// How many (service, controller) subscriptions are active.
@@ -144,8 +183,31 @@ fn lock(state: &Mutex<ProviderState>) -> std::sync::MutexGuard<'_, ProviderState
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The way a request came in, and so the only way its answer may go back.
+#[derive(Clone)]
+enum Route {
+    Plain(Session),
+    Tunnel(E2eEndpoint),
+}
+
+impl Route {
+    fn send(&self, stanza: impl Into<Stanza>) -> Result<()> {
+        match self {
+            Route::Plain(session) => session.send(stanza),
+            Route::Tunnel(e2e) => e2e.send(stanza),
+        }
+    }
+
+    fn is_tunnel(&self) -> bool {
+        matches!(self, Route::Tunnel(_))
+    }
+}
+
 struct Dispatcher {
     session: Session,
+    e2e: Option<E2eEndpoint>,
+    /// Refuse plaintext RPC from the network (see [`E2eSettings::require_tunnel`]).
+    require_tunnel: bool,
     network: BareJid,
     router: Arc<RpcRouter>,
     info: DiscoInfoResult,
@@ -159,15 +221,23 @@ impl Dispatcher {
         self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut events: mpsc::UnboundedReceiver<EventNotice>,
+        mut e2e_rx: Option<mpsc::Receiver<E2eInbound>>,
     ) {
+        let plain = Route::Plain(self.session.clone());
         loop {
             tokio::select! {
                 item = inbound.recv() => match item {
                     Some(Inbound::Online { resumed, .. }) => self.on_online(resumed),
-                    Some(Inbound::Stanza(stanza)) => self.on_stanza(*stanza),
+                    Some(Inbound::Stanza(stanza)) => {
+                        // Jingle/IBB belong to the tunnel layer, which answers them itself.
+                        if !self.e2e.as_ref().is_some_and(|e| e.handle_stanza(&stanza)) {
+                            self.on_stanza(*stanza, &plain);
+                        }
+                    }
                     None => break,
                 },
                 Some(notice) = events.recv() => self.fan_out(notice),
+                Some(item) = next_inbound(&mut e2e_rx) => self.on_e2e(item),
             }
         }
         tracing::debug!("provider dispatcher ended");
@@ -182,7 +252,7 @@ impl Dispatcher {
     fn on_online(&self, resumed: bool) {
         if !resumed {
             // The server forgot us: subscribers will have to subscribe again (they see us come back).
-            lock(&self.state).subscribers = Subscribers::default();
+            *lock(&self.state) = ProviderState::default();
         }
         let presence = Presence::available().with_payload(caps_for(&self.info));
         if self.session.send(presence).is_err() {
@@ -190,9 +260,28 @@ impl Dispatcher {
         }
     }
 
-    fn on_stanza(&self, stanza: Stanza) {
+    fn on_e2e(&self, item: E2eInbound) {
+        match item {
+            E2eInbound::Stanza(stanza) => {
+                if let (Stanza::Iq(iq), Some(e2e)) = (*stanza, &self.e2e) {
+                    // `from` is the authenticated peer; presence and messages mean nothing here.
+                    self.on_iq(iq, &Route::Tunnel(e2e.clone()));
+                }
+            }
+            E2eInbound::TunnelUp { peer, .. } => tracing::debug!(%peer, "tunnel up"),
+            E2eInbound::TunnelDown { peer, reason } => {
+                tracing::debug!(%peer, ?reason, "tunnel down")
+            }
+            E2eInbound::TunnelRefused { peer, error } => {
+                tracing::info!(%peer, %error, "end-to-end tunnel refused")
+            }
+            E2eInbound::Paired { peer, .. } => tracing::info!(%peer, "paired"),
+        }
+    }
+
+    fn on_stanza(&self, stanza: Stanza, route: &Route) {
         match stanza {
-            Stanza::Iq(iq) => self.on_iq(iq),
+            Stanza::Iq(iq) => self.on_iq(iq, route),
             Stanza::Presence(p) => self.on_presence(&p),
             // Providers take commands as RPC only; messages are ignored.
             Stanza::Message(_) => {}
@@ -206,18 +295,20 @@ impl Dispatcher {
         let Some(from) = presence.from.clone().and_then(|j| j.try_into_full().ok()) else {
             return;
         };
-        if lock(&self.state).subscribers.forget(&from) {
+        let mut state = lock(&self.state);
+        state.tunnelled.remove(&from);
+        if state.subscribers.forget(&from) {
             tracing::debug!(%from, "subscriber left; forgotten");
         }
     }
 
-    fn reply(&self, iq: Iq) {
-        if self.session.send(iq).is_err() {
-            tracing::debug!("reply dropped: session ended");
+    fn reply(&self, route: &Route, iq: Iq) {
+        if route.send(iq).is_err() {
+            tracing::debug!("reply dropped: session or tunnel ended");
         }
     }
 
-    fn on_iq(&self, iq: Iq) {
+    fn on_iq(&self, iq: Iq, route: &Route) {
         let (from, id, payload, is_set) = match iq {
             Iq::Get {
                 from, id, payload, ..
@@ -230,44 +321,56 @@ impl Dispatcher {
         };
         let Some(from) = from else {
             // From our own account's server-side (no 'from'): nothing we serve.
-            return self.reply(plumbing::unsupported(None, id));
+            return self.reply(route, plumbing::unsupported(None, id));
         };
         if !self.authorised(&from) {
             tracing::info!(%from, "refused a request from outside the network");
-            return self.reply(plumbing::error(Some(from), id, plumbing::forbidden()));
+            return self.reply(
+                route,
+                plumbing::error(Some(from), id, plumbing::forbidden()),
+            );
         }
         if is_set && payload.is("query", xmlrpc::NS) {
-            return self.on_rpc(from, id, payload);
+            if self.require_tunnel && !route.is_tunnel() {
+                tracing::info!(%from, "refused a plaintext call: tunnel required");
+                let refusal = plumbing::condition(
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    "end-to-end tunnel required",
+                );
+                return self.reply(route, plumbing::error(Some(from), id, refusal));
+            }
+            return self.on_rpc(from, id, payload, route);
         }
         if is_set {
-            return self.reply(plumbing::unsupported(Some(from), id));
+            return self.reply(route, plumbing::unsupported(Some(from), id));
         }
-        self.reply(plumbing::answer_get(
-            Some(from),
-            id,
-            &payload,
-            &self.info,
-            &self.caps_ver,
-        ));
+        self.reply(
+            route,
+            plumbing::answer_get(Some(from), id, &payload, &self.info, &self.caps_ver),
+        );
     }
 
-    fn on_rpc(&self, from: Jid, id: String, query: Element) {
+    fn on_rpc(&self, from: Jid, id: String, query: Element, route: &Route) {
         let Ok(caller) = from.clone().try_into_full() else {
-            return self.reply(plumbing::error(
-                Some(from),
-                id,
-                stanza_error_for(&Error::new(ErrorKind::BadParams, "caller has no resource")),
-            ));
+            return self.reply(
+                route,
+                plumbing::error(
+                    Some(from),
+                    id,
+                    stanza_error_for(&Error::new(ErrorKind::BadParams, "caller has no resource")),
+                ),
+            );
         };
         let call = match xmlrpc::parse_query(&query, &Limits::default()) {
             Ok(RpcPayload::Call(call)) => call,
             Ok(RpcPayload::Response(_)) => {
                 let e = Error::new(ErrorKind::BadParams, "expected a methodCall");
-                return self.reply(plumbing::error(Some(from), id, stanza_error_for(&e)));
+                return self.reply(route, plumbing::error(Some(from), id, stanza_error_for(&e)));
             }
             Err(e) => {
                 let e = Error::new(ErrorKind::BadParams, format!("malformed call: {e}"));
-                return self.reply(plumbing::error(Some(from), id, stanza_error_for(&e)));
+                return self.reply(route, plumbing::error(Some(from), id, stanza_error_for(&e)));
             }
         };
         // Subscriptions are the provider's business, the same for every service.
@@ -278,10 +381,17 @@ impl Dispatcher {
             ) {
                 let outcome = if verb == "subscribe" {
                     event_filter(&call.method, svc.events(), call.params).and_then(|filter| {
-                        lock(&self.state)
+                        let mut state = lock(&self.state);
+                        state
                             .subscribers
-                            .subscribe(service, caller.clone(), filter)
-                            .map(|()| Value::Bool(true))
+                            .subscribe(service, caller.clone(), filter)?;
+                        // Events follow the way the subscriber last asked for them.
+                        if route.is_tunnel() {
+                            state.tunnelled.insert(caller.clone());
+                        } else {
+                            state.tunnelled.remove(&caller);
+                        }
+                        Ok(Value::Bool(true))
                     })
                 } else if !call.params.is_empty() {
                     Err(Error::new(
@@ -293,11 +403,11 @@ impl Dispatcher {
                         lock(&self.state).subscribers.unsubscribe(service, &caller),
                     ))
                 };
-                return self.reply(answer(from, id, outcome));
+                return self.reply(route, answer(from, id, outcome));
             }
         }
         let router = self.router.clone();
-        let session = self.session.clone();
+        let route = route.clone();
         let calls = self.calls.clone();
         tokio::spawn(async move {
             let Ok(_permit) = calls.acquire_owned().await else {
@@ -308,24 +418,36 @@ impl Dispatcher {
                 Ok((service, verb)) => service.call(verb, call.params, &ctx).await,
                 Err(e) => Err(e),
             };
-            if session.send(answer(from, id, outcome)).is_err() {
-                tracing::debug!("reply dropped: session ended");
+            if route.send(answer(from, id, outcome)).is_err() {
+                tracing::debug!("reply dropped: session or tunnel ended");
             }
         });
     }
 
     fn fan_out(&self, notice: EventNotice) {
-        let subscribers = lock(&self.state)
-            .subscribers
-            .for_event(&notice.service, &notice.name);
+        let (subscribers, tunnelled) = {
+            let state = lock(&self.state);
+            (
+                state.subscribers.for_event(&notice.service, &notice.name),
+                state.tunnelled.clone(),
+            )
+        };
         if subscribers.is_empty() {
             return;
         }
         let payload = notice.to_element();
         for to in subscribers {
-            let mut message = Message::new_with_type(MessageType::Headline, Some(Jid::from(to)));
+            let through_tunnel = tunnelled.contains(&to);
+            let mut message =
+                Message::new_with_type(MessageType::Headline, Some(Jid::from(to.clone())));
             message.payloads.push(payload.clone());
-            if self.session.send(message).is_err() {
+            if through_tunnel {
+                // Never in clear: without a tunnel up the event is lost, and the controller
+                // subscribes again when it re-opens one.
+                if let Some(Err(e)) = self.e2e.as_ref().map(|e2e| e2e.send(message)) {
+                    tracing::debug!(%to, error = %e, "event dropped: no tunnel");
+                }
+            } else if self.session.send(message).is_err() {
                 return;
             }
         }

@@ -54,7 +54,7 @@ pub async fn start_simulated_player(
     let session = config.to_session()?;
     let core = runtime::run(async move {
         let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
-        CoreProvider::start(ProviderConfig { session, name }, vec![player])
+        CoreProvider::start(ProviderConfig::new(session, name), vec![player])
             .await
             .map_err(PmnError::from)
     })

@@ -134,7 +134,7 @@ async fn start(
     }
     let session = config.to_session()?;
     let core = runtime::run(async move {
-        CoreProvider::start(ProviderConfig { session, name }, services)
+        CoreProvider::start(ProviderConfig::new(session, name), services)
             .await
             .map_err(PmnError::from)
     })

@@ -72,6 +72,7 @@ pub async fn start_player_with(session: SessionConfig, name: &str) -> Provider {
         ProviderConfig {
             session,
             name: name.into(),
+            e2e: None,
         },
         vec![service],
     )

@@ -17,6 +17,7 @@ pub mod endpoint;
 pub mod ibb;
 pub mod pairing;
 pub mod pubkey;
+pub mod settings;
 pub mod tls;
 pub mod trust;
 pub mod tunnel;
@@ -24,6 +25,7 @@ pub mod xml;
 
 pub use endpoint::{E2eConfig, E2eEndpoint, E2eInbound};
 pub use ibb::{IbbStream, TransportHooks};
+pub use settings::E2eSettings;
 pub use tls::{handshake, SecureChannel, TlsRole};
 pub use trust::{TrustSource, TrustStore, TrustedDevice};
 pub use tunnel::Tunnel;

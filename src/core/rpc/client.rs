@@ -21,6 +21,22 @@ pub async fn call(
     params: Vec<Value>,
     timeout: Duration,
 ) -> Result<Value> {
+    call_with(|iq, t| session.request(iq, t), to, method, params, timeout).await
+}
+
+/// [`call`] over any request path: the roles pass the end-to-end tunnel's `request` here, so the
+/// call is built and its answer decoded the same way whichever way it travels.
+pub(crate) async fn call_with<F, Fut>(
+    request: F,
+    to: &Jid,
+    method: &str,
+    params: Vec<Value>,
+    timeout: Duration,
+) -> Result<Value>
+where
+    F: FnOnce(Iq, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<IqReply>>,
+{
     let call = MethodCall {
         method: method.to_owned(),
         params,
@@ -31,7 +47,7 @@ pub async fn call(
         id: String::new(),
         payload: xmlrpc::call_to_query(&call),
     };
-    let reply = session.request(iq, timeout).await.map_err(|e| {
+    let reply = request(iq, timeout).await.map_err(|e| {
         if e.kind() == ErrorKind::Timeout {
             Error::new(
                 ErrorKind::Timeout,

@@ -12,6 +12,7 @@ mod value_serde;
 pub mod xmlrpc;
 
 pub use client::call;
+pub(crate) use client::call_with;
 pub use router::{CallContext, RpcRouter, Service};
 
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};

@@ -1,0 +1,72 @@
+//! How the roles ([`Provider`](crate::core::provider::Provider),
+//! [`Controller`](crate::core::controller::Controller)) opt into the end-to-end tunnel.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::endpoint::{E2eConfig, E2eEndpoint, E2eInbound};
+use super::trust::TrustStore;
+use crate::core::identity::{fingerprint_hex, DeviceIdentity};
+use crate::core::session::Session;
+
+/// End-to-end settings of a role: this device's TLS identity, the keys it pins, and the policy.
+///
+/// With settings, a controller sends every RPC call (and subscribe/unsubscribe) through a tunnel
+/// to the provider, never in clear, and a provider answers tunnelled calls and sends events to
+/// tunnel subscribers only through the tunnel.
+#[derive(Clone)]
+pub struct E2eSettings {
+    /// This device's TLS identity (key in a KeyStore).
+    pub identity: DeviceIdentity,
+    /// The pinned peer keys (shared with pairing and revocation).
+    pub trust: Arc<TrustStore>,
+    /// Provider: refuse RPC that arrives in clear from devices of the network (`forbidden`,
+    /// "end-to-end tunnel required"); disco#info and ping stay plain. Controller: ignore events
+    /// that arrive in clear. When `false`, plain traffic is still served (interop with clients that
+    /// lack the tunnel), but what came through a tunnel is answered only through it.
+    pub require_tunnel: bool,
+}
+
+impl E2eSettings {
+    /// Settings that require the tunnel (the default policy of DESIGN §4).
+    pub fn new(identity: DeviceIdentity, trust: Arc<TrustStore>) -> Self {
+        Self {
+            identity,
+            trust,
+            require_tunnel: true,
+        }
+    }
+
+    /// The endpoint over `session` with these settings.
+    pub(crate) fn endpoint(&self, session: Session) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
+        E2eEndpoint::new(
+            session,
+            E2eConfig::new(self.identity.clone(), self.trust.clone()),
+        )
+    }
+}
+
+impl std::fmt::Debug for E2eSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2eSettings")
+            .field(
+                "fingerprint",
+                &fingerprint_hex(&self.identity.fingerprint()),
+            )
+            .field("trusted", &self.trust.list().len())
+            .field("require_tunnel", &self.require_tunnel)
+            .finish()
+    }
+}
+
+/// The next event of an optional endpoint; pends forever without one, so a `select!` arm over it
+/// is simply never taken by a role that does not use the tunnel.
+pub(crate) async fn next_inbound(
+    rx: &mut Option<mpsc::Receiver<E2eInbound>>,
+) -> Option<E2eInbound> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

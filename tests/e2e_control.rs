@@ -1,0 +1,309 @@
+//! Control through the end-to-end tunnel (issue 5, "control through the tunnel"): a provider and a
+//! controller with [`E2eSettings`] on the real Prosody. RPC, subscriptions and events travel inside
+//! the tunnel, the server sees only Jingle and IBB, a plain controller is refused by a provider that
+//! requires the tunnel, a restarted provider gets a new tunnel and its subscription back, and an
+//! unpinned controller gets a typed error with nothing sent in clear.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pmn::core::controller::{Controller, ControllerConfig, ServiceEvent};
+use pmn::core::discovery::DirectoryUpdate;
+use pmn::core::e2e::{E2eSettings, TrustSource, TrustStore};
+use pmn::core::error::ErrorKind;
+use pmn::core::identity::DeviceIdentity;
+use pmn::core::provider::{Provider, ProviderConfig};
+use pmn::core::services::player::{
+    PlaybackState, PlayerService, PlayerStatus, SimulatedPlayer, EVENT_STATE_CHANGED,
+};
+use pmn::core::session::SessionConfig;
+use pmn::platform::software::SoftwareKeyStore;
+use tokio::sync::{broadcast, mpsc};
+use tokio_xmpp::Stanza;
+use xmpp_parsers::jid::BareJid;
+
+const T: Duration = Duration::from_secs(10);
+
+/// One device's keys: a software key store in a tempdir and its own trust store.
+struct Keys {
+    identity: DeviceIdentity,
+    trust: Arc<TrustStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn keys(name: &str) -> Keys {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SoftwareKeyStore::open(dir.path().join("keys")).unwrap());
+    let identity = DeviceIdentity::load_or_generate(store, "tls", name).unwrap();
+    Keys {
+        identity,
+        trust: Arc::new(TrustStore::in_memory()),
+        _dir: dir,
+    }
+}
+
+impl Keys {
+    fn settings(&self) -> E2eSettings {
+        E2eSettings::new(self.identity.clone(), self.trust.clone())
+    }
+
+    /// This device trusts `other` (both are devices of the home network).
+    fn pin(&self, other: &Keys) {
+        let home: BareJid = HOME.jid.parse().unwrap();
+        self.trust
+            .pin(&home, &other.identity.fingerprint(), TrustSource::Manual)
+            .unwrap();
+    }
+}
+
+/// A session of the home network whose outbound stanzas are copied to the returned receiver.
+fn tapped(device: &str) -> (SessionConfig, mpsc::UnboundedReceiver<Stanza>) {
+    let mut config = session_config(&HOME, device);
+    let (tx, rx) = mpsc::unbounded_channel();
+    config.outbound_tap = Some(tx);
+    (config, rx)
+}
+
+async fn start_tv(session: SessionConfig, e2e: Option<E2eSettings>) -> Provider {
+    let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
+    let mut config = ProviderConfig::new(session, "Tunnelled TV");
+    config.e2e = e2e;
+    Provider::start(config, vec![player])
+        .await
+        .expect("provider starts")
+}
+
+async fn start_phone(session: SessionConfig, e2e: Option<E2eSettings>) -> Controller {
+    let mut config = ControllerConfig::new(session);
+    config.rpc_timeout = Duration::from_secs(5);
+    config.e2e = e2e;
+    Controller::connect(config)
+        .await
+        .expect("controller connects")
+}
+
+/// Every stanza sent so far, serialised as the server receives it.
+fn drain(tap: &mut mpsc::UnboundedReceiver<Stanza>) -> Vec<String> {
+    let mut all = Vec::new();
+    while let Ok(stanza) = tap.try_recv() {
+        all.push(String::from_utf8_lossy(&xso::to_vec(&stanza).unwrap()).into_owned());
+    }
+    all
+}
+
+/// Asserts no control traffic (RPC or event) left the device in clear.
+fn assert_no_plain_control(who: &str, sent: &[String]) {
+    for stanza in sent {
+        assert!(
+            !stanza.contains("jabber:iq:rpc"),
+            "{who} sent RPC in clear: {stanza}"
+        );
+        assert!(
+            !stanza.contains(pmn::core::events::NS),
+            "{who} sent an event in clear: {stanza}"
+        );
+    }
+}
+
+fn count(sent: &[String], needle: &str) -> usize {
+    sent.iter().filter(|s| s.contains(needle)).count()
+}
+
+async fn next_state(events: &mut broadcast::Receiver<ServiceEvent>) -> PlaybackState {
+    let event = tokio::time::timeout(T, events.recv())
+        .await
+        .expect("event in time")
+        .expect("event");
+    assert_eq!(event.notice.name, EVENT_STATE_CHANGED);
+    PlayerStatus::from_value(&event.notice.params[0])
+        .expect("status param")
+        .state
+}
+
+async fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + T;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_and_events_travel_only_inside_the_tunnel() {
+    let (tv_keys, phone_keys) = (keys("tv"), keys("phone"));
+    tv_keys.pin(&phone_keys);
+    phone_keys.pin(&tv_keys);
+    let (tv_session, mut tv_tap) = tapped("tv");
+    let (phone_session, mut phone_tap) = tapped("phone");
+    let provider = start_tv(tv_session, Some(tv_keys.settings())).await;
+    let controller = start_phone(phone_session, Some(phone_keys.settings())).await;
+    let tv = discover(&controller, &provider).await;
+    let mut events = controller.events();
+    let _subscription = controller
+        .subscribe_events(&tv.jid, "player", Some(&[EVENT_STATE_CHANGED]))
+        .await
+        .expect("subscribe through the tunnel");
+    assert_eq!(provider.subscription_count(), 1);
+
+    let player = controller.player(tv.jid.clone());
+    let playing = player
+        .play("file:///movies/secret.mkv")
+        .await
+        .expect("play");
+    assert_eq!(playing.state, PlaybackState::Playing);
+    let paused = player.pause().await.expect("pause");
+    assert_eq!(paused.state, PlaybackState::Paused);
+    assert_eq!(player.status().await.expect("status"), paused);
+    assert_eq!(next_state(&mut events).await, PlaybackState::Playing);
+    assert_eq!(next_state(&mut events).await, PlaybackState::Paused);
+
+    // One tunnel, opened by the controller and reused for every call.
+    let tunnel = controller.e2e().unwrap().existing_tunnel(&tv.jid);
+    assert_eq!(
+        tunnel.expect("tunnel up").peer_fingerprint(),
+        tv_keys.identity.fingerprint()
+    );
+    let phone_sent = drain(&mut phone_tap);
+    let tv_sent = drain(&mut tv_tap);
+    assert_eq!(count(&phone_sent, "session-initiate"), 1, "tunnel reused");
+    assert_eq!(
+        count(&tv_sent, "session-initiate"),
+        0,
+        "provider opens none"
+    );
+    assert!(count(&phone_sent, "http://jabber.org/protocol/ibb") > 0);
+    assert!(count(&tv_sent, "http://jabber.org/protocol/ibb") > 0);
+    assert_no_plain_control("controller", &phone_sent);
+    assert_no_plain_control("provider", &tv_sent);
+    for sent in phone_sent.iter().chain(&tv_sent) {
+        assert!(!sent.contains("secret.mkv"), "plaintext left a device");
+    }
+    provider.stop().await;
+    controller.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_controller_is_refused_by_a_provider_that_requires_the_tunnel() {
+    let tv_keys = keys("tv");
+    let provider = start_tv(session_config(&HOME, "tv"), Some(tv_keys.settings())).await;
+    // Discovery (presence, disco#info) stays plain, so a plain controller still finds the TV.
+    let controller = start_controller().await;
+    let tv = discover(&controller, &provider).await;
+    assert_eq!(tv.services, vec![PLAYER.to_string()]);
+
+    let e = controller
+        .player(tv.jid.clone())
+        .status()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    assert!(e.message().contains("end-to-end tunnel required"), "{e}");
+    let e = controller.subscribe(&tv.jid, "player").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    assert_eq!(provider.subscription_count(), 0);
+    provider.stop().await;
+    controller.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_provider_gets_a_new_tunnel_and_the_subscription_back() {
+    let (tv_keys, phone_keys) = (keys("tv"), keys("phone"));
+    tv_keys.pin(&phone_keys);
+    phone_keys.pin(&tv_keys);
+    // The same device comes back: same full JID, same key.
+    let tv_session = session_config(&HOME, "tv");
+    let (phone_session, mut phone_tap) = tapped("phone");
+    let provider = start_tv(tv_session.clone(), Some(tv_keys.settings())).await;
+    let controller = start_phone(phone_session, Some(phone_keys.settings())).await;
+    let tv = discover(&controller, &provider).await;
+    let mut events = controller.events();
+    let mut updates = controller.updates();
+    let _subscription = controller
+        .subscribe_events(&tv.jid, "player", Some(&[EVENT_STATE_CHANGED]))
+        .await
+        .expect("subscribe");
+    let player = controller.player(tv.jid.clone());
+    player.play("file:///a.mkv").await.expect("play");
+    assert_eq!(next_state(&mut events).await, PlaybackState::Playing);
+
+    provider.stop().await;
+    tokio::time::timeout(T, async {
+        loop {
+            if let Ok(DirectoryUpdate::Removed(j)) = updates.recv().await {
+                if j == tv.jid {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("provider reported offline");
+    // The peer went unavailable: its tunnel is gone.
+    wait_until("tunnel closed", || {
+        controller.e2e().unwrap().existing_tunnel(&tv.jid).is_none()
+    })
+    .await;
+
+    let provider = start_tv(tv_session, Some(tv_keys.settings())).await;
+    let back = discover(&controller, &provider).await;
+    assert_eq!(back.jid, tv.jid);
+    wait_until("subscription restored", || {
+        provider.subscription_count() == 1
+    })
+    .await;
+    let status = player.status().await.expect("status after restart");
+    assert_eq!(status.state, PlaybackState::Stopped, "a fresh player");
+    player
+        .play("file:///b.mkv")
+        .await
+        .expect("play after restart");
+    assert_eq!(next_state(&mut events).await, PlaybackState::Playing);
+
+    let sent = drain(&mut phone_tap);
+    assert_eq!(
+        count(&sent, "session-initiate"),
+        2,
+        "one tunnel per provider run"
+    );
+    assert_no_plain_control("controller", &sent);
+    provider.stop().await;
+    controller.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpinned_controller_gets_a_typed_error_and_no_plaintext_fallback() {
+    let (tv_keys, phone_keys, stranger_keys) = (keys("tv"), keys("phone"), keys("stranger"));
+    // The TV trusts the phone only; the stranger device (same network, unknown key) trusts the TV.
+    tv_keys.pin(&phone_keys);
+    stranger_keys.pin(&tv_keys);
+    let provider = start_tv(session_config(&HOME, "tv"), Some(tv_keys.settings())).await;
+
+    let (session, mut tap) = tapped("stranger");
+    let stranger = start_phone(session, Some(stranger_keys.settings())).await;
+    let tv = discover(&stranger, &provider).await;
+    let e = stranger.player(tv.jid.clone()).status().await.unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::Tls),
+        "refused by the provider: {e}"
+    );
+    assert!(stranger.e2e().unwrap().existing_tunnel(&tv.jid).is_none());
+    assert_no_plain_control("unpinned controller", &drain(&mut tap));
+
+    // A controller that does not trust the provider's key refuses it itself.
+    let (session, mut tap) = tapped("phone");
+    let doubter = start_phone(session, Some(phone_keys.settings())).await;
+    discover(&doubter, &provider).await;
+    let e = doubter.subscribe(&tv.jid, "player").await.unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::Tls),
+        "refused by the controller: {e}"
+    );
+    assert_no_plain_control("doubting controller", &drain(&mut tap));
+    assert_eq!(provider.subscription_count(), 0);
+    provider.stop().await;
+    stranger.close().await;
+    doubter.close().await;
+}
