@@ -10,20 +10,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls13_signature_with_raw_key, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::SingleCertAndKey;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::{certificate_spki, fingerprint_hex, spki_sha256, DeviceIdentity};
+use crate::core::identity::{
+    certificate_spki, fingerprint_hex, spki_sha256, DeviceIdentity, PinnedPeerKey,
+};
 
 /// Exporter label binding pairing to this TLS session (DESIGN §4).
 pub const PAIRING_EXPORTER_LABEL: &[u8] = b"EXPORTER-pmn-pair";
@@ -53,115 +49,6 @@ impl<S> std::fmt::Debug for SecureChannel<S> {
         f.debug_struct("SecureChannel")
             .field("peer", &fingerprint_hex(&self.peer_fingerprint))
             .finish_non_exhaustive()
-    }
-}
-
-/// Accepts exactly one peer key: SHA-256 of the certificate's SPKI must equal `expected`.
-#[derive(Debug)]
-struct ExactPeerKey {
-    expected: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl ExactPeerKey {
-    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let spki = certificate_spki(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        // Not constant-time on purpose: the fingerprint is public, only equality matters.
-        if spki_sha256(spki) == self.expected {
-            Ok(())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let spki = certificate_spki(cert)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        verify_tls13_signature_with_raw_key(
-            message,
-            &SubjectPublicKeyInfoDer::from(spki),
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-}
-
-fn no_tls12() -> rustls::Error {
-    rustls::Error::General("TLS 1.2 is never used by the tunnel".into())
-}
-
-impl ServerCertVerifier for ExactPeerKey {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity)
-            .map(|()| ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(no_tls12())
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verify13(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
-    }
-}
-
-impl ClientCertVerifier for ExactPeerKey {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity)
-            .map(|()| ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(no_tls12())
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verify13(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
     }
 }
 
@@ -208,10 +95,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(ExactPeerKey {
-        expected: expected_peer,
-        provider: provider.clone(),
-    });
+    let verifier = Arc::new(PinnedPeerKey::new(expected_peer, provider.clone()));
     let own_spki = identity.spki().to_vec();
     let work = async {
         match role {

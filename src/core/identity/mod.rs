@@ -12,11 +12,13 @@
 //! `ECDSASignatureMessageX962SHA256` all agree on (shared/DESIGN.md §4 "Keys").
 
 mod cert;
+mod pinned;
 mod tls;
 
 use std::fmt;
 
 pub use cert::{certificate_spki, device_certificate, self_signed_certificate, DeviceIdentity};
+pub use pinned::PinnedPeerKey;
 pub use tls::{KeyStoreSigner, KeyStoreSigningKey};
 
 /// What a key is for; backends turn it into platform protection settings.

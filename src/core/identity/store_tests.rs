@@ -7,15 +7,12 @@ use std::sync::Arc;
 
 use p256::ecdsa::signature::Verifier;
 use p256::pkcs8::DecodePublicKey;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls13_signature_with_raw_key, CryptoProvider};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::SingleCertAndKey;
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, DistinguishedName,
-    Error, ServerConfig, ServerConnection, SignatureScheme,
+    CertificateError, ClientConfig, ClientConnection, Error, ServerConfig, ServerConnection,
+    SignatureScheme,
 };
-use rustls_pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls_pki_types::ServerName;
 
 use super::cert::CertParts;
 use super::*;
@@ -87,110 +84,6 @@ fn device_certificate_for_a_missing_key_is_not_found() {
     );
 }
 
-/// Accepts exactly one peer key: the SHA-256 of its SPKI must equal `pin` (DESIGN §4).
-#[derive(Debug)]
-struct PinnedPeer {
-    pin: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl PinnedPeer {
-    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), Error> {
-        let spki = certificate_spki(end_entity)
-            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if spki_sha256(spki) == self.pin {
-            Ok(())
-        } else {
-            Err(Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        let spki = certificate_spki(cert)
-            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        verify_tls13_signature_with_raw_key(
-            message,
-            &SubjectPublicKeyInfoDer::from(spki),
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-}
-
-impl ServerCertVerifier for PinnedPeer {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        self.check(end_entity)
-            .map(|()| ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("TLS 1.2 is not used".into()))
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.verify13(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
-    }
-}
-
-impl ClientCertVerifier for PinnedPeer {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, Error> {
-        self.check(end_entity)
-            .map(|()| ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("TLS 1.2 is not used".into()))
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.verify13(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
-    }
-}
-
 /// Shuttles TLS records between the two connections in memory until neither is handshaking.
 fn handshake(client: &mut ClientConnection, server: &mut ServerConnection) -> Result<(), Error> {
     for _ in 0..20 {
@@ -220,18 +113,15 @@ fn configs(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedPeer {
-            pin: client_pins,
-            provider: provider.clone(),
-        }))
+        .with_custom_certificate_verifier(Arc::new(PinnedPeerKey::new(
+            client_pins,
+            provider.clone(),
+        )))
         .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(client_id.certified_key())));
     let server_config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
-        .with_client_cert_verifier(Arc::new(PinnedPeer {
-            pin: server_pins,
-            provider,
-        }))
+        .with_client_cert_verifier(Arc::new(PinnedPeerKey::new(server_pins, provider)))
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(server_id.certified_key())));
     // No server name is checked (pinning only); rustls still wants one for SNI.
     let client = ClientConnection::new(
