@@ -7,12 +7,14 @@
 //!
 //! Run: `cargo bench --features test-ca --bench e2e`. Noisy shared machine: compare within one run.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pmn::core::e2e::{E2eConfig, E2eEndpoint, E2eInbound, TrustSource, TrustStore};
 use pmn::core::identity::DeviceIdentity;
-use pmn::core::session::{Inbound, IqReply, ServerAddress, ServerTrust, Session, SessionConfig};
+use pmn::core::session::{Inbound, IqReply, Session, SessionConfig};
 use pmn::platform::software::SoftwareKeyStore;
 use pmn_testkit::{TestServer, HOME};
 use tokio::sync::mpsc;
@@ -26,13 +28,7 @@ const SETUPS: usize = 30;
 const T: Duration = Duration::from_secs(10);
 
 fn config(server: &TestServer, device: &str) -> SessionConfig {
-    let jid = format!("{}/{device}-{}", HOME.jid, std::process::id())
-        .parse()
-        .expect("jid");
-    let mut c = SessionConfig::new(jid, HOME.password);
-    c.server = ServerAddress::HostPort("127.0.0.1".into(), server.port());
-    c.trust = ServerTrust::TestCa(server.ca_pem());
-    c
+    common::session_config(server, &HOME, device)
 }
 
 struct Device {

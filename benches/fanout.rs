@@ -10,6 +10,8 @@
 //!
 //! Run: `cargo xtask bench fanout`. Compare the ratio, only within one run.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::rpc::xmlrpc::{to_value, Value};
 use pmn::core::rpc::{CallContext, Service};
 use pmn::core::services::player::{PlaybackState, PlayerStatus};
-use pmn::core::session::{Inbound, ServerAddress, ServerTrust, Session, SessionConfig};
+use pmn::core::session::{Inbound, Session, SessionConfig};
 use pmn_testkit::{TestServer, BENCH};
 use tokio::sync::Notify;
 use tokio_xmpp::Stanza;
@@ -32,14 +34,7 @@ const CONTROLLERS: usize = 50;
 const BURST: usize = 200;
 
 fn config(server: &TestServer, device: &str) -> SessionConfig {
-    let jid = format!("{}/{device}-{}", BENCH.jid, std::process::id())
-        .parse()
-        .expect("jid");
-    let mut c = SessionConfig::new(jid, BENCH.password);
-    c.server = ServerAddress::HostPort("127.0.0.1".into(), server.port());
-    c.trust = ServerTrust::TestCa(server.ca_pem());
-    c.connect_timeout = Duration::from_secs(30);
-    c
+    common::session_config(server, &BENCH, device)
 }
 
 /// The payload of every event: a player status, like a real `state-changed`.

@@ -9,6 +9,8 @@
 //! Run: `cargo xtask bench rpc` (or `cargo bench --features test-ca --bench rpc`). The machine is
 //! shared and noisy: compare the ratio, not the absolute figures, and only within one run.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,7 @@ use pmn::core::controller::{Controller, ControllerConfig};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::rpc::xmlrpc::{self, MethodCall, MethodResponse};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
-use pmn::core::session::{Inbound, ServerAddress, ServerTrust, Session, SessionConfig};
+use pmn::core::session::{Inbound, Session, SessionConfig};
 use pmn_testkit::{TestServer, HOME};
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
@@ -26,13 +28,7 @@ const WARMUP: usize = 100;
 const CALLS: usize = 1000;
 
 fn config(server: &TestServer, device: &str) -> SessionConfig {
-    let jid = format!("{}/{device}-{}", HOME.jid, std::process::id())
-        .parse()
-        .expect("jid");
-    let mut c = SessionConfig::new(jid, HOME.password);
-    c.server = ServerAddress::HostPort("127.0.0.1".into(), server.port());
-    c.trust = ServerTrust::TestCa(server.ca_pem());
-    c
+    common::session_config(server, &HOME, device)
 }
 
 struct Figures {

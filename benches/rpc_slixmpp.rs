@@ -9,6 +9,8 @@
 //! Needs the slixmpp venv (`PMN_SLIXMPP_PYTHON`, set by `cargo xtask bench`); without it only the pmn
 //! figure is printed. Run: `cargo xtask bench rpc_slixmpp`. Compare ratios, only within one run.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,20 +20,14 @@ use std::time::{Duration, Instant};
 use pmn::core::controller::{Controller, ControllerConfig};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
-use pmn::core::session::{ServerAddress, ServerTrust, SessionConfig};
+use pmn::core::session::SessionConfig;
 use pmn_testkit::{TestServer, BENCH};
 
 const WARMUP: usize = 100;
 const CALLS: usize = 1000;
 
 fn config(server: &TestServer, device: &str) -> SessionConfig {
-    let jid = format!("{}/{device}-{}", BENCH.jid, std::process::id())
-        .parse()
-        .expect("jid");
-    let mut c = SessionConfig::new(jid, BENCH.password);
-    c.server = ServerAddress::HostPort("127.0.0.1".into(), server.port());
-    c.trust = ServerTrust::TestCa(server.ca_pem());
-    c
+    common::session_config(server, &BENCH, device)
 }
 
 fn python() -> Option<PathBuf> {

@@ -1,0 +1,18 @@
+//! What the benchmarks share: a session of a test account on the project's Prosody.
+
+use std::time::Duration;
+
+use pmn::core::session::{ServerAddress, ServerTrust, SessionConfig};
+use pmn_testkit::{Account, TestServer};
+
+/// A session of `account` with resource `<device>-<pid>` on `server`, trusting its test CA.
+pub fn session_config(server: &TestServer, account: &Account, device: &str) -> SessionConfig {
+    let jid = format!("{}/{device}-{}", account.jid, std::process::id())
+        .parse()
+        .expect("bench JID");
+    let mut c = SessionConfig::new(jid, account.password);
+    c.server = ServerAddress::HostPort("127.0.0.1".into(), server.port());
+    c.trust = ServerTrust::TestCa(server.ca_pem());
+    c.connect_timeout = Duration::from_secs(30);
+    c
+}
