@@ -25,6 +25,7 @@ fn config(device: &str) -> ConnectionConfig {
         test_ca_pem: Some(server.ca_pem()),
         connect_timeout_ms: 10_000,
         rpc_timeout_ms: 10_000,
+        e2e: None,
     }
 }
 

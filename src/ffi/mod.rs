@@ -3,6 +3,7 @@
 
 mod controller;
 mod diagnostics;
+mod e2e;
 mod error;
 mod keystore;
 mod listener;
@@ -15,6 +16,7 @@ mod task;
 
 pub use controller::Controller;
 pub use diagnostics::{live_objects, LiveObjects};
+pub use e2e::*;
 pub use error::PmnError;
 pub use keystore::*;
 pub use listener::ControllerListener;

@@ -39,6 +39,18 @@ impl Provider {
             _live: Live::new(&diagnostics::PROVIDERS),
         })
     }
+
+    /// Runs `f` on the core provider; `PmnError.NotConnected` once stopped.
+    pub(super) fn with_core<T>(&self, f: impl FnOnce(&CoreProvider) -> T) -> Result<T, PmnError> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(f)
+            .ok_or_else(|| PmnError::NotConnected {
+                detail: "the provider is stopped".into(),
+            })
+    }
 }
 
 /// Starts a provider named `name` that offers a simulated media player (position advances with
@@ -52,9 +64,12 @@ pub async fn start_simulated_player(
         return Err(self::config("the provider needs a name"));
     }
     let session = config.to_session()?;
+    let e2e = config.e2e_settings()?;
     let core = runtime::run(async move {
         let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
-        CoreProvider::start(ProviderConfig::new(session, name), vec![player])
+        let mut provider_config = ProviderConfig::new(session, name);
+        provider_config.e2e = e2e;
+        CoreProvider::start(provider_config, vec![player])
             .await
             .map_err(PmnError::from)
     })

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use xmpp_parsers::jid::{BareJid, FullJid};
 
+use super::e2e::E2eOptions;
 use super::error::{config, PmnError};
 use crate::core::discovery::ProviderInfo as CoreProviderInfo;
 use crate::core::services::player::{PlaybackState as CoreState2, PlayerStatus as CoreStatus};
@@ -34,6 +35,9 @@ pub struct ConnectionConfig {
     /// Bound on each RPC call, in milliseconds.
     #[uniffi(default = 10000)]
     pub rpc_timeout_ms: u64,
+    /// The end-to-end tunnel between devices (keys, pinned peers, policy); `None` talks in clear.
+    #[uniffi(default = None)]
+    pub e2e: Option<E2eOptions>,
 }
 
 impl ConnectionConfig {

@@ -133,8 +133,11 @@ async fn start(
         return Err(config_error("the provider needs a name"));
     }
     let session = config.to_session()?;
+    let e2e = config.e2e_settings()?;
     let core = runtime::run(async move {
-        CoreProvider::start(ProviderConfig::new(session, name), services)
+        let mut provider_config = ProviderConfig::new(session, name);
+        provider_config.e2e = e2e;
+        CoreProvider::start(provider_config, services)
             .await
             .map_err(PmnError::from)
     })

@@ -58,6 +58,7 @@ pub fn ffi_config(device: &str) -> pmn::ConnectionConfig {
         test_ca_pem: Some(server.ca_pem()),
         connect_timeout_ms: 10_000,
         rpc_timeout_ms: 10_000,
+        e2e: None,
     }
 }
 

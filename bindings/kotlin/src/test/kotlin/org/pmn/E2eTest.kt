@@ -1,0 +1,129 @@
+package org.pmn
+
+import java.nio.file.Path
+import java.util.concurrent.LinkedBlockingQueue
+import java.util.concurrent.TimeUnit
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assumptions.assumeTrue
+import org.junit.jupiter.api.BeforeEach
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+import kotlin.test.assertEquals
+import kotlin.test.assertIs
+import kotlin.test.assertTrue
+import kotlin.test.fail
+
+/** Records what a pairing reports. */
+class RecordingPairingListener : PairingListener {
+    val codes = LinkedBlockingQueue<String>()
+    val results = LinkedBlockingQueue<PairingResult>()
+
+    override fun onPairingCode(provider: String, code: String) {
+        codes.add(code)
+    }
+
+    override fun onPairingResult(result: PairingResult) {
+        results.add(result)
+    }
+
+    fun awaitResult(): PairingResult = results.poll(10, TimeUnit.SECONDS) ?: fail("no pairing result")
+}
+
+/**
+ * The end-to-end tunnel from Kotlin (the Rust twin is tests/ffi_e2e.rs): the TV shows a code, the
+ * phone types it, then control and events travel through the tunnel; a wrong code and a revoked key
+ * are typed exceptions.
+ */
+class E2eTest {
+    @BeforeEach
+    fun needsServer() {
+        assumeTrue(TestServer.server != null, "run through `cargo xtask test` (needs -Dpmn.server)")
+    }
+
+    private fun options(store: DeviceKeyStore, dir: Path) =
+        E2eOptions(keyStore = store, trustFile = dir.resolve("trust.json").toString())
+
+    @Test
+    fun pairsWithTheShownCodeThenControlsThroughTheTunnel(
+        @TempDir tvDir: Path,
+        @TempDir phoneDir: Path,
+    ): Unit = runBlocking {
+        val tvKeys = DeviceKeyStore.software(tvDir.resolve("keys").toString())
+        val phoneKeys = DeviceKeyStore.software(phoneDir.resolve("keys").toString())
+        val tvConfig = TestServer.config("tv").copy(e2e = options(tvKeys, tvDir))
+        val provider = startSimulatedPlayer(tvConfig, "Kotlin tunnel TV")
+        assertTrue(provider.trustedDevices().isEmpty())
+        val listener = RecordingListener()
+        val phoneConfig = TestServer.config("phone").copy(e2e = options(phoneKeys, phoneDir))
+        Controller(phoneConfig, listener).use { controller ->
+            controller.connect()
+            val tv = listener.awaitProvider { it.name == "Kotlin tunnel TV" }
+
+            // Not paired: the tunnel is required and the keys are unknown, so the call is refused.
+            val refused = assertThrows<PmnException> { runBlocking { controller.status(tv.jid) } }
+            assertTrue(refused is PmnException.Forbidden || refused is PmnException.Tls, "$refused")
+
+            // The TV shows a code; a wrong one is a typed error and pins nothing.
+            val code = provider.startPairing()
+            assertEquals(6, code.length)
+            val pairing = RecordingPairingListener()
+            val wrong = if (code == "000000") "111111" else "000000"
+            assertThrows<PmnException.Forbidden> {
+                runBlocking { controller.pair(tv.jid, wrong, pairing) }
+            }
+            val failed = assertIs<PairingResult.Failed>(pairing.awaitResult())
+            assertIs<PmnException.Forbidden>(failed.error)
+            assertTrue(controller.trustedDevices().isEmpty())
+
+            // The right code pins both keys.
+            val device = controller.pair(tv.jid, code, pairing)
+            assertEquals(listOf(wrong, code), pairing.codes.toList())
+            val paired = assertIs<PairingResult.Paired>(pairing.awaitResult())
+            assertEquals(device, paired.device)
+            assertEquals(tv.jid, paired.provider)
+            assertEquals(provider.deviceFingerprint(), device.fingerprint)
+            assertEquals(TrustSource.Paired, device.source)
+            assertEquals(listOf(device), controller.trustedDevices())
+            val phoneOnTv = provider.trustedDevices().single()
+            assertEquals(controller.deviceFingerprint(), phoneOnTv.fingerprint)
+
+            // Control and events through the tunnel.
+            controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use {
+                assertEquals(PlaybackState.PLAYING, controller.play(tv.jid, "file:///movies/e2e.mkv").state)
+                assertEquals(PlaybackState.PAUSED, controller.pause(tv.jid).state)
+                val first = assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
+                assertEquals(tv.jid, first.provider)
+                assertEquals(PlaybackState.PLAYING, first.status.state)
+                val second = assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
+                assertEquals(PlaybackState.PAUSED, second.status.state)
+            }
+
+            // The phone stops trusting the TV: the next call is refused.
+            val network = tv.jid.substringBefore('/')
+            assertTrue(controller.revokeDevice(network, device.fingerprint))
+            assertTrue(controller.trustedDevices().isEmpty())
+            val afterRevoke = assertThrows<PmnException> { runBlocking { controller.status(tv.jid) } }
+            assertTrue(
+                afterRevoke is PmnException.Forbidden || afterRevoke is PmnException.Tls,
+                "$afterRevoke",
+            )
+            // Bad input to revoke is a config error.
+            assertThrows<PmnException.Config> { controller.revokeDevice(network, "not hex") }
+        }
+        provider.stop()
+        provider.close()
+        tvKeys.close()
+        phoneKeys.close()
+        assertEquals(LiveObjects(controllers = 0u, providers = 0u, taskHandles = 0u), liveObjects())
+    }
+
+    @Test
+    fun withoutTheTunnelPairingIsAConfigError(): Unit = runBlocking {
+        val provider = startSimulatedPlayer(TestServer.config("tv"), "Kotlin plain TV")
+        assertThrows<PmnException.Config> { provider.startPairing() }
+        assertThrows<PmnException.Config> { provider.trustedDevices() }
+        provider.stop()
+        provider.close()
+    }
+}

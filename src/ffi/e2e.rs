@@ -1,0 +1,282 @@
+//! The end-to-end tunnel through UniFFI (issue 5, item 6): the options that turn it on for a role
+//! ([`E2eOptions`] in [`ConnectionConfig::e2e`]), pairing (the provider shows a code, the controller
+//! types it), the trusted-device list and revocation. Conversions only; every rule (pinning, SPAKE2,
+//! rate limits, which traffic must be tunnelled) lives in `crate::core::e2e`.
+
+use std::sync::Arc;
+
+use super::controller::{parse_provider, Controller};
+use super::error::{config, PmnError};
+use super::keystore::DeviceKeyStore;
+use super::provider::Provider;
+use super::records::ConnectionConfig;
+use super::runtime;
+use crate::core::e2e::xml::parse_fingerprint_hex;
+use crate::core::e2e::{
+    E2eEndpoint, E2eSettings, TrustSource as CoreSource, TrustStore,
+    TrustedDevice as CoreTrustedDevice,
+};
+use crate::core::identity::{fingerprint_hex, DeviceIdentity};
+
+/// Turns on the end-to-end tunnel for a controller or provider (put it in
+/// [`ConnectionConfig::e2e`]). The TLS key `key_alias` of `key_store` is created on first use and
+/// never leaves the store.
+///
+/// Kotlin:
+/// ```kotlin
+/// val keys = DeviceKeyStore.software(dir)
+/// val config = ConnectionConfig(..., e2e = E2eOptions(keys, trustFile = "$dir/trust.json"))
+/// ```
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct E2eOptions {
+    /// Where this device's TLS identity key lives.
+    pub key_store: Arc<DeviceKeyStore>,
+    /// The alias of the TLS identity key in `key_store`.
+    #[uniffi(default = "tls")]
+    pub key_alias: String,
+    /// JSON file of the pinned peer keys (created on the first pairing); `None` keeps them in
+    /// memory only, so they are lost when the object is closed. Use one file per role object.
+    #[uniffi(default = None)]
+    pub trust_file: Option<String>,
+    /// Control traffic only through the tunnel (the default). `false` also serves and accepts
+    /// plain traffic, for interop with clients that lack the tunnel.
+    #[uniffi(default = true)]
+    pub require_tunnel: bool,
+}
+
+impl E2eOptions {
+    /// The core settings: loads (or creates) the identity key and opens the trust store.
+    pub(crate) fn to_settings(&self, device: &str) -> Result<E2eSettings, PmnError> {
+        let identity =
+            DeviceIdentity::load_or_generate(self.key_store.key_store(), &self.key_alias, device)
+                .map_err(|e| config(format!("device identity key {:?}: {e}", self.key_alias)))?;
+        let trust = match &self.trust_file {
+            Some(path) => TrustStore::open(path)?,
+            None => TrustStore::in_memory(),
+        };
+        let mut settings = E2eSettings::new(identity, Arc::new(trust));
+        settings.require_tunnel = self.require_tunnel;
+        Ok(settings)
+    }
+}
+
+impl ConnectionConfig {
+    /// The end-to-end settings of this configuration, if it asks for the tunnel.
+    pub(crate) fn e2e_settings(&self) -> Result<Option<E2eSettings>, PmnError> {
+        self.e2e
+            .as_ref()
+            .map(|o| o.to_settings(&self.device))
+            .transpose()
+    }
+}
+
+/// How a peer key came to be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum TrustSource {
+    /// Paired with this device (short code).
+    Paired,
+    /// Attested by the trusted owner device whose fingerprint (hex) is `by`.
+    Attested {
+        /// The attesting device's fingerprint (hex).
+        by: String,
+    },
+    /// Pinned explicitly.
+    Manual,
+}
+
+impl From<CoreSource> for TrustSource {
+    fn from(s: CoreSource) -> Self {
+        match s {
+            CoreSource::Paired => TrustSource::Paired,
+            CoreSource::Attested { by } => TrustSource::Attested { by },
+            CoreSource::Manual => TrustSource::Manual,
+        }
+    }
+}
+
+/// A peer device whose key this device trusts.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TrustedDevice {
+    /// The peer's bare JID (its network).
+    pub jid: String,
+    /// Lower-case hex SHA-256 of its public key (SPKI): what [`Controller::revoke_device`] takes.
+    pub fingerprint: String,
+    /// How it became trusted.
+    pub source: TrustSource,
+}
+
+impl From<CoreTrustedDevice> for TrustedDevice {
+    fn from(d: CoreTrustedDevice) -> Self {
+        TrustedDevice {
+            jid: d.jid,
+            fingerprint: d.fingerprint,
+            source: d.source.into(),
+        }
+    }
+}
+
+/// The outcome of a pairing, as [`PairingListener::on_pairing_result`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PairingResult {
+    /// Both keys are pinned; `device` is the provider as now trusted.
+    Paired {
+        /// The provider's JID (full) the pairing ran with.
+        provider: String,
+        /// Its pinned key.
+        device: TrustedDevice,
+    },
+    /// Pairing failed (wrong or expired code, locked, unreachable); nothing was pinned.
+    Failed {
+        /// The provider's JID.
+        provider: String,
+        /// The error, as `pair` also throws it.
+        error: PmnError,
+    },
+}
+
+/// What a pairing tells the app, e.g. to update a "pairing…" screen. Called from a pmn thread; a
+/// method that throws is logged and changes nothing.
+#[uniffi::export(with_foreign)]
+pub trait PairingListener: Send + Sync {
+    /// The code was sent to the provider; the key exchange runs now.
+    fn on_pairing_code(&self, provider: String, code: String) -> Result<(), PmnError>;
+    /// The pairing ended.
+    fn on_pairing_result(&self, result: PairingResult) -> Result<(), PmnError>;
+}
+
+fn report(result: Result<(), PmnError>, what: &str) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "pairing listener {what} failed");
+    }
+}
+
+fn no_tunnel() -> PmnError {
+    config("the end-to-end tunnel is off: set ConnectionConfig.e2e")
+}
+
+fn trusted_devices(e2e: &E2eEndpoint) -> Vec<TrustedDevice> {
+    e2e.trust().list().into_iter().map(Into::into).collect()
+}
+
+fn revoke(e2e: &E2eEndpoint, jid: &str, fingerprint_hex: &str) -> Result<bool, PmnError> {
+    let jid: xmpp_parsers::jid::BareJid = jid
+        .parse()
+        .map_err(|e| config(format!("{jid:?} is not a bare JID: {e}")))?;
+    let fingerprint = parse_fingerprint_hex(fingerprint_hex).ok_or_else(|| {
+        config(format!(
+            "{fingerprint_hex:?} is not a SHA-256 fingerprint in hex"
+        ))
+    })?;
+    Ok(e2e.revoke(&jid, &fingerprint)?)
+}
+
+impl Controller {
+    fn e2e(&self) -> Result<E2eEndpoint, PmnError> {
+        self.core()?.e2e().cloned().ok_or_else(no_tunnel)
+    }
+}
+
+#[uniffi::export]
+impl Controller {
+    /// Pairs with the provider `provider` (full JID), which shows `code` (`Provider.start_pairing`).
+    /// On success both devices pin each other's key, the tunnel stays up for the calls that follow,
+    /// and the provider is returned as now trusted. A wrong, expired or reused code is
+    /// `PmnError.Forbidden` (and counts towards the provider's lock-out). `listener` hears the same.
+    pub async fn pair(
+        &self,
+        provider: String,
+        code: String,
+        listener: Arc<dyn PairingListener>,
+    ) -> Result<TrustedDevice, PmnError> {
+        let e2e = self.e2e()?;
+        let peer = parse_provider(&provider)?;
+        let result = runtime::run({
+            let listener = listener.clone();
+            async move {
+                report(
+                    listener.on_pairing_code(peer.to_string(), code.clone()),
+                    "on_pairing_code",
+                );
+                let tunnel = e2e.pair(&peer, &code).await?;
+                let fingerprint = tunnel.peer_fingerprint();
+                let bare = peer.to_bare();
+                Ok(TrustedDevice {
+                    jid: bare.to_string(),
+                    fingerprint: fingerprint_hex(&fingerprint),
+                    source: e2e
+                        .trust()
+                        .source(&bare, &fingerprint)
+                        .map(Into::into)
+                        .unwrap_or(TrustSource::Paired),
+                })
+            }
+        })
+        .await;
+        let outcome = match &result {
+            Ok(device) => PairingResult::Paired {
+                provider,
+                device: device.clone(),
+            },
+            Err(error) => PairingResult::Failed {
+                provider,
+                error: error.clone(),
+            },
+        };
+        report(listener.on_pairing_result(outcome), "on_pairing_result");
+        result
+    }
+
+    /// The devices whose keys this controller trusts. `PmnError.Config` without `ConnectionConfig.e2e`.
+    pub fn trusted_devices(&self) -> Result<Vec<TrustedDevice>, PmnError> {
+        Ok(trusted_devices(&self.e2e()?))
+    }
+
+    /// Stops trusting the key `fingerprint_hex` of the devices of `jid` (bare JID) and closes every
+    /// tunnel using it; calls to such a device then fail. Returns whether the key was trusted.
+    pub fn revoke_device(&self, jid: String, fingerprint_hex: String) -> Result<bool, PmnError> {
+        revoke(&self.e2e()?, &jid, &fingerprint_hex)
+    }
+
+    /// This device's key fingerprint (hex), to show or to revoke elsewhere.
+    pub fn device_fingerprint(&self) -> Result<String, PmnError> {
+        Ok(fingerprint_hex(&self.e2e()?.fingerprint()))
+    }
+}
+
+impl Provider {
+    fn e2e(&self) -> Result<E2eEndpoint, PmnError> {
+        self.with_core(|core| core.e2e().cloned())?
+            .ok_or_else(no_tunnel)
+    }
+}
+
+#[uniffi::export]
+impl Provider {
+    /// Arms pairing and returns a fresh 6-digit code to show on this device's screen (valid 5
+    /// minutes, single use). `PmnError.Forbidden` while locked after too many wrong codes.
+    pub fn start_pairing(&self) -> Result<String, PmnError> {
+        Ok(self.e2e()?.start_pairing()?)
+    }
+
+    /// Disarms pairing (the code shown is no longer accepted).
+    pub fn stop_pairing(&self) -> Result<(), PmnError> {
+        self.e2e()?.stop_pairing();
+        Ok(())
+    }
+
+    /// The devices whose keys this provider trusts.
+    pub fn trusted_devices(&self) -> Result<Vec<TrustedDevice>, PmnError> {
+        Ok(trusted_devices(&self.e2e()?))
+    }
+
+    /// Stops trusting the key `fingerprint_hex` of the devices of `jid` (bare JID), e.g. a lost
+    /// phone, and closes its tunnels. Returns whether the key was trusted.
+    pub fn revoke_device(&self, jid: String, fingerprint_hex: String) -> Result<bool, PmnError> {
+        revoke(&self.e2e()?, &jid, &fingerprint_hex)
+    }
+
+    /// This device's key fingerprint (hex).
+    pub fn device_fingerprint(&self) -> Result<String, PmnError> {
+        Ok(fingerprint_hex(&self.e2e()?.fingerprint()))
+    }
+}

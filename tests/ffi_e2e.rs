@@ -1,0 +1,382 @@
+//! The exported (UniFFI) end-to-end API, tested in Rust with the scenario of the Kotlin E2eTest:
+//! a provider with a software key store that requires the tunnel, a controller that pairs with the
+//! code the provider shows, control and events through the tunnel, a wrong code as a typed error,
+//! revocation on either side, the trusted-device list persisted in a trust file, and the
+//! configuration errors of a role without the tunnel.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use pmn::{
+    start_simulated_player, ConnectionConfig, ConnectionState, Controller, ControllerListener,
+    DeviceKeyStore, E2eOptions, PairingListener, PairingResult, PlaybackState, PmnError, Provider,
+    ProviderInfo, ServiceEvent, TrustSource,
+};
+use tokio::sync::mpsc;
+
+const T: Duration = Duration::from_secs(10);
+
+/// A device's key store and trust file in a tempdir.
+struct Keys {
+    store: Arc<DeviceKeyStore>,
+    dir: tempfile::TempDir,
+}
+
+fn keys() -> Keys {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DeviceKeyStore::software(dir.path().join("keys").display().to_string()).unwrap();
+    Keys { store, dir }
+}
+
+impl Keys {
+    fn options(&self, trust_file: bool) -> E2eOptions {
+        E2eOptions {
+            key_store: self.store.clone(),
+            key_alias: "tls".into(),
+            trust_file: trust_file
+                .then(|| self.dir.path().join("trust.json").display().to_string()),
+            require_tunnel: true,
+        }
+    }
+}
+
+fn config(device: &str, e2e: Option<E2eOptions>) -> ConnectionConfig {
+    ConnectionConfig {
+        e2e,
+        ..ffi_config(device)
+    }
+}
+
+struct Listener {
+    providers: mpsc::UnboundedSender<ProviderInfo>,
+    events: mpsc::UnboundedSender<ServiceEvent>,
+}
+
+impl ControllerListener for Listener {
+    fn on_provider_online(&self, p: ProviderInfo) -> Result<(), PmnError> {
+        let _ = self.providers.send(p);
+        Ok(())
+    }
+    fn on_provider_offline(&self, _: String) -> Result<(), PmnError> {
+        Ok(())
+    }
+    fn on_event(&self, e: ServiceEvent) -> Result<(), PmnError> {
+        let _ = self.events.send(e);
+        Ok(())
+    }
+    fn on_connection_state(&self, _: ConnectionState) -> Result<(), PmnError> {
+        Ok(())
+    }
+}
+
+/// Records what a pairing reports.
+#[derive(Default)]
+struct Pairing {
+    calls: Mutex<Vec<String>>,
+    results: Mutex<Vec<PairingResult>>,
+}
+
+impl PairingListener for Pairing {
+    fn on_pairing_code(&self, provider: String, code: String) -> Result<(), PmnError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{provider} {code}"));
+        Ok(())
+    }
+    fn on_pairing_result(&self, result: PairingResult) -> Result<(), PmnError> {
+        self.results.lock().unwrap().push(result);
+        Ok(())
+    }
+}
+
+struct Phone {
+    controller: Arc<Controller>,
+    providers: mpsc::UnboundedReceiver<ProviderInfo>,
+    events: mpsc::UnboundedReceiver<ServiceEvent>,
+}
+
+async fn phone(e2e: Option<E2eOptions>) -> Phone {
+    let (ptx, providers) = mpsc::unbounded_channel();
+    let (etx, events) = mpsc::unbounded_channel();
+    let controller = Controller::new(
+        config("phone", e2e),
+        Arc::new(Listener {
+            providers: ptx,
+            events: etx,
+        }),
+    )
+    .expect("controller");
+    controller.connect().await.expect("connect");
+    Phone {
+        controller,
+        providers,
+        events,
+    }
+}
+
+impl Phone {
+    async fn find(&mut self, name: &str) -> String {
+        tokio::time::timeout(T, async {
+            loop {
+                let p = self.providers.recv().await.expect("listener open");
+                if p.name == name {
+                    return p.jid;
+                }
+            }
+        })
+        .await
+        .expect("provider appears")
+    }
+
+    async fn state_event(&mut self) -> PlaybackState {
+        tokio::time::timeout(T, async {
+            loop {
+                if let ServiceEvent::PlayerStateChanged { status, .. } =
+                    self.events.recv().await.expect("listener open")
+                {
+                    return status.state;
+                }
+            }
+        })
+        .await
+        .expect("event arrives")
+    }
+}
+
+async fn tv(name: &str, e2e: Option<E2eOptions>) -> Arc<Provider> {
+    start_simulated_player(config("tv", e2e), name.into())
+        .await
+        .expect("provider starts")
+}
+
+fn bare(jid: &str) -> String {
+    jid.split('/').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_tunnel() {
+    let (tv_keys, phone_keys) = (keys(), keys());
+    let provider = tv("FFI tunnel TV", Some(tv_keys.options(false))).await;
+    let mut phone = phone(Some(phone_keys.options(false))).await;
+    let jid = phone.find("FFI tunnel TV").await;
+    assert!(provider.trusted_devices().unwrap().is_empty());
+
+    // Not paired yet: the call is refused, nothing in clear.
+    let e = phone.controller.status(jid.clone()).await.unwrap_err();
+    assert!(
+        matches!(e, PmnError::Forbidden { .. } | PmnError::Tls { .. }),
+        "{e}"
+    );
+
+    let code = provider.start_pairing().expect("code");
+    assert_eq!(code.len(), 6);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let listener = Arc::new(Pairing::default());
+    let e = phone
+        .controller
+        .pair(jid.clone(), wrong.into(), listener.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PmnError::Forbidden { .. }), "{e}");
+    assert!(matches!(
+        listener.results.lock().unwrap().pop(),
+        Some(PairingResult::Failed {
+            error: PmnError::Forbidden { .. },
+            ..
+        })
+    ));
+    assert!(phone.controller.trusted_devices().unwrap().is_empty());
+
+    let device = phone
+        .controller
+        .pair(jid.clone(), code.clone(), listener.clone())
+        .await
+        .expect("paired");
+    assert_eq!(device.jid, bare(&jid));
+    assert_eq!(device.fingerprint, provider.device_fingerprint().unwrap());
+    assert_eq!(device.source, TrustSource::Paired);
+    assert_eq!(
+        listener.results.lock().unwrap().pop(),
+        Some(PairingResult::Paired {
+            provider: jid.clone(),
+            device: device.clone(),
+        })
+    );
+    assert_eq!(
+        listener.calls.lock().unwrap().last(),
+        Some(&format!("{jid} {code}"))
+    );
+    assert_eq!(phone.controller.trusted_devices().unwrap(), vec![device]);
+    let on_tv = provider.trusted_devices().unwrap();
+    assert_eq!(on_tv.len(), 1);
+    assert_eq!(
+        on_tv[0].fingerprint,
+        phone.controller.device_fingerprint().unwrap()
+    );
+
+    let _events = phone
+        .controller
+        .subscribe_events(jid.clone(), "player".into(), vec!["state-changed".into()])
+        .await
+        .expect("subscribe through the tunnel");
+    let playing = phone
+        .controller
+        .play(jid.clone(), "file:///movies/a.mkv".into())
+        .await
+        .expect("play");
+    assert_eq!(playing.state, PlaybackState::Playing);
+    let paused = phone.controller.pause(jid.clone()).await.expect("pause");
+    assert_eq!(paused.state, PlaybackState::Paused);
+    assert_eq!(phone.state_event().await, PlaybackState::Playing);
+    assert_eq!(phone.state_event().await, PlaybackState::Paused);
+    assert_eq!(provider.subscription_count(), 1);
+
+    // The phone stops trusting the TV: its tunnel closes and the next call is refused.
+    assert!(phone
+        .controller
+        .revoke_device(bare(&jid), device_fp(&provider))
+        .unwrap());
+    assert!(phone.controller.trusted_devices().unwrap().is_empty());
+    let e = phone.controller.status(jid.clone()).await.unwrap_err();
+    assert!(
+        matches!(e, PmnError::Forbidden { .. } | PmnError::Tls { .. }),
+        "{e}"
+    );
+    provider.stop().await;
+    phone.controller.disconnect().await;
+}
+
+fn device_fp(provider: &Provider) -> String {
+    provider.device_fingerprint().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_revokes_a_phone_refuses_its_next_call_and_pins_survive_in_the_trust_file()
+{
+    let (tv_keys, phone_keys) = (keys(), keys());
+    let provider = tv("FFI revoking TV", Some(tv_keys.options(true))).await;
+    let mut first = phone(Some(phone_keys.options(true))).await;
+    let jid = first.find("FFI revoking TV").await;
+    let code = provider.start_pairing().unwrap();
+    first
+        .controller
+        .pair(jid.clone(), code, Arc::new(Pairing::default()))
+        .await
+        .expect("paired");
+    first.controller.disconnect().await;
+
+    // The same phone (same key store, same trust file) comes back: no pairing needed.
+    let mut again = phone(Some(phone_keys.options(true))).await;
+    assert_eq!(again.controller.trusted_devices().unwrap().len(), 1);
+    let jid = again.find("FFI revoking TV").await;
+    again
+        .controller
+        .status(jid.clone())
+        .await
+        .expect("pinned from the trust file");
+
+    // The TV revokes the phone (lost): the next call is refused.
+    let phone_fp = again.controller.device_fingerprint().unwrap();
+    assert!(provider
+        .revoke_device(bare(&jid), phone_fp.clone())
+        .unwrap());
+    assert!(!provider.revoke_device(bare(&jid), phone_fp).unwrap());
+    assert!(provider.trusted_devices().unwrap().is_empty());
+    let e = again.controller.status(jid.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PmnError::Forbidden { .. }
+                | PmnError::Tls { .. }
+                | PmnError::NotConnected { .. }
+                | PmnError::ProviderUnavailable { .. }
+        ),
+        "{e}"
+    );
+    // And stays refused (a new tunnel is not accepted).
+    let e = again.controller.status(jid).await.unwrap_err();
+    assert!(
+        matches!(e, PmnError::Forbidden { .. } | PmnError::Tls { .. }),
+        "{e}"
+    );
+    provider.stop().await;
+    again.controller.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_tunnel_the_e2e_methods_are_config_errors() {
+    let provider = tv("FFI plain TV", None).await;
+    assert!(matches!(
+        provider.start_pairing(),
+        Err(PmnError::Config { .. })
+    ));
+    assert!(matches!(
+        provider.trusted_devices(),
+        Err(PmnError::Config { .. })
+    ));
+    let mut plain = phone(None).await;
+    let jid = plain.find("FFI plain TV").await;
+    assert!(matches!(
+        plain.controller.trusted_devices(),
+        Err(PmnError::Config { .. })
+    ));
+    assert!(matches!(
+        plain
+            .controller
+            .pair(jid, "123456".into(), Arc::new(Pairing::default()))
+            .await,
+        Err(PmnError::Config { .. })
+    ));
+    assert!(matches!(
+        plain.controller.device_fingerprint(),
+        Err(PmnError::Config { .. })
+    ));
+    provider.stop().await;
+    assert!(matches!(
+        provider.stop_pairing(),
+        Err(PmnError::NotConnected { .. })
+    ));
+    plain.controller.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_jids_fingerprints_and_trust_files_are_config_errors() {
+    let k = keys();
+    let provider = tv("FFI strict TV", Some(k.options(false))).await;
+    for (jid, fp) in [
+        ("home@home.test", "not hex"),
+        ("home@home.test", "abcd"),
+        ("@@bad", &"ab".repeat(32)),
+    ] {
+        assert!(
+            matches!(
+                provider.revoke_device(jid.into(), fp.into()),
+                Err(PmnError::Config { .. })
+            ),
+            "{jid} {fp}"
+        );
+    }
+    assert!(!provider
+        .revoke_device("home@home.test".into(), "ab".repeat(32))
+        .unwrap());
+    provider.stop().await;
+
+    std::fs::write(k.dir.path().join("trust.json"), b"{not json").unwrap();
+    let e = start_simulated_player(config("tv", Some(k.options(true))), "x".into())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PmnError::Config { .. }), "{e}");
+    let c = Controller::new(
+        config("phone", Some(k.options(true))),
+        Arc::new(Listener {
+            providers: mpsc::unbounded_channel().0,
+            events: mpsc::unbounded_channel().0,
+        }),
+    )
+    .unwrap();
+    assert!(matches!(c.connect().await, Err(PmnError::Config { .. })));
+}
