@@ -1,7 +1,7 @@
 //! In-Band Bytestreams (XEP-0047, iq stanzas only) as an `AsyncRead + AsyncWrite` byte pipe over a
 //! [`Session`], the transport of the tunnel (XEP-0261).
 //!
-//! Inbound blocks arrive through [`IbbRegistry::handle`], which the endpoint calls from the role
+//! Inbound blocks arrive through `IbbRegistry::handle`, which the endpoint calls from the role
 //! layer's dispatch loop; it validates every block *before* acknowledging it: the stream id must be
 //! known, the sender must be the negotiated peer (a third party that learnt the sid is refused without
 //! harming the stream), blocks must be in sequence (no gap, no duplicate) and at most the negotiated
