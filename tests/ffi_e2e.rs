@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use pmn::{
-    start_simulated_player, ConnectionConfig, ConnectionState, Controller, ControllerListener,
-    DeviceKeyStore, E2eOptions, PairingListener, PairingResult, PlaybackState, PmnError, Provider,
-    ProviderInfo, ServiceEvent, TrustSource,
+    start_simulated_player, ConnectionConfig, Controller, DeviceKeyStore, E2eOptions,
+    PairingListener, PairingResult, PlaybackState, PmnError, Provider, ProviderInfo, ServiceEvent,
+    TrustSource,
 };
 use tokio::sync::mpsc;
 
@@ -50,28 +50,6 @@ fn config(device: &str, e2e: Option<E2eOptions>) -> ConnectionConfig {
     }
 }
 
-struct Listener {
-    providers: mpsc::UnboundedSender<ProviderInfo>,
-    events: mpsc::UnboundedSender<ServiceEvent>,
-}
-
-impl ControllerListener for Listener {
-    fn on_provider_online(&self, p: ProviderInfo) -> Result<(), PmnError> {
-        let _ = self.providers.send(p);
-        Ok(())
-    }
-    fn on_provider_offline(&self, _: String) -> Result<(), PmnError> {
-        Ok(())
-    }
-    fn on_event(&self, e: ServiceEvent) -> Result<(), PmnError> {
-        let _ = self.events.send(e);
-        Ok(())
-    }
-    fn on_connection_state(&self, _: ConnectionState) -> Result<(), PmnError> {
-        Ok(())
-    }
-}
-
 /// Records what a pairing reports.
 #[derive(Default)]
 struct Pairing {
@@ -104,7 +82,7 @@ async fn phone(e2e: Option<E2eOptions>) -> Phone {
     let (etx, events) = mpsc::unbounded_channel();
     let controller = Controller::new(
         config("phone", e2e),
-        Arc::new(Listener {
+        Arc::new(ChannelListener {
             providers: ptx,
             events: etx,
         }),
@@ -372,10 +350,7 @@ async fn bad_jids_fingerprints_and_trust_files_are_config_errors() {
     assert!(matches!(e, PmnError::Config { .. }), "{e}");
     let c = Controller::new(
         config("phone", Some(k.options(true))),
-        Arc::new(Listener {
-            providers: mpsc::unbounded_channel().0,
-            events: mpsc::unbounded_channel().0,
-        }),
+        ChannelListener::quiet(),
     )
     .unwrap();
     assert!(matches!(c.connect().await, Err(PmnError::Config { .. })));

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use pmn::{
-    ConnectionConfig, ConnectionState, Controller, ControllerListener, ItemKind,
-    MediaPlayerBackend, Playback, PlaybackState, PmnError, ProviderInfo, RecordingState,
-    ServiceEvent, VolumeState,
+    ConnectionConfig, Controller, ItemKind, MediaPlayerBackend, Playback, PlaybackState, PmnError,
+    ProviderInfo, RecordingState, ServiceEvent, VolumeState,
 };
 use tokio::sync::mpsc;
 
@@ -29,29 +28,6 @@ fn config(device: &str) -> ConnectionConfig {
     }
 }
 
-/// Forwards what the controller reports into channels.
-struct Listener {
-    providers: mpsc::UnboundedSender<ProviderInfo>,
-    events: mpsc::UnboundedSender<ServiceEvent>,
-}
-
-impl ControllerListener for Listener {
-    fn on_provider_online(&self, p: ProviderInfo) -> Result<(), PmnError> {
-        let _ = self.providers.send(p);
-        Ok(())
-    }
-    fn on_provider_offline(&self, _: String) -> Result<(), PmnError> {
-        Ok(())
-    }
-    fn on_event(&self, e: ServiceEvent) -> Result<(), PmnError> {
-        let _ = self.events.send(e);
-        Ok(())
-    }
-    fn on_connection_state(&self, _: ConnectionState) -> Result<(), PmnError> {
-        Ok(())
-    }
-}
-
 struct Phone {
     controller: Arc<Controller>,
     providers: mpsc::UnboundedReceiver<ProviderInfo>,
@@ -63,7 +39,7 @@ async fn phone() -> Phone {
     let (etx, events) = mpsc::unbounded_channel();
     let controller = Controller::new(
         config("phone"),
-        Arc::new(Listener {
+        Arc::new(ChannelListener {
             providers: ptx,
             events: etx,
         }),

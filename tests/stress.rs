@@ -6,29 +6,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use futures::stream::{self, StreamExt};
-use pmn::{ConnectionState, ControllerListener, PmnError, ProviderInfo, ServiceEvent};
-
-struct Quiet;
-
-impl ControllerListener for Quiet {
-    fn on_provider_online(&self, _: ProviderInfo) -> Result<(), PmnError> {
-        Ok(())
-    }
-    fn on_provider_offline(&self, _: String) -> Result<(), PmnError> {
-        Ok(())
-    }
-    fn on_event(&self, _: ServiceEvent) -> Result<(), PmnError> {
-        Ok(())
-    }
-    fn on_connection_state(&self, _: ConnectionState) -> Result<(), PmnError> {
-        Ok(())
-    }
-}
 
 const CALLS: usize = 10_000;
 const IN_FLIGHT: usize = 100;
@@ -39,7 +20,7 @@ async fn ten_thousand_sequential_and_ten_thousand_concurrent_calls_lose_nothing(
         .await
         .expect("provider");
     let controller =
-        pmn::Controller::new(ffi_config("phone"), Arc::new(Quiet)).expect("controller");
+        pmn::Controller::new(ffi_config("phone"), ChannelListener::quiet()).expect("controller");
     controller.connect().await.expect("connect");
     let deadline = Instant::now() + Duration::from_secs(10);
     let tv = loop {

@@ -101,3 +101,39 @@ pub async fn discover(
         .await
         .expect("provider discovered")
 }
+
+/// A `ControllerListener` that forwards providers and events into channels (the receivers may be
+/// dropped when a test does not care).
+pub struct ChannelListener {
+    /// Providers reported online.
+    pub providers: tokio::sync::mpsc::UnboundedSender<pmn::ProviderInfo>,
+    /// Events reported.
+    pub events: tokio::sync::mpsc::UnboundedSender<pmn::ServiceEvent>,
+}
+
+impl ChannelListener {
+    /// A listener that reports into nothing.
+    pub fn quiet() -> Arc<Self> {
+        Arc::new(Self {
+            providers: tokio::sync::mpsc::unbounded_channel().0,
+            events: tokio::sync::mpsc::unbounded_channel().0,
+        })
+    }
+}
+
+impl pmn::ControllerListener for ChannelListener {
+    fn on_provider_online(&self, p: pmn::ProviderInfo) -> Result<(), pmn::PmnError> {
+        let _ = self.providers.send(p);
+        Ok(())
+    }
+    fn on_provider_offline(&self, _: String) -> Result<(), pmn::PmnError> {
+        Ok(())
+    }
+    fn on_event(&self, e: pmn::ServiceEvent) -> Result<(), pmn::PmnError> {
+        let _ = self.events.send(e);
+        Ok(())
+    }
+    fn on_connection_state(&self, _: pmn::ConnectionState) -> Result<(), pmn::PmnError> {
+        Ok(())
+    }
+}
