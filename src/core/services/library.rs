@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::FullJid;
@@ -16,9 +15,6 @@ use xmpp_parsers::jid::FullJid;
 use super::{method, ServiceSpec, TypedService};
 use crate::core::controller::Controller;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::EventSink;
-use crate::core::rpc::xmlrpc::Value;
-use crate::core::rpc::{CallContext, Service};
 
 /// The disco#info feature of the media library.
 pub const FEATURE: &str = "urn:xmpp:tmp:pmn:media-library:0";
@@ -290,28 +286,7 @@ impl LibraryService {
     }
 }
 
-impl Service for LibraryService {
-    fn name(&self) -> &str {
-        SERVICE
-    }
-    fn feature(&self) -> &str {
-        FEATURE
-    }
-    fn events(&self) -> &[&str] {
-        Library::EVENTS
-    }
-    fn call<'a>(
-        &'a self,
-        verb: &'a str,
-        params: Vec<Value>,
-        ctx: &'a CallContext,
-    ) -> BoxFuture<'a, Result<Value>> {
-        self.typed.call(verb, params, ctx)
-    }
-    fn bind_events(&self, sink: EventSink) {
-        self.typed.bind_events(sink);
-    }
-}
+super::service_via_typed!(LibraryService);
 
 /// Typed calls to a media library provider.
 #[derive(Clone, Debug)]
@@ -401,6 +376,8 @@ impl LibraryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::rpc::xmlrpc::Value;
+    use crate::core::rpc::{CallContext, Service};
 
     #[test]
     fn generated_library_pages_and_searches_without_storing() {

@@ -264,6 +264,40 @@ impl<S: ServiceSpec> TypedService<S> {
     }
 }
 
+/// Implements [`Service`] for a wrapper whose `typed` field is a [`TypedService`]: the concrete
+/// services keep their own public type (and constructor) while every call goes through the one
+/// typed dispatcher.
+macro_rules! service_via_typed {
+    ($wrapper:ty) => {
+        impl $crate::core::rpc::Service for $wrapper {
+            fn name(&self) -> &str {
+                self.typed.name()
+            }
+            fn feature(&self) -> &str {
+                self.typed.feature()
+            }
+            fn events(&self) -> &[&str] {
+                self.typed.events()
+            }
+            fn call<'a>(
+                &'a self,
+                verb: &'a str,
+                params: Vec<$crate::core::rpc::xmlrpc::Value>,
+                ctx: &'a $crate::core::rpc::CallContext,
+            ) -> futures::future::BoxFuture<
+                'a,
+                $crate::core::error::Result<$crate::core::rpc::xmlrpc::Value>,
+            > {
+                self.typed.call(verb, params, ctx)
+            }
+            fn bind_events(&self, sink: $crate::core::events::EventSink) {
+                self.typed.bind_events(sink);
+            }
+        }
+    };
+}
+pub(crate) use service_via_typed;
+
 impl<S: ServiceSpec> Service for TypedService<S> {
     fn name(&self) -> &str {
         S::NAME

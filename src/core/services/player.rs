@@ -20,9 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{event, method, Emitter, ServiceSpec, TypedService};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::{EventSink, Throttle};
+use crate::core::events::Throttle;
 use crate::core::rpc::xmlrpc::{from_value, to_value, Value};
-use crate::core::rpc::{CallContext, Service};
 
 /// The disco#info feature of the media player (kept from the spec's example).
 pub const FEATURE: &str = "urn.xmpp.tmp.media.player";
@@ -753,37 +752,15 @@ impl PlayerService {
     }
 }
 
-impl Service for PlayerService {
-    fn name(&self) -> &str {
-        SERVICE
-    }
-
-    fn feature(&self) -> &str {
-        FEATURE
-    }
-
-    fn events(&self) -> &[&str] {
-        Player::EVENTS
-    }
-
-    fn call<'a>(
-        &'a self,
-        verb: &'a str,
-        params: Vec<Value>,
-        ctx: &'a CallContext,
-    ) -> BoxFuture<'a, Result<Value>> {
-        self.typed.call(verb, params, ctx)
-    }
-
-    fn bind_events(&self, sink: EventSink) {
-        self.typed.bind_events(sink);
-    }
-}
+super::service_via_typed!(PlayerService);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::events::EventNotice;
+    use crate::core::events::EventSink;
+    use crate::core::rpc::xmlrpc::Value;
+    use crate::core::rpc::{CallContext, Service};
     use crate::core::services::{decode_event, decode_output, encode_params, Method};
     use tokio::sync::mpsc;
 

@@ -16,15 +16,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{event, method, Emitter, ServiceSpec, TypedService};
 use crate::core::controller::Controller;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::EventSink;
-use crate::core::rpc::xmlrpc::{DateTime, Value};
-use crate::core::rpc::{CallContext, Service};
+use crate::core::rpc::xmlrpc::DateTime;
 use xmpp_parsers::jid::FullJid;
 
 /// The disco#info feature of the recorder.
@@ -421,28 +418,7 @@ impl RecorderService {
     }
 }
 
-impl Service for RecorderService {
-    fn name(&self) -> &str {
-        SERVICE
-    }
-    fn feature(&self) -> &str {
-        FEATURE
-    }
-    fn events(&self) -> &[&str] {
-        Recorder::EVENTS
-    }
-    fn call<'a>(
-        &'a self,
-        verb: &'a str,
-        params: Vec<Value>,
-        ctx: &'a CallContext,
-    ) -> BoxFuture<'a, Result<Value>> {
-        self.typed.call(verb, params, ctx)
-    }
-    fn bind_events(&self, sink: EventSink) {
-        self.typed.bind_events(sink);
-    }
-}
+super::service_via_typed!(RecorderService);
 
 /// Typed calls to a recorder provider.
 #[derive(Clone, Debug)]
@@ -503,6 +479,9 @@ impl RecorderClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::events::EventSink;
+    use crate::core::rpc::xmlrpc::Value;
+    use crate::core::rpc::{CallContext, Service};
     use crate::core::services::{decode_output, encode_params, Method};
 
     fn ctx() -> CallContext {
