@@ -94,6 +94,7 @@ async fn main() {
             session: config(&server, "fan-tv"),
             name: "Fan TV".into(),
             e2e: None,
+            access: None,
         },
         vec![Arc::new(Burst {
             sink: std::sync::OnceLock::new(),

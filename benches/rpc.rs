@@ -59,6 +59,7 @@ async fn main() {
             session: config(&server, "bench-tv"),
             name: "Bench TV".into(),
             e2e: None,
+            access: None,
         },
         vec![player],
     )

@@ -118,6 +118,7 @@ async fn main() {
             session: config(&server, "pmn-tv"),
             name: "pmn TV".into(),
             e2e: None,
+            access: None,
         },
         vec![Arc::new(PlayerService::new(Arc::new(
             SimulatedPlayer::default(),

@@ -89,6 +89,7 @@ async fn pmn_provider() -> Provider {
             session: session_config(&HOME, "tv"),
             name: "pmn TV".into(),
             e2e: None,
+            access: None,
         },
         services(),
     )

@@ -33,6 +33,7 @@ async fn start(session: SessionConfig, name: &str, services: Vec<Arc<dyn Service
             session,
             name: name.into(),
             e2e: None,
+            access: None,
         },
         services,
     )

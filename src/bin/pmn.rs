@@ -136,6 +136,7 @@ async fn start_tv(config: SessionConfig, name: &str) -> Result<(Provider, String
             session: config,
             name: name.into(),
             e2e: None,
+            access: None,
         },
         services,
     )

@@ -14,6 +14,12 @@
 //! through it and events go to tunnel subscribers through it (never in clear, even if the tunnel
 //! is down: the event is dropped). The provider never opens a tunnel itself, so the rule above
 //! still holds: a tunnel exists only because the controller opened it.
+//!
+//! With [`ProviderConfig::access`] set, guests of other networks may call it too, but only through
+//! a tunnel whose key an active grant names, and only the methods of the grant's scopes: every
+//! such call goes through [`AccessGuard::check`] (DESIGN §5). Owner devices manage the grants
+//! through their tunnel (`<owner/>`, `<grant/>`, `<revoke/>`, `<acl/>`, `<audit/>`) and read the
+//! audit log as `access.audit` events after `access.subscribe`.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -30,6 +36,9 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
+use crate::core::access::{
+    AccessChange, AccessGuard, AccessRequest, AccessSettings, Decision, NS_ACCESS,
+};
 use crate::core::discovery::{caps_for, disco_info_for};
 use crate::core::e2e::settings::next_inbound;
 use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings};
@@ -39,6 +48,11 @@ use crate::core::plumbing;
 use crate::core::rpc::xmlrpc::{self, Limits, MethodResponse, RpcPayload, Value};
 use crate::core::rpc::{stanza_error_for, CallContext, RpcRouter, Service};
 use crate::core::session::{Inbound, Session, SessionConfig};
+
+/// The pseudo-service of the owner's audit feed (`access.subscribe`, events `access.audit`).
+pub const ACCESS_SERVICE: &str = "access";
+/// The event carrying one audit record.
+pub const AUDIT_EVENT: &str = "audit";
 
 /// How many calls a provider runs at once; further calls wait (the server keeps them queued).
 const MAX_CONCURRENT_CALLS: usize = 64;
@@ -52,6 +66,8 @@ pub struct ProviderConfig {
     pub name: String,
     /// End-to-end tunnel settings; `None` serves everything in clear, as before the tunnel existed.
     pub e2e: Option<E2eSettings>,
+    /// Guest access (needs `e2e`): the ACL this provider enforces. `None`: own network only.
+    pub access: Option<AccessSettings>,
 }
 
 impl ProviderConfig {
@@ -61,6 +77,7 @@ impl ProviderConfig {
             session,
             name: name.into(),
             e2e: None,
+            access: None,
         }
     }
 }
@@ -69,6 +86,7 @@ impl ProviderConfig {
 pub struct Provider {
     session: Session,
     e2e: Option<E2eEndpoint>,
+    access: Option<Arc<AccessGuard>>,
     state: Arc<Mutex<ProviderState>>,
     task: JoinHandle<()>,
 }
@@ -120,10 +138,27 @@ impl Provider {
         let features: Vec<&str> = router.services().map(|s| s.feature()).collect();
         let info = disco_info_for(Some(&config.name), &features);
         let network = config.session.jid.to_bare();
+        let access = match (&config.access, &config.e2e) {
+            (Some(settings), Some(_)) => {
+                Some(Arc::new(AccessGuard::open(network.clone(), settings)?))
+            }
+            (Some(_), None) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "guest access needs the end-to-end tunnel (set ProviderConfig::e2e)",
+                ))
+            }
+            (None, _) => None,
+        };
         let (session, inbound) = Session::connect(config.session).await?;
         let (e2e, e2e_rx) = match &config.e2e {
             Some(settings) => {
-                let (endpoint, rx) = settings.endpoint(session.clone());
+                let admission = access.clone().map(|guard| {
+                    let admit: crate::core::e2e::Admission =
+                        Arc::new(move |jid, fp| guard.admits(jid, fp));
+                    admit
+                });
+                let (endpoint, rx) = settings.endpoint(session.clone(), admission);
                 (Some(endpoint), Some(rx))
             }
             None => (None, None),
@@ -133,6 +168,7 @@ impl Provider {
             Dispatcher {
                 session: session.clone(),
                 e2e: e2e.clone(),
+                access: access.clone(),
                 require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
                 network,
                 router: Arc::new(router),
@@ -146,6 +182,7 @@ impl Provider {
         Ok(Self {
             session,
             e2e,
+            access,
             state,
             task,
         })
@@ -159,6 +196,11 @@ impl Provider {
     /// The end-to-end endpoint (pairing, trusted devices, revocation), when configured.
     pub fn e2e(&self) -> Option<&E2eEndpoint> {
         self.e2e.as_ref()
+    }
+
+    /// The guest-access guard (ACL and audit log), when configured.
+    pub fn access(&self) -> Option<&Arc<AccessGuard>> {
+        self.access.as_ref()
     }
 
     /// How many (service, controller) subscriptions are active.
@@ -206,6 +248,7 @@ impl Route {
 struct Dispatcher {
     session: Session,
     e2e: Option<E2eEndpoint>,
+    access: Option<Arc<AccessGuard>>,
     /// Refuse plaintext RPC from the network (see [`E2eSettings::require_tunnel`]).
     require_tunnel: bool,
     network: BareJid,
@@ -243,16 +286,18 @@ impl Dispatcher {
         tracing::debug!("provider dispatcher ended");
     }
 
-    /// May this JID use the provider? Devices of the same network only, for now; guests come with
-    /// the access module.
-    fn authorised(&self, from: &Jid) -> bool {
-        from.to_bare() == self.network
-    }
-
     fn on_online(&self, resumed: bool) {
         if !resumed {
             // The server forgot us: subscribers will have to subscribe again (they see us come back).
             *lock(&self.state) = ProviderState::default();
+            // And the IBB sessions of our tunnels died with the old stream: drop them so that
+            // the controllers' next calls open new ones instead of writing into the void.
+            if let Some(e2e) = &self.e2e {
+                let closed = e2e.close_all("the provider's session was not resumed");
+                if closed > 0 {
+                    tracing::info!(closed, "closed tunnels of the previous session");
+                }
+            }
         }
         let presence = Presence::available().with_payload(caps_for(&self.info));
         if self.session.send(presence).is_err() {
@@ -283,8 +328,105 @@ impl Dispatcher {
         match stanza {
             Stanza::Iq(iq) => self.on_iq(iq, route),
             Stanza::Presence(p) => self.on_presence(&p),
-            // Providers take commands as RPC only; messages are ignored.
-            Stanza::Message(_) => {}
+            // Providers take commands as RPC only; a guest's access request (sent to every device of
+            // the network) only goes into the audit log: the owner decides, elsewhere.
+            Stanza::Message(m) => self.on_message(&m),
+        }
+    }
+
+    fn on_message(&self, message: &Message) {
+        let Some(guard) = &self.access else { return };
+        let Some(Ok(from)) = message.from.clone().map(Jid::try_into_full) else {
+            return;
+        };
+        if from.to_bare() == self.network {
+            return;
+        }
+        for payload in &message.payloads {
+            if payload.is("request", NS_ACCESS) {
+                if let Ok(request) = AccessRequest::parse(payload.clone()) {
+                    guard.record_request(&from, &request);
+                    self.emit_audit();
+                }
+            }
+        }
+    }
+
+    /// Sends the audit records made since the last call to the owners subscribed to `access`.
+    fn emit_audit(&self) {
+        let Some(guard) = &self.access else { return };
+        for record in guard.new_records() {
+            match xmlrpc::to_value(&record) {
+                Ok(value) => self.fan_out(EventNotice {
+                    service: ACCESS_SERVICE.to_owned(),
+                    name: AUDIT_EVENT.to_owned(),
+                    params: vec![value],
+                }),
+                Err(e) => tracing::warn!(error = %e, "audit record not encodable"),
+            }
+        }
+    }
+
+    /// The key of the tunnel a stanza from `from` came through.
+    fn tunnel_key(&self, route: &Route, from: &Jid) -> Option<[u8; 32]> {
+        let Route::Tunnel(e2e) = route else {
+            return None;
+        };
+        let full = from.clone().try_into_full().ok()?;
+        e2e.existing_tunnel(&full).map(|t| t.peer_fingerprint())
+    }
+
+    /// An owner device manages guest access: own network, through its tunnel, access configured.
+    fn on_management(&self, from: Jid, id: String, payload: Element, is_set: bool, route: &Route) {
+        let refuse = |text: &str| {
+            let refusal = plumbing::condition(ErrorType::Auth, DefinedCondition::Forbidden, text);
+            self.reply(
+                route,
+                plumbing::error(Some(from.clone()), id.clone(), refusal),
+            );
+        };
+        let Some(guard) = &self.access else {
+            return refuse("this provider takes no guests");
+        };
+        if from.to_bare() != self.network {
+            tracing::info!(%from, "refused an access request from outside the network");
+            return refuse("only devices of this network manage access");
+        }
+        if !route.is_tunnel() {
+            return refuse("end-to-end tunnel required");
+        }
+        let answer = match guard.manage(payload, is_set) {
+            Ok((element, change)) => {
+                if let AccessChange::Revoked(guest) = change {
+                    self.end_guest(&guest);
+                }
+                plumbing::result(Some(from), id, Some(element))
+            }
+            Err(e) => plumbing::error(Some(from), id, stanza_error_for(&e)),
+        };
+        self.reply(route, answer);
+        self.emit_audit();
+    }
+
+    /// A guest's grant was revoked: its tunnels close and its subscriptions end now (the ACL
+    /// refuses its next call anyway; this stops events and frees the tunnel at once).
+    fn end_guest(&self, guest: &BareJid) {
+        {
+            let mut state = lock(&self.state);
+            let gone: Vec<FullJid> = state
+                .tunnelled
+                .iter()
+                .filter(|j| j.to_bare() == *guest)
+                .cloned()
+                .collect();
+            for jid in gone {
+                state.tunnelled.remove(&jid);
+                state.subscribers.forget(&jid);
+            }
+        }
+        if let Some(e2e) = &self.e2e {
+            let closed = e2e.close_peer(guest, "the guest's grant was revoked");
+            tracing::info!(%guest, closed, "guest access revoked");
         }
     }
 
@@ -323,12 +465,11 @@ impl Dispatcher {
             // From our own account's server-side (no 'from'): nothing we serve.
             return self.reply(route, plumbing::unsupported(None, id));
         };
-        if !self.authorised(&from) {
-            tracing::info!(%from, "refused a request from outside the network");
-            return self.reply(
-                route,
-                plumbing::error(Some(from), id, plumbing::forbidden()),
-            );
+        if AccessGuard::is_management(&payload) {
+            return self.on_management(from, id, payload, is_set, route);
+        }
+        if from.to_bare() != self.network {
+            return self.on_guest_iq(from, id, payload, is_set, route);
         }
         if is_set && payload.is("query", xmlrpc::NS) {
             if self.require_tunnel && !route.is_tunnel() {
@@ -340,7 +481,7 @@ impl Dispatcher {
                 );
                 return self.reply(route, plumbing::error(Some(from), id, refusal));
             }
-            return self.on_rpc(from, id, payload, route);
+            return self.on_rpc(from, id, payload, route, None);
         }
         if is_set {
             return self.reply(route, plumbing::unsupported(Some(from), id));
@@ -351,7 +492,48 @@ impl Dispatcher {
         );
     }
 
-    fn on_rpc(&self, from: Jid, id: String, query: Element, route: &Route) {
+    /// An iq from outside the network: a guest's call through its tunnel (checked by the ACL), a
+    /// guest's disco#info (discovery needs it before any tunnel), or a stranger (`forbidden`).
+    fn on_guest_iq(&self, from: Jid, id: String, payload: Element, is_set: bool, route: &Route) {
+        let forbidden = |text: &str| {
+            plumbing::error(
+                Some(from.clone()),
+                id.clone(),
+                plumbing::condition(ErrorType::Auth, DefinedCondition::Forbidden, text),
+            )
+        };
+        let Some(guard) = &self.access else {
+            tracing::info!(%from, "refused a request from outside the network");
+            return self.reply(route, forbidden("not a device of this network"));
+        };
+        if is_set && payload.is("query", xmlrpc::NS) {
+            if !route.is_tunnel() {
+                tracing::info!(%from, "refused a guest's plaintext call");
+                return self.reply(route, forbidden("end-to-end tunnel required"));
+            }
+            let device = self.tunnel_key(route, &from);
+            return self.on_rpc(from, id, payload, route, Some(device));
+        }
+        if !is_set && guard.knows_guest(&from.to_bare()) {
+            return self.reply(
+                route,
+                plumbing::answer_get(Some(from), id, &payload, &self.info, &self.caps_ver),
+            );
+        }
+        tracing::info!(%from, "refused a request from outside the network");
+        self.reply(route, forbidden("no access granted"))
+    }
+
+    /// Runs a call. `guest` is `Some(tunnel key)` for a caller from another network: the ACL
+    /// decides before anything else happens.
+    fn on_rpc(
+        &self,
+        from: Jid,
+        id: String,
+        query: Element,
+        route: &Route,
+        guest: Option<Option<[u8; 32]>>,
+    ) {
         let Ok(caller) = from.clone().try_into_full() else {
             return self.reply(
                 route,
@@ -373,6 +555,24 @@ impl Dispatcher {
                 return self.reply(route, plumbing::error(Some(from), id, stanza_error_for(&e)));
             }
         };
+        if let (Some(device), Some(guard)) = (guest, &self.access) {
+            let item = call.params.first().and_then(Value::as_str);
+            let decision = guard.check(&caller, device.as_ref(), &call.method, item);
+            self.emit_audit();
+            if let Decision::Deny(reason) = decision {
+                tracing::info!(%from, method = %call.method, reason = reason.as_str(), "guest call refused");
+                let refusal = plumbing::condition(
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    &format!("access denied: {}", reason.as_str()),
+                );
+                return self.reply(route, plumbing::error(Some(from), id, refusal));
+            }
+        }
+        // The owner's audit feed: own network, through the tunnel.
+        if let Some(verb) = call.method.strip_prefix("access.") {
+            return self.on_access_subscription(from, id, caller, verb, call.params, route);
+        }
         // Subscriptions are the provider's business, the same for every service.
         if let Some((service, verb)) = call.method.split_once('.') {
             if let (Some(svc), true) = (
@@ -424,6 +624,60 @@ impl Dispatcher {
         });
     }
 
+    /// `access.subscribe` / `access.unsubscribe`: the owner's phone follows the audit log.
+    fn on_access_subscription(
+        &self,
+        from: Jid,
+        id: String,
+        caller: FullJid,
+        verb: &str,
+        params: Vec<Value>,
+        route: &Route,
+    ) {
+        let outcome = if self.access.is_none() || !route.is_tunnel() {
+            Err(Error::new(
+                ErrorKind::Forbidden,
+                "the audit feed needs guest access and the end-to-end tunnel",
+            ))
+        } else {
+            match verb {
+                "subscribe" => {
+                    event_filter("access.subscribe", &[AUDIT_EVENT], params).and_then(|filter| {
+                        let mut state = lock(&self.state);
+                        state
+                            .subscribers
+                            .subscribe(ACCESS_SERVICE, caller.clone(), filter)?;
+                        state.tunnelled.insert(caller);
+                        Ok(Value::Bool(true))
+                    })
+                }
+                "unsubscribe" => Ok(Value::Bool(
+                    lock(&self.state)
+                        .subscribers
+                        .unsubscribe(ACCESS_SERVICE, &caller),
+                )),
+                other => Err(Error::new(
+                    ErrorKind::UnknownMethod,
+                    format!("no method access.{other}"),
+                )),
+            }
+        };
+        self.reply(route, answer(from, id, outcome));
+    }
+
+    /// Whether events may still go to `to`: devices of the network always; a guest only while
+    /// its tunnel's key holds an active grant (an expired guest stops hearing at once).
+    fn may_hear(&self, to: &FullJid) -> bool {
+        if to.to_bare() == self.network {
+            return true;
+        }
+        let (Some(guard), Some(e2e)) = (&self.access, &self.e2e) else {
+            return false;
+        };
+        e2e.existing_tunnel(to)
+            .is_some_and(|t| guard.admits(&to.to_bare(), &t.peer_fingerprint()))
+    }
+
     fn fan_out(&self, notice: EventNotice) {
         let (subscribers, tunnelled) = {
             let state = lock(&self.state);
@@ -437,6 +691,9 @@ impl Dispatcher {
         }
         let payload = notice.to_element();
         for to in subscribers {
+            if !self.may_hear(&to) {
+                continue;
+            }
             let through_tunnel = tunnelled.contains(&to);
             let mut message =
                 Message::new_with_type(MessageType::Headline, Some(Jid::from(to.clone())));

@@ -82,6 +82,11 @@ pub enum TrustSource {
     },
     /// Pinned explicitly.
     Manual,
+    /// A device of a host network that granted this device guest access.
+    Host {
+        /// The grant id.
+        grant: String,
+    },
 }
 
 impl From<CoreSource> for TrustSource {
@@ -90,6 +95,7 @@ impl From<CoreSource> for TrustSource {
             CoreSource::Paired => TrustSource::Paired,
             CoreSource::Attested { by } => TrustSource::Attested { by },
             CoreSource::Manual => TrustSource::Manual,
+            CoreSource::Host { grant } => TrustSource::Host { grant },
         }
     }
 }

@@ -74,6 +74,7 @@ pub async fn start_player_with(session: SessionConfig, name: &str) -> Provider {
             session,
             name: name.into(),
             e2e: None,
+            access: None,
         },
         vec![service],
     )

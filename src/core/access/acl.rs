@@ -21,6 +21,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::{BareJid, FullJid};
 
@@ -151,6 +152,10 @@ struct AclFile {
     version: u64,
     grants: Vec<StoredGrant>,
     tombstones: Vec<StoredTombstone>,
+    /// Owner-approval keys registered over the tunnel (base64 DER SPKI), on top of those the
+    /// provider is configured with.
+    #[serde(default)]
+    owners: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -258,6 +263,14 @@ impl Acl {
                 "more entries than a provider ever holds".to_owned(),
             ));
         }
+        for owner in &file.owners {
+            let spki = base64::engine::general_purpose::STANDARD
+                .decode(owner)
+                .map_err(|e| corrupt(format!("bad owner key: {e}")))?;
+            self.owners
+                .add(&spki)
+                .map_err(|e| corrupt(format!("bad owner key: {e}")))?;
+        }
         self.version = file.version;
         for stored in file.grants {
             let grant: SignedGrant = xso::from_bytes(stored.xml.as_bytes())
@@ -307,6 +320,46 @@ impl Acl {
     /// The owner keys grants are verified against.
     pub fn owner_keys(&self) -> &OwnerKeys {
         &self.owners
+    }
+
+    /// Adds one owner-approval key (a paired owner device registered it through the tunnel) and
+    /// stores it, so grants it signs verify after a restart too. Returns its fingerprint and whether
+    /// it is new.
+    pub fn add_owner_key(&mut self, spki: &[u8]) -> Result<(DeviceFingerprint, bool), AccessError> {
+        let fp = DeviceFingerprint::from_spki(spki);
+        if self.owners.contains(&fp) {
+            return Ok((fp, false));
+        }
+        let before = self.owners.clone();
+        self.owners.add(spki)?;
+        if let Err(e) = self.persist() {
+            self.owners = before;
+            return Err(e);
+        }
+        Ok((fp, true))
+    }
+
+    /// Whether `guest`'s device `device` holds a grant that allows calls at `now` (the provider
+    /// admits its end-to-end tunnel only then).
+    pub fn admits(&self, guest: &BareJid, device: &DeviceFingerprint, now: u64) -> bool {
+        self.grants.values().any(|e| {
+            e.grant.guest == *guest
+                && e.grant.device == *device
+                && e.revoked_at.is_none()
+                && e.grant.not_before <= now
+                && now < e.grant.expires
+        })
+    }
+
+    /// Whether `guest` holds any grant that allows calls at `now` (any device): such a guest may
+    /// read the provider's disco#info, which discovery needs before any tunnel exists.
+    pub fn knows_guest(&self, guest: &BareJid, now: u64) -> bool {
+        self.grants.values().any(|e| {
+            e.grant.guest == *guest
+                && e.revoked_at.is_none()
+                && e.grant.not_before <= now
+                && now < e.grant.expires
+        })
     }
 
     /// Replaces the owner keys (a device joined or left the household). Grants whose issuer is no
@@ -612,6 +665,12 @@ impl Acl {
                     id: id.clone(),
                     forget_after: *until,
                 })
+                .collect(),
+            owners: self
+                .owners
+                .spkis()
+                .iter()
+                .map(|k| base64::engine::general_purpose::STANDARD.encode(k))
                 .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file)

@@ -252,8 +252,8 @@ impl SignedRevoke {
 #[derive(Clone, Debug)]
 pub struct OwnerKeys {
     network: BareJid,
-    /// Fingerprint → uncompressed P-256 point (what ring verifies with).
-    keys: HashMap<DeviceFingerprint, Vec<u8>>,
+    /// Fingerprint → (uncompressed P-256 point, what ring verifies with; the SPKI, what is stored).
+    keys: HashMap<DeviceFingerprint, (Vec<u8>, Vec<u8>)>,
 }
 
 impl OwnerKeys {
@@ -274,7 +274,7 @@ impl OwnerKeys {
     pub fn add(&mut self, spki: &[u8]) -> Result<DeviceFingerprint, AccessError> {
         let point = p256_point_from_spki(spki).map_err(AccessError::Malformed)?;
         let fp = DeviceFingerprint::from_spki(spki);
-        self.keys.insert(fp, point.to_vec());
+        self.keys.insert(fp, (point.to_vec(), spki.to_vec()));
         Ok(fp)
     }
 
@@ -299,6 +299,15 @@ impl OwnerKeys {
         self.keys.is_empty()
     }
 
+    /// The keys as DER SPKIs, in fingerprint order (what an ACL file stores).
+    pub fn spkis(&self) -> Vec<Vec<u8>> {
+        let mut keys: Vec<_> = self.keys.iter().collect();
+        keys.sort_by_key(|(fp, _)| **fp);
+        keys.into_iter()
+            .map(|(_, (_, spki))| spki.clone())
+            .collect()
+    }
+
     fn verify(
         &self,
         network: &BareJid,
@@ -313,7 +322,7 @@ impl OwnerKeys {
                 got: network.to_string(),
             });
         }
-        let point = self
+        let (point, _) = self
             .keys
             .get(issuer)
             .ok_or_else(|| AccessError::UnknownIssuer {

@@ -27,8 +27,10 @@
 mod acl;
 mod audit;
 mod grant;
+mod guard;
 mod intake;
 mod scope;
+mod wire;
 mod xml;
 
 #[cfg(test)]
@@ -44,8 +46,13 @@ use crate::core::identity::{fingerprint_hex, spki_sha256, KeyStoreError};
 pub use acl::{Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS};
 pub use audit::{AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_CAPACITY};
 pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
+pub use guard::{AccessGuard, AccessSettings, Change as AccessChange};
 pub use intake::{Intake, IntakeLimits, PendingRequest, RequestIntake};
 pub use scope::Scope;
+pub use wire::{
+    AclEntry, AclState, AuditEntry, AuditPage, Decision as AccessDecision, DecisionDevice,
+    OwnerKey, APPROVED, DENIED, MAX_AUDIT_PAGE, MAX_DECISION_DEVICES,
+};
 pub use xml::{
     AccessRequest, GrantId, ItemId, Reason, SignedGrant, SignedRevoke, MAX_ITEM_ID_BYTES,
     MAX_REASON_BYTES,

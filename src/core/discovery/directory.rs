@@ -92,6 +92,30 @@ impl ProviderDirectory {
         self.trusted.insert(network);
     }
 
+    /// Stops trusting `network` (a host that denied or revoked access): its providers leave the
+    /// directory. Our own network is never distrusted.
+    pub fn distrust_network(&mut self, network: &BareJid) -> Vec<DirectoryUpdate> {
+        if self
+            .own
+            .as_ref()
+            .is_some_and(|own| own.to_bare() == *network)
+        {
+            return vec![];
+        }
+        self.trusted.remove(network);
+        self.online.retain(|jid, _| jid.to_bare() != *network);
+        let gone: Vec<FullJid> = self
+            .providers
+            .keys()
+            .filter(|jid| jid.to_bare() == *network)
+            .cloned()
+            .collect();
+        gone.into_iter()
+            .filter_map(|jid| self.providers.remove(&jid).map(|_| jid))
+            .map(DirectoryUpdate::Removed)
+            .collect()
+    }
+
     /// The providers online now, ordered by JID.
     pub fn providers(&self) -> Vec<ProviderInfo> {
         self.providers.values().cloned().collect()

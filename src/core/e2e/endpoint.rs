@@ -60,7 +60,14 @@ pub struct E2eConfig {
     /// Attack-test knob: advertise this fingerprint in Jingle instead of our own (a relay that
     /// substitutes its key). Never set in production.
     pub advertise_fingerprint: Option<[u8; 32]>,
+    /// Besides the trust store, who may open a tunnel to us: a provider admits a guest device
+    /// whose key an active grant names (see [`crate::core::access::AccessGuard::admits`]).
+    pub admission: Option<Admission>,
 }
+
+/// Decides whether an inbound tunnel from (bare JID, key fingerprint) is accepted although the key
+/// is not in the trust store.
+pub type Admission = Arc<dyn Fn(&BareJid, &[u8; 32]) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for E2eConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +92,7 @@ impl E2eConfig {
             timeout: Duration::from_secs(10),
             hooks: TransportHooks::default(),
             advertise_fingerprint: None,
+            admission: None,
         }
     }
 }
@@ -270,20 +278,46 @@ impl E2eEndpoint {
     /// Removes `fingerprint` of `jid` from the trust store and closes every tunnel using it.
     pub fn revoke(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
         let removed = self.inner.config.trust.revoke(jid, fingerprint)?;
-        let doomed: Vec<Tunnel> = lock(&self.inner.tunnels)
-            .iter()
-            .filter(|(peer, e)| {
-                peer.to_bare() == *jid && e.tunnel.peer_fingerprint() == *fingerprint
-            })
-            .map(|(_, e)| e.tunnel.clone())
-            .collect();
-        for tunnel in doomed {
+        self.close_where(
+            |peer, fp| peer.to_bare() == *jid && fp == fingerprint,
+            "its key was revoked",
+        );
+        Ok(removed)
+    }
+
+    /// Closes every tunnel to a device of `jid` (a guest whose grant was revoked). Returns how
+    /// many were closed.
+    pub fn close_peer(&self, jid: &BareJid, why: &str) -> usize {
+        self.close_where(|peer, _| peer.to_bare() == *jid, why)
+    }
+
+    /// Closes every tunnel: the server forgot our session, so the peers' IBB sessions are gone
+    /// too (the next call opens a fresh tunnel).
+    pub fn close_all(&self, why: &str) -> usize {
+        self.close_where(|_, _| true, why)
+    }
+
+    fn close_where(&self, doomed: impl Fn(&FullJid, &[u8; 32]) -> bool, why: &str) -> usize {
+        let closing: Vec<Tunnel> = {
+            let mut tunnels = lock(&self.inner.tunnels);
+            let peers: Vec<FullJid> = tunnels
+                .iter()
+                .filter(|(peer, e)| doomed(peer, &e.tunnel.peer_fingerprint()))
+                .map(|(peer, _)| peer.clone())
+                .collect();
+            peers
+                .iter()
+                .filter_map(|p| tunnels.remove(p))
+                .map(|e| e.tunnel)
+                .collect()
+        };
+        for tunnel in &closing {
             tunnel.fail(Error::new(
                 ErrorKind::Forbidden,
-                format!("the key of {} was revoked", tunnel.peer()),
+                format!("tunnel to {} closed: {why}", tunnel.peer()),
             ));
         }
-        Ok(removed)
+        closing.len()
     }
 
     /// Arms pairing with a fresh 6-digit code to show on this device's screen (valid 5 minutes,
@@ -716,7 +750,12 @@ impl E2eEndpoint {
             SecurityMethod::X509 => (!inner
                 .config
                 .trust
-                .is_trusted(&peer.to_bare(), &offer.fingerprint))
+                .is_trusted(&peer.to_bare(), &offer.fingerprint)
+                && !inner
+                    .config
+                    .admission
+                    .as_ref()
+                    .is_some_and(|admit| admit(&peer.to_bare(), &offer.fingerprint)))
             .then(|| {
                 format!(
                     "key {} is not trusted by this device (pair first)",

@@ -23,7 +23,7 @@ pub mod trust;
 pub mod tunnel;
 pub mod xml;
 
-pub use endpoint::{E2eConfig, E2eEndpoint, E2eInbound};
+pub use endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound};
 pub use ibb::{IbbStream, TransportHooks};
 pub use settings::E2eSettings;
 pub use tls::{handshake, SecureChannel, TlsRole};

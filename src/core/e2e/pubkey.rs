@@ -311,7 +311,7 @@ pub async fn sync_attested(
             // Only first-hand trust may vouch: a key trusted by attestation cannot attest further.
             match trust.source(jid, &by)? {
                 TrustSource::Paired | TrustSource::Manual => {}
-                TrustSource::Attested { .. } => return None,
+                TrustSource::Attested { .. } | TrustSource::Host { .. } => return None,
             }
             let signer = keys.iter().find(|k| k.fingerprint == by)?;
             verify_attestation(a, jid, &key.spki, &signer.spki).then_some(by)

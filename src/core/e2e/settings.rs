@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::endpoint::{E2eConfig, E2eEndpoint, E2eInbound};
+use super::endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound};
 use super::trust::TrustStore;
 use crate::core::identity::{fingerprint_hex, DeviceIdentity};
 use crate::core::session::Session;
@@ -26,6 +26,9 @@ pub struct E2eSettings {
     /// that arrive in clear. When `false`, plain traffic is still served (interop with clients that
     /// lack the tunnel), but what came through a tunnel is answered only through it.
     pub require_tunnel: bool,
+    /// Bound on each step of tunnel setup (each Jingle exchange, the TLS handshake, pairing);
+    /// `None` keeps the endpoint's default of 10 s. A phone on a slow mobile link may want more.
+    pub setup_timeout: Option<std::time::Duration>,
 }
 
 impl E2eSettings {
@@ -35,15 +38,22 @@ impl E2eSettings {
             identity,
             trust,
             require_tunnel: true,
+            setup_timeout: None,
         }
     }
 
     /// The endpoint over `session` with these settings.
-    pub(crate) fn endpoint(&self, session: Session) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
-        E2eEndpoint::new(
-            session,
-            E2eConfig::new(self.identity.clone(), self.trust.clone()),
-        )
+    pub(crate) fn endpoint(
+        &self,
+        session: Session,
+        admission: Option<Admission>,
+    ) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
+        let mut config = E2eConfig::new(self.identity.clone(), self.trust.clone());
+        config.admission = admission;
+        if let Some(timeout) = self.setup_timeout {
+            config.timeout = timeout;
+        }
+        E2eEndpoint::new(session, config)
     }
 }
 

@@ -29,6 +29,12 @@ pub enum TrustSource {
     },
     /// Pinned explicitly by the app.
     Manual,
+    /// A device of another network whose owner granted this device guest access (named in the
+    /// owner's decision). Trusted for calls to that network only; never vouches for anyone.
+    Host {
+        /// The grant id.
+        grant: String,
+    },
 }
 
 /// One trusted peer device.

@@ -10,6 +10,10 @@
 //! provider goes offline and re-opened by the next call; it never falls back to plaintext. Events
 //! then arrive through the tunnel. Discovery (presence, disco#info) stays plain.
 
+mod access;
+
+pub use access::{GuestAccess, Issued, OwnerAccess, Revoked};
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,6 +56,9 @@ pub struct ControllerConfig {
     pub rpc_timeout: Duration,
     /// End-to-end tunnel settings; `None` calls providers in clear, as before the tunnel existed.
     pub e2e: Option<E2eSettings>,
+    /// The owner role (approve guests, sign grants); `None` for a phone that only controls or
+    /// only visits as a guest.
+    pub access: Option<OwnerAccess>,
 }
 
 impl ControllerConfig {
@@ -61,6 +68,7 @@ impl ControllerConfig {
             session,
             rpc_timeout: Duration::from_secs(10),
             e2e: None,
+            access: None,
         }
     }
 }
@@ -88,6 +96,12 @@ type SubscriptionKey = (FullJid, String);
 
 struct Shared {
     session: Session,
+    /// Our network (bare JID).
+    network: BareJid,
+    /// The owner role, when configured.
+    owner: Option<access::OwnerState>,
+    /// Our requests as a guest, and the networks that granted them.
+    guest: access::GuestState,
     /// The tunnel layer, when configured: then every call goes through it.
     e2e: Option<E2eEndpoint>,
     /// Ignore events that arrive in clear.
@@ -169,10 +183,11 @@ impl Controller {
     /// ```
     pub async fn connect(config: ControllerConfig) -> Result<Self> {
         let network = config.session.jid.to_bare();
+        let owner = config.access.map(access::OwnerState::open).transpose()?;
         let (session, inbound) = Session::connect(config.session).await?;
         let (e2e, e2e_rx) = match &config.e2e {
             Some(settings) => {
-                let (endpoint, rx) = settings.endpoint(session.clone());
+                let (endpoint, rx) = settings.endpoint(session.clone(), None);
                 (Some(endpoint), Some(rx))
             }
             None => (None, None),
@@ -181,6 +196,9 @@ impl Controller {
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let shared = Arc::new(Shared {
             session,
+            network: network.clone(),
+            owner,
+            guest: access::GuestState::default(),
             e2e,
             require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
             rpc_timeout: config.rpc_timeout,
@@ -716,6 +734,9 @@ impl Dispatcher {
     }
 
     fn on_presence(&mut self, presence: &Presence) {
+        if presence.type_ == xmpp_parsers::presence::Type::Subscribe {
+            return self.on_subscription(presence);
+        }
         let outcome = lock(&self.shared.directory).on_presence(presence);
         match outcome {
             PresenceOutcome::Ignored => {}
@@ -809,6 +830,9 @@ impl Dispatcher {
 
     fn on_message(&self, message: Message, via_tunnel: bool) {
         if message.type_ != MessageType::Headline {
+            return;
+        }
+        if !via_tunnel && self.on_access_message(&message) {
             return;
         }
         if self.shared.require_tunnel && !via_tunnel {

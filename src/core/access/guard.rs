@@ -1,0 +1,195 @@
+//! The provider's side of guest access: its [`Acl`] behind a lock, the owner's management requests
+//! (`<owner/>`, `<grant/>`, `<revoke/>`, `<acl/>`, `<audit/>`), and the per-call check.
+//!
+//! The provider's dispatcher decides *who may ask what* before calling in here: management
+//! requests only from an own-network device through its end-to-end tunnel, guest calls only
+//! through a tunnel whose key the ACL admits. This type never reads a JID or key from a payload.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use minidom::Element;
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+use super::{
+    unix_now, AccessError, AccessRequest, Acl, AclEntry, AclState, AuditEntry, AuditPage,
+    AuditRecord, Decision, DeviceFingerprint, OwnerKey, OwnerKeys, RevokeOutcome, SignedGrant,
+    SignedRevoke, MAX_AUDIT_PAGE, NS_ACCESS,
+};
+use crate::core::error::{Error, ErrorKind, Result};
+
+/// How a provider keeps guest access.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// Where the ACL is stored (0600); `None` keeps it in memory only, so grants end with the
+    /// process. A provider in a home should always have a file: grants must survive a restart.
+    pub acl_path: Option<PathBuf>,
+    /// Owner-approval keys (DER SPKI) trusted from the start, besides those that owner devices
+    /// register through the tunnel.
+    pub owner_keys: Vec<Vec<u8>>,
+}
+
+/// What a management request changed, beyond its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Nothing the dispatcher must act on.
+    None,
+    /// A grant of `guest` was revoked: close its tunnels and forget its subscriptions now.
+    Revoked(BareJid),
+}
+
+/// The provider's ACL and audit log, shared by its dispatcher and call tasks.
+#[derive(Debug)]
+pub struct AccessGuard {
+    acl: Mutex<Acl>,
+    /// The highest audit sequence number already handed out as an event.
+    emitted: Mutex<u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section leaves the ACL consistent (it persists before it commits).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AccessGuard {
+    /// Opens the ACL of `network` as `settings` say.
+    pub fn open(network: BareJid, settings: &AccessSettings) -> Result<Self> {
+        let mut owners = OwnerKeys::new(network);
+        for key in &settings.owner_keys {
+            owners.add(key).map_err(Error::from)?;
+        }
+        let acl = match &settings.acl_path {
+            Some(path) => Acl::open(path, owners, unix_now())?,
+            None => Acl::in_memory(owners),
+        };
+        Ok(AccessGuard {
+            emitted: Mutex::new(acl.audit().records().last().map_or(0, |r| r.seq)),
+            acl: Mutex::new(acl),
+        })
+    }
+
+    /// Whether the tunnel of `guest`'s device `device` may be accepted (an active grant names it).
+    pub fn admits(&self, guest: &BareJid, device: &[u8; 32]) -> bool {
+        lock(&self.acl).admits(guest, &DeviceFingerprint(*device), unix_now())
+    }
+
+    /// Whether `guest` holds an active grant (then it may read disco#info in clear).
+    pub fn knows_guest(&self, guest: &BareJid) -> bool {
+        lock(&self.acl).knows_guest(guest, unix_now())
+    }
+
+    /// The decision for a guest's call; `item` is the item a `library.*` call targets.
+    pub fn check(
+        &self,
+        caller: &FullJid,
+        device: Option<&[u8; 32]>,
+        method: &str,
+        item: Option<&str>,
+    ) -> Decision {
+        let device = device.map(|d| DeviceFingerprint(*d));
+        lock(&self.acl).check_item(caller, device.as_ref(), method, item, unix_now())
+    }
+
+    /// Records a guest's request that this provider saw (the owner decides elsewhere).
+    pub fn record_request(&self, from: &FullJid, request: &AccessRequest) {
+        lock(&self.acl).record_request(from, request, unix_now());
+    }
+
+    /// The ACL version now.
+    pub fn version(&self) -> u64 {
+        lock(&self.acl).version()
+    }
+
+    /// Audit records not handed out yet (the provider sends them to the owner as events).
+    pub fn new_records(&self) -> Vec<AuditRecord> {
+        let mut emitted = lock(&self.emitted);
+        let records = lock(&self.acl).audit().since(*emitted);
+        if let Some(last) = records.last() {
+            *emitted = last.seq;
+        }
+        records
+    }
+
+    /// Whether `payload` is a management request for this module.
+    pub fn is_management(payload: &Element) -> bool {
+        payload.ns() == NS_ACCESS
+    }
+
+    /// Answers a management request of an own-network device (the dispatcher has checked that it
+    /// came through a tunnel). Returns the iq result payload and what changed.
+    pub fn manage(&self, payload: Element, is_set: bool) -> Result<(Element, Change)> {
+        let now = unix_now();
+        let mut acl = lock(&self.acl);
+        let state = |acl: &Acl| AclState {
+            version: acl.version(),
+            entries: vec![],
+        };
+        match (payload.name(), is_set) {
+            ("owner", true) => {
+                let owner = OwnerKey::try_from(payload)
+                    .map_err(|e| AccessError::Malformed(format!("<owner>: {e}")))?;
+                let (fp, new) = acl.add_owner_key(&owner.key)?;
+                if new {
+                    tracing::info!(owner = %fp, "owner-approval key registered");
+                }
+                Ok((state(&acl).into(), Change::None))
+            }
+            ("grant", true) => {
+                let grant = SignedGrant::parse(payload)?;
+                let id = grant.id.clone();
+                acl.install(grant, now)?;
+                tracing::info!(grant = %id, "grant installed");
+                Ok((state(&acl).into(), Change::None))
+            }
+            ("revoke", true) => {
+                let revoke = SignedRevoke::parse(payload)?;
+                let outcome = acl.revoke(&revoke, now)?;
+                tracing::info!(grant = %revoke.id, ?outcome, "grant revoked");
+                let change = match outcome {
+                    RevokeOutcome::Revoked { guest } => Change::Revoked(guest),
+                    _ => Change::None,
+                };
+                Ok((state(&acl).into(), change))
+            }
+            ("acl", false) => {
+                let entries = acl
+                    .grants(now)
+                    .into_iter()
+                    .map(|g| AclEntry {
+                        active: g.active,
+                        revoked_at: g.revoked_at,
+                        grant: g.grant,
+                    })
+                    .collect();
+                let answer = AclState {
+                    version: acl.version(),
+                    entries,
+                };
+                Ok((answer.into(), Change::None))
+            }
+            ("audit", false) => {
+                let query = AuditPage::try_from(payload)
+                    .map_err(|e| AccessError::Malformed(format!("<audit>: {e}")))?;
+                let records = acl
+                    .audit()
+                    .since(query.after)
+                    .into_iter()
+                    .take(MAX_AUDIT_PAGE)
+                    .map(AuditEntry::from)
+                    .collect();
+                let page = AuditPage {
+                    after: query.after,
+                    records,
+                };
+                Ok((page.into(), Change::None))
+            }
+            (name, set) => Err(Error::new(
+                ErrorKind::BadParams,
+                format!(
+                    "no access request <{name}/> as iq {}",
+                    if set { "set" } else { "get" }
+                ),
+            )),
+        }
+    }
+}

@@ -1,0 +1,685 @@
+//! Guest access from the phones' side (DESIGN §5, spec §3.3).
+//!
+//! - **Owner** (a phone of the host network with [`ControllerConfig::access`]): hears guests'
+//!   requests ([`Controller::access_requests`]), and approves, denies, lists and revokes grants.
+//!   Approving signs a grant with the owner-approval key of its [`KeyStore`], pushes it to every
+//!   online provider of the network through the end-to-end tunnel, opens mutual presence
+//!   subscription with the guest, and tells the guest which device keys to pin.
+//! - **Guest** (a phone of another network with end-to-end settings): asks with
+//!   [`Controller::request_access`] and, once approved, discovers and drives the host's providers
+//!   like its own; every call goes through a tunnel the host's provider admits only while the
+//!   grant is active.
+//!
+//! The providers decide; nothing here is enforcement. The owner side only signs and delivers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, oneshot};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+
+use super::{lock, Controller, Dispatcher};
+use crate::core::access::{
+    unix_now, AccessDecision, AccessError, AccessRequest, AclState, AuditPage, AuditRecord,
+    DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, GrantInfo, Intake, IntakeLimits,
+    ItemId, OwnerKey, PendingRequest, Reason, RequestIntake, Scope, SignedGrant, SignedRevoke,
+    APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
+};
+use crate::core::e2e::{E2eEndpoint, TrustSource};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::identity::{KeyPolicy, KeyStore, KeyStoreError};
+use crate::core::rpc;
+use crate::core::session::IqReply;
+
+/// The owner role of a controller: the key that signs grants.
+#[derive(Clone)]
+pub struct OwnerAccess {
+    /// Where the owner-approval key lives (on a phone: the platform keystore).
+    pub store: Arc<dyn KeyStore>,
+    /// The key's alias; created with [`KeyPolicy::OwnerApproval`] if missing.
+    pub alias: String,
+    /// Whether a newly created key demands user presence for every signature.
+    pub user_presence: bool,
+    /// How guest requests are de-duplicated and rate-limited before they reach the owner.
+    pub limits: IntakeLimits,
+}
+
+impl OwnerAccess {
+    /// An owner role signing with `alias` of `store`, default limits, no user presence.
+    pub fn new(store: Arc<dyn KeyStore>, alias: impl Into<String>) -> Self {
+        OwnerAccess {
+            store,
+            alias: alias.into(),
+            user_presence: false,
+            limits: IntakeLimits::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for OwnerAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerAccess")
+            .field("alias", &self.alias)
+            .field("user_presence", &self.user_presence)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Capacity of the access-request broadcast.
+const REQUEST_CAPACITY: usize = 64;
+
+pub(super) struct OwnerState {
+    config: OwnerAccess,
+    spki: Vec<u8>,
+    intake: Mutex<RequestIntake>,
+    requests: broadcast::Sender<PendingRequest>,
+}
+
+impl OwnerState {
+    pub(super) fn open(config: OwnerAccess) -> Result<Self> {
+        let spki = match config.store.public_key(&config.alias) {
+            Ok(spki) => spki,
+            Err(KeyStoreError::NotFound { .. }) => config
+                .store
+                .generate(
+                    &config.alias,
+                    KeyPolicy::OwnerApproval {
+                        user_presence: config.user_presence,
+                    },
+                )
+                .map_err(|e| Error::from(AccessError::Signing(e)))?,
+            Err(e) => return Err(AccessError::Signing(e).into()),
+        };
+        Ok(OwnerState {
+            intake: Mutex::new(RequestIntake::new(config.limits.clone())),
+            requests: broadcast::channel(REQUEST_CAPACITY).0,
+            spki,
+            config,
+        })
+    }
+}
+
+/// What a guest device waits for: network → (our device, waiter).
+#[derive(Default)]
+pub(super) struct GuestState {
+    asked: Mutex<HashMap<BareJid, oneshot::Sender<AccessDecision>>>,
+    /// Networks that approved us: their subscription requests are answered.
+    granted: Mutex<HashSet<BareJid>>,
+}
+
+/// A grant delivered to the providers of this network.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The signed grant.
+    pub grant: SignedGrant,
+    /// The providers that installed it, with their tunnel key.
+    pub installed_on: Vec<(FullJid, [u8; 32])>,
+    /// The providers that refused it or could not be reached, and why.
+    pub failed: Vec<(FullJid, Error)>,
+}
+
+/// A revocation delivered to the providers of this network.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    /// The providers that applied it.
+    pub applied_on: Vec<FullJid>,
+    /// The providers that refused it or could not be reached, and why.
+    pub failed: Vec<(FullJid, Error)>,
+}
+
+/// What a guest obtained from a host network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestAccess {
+    /// The host network.
+    pub network: BareJid,
+    /// The grant id.
+    pub grant: GrantId,
+    /// When it expires (host's clock, seconds since the epoch).
+    pub expires: u64,
+    /// The host devices whose keys are now pinned for this network.
+    pub devices: Vec<[u8; 32]>,
+}
+
+impl Controller {
+    fn owner(&self) -> Result<&OwnerState> {
+        self.shared.owner.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "this controller is not an owner device (set ControllerConfig::access)",
+            )
+        })
+    }
+
+    fn tunnel_layer(&self) -> Result<&E2eEndpoint> {
+        self.shared.e2e.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "guest access needs the end-to-end tunnel (set ControllerConfig::e2e)",
+            )
+        })
+    }
+
+    /// Guests' requests from now on (owner devices). Each arrives once, after de-duplication and
+    /// rate limiting; [`Controller::pending_access_requests`] lists those not answered yet.
+    pub fn access_requests(&self) -> Result<broadcast::Receiver<PendingRequest>> {
+        Ok(self.owner()?.requests.subscribe())
+    }
+
+    /// The requests waiting for an answer.
+    pub fn pending_access_requests(&self) -> Result<Vec<PendingRequest>> {
+        Ok(lock(&self.owner()?.intake).pending())
+    }
+
+    /// Approves request `request` for `scopes` until `expires` (seconds since the epoch): signs
+    /// the grant, installs it on every online provider of the network, subscribes the guest to
+    /// our presence (and us to his), and tells the guest. The request stays pending if no
+    /// provider installed the grant.
+    pub async fn approve(&self, request: u64, scopes: Vec<Scope>, expires: u64) -> Result<Issued> {
+        let owner = self.owner()?;
+        let pending = lock(&owner.intake)
+            .pending()
+            .into_iter()
+            .find(|p| p.id == request)
+            .ok_or_else(|| no_request(request))?;
+        let item = if scopes.contains(&Scope::LibraryItem) {
+            pending.item.clone()
+        } else {
+            None
+        };
+        let guest = pending.guest.to_bare();
+        let issued = self
+            .grant_access(guest.clone(), pending.device, scopes, item, expires)
+            .await?;
+        lock(&owner.intake).take(request);
+        lock(&self.shared.guest.granted).insert(guest.clone());
+        // Mutual subscription (spec §6): the guest sees the providers, they see him leave.
+        for type_ in [PresenceType::Subscribed, PresenceType::Subscribe] {
+            self.shared
+                .session
+                .send(Presence::new(type_).with_to(Jid::from(guest.clone())))?;
+        }
+        let decision = AccessDecision {
+            result: APPROVED.into(),
+            for_device: pending.device,
+            grant: Some(issued.grant.id.clone()),
+            expires: Some(issued.grant.expires),
+            devices: issued
+                .installed_on
+                .iter()
+                .map(|(_, fp)| DecisionDevice {
+                    jid: self.shared.network.clone(),
+                    fingerprint: DeviceFingerprint(*fp),
+                })
+                .collect(),
+        };
+        self.send_decision(&pending.guest, decision)?;
+        Ok(issued)
+    }
+
+    /// Refuses request `request` and tells the guest.
+    pub async fn deny(&self, request: u64) -> Result<()> {
+        let owner = self.owner()?;
+        let pending = lock(&owner.intake)
+            .take(request)
+            .ok_or_else(|| no_request(request))?;
+        self.shared.session.send(
+            Presence::new(PresenceType::Unsubscribed).with_to(Jid::from(pending.guest.to_bare())),
+        )?;
+        let decision = AccessDecision {
+            result: DENIED.into(),
+            for_device: pending.device,
+            grant: None,
+            expires: None,
+            devices: vec![],
+        };
+        self.send_decision(&pending.guest, decision)
+    }
+
+    fn send_decision(&self, to: &FullJid, decision: AccessDecision) -> Result<()> {
+        let mut message =
+            Message::new_with_type(MessageType::Headline, Some(Jid::from(to.clone())));
+        message.payloads.push(decision.into());
+        self.shared.session.send(message)
+    }
+
+    /// Signs and installs a grant without a request: e.g. a guest's phone lets the host's TV
+    /// (`guest` = the host network, `device` = the TV's key) read one item of its own library
+    /// (`scopes = [LibraryItem]`, `item`).
+    pub async fn grant_access(
+        &self,
+        guest: BareJid,
+        device: DeviceFingerprint,
+        scopes: Vec<Scope>,
+        item: Option<ItemId>,
+        expires: u64,
+    ) -> Result<Issued> {
+        let owner = self.owner()?;
+        let targets = self.own_providers()?;
+        let register = Element::from(OwnerKey {
+            key: owner.spki.clone(),
+        });
+        let (ready, mut failed) = self.each_provider(&targets, true, register).await;
+        let version = ready.values().map(|s| s.version).max().unwrap_or(0);
+        let now = unix_now();
+        let mut draft = GrantDraft::new(
+            self.shared.network.clone(),
+            guest,
+            device,
+            scopes,
+            now,
+            expires,
+            version,
+        );
+        if let Some(item) = item {
+            draft = draft.for_item(item);
+        }
+        let grant = draft.sign(owner.config.store.as_ref(), &owner.config.alias)?;
+        let reached: Vec<FullJid> = ready.into_keys().collect();
+        let (installed, refused) = self
+            .each_provider(&reached, true, Element::from(grant.clone()))
+            .await;
+        failed.extend(refused);
+        let e2e = self.tunnel_layer()?;
+        let installed_on: Vec<(FullJid, [u8; 32])> = installed
+            .into_keys()
+            .filter_map(|jid| {
+                let fp = e2e.existing_tunnel(&jid)?.peer_fingerprint();
+                Some((jid, fp))
+            })
+            .collect();
+        if installed_on.is_empty() {
+            return Err(first_failure(failed, "no provider installed the grant"));
+        }
+        tracing::info!(grant = %grant.id, providers = installed_on.len(), "grant issued");
+        Ok(Issued {
+            grant,
+            installed_on,
+            failed,
+        })
+    }
+
+    /// Every grant held by the online providers of this network (merged by id; a grant revoked
+    /// on one provider shows as revoked).
+    pub async fn access_grants(&self) -> Result<Vec<GrantInfo>> {
+        self.owner()?;
+        let targets = self.own_providers()?;
+        let (states, failed) = self
+            .each_provider(&targets, false, Element::from(empty_acl()))
+            .await;
+        if states.is_empty() {
+            return Err(first_failure(failed, "no provider answered"));
+        }
+        Ok(merge_grants(states.into_values()))
+    }
+
+    /// Revokes grant `id` on every online provider of the network; when the guest holds no other
+    /// active grant, ends the mutual presence subscription too.
+    pub async fn revoke_grant(&self, id: &GrantId) -> Result<Revoked> {
+        let owner = self.owner()?;
+        let targets = self.own_providers()?;
+        let (states, mut failed) = self
+            .each_provider(&targets, false, Element::from(empty_acl()))
+            .await;
+        let version = states.values().map(|s| s.version).max().unwrap_or(0) + 1;
+        let grants = merge_grants(states.values().cloned());
+        let revoke = SignedRevoke::sign(
+            self.shared.network.clone(),
+            id.clone(),
+            version,
+            owner.config.store.as_ref(),
+            &owner.config.alias,
+        )?;
+        let reached: Vec<FullJid> = states.into_keys().collect();
+        let (applied, refused) = self
+            .each_provider(&reached, true, Element::from(revoke))
+            .await;
+        failed.extend(refused);
+        if applied.is_empty() {
+            return Err(first_failure(failed, "no provider applied the revocation"));
+        }
+        let guest = grants
+            .iter()
+            .find(|g| &g.grant.id == id)
+            .map(|g| g.grant.guest.clone());
+        if let Some(guest) = guest {
+            let still = grants
+                .iter()
+                .any(|g| g.active && &g.grant.id != id && g.grant.guest == guest);
+            if !still {
+                lock(&self.shared.guest.granted).remove(&guest);
+                for type_ in [PresenceType::Unsubscribed, PresenceType::Unsubscribe] {
+                    self.shared
+                        .session
+                        .send(Presence::new(type_).with_to(Jid::from(guest.clone())))?;
+                }
+            }
+        }
+        tracing::info!(grant = %id, providers = applied.len(), "grant revoked");
+        Ok(Revoked {
+            applied_on: applied.into_keys().collect(),
+            failed,
+        })
+    }
+
+    /// The audit records of `provider` after sequence number `after` (at most a page).
+    pub async fn access_audit(&self, provider: &FullJid, after: u64) -> Result<Vec<AuditRecord>> {
+        self.owner()?;
+        let query = AuditPage {
+            after,
+            records: vec![],
+        };
+        let answer = self.access_iq(provider, false, query.into()).await?;
+        let page = AuditPage::try_from(answer)
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("<audit>: {e}")))?;
+        Ok(page.records.into_iter().map(AuditRecord::from).collect())
+    }
+
+    /// Asks `network` (another household) for access, as a guest, and waits at most `timeout`
+    /// for the owner's answer. On approval the host's device keys are pinned and its providers
+    /// appear in [`Controller::providers`] as their presence arrives.
+    pub async fn request_access(
+        &self,
+        network: BareJid,
+        scopes: Vec<Scope>,
+        item: Option<ItemId>,
+        reason: Option<&str>,
+        timeout: Duration,
+    ) -> Result<GuestAccess> {
+        let e2e = self.tunnel_layer()?;
+        if network == self.shared.network {
+            return Err(Error::new(
+                ErrorKind::BadParams,
+                "a device needs no guest access to its own network",
+            ));
+        }
+        let mut request = AccessRequest::new(
+            DeviceFingerprint(e2e.fingerprint()),
+            scopes,
+            reason.map(Reason::new).transpose()?,
+        );
+        request.item = item;
+        request.validate()?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.shared.guest.asked).insert(network.clone(), tx);
+        // Presence of the host arrives as soon as it accepts: be ready to list its providers.
+        lock(&self.shared.directory).trust_network(network.clone());
+        let to = Jid::from(network.clone());
+        self.shared
+            .session
+            .send(Presence::new(PresenceType::Subscribe).with_to(to.clone()))?;
+        let mut message = Message::new_with_type(MessageType::Headline, Some(to));
+        message.payloads.push(request.into());
+        self.shared.session.send(message)?;
+        let decision = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(_)) => return Err(Error::new(ErrorKind::Cancelled, "controller closed")),
+            Err(_) => {
+                lock(&self.shared.guest.asked).remove(&network);
+                self.distrust(&network);
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("{network} did not answer the access request"),
+                ));
+            }
+        };
+        if decision.result != APPROVED {
+            self.distrust(&network);
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!("{network} denied access"),
+            ));
+        }
+        let (Some(grant), Some(expires)) = (decision.grant.clone(), decision.expires) else {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "approval without grant id or expiry",
+            ));
+        };
+        let mut devices = Vec::new();
+        for device in &decision.devices {
+            e2e.trust().pin(
+                &network,
+                &device.fingerprint.0,
+                TrustSource::Host {
+                    grant: grant.to_string(),
+                },
+            )?;
+            devices.push(device.fingerprint.0);
+        }
+        lock(&self.shared.guest.granted).insert(network.clone());
+        tracing::info!(%network, %grant, devices = devices.len(), "guest access granted");
+        Ok(GuestAccess {
+            network,
+            grant,
+            expires,
+            devices,
+        })
+    }
+
+    fn distrust(&self, network: &BareJid) {
+        let gone = lock(&self.shared.directory).distrust_network(network);
+        for update in gone {
+            let _ = self.shared.updates.send(update);
+        }
+    }
+
+    /// Online providers of our own network.
+    fn own_providers(&self) -> Result<Vec<FullJid>> {
+        let network = &self.shared.network;
+        let targets: Vec<FullJid> = self
+            .providers()
+            .into_iter()
+            .map(|p| p.jid)
+            .filter(|j| j.to_bare() == *network)
+            .collect();
+        if targets.is_empty() {
+            return Err(Error::new(
+                ErrorKind::ProviderUnavailable,
+                "no provider of this network is online",
+            ));
+        }
+        Ok(targets)
+    }
+
+    /// Sends one management request to each of `targets` (concurrently); the `<acl/>` states of
+    /// those that answered, and the failures of the others.
+    async fn each_provider(
+        &self,
+        targets: &[FullJid],
+        set: bool,
+        payload: Element,
+    ) -> (BTreeMap<FullJid, AclState>, Vec<(FullJid, Error)>) {
+        let calls = targets.iter().map(|jid| {
+            let payload = payload.clone();
+            async move {
+                let answer = self.access_iq(jid, set, payload).await.and_then(|el| {
+                    AclState::try_from(el)
+                        .map_err(|e| Error::new(ErrorKind::Protocol, format!("<acl>: {e}")))
+                });
+                (jid.clone(), answer)
+            }
+        });
+        let mut ok = BTreeMap::new();
+        let mut failed = Vec::new();
+        for (jid, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(state) => {
+                    ok.insert(jid, state);
+                }
+                Err(e) => {
+                    tracing::info!(provider = %jid, error = %e, "access request failed");
+                    failed.push((jid, e));
+                }
+            }
+        }
+        (ok, failed)
+    }
+
+    /// One management iq through the tunnel to `provider`.
+    async fn access_iq(&self, provider: &FullJid, set: bool, payload: Element) -> Result<Element> {
+        let e2e = self.tunnel_layer()?;
+        let to = Jid::from(provider.clone());
+        let iq = if set {
+            Iq::Set {
+                from: None,
+                to: Some(to),
+                id: String::new(),
+                payload,
+            }
+        } else {
+            Iq::Get {
+                from: None,
+                to: Some(to),
+                id: String::new(),
+                payload,
+            }
+        };
+        match e2e.request(iq, self.shared.rpc_timeout).await? {
+            IqReply::Result(Some(el)) => Ok(el),
+            IqReply::Result(None) => Err(Error::new(ErrorKind::Protocol, "empty access answer")),
+            IqReply::Error(e) => Err(rpc::error_from_stanza("access", &e)),
+        }
+    }
+}
+
+fn no_request(id: u64) -> Error {
+    Error::new(
+        ErrorKind::BadParams,
+        format!("no pending access request {id}"),
+    )
+}
+
+fn empty_acl() -> AclState {
+    AclState {
+        version: 0,
+        entries: vec![],
+    }
+}
+
+fn first_failure(failed: Vec<(FullJid, Error)>, what: &str) -> Error {
+    match failed.into_iter().next() {
+        Some((jid, e)) => Error::new(e.kind(), format!("{what}: {jid}: {}", e.message())),
+        None => Error::new(ErrorKind::ProviderUnavailable, what),
+    }
+}
+
+/// One list from the lists of several providers: by grant id; revoked anywhere wins.
+fn merge_grants(states: impl Iterator<Item = AclState>) -> Vec<GrantInfo> {
+    let mut merged: BTreeMap<GrantId, GrantInfo> = BTreeMap::new();
+    for entry in states.flat_map(|s| s.entries) {
+        let info = GrantInfo {
+            active: entry.active,
+            revoked_at: entry.revoked_at,
+            grant: entry.grant,
+        };
+        merged
+            .entry(info.grant.id.clone())
+            .and_modify(|seen| {
+                if info.revoked_at.is_some() {
+                    seen.revoked_at = seen.revoked_at.or(info.revoked_at);
+                    seen.active = false;
+                }
+            })
+            .or_insert(info);
+    }
+    merged.into_values().collect()
+}
+
+impl Dispatcher {
+    /// Access payloads in a headline message: a guest's `<request>` (owner devices) or an owner's
+    /// `<decision>` (guest devices). Returns whether the message was one of those.
+    pub(super) fn on_access_message(&self, message: &Message) -> bool {
+        let Some(payload) = message
+            .payloads
+            .iter()
+            .find(|p| p.ns() == NS_ACCESS && (p.name() == "request" || p.name() == "decision"))
+        else {
+            return false;
+        };
+        let Some(Ok(from)) = message.from.clone().map(Jid::try_into_full) else {
+            return true;
+        };
+        if from.to_bare() == self.network {
+            return true;
+        }
+        if payload.name() == "request" {
+            self.on_request(from, payload.clone());
+        } else {
+            self.on_decision(from, payload.clone());
+        }
+        true
+    }
+
+    fn on_request(&self, from: FullJid, payload: Element) {
+        let Some(owner) = &self.shared.owner else {
+            return;
+        };
+        let request = match AccessRequest::parse(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(%from, error = %e, "malformed access request ignored");
+                return;
+            }
+        };
+        let intake = lock(&owner.intake).offer(&from, &request, unix_now());
+        match intake {
+            Intake::Notify(pending) => {
+                tracing::info!(%from, id = pending.id, "access request");
+                let _ = owner.requests.send(pending);
+            }
+            other => tracing::debug!(%from, ?other, "access request not notified"),
+        }
+    }
+
+    fn on_decision(&self, from: FullJid, payload: Element) {
+        let network = from.to_bare();
+        let decision = match AccessDecision::try_from(payload) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::info!(%from, error = %e, "malformed access decision ignored");
+                return;
+            }
+        };
+        let bad = decision.devices.len() > MAX_DECISION_DEVICES
+            || decision.devices.iter().any(|d| d.jid != network)
+            || !matches!(decision.result.as_str(), APPROVED | DENIED);
+        if bad {
+            tracing::info!(%from, "access decision with foreign or too many devices ignored");
+            return;
+        }
+        let own_device = self.shared.e2e.as_ref().map(|e| e.fingerprint());
+        if own_device != Some(decision.for_device.0) {
+            tracing::debug!(%from, "access decision for another device ignored");
+            return;
+        }
+        match lock(&self.shared.guest.asked).remove(&network) {
+            Some(waiter) => {
+                let _ = waiter.send(decision);
+            }
+            None => tracing::debug!(%from, "unsolicited access decision ignored"),
+        }
+    }
+
+    /// A subscription request: accepted only from a network we asked for access (or that
+    /// granted it); others stay pending on the server for the app to decide.
+    pub(super) fn on_subscription(&self, presence: &Presence) {
+        let Some(from) = presence.from.as_ref().map(Jid::to_bare) else {
+            return;
+        };
+        let known = lock(&self.shared.guest.asked).contains_key(&from)
+            || lock(&self.shared.guest.granted).contains(&from);
+        if !known {
+            tracing::debug!(%from, "subscription request left pending");
+            return;
+        }
+        let answer = Presence::new(PresenceType::Subscribed).with_to(Jid::from(from.clone()));
+        if self.shared.session.send(answer).is_err() {
+            tracing::debug!(%from, "could not accept subscription: session ended");
+        }
+    }
+}

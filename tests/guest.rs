@@ -1,0 +1,708 @@
+//! Guest access on the wire (issue 6, spec §3.3) with two households on the real Prosody:
+//! Julia's network `home@home.test` (a TV, her phone = owner device) and a fresh Romeo network on
+//! `friend.test` per test (his phone, and for the one-item grant his media library).
+//!
+//! Covered: request → owner notified → approve `playback` for 2 h → mutual presence → the guest
+//! discovers and plays on the TV through the tunnel, is refused the recorder and the library,
+//! hears events; owner lists grants, reads the audit log (and gets it as events); revoke → the
+//! guest's next call is refused and the TV leaves his directory; denial; strangers and plaintext
+//! guests refused; grants survive a provider restart; a 1000-request flood neither grows the
+//! owner's memory nor spams it; the role × method matrix over every method of every service;
+//! the one-item library grant.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use pmn::core::access::{
+    unix_now, AccessRequest, AuditKind, DeviceFingerprint, ItemId, Scope, NS_ACCESS,
+};
+use pmn::core::controller::{Controller, ControllerConfig, OwnerAccess};
+use pmn::core::discovery::DirectoryUpdate;
+use pmn::core::e2e::{E2eSettings, TrustSource, TrustStore};
+use pmn::core::error::ErrorKind;
+use pmn::core::identity::DeviceIdentity;
+use pmn::core::provider::{Provider, ProviderConfig};
+use pmn::core::rpc::xmlrpc::Value;
+use pmn::core::services::library::{GeneratedLibrary, LibraryService};
+use pmn::core::services::player::{PlayerService, SimulatedPlayer};
+use pmn::core::services::recorder::RecorderService;
+use pmn::core::session::{Session, SessionConfig};
+use pmn::platform::software::SoftwareKeyStore;
+use pmn_testkit::Account;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+
+const T: Duration = Duration::from_secs(10);
+const TWO_HOURS: u64 = 2 * 3600;
+/// How long a guest waits for the owner (a person, in real life).
+const ASK: Duration = Duration::from_secs(60);
+
+/// One device's keys: its own software key store (TLS identity, owner key) and trust store.
+struct Keys {
+    store: Arc<SoftwareKeyStore>,
+    identity: DeviceIdentity,
+    trust: Arc<TrustStore>,
+    dir: tempfile::TempDir,
+}
+
+fn keys(name: &str) -> Keys {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SoftwareKeyStore::open(dir.path().join("keys")).expect("store"));
+    let identity = DeviceIdentity::load_or_generate(store.clone(), "tls", name).expect("identity");
+    Keys {
+        store,
+        identity,
+        trust: Arc::new(TrustStore::in_memory()),
+        dir,
+    }
+}
+
+impl Keys {
+    fn settings(&self) -> E2eSettings {
+        E2eSettings::new(self.identity.clone(), self.trust.clone())
+    }
+    fn fingerprint(&self) -> [u8; 32] {
+        self.identity.fingerprint()
+    }
+    /// This device trusts `other`, a device of `network` (paired earlier, in real life).
+    fn pin(&self, network: &str, other: &Keys) {
+        let network: BareJid = network.parse().expect("jid");
+        self.trust
+            .pin(&network, &other.fingerprint(), TrustSource::Manual)
+            .expect("pin");
+    }
+}
+
+/// A fresh guest household on friend.test, so that no test meets another's roster.
+fn romeo_account() -> Account {
+    let user = unique("romeo").replace('-', "_");
+    let password = "romeo-secret";
+    server()
+        .register(&user, "friend.test", password)
+        .expect("register romeo");
+    Account {
+        jid: Box::leak(format!("{user}@friend.test").into_boxed_str()),
+        password,
+    }
+}
+
+fn all_services() -> Vec<Arc<dyn pmn::core::rpc::Service>> {
+    vec![
+        Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default()))),
+        Arc::new(RecorderService::simulated()),
+        Arc::new(LibraryService::new(Arc::new(GeneratedLibrary::new(20)))),
+    ]
+}
+
+async fn start_provider(
+    session: SessionConfig,
+    keys: &Keys,
+    acl: Option<std::path::PathBuf>,
+    services: Vec<Arc<dyn pmn::core::rpc::Service>>,
+) -> Provider {
+    let mut config = ProviderConfig::new(session, "Julia's TV");
+    config.e2e = Some(keys.settings());
+    config.access = Some(pmn::core::access::AccessSettings {
+        acl_path: acl,
+        owner_keys: vec![],
+    });
+    Provider::start(config, services)
+        .await
+        .expect("provider starts")
+}
+
+async fn start_phone(session: SessionConfig, keys: &Keys, owner: bool) -> Controller {
+    let mut config = ControllerConfig::new(session);
+    config.rpc_timeout = Duration::from_secs(5);
+    config.e2e = Some(keys.settings());
+    if owner {
+        config.access = Some(OwnerAccess::new(keys.store.clone(), "owner-approval"));
+    }
+    Controller::connect(config)
+        .await
+        .expect("controller connects")
+}
+
+/// Every device of Julia's network hears every guest's request, so two tests with a host each
+/// would answer each other's guests: the tests of this file take turns.
+static HOUSEHOLD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Julia's household: a TV with every service and guest access, and her phone, paired.
+struct Host {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    tv: Provider,
+    tv_keys: Keys,
+    phone: Controller,
+    _phone_keys: Keys,
+}
+
+impl Host {
+    async fn start() -> Host {
+        Host::start_with_acl(None).await
+    }
+
+    async fn start_with_acl(acl: Option<std::path::PathBuf>) -> Host {
+        let turn = HOUSEHOLD.lock().await;
+        let tv_keys = keys("tv");
+        let phone_keys = keys("julia-phone");
+        tv_keys.pin(HOME.jid, &phone_keys);
+        phone_keys.pin(HOME.jid, &tv_keys);
+        let tv = start_provider(session_config(&HOME, "tv"), &tv_keys, acl, all_services()).await;
+        let phone = start_phone(session_config(&HOME, "julia"), &phone_keys, true).await;
+        discover(&phone, &tv).await;
+        Host {
+            _turn: turn,
+            tv,
+            tv_keys,
+            phone,
+            _phone_keys: phone_keys,
+        }
+    }
+
+    /// Goes offline cleanly, so that the next test does not see this TV as a hibernating,
+    /// still-available device of the network.
+    async fn stop(self) {
+        self.phone.close().await;
+        self.tv.stop().await;
+    }
+
+    fn tv_jid(&self) -> FullJid {
+        self.tv.session().jid().expect("tv online")
+    }
+}
+
+fn home() -> BareJid {
+    HOME.jid.parse().expect("jid")
+}
+
+/// Romeo asks; Julia sees the request and approves `scopes`; Romeo gets the grant.
+async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> String {
+    let mut requests = host.phone.access_requests().expect("owner");
+    let ask = {
+        let romeo = romeo.clone();
+        tokio::spawn(async move {
+            romeo
+                .request_access(home(), vec![Scope::Playback], None, Some("film night"), ASK)
+                .await
+        })
+    };
+    let request = tokio::time::timeout(T, requests.recv())
+        .await
+        .expect("request in time")
+        .expect("request");
+    assert_eq!(
+        request.guest.to_bare(),
+        romeo.session().jid().unwrap().to_bare()
+    );
+    assert_eq!(
+        request.device,
+        DeviceFingerprint(romeo.e2e().unwrap().fingerprint())
+    );
+    assert_eq!(request.scopes, vec![Scope::Playback]);
+    assert_eq!(
+        request.reason.as_ref().map(|r| r.as_str()),
+        Some("film night")
+    );
+    let issued = host
+        .phone
+        .approve(request.id, scopes, unix_now() + TWO_HOURS)
+        .await
+        .expect("approve");
+    assert_eq!(issued.installed_on.len(), 1, "{issued:?}");
+    assert_eq!(issued.installed_on[0].0, host.tv_jid());
+    let access = ask.await.expect("task").expect("granted");
+    assert_eq!(access.network, home());
+    assert_eq!(access.devices, vec![host.tv_keys.fingerprint()]);
+    assert_eq!(access.grant, issued.grant.id);
+    access.grant.to_string()
+}
+
+fn is_forbidden<T: std::fmt::Debug>(r: &pmn::core::error::Result<T>) -> bool {
+    matches!(r, Err(e) if e.kind() == ErrorKind::Forbidden)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_asks_owner_approves_playback_guest_plays_revoke_ends_it() {
+    let host = Host::start().await;
+    let romeo_keys = keys("romeo-phone");
+    let romeo = start_phone(
+        session_config(&romeo_account(), "phone"),
+        &romeo_keys,
+        false,
+    )
+    .await;
+    let grant = grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+
+    // Mutual presence: Romeo discovers the TV like one of his own.
+    let tv = host.tv_jid();
+    romeo
+        .wait_for_provider(|p| p.jid == tv, T)
+        .await
+        .expect("guest discovers the TV");
+
+    // In scope: playback, through the tunnel, with events.
+    let player = romeo.player(tv.clone());
+    let _sub = romeo.subscribe(&tv, "player").await.expect("subscribe");
+    let mut events = romeo.events();
+    player.play("file:///romeo/film.mkv").await.expect("play");
+    let event = tokio::time::timeout(T, events.recv())
+        .await
+        .expect("event in time")
+        .expect("event");
+    assert_eq!(event.provider, tv);
+    assert!(player.pause().await.is_ok());
+    assert!(player.status().await.is_ok());
+
+    // Out of scope: recorder and library are refused by the TV.
+    assert!(is_forbidden(&romeo.recorder(tv.clone()).channels().await));
+    assert!(is_forbidden(
+        &romeo.library(tv.clone()).browse("videos", 0, 10).await
+    ));
+    assert!(is_forbidden(&player.clear_queue().await));
+
+    // The owner lists the grant and reads the audit log.
+    let grants = host.phone.access_grants().await.expect("list");
+    let listed: Vec<_> = grants
+        .iter()
+        .filter(|g| g.grant.id.as_str() == grant)
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].active);
+    assert_eq!(
+        listed[0].grant.guest,
+        romeo.session().jid().unwrap().to_bare()
+    );
+    let audit = host.phone.access_audit(&tv, 0).await.expect("audit");
+    let has = |kind: AuditKind, method: Option<&str>| {
+        audit
+            .iter()
+            .any(|r| r.kind == kind && (method.is_none() || r.method.as_deref() == method))
+    };
+    assert!(has(AuditKind::Request, None), "{audit:?}");
+    assert!(has(AuditKind::Grant, None), "{audit:?}");
+    assert!(has(AuditKind::Use, Some("player.play")), "{audit:?}");
+    assert!(has(AuditKind::Deny, Some("recorder.channels")), "{audit:?}");
+
+    // The owner's phone gets new audit records as events.
+    let _feed = host
+        .phone
+        .subscribe(&tv, "access")
+        .await
+        .expect("audit feed");
+    let mut owner_events = host.phone.events();
+    player.resume().await.expect("resume");
+    let audit_event = tokio::time::timeout(T, async {
+        loop {
+            let e = owner_events.recv().await.expect("event");
+            if e.notice.service == "access" {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("audit event in time");
+    assert_eq!(audit_event.notice.name, "audit");
+    let Value::Struct(record) = &audit_event.notice.params[0] else {
+        panic!("audit record is a struct: {audit_event:?}");
+    };
+    let kind = record.iter().find(|(k, _)| k == "kind").map(|(_, v)| v);
+    assert_eq!(kind, Some(&Value::String("use".into())));
+
+    // Revoke: applied at once, the next call is refused, the TV leaves Romeo's directory.
+    let mut updates = romeo.updates();
+    let revoked = host
+        .phone
+        .revoke_grant(&pmn::core::access::GrantId::new(grant.clone()).unwrap())
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.applied_on, vec![tv.clone()]);
+    // A call racing the tunnel's close may see the tunnel end (NotConnected); none succeeds, and
+    // the next one, which must open a new tunnel, is refused by the TV.
+    let racing = player.status().await;
+    assert!(racing.is_err(), "{racing:?}");
+    let after = player.status().await;
+    assert!(is_forbidden(&after), "{after:?}");
+    tokio::time::timeout(T, async {
+        loop {
+            if let Ok(DirectoryUpdate::Removed(jid)) = updates.recv().await {
+                if jid == tv {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the TV leaves the guest's directory after revocation");
+    let grants = host.phone.access_grants().await.expect("list");
+    assert!(grants
+        .iter()
+        .filter(|g| g.grant.id.as_str() == grant)
+        .all(|g| !g.active && g.revoked_at.is_some()));
+    romeo.close().await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn denied_guest_gets_forbidden_and_no_tunnel() {
+    let host = Host::start().await;
+    let romeo_keys = keys("romeo-phone");
+    let romeo = start_phone(
+        session_config(&romeo_account(), "phone"),
+        &romeo_keys,
+        false,
+    )
+    .await;
+    let mut requests = host.phone.access_requests().expect("owner");
+    let ask = {
+        let romeo = romeo.clone();
+        tokio::spawn(async move {
+            romeo
+                .request_access(home(), vec![Scope::Playback], None, None, ASK)
+                .await
+        })
+    };
+    let request = tokio::time::timeout(T, requests.recv())
+        .await
+        .expect("in time")
+        .expect("request");
+    host.phone.deny(request.id).await.expect("deny");
+    let outcome = ask.await.expect("task");
+    assert!(is_forbidden(&outcome), "{outcome:?}");
+    assert!(host.phone.pending_access_requests().unwrap().is_empty());
+    // Answering twice is a typed error, not a panic.
+    assert_eq!(
+        host.phone.deny(request.id).await.unwrap_err().kind(),
+        ErrorKind::BadParams
+    );
+    // Nothing trusted, nothing granted: a call to the TV fails before any control is sent.
+    let call = romeo.player(host.tv_jid()).status().await;
+    assert!(call.is_err());
+    assert_eq!(host.tv.access().unwrap().version(), 0);
+    romeo.close().await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strangers_and_plaintext_guests_are_refused() {
+    let host = Host::start().await;
+    let romeo_keys = keys("romeo-phone");
+    let romeo_account = romeo_account();
+    let romeo = start_phone(session_config(&romeo_account, "phone"), &romeo_keys, false).await;
+    grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let tv = Jid::from(host.tv_jid());
+
+    // The granted guest, but in clear (a plain session of his account): refused.
+    let (plain, _rx) = Session::connect(session_config(&romeo_account, "plain"))
+        .await
+        .expect("plain session");
+    let r = pmn::core::rpc::call(&plain, &tv, "player.status", vec![], T).await;
+    assert!(is_forbidden(&r), "{r:?}");
+    // Management requests in clear, even from the guest: refused.
+    let register =
+        xmpp_parsers::iq::Iq::from_set("x", pmn::core::access::OwnerKey { key: vec![1, 2, 3] })
+            .with_to(tv.clone());
+    let reply = plain.request(register, T).await.expect("answered");
+    assert!(matches!(reply, pmn::core::session::IqReply::Error(_)));
+
+    // A stranger (home.test, no grant): refused in clear and through a tunnel.
+    let (stranger, _rx) = Session::connect(session_config(&STRANGER, "x"))
+        .await
+        .expect("stranger");
+    let r = pmn::core::rpc::call(&stranger, &tv, "player.status", vec![], T).await;
+    assert!(is_forbidden(&r), "{r:?}");
+    let eve_keys = keys("eve");
+    eve_keys.pin(HOME.jid, &host.tv_keys);
+    let eve = start_phone(session_config(&STRANGER, "eve"), &eve_keys, false).await;
+    let r = eve.call(&host.tv_jid(), "player.status", vec![]).await;
+    assert!(r.is_err(), "{r:?}");
+    // The TV still serves its guest.
+    assert!(romeo.player(host.tv_jid()).status().await.is_ok());
+    for s in [&plain, &stranger] {
+        s.close().await;
+    }
+    eve.close().await;
+    romeo.close().await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_survive_a_provider_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acl = dir.path().join("acl.json");
+    let host = Host::start_with_acl(Some(acl.clone())).await;
+    let romeo_keys = keys("romeo-phone");
+    let romeo = start_phone(
+        session_config(&romeo_account(), "phone"),
+        &romeo_keys,
+        false,
+    )
+    .await;
+    grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let Host {
+        _turn,
+        tv,
+        tv_keys,
+        phone: _phone,
+        ..
+    } = host;
+    tv.stop().await;
+    let tv = start_provider(
+        session_config(&HOME, "tv"),
+        &tv_keys,
+        Some(acl),
+        all_services(),
+    )
+    .await;
+    let jid = tv.session().jid().expect("online");
+    romeo
+        .wait_for_provider(|p| p.jid == jid, T)
+        .await
+        .expect("TV back");
+    romeo
+        .player(jid.clone())
+        .status()
+        .await
+        .expect("the restarted TV still honours the grant");
+    assert!(is_forbidden(&romeo.recorder(jid).channels().await));
+    romeo.close().await;
+    _phone.close().await;
+    tv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_flood_neither_grows_memory_nor_spams_the_owner() {
+    let host = Host::start().await;
+    let flood_account = romeo_account();
+    let (flooder, _rx) = Session::connect(session_config(&flood_account, "flood"))
+        .await
+        .expect("session");
+    let mut requests = host.phone.access_requests().expect("owner");
+    let network = Jid::from(home());
+    for i in 0..1000u32 {
+        let mut fp = [0u8; 32];
+        fp[..4].copy_from_slice(&i.to_be_bytes());
+        let request = AccessRequest::new(DeviceFingerprint(fp), vec![Scope::Playback], None);
+        let mut message = Message::new_with_type(MessageType::Headline, Some(network.clone()));
+        message.payloads.push(request.into());
+        flooder.send(message).expect("send");
+    }
+    // A marker from a second guest proves the owner processed the whole flood in order.
+    let other = romeo_account();
+    let (marker, _rx2) = Session::connect(session_config(&other, "marker"))
+        .await
+        .expect("session");
+    let request = AccessRequest::new(DeviceFingerprint([0xee; 32]), vec![Scope::Playback], None);
+    let mut message = Message::new_with_type(MessageType::Headline, Some(network));
+    message.payloads.push(request.into());
+    // The notification budget may be spent by the flood: the marker shows up as pending.
+    marker.send(message).expect("send");
+    let limits = pmn::core::access::IntakeLimits::default();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let pending = host.phone.pending_access_requests().unwrap();
+        if pending
+            .iter()
+            .any(|p| p.device == DeviceFingerprint([0xee; 32]))
+        {
+            let flood = pending
+                .iter()
+                .filter(|p| p.guest.to_bare().as_str() == flood_account.jid)
+                .count();
+            assert!(
+                flood <= limits.per_guest_burst,
+                "{flood} pending from one guest"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "marker request never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut notified = 0;
+    while requests.try_recv().is_ok() {
+        notified += 1;
+    }
+    assert!(
+        notified <= limits.notify_burst as usize,
+        "owner notified {notified} times"
+    );
+    assert!(notified >= 1);
+    // The owner's device still works.
+    assert!(host.phone.player(host.tv_jid()).status().await.is_ok());
+    flooder.close().await;
+    marker.close().await;
+    host.stop().await;
+}
+
+/// Every method of every service, for each role: owner, guest in scope, guest out of scope,
+/// stranger. The ACL decides before parameters are read, so "allowed" is "anything but
+/// `forbidden`" (calls run with no parameters: some answer `bad-request`, which is fine).
+#[tokio::test(flavor = "multi_thread")]
+async fn role_by_method_matrix() {
+    let host = Host::start().await;
+    let romeo_keys = keys("romeo-phone");
+    let romeo = start_phone(
+        session_config(&romeo_account(), "phone"),
+        &romeo_keys,
+        false,
+    )
+    .await;
+    grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let eve_keys = keys("eve");
+    eve_keys.pin(HOME.jid, &host.tv_keys);
+    let stranger = start_phone(session_config(&STRANGER, "eve"), &eve_keys, false).await;
+    let tv = host.tv_jid();
+    romeo
+        .wait_for_provider(|p| p.jid == tv, T)
+        .await
+        .expect("guest discovers the TV");
+    let methods = [
+        ("player", PLAYER_VERBS),
+        ("recorder", RECORDER_VERBS),
+        ("library", LIBRARY_VERBS),
+    ];
+    let mut checked = 0;
+    for (service, verbs) in methods {
+        for verb in verbs {
+            let method = format!("{service}.{verb}");
+            let in_scope = Scope::Playback.allows(&method);
+            let owner = host.phone.call(&tv, &method, vec![]).await;
+            assert!(!is_forbidden(&owner), "owner {method}: {owner:?}");
+            let guest = romeo.call(&tv, &method, vec![]).await;
+            assert_eq!(
+                !is_forbidden(&guest),
+                in_scope,
+                "guest {method} (in scope: {in_scope}): {guest:?}"
+            );
+            let s = stranger.call(&tv, &method, vec![]).await;
+            assert!(s.is_err(), "stranger {method}: {s:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        PLAYER_VERBS.len() + RECORDER_VERBS.len() + LIBRARY_VERBS.len()
+    );
+    romeo.close().await;
+    stranger.close().await;
+    host.stop().await;
+}
+
+const PLAYER_VERBS: &[&str] = &[
+    "play",
+    "pause",
+    "resume",
+    "stop",
+    "seek",
+    "set_volume",
+    "mute",
+    "next",
+    "previous",
+    "enqueue",
+    "clear_queue",
+    "queue",
+    "status",
+    "subscribe",
+    "unsubscribe",
+];
+const RECORDER_VERBS: &[&str] = &["channels", "schedule", "scheduled", "cancel", "subscribe"];
+const LIBRARY_VERBS: &[&str] = &["browse", "search", "item", "subscribe"];
+
+/// Spec §3.3's "only the one file": Romeo's phone (owner of his network) grants Julia's TV read
+/// access to one item of his library; the TV, acting as a controller of that library, gets that
+/// item and `forbidden` for anything else.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_tv_reads_only_the_one_shared_item() {
+    let _turn = HOUSEHOLD.lock().await;
+    let romeo_account = romeo_account();
+    let romeo_net: &str = romeo_account.jid;
+    let nas_keys = keys("romeo-nas");
+    let phone_keys = keys("romeo-phone");
+    nas_keys.pin(romeo_net, &phone_keys);
+    phone_keys.pin(romeo_net, &nas_keys);
+    let nas = start_provider(
+        session_config(&romeo_account, "nas"),
+        &nas_keys,
+        None,
+        vec![Arc::new(LibraryService::new(Arc::new(
+            GeneratedLibrary::new(20),
+        )))],
+    )
+    .await;
+    let phone = start_phone(session_config(&romeo_account, "phone"), &phone_keys, true).await;
+    discover(&phone, &nas).await;
+
+    // Julia's TV, in its role as a controller of Romeo's library, knows the library's key from
+    // Romeo (he shows it when he shares the film).
+    let tv_keys = keys("tv");
+    tv_keys.pin(romeo_net, &nas_keys);
+    let tv_fetcher = start_phone(session_config(&HOME, "tv-fetch"), &tv_keys, false).await;
+
+    let item = "videos/7";
+    let issued = phone
+        .grant_access(
+            home(),
+            DeviceFingerprint(tv_keys.fingerprint()),
+            vec![Scope::LibraryItem],
+            Some(ItemId::new(item).unwrap()),
+            unix_now() + TWO_HOURS,
+        )
+        .await
+        .expect("grant the one item");
+    assert_eq!(issued.grant.item.as_ref().map(|i| i.as_str()), Some(item));
+
+    let nas_jid = nas.session().jid().expect("online");
+    let library = tv_fetcher.library(nas_jid.clone());
+    let got = library.item(item).await.expect("the shared item");
+    assert_eq!(got.id, item);
+    assert!(is_forbidden(&library.item("videos/8").await));
+    assert!(is_forbidden(&library.browse("videos", 0, 10).await));
+    assert!(is_forbidden(&library.search("Film", 0, 10).await));
+    // Another device of Julia's network (not the TV's key) gets nothing either.
+    let other_keys = keys("julia-laptop");
+    other_keys.pin(romeo_net, &nas_keys);
+    let other = start_phone(session_config(&HOME, "laptop"), &other_keys, false).await;
+    assert!(other.library(nas_jid).item(item).await.is_err());
+    drop(nas_keys.dir);
+    for c in [&phone, &tv_fetcher, &other] {
+        c.close().await;
+    }
+    nas.stop().await;
+}
+
+/// An access payload that is not a request (or a broken one) from a stranger changes nothing on
+/// the owner's side and does not crash it.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_are_ignored_by_the_owner() {
+    let host = Host::start().await;
+    let (eve, _rx) = Session::connect(session_config(&STRANGER, "eve"))
+        .await
+        .expect("session");
+    let network = Jid::from(home());
+    for xml in [
+        format!("<request xmlns='{NS_ACCESS}' device='zz'/>"),
+        format!(
+            "<request xmlns='{NS_ACCESS}' device='{}'/>",
+            "ab".repeat(32)
+        ),
+        format!(
+            "<request xmlns='{NS_ACCESS}' device='{}'><scope name='root'/></request>",
+            "ab".repeat(32)
+        ),
+        format!("<decision xmlns='{NS_ACCESS}' result='approved' for='00'/>"),
+    ] {
+        let mut message = Message::new_with_type(MessageType::Headline, Some(network.clone()));
+        message.payloads.push(xml.parse().expect("xml"));
+        eve.send(message).expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(host.phone.pending_access_requests().unwrap().is_empty());
+    assert!(host.phone.player(host.tv_jid()).status().await.is_ok());
+    eve.close().await;
+    host.stop().await;
+}
