@@ -15,17 +15,7 @@ use pmn::{
 use tokio::sync::mpsc;
 
 fn config(device: &str) -> ConnectionConfig {
-    let server = server();
-    ConnectionConfig {
-        network: HOME.jid.into(),
-        password: HOME.password.into(),
-        device: unique(device),
-        server: Some(server.addr()),
-        test_ca_pem: Some(server.ca_pem()),
-        connect_timeout_ms: 10_000,
-        rpc_timeout_ms: 10_000,
-        e2e: None,
-    }
+    ffi_config(device)
 }
 
 struct Phone {

@@ -182,6 +182,7 @@ impl Controller {
         let mut core_config = CoreConfig::new(self.config.to_session()?);
         core_config.rpc_timeout = self.config.rpc_timeout();
         core_config.e2e = self.config.e2e_settings()?;
+        core_config.access = self.config.owner_access();
         let core = runtime::run(async move {
             CoreController::connect(core_config)
                 .await

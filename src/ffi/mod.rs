@@ -1,6 +1,7 @@
 //! The UniFFI facade: thin wrappers over [`crate::core`], converting with `From`. No protocol rule
 //! lives here; everything exported is also a plain Rust API tested in Rust.
 
+mod access;
 mod controller;
 mod diagnostics;
 mod e2e;
@@ -14,6 +15,7 @@ mod runtime;
 mod services;
 mod task;
 
+pub use access::*;
 pub use controller::Controller;
 pub use diagnostics::{live_objects, LiveObjects};
 pub use e2e::*;

@@ -4,10 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use super::diagnostics::{self, Live};
-use super::error::{config, PmnError};
+use super::error::PmnError;
 use super::records::ConnectionConfig;
 use super::runtime;
-use crate::core::provider::{Provider as CoreProvider, ProviderConfig};
+use crate::core::provider::Provider as CoreProvider;
 use crate::core::services::player::{PlayerService, SimulatedPlayer};
 
 /// A running provider. `stop()` takes it offline; dropping it does too.
@@ -60,24 +60,8 @@ pub async fn start_simulated_player(
     config: ConnectionConfig,
     name: String,
 ) -> Result<Arc<Provider>, PmnError> {
-    if name.trim().is_empty() {
-        return Err(self::config("the provider needs a name"));
-    }
-    let session = config.to_session()?;
-    let e2e = config.e2e_settings()?;
-    let core = runtime::run(async move {
-        let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
-        let mut provider_config = ProviderConfig::new(session, name);
-        provider_config.e2e = e2e;
-        CoreProvider::start(provider_config, vec![player])
-            .await
-            .map_err(PmnError::from)
-    })
-    .await?;
-    Ok(Arc::new(Provider {
-        inner: Mutex::new(Some(core)),
-        _live: Live::new(&diagnostics::PROVIDERS),
-    }))
+    let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
+    super::services::start(config, name, vec![player]).await
 }
 
 #[uniffi::export]

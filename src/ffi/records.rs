@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use xmpp_parsers::jid::{BareJid, FullJid};
 
+use super::access::{GuestPolicy, OwnerOptions};
 use super::e2e::E2eOptions;
 use super::error::{config, PmnError};
 use crate::core::discovery::ProviderInfo as CoreProviderInfo;
@@ -38,6 +39,12 @@ pub struct ConnectionConfig {
     /// The end-to-end tunnel between devices (keys, pinned peers, policy); `None` talks in clear.
     #[uniffi(default = None)]
     pub e2e: Option<E2eOptions>,
+    /// Controllers: make this phone an owner device that approves guests (needs `e2e`).
+    #[uniffi(default = None)]
+    pub owner: Option<OwnerOptions>,
+    /// Providers: take guests of other networks under a signed, scoped grant (needs `e2e`).
+    #[uniffi(default = None)]
+    pub guests: Option<GuestPolicy>,
 }
 
 impl ConnectionConfig {

@@ -124,7 +124,7 @@ impl MediaPlayer for ForeignPlayer {
     }
 }
 
-async fn start(
+pub(super) async fn start(
     config: ConnectionConfig,
     name: String,
     services: Vec<Arc<dyn Service>>,
@@ -134,9 +134,11 @@ async fn start(
     }
     let session = config.to_session()?;
     let e2e = config.e2e_settings()?;
+    let access = config.access_settings();
     let core = runtime::run(async move {
         let mut provider_config = ProviderConfig::new(session, name);
         provider_config.e2e = e2e;
+        provider_config.access = access;
         CoreProvider::start(provider_config, services)
             .await
             .map_err(PmnError::from)

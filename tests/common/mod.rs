@@ -59,6 +59,8 @@ pub fn ffi_config(device: &str) -> pmn::ConnectionConfig {
         connect_timeout_ms: 10_000,
         rpc_timeout_ms: 10_000,
         e2e: None,
+        owner: None,
+        guests: None,
     }
 }
 

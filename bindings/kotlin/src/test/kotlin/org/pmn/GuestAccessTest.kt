@@ -1,0 +1,142 @@
+package org.pmn
+
+import java.nio.file.Path
+import java.util.concurrent.LinkedBlockingQueue
+import java.util.concurrent.TimeUnit
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assumptions.assumeTrue
+import org.junit.jupiter.api.BeforeEach
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+import kotlin.test.assertEquals
+import kotlin.test.assertTrue
+import kotlin.test.fail
+
+/** Collects the guests' requests an owner phone is told of. */
+class RecordingAccessListener : AccessListener {
+    val requests = LinkedBlockingQueue<AccessRequest>()
+
+    override fun onAccessRequest(request: AccessRequest) {
+        requests.add(request)
+    }
+
+    fun await(): AccessRequest = requests.poll(10, TimeUnit.SECONDS) ?: fail("no access request")
+}
+
+/**
+ * Spec §3.3 from Kotlin, with two households on the test Prosody: Romeo (`home@friend.test`) asks
+ * Julia's network (`home@home.test`) for access; Julia's phone approves `playback` for two hours;
+ * Romeo plays on her TV, is refused the recorder; Julia lists the grant, reads the audit log and
+ * revokes; Romeo's next call is refused. (The Rust twin with more cases is tests/guest.rs.)
+ */
+class GuestAccessTest {
+    @BeforeEach
+    fun needsServer() {
+        assumeTrue(TestServer.server != null, "run through `cargo xtask test` (needs -Dpmn.server)")
+    }
+
+    private fun e2e(store: DeviceKeyStore, dir: Path) =
+        E2eOptions(keyStore = store, trustFile = dir.resolve("trust.json").toString())
+
+    @Test
+    fun romeoAsksJuliaApprovesPlaybackRomeoPlaysThenJuliaRevokes(
+        @TempDir tvDir: Path,
+        @TempDir juliaDir: Path,
+        @TempDir romeoDir: Path,
+    ): Unit = runBlocking {
+        val tvKeys = DeviceKeyStore.software(tvDir.resolve("keys").toString())
+        val juliaKeys = DeviceKeyStore.software(juliaDir.resolve("keys").toString())
+        val romeoKeys = DeviceKeyStore.software(romeoDir.resolve("keys").toString())
+
+        // Julia's TV takes guests; its ACL is a file, so grants survive a restart.
+        val tvConfig = TestServer.config("tv").copy(
+            e2e = e2e(tvKeys, tvDir),
+            guests = GuestPolicy(aclFile = tvDir.resolve("acl.json").toString()),
+        )
+        val tv = startDemoProvider(tvConfig, "Julia's TV", 10u)
+        // Julia's phone is an owner device: its owner-approval key signs grants.
+        val juliaConfig = TestServer.config("julia").copy(
+            e2e = e2e(juliaKeys, juliaDir),
+            owner = OwnerOptions(keyStore = juliaKeys),
+        )
+        val juliaListener = RecordingListener()
+        val julia = Controller(juliaConfig, juliaListener)
+        julia.connect()
+        val tvInfo = juliaListener.awaitProvider { it.name == "Julia's TV" }
+        julia.pair(tvInfo.jid, tv.startPairing(), RecordingPairingListener())
+
+        val requests = RecordingAccessListener()
+        val watch = julia.watchAccessRequests(requests)
+
+        // Romeo's phone, in his own household.
+        val romeoConfig = TestServer.config("romeo").copy(
+            network = "home@friend.test",
+            password = "friend-secret",
+            e2e = e2e(romeoKeys, romeoDir),
+        )
+        val romeoListener = RecordingListener()
+        val romeo = Controller(romeoConfig, romeoListener)
+        romeo.connect()
+        val asking = async(Dispatchers.IO) {
+            romeo.requestAccess("home@home.test", listOf("playback"), "film night", 30_000uL)
+        }
+
+        // Julia's phone shows who asks, from which device, for what.
+        val request = requests.await()
+        assertEquals("home@friend.test", request.guestNetwork)
+        assertEquals(romeo.deviceFingerprint(), request.deviceFingerprint)
+        assertEquals(listOf("playback"), request.scopes)
+        assertEquals("film night", request.reason)
+        val twoHours = System.currentTimeMillis() / 1000 + 2 * 3600
+        val approval = julia.approveAccess(request.id, listOf("playback"), twoHours.toULong())
+        assertEquals(listOf(tvInfo.jid), approval.installedOn)
+        assertEquals(listOf("playback"), approval.grant.scopes)
+
+        val access = asking.await()
+        assertEquals("home@home.test", access.network)
+        assertEquals(approval.grant.id, access.grantId)
+        assertEquals(listOf(tv.deviceFingerprint()), access.devices)
+
+        // Romeo discovers the TV (mutual presence) and plays through the tunnel.
+        romeoListener.awaitProvider { it.jid == tvInfo.jid }
+        assertEquals(PlaybackState.PLAYING, romeo.play(tvInfo.jid, "file:///romeo/film.mkv").state)
+        assertEquals(PlaybackState.PAUSED, romeo.pause(tvInfo.jid).state)
+        // The recorder and the library are outside `playback`: the TV refuses them.
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.channels(tvInfo.jid) } }
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.browse(tvInfo.jid, "videos", 0u, 10u) } }
+
+        // Julia lists the grant and reads the TV's audit log.
+        val grant = julia.accessGrants().single { it.id == approval.grant.id }
+        assertTrue(grant.active)
+        assertEquals("home@friend.test", grant.guest)
+        assertEquals(romeo.deviceFingerprint(), grant.deviceFingerprint)
+        val audit = julia.accessAudit(tvInfo.jid, 0uL)
+        assertTrue(audit.any { it.kind == "use" && it.method == "player.play" }, "$audit")
+        assertTrue(audit.any { it.kind == "deny" && it.method == "recorder.channels" }, "$audit")
+
+        // Julia revokes: the TV refuses Romeo at once (a call racing the tunnel's close may see
+        // the tunnel end instead; none succeeds).
+        assertEquals(listOf(tvInfo.jid), julia.revokeGrant(approval.grant.id))
+        runCatching { romeo.status(tvInfo.jid) }.onSuccess { fail("a revoked guest was served: $it") }
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.status(tvInfo.jid) } }
+        assertTrue(julia.accessGrants().none { it.id == approval.grant.id && it.active })
+
+        // Bad input from the app is a typed error.
+        assertThrows<PmnException.Config> {
+            runBlocking { julia.approveAccess(request.id, listOf("root"), twoHours.toULong()) }
+        }
+        assertThrows<PmnException.BadParams> { runBlocking { julia.denyAccess(999_999uL) } }
+
+        watch.close()
+        romeo.disconnect()
+        romeo.close()
+        julia.disconnect()
+        julia.close()
+        tv.stop()
+        tv.close()
+        listOf(tvKeys, juliaKeys, romeoKeys).forEach { it.close() }
+    }
+}
