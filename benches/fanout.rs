@@ -110,9 +110,12 @@ async fn main() {
     let mut controllers = Vec::new();
     let mut subscriptions = Vec::new();
     for i in 0..CONTROLLERS {
-        let c = Controller::connect(ControllerConfig::new(config(&server, &format!("fan-{i}"))))
-            .await
-            .expect("controller");
+        let c = Controller::connect(ControllerConfig::plain(config(
+            &server,
+            &format!("fan-{i}"),
+        )))
+        .await
+        .expect("controller");
         c.wait_for_provider(|p| p.jid == tv_jid, Duration::from_secs(20))
             .await
             .expect("discovered");

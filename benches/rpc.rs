@@ -65,7 +65,7 @@ async fn main() {
     )
     .await
     .expect("provider");
-    let controller = Controller::connect(ControllerConfig::new(config(&server, "bench-phone")))
+    let controller = Controller::connect(ControllerConfig::plain(config(&server, "bench-phone")))
         .await
         .expect("controller");
     let tv = controller

@@ -126,7 +126,7 @@ async fn main() {
     )
     .await
     .expect("provider");
-    let controller = Controller::connect(ControllerConfig::new(config(&server, "pmn-phone")))
+    let controller = Controller::connect(ControllerConfig::plain(config(&server, "pmn-phone")))
         .await
         .expect("controller");
     let tv = controller

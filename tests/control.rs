@@ -48,7 +48,7 @@ async fn controller_discovers_provider_with_its_services_and_sees_it_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_caps_are_queried_once() {
-    let mut config = ControllerConfig::new(session_config(&HOME, "phone"));
+    let mut config = ControllerConfig::plain(session_config(&HOME, "phone"));
     let (tap_tx, mut tap) = tokio::sync::mpsc::unbounded_channel();
     config.session.outbound_tap = Some(tap_tx);
     let controller = Controller::connect(config).await.expect("controller");
@@ -312,7 +312,7 @@ async fn call_to_a_silent_peer_times_out() {
         .await
         .expect("silent peer");
     let drain = tokio::spawn(async move { while inbound.recv().await.is_some() {} });
-    let mut config = ControllerConfig::new(session_config(&HOME, "phone"));
+    let mut config = ControllerConfig::plain(session_config(&HOME, "phone"));
     config.rpc_timeout = Duration::from_millis(300);
     let controller = Controller::connect(config).await.expect("controller");
     let to = silent.jid().expect("online");

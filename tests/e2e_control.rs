@@ -69,17 +69,21 @@ fn tapped(device: &str) -> (SessionConfig, mpsc::UnboundedReceiver<Stanza>) {
 
 async fn start_tv(session: SessionConfig, e2e: Option<E2eSettings>) -> Provider {
     let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
-    let mut config = ProviderConfig::new(session, "Tunnelled TV");
-    config.e2e = e2e;
+    let config = ProviderConfig {
+        e2e,
+        ..ProviderConfig::plain(session, "Tunnelled TV")
+    };
     Provider::start(config, vec![player])
         .await
         .expect("provider starts")
 }
 
 async fn start_phone(session: SessionConfig, e2e: Option<E2eSettings>) -> Controller {
-    let mut config = ControllerConfig::new(session);
-    config.rpc_timeout = Duration::from_secs(5);
-    config.e2e = e2e;
+    let config = ControllerConfig {
+        rpc_timeout: Duration::from_secs(5),
+        e2e,
+        ..ControllerConfig::plain(session)
+    };
     Controller::connect(config)
         .await
         .expect("controller connects")

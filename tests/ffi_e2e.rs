@@ -45,6 +45,7 @@ impl Keys {
 
 fn config(device: &str, e2e: Option<E2eOptions>) -> ConnectionConfig {
     ConnectionConfig {
+        plain_transport: e2e.is_none(),
         e2e,
         ..ffi_config(device)
     }
@@ -354,4 +355,31 @@ async fn bad_jids_fingerprints_and_trust_files_are_config_errors() {
     )
     .unwrap();
     assert!(matches!(c.connect().await, Err(PmnError::Config { .. })));
+}
+
+/// Issue 5: control requires the tunnel by default. A configuration with neither the tunnel nor
+/// an explicit `plain_transport` is refused before anything touches the network, and so is one
+/// that asks for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_is_the_default_and_plain_must_be_asked_for() {
+    let neither = ConnectionConfig {
+        plain_transport: false,
+        ..config("x", None)
+    };
+    let err = Controller::new(neither.clone(), ChannelListener::quiet()).unwrap_err();
+    assert!(
+        matches!(&err, PmnError::Config { detail } if detail.contains("tunnel is required")),
+        "{err:?}"
+    );
+    let err = pmn::start_simulated_player(neither, "nope".into())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PmnError::Config { .. }), "{err:?}");
+    let k = keys();
+    let both = ConnectionConfig {
+        plain_transport: true,
+        ..config("x", Some(k.options(false)))
+    };
+    let err = Controller::new(both, ChannelListener::quiet()).unwrap_err();
+    assert!(matches!(err, PmnError::Config { .. }), "{err:?}");
 }

@@ -103,8 +103,7 @@ async fn start_provider(
     acl: Option<std::path::PathBuf>,
     services: Vec<Arc<dyn pmn::core::rpc::Service>>,
 ) -> Provider {
-    let mut config = ProviderConfig::new(session, "Julia's TV");
-    config.e2e = Some(keys.settings());
+    let mut config = ProviderConfig::new(session, "Julia's TV", keys.settings());
     config.access = Some(pmn::core::access::AccessSettings {
         acl_path: acl,
         owner_keys: vec![],
@@ -115,9 +114,8 @@ async fn start_provider(
 }
 
 async fn start_phone(session: SessionConfig, keys: &Keys, owner: bool) -> Controller {
-    let mut config = ControllerConfig::new(session);
+    let mut config = ControllerConfig::new(session, keys.settings());
     config.rpc_timeout = Duration::from_secs(5);
-    config.e2e = Some(keys.settings());
     if owner {
         config.access = Some(OwnerAccess::new(keys.store.clone(), "owner-approval"));
     }

@@ -28,17 +28,9 @@ use xmpp_parsers::jid::Jid;
 use common::*;
 
 async fn start(session: SessionConfig, name: &str, services: Vec<Arc<dyn Service>>) -> Provider {
-    Provider::start(
-        ProviderConfig {
-            session,
-            name: name.into(),
-            e2e: None,
-            access: None,
-        },
-        services,
-    )
-    .await
-    .expect("provider starts")
+    Provider::start(ProviderConfig::plain(session, name), services)
+        .await
+        .expect("provider starts")
 }
 
 fn all_services(position_interval: Duration) -> Vec<Arc<dyn Service>> {
@@ -377,7 +369,7 @@ async fn chained_provider_is_a_controller_of_another_player() {
     let tv = start_player("TV").await;
     // A receiver that offers a player and forwards everything to the TV (spec §4: a provider MAY be
     // a controller of another service).
-    let mut upstream_config = ControllerConfig::new(session_config(&HOME, "receiver-ctl"));
+    let mut upstream_config = ControllerConfig::plain(session_config(&HOME, "receiver-ctl"));
     upstream_config.rpc_timeout = Duration::from_secs(5);
     let upstream = Controller::connect(upstream_config)
         .await
@@ -677,7 +669,7 @@ async fn controller_that_lost_its_session_resubscribes_by_itself() {
     )
     .await;
     let relay = Relay::start(server().port()).await;
-    let mut config = ControllerConfig::new(session_config(&HOME, "phone"));
+    let mut config = ControllerConfig::plain(session_config(&HOME, "phone"));
     config.session.server =
         pmn::core::session::ServerAddress::HostPort("127.0.0.1".into(), relay.port);
     config.rpc_timeout = Duration::from_secs(5);

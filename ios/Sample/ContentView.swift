@@ -4,15 +4,30 @@ import SwiftUI
 /// One screen: the players online, a tap toggles play/pause; the last event underneath.
 struct ContentView: View {
     // A real app reads these from its onboarding/pairing screen; placeholders here.
-    private static let config = ConnectionConfig(
-        network: "home@example.org",
-        password: "change-me",
-        device: "ios-sample",
-        server: nil,
-        testCaPem: nil,
-        connectTimeoutMs: 15000,
-        rpcTimeoutMs: 10000
-    )
+    // The device's TLS key lives in the keychain (Secure Enclave where there is one); pinned peers
+    // in the app's Application Support directory.
+    private static func config() throws -> ConnectionConfig {
+        let support = try FileManager.default.url(
+            for: .applicationSupportDirectory, in: .userDomainMask, appropriateFor: nil, create: true)
+        return ConnectionConfig(
+            network: "home@example.org",
+            password: "change-me",
+            device: "ios-sample",
+            server: nil,
+            testCaPem: nil,
+            connectTimeoutMs: 15000,
+            rpcTimeoutMs: 10000,
+            e2e: E2eOptions(
+                keyStore: try DeviceKeyStore.platform(),
+                keyAlias: "tls",
+                trustFile: support.appendingPathComponent("trust.json").path,
+                requireTunnel: true
+            ),
+            owner: nil,
+            guests: nil,
+            plainTransport: false
+        )
+    }
 
     @State private var remote: RemoteControl?
     @State private var players: [ProviderInfo] = []
@@ -44,7 +59,7 @@ struct ContentView: View {
 
     private func run() async {
         do {
-            let remote = try RemoteControl(config: Self.config)
+            let remote = try RemoteControl(config: try Self.config())
             self.remote = remote
             try await remote.connect()
             status = "online"

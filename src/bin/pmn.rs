@@ -1,20 +1,30 @@
 //! `pmn`: the command-line face of the library.
 //!
-//! - `pmn demo --server HOST:PORT [--ca CA.pem] [--network JID --password PW]`: starts a simulated TV
-//!   and a phone on one network, discovers, plays, pauses, prints the events, exits.
-//! - `pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device D] [--name N]`:
-//!   runs a provider until Ctrl-C.
+//! - `pmn demo --server HOST:PORT [--ca CA.pem]`: Julia's household (`home@home.test`: a TV and her
+//!   phone) and Romeo's (`home@friend.test`: his phone) on one server. The phone pairs with the TV
+//!   (the TV shows a code), discovers, plays, pauses and prints the events through the end-to-end
+//!   tunnel; then Romeo asks for guest access, Julia's phone approves `playback` for two hours,
+//!   Romeo plays on her TV and is refused the recorder, Julia reads the audit log and revokes, and
+//!   Romeo's next call is refused.
+//! - `pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device D]
+//!   [--name N] [--state DIR] [--plain]`: runs a provider until Ctrl-C. It uses the end-to-end
+//!   tunnel (keys, pinned peers and the guest ACL in `--state`) and prints a pairing code; `--plain`
+//!   serves in clear instead, for controllers without the tunnel (e.g. slixmpp).
 //!
 //! The provider offers the media player, a (simulated) recorder and a generated media library. The
 //! player is a real mpv (headless JSON IPC) when `mpv` is installed and `PMN_SIMULATED_PLAYER` is not
 //! set, else the simulated player.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pmn::core::controller::{Controller, ControllerConfig};
+use pmn::core::access::{unix_now, AccessSettings, Scope};
+use pmn::core::controller::{Controller, ControllerConfig, OwnerAccess};
+use pmn::core::e2e::{E2eSettings, TrustStore};
 use pmn::core::error::Result;
+use pmn::core::identity::DeviceIdentity;
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::rpc::Service;
 use pmn::core::services::library::{GeneratedLibrary, LibraryService};
@@ -24,10 +34,13 @@ use pmn::core::services::player::{
 };
 use pmn::core::services::recorder::RecorderService;
 use pmn::core::session::{ServerAddress, ServerTrust, SessionConfig};
+use pmn::platform::software::SoftwareKeyStore;
 
 const USAGE: &str = "usage:
   pmn demo     --server HOST:PORT [--ca CA.pem] [--network home@home.test] [--password PW]
-  pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device tv] [--name NAME]";
+               [--guest-network home@friend.test] [--guest-password PW]
+  pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device tv]
+               [--name NAME] [--state DIR] [--plain]";
 
 struct Args {
     command: String,
@@ -35,8 +48,12 @@ struct Args {
     ca: Option<String>,
     network: String,
     password: String,
+    guest_network: String,
+    guest_password: String,
     device: String,
     name: String,
+    state: Option<PathBuf>,
+    plain: bool,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -48,29 +65,80 @@ fn parse_args() -> std::result::Result<Args, String> {
         ca: None,
         network: "home@home.test".into(),
         password: "home-secret".into(),
+        guest_network: "home@friend.test".into(),
+        guest_password: "friend-secret".into(),
         device: "tv".into(),
         name: "Living room TV".into(),
+        state: None,
+        plain: false,
     };
     while let Some(flag) = it.next() {
+        if flag == "--plain" {
+            args.plain = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--server" => args.server = Some(value),
             "--ca" => args.ca = Some(value),
             "--network" => args.network = value,
             "--password" => args.password = value,
+            "--guest-network" => args.guest_network = value,
+            "--guest-password" => args.guest_password = value,
             "--device" => args.device = value,
             "--name" => args.name = value,
+            "--state" => args.state = Some(value.into()),
             other => return Err(format!("unknown option {other}")),
         }
     }
     Ok(args)
 }
 
+/// One device's state directory: its key store (TLS identity, owner key), pinned peers and, for a
+/// provider, the guest ACL.
+struct DeviceState {
+    dir: PathBuf,
+    keys: Arc<SoftwareKeyStore>,
+    e2e: E2eSettings,
+}
+
+fn device_state(dir: &Path, device: &str) -> std::result::Result<DeviceState, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let keys =
+        Arc::new(SoftwareKeyStore::open(dir.join("keys")).map_err(|e| format!("key store: {e}"))?);
+    let identity = DeviceIdentity::load_or_generate(keys.clone(), "tls", device)
+        .map_err(|e| format!("device key: {e}"))?;
+    let trust = TrustStore::open(dir.join("trust.json")).map_err(|e| e.to_string())?;
+    Ok(DeviceState {
+        dir: dir.to_owned(),
+        keys,
+        e2e: E2eSettings::new(identity, Arc::new(trust)),
+    })
+}
+
+/// `$XDG_DATA_HOME/pmn/<device>` (or `~/.local/share/pmn/<device>`).
+fn default_state_dir(device: &str) -> std::result::Result<PathBuf, String> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .ok_or("no HOME: pass --state DIR")?;
+    Ok(base.join("pmn").join(device))
+}
+
 fn session(args: &Args, device: &str) -> std::result::Result<SessionConfig, String> {
-    let jid = format!("{}/{device}", args.network)
+    session_of(args, &args.network, &args.password, device)
+}
+
+fn session_of(
+    args: &Args,
+    network: &str,
+    password: &str,
+    device: &str,
+) -> std::result::Result<SessionConfig, String> {
+    let jid = format!("{network}/{device}")
         .parse()
-        .map_err(|e| format!("bad network {:?}: {e}", args.network))?;
-    let mut config = SessionConfig::new(jid, args.password.clone());
+        .map_err(|e| format!("bad network {network:?}: {e}"))?;
+    let mut config = SessionConfig::new(jid, password.to_owned());
     if let Some(server) = &args.server {
         let (host, port) = server.rsplit_once(':').ok_or("--server is HOST:PORT")?;
         let port = port.parse().map_err(|_| "--server has a bad port")?;
@@ -124,36 +192,63 @@ async fn demo_player() -> (Arc<dyn MediaPlayer>, String) {
     )
 }
 
-async fn start_tv(config: SessionConfig, name: &str) -> Result<(Provider, String)> {
+/// Starts the TV: with `state`, through the end-to-end tunnel and taking guests under the ACL in
+/// its state directory; without, in clear.
+async fn start_tv(
+    session: SessionConfig,
+    name: &str,
+    state: Option<&DeviceState>,
+) -> Result<(Provider, String)> {
     let (player, uri) = demo_player().await;
     let services: Vec<Arc<dyn Service>> = vec![
         Arc::new(PlayerService::new(player)),
         Arc::new(RecorderService::simulated()),
         Arc::new(LibraryService::new(Arc::new(GeneratedLibrary::new(10_000)))),
     ];
-    let provider = Provider::start(
-        ProviderConfig {
-            session: config,
-            name: name.into(),
-            e2e: None,
-            access: None,
+    let config = match state {
+        Some(state) => ProviderConfig {
+            access: Some(AccessSettings {
+                acl_path: Some(state.dir.join("acl.json")),
+                owner_keys: vec![],
+            }),
+            ..ProviderConfig::new(session, name, state.e2e.clone())
         },
-        services,
-    )
-    .await?;
+        None => ProviderConfig::plain(session, name),
+    };
+    let provider = Provider::start(config, services).await?;
     Ok((provider, uri))
 }
 
 async fn demo(args: &Args) -> std::result::Result<(), String> {
     let e = |e: pmn::core::error::Error| e.to_string();
-    println!("[tv]    logging in as {}/tv", args.network);
-    let (tv, uri) = start_tv(session(args, "tv")?, &args.name)
+    let scratch = std::env::temp_dir().join(format!("pmn-demo-{}", std::process::id()));
+    let result = demo_in(args, &scratch, e).await;
+    // The generated tone, keys and ACL are ours; everything that used them has stopped.
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn demo_in(
+    args: &Args,
+    scratch: &Path,
+    e: impl Fn(pmn::core::error::Error) -> String + Copy,
+) -> std::result::Result<(), String> {
+    let tv_state = device_state(&scratch.join("tv"), "tv")?;
+    let phone_state = device_state(&scratch.join("julia-phone"), "julia-phone")?;
+    let romeo_state = device_state(&scratch.join("romeo-phone"), "romeo-phone")?;
+
+    println!(
+        "[tv]    logging in as {}/tv (end-to-end tunnel required)",
+        args.network
+    );
+    let (tv, uri) = start_tv(session(args, "tv")?, &args.name, Some(&tv_state))
         .await
         .map_err(e)?;
-    println!("[phone] logging in as {}/phone", args.network);
-    let phone = Controller::connect(ControllerConfig::new(session(args, "phone")?))
-        .await
-        .map_err(e)?;
+    println!("[phone] logging in as {}/julia-phone", args.network);
+    let mut phone_config =
+        ControllerConfig::new(session(args, "julia-phone")?, phone_state.e2e.clone());
+    phone_config.access = Some(OwnerAccess::new(phone_state.keys.clone(), "owner-approval"));
+    let phone = Controller::connect(phone_config).await.map_err(e)?;
     let found = phone
         .wait_for_provider(
             |p| p.services.iter().any(|s| s == player::FEATURE),
@@ -165,6 +260,18 @@ async fn demo(args: &Args) -> std::result::Result<(), String> {
         "[phone] discovered {:?} at {} offering {:?}",
         found.name, found.jid, found.services
     );
+
+    // First contact: the TV shows a code, the phone types it; both keys are pinned.
+    let tv_e2e = tv.e2e().ok_or("the TV has no tunnel")?;
+    let code = tv_e2e.start_pairing().map_err(e)?;
+    println!("[tv]    pairing code on screen: {code}");
+    let phone_e2e = phone.e2e().ok_or("the phone has no tunnel")?;
+    phone_e2e.pair(&found.jid, &code).await.map_err(e)?;
+    println!(
+        "[phone] paired with the TV (key {}…)",
+        &pmn::core::identity::fingerprint_hex(&tv_e2e.fingerprint())[..16]
+    );
+
     let mut events = phone.events();
     let subscription = phone
         .subscribe_events(
@@ -174,7 +281,7 @@ async fn demo(args: &Args) -> std::result::Result<(), String> {
         )
         .await
         .map_err(e)?;
-    println!("[phone] subscribed to player state changes");
+    println!("[phone] subscribed to player state changes (through the tunnel)");
     let remote = phone.player(found.jid.clone());
     println!(
         "[phone] play → {}",
@@ -231,20 +338,137 @@ async fn demo(args: &Args) -> std::result::Result<(), String> {
         page.items.len(),
         page.total
     );
+
+    guest_visit(args, &phone, &found.jid, &uri, &romeo_state, e).await?;
+
     phone.close().await;
     tv.stop().await;
-    // The generated tone (mpv case) is ours; the player that used it has stopped with the provider.
-    let _ = std::fs::remove_dir_all(
-        std::env::temp_dir().join(format!("pmn-demo-{}", std::process::id())),
+    println!(
+        "[demo]  done: pairing, discovery, control, events and a guest approval worked end to end"
     );
-    println!("[demo]  done: discovery, control and events worked end to end");
     Ok(())
 }
 
+/// Spec §3.3: Romeo, visiting, asks from his phone; Julia approves `playback` from hers.
+async fn guest_visit(
+    args: &Args,
+    julia: &Controller,
+    tv: &xmpp_parsers::jid::FullJid,
+    uri: &str,
+    romeo_state: &DeviceState,
+    e: impl Fn(pmn::core::error::Error) -> String + Copy,
+) -> std::result::Result<(), String> {
+    let guest_session = session_of(
+        args,
+        &args.guest_network,
+        &args.guest_password,
+        "romeo-phone",
+    )?;
+    println!("[romeo] logging in as {}/romeo-phone", args.guest_network);
+    let romeo = Controller::connect(ControllerConfig::new(
+        guest_session,
+        romeo_state.e2e.clone(),
+    ))
+    .await
+    .map_err(e)?;
+    let network: xmpp_parsers::jid::BareJid = args
+        .network
+        .parse()
+        .map_err(|err| format!("bad network: {err}"))?;
+    let mut requests = julia.access_requests().map_err(e)?;
+    let asking = {
+        let romeo = romeo.clone();
+        tokio::spawn(async move {
+            romeo
+                .request_access(
+                    network,
+                    vec![Scope::Playback],
+                    None,
+                    Some("film night: my video on your TV"),
+                    Duration::from_secs(30),
+                )
+                .await
+        })
+    };
+    println!("[romeo] asked {} for playback", args.network);
+    let request = match tokio::time::timeout(Duration::from_secs(10), requests.recv()).await {
+        Ok(Ok(r)) => r,
+        _ => return Err("Julia's phone never saw Romeo's request".into()),
+    };
+    println!(
+        "[phone] access request #{} from {} (device {}…) for {:?}: {:?}",
+        request.id,
+        request.guest,
+        &request.device.to_hex()[..16],
+        request.scopes.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        request.reason.as_ref().map(|r| r.as_str()).unwrap_or("")
+    );
+    let issued = julia
+        .approve(request.id, vec![Scope::Playback], unix_now() + 2 * 3600)
+        .await
+        .map_err(e)?;
+    println!(
+        "[phone] approved playback for 2 h: grant {} signed with the owner key, installed on {} provider(s)",
+        issued.grant.id,
+        issued.installed_on.len()
+    );
+    let access = asking.await.map_err(|err| err.to_string())?.map_err(e)?;
+    println!("[romeo] granted until {} (host clock)", access.expires);
+    romeo
+        .wait_for_provider(|p| &p.jid == tv, Duration::from_secs(10))
+        .await
+        .map_err(e)?;
+    println!("[romeo] discovered Julia's TV");
+    let on_tv = romeo.player(tv.clone());
+    println!(
+        "[romeo] play → {}",
+        show(&on_tv.play(uri).await.map_err(e)?)
+    );
+    match romeo.recorder(tv.clone()).channels().await {
+        Err(err) => println!("[romeo] recorder.channels → refused as expected: {err}"),
+        Ok(_) => return Err("a playback guest used the recorder".into()),
+    }
+    let audit = julia.access_audit(tv, 0).await.map_err(e)?;
+    for record in &audit {
+        println!(
+            "[phone] audit #{} {} {} {} {}",
+            record.seq,
+            record.kind.name(),
+            record.subject,
+            record.method.as_deref().unwrap_or("-"),
+            record.detail
+        );
+    }
+    julia.revoke_grant(&issued.grant.id).await.map_err(e)?;
+    println!("[phone] revoked grant {}", issued.grant.id);
+    // The first call may race the tunnel's close; none may succeed.
+    for _ in 0..2 {
+        match on_tv.status().await {
+            Err(err) => println!("[romeo] status → refused as expected: {err}"),
+            Ok(_) => return Err("a revoked guest was served".into()),
+        }
+    }
+    romeo.close().await;
+    Ok(())
+}
 async fn provider(args: &Args) -> std::result::Result<(), String> {
-    let (tv, _) = start_tv(session(args, &args.device)?, &args.name)
+    let state = if args.plain {
+        println!("provider {:?}: serving IN CLEAR (--plain)", args.name);
+        None
+    } else {
+        let dir = match &args.state {
+            Some(dir) => dir.clone(),
+            None => default_state_dir(&args.device)?,
+        };
+        Some(device_state(&dir, &args.device)?)
+    };
+    let (tv, _) = start_tv(session(args, &args.device)?, &args.name, state.as_ref())
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(e2e) = tv.e2e() {
+        let code = e2e.start_pairing().map_err(|e| e.to_string())?;
+        println!("pairing code (5 minutes): {code}");
+    }
     println!("provider {:?} online; Ctrl-C to stop", args.name);
     let _ = tokio::signal::ctrl_c().await;
     tv.stop().await;

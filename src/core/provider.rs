@@ -64,15 +64,26 @@ pub struct ProviderConfig {
     pub session: SessionConfig,
     /// The device name shown to controllers (disco#info identity name).
     pub name: String,
-    /// End-to-end tunnel settings; `None` serves everything in clear, as before the tunnel existed.
+    /// End-to-end tunnel settings (see [`ProviderConfig::new`]); `None` serves everything in
+    /// clear, which only [`ProviderConfig::plain`] or an explicit `None` asks for.
     pub e2e: Option<E2eSettings>,
     /// Guest access (needs `e2e`): the ACL this provider enforces. `None`: own network only.
     pub access: Option<AccessSettings>,
 }
 
 impl ProviderConfig {
-    /// A configuration without the end-to-end tunnel.
-    pub fn new(session: SessionConfig, name: impl Into<String>) -> Self {
+    /// The default policy (DESIGN §4): calls only through end-to-end tunnels, events only
+    /// through them.
+    pub fn new(session: SessionConfig, name: impl Into<String>, e2e: E2eSettings) -> Self {
+        Self {
+            e2e: Some(e2e),
+            ..Self::plain(session, name)
+        }
+    }
+
+    /// Serves calls **in clear**: the server can read and forge the control traffic. Only for
+    /// controllers without the tunnel (interop with other XMPP clients) or a server you control.
+    pub fn plain(session: SessionConfig, name: impl Into<String>) -> Self {
         Self {
             session,
             name: name.into(),
@@ -110,13 +121,16 @@ impl Provider {
     /// Logs in, announces `services` and starts answering.
     ///
     /// ```no_run
-    /// # async fn demo(session: pmn::core::session::SessionConfig) -> pmn::core::error::Result<()> {
+    /// # async fn demo(
+    /// #     session: pmn::core::session::SessionConfig,
+    /// #     e2e: pmn::core::e2e::E2eSettings,
+    /// # ) -> pmn::core::error::Result<()> {
     /// use std::sync::Arc;
     /// use pmn::core::provider::{Provider, ProviderConfig};
     /// use pmn::core::services::player::{PlayerService, SimulatedPlayer};
     /// let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
     /// let provider = Provider::start(
-    ///     ProviderConfig::new(session, "Living room TV"),
+    ///     ProviderConfig::new(session, "Living room TV", e2e),
     ///     vec![player],
     /// ).await?;
     /// provider.stop().await;

@@ -160,6 +160,7 @@ impl Controller {
         listener: Arc<dyn ControllerListener>,
     ) -> Result<Arc<Self>, PmnError> {
         config.to_session()?;
+        config.check_transport()?;
         Ok(Arc::new(Self {
             config,
             listener,
@@ -179,10 +180,12 @@ impl Controller {
         {
             return Err(config("already connected"));
         }
-        let mut core_config = CoreConfig::new(self.config.to_session()?);
-        core_config.rpc_timeout = self.config.rpc_timeout();
-        core_config.e2e = self.config.e2e_settings()?;
-        core_config.access = self.config.owner_access();
+        let core_config = CoreConfig {
+            rpc_timeout: self.config.rpc_timeout(),
+            e2e: self.config.e2e_settings()?,
+            access: self.config.owner_access(),
+            ..CoreConfig::plain(self.config.to_session()?)
+        };
         let core = runtime::run(async move {
             CoreController::connect(core_config)
                 .await

@@ -61,8 +61,21 @@ impl E2eOptions {
 }
 
 impl ConnectionConfig {
-    /// The end-to-end settings of this configuration, if it asks for the tunnel.
+    /// Checks the transport policy: the tunnel, or plain only when asked for explicitly.
+    pub(crate) fn check_transport(&self) -> Result<(), PmnError> {
+        match (&self.e2e, self.plain_transport) {
+            (Some(_), false) | (None, true) => Ok(()),
+            (Some(_), true) => Err(config("set either e2e or plain_transport, not both")),
+            (None, false) => Err(config(
+                "the end-to-end tunnel is required: set e2e (and pair the device), or \
+                 plain_transport = true for a peer without the tunnel",
+            )),
+        }
+    }
+
+    /// The end-to-end settings of this configuration: `None` only with `plain_transport`.
     pub(crate) fn e2e_settings(&self) -> Result<Option<E2eSettings>, PmnError> {
+        self.check_transport()?;
         self.e2e
             .as_ref()
             .map(|o| o.to_settings(&self.device))

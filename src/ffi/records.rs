@@ -36,9 +36,15 @@ pub struct ConnectionConfig {
     /// Bound on each RPC call, in milliseconds.
     #[uniffi(default = 10000)]
     pub rpc_timeout_ms: u64,
-    /// The end-to-end tunnel between devices (keys, pinned peers, policy); `None` talks in clear.
+    /// The end-to-end tunnel between devices (keys, pinned peers, policy). Required unless
+    /// `plain_transport` is set.
     #[uniffi(default = None)]
     pub e2e: Option<E2eOptions>,
+    /// Talk **in clear** through the server, which can then read and forge control traffic: only
+    /// for peers without the tunnel (other XMPP clients) or a server you control. Mutually
+    /// exclusive with `e2e`; with neither, every role refuses to start (`PmnError.Config`).
+    #[uniffi(default = false)]
+    pub plain_transport: bool,
     /// Controllers: make this phone an owner device that approves guests (needs `e2e`).
     #[uniffi(default = None)]
     pub owner: Option<OwnerOptions>,

@@ -136,9 +136,11 @@ pub(super) async fn start(
     let e2e = config.e2e_settings()?;
     let access = config.access_settings();
     let core = runtime::run(async move {
-        let mut provider_config = ProviderConfig::new(session, name);
-        provider_config.e2e = e2e;
-        provider_config.access = access;
+        let provider_config = ProviderConfig {
+            e2e,
+            access,
+            ..ProviderConfig::plain(session, name)
+        };
         CoreProvider::start(provider_config, services)
             .await
             .map_err(PmnError::from)

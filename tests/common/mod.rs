@@ -61,6 +61,7 @@ pub fn ffi_config(device: &str) -> pmn::ConnectionConfig {
         e2e: None,
         owner: None,
         guests: None,
+        plain_transport: true,
     }
 }
 
@@ -71,22 +72,14 @@ pub async fn start_player(name: &str) -> Provider {
 
 pub async fn start_player_with(session: SessionConfig, name: &str) -> Provider {
     let service = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
-    Provider::start(
-        ProviderConfig {
-            session,
-            name: name.into(),
-            e2e: None,
-            access: None,
-        },
-        vec![service],
-    )
-    .await
-    .expect("provider starts")
+    Provider::start(ProviderConfig::plain(session, name), vec![service])
+        .await
+        .expect("provider starts")
 }
 
 /// A controller of the home network with a short RPC timeout.
 pub async fn start_controller() -> Controller {
-    let mut config = ControllerConfig::new(session_config(&HOME, "phone"));
+    let mut config = ControllerConfig::plain(session_config(&HOME, "phone"));
     config.rpc_timeout = Duration::from_secs(5);
     Controller::connect(config)
         .await

@@ -107,9 +107,10 @@ impl OwnerState {
 /// What a guest device waits for: network → (our device, waiter).
 #[derive(Default)]
 pub(super) struct GuestState {
-    asked: Mutex<HashMap<BareJid, oneshot::Sender<AccessDecision>>>,
-    /// Networks that approved us: their subscription requests are answered.
-    granted: Mutex<HashSet<BareJid>>,
+    pub(super) asked: Mutex<HashMap<BareJid, oneshot::Sender<AccessDecision>>>,
+    /// Networks that approved us (guest side) or that we approved (owner side): their
+    /// subscription requests and disco#info queries are answered.
+    pub(super) granted: Mutex<HashSet<BareJid>>,
 }
 
 /// A grant delivered to the providers of this network.

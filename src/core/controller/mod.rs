@@ -54,7 +54,8 @@ pub struct ControllerConfig {
     pub session: SessionConfig,
     /// Bound on every RPC call and disco query (tunnel setup has its own bound on top).
     pub rpc_timeout: Duration,
-    /// End-to-end tunnel settings; `None` calls providers in clear, as before the tunnel existed.
+    /// End-to-end tunnel settings (see [`ControllerConfig::new`]); `None` calls providers in
+    /// clear, which only [`ControllerConfig::plain`] or an explicit `None` asks for.
     pub e2e: Option<E2eSettings>,
     /// The owner role (approve guests, sign grants); `None` for a phone that only controls or
     /// only visits as a guest.
@@ -62,8 +63,18 @@ pub struct ControllerConfig {
 }
 
 impl ControllerConfig {
-    /// A configuration with a 10 s RPC timeout.
-    pub fn new(session: SessionConfig) -> Self {
+    /// The default policy (DESIGN §4): every call through an end-to-end tunnel, never in clear;
+    /// a 10 s RPC timeout.
+    pub fn new(session: SessionConfig, e2e: E2eSettings) -> Self {
+        Self {
+            e2e: Some(e2e),
+            ..Self::plain(session)
+        }
+    }
+
+    /// Calls providers **in clear**: the server can read and forge the control traffic. Only for
+    /// peers without the tunnel (interop with other XMPP clients) or a server you control.
+    pub fn plain(session: SessionConfig) -> Self {
         Self {
             session,
             rpc_timeout: Duration::from_secs(10),
@@ -169,10 +180,13 @@ impl Controller {
     /// Logs in and starts discovering providers.
     ///
     /// ```no_run
-    /// # async fn demo(session: pmn::core::session::SessionConfig) -> pmn::core::error::Result<()> {
+    /// # async fn demo(
+    /// #     session: pmn::core::session::SessionConfig,
+    /// #     e2e: pmn::core::e2e::E2eSettings,
+    /// # ) -> pmn::core::error::Result<()> {
     /// use std::time::Duration;
     /// use pmn::core::controller::{Controller, ControllerConfig};
-    /// let controller = Controller::connect(ControllerConfig::new(session)).await?;
+    /// let controller = Controller::connect(ControllerConfig::new(session, e2e)).await?;
     /// let tv = controller
     ///     .wait_for_provider(|p| p.services.iter().any(|s| s == "urn.xmpp.tmp.media.player"), Duration::from_secs(5))
     ///     .await?;
@@ -794,7 +808,12 @@ impl Dispatcher {
         let info = match answer.info {
             Ok(info) => info,
             Err(e) => {
-                tracing::warn!(jid = %answer.jid, error = %e, "disco#info failed");
+                if answer.jid.to_bare() == self.network {
+                    tracing::warn!(jid = %answer.jid, error = %e, "disco#info failed");
+                } else {
+                    // A host's device that does not know us (yet): not our problem to report.
+                    tracing::debug!(jid = %answer.jid, error = %e, "disco#info failed");
+                }
                 // Someone else with the same caps may answer.
                 if let Some((next, rest)) = waiting.split_first() {
                     if let Some(c) = &answer.caps {
@@ -875,8 +894,12 @@ impl Dispatcher {
             }
             _ => return,
         };
+        // Our network, and guests we granted (their discovery asks every device it sees).
         let reply = match &from {
-            Some(f) if f.to_bare() != self.network => {
+            Some(f)
+                if f.to_bare() != self.network
+                    && !lock(&self.shared.guest.granted).contains(&f.to_bare()) =>
+            {
                 plumbing::error(from.clone(), id, plumbing::forbidden())
             }
             _ => plumbing::answer_get(from, id, &payload, &self.info, &self.caps_ver),

@@ -758,7 +758,7 @@ impl E2eEndpoint {
                     .is_some_and(|admit| admit(&peer.to_bare(), &offer.fingerprint)))
             .then(|| {
                 format!(
-                    "key {} is not trusted by this device (pair first)",
+                    "key {} is neither paired with this device nor granted access",
                     fingerprint_hex(&offer.fingerprint)
                 )
             }),

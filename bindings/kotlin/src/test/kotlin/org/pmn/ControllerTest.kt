@@ -62,12 +62,17 @@ object TestServer {
     private val caPem: String? =
         System.getProperty("pmn.ca")?.takeIf { it.isNotBlank() }?.let { File(it).readText() }
 
+    /**
+     * A device of the test household talking in clear (the service-layer tests); tests of the
+     * tunnel replace it with `.copy(e2e = …, plainTransport = false)`.
+     */
     fun config(device: String, password: String = "home-secret") = ConnectionConfig(
         network = "home@home.test",
         password = password,
         device = "$device-${UUID.randomUUID().toString().take(8)}",
         server = server,
         testCaPem = caPem,
+        plainTransport = true,
     )
 }
 

@@ -51,11 +51,11 @@ class E2eTest {
     ): Unit = runBlocking {
         val tvKeys = DeviceKeyStore.software(tvDir.resolve("keys").toString())
         val phoneKeys = DeviceKeyStore.software(phoneDir.resolve("keys").toString())
-        val tvConfig = TestServer.config("tv").copy(e2e = options(tvKeys, tvDir))
+        val tvConfig = TestServer.config("tv").copy(e2e = options(tvKeys, tvDir), plainTransport = false)
         val provider = startSimulatedPlayer(tvConfig, "Kotlin tunnel TV")
         assertTrue(provider.trustedDevices().isEmpty())
         val listener = RecordingListener()
-        val phoneConfig = TestServer.config("phone").copy(e2e = options(phoneKeys, phoneDir))
+        val phoneConfig = TestServer.config("phone").copy(e2e = options(phoneKeys, phoneDir), plainTransport = false)
         Controller(phoneConfig, listener).use { controller ->
             controller.connect()
             val tv = listener.awaitProvider { it.name == "Kotlin tunnel TV" }
@@ -116,6 +116,17 @@ class E2eTest {
         tvKeys.close()
         phoneKeys.close()
         assertEquals(LiveObjects(controllers = 0u, providers = 0u, taskHandles = 0u), liveObjects())
+    }
+
+    @Test
+    fun theTunnelIsTheDefaultAndPlainMustBeAskedFor(@TempDir dir: Path): Unit = runBlocking {
+        val neither = TestServer.config("x").copy(plainTransport = false)
+        assertThrows<PmnException.Config> { Controller(neither, RecordingListener()) }
+        assertThrows<PmnException.Config> { runBlocking { startSimulatedPlayer(neither, "nope") } }
+        val keys = DeviceKeyStore.software(dir.resolve("keys").toString())
+        val both = TestServer.config("x").copy(e2e = options(keys, dir))
+        assertThrows<PmnException.Config> { Controller(both, RecordingListener()) }
+        keys.close()
     }
 
     @Test

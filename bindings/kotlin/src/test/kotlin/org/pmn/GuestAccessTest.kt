@@ -54,12 +54,14 @@ class GuestAccessTest {
         // Julia's TV takes guests; its ACL is a file, so grants survive a restart.
         val tvConfig = TestServer.config("tv").copy(
             e2e = e2e(tvKeys, tvDir),
+            plainTransport = false,
             guests = GuestPolicy(aclFile = tvDir.resolve("acl.json").toString()),
         )
         val tv = startDemoProvider(tvConfig, "Julia's TV", 10u)
         // Julia's phone is an owner device: its owner-approval key signs grants.
         val juliaConfig = TestServer.config("julia").copy(
             e2e = e2e(juliaKeys, juliaDir),
+            plainTransport = false,
             owner = OwnerOptions(keyStore = juliaKeys),
         )
         val juliaListener = RecordingListener()
@@ -76,6 +78,7 @@ class GuestAccessTest {
             network = "home@friend.test",
             password = "friend-secret",
             e2e = e2e(romeoKeys, romeoDir),
+            plainTransport = false,
         )
         val romeoListener = RecordingListener()
         val romeo = Controller(romeoConfig, romeoListener)

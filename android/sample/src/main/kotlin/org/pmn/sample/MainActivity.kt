@@ -10,6 +10,8 @@ import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.flow.collectLatest
 import kotlinx.coroutines.launch
 import org.pmn.ConnectionConfig
+import org.pmn.DeviceKeyStore
+import org.pmn.E2eOptions
 import org.pmn.PlaybackState
 import org.pmn.PmnException
 import org.pmn.ProviderInfo
@@ -21,11 +23,17 @@ import org.pmn.ServiceEvent
  * event. The same calls as the JVM command-line remote (bindings/kotlin/sample).
  */
 class MainActivity : ComponentActivity() {
-    // A real app reads these from its onboarding/pairing screen; placeholders here.
-    private val config = ConnectionConfig(
+    // A real app reads these from its onboarding/pairing screen; placeholders here. The device's
+    // TLS key lives in the Android Keystore; pinned peers in the app's private files. Built in
+    // onCreate because the keystore needs Pmn.initAndroid first.
+    private fun config() = ConnectionConfig(
         network = "home@example.org",
         password = "change-me",
         device = "android-sample",
+        e2e = E2eOptions(
+            keyStore = DeviceKeyStore.platform(),
+            trustFile = filesDir.resolve("trust.json").path,
+        ),
     )
 
     private lateinit var remote: RemoteControl
@@ -42,7 +50,7 @@ class MainActivity : ComponentActivity() {
             addView(list)
         })
 
-        remote = RemoteControl(config)
+        remote = RemoteControl(config())
         lifecycleScope.launch {
             try {
                 remote.connect()

@@ -13,6 +13,10 @@ import kotlinx.coroutines.withContext
 import kotlinx.coroutines.withTimeoutOrNull
 import kotlinx.coroutines.flow.first
 import org.pmn.ConnectionConfig
+import org.pmn.DeviceKeyStore
+import org.pmn.E2eOptions
+import org.pmn.PairingListener
+import org.pmn.PairingResult
 import org.pmn.LogLevel
 import org.pmn.PlayerStatus
 import org.pmn.PmnException
@@ -25,8 +29,10 @@ import org.pmn.ServiceEvent
  * An interactive remote on the command line: the calls an Android activity makes, on a desktop JVM.
  *
  * ```
- * pmn-remote --network home@example.org --password … [--device cli] [--server host:port] [--ca ca.pem] [--log debug]
+ * pmn-remote --network home@example.org --password … [--device cli] [--server host:port] [--ca ca.pem]
+ *            [--state DIR | --plain true] [--log debug]
  * > list                      players online, numbered
+ * > pair 1 123456             pair with player 1, which shows that code (once per player)
  * > play 1 file:///a.mkv      play on player 1
  * > pause 1 | resume 1 | stop 1 | status 1
  * > watch 1 | unwatch 1       print player 1's events while watched
@@ -39,16 +45,24 @@ fun main(args: Array<String>) {
     val network = opts["network"]
     val password = opts["password"]
     if (network == null || password == null) {
-        System.err.println("usage: pmn-remote --network NAME@DOMAIN --password PW [--device D] [--server H:P] [--ca PEM] [--log LEVEL]")
+        System.err.println("usage: pmn-remote --network NAME@DOMAIN --password PW [--device D] [--server H:P] [--ca PEM] [--state DIR | --plain true] [--log LEVEL]")
         exitProcess(2)
     }
     opts["log"]?.let { PmnLog.toStdout(LogLevel.valueOf(it.uppercase())) }
+    // The end-to-end tunnel by default: this remote's key and pinned players live in --state.
+    val plain = opts["plain"] == "true"
+    val state = File(opts["state"] ?: "${System.getProperty("user.home")}/.local/share/pmn-remote")
     val config = ConnectionConfig(
         network = network,
         password = password,
         device = opts["device"] ?: "cli-remote",
         server = opts["server"],
         testCaPem = opts["ca"]?.let { File(it).readText() },
+        e2e = if (plain) null else E2eOptions(
+            keyStore = DeviceKeyStore.software(state.resolve("keys").path),
+            trustFile = state.resolve("trust.json").path,
+        ),
+        plainTransport = plain,
     )
     runBlocking {
         RemoteControl(config).use { remote ->
@@ -84,7 +98,12 @@ class RemoteShell(
 
     private suspend fun command(scope: CoroutineScope, words: List<String>) {
         when (words.first()) {
-            "", "help" -> out.println("commands: list, play N URI, pause N, resume N, stop N, status N, watch N, unwatch N, wait NAME, quit")
+            "", "help" -> out.println("commands: list, pair N CODE, play N URI, pause N, resume N, stop N, status N, watch N, unwatch N, wait NAME, quit")
+            "pair" -> {
+                val code = words.getOrNull(2) ?: return usage("pair N CODE")
+                val device = remote.controller.pair(player(words).jid, code, QuietPairing)
+                out.println("paired: key ${device.fingerprint.take(16)}…")
+            }
             "list" -> players().forEachIndexed { i, p -> out.println("${i + 1}. ${p.name} (${p.jid})") }
             "play" -> show(remote.play(player(words).jid, words.getOrNull(2) ?: return usage("play N URI")))
             "pause" -> show(remote.pause(player(words).jid))
@@ -133,4 +152,10 @@ class RemoteShell(
         is ServiceEvent.PlayerStateChanged -> "${e.status.state.name.lowercase()} ${e.status.uri ?: "-"}"
         else -> e.toString()
     }
+}
+
+/** The shell prints the pairing outcome itself, from the call's result. */
+private object QuietPairing : PairingListener {
+    override fun onPairingCode(provider: String, code: String) {}
+    override fun onPairingResult(result: PairingResult) {}
 }
