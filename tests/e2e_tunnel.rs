@@ -370,9 +370,10 @@ async fn pairing_with_the_shown_code_pins_both_keys() {
     // Not armed: refused.
     let err = phone.endpoint.pair(&tv.jid, "123456").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    // The device that would show the code hears of the attempt as a failed pairing.
     assert!(matches!(
         next_event(&mut tv_events).await,
-        E2eInbound::TunnelRefused { .. }
+        E2eInbound::PairingFailed { .. }
     ));
 
     let code = tv.endpoint.start_pairing().unwrap();

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use pmn::{
     start_simulated_player, ConnectionConfig, Controller, DeviceKeyStore, E2eOptions,
-    PairingListener, PairingResult, PlaybackState, PmnError, Provider, ProviderInfo, ServiceEvent,
-    TrustSource,
+    PairingListener, PairingResult, PlaybackState, PmnError, Provider, ProviderInfo,
+    ProviderPairingListener, ServiceEvent, TrustSource, TrustedDevice,
 };
 use tokio::sync::mpsc;
 
@@ -48,6 +48,39 @@ fn config(device: &str, e2e: Option<E2eOptions>) -> ConnectionConfig {
         plain_transport: e2e.is_none(),
         e2e,
         ..ffi_config(device)
+    }
+}
+
+/// The TV's pairing screen: what `watch_pairing` reports.
+#[derive(Default)]
+struct TvScreen {
+    paired: Mutex<Vec<(String, TrustedDevice)>>,
+    failed: Mutex<Vec<(String, PmnError)>>,
+}
+
+impl TvScreen {
+    /// Waits until both a failure and a success were reported.
+    async fn both(&self) -> ((String, PmnError), (String, TrustedDevice)) {
+        for _ in 0..100 {
+            let failed = self.failed.lock().unwrap().first().cloned();
+            let paired = self.paired.lock().unwrap().first().cloned();
+            if let (Some(f), Some(p)) = (failed, paired) {
+                return (f, p);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the TV's screen was not told of both pairing attempts");
+    }
+}
+
+impl ProviderPairingListener for TvScreen {
+    fn on_paired(&self, peer: String, device: TrustedDevice) -> Result<(), PmnError> {
+        self.paired.lock().unwrap().push((peer, device));
+        Ok(())
+    }
+    fn on_pairing_failed(&self, peer: String, error: PmnError) -> Result<(), PmnError> {
+        self.failed.lock().unwrap().push((peer, error));
+        Ok(())
     }
 }
 
@@ -151,6 +184,8 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
         "{e}"
     );
 
+    let screen = Arc::new(TvScreen::default());
+    let _watch = provider.watch_pairing(screen.clone()).expect("watch");
     let code = provider.start_pairing().expect("code");
     assert_eq!(code.len(), 6);
     let wrong = if code == "000000" { "111111" } else { "000000" };
@@ -196,6 +231,12 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
         on_tv[0].fingerprint,
         phone.controller.device_fingerprint().unwrap()
     );
+    // The TV's screen heard both attempts: the wrong code, then the pairing.
+    let ((failed_peer, error), (paired_peer, paired)) = screen.both().await;
+    assert!(matches!(error, PmnError::Forbidden { .. }), "{error:?}");
+    assert_eq!(failed_peer, paired_peer);
+    assert_eq!(failed_peer.split('/').next(), Some(HOME.jid));
+    assert_eq!(paired, on_tv[0]);
 
     let _events = phone
         .controller

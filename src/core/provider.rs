@@ -93,8 +93,28 @@ impl ProviderConfig {
     }
 }
 
+/// How a pairing attempt on this (code-showing) provider ended.
+#[derive(Debug, Clone)]
+pub enum PairingOutcome {
+    /// `peer`'s key `fingerprint` is now pinned.
+    Paired {
+        /// The controller that paired.
+        peer: FullJid,
+        /// Its key.
+        fingerprint: [u8; 32],
+    },
+    /// The attempt failed (wrong or expired code, pairing not armed or locked); nothing pinned.
+    Failed {
+        /// Who tried.
+        peer: FullJid,
+        /// Why it failed.
+        error: Error,
+    },
+}
+
 /// A running provider. Stops when [`Provider::stop`] is called or the value is dropped.
 pub struct Provider {
+    pairings: tokio::sync::broadcast::Sender<PairingOutcome>,
     session: Session,
     e2e: Option<E2eEndpoint>,
     access: Option<Arc<AccessGuard>>,
@@ -178,8 +198,10 @@ impl Provider {
             None => (None, None),
         };
         let state = Arc::new(Mutex::new(ProviderState::default()));
+        let (pairings, _) = tokio::sync::broadcast::channel(16);
         let task = tokio::spawn(
             Dispatcher {
+                pairings: pairings.clone(),
                 session: session.clone(),
                 e2e: e2e.clone(),
                 access: access.clone(),
@@ -194,6 +216,7 @@ impl Provider {
             .run(inbound, events_rx, e2e_rx),
         );
         Ok(Self {
+            pairings,
             session,
             e2e,
             access,
@@ -210,6 +233,11 @@ impl Provider {
     /// The end-to-end endpoint (pairing, trusted devices, revocation), when configured.
     pub fn e2e(&self) -> Option<&E2eEndpoint> {
         self.e2e.as_ref()
+    }
+
+    /// How pairing attempts end from now on (the app's "pairing…" screen on the TV).
+    pub fn pairing_outcomes(&self) -> tokio::sync::broadcast::Receiver<PairingOutcome> {
+        self.pairings.subscribe()
     }
 
     /// The guest-access guard (ACL and audit log), when configured.
@@ -260,6 +288,7 @@ impl Route {
 }
 
 struct Dispatcher {
+    pairings: tokio::sync::broadcast::Sender<PairingOutcome>,
     session: Session,
     e2e: Option<E2eEndpoint>,
     access: Option<Arc<AccessGuard>>,
@@ -334,7 +363,16 @@ impl Dispatcher {
             E2eInbound::TunnelRefused { peer, error } => {
                 tracing::info!(%peer, %error, "end-to-end tunnel refused")
             }
-            E2eInbound::Paired { peer, .. } => tracing::info!(%peer, "paired"),
+            E2eInbound::Paired { peer, fingerprint } => {
+                tracing::info!(%peer, "paired");
+                let _ = self
+                    .pairings
+                    .send(PairingOutcome::Paired { peer, fingerprint });
+            }
+            E2eInbound::PairingFailed { peer, error } => {
+                tracing::info!(%peer, %error, "pairing failed");
+                let _ = self.pairings.send(PairingOutcome::Failed { peer, error });
+            }
         }
     }
 

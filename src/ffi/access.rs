@@ -415,7 +415,7 @@ impl Controller {
 }
 
 /// Aborts a task when the handle that owns it is cancelled or dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
+pub(super) struct AbortOnDrop(pub(super) tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -163,6 +163,16 @@ pub trait PairingListener: Send + Sync {
     fn on_pairing_result(&self, result: PairingResult) -> Result<(), PmnError>;
 }
 
+/// What a code-showing provider's screen is told: each pairing attempt's outcome. Called from a
+/// pmn thread; a method that throws is logged and changes nothing.
+#[uniffi::export(with_foreign)]
+pub trait ProviderPairingListener: Send + Sync {
+    /// `peer` (a controller's full JID) typed the right code: `device` is now trusted.
+    fn on_paired(&self, peer: String, device: TrustedDevice) -> Result<(), PmnError>;
+    /// `peer` tried and failed (wrong or expired code, pairing locked); nothing was pinned.
+    fn on_pairing_failed(&self, peer: String, error: PmnError) -> Result<(), PmnError>;
+}
+
 fn report(result: Result<(), PmnError>, what: &str) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "pairing listener {what} failed");
@@ -275,6 +285,47 @@ impl Provider {
     /// minutes, single use). `PmnError.Forbidden` while locked after too many wrong codes.
     pub fn start_pairing(&self) -> Result<String, PmnError> {
         Ok(self.e2e()?.start_pairing()?)
+    }
+
+    /// Reports every pairing attempt's outcome to `listener` (close the screen showing the code
+    /// on success, say "wrong code" on failure) until the handle is cancelled.
+    pub fn watch_pairing(
+        &self,
+        listener: Arc<dyn ProviderPairingListener>,
+    ) -> Result<Arc<super::task::TaskHandle>, PmnError> {
+        let e2e = self.e2e()?;
+        let mut outcomes = self.with_core(|core| core.pairing_outcomes())?;
+        let task = runtime::handle().spawn(async move {
+            use crate::core::provider::PairingOutcome;
+            loop {
+                match outcomes.recv().await {
+                    Ok(PairingOutcome::Paired { peer, fingerprint }) => {
+                        let bare = peer.to_bare();
+                        let device = TrustedDevice {
+                            jid: bare.to_string(),
+                            fingerprint: fingerprint_hex(&fingerprint),
+                            source: e2e
+                                .trust()
+                                .source(&bare, &fingerprint)
+                                .map(Into::into)
+                                .unwrap_or(TrustSource::Paired),
+                        };
+                        report(listener.on_paired(peer.to_string(), device), "on_paired");
+                    }
+                    Ok(PairingOutcome::Failed { peer, error }) => report(
+                        listener.on_pairing_failed(peer.to_string(), error.into()),
+                        "on_pairing_failed",
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(n, "pairing listener fell behind")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(Arc::new(super::task::TaskHandle::new(
+            super::access::AbortOnDrop(task.abort_handle()),
+        )))
     }
 
     /// Disarms pairing (the code shown is no longer accepted).

@@ -733,6 +733,9 @@ impl Dispatcher {
                 tracing::info!(%peer, %error, "end-to-end tunnel refused")
             }
             E2eInbound::Paired { peer, .. } => tracing::info!(%peer, "paired"),
+            E2eInbound::PairingFailed { peer, error } => {
+                tracing::info!(%peer, %error, "pairing failed")
+            }
         }
     }
 

@@ -124,6 +124,14 @@ pub enum E2eInbound {
         /// Why it was refused.
         error: Error,
     },
+    /// Pairing with `peer` failed on this (code-showing) device: wrong or expired code, pairing
+    /// not armed or locked, or a broken exchange. Nothing was pinned.
+    PairingFailed {
+        /// Who tried.
+        peer: FullJid,
+        /// Why it failed.
+        error: Error,
+    },
     /// Pairing with `peer` succeeded on this (code-showing) device; its key is now pinned.
     Paired {
         /// The new peer.
@@ -769,9 +777,10 @@ impl E2eEndpoint {
         };
         if let Some(text) = refusal {
             reply_error(DefinedCondition::Forbidden, &text);
-            self.emit(E2eInbound::TunnelRefused {
-                peer,
-                error: Error::new(ErrorKind::Forbidden, text),
+            let error = Error::new(ErrorKind::Forbidden, text);
+            self.emit(match offer.method {
+                SecurityMethod::Pake => E2eInbound::PairingFailed { peer, error },
+                SecurityMethod::X509 => E2eInbound::TunnelRefused { peer, error },
             });
             return;
         }
@@ -783,11 +792,16 @@ impl E2eEndpoint {
         let this = self.clone();
         tokio::spawn(async move {
             let sid = jingle.sid.0.clone();
-            if let Err(e) = this
+            let pairing = offer.method == SecurityMethod::Pake;
+            if let Err(error) = this
                 .respond(peer.clone(), &sid, offer, block_size, ibb_rx)
                 .await
             {
-                this.emit(E2eInbound::TunnelRefused { peer, error: e });
+                this.emit(if pairing {
+                    E2eInbound::PairingFailed { peer, error }
+                } else {
+                    E2eInbound::TunnelRefused { peer, error }
+                });
             }
         });
     }

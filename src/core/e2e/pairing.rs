@@ -298,7 +298,17 @@ pub(crate) async fn pair_as_responder(
     };
     tunnel.send(Iq::from_result(id, Some(answer)))?;
 
-    let (id, second) = next_pair(inbound, tunnel, timeout).await?;
+    // An initiator whose code differs finds our confirmation wrong and hangs up without its own:
+    // to the device showing the code, that is a wrong code, not a network failure.
+    let (id, second) = next_pair(inbound, tunnel, timeout)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotConnected => Error::new(
+                ErrorKind::Forbidden,
+                "pairing failed: the other device rejected the key confirmation (wrong code?)",
+            ),
+            _ => e,
+        })?;
     match second.confirm {
         Some(confirm) if verify(&key, INITIATOR_LABEL, &binding, &confirm.mac) => {
             gate.lock().unwrap_or_else(|p| p.into_inner()).succeeded();

@@ -30,6 +30,20 @@ class RecordingPairingListener : PairingListener {
     fun awaitResult(): PairingResult = results.poll(10, TimeUnit.SECONDS) ?: fail("no pairing result")
 }
 
+/** The TV's pairing screen. */
+class RecordingTvScreen : ProviderPairingListener {
+    val paired = LinkedBlockingQueue<TrustedDevice>()
+    val failed = LinkedBlockingQueue<PmnException>()
+
+    override fun onPaired(peer: String, device: TrustedDevice) {
+        paired.add(device)
+    }
+
+    override fun onPairingFailed(peer: String, error: PmnException) {
+        failed.add(error)
+    }
+}
+
 /**
  * The end-to-end tunnel from Kotlin (the Rust twin is tests/ffi_e2e.rs): the TV shows a code, the
  * phone types it, then control and events travel through the tunnel; a wrong code and a revoked key
@@ -65,6 +79,8 @@ class E2eTest {
             assertTrue(refused is PmnException.Forbidden || refused is PmnException.Tls, "$refused")
 
             // The TV shows a code; a wrong one is a typed error and pins nothing.
+            val screen = RecordingTvScreen()
+            val watch = provider.watchPairing(screen)
             val code = provider.startPairing()
             assertEquals(6, code.length)
             val pairing = RecordingPairingListener()
@@ -87,6 +103,10 @@ class E2eTest {
             assertEquals(listOf(device), controller.trustedDevices())
             val phoneOnTv = provider.trustedDevices().single()
             assertEquals(controller.deviceFingerprint(), phoneOnTv.fingerprint)
+            // The TV's screen heard both: the wrong code, then the phone it now trusts.
+            assertIs<PmnException.Forbidden>(screen.failed.poll(10, TimeUnit.SECONDS))
+            assertEquals(phoneOnTv, screen.paired.poll(10, TimeUnit.SECONDS))
+            watch.close()
 
             // Control and events through the tunnel.
             controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use {
