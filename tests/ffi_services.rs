@@ -382,6 +382,27 @@ async fn recorder_and_library_through_the_exported_api() {
         c.library_item(box_.clone(), "videos/10000".into()).await,
         Err(PmnError::Fault { code: 404, .. })
     ));
+    let chunk = c
+        .library_read(box_.clone(), "videos/4242".into(), 99_990, 1000)
+        .await
+        .expect("read");
+    assert_eq!(
+        (chunk.offset, chunk.size, chunk.data.len()),
+        (99_990, 100_000, 10)
+    );
+    assert_eq!(
+        chunk.data,
+        pmn::core::services::library::generated_bytes(4242, 99_990, 10)
+    );
+    assert!(matches!(
+        c.library_read(box_.clone(), "videos/4242".into(), 0, 1 << 20)
+            .await,
+        Err(PmnError::BadParams { .. })
+    ));
+    assert!(matches!(
+        c.library_read(box_.clone(), "videos".into(), 0, 10).await,
+        Err(PmnError::Fault { code: 404, .. })
+    ));
     assert!(matches!(
         c.channels("not a jid".into()).await,
         Err(PmnError::Config { .. })

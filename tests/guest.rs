@@ -26,7 +26,9 @@ use pmn::core::error::ErrorKind;
 use pmn::core::identity::DeviceIdentity;
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::rpc::xmlrpc::Value;
-use pmn::core::services::library::{GeneratedLibrary, LibraryService};
+use pmn::core::services::library::{
+    generated_bytes, GeneratedLibrary, LibraryService, GENERATED_ITEM_BYTES,
+};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
 use pmn::core::services::recorder::RecorderService;
 use pmn::core::session::{Session, SessionConfig};
@@ -609,7 +611,7 @@ const PLAYER_VERBS: &[&str] = &[
     "unsubscribe",
 ];
 const RECORDER_VERBS: &[&str] = &["channels", "schedule", "scheduled", "cancel", "subscribe"];
-const LIBRARY_VERBS: &[&str] = &["browse", "search", "item", "subscribe"];
+const LIBRARY_VERBS: &[&str] = &["browse", "search", "item", "read", "subscribe"];
 
 /// Spec §3.3's "only the one file": Romeo's phone (owner of his network) grants Julia's TV read
 /// access to one item of his library; the TV, acting as a controller of that library, gets that
@@ -658,7 +660,15 @@ async fn the_host_tv_reads_only_the_one_shared_item() {
     let library = tv_fetcher.library(nas_jid.clone());
     let got = library.item(item).await.expect("the shared item");
     assert_eq!(got.id, item);
+    // Its bytes travel inside the end-to-end tunnel, chunk by chunk.
+    let bytes = library
+        .read_all(item, 1 << 20)
+        .await
+        .expect("the shared item's bytes");
+    assert_eq!(bytes.len() as u64, GENERATED_ITEM_BYTES);
+    assert_eq!(bytes, generated_bytes(7, 0, GENERATED_ITEM_BYTES));
     assert!(is_forbidden(&library.item("videos/8").await));
+    assert!(is_forbidden(&library.read("videos/8", 0, 1024).await));
     assert!(is_forbidden(&library.browse("videos", 0, 10).await));
     assert!(is_forbidden(&library.search("Film", 0, 10).await));
     // Another device of Julia's network (not the TV's key) gets nothing either.

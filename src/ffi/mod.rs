@@ -27,9 +27,9 @@ pub use logging::{
 };
 pub use provider::{start_simulated_player, Provider};
 pub use records::{
-    Channel, ConnectionConfig, ConnectionState, ItemKind, LibraryItem, LibraryPage, Playback,
-    PlaybackState, PlayerStatus, ProviderInfo, Queue, QueueItem, Recording, RecordingState,
-    ServiceEvent, VolumeState,
+    Channel, ConnectionConfig, ConnectionState, ItemKind, LibraryChunk, LibraryItem, LibraryPage,
+    Playback, PlaybackState, PlayerStatus, ProviderInfo, Queue, QueueItem, Recording,
+    RecordingState, ServiceEvent, VolumeState,
 };
 pub use services::{start_demo_provider, start_player_provider, MediaPlayerBackend};
 pub use task::TaskHandle;

@@ -489,6 +489,27 @@ pub struct LibraryItem {
     pub child_count: Option<u32>,
 }
 
+/// Some bytes of a library item (`library_read`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct LibraryChunk {
+    /// The bytes from `offset`; empty at or past the end.
+    pub data: Vec<u8>,
+    /// Where they start.
+    pub offset: u64,
+    /// The item's whole size.
+    pub size: u64,
+}
+
+impl From<crate::core::services::library::Chunk> for LibraryChunk {
+    fn from(c: crate::core::services::library::Chunk) -> Self {
+        LibraryChunk {
+            data: c.data.0,
+            offset: c.offset,
+            size: c.size,
+        }
+    }
+}
+
 impl From<crate::core::services::library::Item> for LibraryItem {
     fn from(i: crate::core::services::library::Item) -> Self {
         use crate::core::services::library::ItemKind as K;

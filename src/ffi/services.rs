@@ -12,8 +12,8 @@ use super::controller::{parse_provider, Controller};
 use super::error::{config, PmnError};
 use super::provider::Provider;
 use super::records::{
-    Channel, ConnectionConfig, LibraryItem, LibraryPage, Playback, PlayerStatus, Queue, Recording,
-    VolumeState,
+    Channel, ConnectionConfig, LibraryChunk, LibraryItem, LibraryPage, Playback, PlayerStatus,
+    Queue, Recording, VolumeState,
 };
 use super::runtime;
 use super::task::TaskHandle;
@@ -323,6 +323,18 @@ impl Controller {
         id: String,
     ) -> Result<LibraryItem, PmnError> {
         library_call!(self, provider, |l| l.item(&id))
+    }
+
+    /// At most `length` (≤ 48 KiB) bytes of item `id` of the library `provider`, from `offset`.
+    /// Under a `library-item` grant this is how the host's TV fetches the one shared file.
+    pub async fn library_read(
+        &self,
+        provider: String,
+        id: String,
+        offset: u64,
+        length: u32,
+    ) -> Result<LibraryChunk, PmnError> {
+        library_call!(self, provider, |l| l.read(&id, offset, length))
     }
 
     /// Subscribes to the events of `service` on `provider` named in `events` (e.g.

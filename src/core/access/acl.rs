@@ -362,8 +362,9 @@ impl Acl {
         })
     }
 
-    /// Replaces the owner keys (a device joined or left the household). Grants whose issuer is no
-    /// longer an owner key are dropped at once.
+    /// Replaces the owner keys (a device joined or left the household) and stores the new set.
+    /// Grants whose issuer is no longer an owner key are dropped at once. This is how an owner
+    /// device is removed: [`Acl::open`] adds the stored keys to those it is given.
     pub fn set_owner_keys(&mut self, owners: OwnerKeys, now: u64) -> Result<(), AccessError> {
         if owners.network() != self.owners.network() {
             return Err(AccessError::WrongNetwork {
@@ -383,16 +384,16 @@ impl Acl {
                 self.audit_grant(now, AuditKind::Revoke, &entry.grant, "issuer removed");
             }
         }
-        if dropped.is_empty() {
-            Ok(())
-        } else {
+        // The owner set itself is stored too (keys registered through the tunnel), so always write.
+        let _ = dropped;
+        {
             self.persist()
         }
     }
 
     /// The decision for a call of `method` by `caller`, whose tunnel presented `device` (`None`
     /// without a tunnel), at `now` by the provider's clock. Use [`Acl::check_item`] for methods that
-    /// take an item id (`library.item`, `library.metadata`).
+    /// take an item id (`library.item`, `library.read`).
     pub fn check(
         &mut self,
         caller: &FullJid,

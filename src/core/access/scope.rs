@@ -47,7 +47,7 @@ const PLAYBACK_METHODS: &[&str] = &[
 /// `library-item`: the read methods that take an item id. The ACL additionally requires the id to be
 /// the grant's item ([`crate::core::access::Acl::check_item`]); browse and search are never allowed
 /// because they would reveal the rest of the library.
-const LIBRARY_ITEM_METHODS: &[&str] = &["library.item", "library.metadata"];
+const LIBRARY_ITEM_METHODS: &[&str] = &["library.item", "library.read"];
 
 impl Scope {
     /// Every scope, in a stable order.
@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn library_item_reads_one_item_and_never_browses() {
         assert!(Scope::LibraryItem.allows("library.item"));
-        assert!(Scope::LibraryItem.allows("library.metadata"));
+        assert!(Scope::LibraryItem.allows("library.read"));
         for m in [
             "library.browse",
             "library.search",

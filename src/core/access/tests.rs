@@ -695,7 +695,7 @@ fn single_item_grant_reads_only_that_item() {
         acl.check_item(&tv, Some(&ROMEO_DEVICE), method, item, NOW)
     };
     assert!(check("library.item", Some("videos/film-1")).is_allowed());
-    assert!(check("library.metadata", Some("videos/film-1")).is_allowed());
+    assert!(check("library.read", Some("videos/film-1")).is_allowed());
     for (method, item) in [
         ("library.item", Some("letters/rosaline")),
         ("library.item", Some("videos/film-1/../letters")),
@@ -932,9 +932,36 @@ fn grants_of_a_removed_owner_device_end() {
         "set_owner_keys persisted the drop"
     );
     acl.install(h.playback_grant(), NOW).expect("install");
+    acl.set_owner_keys(without.clone(), NOW)
+        .expect("remove the owner");
     drop(acl);
+    // The removal is stored: reopened with no configured owner, the key stays gone.
     let acl = Acl::open(&path, without, NOW).expect("a removed issuer is not corruption");
     assert!(acl.grants(NOW).is_empty());
+    assert!(acl.owner_keys().is_empty());
+}
+
+#[test]
+fn owner_keys_registered_at_run_time_survive_a_restart() {
+    let h = household();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("acl.json");
+    let none = OwnerKeys::new(bare(NETWORK));
+    let mut acl = Acl::open(&path, none.clone(), NOW).expect("open");
+    for spki in h.owners.spkis() {
+        let (_, new) = acl.add_owner_key(&spki).expect("register");
+        assert!(new);
+        assert!(!acl.add_owner_key(&spki).expect("again").1, "idempotent");
+    }
+    acl.install(h.playback_grant(), NOW).expect("install");
+    drop(acl);
+    let acl = Acl::open(&path, none, NOW).expect("reopen");
+    assert_eq!(acl.owner_keys().len(), h.owners.len());
+    assert_eq!(acl.active_grants(NOW).len(), 1);
+    assert!(acl.admits(&romeo().to_bare(), &ROMEO_DEVICE, NOW));
+    assert!(!acl.admits(&romeo().to_bare(), &DeviceFingerprint([9; 32]), NOW));
+    assert!(acl.knows_guest(&romeo().to_bare(), NOW));
+    assert!(!acl.knows_guest(&romeo().to_bare(), NOW + 10 * 24 * 3600));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -968,7 +995,7 @@ const ALL_METHODS: &[&str] = &[
     "library.browse",
     "library.search",
     "library.item",
-    "library.metadata",
+    "library.read",
     "library.subscribe",
     "library.unsubscribe",
     "access.list",
@@ -1059,7 +1086,7 @@ fn role_method_matrix_every_decision() {
             );
             // Guest out of scope: only the shared item's reads.
             let item_read =
-                matches!(method, "library.item" | "library.metadata") && item == Some(SHARED_ITEM);
+                matches!(method, "library.item" | "library.read") && item == Some(SHARED_ITEM);
             let expected = if item_read {
                 Decision::Allow(Allowed::Guest {
                     grant_id: item_grant.id.clone(),

@@ -1,7 +1,10 @@
 //! The media library service (`urn:xmpp:tmp:pmn:media-library:0`).
 //!
 //! Methods: `library.browse(container, offset, limit)` and `library.search(query, offset, limit)`
-//! answer a [`Page`]; `library.item(id)` answers one [`Item`]. A page holds at most [`MAX_PAGE`]
+//! answer a [`Page`]; `library.item(id)` answers one [`Item`]; `library.read(id, offset, length)`
+//! answers a [`Chunk`] of the item's bytes, so a file can travel inside the end-to-end tunnel (the
+//! way a guest's library hands the host's TV the one film it shares, under a `library-item`
+//! grant). A page holds at most [`MAX_PAGE`]
 //! items, so neither side ever holds a whole large library: the provider's [`MediaLibrary`] produces
 //! one page at a time, and [`LibraryClient::browse_all`] is a stream that fetches the next page only
 //! when the previous one has been consumed. The root container is `""`.
@@ -15,6 +18,7 @@ use xmpp_parsers::jid::FullJid;
 use super::{method, ServiceSpec, TypedService};
 use crate::core::controller::Controller;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::rpc::xmlrpc::Bytes;
 
 /// The disco#info feature of the media library.
 pub const FEATURE: &str = "urn:xmpp:tmp:pmn:media-library:0";
@@ -26,6 +30,11 @@ pub const MAX_PAGE: u32 = 200;
 pub const MAX_QUERY_BYTES: usize = 1024;
 /// Fault code: no such container or item.
 pub const FAULT_NOT_FOUND: i32 = 404;
+/// Fault code: this library serves metadata only, no bytes.
+pub const FAULT_NO_BYTES: i32 = 501;
+/// Most bytes in one [`Chunk`]: 48 KiB, about 64 KiB once base64-encoded, well under a server's
+/// stanza limit (Prosody's default is 256 KiB) and a dozen 4 KiB IBB blocks.
+pub const MAX_CHUNK: u32 = 48 * 1024;
 
 /// The media library service definition.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +55,20 @@ method!(
 method!(
     /// `library.item(id)`.
     GetItem, Library, "item", (String,) => Item);
+method!(
+    /// `library.read(id, offset, length)`: at most `length` (≤ [`MAX_CHUNK`]) bytes of the item.
+    Read, Library, "read", (String, u64, u32) => Chunk);
+
+/// Some bytes of an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The bytes, starting at `offset`; empty at or past the end.
+    pub data: Bytes,
+    /// Where they start.
+    pub offset: u64,
+    /// The item's whole size in bytes.
+    pub size: u64,
+}
 
 /// What an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,11 +127,32 @@ pub trait MediaLibrary: Send + Sync + 'static {
     fn search(&self, query: &str, offset: u32, limit: u32) -> Result<Page>;
     /// One item.
     fn item(&self, id: &str) -> Result<Item>;
+    /// At most `length` (already checked: 1..=[`MAX_CHUNK`]) bytes of item `id` from `offset`.
+    /// The default serves none (fault [`FAULT_NO_BYTES`]): a library that only indexes files
+    /// played from elsewhere.
+    fn read(&self, id: &str, offset: u64, length: u32) -> Result<Chunk> {
+        let _ = (offset, length);
+        Err(Error::fault(
+            FAULT_NO_BYTES,
+            format!("this library serves no bytes (item {id:?})"),
+        ))
+    }
+}
+
+/// The generated content of `videos/<i>` and `music/<i>`: `size` bytes of a pattern that depends
+/// on the index, so a reader can check what it got.
+pub fn generated_bytes(index: u32, offset: u64, length: u64) -> Vec<u8> {
+    (offset..offset + length)
+        .map(|p| ((p + u64::from(index) * 31) % 251) as u8)
+        .collect()
 }
 
 fn not_found(what: &str) -> Error {
     Error::fault(FAULT_NOT_FOUND, format!("no {what}"))
 }
+
+/// The size of every generated item's content ([`generated_bytes`]).
+pub const GENERATED_ITEM_BYTES: u64 = 100_000;
 
 /// A library whose items are computed from their index, not stored: `music` with 100 tracks and
 /// `videos` with any number of films (tests use ≥ 10 000).
@@ -224,6 +268,25 @@ impl MediaLibrary for GeneratedLibrary {
         })
     }
 
+    fn read(&self, id: &str, offset: u64, length: u32) -> Result<Chunk> {
+        let item = self.item(id)?;
+        if item.kind == ItemKind::Container {
+            return Err(not_found(&format!("bytes of container {id:?}")));
+        }
+        let index = id
+            .rsplit_once('/')
+            .and_then(|(_, i)| i.parse::<u32>().ok())
+            .ok_or_else(|| not_found(&format!("item {id:?}")))?;
+        let size = GENERATED_ITEM_BYTES;
+        let start = offset.min(size);
+        let end = offset.saturating_add(u64::from(length)).min(size);
+        Ok(Chunk {
+            data: Bytes(generated_bytes(index, start, end - start)),
+            offset: start,
+            size,
+        })
+    }
+
     fn item(&self, id: &str) -> Result<Item> {
         if let Some(root) = self.root().into_iter().find(|i| i.id == id) {
             return Ok(root);
@@ -278,8 +341,23 @@ impl LibraryService {
                 .and_then(|()| l.search(&query, offset, limit));
             async move { out }
         });
+        let l = library.clone();
         let typed = typed.handle::<GetItem, _, _>(move |(id,), _| {
-            let out = check("library.item", &id, None).and_then(|()| library.item(&id));
+            let out = check("library.item", &id, None).and_then(|()| l.item(&id));
+            async move { out }
+        });
+        let typed = typed.handle::<Read, _, _>(move |(id, offset, length), _| {
+            let out = check("library.read", &id, None)
+                .and_then(|()| {
+                    if length == 0 || length > MAX_CHUNK {
+                        return Err(Error::new(
+                            ErrorKind::BadParams,
+                            format!("library.read: length must be 1..={MAX_CHUNK}"),
+                        ));
+                    }
+                    Ok(())
+                })
+                .and_then(|()| library.read(&id, offset, length));
             async move { out }
         });
         Self { typed }
@@ -322,6 +400,40 @@ impl LibraryClient {
         self.controller
             .invoke::<GetItem>(&self.provider, &(id.to_owned(),))
             .await
+    }
+
+    /// At most `length` (≤ [`MAX_CHUNK`]) bytes of item `id` from `offset`.
+    pub async fn read(&self, id: &str, offset: u64, length: u32) -> Result<Chunk> {
+        self.controller
+            .invoke::<Read>(&self.provider, &(id.to_owned(), offset, length))
+            .await
+    }
+
+    /// The whole content of item `id`, chunk by chunk; refuses items larger than `max_bytes` (the
+    /// caller's memory is the bound) with `BadParams` before reading them.
+    pub async fn read_all(&self, id: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        let first = self.read(id, 0, MAX_CHUNK).await?;
+        if first.size > max_bytes {
+            return Err(Error::new(
+                ErrorKind::BadParams,
+                format!(
+                    "item {id:?} has {} bytes, more than {max_bytes}",
+                    first.size
+                ),
+            ));
+        }
+        let mut data = first.data.0;
+        while (data.len() as u64) < first.size {
+            let chunk = self.read(id, data.len() as u64, MAX_CHUNK).await?;
+            if chunk.data.0.is_empty() || chunk.offset != data.len() as u64 {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("item {id:?}: the library answered a chunk out of order"),
+                ));
+            }
+            data.extend_from_slice(&chunk.data.0);
+        }
+        Ok(data)
     }
 
     /// Every child of `container`, fetched `page_size` at a time as the stream is consumed (at most
