@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Prosody that pmn's tests, benches and demo talk to: loopback only, two households
-# (home.test, friend.test), a private test CA, users registered up front.
+# (home.test, friend.test), a malicious host for in-path attack tests (tamper.test, with
+# modules/mod_pmn_tamper.lua), a private test CA, users registered up front.
 #
 #   prosody.sh install                      install prosody + openssl if missing (idempotent, quiet)
 #   prosody.sh start DIR PORT               start in the background, return once PORT accepts TCP
@@ -9,8 +10,8 @@
 #   prosody.sh register DIR USER HOST PW    register one more user (works while running)
 #   prosody.sh stop DIR                     stop the prosody of DIR (idempotent)
 #
-# DIR gets ca.pem (the CA to trust), server.crt/server.key (leaf for home.test, friend.test and
-# localhost), prosody.cfg.lua, data/, prosody.log, prosody.err, prosody.pid.
+# DIR gets ca.pem (the CA to trust), server.crt/server.key (leaf for home.test, friend.test,
+# tamper.test and localhost), prosody.cfg.lua, data/, prosody.log, prosody.err, prosody.pid.
 #
 # Certificates and the registered default accounts are prepared once in a template directory
 # (${CARGO_TARGET_DIR:-<repo>/target}/prosody-template-<hash of this script + config template>)
@@ -25,6 +26,7 @@ SELF="$(realpath "${BASH_SOURCE[0]}")"
 HERE="$(dirname "$SELF")"
 REPO="$(cd "$HERE/../.." && pwd)"
 CFG_TEMPLATE="$HERE/prosody.cfg.lua.in"
+MODULES_DIR="$HERE/modules"
 START_TIMEOUT="${PMN_PROSODY_START_TIMEOUT:-10}"
 
 # The default test accounts: "user host password". The only list of them; pmn-testkit mirrors it.
@@ -33,6 +35,11 @@ DEFAULT_USERS=(
 	"home friend.test friend-secret"      # Romeo's household network
 	"stranger home.test stranger-secret"  # someone with no rights anywhere
 	"bench home.test bench-secret"        # benchmarks
+	# tamper.test: the server attacks these accounts' tunnels (mod_pmn_tamper, by username)
+	"flip tamper.test flip-secret"         # flips a bit in IBB blocks from seq 1 on
+	"lateflip tamper.test lateflip-secret" # flips every IBB block once the account armed it
+	"swap tamper.test swap-secret"         # substitutes the Jingle XTLS fingerprint
+	"clean tamper.test clean-secret"       # left alone: the control case
 )
 
 die() {
@@ -95,10 +102,12 @@ running_pid() {
 
 # write_config DIR PORT: DIR/prosody.cfg.lua from the template.
 write_config() {
-	local dir="$1" port="$2" esc
+	local dir="$1" port="$2" esc mods
 	esc="$(printf '%s' "$dir" | sed 's/[\\&|]/\\&/g')"
+	mods="$(printf '%s' "$MODULES_DIR" | sed 's/[\\&|]/\\&/g')"
 	[[ $dir != *$'\n'* && $dir != *'"'* ]] || die "DIR must not contain quotes or newlines"
-	sed -e "s|@DIR@|$esc|g" -e "s|@PORT@|$port|g" "$CFG_TEMPLATE" >"$dir/prosody.cfg.lua.tmp"
+	[[ $MODULES_DIR != *$'\n'* && $MODULES_DIR != *'"'* ]] || die "the repository path must not contain quotes or newlines"
+	sed -e "s|@DIR@|$esc|g" -e "s|@PORT@|$port|g" -e "s|@MODULES@|$mods|g" "$CFG_TEMPLATE" >"$dir/prosody.cfg.lua.tmp"
 	mv -f "$dir/prosody.cfg.lua.tmp" "$dir/prosody.cfg.lua"
 }
 
@@ -113,7 +122,7 @@ make_certs() {
 	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 \
 		-subj "/CN=home.test" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
 	cat >"$d/server.ext" <<-'EOF'
-		subjectAltName = DNS:home.test, DNS:friend.test, DNS:localhost
+		subjectAltName = DNS:home.test, DNS:friend.test, DNS:tamper.test, DNS:localhost
 		basicConstraints = critical, CA:FALSE
 		keyUsage = critical, digitalSignature
 		extendedKeyUsage = serverAuth

@@ -7,6 +7,10 @@
 //!
 //! The server has two virtual hosts, one per household: [`HOME_HOST`] (Juliet's network) and
 //! [`FRIEND_HOST`] (Romeo's), and the accounts [`HOME`], [`FRIEND`], [`STRANGER`] and [`BENCH`].
+//! A third host, [`TAMPER_HOST`], is a *malicious* server for in-path attack tests: its module
+//! `tests/prosody/modules/mod_pmn_tamper.lua` alters the end-to-end tunnel traffic between two
+//! resources of [`TAMPER_FLIP`], [`TAMPER_LATEFLIP`] and [`TAMPER_SWAP`], and leaves
+//! [`TAMPER_CLEAN`] alone.
 //!
 //! ```no_run
 //! let server = pmn_testkit::TestServer::shared();
@@ -28,6 +32,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const HOME_HOST: &str = "home.test";
 /// Virtual host of Romeo's household network (the guest side).
 pub const FRIEND_HOST: &str = "friend.test";
+/// Virtual host whose server attacks tunnels (mod_pmn_tamper); only this host loads the module.
+pub const TAMPER_HOST: &str = "tamper.test";
+/// Namespace of mod_pmn_tamper's control iqs (`<arm/>`, `<disarm/>`, sent to [`TAMPER_HOST`]).
+pub const NS_TAMPER: &str = "urn:pmn:test:tamper";
 
 /// An account registered on every [`TestServer`] before it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +82,43 @@ pub const BENCH: Account = Account {
     jid: "bench@home.test",
     password: "bench-secret",
 };
+/// The server flips one bit of every in-band bytestream block from `seq` 1 on, both directions
+/// (the TLS handshake's second flights and everything after).
+pub const TAMPER_FLIP: Account = Account {
+    jid: "flip@tamper.test",
+    password: "flip-secret",
+};
+/// The server flips one bit of every in-band bytestream block, but only once this account armed
+/// the attack with an iq set `<arm xmlns='urn:pmn:test:tamper'/>` to [`TAMPER_HOST`] (so a test
+/// can attack an established tunnel); `<disarm/>` stops it.
+pub const TAMPER_LATEFLIP: Account = Account {
+    jid: "lateflip@tamper.test",
+    password: "lateflip-secret",
+};
+/// The server replaces the fingerprint of every Jingle XTLS `session-initiate`/`session-accept`
+/// by one of its own (certificate substitution).
+pub const TAMPER_SWAP: Account = Account {
+    jid: "swap@tamper.test",
+    password: "swap-secret",
+};
+/// On the tampering host, but left alone: the control case.
+pub const TAMPER_CLEAN: Account = Account {
+    jid: "clean@tamper.test",
+    password: "clean-secret",
+};
+
+/// Every account registered on every [`TestServer`] (the mirror of `DEFAULT_USERS` in
+/// `tests/prosody/prosody.sh`).
+pub const DEFAULT_ACCOUNTS: [Account; 8] = [
+    HOME,
+    FRIEND,
+    STRANGER,
+    BENCH,
+    TAMPER_FLIP,
+    TAMPER_LATEFLIP,
+    TAMPER_SWAP,
+    TAMPER_CLEAN,
+];
 
 /// How long to wait for `READY` (covers building the certificate/account template on a cold run).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -287,7 +332,7 @@ impl TestServer {
     }
 
     /// PEM of the test CA that signed the server certificate (valid for `home.test`,
-    /// `friend.test` and `localhost`).
+    /// `friend.test`, `tamper.test` and `localhost`).
     #[must_use]
     pub fn ca_pem(&self) -> String {
         self.ca_pem.clone()
@@ -303,6 +348,13 @@ impl TestServer {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Prosody's info log so far (`DIR/prosody.log`; empty if it cannot be read), e.g. to see
+    /// what mod_pmn_tamper changed.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prosody.log")).unwrap_or_default()
     }
 
     /// Registers one more account; works while the server runs.

@@ -8,7 +8,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pmn_testkit::{Account, TestServer, BENCH, FRIEND, FRIEND_HOST, HOME, HOME_HOST, STRANGER};
+use pmn_testkit::{
+    TestServer, DEFAULT_ACCOUNTS, FRIEND, FRIEND_HOST, HOME, HOME_HOST, TAMPER_HOST,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -189,9 +191,9 @@ fn shared_server_is_one_per_process() {
 }
 
 #[test]
-fn certificate_chain_verifies_for_both_hosts() {
+fn certificate_chain_verifies_for_every_host() {
     let server = TestServer::shared();
-    for host in [HOME_HOST, FRIEND_HOST] {
+    for host in [HOME_HOST, FRIEND_HOST, TAMPER_HOST] {
         let out = run_bounded(
             Command::new("openssl")
                 .args([
@@ -233,7 +235,7 @@ fn certificate_chain_verifies_for_both_hosts() {
 #[test]
 fn default_accounts_log_in() {
     let server = TestServer::shared();
-    for account in [HOME, FRIEND, STRANGER, BENCH] {
+    for account in DEFAULT_ACCOUNTS {
         assert!(
             sasl_plain_login(server, account.user(), account.host(), account.password),
             "{} cannot log in",
@@ -260,11 +262,40 @@ fn register_works_while_running() {
 #[test]
 fn accounts_match_the_script() {
     let script = std::fs::read_to_string(pmn_testkit::script_path()).unwrap();
-    let accounts: [Account; 4] = [HOME, FRIEND, STRANGER, BENCH];
-    for a in accounts {
+    for a in DEFAULT_ACCOUNTS {
         let line = format!("\"{} {} {}\"", a.user(), a.host(), a.password);
         assert!(script.contains(&line), "prosody.sh lacks {line}");
     }
+    // …and the other way round: every registered account has its constant.
+    let start = script
+        .find("DEFAULT_USERS=(")
+        .expect("DEFAULT_USERS in prosody.sh");
+    let end = start + script[start..].find("\n)").expect("end of DEFAULT_USERS");
+    let listed = script[start..end]
+        .lines()
+        .filter(|l| l.trim_start().starts_with('"'))
+        .count();
+    assert_eq!(
+        listed,
+        DEFAULT_ACCOUNTS.len(),
+        "DEFAULT_USERS and DEFAULT_ACCOUNTS differ"
+    );
     assert_eq!(HOME.host(), HOME_HOST);
     assert_eq!(FRIEND.host(), FRIEND_HOST);
+}
+
+#[test]
+fn only_the_tamper_host_loads_the_tamper_module() {
+    let server = TestServer::shared();
+    let log = server.log();
+    assert!(
+        log.contains("tamper.test:pmn_tamper"),
+        "mod_pmn_tamper not loaded on tamper.test:\n{log}"
+    );
+    for host in [HOME_HOST, FRIEND_HOST] {
+        assert!(
+            !log.contains(&format!("{host}:pmn_tamper")),
+            "mod_pmn_tamper loaded on {host}"
+        );
+    }
 }
