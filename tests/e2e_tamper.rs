@@ -166,21 +166,20 @@ async fn household(account: &Account) -> Household {
     let (phone_session, phone_tap) = tapped(account, "phone");
 
     let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
-    let mut config = ProviderConfig::new(tv_session, "Attacked TV");
-    config.e2e = Some(E2eSettings::new(
-        tv_keys.identity.clone(),
-        tv_keys.trust.clone(),
-    ));
+    let config = ProviderConfig::new(
+        tv_session,
+        "Attacked TV",
+        E2eSettings::new(tv_keys.identity.clone(), tv_keys.trust.clone()),
+    );
     let provider = Provider::start(config, vec![player])
         .await
         .expect("provider starts");
 
-    let mut config = ControllerConfig::new(phone_session);
+    let mut config = ControllerConfig::new(
+        phone_session,
+        E2eSettings::new(phone_keys.identity.clone(), phone_keys.trust.clone()),
+    );
     config.rpc_timeout = Duration::from_secs(5);
-    config.e2e = Some(E2eSettings::new(
-        phone_keys.identity.clone(),
-        phone_keys.trust.clone(),
-    ));
     let controller = Controller::connect(config)
         .await
         .expect("controller connects");
@@ -300,10 +299,11 @@ async fn set_armed(session: &Session, armed: bool) {
     assert!(matches!(reply, IqReply::Result(_)), "{name}: {reply:?}");
 }
 
-/// What altered tunnel bytes may surface as at the caller, depending on which end notices first:
-/// `Tls` (its own handshake failed), `Protocol` (its established TLS channel could not decrypt a
-/// record: "cannot decrypt peer's message"), or `NotConnected` (the peer detected it and
-/// terminated the Jingle session, which closes the tunnel). Never a timeout, never success.
+/// What altered tunnel bytes surface as at the caller: almost always `Tls` (its own handshake or
+/// record decryption failed, or the peer ended the Jingle session with `security-error`); rarely
+/// `NotConnected`, when the peer's IBB close overtakes its session-terminate during the handshake;
+/// `Protocol` is kept for a peer that cannot parse what it decrypted. Never a timeout, never
+/// success.
 fn is_tunnel_failure(e: &Error) -> bool {
     matches!(
         e.kind(),
@@ -420,7 +420,7 @@ async fn a_server_flipping_bits_in_an_established_tunnel_breaks_only_that_tunnel
         .expect("tunnel ended");
     assert!(e2e.existing_tunnel(&home.tv).is_none());
     let phone = home.phone.to_string();
-    // (The reason's kind is Protocol today, see the report on issue 5; its text is rustls's.)
+    // (The reason's kind is Tls: a record that does not decrypt is tampering, not a peer bug.)
     pmn_reported(&["tunnel down", &phone, "cannot decrypt peer's message"]).await;
 
     // While the attack lasts, every new tunnel fails cleanly (here already in the handshake).
@@ -452,7 +452,7 @@ async fn a_server_substituting_its_key_is_refused_before_any_tls_byte() {
     let mut home = household(&TAMPER_SWAP).await;
     let e = home.status().await.expect_err("substituted key accepted");
     assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
-    assert!(e.message().contains("not trusted"), "{e}");
+    assert!(e.message().contains("neither paired"), "{e}");
 
     // The server did substitute the phone's key in the session-initiate…
     let swaps = tampered(&home.phone);
@@ -465,7 +465,7 @@ async fn a_server_substituting_its_key_is_refused_before_any_tls_byte() {
     // …so the TV refused the foreign key and reported it.
     let phone = home.phone.to_string();
     let line = pmn_reported(&["end-to-end tunnel refused", &phone]).await;
-    assert!(line.contains("not trusted"), "{line}");
+    assert!(line.contains("neither paired"), "{line}");
 
     let again = home.status().await.expect_err("second attempt");
     assert_eq!(again.kind(), ErrorKind::Forbidden, "{again}");

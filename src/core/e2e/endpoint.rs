@@ -664,6 +664,7 @@ impl E2eEndpoint {
             if ours {
                 let (r, text) = match &reason {
                     None => (Reason::Success, "closed"),
+                    Some(e) if e.kind() == ErrorKind::Tls => (Reason::SecurityError, e.message()),
                     Some(e) => (Reason::FailedTransport, e.message()),
                 };
                 this.terminate(&peer, &jingle_sid, r, text);
@@ -731,7 +732,23 @@ impl E2eEndpoint {
                 }
                 ack();
                 if let Some(entry) = found {
-                    entry.tunnel.close();
+                    // The peer's reason says whether this was a clean goodbye or a failure it
+                    // saw (a record that did not decrypt: tampering in the path).
+                    let kind = match jingle.reason.as_ref().map(|r| &r.reason) {
+                        Some(Reason::SecurityError) => Some(ErrorKind::Tls),
+                        Some(Reason::FailedTransport) => Some(ErrorKind::NotConnected),
+                        _ => None,
+                    };
+                    match (kind, &jingle.reason) {
+                        (Some(kind), Some(r)) => {
+                            let text = r.texts.values().next().cloned().unwrap_or_default();
+                            entry.tunnel.fail(Error::new(
+                                kind,
+                                format!("{peer} ended the end-to-end tunnel: {text}"),
+                            ));
+                        }
+                        _ => entry.tunnel.close(),
+                    }
                 }
                 // Dropping a pending accept's sender tells the opener the peer gave up.
             }

@@ -332,18 +332,31 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) {
     let mut ended = shared.ended.subscribe();
     let reason = loop {
+        // Ended first: once the tunnel has ended (and our side may have sent its alert), the TLS
+        // reader must not be polled again (rustls asserts on that in debug builds).
         let frame = tokio::select! {
-            frame = read_frame(&mut reader) => frame,
+            biased;
             _ = ended.changed() => return,
+            frame = read_frame(&mut reader) => frame,
         };
         let bytes = match frame {
             Ok(Some(bytes)) => bytes,
             Ok(None) => break None,
             Err(e) => {
+                // A record that fails to decrypt is tampering in the path (or a broken peer):
+                // report it as TLS, which apps can tell apart from a protocol bug.
+                let kind = if e
+                    .get_ref()
+                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+                {
+                    ErrorKind::Tls
+                } else {
+                    ErrorKind::Protocol
+                };
                 break Some(Error::new(
-                    ErrorKind::Protocol,
+                    kind,
                     format!("end-to-end tunnel from {} failed: {e}", shared.peer),
-                ))
+                ));
             }
         };
         let mut stanza: Stanza = match xso::from_bytes(&bytes) {
