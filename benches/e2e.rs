@@ -107,12 +107,6 @@ fn iq(to: &FullJid) -> Iq {
     }
 }
 
-fn median_p99(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    (us(v[v.len() / 2]), us(v[v.len() * 99 / 100]))
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let server = TestServer::start().expect("prosody");
@@ -162,7 +156,7 @@ async fn main() {
             plain.push(start.elapsed());
         }
     }
-    let (plain_med, plain_p99) = median_p99(plain);
+    let (plain_med, plain_p99) = common::median_p99(plain);
 
     // Tunnel setup: new vs reused.
     let mut setups = Vec::with_capacity(SETUPS);
@@ -187,7 +181,7 @@ async fn main() {
             .expect("closed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (setup_med, setup_p99) = median_p99(setups);
+    let (setup_med, setup_p99) = common::median_p99(setups);
     stanzas.sort();
     let mut reused = Vec::with_capacity(CALLS);
     phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
@@ -196,7 +190,7 @@ async fn main() {
         phone.endpoint.tunnel(&tv.jid).await.expect("reused");
         reused.push(start.elapsed());
     }
-    let (reused_med, _) = median_p99(reused);
+    let (reused_med, _) = common::median_p99(reused);
 
     // RPC-sized request/response through the tunnel.
     let mut tunnelled = Vec::with_capacity(CALLS);
@@ -215,7 +209,7 @@ async fn main() {
             tunnelled.push(start.elapsed());
         }
     }
-    let (tun_med, tun_p99) = median_p99(tunnelled);
+    let (tun_med, tun_p99) = common::median_p99(tunnelled);
 
     println!("e2e bench ({CALLS} calls, {SETUPS} setups; Prosody on loopback; same run)");
     println!("  plain iq via server       median {plain_med:8.0} µs   p99 {plain_p99:8.0} µs   (baseline)");

@@ -41,12 +41,6 @@ fn keys(dir: &std::path::Path, name: &str) -> Keys {
     }
 }
 
-fn median_p99(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    (us(v[v.len() / 2]), us(v[v.len() * 99 / 100]))
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let server = TestServer::start().expect("prosody");
@@ -60,7 +54,11 @@ async fn main() {
     for (a, b) in [(&tv_keys, &owner_keys), (&owner_keys, &tv_keys)] {
         a.settings
             .trust
-            .pin(&home, &b.settings.identity.fingerprint(), TrustSource::Manual)
+            .pin(
+                &home,
+                &b.settings.identity.fingerprint(),
+                TrustSource::Manual,
+            )
             .expect("pin");
     }
     let mut tv_config = ProviderConfig::new(
@@ -139,10 +137,13 @@ async fn main() {
             }
         }
     }
-    let (om, op) = median_p99(owner_t);
-    let (gm, gp) = median_p99(guest_t);
+    let (om, op) = common::median_p99(owner_t);
+    let (gm, gp) = common::median_p99(guest_t);
     println!("guest access, {CALLS} interleaved player.status calls each, through the tunnel:");
-    println!("  owner (no ACL)        median {om:8.1} µs   p99 {gp_o:8.1} µs", gp_o = op);
+    println!(
+        "  owner (no ACL)        median {om:8.1} µs   p99 {gp_o:8.1} µs",
+        gp_o = op
+    );
     println!("  guest (ACL + audit)   median {gm:8.1} µs   p99 {gp:8.1} µs");
     println!(
         "  ratio guest/owner     median {:.2}×   p99 {:.2}×",

@@ -178,14 +178,28 @@ fn home() -> BareJid {
     HOME.jid.parse().expect("jid")
 }
 
-/// Romeo asks; Julia sees the request and approves `scopes`; Romeo gets the grant.
-async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> String {
+/// A fresh guest phone of `account` (its own keys, the tunnel required).
+async fn romeo_phone(account: &Account) -> (Controller, Keys) {
+    let keys = keys("romeo-phone");
+    let phone = start_phone(session_config(account, "phone"), &keys, false).await;
+    (phone, keys)
+}
+
+type Asking = tokio::task::JoinHandle<pmn::core::error::Result<pmn::core::controller::GuestAccess>>;
+
+/// Romeo asks for `playback` (in the background); returns his pending ask and the request as
+/// Julia's phone is told of it.
+async fn ask(
+    host: &Host,
+    romeo: &Controller,
+    reason: Option<&'static str>,
+) -> (Asking, pmn::core::access::PendingRequest) {
     let mut requests = host.phone.access_requests().expect("owner");
-    let ask = {
+    let asking = {
         let romeo = romeo.clone();
         tokio::spawn(async move {
             romeo
-                .request_access(home(), vec![Scope::Playback], None, Some("film night"), ASK)
+                .request_access(home(), vec![Scope::Playback], None, reason, ASK)
                 .await
         })
     };
@@ -193,6 +207,12 @@ async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> Str
         .await
         .expect("request in time")
         .expect("request");
+    (asking, request)
+}
+
+/// Romeo asks; Julia sees the request and approves `scopes`; Romeo gets the grant.
+async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> String {
+    let (ask, request) = ask(host, romeo, Some("film night")).await;
     assert_eq!(
         request.guest.to_bare(),
         romeo.session().jid().unwrap().to_bare()
@@ -227,13 +247,7 @@ fn is_forbidden<T: std::fmt::Debug>(r: &pmn::core::error::Result<T>) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn guest_asks_owner_approves_playback_guest_plays_revoke_ends_it() {
     let host = Host::start().await;
-    let romeo_keys = keys("romeo-phone");
-    let romeo = start_phone(
-        session_config(&romeo_account(), "phone"),
-        &romeo_keys,
-        false,
-    )
-    .await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     let grant = grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
 
     // Mutual presence: Romeo discovers the TV like one of his own.
@@ -348,26 +362,8 @@ async fn guest_asks_owner_approves_playback_guest_plays_revoke_ends_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn denied_guest_gets_forbidden_and_no_tunnel() {
     let host = Host::start().await;
-    let romeo_keys = keys("romeo-phone");
-    let romeo = start_phone(
-        session_config(&romeo_account(), "phone"),
-        &romeo_keys,
-        false,
-    )
-    .await;
-    let mut requests = host.phone.access_requests().expect("owner");
-    let ask = {
-        let romeo = romeo.clone();
-        tokio::spawn(async move {
-            romeo
-                .request_access(home(), vec![Scope::Playback], None, None, ASK)
-                .await
-        })
-    };
-    let request = tokio::time::timeout(T, requests.recv())
-        .await
-        .expect("in time")
-        .expect("request");
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let (ask, request) = ask(&host, &romeo, None).await;
     host.phone.deny(request.id).await.expect("deny");
     let outcome = ask.await.expect("task");
     assert!(is_forbidden(&outcome), "{outcome:?}");
@@ -388,9 +384,8 @@ async fn denied_guest_gets_forbidden_and_no_tunnel() {
 #[tokio::test(flavor = "multi_thread")]
 async fn strangers_and_plaintext_guests_are_refused() {
     let host = Host::start().await;
-    let romeo_keys = keys("romeo-phone");
     let romeo_account = romeo_account();
-    let romeo = start_phone(session_config(&romeo_account, "phone"), &romeo_keys, false).await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account).await;
     grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
     let tv = Jid::from(host.tv_jid());
 
@@ -433,13 +428,7 @@ async fn grants_survive_a_provider_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let acl = dir.path().join("acl.json");
     let host = Host::start_with_acl(Some(acl.clone())).await;
-    let romeo_keys = keys("romeo-phone");
-    let romeo = start_phone(
-        session_config(&romeo_account(), "phone"),
-        &romeo_keys,
-        false,
-    )
-    .await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
     let Host {
         _turn,
@@ -545,13 +534,7 @@ async fn a_request_flood_neither_grows_memory_nor_spams_the_owner() {
 #[tokio::test(flavor = "multi_thread")]
 async fn role_by_method_matrix() {
     let host = Host::start().await;
-    let romeo_keys = keys("romeo-phone");
-    let romeo = start_phone(
-        session_config(&romeo_account(), "phone"),
-        &romeo_keys,
-        false,
-    )
-    .await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
     let eve_keys = keys("eve");
     eve_keys.pin(HOME.jid, &host.tv_keys);

@@ -16,3 +16,14 @@ pub fn session_config(server: &TestServer, account: &Account, device: &str) -> S
     c.connect_timeout = Duration::from_secs(30);
     c
 }
+
+/// Median and 99th percentile of `samples`, in µs.
+#[allow(dead_code)] // not every bench reports percentiles
+pub fn median_p99(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    (
+        us(samples[samples.len() / 2]),
+        us(samples[samples.len() * 99 / 100]),
+    )
+}

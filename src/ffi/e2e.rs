@@ -183,6 +183,24 @@ fn no_tunnel() -> PmnError {
     config("the end-to-end tunnel is off: set ConnectionConfig.e2e")
 }
 
+/// The trusted-device record of a peer just paired with.
+fn paired_device(
+    e2e: &E2eEndpoint,
+    peer: &xmpp_parsers::jid::FullJid,
+    fingerprint: &[u8; 32],
+) -> TrustedDevice {
+    let bare = peer.to_bare();
+    TrustedDevice {
+        jid: bare.to_string(),
+        fingerprint: fingerprint_hex(fingerprint),
+        source: e2e
+            .trust()
+            .source(&bare, fingerprint)
+            .map(Into::into)
+            .unwrap_or(TrustSource::Paired),
+    }
+}
+
 fn trusted_devices(e2e: &E2eEndpoint) -> Vec<TrustedDevice> {
     e2e.trust().list().into_iter().map(Into::into).collect()
 }
@@ -227,17 +245,7 @@ impl Controller {
                     "on_pairing_code",
                 );
                 let tunnel = e2e.pair(&peer, &code).await?;
-                let fingerprint = tunnel.peer_fingerprint();
-                let bare = peer.to_bare();
-                Ok(TrustedDevice {
-                    jid: bare.to_string(),
-                    fingerprint: fingerprint_hex(&fingerprint),
-                    source: e2e
-                        .trust()
-                        .source(&bare, &fingerprint)
-                        .map(Into::into)
-                        .unwrap_or(TrustSource::Paired),
-                })
+                Ok(paired_device(&e2e, &peer, &tunnel.peer_fingerprint()))
             }
         })
         .await;
@@ -300,16 +308,7 @@ impl Provider {
             loop {
                 match outcomes.recv().await {
                     Ok(PairingOutcome::Paired { peer, fingerprint }) => {
-                        let bare = peer.to_bare();
-                        let device = TrustedDevice {
-                            jid: bare.to_string(),
-                            fingerprint: fingerprint_hex(&fingerprint),
-                            source: e2e
-                                .trust()
-                                .source(&bare, &fingerprint)
-                                .map(Into::into)
-                                .unwrap_or(TrustSource::Paired),
-                        };
+                        let device = paired_device(&e2e, &peer, &fingerprint);
                         report(listener.on_paired(peer.to_string(), device), "on_paired");
                     }
                     Ok(PairingOutcome::Failed { peer, error }) => report(
