@@ -23,7 +23,7 @@ use pmn::core::controller::{Controller, ControllerConfig, OwnerAccess};
 use pmn::core::discovery::DirectoryUpdate;
 use pmn::core::e2e::{E2eSettings, TrustSource, TrustStore};
 use pmn::core::error::ErrorKind;
-use pmn::core::identity::DeviceIdentity;
+use pmn::core::identity::{DeviceIdentity, KeyStore};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::rpc::xmlrpc::Value;
 use pmn::core::services::library::{
@@ -136,7 +136,7 @@ struct Host {
     tv: Provider,
     tv_keys: Keys,
     phone: Controller,
-    _phone_keys: Keys,
+    phone_keys: Keys,
 }
 
 impl Host {
@@ -158,7 +158,7 @@ impl Host {
             tv,
             tv_keys,
             phone,
-            _phone_keys: phone_keys,
+            phone_keys,
         }
     }
 
@@ -695,5 +695,140 @@ async fn malformed_requests_are_ignored_by_the_owner() {
     assert!(host.phone.pending_access_requests().unwrap().is_empty());
     assert!(host.phone.player(host.tv_jid()).status().await.is_ok());
     eve.close().await;
+    host.stop().await;
+}
+
+/// Grants pushed straight through the owner's tunnel, bypassing the owner API, as a compromised
+/// or buggy device might: forged (unknown key), replayed, rolled back after a revocation, expired
+/// and malformed grants are each refused by the provider with a typed stanza error, and a guest
+/// cannot manage access even through its own tunnel.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_replayed_rolled_back_expired_and_malformed_grants_are_refused_on_the_wire() {
+    use pmn::core::access::{GrantDraft, SignedGrant};
+    use pmn::core::session::IqReply;
+    use xmpp_parsers::iq::Iq;
+    use xmpp_parsers::minidom::Element;
+    use xmpp_parsers::stanza_error::DefinedCondition;
+
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let grant_id = grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let e2e = host.phone.e2e().expect("tunnel").clone();
+    let tv = host.tv_jid();
+    let push = |payload: Element| {
+        let e2e = e2e.clone();
+        let tv = tv.clone();
+        async move {
+            let iq = Iq::Set {
+                from: None,
+                to: Some(Jid::from(tv)),
+                id: String::new(),
+                payload,
+            };
+            match e2e.request(iq, T).await.expect("answered") {
+                IqReply::Error(e) => Some(e.defined_condition),
+                IqReply::Result(_) => None,
+            }
+        }
+    };
+    let romeo_bare = romeo.session().jid().unwrap().to_bare();
+    let romeo_device = DeviceFingerprint(romeo.e2e().unwrap().fingerprint());
+    let draft = |version: u64, expires: u64| {
+        GrantDraft::new(
+            home(),
+            romeo_bare.clone(),
+            romeo_device,
+            vec![Scope::Playback],
+            unix_now().saturating_sub(10),
+            expires,
+            version,
+        )
+    };
+    let owner_store = host.phone_keys.store.clone();
+    let version = host.tv.access().unwrap().version();
+    let sign = |d: GrantDraft| {
+        d.sign(owner_store.as_ref(), "owner-approval")
+            .expect("sign")
+    };
+
+    // Forged: signed by a key that no owner device registered.
+    let forger = keys("forger");
+    forger
+        .store
+        .generate(
+            "owner-approval",
+            pmn::core::identity::KeyPolicy::OwnerApproval {
+                user_presence: false,
+            },
+        )
+        .expect("key");
+    let forged = draft(version, unix_now() + 600)
+        .sign(forger.store.as_ref(), "owner-approval")
+        .expect("sign");
+    assert_eq!(push(forged.into()).await, Some(DefinedCondition::Forbidden));
+    // Tampered after signing: the scopes grow, the signature no longer verifies.
+    let mut tampered: SignedGrant = sign(draft(version, unix_now() + 600));
+    tampered.scopes.push(Scope::LibraryItem);
+    tampered.item = Some(ItemId::new("videos/1").unwrap());
+    assert!(push(tampered.into()).await.is_some());
+
+    // Replayed: the grant Romeo holds, installed a second time.
+    let held = host
+        .phone
+        .access_grants()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|g| g.grant.id.as_str() == grant_id)
+        .expect("held")
+        .grant;
+    assert_eq!(
+        push(held.clone().into()).await,
+        Some(DefinedCondition::Forbidden)
+    );
+    // A guest, through his own admitted tunnel, cannot manage access: not even his own grant.
+    let as_guest = Iq::Set {
+        from: None,
+        to: Some(Jid::from(tv.clone())),
+        id: String::new(),
+        payload: held.clone().into(),
+    };
+    match romeo
+        .e2e()
+        .unwrap()
+        .request(as_guest, T)
+        .await
+        .expect("answered")
+    {
+        IqReply::Error(e) => assert_eq!(e.defined_condition, DefinedCondition::Forbidden),
+        IqReply::Result(_) => panic!("a guest managed access"),
+    }
+    // Expired by the provider's clock.
+    let mut old = draft(version, unix_now() - 1);
+    old.not_before = unix_now() - 100;
+    assert_eq!(
+        push(sign(old).into()).await,
+        Some(DefinedCondition::Forbidden)
+    );
+    // Rolled back: after a revocation the ACL version moved on; a grant signed for the old one
+    // (e.g. captured earlier and replayed by a device) is refused.
+    let stale = sign(draft(version, unix_now() + 600));
+    host.phone.revoke_grant(&held.id).await.expect("revoke");
+    assert!(host.tv.access().unwrap().version() > version);
+    assert_eq!(push(stale.into()).await, Some(DefinedCondition::Forbidden));
+    // Malformed: bad-request, and the provider keeps serving.
+    let malformed: Element = format!("<grant xmlns='{NS_ACCESS}' id='x'/>")
+        .parse()
+        .expect("xml");
+    assert_eq!(push(malformed).await, Some(DefinedCondition::BadRequest));
+    assert!(host.phone.player(tv.clone()).status().await.is_ok());
+    // The audit log recorded the refusals.
+    let audit = host.phone.access_audit(&tv, 0).await.expect("audit");
+    let refused = audit
+        .iter()
+        .filter(|r| r.kind == AuditKind::Deny && r.detail.starts_with("grant refused"))
+        .count();
+    assert!(refused >= 4, "{audit:?}");
+    romeo.close().await;
     host.stop().await;
 }
