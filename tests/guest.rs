@@ -523,6 +523,20 @@ async fn a_request_flood_neither_grows_memory_nor_spams_the_owner() {
     assert!(notified >= 1);
     // The owner's device still works.
     assert!(host.phone.player(host.tv_jid()).status().await.is_ok());
+    // The TV, which hears every request too, logged only the guest's first burst.
+    let audit = host
+        .phone
+        .access_audit(&host.tv_jid(), 0)
+        .await
+        .expect("audit");
+    let logged = audit
+        .iter()
+        .filter(|r| r.kind == AuditKind::Request && r.subject.starts_with(flood_account.jid))
+        .count();
+    assert!(
+        (1..=limits.per_guest_burst).contains(&logged),
+        "{logged} request records"
+    );
     flooder.close().await;
     marker.close().await;
     host.stop().await;

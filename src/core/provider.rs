@@ -397,8 +397,9 @@ impl Dispatcher {
         for payload in &message.payloads {
             if payload.is("request", NS_ACCESS) {
                 if let Ok(request) = AccessRequest::parse(payload.clone()) {
-                    guard.record_request(&from, &request);
-                    self.emit_audit();
+                    if guard.record_request(&from, &request) {
+                        self.emit_audit();
+                    }
                 }
             }
         }

@@ -13,8 +13,8 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 
 use super::{
     unix_now, AccessError, AccessRequest, Acl, AclEntry, AclState, AuditEntry, AuditPage,
-    AuditRecord, Decision, DeviceFingerprint, OwnerKey, OwnerKeys, RevokeOutcome, SignedGrant,
-    SignedRevoke, MAX_AUDIT_PAGE, NS_ACCESS,
+    AuditRecord, Decision, DeviceFingerprint, Intake, IntakeLimits, OwnerKey, OwnerKeys,
+    RequestIntake, RevokeOutcome, SignedGrant, SignedRevoke, MAX_AUDIT_PAGE, NS_ACCESS,
 };
 use crate::core::error::{Error, ErrorKind, Result};
 
@@ -42,6 +42,9 @@ pub enum Change {
 #[derive(Debug)]
 pub struct AccessGuard {
     acl: Mutex<Acl>,
+    /// Bounds what guests' requests may write into the audit log (and so into the owners' audit
+    /// feed): per guest, the same burst an owner device accepts.
+    requests: Mutex<RequestIntake>,
     /// The highest audit sequence number already handed out as an event.
     emitted: Mutex<u64>,
 }
@@ -63,6 +66,7 @@ impl AccessGuard {
             None => Acl::in_memory(owners),
         };
         Ok(AccessGuard {
+            requests: Mutex::new(RequestIntake::new(IntakeLimits::default())),
             emitted: Mutex::new(acl.audit().records().last().map_or(0, |r| r.seq)),
             acl: Mutex::new(acl),
         })
@@ -90,9 +94,23 @@ impl AccessGuard {
         lock(&self.acl).check_item(caller, device.as_ref(), method, item, unix_now())
     }
 
-    /// Records a guest's request that this provider saw (the owner decides elsewhere).
-    pub fn record_request(&self, from: &FullJid, request: &AccessRequest) {
-        lock(&self.acl).record_request(from, request, unix_now());
+    /// Records a guest's request that this provider saw (the owner decides elsewhere). Repeats
+    /// and floods are not recorded: a guest gets the same small burst per window as on an owner's
+    /// phone. Returns whether it was recorded.
+    pub fn record_request(&self, from: &FullJid, request: &AccessRequest) -> bool {
+        let now = unix_now();
+        let fresh = match lock(&self.requests).offer(from, request, now) {
+            Intake::Notify(p) => Some(p.id),
+            Intake::Queued(id) => Some(id),
+            Intake::Duplicate(_) | Intake::RateLimited | Intake::Full => None,
+        };
+        let Some(id) = fresh else {
+            return false;
+        };
+        // Only the window counts here; nothing waits for an answer on a provider.
+        lock(&self.requests).take(id);
+        lock(&self.acl).record_request(from, request, now);
+        true
     }
 
     /// The ACL version now.
