@@ -18,14 +18,10 @@ use pmn::core::identity::DeviceIdentity;
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
 use pmn::platform::software::SoftwareKeyStore;
-use pmn_testkit::{Account, TestServer, HOME};
+use pmn_testkit::{TestServer, FRIEND, HOME};
 
 const CALLS: usize = 500;
 const T: Duration = Duration::from_secs(10);
-const GUEST: Account = Account {
-    jid: "home@friend.test",
-    password: "friend-secret",
-};
 
 struct Keys {
     store: Arc<SoftwareKeyStore>,
@@ -83,7 +79,7 @@ async fn main() {
         .await
         .expect("owner discovers the TV");
     let guest = Controller::connect(ControllerConfig::new(
-        common::session_config(&server, &GUEST, "bench-guest"),
+        common::session_config(&server, &FRIEND, "bench-guest"),
         guest_keys.settings.clone(),
     ))
     .await
