@@ -364,6 +364,11 @@ async fn denied_guest_gets_forbidden_and_no_tunnel() {
     let host = Host::start().await;
     let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     let (ask, request) = ask(&host, &romeo, None).await;
+    // Asking the same network again while waiting is a typed error, not a lost answer.
+    let twice = romeo
+        .request_access(home(), vec![Scope::Playback], None, None, ASK)
+        .await;
+    assert_eq!(twice.unwrap_err().kind(), ErrorKind::BadParams);
     host.phone.deny(request.id).await.expect("deny");
     let outcome = ask.await.expect("task");
     assert!(is_forbidden(&outcome), "{outcome:?}");

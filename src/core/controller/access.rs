@@ -406,7 +406,19 @@ impl Controller {
         request.item = item;
         request.validate()?;
         let (tx, rx) = oneshot::channel();
-        lock(&self.shared.guest.asked).insert(network.clone(), tx);
+        {
+            let mut asked = lock(&self.shared.guest.asked);
+            if asked
+                .get(&network)
+                .is_some_and(|waiter| !waiter.is_closed())
+            {
+                return Err(Error::new(
+                    ErrorKind::BadParams,
+                    format!("already waiting for {network} to answer an access request"),
+                ));
+            }
+            asked.insert(network.clone(), tx);
+        }
         // Presence of the host arrives as soon as it accepts: be ready to list its providers.
         lock(&self.shared.directory).trust_network(network.clone());
         let to = Jid::from(network.clone());
