@@ -12,13 +12,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{discover, server, session_config};
 use pmn::core::controller::{Controller, ControllerConfig};
-use pmn::core::e2e::{E2eSettings, TrustSource, TrustStore};
+use pmn::core::e2e::{E2eSettings, TrustSource, TrustStore, TunnelFailure};
 use pmn::core::error::{Error, ErrorKind};
 use pmn::core::identity::DeviceIdentity;
 use pmn::core::provider::{Provider, ProviderConfig};
@@ -28,7 +27,7 @@ use pmn::platform::software::SoftwareKeyStore;
 use pmn_testkit::{
     Account, NS_TAMPER, TAMPER_CLEAN, TAMPER_FLIP, TAMPER_HOST, TAMPER_LATEFLIP, TAMPER_SWAP,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
@@ -37,59 +36,21 @@ use xmpp_parsers::minidom::Element;
 const T: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
-// What pmn reports through `tracing` (the roles log tunnel refusals and failures there).
+// What the roles report: every tunnel that fails or is refused (`tunnel_failures`).
 
-/// Everything pmn logged in this process (all tests share it; filter by the JIDs of one test).
-fn pmn_log() -> &'static Mutex<String> {
-    static LOG: OnceLock<Mutex<String>> = OnceLock::new();
-    static INIT: OnceLock<()> = OnceLock::new();
-    let log = LOG.get_or_init(|| Mutex::new(String::new()));
-    INIT.get_or_init(|| {
-        struct Capture;
-        impl Write for Capture {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                if let Some(log) = LOG.get() {
-                    log.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push_str(&String::from_utf8_lossy(buf));
-                }
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
+/// Waits (bounded) for the next failure of a tunnel with `peer`; returns its error.
+async fn next_failure(failures: &mut broadcast::Receiver<TunnelFailure>, peer: &FullJid) -> Error {
+    tokio::time::timeout(T, async {
+        loop {
+            match failures.recv().await {
+                Ok(f) if &f.peer == peer => return f.error,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("the role ended"),
             }
         }
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("pmn=debug"))
-            .with_ansi(false)
-            .with_writer(|| Capture)
-            .try_init();
-    });
-    log
-}
-
-/// Lines of pmn's log that contain every one of `needles`.
-fn pmn_lines(needles: &[&str]) -> Vec<String> {
-    let log = pmn_log().lock().unwrap_or_else(|p| p.into_inner()).clone();
-    log.lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits (bounded) until pmn logged a line containing every one of `needles`; returns it.
-async fn pmn_reported(needles: &[&str]) -> String {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        if let Some(line) = pmn_lines(needles).pop() {
-            return line;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pmn never logged a line with {needles:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
+    .expect("a tunnel failure was reported")
 }
 
 /// Lines of Prosody's log in which mod_pmn_tamper says it changed a stanza from or to `resource`.
@@ -139,11 +100,12 @@ struct Household {
     tv_fingerprint: [u8; 32],
     tv_tap: mpsc::UnboundedReceiver<Stanza>,
     phone_tap: mpsc::UnboundedReceiver<Stanza>,
+    /// What the TV reports of failed or refused tunnels.
+    tv_failures: broadcast::Receiver<TunnelFailure>,
     _keys: (Keys, Keys),
 }
 
 async fn household(account: &Account) -> Household {
-    pmn_log();
     let (tv_keys, phone_keys) = (keys("tv"), keys("phone"));
     let network: BareJid = account.jid.parse().expect("bare JID");
     tv_keys
@@ -186,6 +148,7 @@ async fn household(account: &Account) -> Household {
     let tv = discover(&controller, &provider).await.jid;
     let phone = controller.session().jid().expect("phone online");
     Household {
+        tv_failures: provider.tunnel_failures(),
         provider,
         controller,
         tv,
@@ -364,9 +327,9 @@ async fn a_server_flipping_handshake_bits_gets_a_clean_tls_failure() {
         "the server did not flip the phone's handshake: {flips:?}"
     );
     // The TV noticed and reported it: its TLS handshake failed, the tunnel was refused.
-    let phone = home.phone.to_string();
-    let line = pmn_reported(&["end-to-end tunnel refused", &phone]).await;
-    assert!(line.contains("tls"), "refusal is not a TLS failure: {line}");
+    let phone = home.phone.clone();
+    let reported = next_failure(&mut home.tv_failures, &phone).await;
+    assert_eq!(reported.kind(), ErrorKind::Tls, "{reported}");
     assert!(home
         .controller
         .e2e()
@@ -400,6 +363,7 @@ async fn a_server_flipping_bits_in_an_established_tunnel_breaks_only_that_tunnel
     let tunnel = e2e.existing_tunnel(&home.tv).expect("tunnel up");
     assert!(tampered(&home.phone).is_empty());
 
+    let mut phone_failures = home.controller.tunnel_failures();
     set_armed(home.controller.session(), true).await;
     let e = home
         .controller
@@ -408,7 +372,6 @@ async fn a_server_flipping_bits_in_an_established_tunnel_breaks_only_that_tunnel
         .await
         .expect_err("a tampered tunnel carried a call");
     assert!(is_tunnel_failure(&e), "typed tunnel failure expected: {e}");
-    eprintln!("lateflip: the call failed with {:?}: {e}", e.kind());
     let flips = tampered(&home.phone);
     assert!(
         flips.iter().any(|l| l.contains("pmn_tamper[lateflip]")),
@@ -419,9 +382,18 @@ async fn a_server_flipping_bits_in_an_established_tunnel_breaks_only_that_tunnel
         .await
         .expect("tunnel ended");
     assert!(e2e.existing_tunnel(&home.tv).is_none());
-    let phone = home.phone.to_string();
+    // The phone's app hears of it too, as TLS.
+    let tv = home.tv.clone();
+    let on_phone = next_failure(&mut phone_failures, &tv).await;
+    assert_eq!(on_phone.kind(), ErrorKind::Tls, "{on_phone}");
     // (The reason's kind is Tls: a record that does not decrypt is tampering, not a peer bug.)
-    pmn_reported(&["tunnel down", &phone, "cannot decrypt peer's message"]).await;
+    let phone = home.phone.clone();
+    let reported = next_failure(&mut home.tv_failures, &phone).await;
+    assert_eq!(reported.kind(), ErrorKind::Tls, "{reported}");
+    assert!(
+        reported.message().contains("cannot decrypt peer's message"),
+        "{reported}"
+    );
 
     // While the attack lasts, every new tunnel fails cleanly (here already in the handshake).
     let again = home.status().await.expect_err("attempt under attack");
@@ -463,9 +435,10 @@ async fn a_server_substituting_its_key_is_refused_before_any_tls_byte() {
         "the server did not substitute the key: {swaps:?}"
     );
     // …so the TV refused the foreign key and reported it.
-    let phone = home.phone.to_string();
-    let line = pmn_reported(&["end-to-end tunnel refused", &phone]).await;
-    assert!(line.contains("neither paired"), "{line}");
+    let phone = home.phone.clone();
+    let reported = next_failure(&mut home.tv_failures, &phone).await;
+    assert_eq!(reported.kind(), ErrorKind::Forbidden, "{reported}");
+    assert!(reported.message().contains("neither paired"), "{reported}");
 
     let again = home.status().await.expect_err("second attempt");
     assert_eq!(again.kind(), ErrorKind::Forbidden, "{again}");

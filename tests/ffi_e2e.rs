@@ -13,7 +13,7 @@ use common::*;
 use pmn::{
     start_simulated_player, ConnectionConfig, Controller, DeviceKeyStore, E2eOptions,
     PairingListener, PairingResult, PlaybackState, PmnError, Provider, ProviderInfo,
-    ProviderPairingListener, ServiceEvent, TrustSource, TrustedDevice,
+    ProviderPairingListener, ServiceEvent, TrustSource, TrustedDevice, TunnelFailureListener,
 };
 use tokio::sync::mpsc;
 
@@ -48,6 +48,29 @@ fn config(device: &str, e2e: Option<E2eOptions>) -> ConnectionConfig {
         plain_transport: e2e.is_none(),
         e2e,
         ..ffi_config(device)
+    }
+}
+
+/// What `watch_tunnel_failures` reports.
+#[derive(Default)]
+struct Alerts(Mutex<Vec<(String, PmnError)>>);
+
+impl Alerts {
+    async fn first(&self) -> (String, PmnError) {
+        for _ in 0..100 {
+            if let Some(a) = self.0.lock().unwrap().first().cloned() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no tunnel failure reported");
+    }
+}
+
+impl TunnelFailureListener for Alerts {
+    fn on_tunnel_failure(&self, peer: String, error: PmnError) -> Result<(), PmnError> {
+        self.0.lock().unwrap().push((peer, error));
+        Ok(())
     }
 }
 
@@ -177,12 +200,26 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
     let jid = phone.find("FFI tunnel TV").await;
     assert!(provider.trusted_devices().unwrap().is_empty());
 
-    // Not paired yet: the call is refused, nothing in clear.
+    // Not paired yet: the call is refused, nothing in clear; both apps are told.
+    let phone_alerts = Arc::new(Alerts::default());
+    let tv_alerts = Arc::new(Alerts::default());
+    let _w1 = phone
+        .controller
+        .watch_tunnel_failures(phone_alerts.clone())
+        .expect("watch");
+    let _w2 = provider
+        .watch_tunnel_failures(tv_alerts.clone())
+        .expect("watch");
     let e = phone.controller.status(jid.clone()).await.unwrap_err();
     assert!(
         matches!(e, PmnError::Forbidden { .. } | PmnError::Tls { .. }),
         "{e}"
     );
+    let (peer, alert) = phone_alerts.first().await;
+    assert_eq!(peer, jid);
+    assert_eq!(alert, e);
+    let (_, alert) = tv_alerts.first().await;
+    assert!(matches!(alert, PmnError::Forbidden { .. }), "{alert:?}");
 
     let screen = Arc::new(TvScreen::default());
     let _watch = provider.watch_pairing(screen.clone()).expect("watch");

@@ -41,7 +41,8 @@ use crate::core::access::{
 };
 use crate::core::discovery::{caps_for, disco_info_for};
 use crate::core::e2e::settings::next_inbound;
-use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings};
+use crate::core::e2e::settings::FAILURE_CAPACITY;
+use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{EventFilter, EventNotice, EventSink, Subscribers};
 use crate::core::plumbing;
@@ -115,6 +116,7 @@ pub enum PairingOutcome {
 /// A running provider. Stops when [`Provider::stop`] is called or the value is dropped.
 pub struct Provider {
     pairings: tokio::sync::broadcast::Sender<PairingOutcome>,
+    failures: tokio::sync::broadcast::Sender<TunnelFailure>,
     session: Session,
     e2e: Option<E2eEndpoint>,
     access: Option<Arc<AccessGuard>>,
@@ -199,9 +201,11 @@ impl Provider {
         };
         let state = Arc::new(Mutex::new(ProviderState::default()));
         let (pairings, _) = tokio::sync::broadcast::channel(16);
+        let (failures, _) = tokio::sync::broadcast::channel(FAILURE_CAPACITY);
         let task = tokio::spawn(
             Dispatcher {
                 pairings: pairings.clone(),
+                failures: failures.clone(),
                 session: session.clone(),
                 e2e: e2e.clone(),
                 access: access.clone(),
@@ -217,6 +221,7 @@ impl Provider {
         );
         Ok(Self {
             pairings,
+            failures,
             session,
             e2e,
             access,
@@ -233,6 +238,11 @@ impl Provider {
     /// The end-to-end endpoint (pairing, trusted devices, revocation), when configured.
     pub fn e2e(&self) -> Option<&E2eEndpoint> {
         self.e2e.as_ref()
+    }
+
+    /// End-to-end tunnels that fail or are refused from now on: altered bytes, an unknown key.
+    pub fn tunnel_failures(&self) -> tokio::sync::broadcast::Receiver<TunnelFailure> {
+        self.failures.subscribe()
     }
 
     /// How pairing attempts end from now on (the app's "pairing…" screen on the TV).
@@ -289,6 +299,7 @@ impl Route {
 
 struct Dispatcher {
     pairings: tokio::sync::broadcast::Sender<PairingOutcome>,
+    failures: tokio::sync::broadcast::Sender<TunnelFailure>,
     session: Session,
     e2e: Option<E2eEndpoint>,
     access: Option<Arc<AccessGuard>>,
@@ -358,10 +369,14 @@ impl Dispatcher {
             }
             E2eInbound::TunnelUp { peer, .. } => tracing::debug!(%peer, "tunnel up"),
             E2eInbound::TunnelDown { peer, reason } => {
-                tracing::debug!(%peer, ?reason, "tunnel down")
+                tracing::debug!(%peer, ?reason, "tunnel down");
+                if let Some(error) = reason {
+                    let _ = self.failures.send(TunnelFailure { peer, error });
+                }
             }
             E2eInbound::TunnelRefused { peer, error } => {
-                tracing::info!(%peer, %error, "end-to-end tunnel refused")
+                tracing::info!(%peer, %error, "end-to-end tunnel refused");
+                let _ = self.failures.send(TunnelFailure { peer, error });
             }
             E2eInbound::Paired { peer, fingerprint } => {
                 tracing::info!(%peer, "paired");

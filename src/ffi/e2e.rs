@@ -173,6 +173,39 @@ pub trait ProviderPairingListener: Send + Sync {
     fn on_pairing_failed(&self, peer: String, error: PmnError) -> Result<(), PmnError>;
 }
 
+/// Told of every end-to-end tunnel that fails or is refused: `error` is `PmnError.Tls` for altered
+/// bytes or a failed handshake (the server or the path tampers), `PmnError.Forbidden` for a key
+/// that is not trusted. Called from a pmn thread; a method that throws is logged.
+#[uniffi::export(with_foreign)]
+pub trait TunnelFailureListener: Send + Sync {
+    /// The tunnel with `peer` (full JID) failed or was refused.
+    fn on_tunnel_failure(&self, peer: String, error: PmnError) -> Result<(), PmnError>;
+}
+
+/// Forwards `failures` to `listener` until the returned handle is cancelled.
+fn forward_failures(
+    mut failures: tokio::sync::broadcast::Receiver<crate::core::e2e::TunnelFailure>,
+    listener: Arc<dyn TunnelFailureListener>,
+) -> Arc<super::task::TaskHandle> {
+    let task = runtime::handle().spawn(async move {
+        loop {
+            match failures.recv().await {
+                Ok(f) => report(
+                    listener.on_tunnel_failure(f.peer.to_string(), f.error.into()),
+                    "on_tunnel_failure",
+                ),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(n, "tunnel failure listener fell behind")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    Arc::new(super::task::TaskHandle::new(super::access::AbortOnDrop(
+        task.abort_handle(),
+    )))
+}
+
 fn report(result: Result<(), PmnError>, what: &str) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "pairing listener {what} failed");
@@ -263,6 +296,16 @@ impl Controller {
         result
     }
 
+    /// Reports every end-to-end tunnel of this controller that fails or is refused until the
+    /// handle is cancelled (the call that needed the tunnel fails with the same error).
+    pub fn watch_tunnel_failures(
+        &self,
+        listener: Arc<dyn TunnelFailureListener>,
+    ) -> Result<Arc<super::task::TaskHandle>, PmnError> {
+        self.e2e()?;
+        Ok(forward_failures(self.core()?.tunnel_failures(), listener))
+    }
+
     /// The devices whose keys this controller trusts. `PmnError.Config` without `ConnectionConfig.e2e`.
     pub fn trusted_devices(&self) -> Result<Vec<TrustedDevice>, PmnError> {
         Ok(trusted_devices(&self.e2e()?))
@@ -325,6 +368,17 @@ impl Provider {
         Ok(Arc::new(super::task::TaskHandle::new(
             super::access::AbortOnDrop(task.abort_handle()),
         )))
+    }
+
+    /// Reports every end-to-end tunnel to this provider that fails or is refused (tampering in the
+    /// path, an unknown device) until the handle is cancelled.
+    pub fn watch_tunnel_failures(
+        &self,
+        listener: Arc<dyn TunnelFailureListener>,
+    ) -> Result<Arc<super::task::TaskHandle>, PmnError> {
+        self.e2e()?;
+        let failures = self.with_core(|core| core.tunnel_failures())?;
+        Ok(forward_failures(failures, listener))
     }
 
     /// Disarms pairing (the code shown is no longer accepted).

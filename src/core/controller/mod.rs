@@ -32,7 +32,8 @@ use crate::core::discovery::{
     caps_for, disco_info_for, DirectoryUpdate, PresenceOutcome, ProviderDirectory, ProviderInfo,
 };
 use crate::core::e2e::settings::next_inbound;
-use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings};
+use crate::core::e2e::settings::FAILURE_CAPACITY;
+use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
@@ -121,6 +122,8 @@ struct Shared {
     directory: Mutex<ProviderDirectory>,
     updates: broadcast::Sender<DirectoryUpdate>,
     events: broadcast::Sender<ServiceEvent>,
+    /// Tunnels that failed or were refused (see [`Controller::tunnel_failures`]).
+    failures: broadcast::Sender<TunnelFailure>,
     /// (provider, service) → the event filters of the live [`Subscription`]s, by subscription id.
     /// The provider holds their union.
     subscriptions: Mutex<HashMap<SubscriptionKey, Vec<(u64, EventFilter)>>>,
@@ -219,6 +222,7 @@ impl Controller {
             directory: Mutex::new(ProviderDirectory::new(network.clone())),
             updates,
             events,
+            failures: broadcast::channel(FAILURE_CAPACITY).0,
             subscriptions: Mutex::new(HashMap::new()),
             next_subscription: std::sync::atomic::AtomicU64::new(1),
         });
@@ -252,6 +256,13 @@ impl Controller {
     /// Events of subscribed services from now on.
     pub fn events(&self) -> broadcast::Receiver<ServiceEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// End-to-end tunnels that fail or are refused from now on (the call that needed one also
+    /// fails with the same error): altered bytes in the path (`Tls`), an untrusted key
+    /// (`Forbidden`).
+    pub fn tunnel_failures(&self) -> broadcast::Receiver<TunnelFailure> {
+        self.shared.failures.subscribe()
     }
 
     /// The connection state.
@@ -722,6 +733,12 @@ impl Dispatcher {
             },
             E2eInbound::TunnelDown { peer, reason } => {
                 tracing::debug!(%peer, ?reason, "tunnel down");
+                if let Some(error) = reason {
+                    let _ = self.shared.failures.send(TunnelFailure {
+                        peer: peer.clone(),
+                        error,
+                    });
+                }
                 // The provider now has no way to send us its events: if it is still online,
                 // subscribe again, which opens a new tunnel.
                 if lock(&self.shared.directory).get(&peer).is_some() {
@@ -730,7 +747,8 @@ impl Dispatcher {
             }
             E2eInbound::TunnelUp { peer, .. } => tracing::debug!(%peer, "tunnel up"),
             E2eInbound::TunnelRefused { peer, error } => {
-                tracing::info!(%peer, %error, "end-to-end tunnel refused")
+                tracing::info!(%peer, %error, "end-to-end tunnel refused");
+                let _ = self.shared.failures.send(TunnelFailure { peer, error });
             }
             E2eInbound::Paired { peer, .. } => tracing::info!(%peer, "paired"),
             E2eInbound::PairingFailed { peer, error } => {

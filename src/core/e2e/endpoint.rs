@@ -116,8 +116,8 @@ pub enum E2eInbound {
         /// Why, if it failed.
         reason: Option<Error>,
     },
-    /// An inbound tunnel attempt was refused or failed (unknown key, failed handshake, bad data):
-    /// tell the user.
+    /// A tunnel attempt was refused or failed, inbound or one we opened (unknown key, failed
+    /// handshake, altered bytes): tell the user.
     TunnelRefused {
         /// Who tried.
         peer: FullJid,
@@ -365,7 +365,15 @@ impl E2eEndpoint {
         if let Some(t) = self.existing_tunnel(peer) {
             return Ok(t);
         }
-        self.open(peer, Mode::Pinned).await
+        let opened = self.open(peer, Mode::Pinned).await;
+        if let Err(error) = &opened {
+            // The caller gets the error; the role's failure feed hears of it too.
+            self.emit(E2eInbound::TunnelRefused {
+                peer: peer.clone(),
+                error: error.clone(),
+            });
+        }
+        opened
     }
 
     /// Pairs with `peer`, which shows `code`: opens a pairing-mode tunnel, runs SPAKE2, and on

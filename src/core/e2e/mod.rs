@@ -25,7 +25,7 @@ pub mod xml;
 
 pub use endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound};
 pub use ibb::{IbbStream, TransportHooks};
-pub use settings::E2eSettings;
+pub use settings::{E2eSettings, TunnelFailure};
 pub use tls::{handshake, SecureChannel, TlsRole};
 pub use trust::{TrustSource, TrustStore, TrustedDevice};
 pub use tunnel::Tunnel;

@@ -80,3 +80,17 @@ pub(crate) async fn next_inbound(
         None => std::future::pending().await,
     }
 }
+
+/// An end-to-end tunnel that failed or was refused: what an app shows as "this connection was
+/// tampered with or the device is unknown". `error`'s kind says which: `Tls` for altered bytes or
+/// a failed handshake, `Forbidden` for a key that is not trusted.
+#[derive(Debug, Clone)]
+pub struct TunnelFailure {
+    /// The other device.
+    pub peer: xmpp_parsers::jid::FullJid,
+    /// What went wrong.
+    pub error: crate::core::error::Error,
+}
+
+/// Capacity of a role's tunnel-failure broadcast.
+pub(crate) const FAILURE_CAPACITY: usize = 64;

@@ -74,9 +74,18 @@ class E2eTest {
             controller.connect()
             val tv = listener.awaitProvider { it.name == "Kotlin tunnel TV" }
 
-            // Not paired: the tunnel is required and the keys are unknown, so the call is refused.
+            // Not paired: the tunnel is required and the keys are unknown, so the call is refused,
+            // and the TV's app hears of the refused tunnel.
+            val alerts = LinkedBlockingQueue<PmnException>()
+            val alerting = provider.watchTunnelFailures(object : TunnelFailureListener {
+                override fun onTunnelFailure(peer: String, error: PmnException) {
+                    alerts.add(error)
+                }
+            })
             val refused = assertThrows<PmnException> { runBlocking { controller.status(tv.jid) } }
             assertTrue(refused is PmnException.Forbidden || refused is PmnException.Tls, "$refused")
+            assertIs<PmnException.Forbidden>(alerts.poll(10, TimeUnit.SECONDS))
+            alerting.close()
 
             // The TV shows a code; a wrong one is a typed error and pins nothing.
             val screen = RecordingTvScreen()
