@@ -311,3 +311,127 @@ async fn an_unpinned_controller_gets_a_typed_error_and_no_plaintext_fallback() {
     stranger.close().await;
     doubter.close().await;
 }
+
+/// Issue 5, XEP-0189 in the roles: every device publishes its key when it comes online; a phone
+/// that pairs with a device of its network attests it; another device that trusts the phone then
+/// trusts the new one without pairing again (both ways: the tablet trusts the TV, the TV the
+/// tablet); and when the phone revokes the tablet, the TV refuses the tablet's next tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attested_device_is_trusted_without_pairing_and_revocation_reaches_the_network() {
+    let (tv_keys, phone_keys, tablet_keys) = (keys("tv"), keys("phone"), keys("tablet"));
+    let tv = start_tv(session_config(&HOME, "tv"), Some(tv_keys.settings())).await;
+    let phone = start_phone(session_config(&HOME, "phone"), Some(phone_keys.settings())).await;
+    let tv_jid = discover(&phone, &tv).await.jid;
+    let home: BareJid = HOME.jid.parse().unwrap();
+
+    // The phone pairs with the TV (the TV shows the code); the phone attests the TV.
+    let code = tv.e2e().unwrap().start_pairing().unwrap();
+    phone
+        .e2e()
+        .unwrap()
+        .pair(&tv_jid, &code)
+        .await
+        .expect("pair TV");
+    // A new tablet shows a code, the phone types it: the phone attests the tablet.
+    let tablet = start_phone(
+        session_config(&HOME, "tablet"),
+        Some(tablet_keys.settings()),
+    )
+    .await;
+    let tablet_jid = tablet.session().jid().unwrap();
+    let code = tablet.e2e().unwrap().start_pairing().unwrap();
+    phone
+        .e2e()
+        .unwrap()
+        .pair(&tablet_jid, &code)
+        .await
+        .expect("pair tablet");
+    let tablet_fp = tablet_keys.identity.fingerprint();
+    let phone_fp = phone_keys.identity.fingerprint();
+    let attested = |fp: [u8; 32]| {
+        let session = phone.session().clone();
+        let home = home.clone();
+        async move {
+            pmn::core::e2e::pubkey::fetch(&session, &home, T)
+                .await
+                .unwrap()
+                .iter()
+                .any(|k| {
+                    k.fingerprint == fp && k.attestations.iter().any(|a| a.by == hex(&phone_fp))
+                })
+        }
+    };
+    for fp in [tv_keys.identity.fingerprint(), tablet_fp] {
+        let deadline = tokio::time::Instant::now() + T;
+        while !attested(fp).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no attestation published"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // The tablet never paired with the TV, yet controls it: each side trusts the other through the
+    // phone's attestation.
+    discover(&tablet, &tv).await;
+    assert_eq!(
+        tablet
+            .player(tv_jid.clone())
+            .status()
+            .await
+            .expect("status")
+            .state,
+        PlaybackState::Stopped
+    );
+    assert!(matches!(
+        tablet_keys
+            .trust
+            .source(&home, &tv_keys.identity.fingerprint()),
+        Some(TrustSource::Attested { .. })
+    ));
+    assert!(matches!(
+        tv_keys.trust.source(&home, &tablet_fp),
+        Some(TrustSource::Attested { .. })
+    ));
+
+    // The tablet restarts: it finds its key published and keeps the phone's attestation, so the
+    // TV still trusts it in a new tunnel.
+    tablet.close().await;
+    let tablet = start_phone(
+        session_config(&HOME, "tablet"),
+        Some(tablet_keys.settings()),
+    )
+    .await;
+    discover(&tablet, &tv).await;
+    assert!(tablet.player(tv_jid.clone()).status().await.is_ok());
+    assert!(attested(tablet_fp).await);
+
+    // The tablet is lost: the phone revokes it everywhere. Its next tunnel to the TV is refused,
+    // even though the stolen device publishes its key again on coming online.
+    phone
+        .e2e()
+        .unwrap()
+        .revoke_everywhere(&home, &tablet_fp)
+        .await
+        .expect("revoke");
+    tablet.close().await;
+    let thief = start_phone(
+        session_config(&HOME, "stolen"),
+        Some(tablet_keys.settings()),
+    )
+    .await;
+    discover(&thief, &tv).await;
+    let e = thief.player(tv_jid.clone()).status().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    assert!(tv_keys.trust.source(&home, &tablet_fp).is_none());
+    // The phone, paired first-hand, is untouched.
+    assert!(phone.player(tv_jid).status().await.is_ok());
+    thief.close().await;
+    phone.close().await;
+    tv.stop().await;
+}
+
+fn hex(fp: &[u8; 32]) -> String {
+    pmn::core::identity::fingerprint_hex(fp)
+}

@@ -247,7 +247,15 @@ fn revoke(e2e: &E2eEndpoint, jid: &str, fingerprint_hex: &str) -> Result<bool, P
             "{fingerprint_hex:?} is not a SHA-256 fingerprint in hex"
         ))
     })?;
-    Ok(e2e.revoke(&jid, &fingerprint)?)
+    let removed = e2e.revoke(&jid, &fingerprint)?;
+    // The network-wide half (retract its published key) needs the server: in the background.
+    let e2e = e2e.clone();
+    runtime::handle().spawn(async move {
+        if let Err(e) = e2e.retract_published(&jid, &fingerprint).await {
+            tracing::warn!(error = %e, "could not retract the revoked key from the network");
+        }
+    });
+    Ok(removed)
 }
 
 impl Controller {
@@ -312,7 +320,9 @@ impl Controller {
     }
 
     /// Stops trusting the key `fingerprint_hex` of the devices of `jid` (bare JID) and closes every
-    /// tunnel using it; calls to such a device then fail. Returns whether the key was trusted.
+    /// tunnel using it; calls to such a device then fail. For a device of this network its
+    /// published key is retracted too, so devices that trusted it through this network's
+    /// attestations drop it at their next tunnel with it. Returns whether the key was trusted here.
     pub fn revoke_device(&self, jid: String, fingerprint_hex: String) -> Result<bool, PmnError> {
         revoke(&self.e2e()?, &jid, &fingerprint_hex)
     }

@@ -36,6 +36,7 @@ use super::ibb::{
     IbbParams, IbbRegistry, IbbStatus, IbbStream, TransportHooks, MAX_BLOCK_SIZE, NS_IBB,
 };
 use super::pairing::{pair_as_initiator, pair_as_responder, PairingGate};
+use super::pubkey;
 use super::tls::{handshake, TlsRole};
 use super::trust::{TrustSource, TrustStore};
 use super::tunnel::Tunnel;
@@ -378,8 +379,134 @@ impl E2eEndpoint {
 
     /// Pairs with `peer`, which shows `code`: opens a pairing-mode tunnel, runs SPAKE2, and on
     /// success pins the peer's key and keeps the tunnel as the one to that peer.
+    ///
+    /// A device of our own network that we just paired with is then attested on the network's
+    /// XEP-0189 node (in the background), so the network's other devices trust it too.
     pub async fn pair(&self, peer: &FullJid, code: &str) -> Result<Tunnel> {
-        self.open(peer, Mode::Pairing(code)).await
+        let tunnel = self.open(peer, Mode::Pairing(code)).await?;
+        if self.is_own_network(&peer.to_bare()) {
+            let this = self.clone();
+            let (peer, fingerprint) = (peer.clone(), tunnel.peer_fingerprint());
+            tokio::spawn(async move {
+                match this.attest(&fingerprint).await {
+                    Ok(()) => tracing::info!(%peer, "attested the newly paired device"),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "could not attest the paired device")
+                    }
+                }
+            });
+        }
+        Ok(tunnel)
+    }
+
+    /// Publishes this device's certificate on the network's XEP-0189 node unless it is there
+    /// already (roles do it once online), so devices that trust an owner who attests it can verify
+    /// it. An existing item is kept: it may carry owners' attestations.
+    pub async fn publish_key(&self) -> Result<()> {
+        pubkey::ensure_own_published(
+            &self.inner.session,
+            &self.inner.config.identity,
+            self.inner.config.timeout,
+        )
+        .await
+    }
+
+    /// Adds our attestation to the published key `fingerprint` of our network (an owner device
+    /// vouching for a device it paired with). Fails if that device has not published its key.
+    pub async fn attest(&self, fingerprint: &[u8; 32]) -> Result<()> {
+        let inner = &self.inner;
+        let network = self.own_network()?;
+        let keys = pubkey::fetch(&inner.session, &network, inner.config.timeout).await?;
+        let key = keys
+            .into_iter()
+            .find(|k| k.fingerprint == *fingerprint)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ProviderUnavailable,
+                    format!(
+                        "device key {} is not published on {network}",
+                        fingerprint_hex(fingerprint)
+                    ),
+                )
+            })?;
+        let ours = pubkey::attest(&inner.config.identity, &network, &key.spki)?;
+        let mut attestations: Vec<_> = key
+            .attestations
+            .into_iter()
+            .filter(|a| a.by != ours.by)
+            .collect();
+        attestations.push(ours);
+        pubkey::publish(
+            &inner.session,
+            &key.certificate,
+            attestations,
+            inner.config.timeout,
+        )
+        .await
+    }
+
+    /// Revokes `fingerprint` of `jid` here (as [`E2eEndpoint::revoke`]) and, for a device of our
+    /// own network, retracts its published key, so every device that trusted it only through an
+    /// attestation drops it at its next trust decision.
+    pub async fn revoke_everywhere(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
+        let removed = self.revoke(jid, fingerprint)?;
+        self.retract_published(jid, fingerprint).await?;
+        Ok(removed)
+    }
+
+    /// Retracts the published key `fingerprint` if `jid` is our own network (nothing otherwise):
+    /// the network-wide half of a revocation.
+    pub async fn retract_published(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<()> {
+        if self.is_own_network(jid) {
+            pubkey::retract(&self.inner.session, fingerprint, self.inner.config.timeout).await?;
+        }
+        Ok(())
+    }
+
+    fn own_network(&self) -> Result<BareJid> {
+        self.inner
+            .session
+            .jid()
+            .map(|j| j.to_bare())
+            .ok_or_else(|| Error::new(ErrorKind::NotConnected, "the session is not online"))
+    }
+
+    fn is_own_network(&self, jid: &BareJid) -> bool {
+        self.own_network().is_ok_and(|own| own == *jid)
+    }
+
+    /// The trust decision for `fingerprint` of `jid`: first-hand pins (paired, manual, host)
+    /// count at once; for our own network, an attested pin is re-checked and an unknown key looked
+    /// up against the network's published keys (XEP-0189) first. If that lookup fails, attested
+    /// keys are refused: revocation must not depend on the server's goodwill.
+    async fn trusted(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> bool {
+        let inner = &self.inner;
+        let trust = &inner.config.trust;
+        let source = trust.source(jid, fingerprint);
+        if matches!(
+            source,
+            Some(TrustSource::Paired | TrustSource::Manual | TrustSource::Host { .. })
+        ) {
+            return true;
+        }
+        if !self.is_own_network(jid) {
+            return false;
+        }
+        match pubkey::sync_attested(&inner.session, trust, jid, inner.config.timeout).await {
+            Ok(outcome) => {
+                for revoked in &outcome.revoked {
+                    self.close_where(
+                        |peer, fp| peer.to_bare() == *jid && fp == revoked,
+                        "its key was revoked on the network",
+                    );
+                }
+                trust.is_trusted(jid, fingerprint)
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "could not read the network's published keys");
+                false
+            }
+        }
     }
 
     /// Sends `stanza` through the tunnel to its `to` JID (which must be a full JID with a tunnel up).
@@ -554,8 +681,7 @@ impl E2eEndpoint {
                 return Err(e);
             }
         };
-        if matches!(mode, Mode::Pinned) && !inner.config.trust.is_trusted(&peer.to_bare(), &peer_fp)
-        {
+        if matches!(mode, Mode::Pinned) && !self.trusted(&peer.to_bare(), &peer_fp).await {
             cleanup(inner);
             self.terminate(peer, &sid, Reason::SecurityError, "untrusted key");
             return Err(Error::new(
@@ -768,40 +894,66 @@ impl E2eEndpoint {
     }
 
     fn on_initiate(&self, peer: FullJid, id: &str, jingle: Jingle) {
-        let inner = &self.inner;
-        let from = Jid::from(peer.clone());
-        let reply_error = |condition, text: &str| {
-            let _ = inner
-                .session
-                .send(iq_error(from.clone(), id, condition, text));
-        };
         let offer = match parse_offer(&jingle) {
             Ok(o) => o,
-            Err((condition, text)) => return reply_error(condition, &text),
+            Err((condition, text)) => {
+                let _ = self
+                    .inner
+                    .session
+                    .send(iq_error(Jid::from(peer), id, condition, &text));
+                return;
+            }
         };
-        let refusal = match offer.method {
-            SecurityMethod::X509 => (!inner
-                .config
-                .trust
-                .is_trusted(&peer.to_bare(), &offer.fingerprint)
-                && !inner
-                    .config
-                    .admission
-                    .as_ref()
-                    .is_some_and(|admit| admit(&peer.to_bare(), &offer.fingerprint)))
-            .then(|| {
-                format!(
-                    "key {} is neither paired with this device nor granted access",
-                    fingerprint_hex(&offer.fingerprint)
-                )
-            }),
-            SecurityMethod::Pake => lock(&inner.gate)
-                .is_open(Instant::now())
-                .err()
-                .map(|e| e.message().to_owned()),
-        };
+        match offer.method {
+            SecurityMethod::Pake => {
+                let refusal = lock(&self.inner.gate)
+                    .is_open(Instant::now())
+                    .err()
+                    .map(|e| e.message().to_owned());
+                self.decided(peer, id.to_owned(), jingle, offer, refusal);
+            }
+            SecurityMethod::X509 => {
+                // The decision may need the network's published keys: answer once it is made
+                // (the initiator waits for our result before anything else).
+                let this = self.clone();
+                let id = id.to_owned();
+                tokio::spawn(async move {
+                    let bare = peer.to_bare();
+                    let admitted = this
+                        .inner
+                        .config
+                        .admission
+                        .as_ref()
+                        .is_some_and(|admit| admit(&bare, &offer.fingerprint));
+                    let ok = admitted || this.trusted(&bare, &offer.fingerprint).await;
+                    let refusal = (!ok).then(|| {
+                        format!(
+                            "key {} is neither paired with this device nor granted access",
+                            fingerprint_hex(&offer.fingerprint)
+                        )
+                    });
+                    this.decided(peer, id, jingle, offer, refusal);
+                });
+            }
+        }
+    }
+
+    /// Answers a session-initiate once trust is decided: refused (`forbidden`, reported), or
+    /// accepted and answered by [`Self::respond`].
+    fn decided(
+        &self,
+        peer: FullJid,
+        id: String,
+        jingle: Jingle,
+        offer: Offer,
+        refusal: Option<String>,
+    ) {
+        let inner = &self.inner;
+        let from = Jid::from(peer.clone());
         if let Some(text) = refusal {
-            reply_error(DefinedCondition::Forbidden, &text);
+            let _ = inner
+                .session
+                .send(iq_error(from, &id, DefinedCondition::Forbidden, &text));
             let error = Error::new(ErrorKind::Forbidden, text);
             self.emit(match offer.method {
                 SecurityMethod::Pake => E2eInbound::PairingFailed { peer, error },
@@ -811,9 +963,7 @@ impl E2eEndpoint {
         }
         let block_size = offer.block_size.min(inner.config.block_size);
         let ibb_rx = inner.ibb.register(&offer.ibb_sid, peer.clone(), block_size);
-        let _ = inner
-            .session
-            .send(Iq::empty_result(from.clone(), id.to_owned()));
+        let _ = inner.session.send(Iq::empty_result(from, id));
         let this = self.clone();
         tokio::spawn(async move {
             let sid = jingle.sid.0.clone();

@@ -196,6 +196,25 @@ pub async fn publish_own(
     publish(session, identity.certificate(), Vec::new(), timeout).await
 }
 
+/// Publishes this device's key unless it is already published: republishing would replace the
+/// item and drop the attestations owners added to it.
+pub async fn ensure_own_published(
+    session: &Session,
+    identity: &DeviceIdentity,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let own = session
+        .jid()
+        .map(|j| j.to_bare())
+        .ok_or_else(|| Error::new(ErrorKind::NotConnected, "the session is not online"))?;
+    let fingerprint = identity.fingerprint();
+    let published = fetch(session, &own, timeout).await?;
+    if published.iter().any(|k| k.fingerprint == fingerprint) {
+        return Ok(());
+    }
+    publish_own(session, identity, timeout).await
+}
+
 /// Retracts the item of `fingerprint` (revocation of a lost device by an owner device).
 pub async fn retract(
     session: &Session,
@@ -227,6 +246,8 @@ pub async fn retract(
 /// One published device key.
 #[derive(Debug, Clone)]
 pub struct PublishedKey {
+    /// The device's certificate (DER), as published.
+    pub certificate: Vec<u8>,
     /// The device's SPKI (DER).
     pub spki: Vec<u8>,
     /// SHA-256 of the SPKI.
@@ -273,6 +294,7 @@ pub async fn fetch(
                     continue;
                 };
                 keys.push(PublishedKey {
+                    certificate: pk.key.der.clone(),
                     spki: spki.to_vec(),
                     fingerprint: spki_sha256(spki),
                     attestations: pk.attestations,
@@ -293,7 +315,8 @@ pub struct SyncOutcome {
 }
 
 /// Pins every published key of `jid` attested by a device this one already trusts, and removes
-/// attested pins whose item has disappeared (revocation).
+/// every attested pin whose key is no longer published **with** such an attestation (revocation:
+/// the item was retracted, or republished without the owner's signature, e.g. by a stolen device).
 pub async fn sync_attested(
     session: &Session,
     trust: &TrustStore,
@@ -302,30 +325,34 @@ pub async fn sync_attested(
 ) -> Result<SyncOutcome> {
     let keys = fetch(session, jid, timeout).await?;
     let mut outcome = SyncOutcome::default();
-    for key in &keys {
-        if trust.is_trusted(jid, &key.fingerprint) {
+    // Published keys that carry a valid attestation by a device trusted first-hand.
+    let vouched: Vec<([u8; 32], [u8; 32])> = keys
+        .iter()
+        .filter_map(|key| {
+            key.attestations.iter().find_map(|a| {
+                let by = parse_fingerprint_hex(&a.by)?;
+                // Only first-hand trust may vouch: a key trusted by attestation cannot attest further.
+                match trust.source(jid, &by)? {
+                    TrustSource::Paired | TrustSource::Manual => {}
+                    TrustSource::Attested { .. } | TrustSource::Host { .. } => return None,
+                }
+                let signer = keys.iter().find(|k| k.fingerprint == by)?;
+                verify_attestation(a, jid, &key.spki, &signer.spki).then_some((key.fingerprint, by))
+            })
+        })
+        .collect();
+    for (fingerprint, by) in &vouched {
+        if trust.is_trusted(jid, fingerprint) {
             continue;
         }
-        let attested_by = key.attestations.iter().find_map(|a| {
-            let by = parse_fingerprint_hex(&a.by)?;
-            // Only first-hand trust may vouch: a key trusted by attestation cannot attest further.
-            match trust.source(jid, &by)? {
-                TrustSource::Paired | TrustSource::Manual => {}
-                TrustSource::Attested { .. } | TrustSource::Host { .. } => return None,
-            }
-            let signer = keys.iter().find(|k| k.fingerprint == by)?;
-            verify_attestation(a, jid, &key.spki, &signer.spki).then_some(by)
-        });
-        if let Some(by) = attested_by {
-            trust.pin(
-                jid,
-                &key.fingerprint,
-                TrustSource::Attested {
-                    by: fingerprint_hex(&by),
-                },
-            )?;
-            outcome.pinned.push(key.fingerprint);
-        }
+        trust.pin(
+            jid,
+            fingerprint,
+            TrustSource::Attested {
+                by: fingerprint_hex(by),
+            },
+        )?;
+        outcome.pinned.push(*fingerprint);
     }
     for device in trust.list() {
         if device.jid != jid.as_str() || !matches!(device.source, TrustSource::Attested { .. }) {
@@ -334,7 +361,7 @@ pub async fn sync_attested(
         let Some(fp) = parse_fingerprint_hex(&device.fingerprint) else {
             continue;
         };
-        if !keys.iter().any(|k| k.fingerprint == fp) && trust.revoke(jid, &fp)? {
+        if !vouched.iter().any(|(v, _)| *v == fp) && trust.revoke(jid, &fp)? {
             outcome.revoked.push(fp);
         }
     }

@@ -53,7 +53,16 @@ impl E2eSettings {
         if let Some(timeout) = self.setup_timeout {
             config.timeout = timeout;
         }
-        E2eEndpoint::new(session, config)
+        let (endpoint, events) = E2eEndpoint::new(session, config);
+        // Our key on the network's XEP-0189 node: what lets an owner attest us and the network's
+        // devices verify that attestation.
+        let publisher = endpoint.clone();
+        tokio::spawn(async move {
+            if let Err(e) = publisher.publish_key().await {
+                tracing::warn!(error = %e, "could not publish this device's key");
+            }
+        });
+        (endpoint, events)
     }
 }
 
