@@ -315,7 +315,8 @@ async fn an_unpinned_controller_gets_a_typed_error_and_no_plaintext_fallback() {
 /// Issue 5, XEP-0189 in the roles: every device publishes its key when it comes online; a phone
 /// that pairs with a device of its network attests it; another device that trusts the phone then
 /// trusts the new one without pairing again (both ways: the tablet trusts the TV, the TV the
-/// tablet); and when the phone revokes the tablet, the TV refuses the tablet's next tunnel.
+/// tablet); and when the phone revokes the tablet, the TV closes the tablet's tunnel at once and
+/// refuses the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attested_device_is_trusted_without_pairing_and_revocation_reaches_the_network() {
     let (tv_keys, phone_keys, tablet_keys) = (keys("tv"), keys("phone"), keys("tablet"));
@@ -415,6 +416,18 @@ async fn an_attested_device_is_trusted_without_pairing_and_revocation_reaches_th
         .revoke_everywhere(&home, &tablet_fp)
         .await
         .expect("revoke");
+    // The TV hears of the retraction (PEP notification) and closes the tunnel the tablet holds.
+    let tablet_jid = tablet.session().jid().unwrap();
+    let tv_e2e = tv.e2e().unwrap().clone();
+    wait_until("the TV closes the revoked tablet's tunnel", || {
+        tv_e2e.existing_tunnel(&tablet_jid).is_none()
+    })
+    .await;
+    let e = tablet.player(tv_jid.clone()).status().await.unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::NotConnected),
+        "{e}"
+    );
     tablet.close().await;
     let thief = start_phone(
         session_config(&HOME, "stolen"),

@@ -171,7 +171,11 @@ impl Provider {
             service.bind_events(EventSink::new(service.name(), events_tx.clone()));
             router.add(service)?;
         }
-        let features: Vec<&str> = router.services().map(|s| s.feature()).collect();
+        let mut features: Vec<&str> = router.services().map(|s| s.feature()).collect();
+        if config.e2e.is_some() {
+            // Hear at once when a device key of the network is retracted (revocation).
+            features.push(crate::core::e2e::pubkey::NOTIFY_PUBKEY);
+        }
         let info = disco_info_for(Some(&config.name), &features);
         let network = config.session.jid.to_bare();
         let access = match (&config.access, &config.e2e) {

@@ -226,7 +226,13 @@ impl Controller {
             subscriptions: Mutex::new(HashMap::new()),
             next_subscription: std::sync::atomic::AtomicU64::new(1),
         });
-        let info = disco_info_for(None, &[]);
+        // No service feature (spec §6); with the tunnel, interest in the network's device keys.
+        let notify: &[&str] = if shared.e2e.is_some() {
+            &[crate::core::e2e::pubkey::NOTIFY_PUBKEY]
+        } else {
+            &[]
+        };
+        let info = disco_info_for(None, notify);
         let (infos_tx, infos_rx) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher {
             shared: shared.clone(),

@@ -219,7 +219,8 @@ impl ProviderDirectory {
         let services: Vec<String> = info
             .features
             .iter()
-            .filter(|f| !PLUMBING.contains(&f.as_str()))
+            // `+notify` is PEP interest (XEP-0163), never a service.
+            .filter(|f| !PLUMBING.contains(&f.as_str()) && !f.ends_with("+notify"))
             .cloned()
             .collect();
         let provider = ProviderInfo {

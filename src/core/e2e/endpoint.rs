@@ -193,6 +193,9 @@ fn iq_error(to: Jid, id: &str, condition: DefinedCondition, text: &str) -> Iq {
     .with_to(to)
 }
 
+/// Namespace of PEP notifications (XEP-0060 §7).
+const NS_PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+
 /// Depth of the endpoint's event channel.
 const EVENT_DEPTH: usize = 256;
 
@@ -263,6 +266,19 @@ impl E2eEndpoint {
                     false
                 }
             }
+            // A change of the network's published keys (PEP notification, XEP-0163): re-check
+            // the attested pins now, so a revoked device loses its open tunnels at once.
+            Stanza::Message(m) if self.is_key_notification(m) => {
+                if let Ok(network) = self.own_network() {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = this.resync(&network).await {
+                            tracing::info!(error = %e, "could not re-check the published keys");
+                        }
+                    });
+                }
+                true
+            }
             Stanza::Presence(p) if p.type_ == PresenceType::Unavailable => {
                 if let Some(Ok(peer)) = p.from.clone().map(Jid::try_into_full) {
                     self.peer_unavailable(&peer);
@@ -271,6 +287,20 @@ impl E2eEndpoint {
             }
             _ => false,
         }
+    }
+
+    /// Whether `message` is our own account's PEP notification about the published keys.
+    fn is_key_notification(&self, message: &xmpp_parsers::message::Message) -> bool {
+        let from_own = match (&message.from, self.own_network()) {
+            (Some(from), Ok(own)) => from.to_bare() == own && from.resource().is_none(),
+            _ => false,
+        };
+        from_own
+            && message.payloads.iter().any(|p| {
+                p.is("event", NS_PUBSUB_EVENT)
+                    && p.children()
+                        .any(|c| c.attr("node") == Some(pubkey::NS_PUBKEY))
+            })
     }
 
     /// Closes the tunnel to `peer` (it went offline); the next request opens a new one.
@@ -492,21 +522,34 @@ impl E2eEndpoint {
         if !self.is_own_network(jid) {
             return false;
         }
-        match pubkey::sync_attested(&inner.session, trust, jid, inner.config.timeout).await {
-            Ok(outcome) => {
-                for revoked in &outcome.revoked {
-                    self.close_where(
-                        |peer, fp| peer.to_bare() == *jid && fp == revoked,
-                        "its key was revoked on the network",
-                    );
-                }
-                trust.is_trusted(jid, fingerprint)
-            }
+        match self.resync(jid).await {
+            Ok(()) => trust.is_trusted(jid, fingerprint),
             Err(e) => {
                 tracing::info!(error = %e, "could not read the network's published keys");
                 false
             }
         }
+    }
+
+    /// Brings the attested pins of `jid` (our network) in line with its published keys, and
+    /// closes the tunnels of keys that lost their attestation.
+    async fn resync(&self, jid: &BareJid) -> Result<()> {
+        let inner = &self.inner;
+        let outcome = pubkey::sync_attested(
+            &inner.session,
+            &inner.config.trust,
+            jid,
+            inner.config.timeout,
+        )
+        .await?;
+        for revoked in &outcome.revoked {
+            let closed = self.close_where(
+                |peer, fp| peer.to_bare() == *jid && fp == revoked,
+                "its key was revoked on the network",
+            );
+            tracing::info!(key = %fingerprint_hex(revoked), closed, "attested key revoked");
+        }
+        Ok(())
     }
 
     /// Sends `stanza` through the tunnel to its `to` JID (which must be a full JID with a tunnel up).

@@ -25,6 +25,8 @@ use crate::core::session::{IqReply, Session};
 
 /// The PEP node and payload namespace of XEP-0189.
 pub const NS_PUBKEY: &str = "urn:xmpp:pubkey:2";
+/// The caps feature that asks the server for notifications of the key node (XEP-0163 +notify).
+pub const NOTIFY_PUBKEY: &str = "urn:xmpp:pubkey:2+notify";
 /// Namespace of our attestation element.
 pub const NS_ATTEST: &str = "urn:xmpp:tmp:pmn:attest:0";
 const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
