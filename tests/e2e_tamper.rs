@@ -312,7 +312,6 @@ async fn a_server_flipping_handshake_bits_gets_a_clean_tls_failure() {
         .await
         .expect_err("a tampered tunnel carried a call");
     assert!(is_tunnel_failure(&e), "typed tunnel failure expected: {e}");
-    eprintln!("flip: the call failed with {:?}: {e}", e.kind());
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "failed slowly: {e}"
