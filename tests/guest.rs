@@ -851,3 +851,67 @@ async fn forged_replayed_rolled_back_expired_and_malformed_grants_are_refused_on
     romeo.close().await;
     host.stop().await;
 }
+
+/// A provider that was off when the owner approved or revoked catches up when it comes back: the
+/// owner's phone sees it online and brings its ACL in line with the others' (revocation must
+/// reach every provider; a new grant should too).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_was_off_catches_up_on_grants_and_revocations() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acl = dir.path().join("tv2-acl.json");
+    let tv2_keys = keys("tv2");
+    tv2_keys.pin(HOME.jid, &host.phone_keys);
+    host.phone_keys.pin(HOME.jid, &tv2_keys);
+    let start_tv2 = || {
+        start_provider(
+            session_config(&HOME, "tv2"),
+            &tv2_keys,
+            Some(acl.clone()),
+            all_services(),
+        )
+    };
+    let tv2 = start_tv2().await;
+    discover(&host.phone, &tv2).await;
+    tv2.stop().await;
+
+    // Approved while the bedroom TV is off: only the living-room TV has the grant…
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let grant = grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let romeo_bare = romeo.session().jid().unwrap().to_bare();
+    let romeo_fp = romeo.e2e().unwrap().fingerprint();
+    // …and once it is back, the owner's phone installs it there too.
+    let tv2 = start_tv2().await;
+    let guard = tv2.access().expect("access").clone();
+    let deadline = tokio::time::Instant::now() + T;
+    while !guard.admits(&romeo_bare, &romeo_fp) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the grant never reached TV 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tv2.stop().await;
+
+    // Revoked while the bedroom TV is off: when it comes back it still holds the grant in its
+    // file, and the owner's phone revokes it there at once.
+    let revoked = host
+        .phone
+        .revoke_grant(&pmn::core::access::GrantId::new(grant).unwrap())
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.applied_on, vec![host.tv_jid()]);
+    let tv2 = start_tv2().await;
+    let guard = tv2.access().expect("access").clone();
+    let deadline = tokio::time::Instant::now() + T;
+    while guard.admits(&romeo_bare, &romeo_fp) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revocation never reached TV 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    romeo.close().await;
+    tv2.stop().await;
+    host.stop().await;
+}

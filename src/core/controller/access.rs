@@ -23,12 +23,12 @@ use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
-use super::{lock, Controller, Dispatcher};
+use super::{lock, Controller, Dispatcher, Shared};
 use crate::core::access::{
-    unix_now, AccessDecision, AccessError, AccessRequest, AclState, AuditPage, AuditRecord,
-    DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, GrantInfo, Intake, IntakeLimits,
-    ItemId, OwnerKey, PendingRequest, Reason, RequestIntake, Scope, SignedGrant, SignedRevoke,
-    APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
+    unix_now, AccessDecision, AccessError, AccessRequest, AclEntry, AclState, AuditPage,
+    AuditRecord, DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, GrantInfo, Intake,
+    IntakeLimits, ItemId, OwnerKey, PendingRequest, Reason, RequestIntake, Scope, SignedGrant,
+    SignedRevoke, APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
 };
 use crate::core::e2e::{E2eEndpoint, TrustSource};
 use crate::core::error::{Error, ErrorKind, Result};
@@ -157,12 +157,7 @@ impl Controller {
     }
 
     fn tunnel_layer(&self) -> Result<&E2eEndpoint> {
-        self.shared.e2e.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                "guest access needs the end-to-end tunnel (set ControllerConfig::e2e)",
-            )
-        })
+        self.shared.e2e.as_ref().ok_or_else(no_tunnel)
     }
 
     /// Guests' requests from now on (owner devices). Each arrives once, after de-duplication and
@@ -260,11 +255,11 @@ impl Controller {
         expires: u64,
     ) -> Result<Issued> {
         let owner = self.owner()?;
-        let targets = self.own_providers()?;
+        let targets = self.shared.own_providers()?;
         let register = Element::from(OwnerKey {
             key: owner.spki.clone(),
         });
-        let (ready, mut failed) = self.each_provider(&targets, true, register).await;
+        let (ready, mut failed) = self.shared.each_provider(&targets, true, register).await;
         let version = ready.values().map(|s| s.version).max().unwrap_or(0);
         let now = unix_now();
         let mut draft = GrantDraft::new(
@@ -282,6 +277,7 @@ impl Controller {
         let grant = draft.sign(owner.config.store.as_ref(), &owner.config.alias)?;
         let reached: Vec<FullJid> = ready.into_keys().collect();
         let (installed, refused) = self
+            .shared
             .each_provider(&reached, true, Element::from(grant.clone()))
             .await;
         failed.extend(refused);
@@ -308,8 +304,9 @@ impl Controller {
     /// on one provider shows as revoked).
     pub async fn access_grants(&self) -> Result<Vec<GrantInfo>> {
         self.owner()?;
-        let targets = self.own_providers()?;
+        let targets = self.shared.own_providers()?;
         let (states, failed) = self
+            .shared
             .each_provider(&targets, false, Element::from(empty_acl()))
             .await;
         if states.is_empty() {
@@ -322,8 +319,9 @@ impl Controller {
     /// active grant, ends the mutual presence subscription too.
     pub async fn revoke_grant(&self, id: &GrantId) -> Result<Revoked> {
         let owner = self.owner()?;
-        let targets = self.own_providers()?;
+        let targets = self.shared.own_providers()?;
         let (states, mut failed) = self
+            .shared
             .each_provider(&targets, false, Element::from(empty_acl()))
             .await;
         let version = states.values().map(|s| s.version).max().unwrap_or(0) + 1;
@@ -337,6 +335,7 @@ impl Controller {
         )?;
         let reached: Vec<FullJid> = states.into_keys().collect();
         let (applied, refused) = self
+            .shared
             .each_provider(&reached, true, Element::from(revoke))
             .await;
         failed.extend(refused);
@@ -374,7 +373,7 @@ impl Controller {
             after,
             records: vec![],
         };
-        let answer = self.access_iq(provider, false, query.into()).await?;
+        let answer = self.shared.access_iq(provider, false, query.into()).await?;
         let page = AuditPage::try_from(answer)
             .map_err(|e| Error::new(ErrorKind::Protocol, format!("<audit>: {e}")))?;
         Ok(page.records.into_iter().map(AuditRecord::from).collect())
@@ -480,11 +479,21 @@ impl Controller {
             let _ = self.shared.updates.send(update);
         }
     }
+}
 
+fn no_tunnel() -> Error {
+    Error::new(
+        ErrorKind::Config,
+        "guest access needs the end-to-end tunnel (set ControllerConfig::e2e)",
+    )
+}
+
+/// The owner's side of keeping the network's providers in agreement.
+impl Shared {
     /// Online providers of our own network.
-    fn own_providers(&self) -> Result<Vec<FullJid>> {
-        let network = &self.shared.network;
-        let targets: Vec<FullJid> = self
+    pub(super) fn own_providers(&self) -> Result<Vec<FullJid>> {
+        let network = &self.network;
+        let targets: Vec<FullJid> = lock(&self.directory)
             .providers()
             .into_iter()
             .map(|p| p.jid)
@@ -501,7 +510,7 @@ impl Controller {
 
     /// Sends one management request to each of `targets` (concurrently); the `<acl/>` states of
     /// those that answered, and the failures of the others.
-    async fn each_provider(
+    pub(super) async fn each_provider(
         &self,
         targets: &[FullJid],
         set: bool,
@@ -534,8 +543,13 @@ impl Controller {
     }
 
     /// One management iq through the tunnel to `provider`.
-    async fn access_iq(&self, provider: &FullJid, set: bool, payload: Element) -> Result<Element> {
-        let e2e = self.tunnel_layer()?;
+    pub(super) async fn access_iq(
+        &self,
+        provider: &FullJid,
+        set: bool,
+        payload: Element,
+    ) -> Result<Element> {
+        let e2e = self.e2e.as_ref().ok_or_else(no_tunnel)?;
         let to = Jid::from(provider.clone());
         let iq = if set {
             Iq::Set {
@@ -552,10 +566,76 @@ impl Controller {
                 payload,
             }
         };
-        match e2e.request(iq, self.shared.rpc_timeout).await? {
+        match e2e.request(iq, self.rpc_timeout).await? {
             IqReply::Result(Some(el)) => Ok(el),
             IqReply::Result(None) => Err(Error::new(ErrorKind::Protocol, "empty access answer")),
             IqReply::Error(e) => Err(rpc::error_from_stanza("access", &e)),
+        }
+    }
+
+    /// A provider of our network came (back) online: bring its ACL in line with the others'. Grants
+    /// active elsewhere that it lacks are installed (a provider that was off when the owner
+    /// approved); grants revoked elsewhere that it still holds are revoked (a provider that was off
+    /// when the owner revoked: revocation must reach every provider). Runs on owner devices only.
+    pub(super) async fn sync_access(self: Arc<Self>, newcomer: FullJid) {
+        let Some(owner) = &self.owner else { return };
+        let Ok(targets) = self.own_providers() else {
+            return;
+        };
+        let register = Element::from(OwnerKey {
+            key: owner.spki.clone(),
+        });
+        if let Err(e) = self.access_iq(&newcomer, true, register).await {
+            // A provider that takes no guests, or not reachable: nothing to keep in agreement.
+            tracing::debug!(provider = %newcomer, error = %e, "no access sync");
+            return;
+        }
+        let (states, _) = self
+            .each_provider(&targets, false, Element::from(empty_acl()))
+            .await;
+        let Some(theirs) = states.get(&newcomer) else {
+            return;
+        };
+        let others = merge_grants(
+            states
+                .iter()
+                .filter(|(jid, _)| **jid != newcomer)
+                .map(|(_, s)| s.clone()),
+        );
+        let held: BTreeMap<GrantId, &AclEntry> = theirs
+            .entries
+            .iter()
+            .map(|e| (e.grant.id.clone(), e))
+            .collect();
+        let version = states.values().map(|s| s.version).max().unwrap_or(0) + 1;
+        for info in others {
+            let mine = held.get(&info.grant.id);
+            let revoked_elsewhere = info.revoked_at.is_some();
+            let payload = match (mine, revoked_elsewhere) {
+                (Some(entry), true) if entry.revoked_at.is_none() => {
+                    match SignedRevoke::sign(
+                        self.network.clone(),
+                        info.grant.id.clone(),
+                        version,
+                        owner.config.store.as_ref(),
+                        &owner.config.alias,
+                    ) {
+                        Ok(revoke) => Element::from(revoke),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot sign a catch-up revocation");
+                            continue;
+                        }
+                    }
+                }
+                (None, false) if info.active => Element::from(info.grant.clone()),
+                _ => continue,
+            };
+            match self.access_iq(&newcomer, true, payload).await {
+                Ok(_) => tracing::info!(provider = %newcomer, grant = %info.grant.id,
+                    revoked = revoked_elsewhere, "access caught up"),
+                Err(e) => tracing::info!(provider = %newcomer, grant = %info.grant.id,
+                    error = %e, "access catch-up refused"),
+            }
         }
     }
 }

@@ -674,6 +674,10 @@ impl Dispatcher {
         for update in updates {
             if let DirectoryUpdate::Added(p) = &update {
                 back.insert(p.jid.clone());
+                if self.shared.owner.is_some() && p.jid.to_bare() == self.network {
+                    // An owner device keeps the network's providers in agreement on guest access.
+                    tokio::spawn(self.shared.clone().sync_access(p.jid.clone()));
+                }
             }
             let _ = self.shared.updates.send(update);
         }
