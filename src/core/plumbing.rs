@@ -39,11 +39,12 @@ pub fn condition(type_: ErrorType, condition: DefinedCondition, text: &str) -> S
 
 /// `forbidden`: the sender is neither of this network nor granted access.
 pub fn forbidden() -> StanzaError {
-    condition(
-        ErrorType::Auth,
-        DefinedCondition::Forbidden,
-        "not a device of this network",
-    )
+    forbidden_because("not a device of this network")
+}
+
+/// `forbidden` with the reason the sender should read (tunnel required, out of scope, …).
+pub fn forbidden_because(text: &str) -> StanzaError {
+    condition(ErrorType::Auth, DefinedCondition::Forbidden, text)
 }
 
 /// Answers an iq `get` that is plumbing (disco#info, ping) or not understood at all.

@@ -34,7 +34,6 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use crate::core::access::{
     AccessChange, AccessGuard, AccessRequest, AccessSettings, Decision, NS_ACCESS,
@@ -451,7 +450,7 @@ impl Dispatcher {
     /// An owner device manages guest access: own network, through its tunnel, access configured.
     fn on_management(&self, from: Jid, id: String, payload: Element, is_set: bool, route: &Route) {
         let refuse = |text: &str| {
-            let refusal = plumbing::condition(ErrorType::Auth, DefinedCondition::Forbidden, text);
+            let refusal = plumbing::forbidden_because(text);
             self.reply(
                 route,
                 plumbing::error(Some(from.clone()), id.clone(), refusal),
@@ -546,11 +545,7 @@ impl Dispatcher {
         if is_set && payload.is("query", xmlrpc::NS) {
             if self.require_tunnel && !route.is_tunnel() {
                 tracing::info!(%from, "refused a plaintext call: tunnel required");
-                let refusal = plumbing::condition(
-                    ErrorType::Auth,
-                    DefinedCondition::Forbidden,
-                    "end-to-end tunnel required",
-                );
+                let refusal = plumbing::forbidden_because("end-to-end tunnel required");
                 return self.reply(route, plumbing::error(Some(from), id, refusal));
             }
             return self.on_rpc(from, id, payload, route, None);
@@ -571,7 +566,7 @@ impl Dispatcher {
             plumbing::error(
                 Some(from.clone()),
                 id.clone(),
-                plumbing::condition(ErrorType::Auth, DefinedCondition::Forbidden, text),
+                plumbing::forbidden_because(text),
             )
         };
         let Some(guard) = &self.access else {
@@ -633,11 +628,8 @@ impl Dispatcher {
             self.emit_audit();
             if let Decision::Deny(reason) = decision {
                 tracing::info!(%from, method = %call.method, reason = reason.as_str(), "guest call refused");
-                let refusal = plumbing::condition(
-                    ErrorType::Auth,
-                    DefinedCondition::Forbidden,
-                    &format!("access denied: {}", reason.as_str()),
-                );
+                let refusal =
+                    plumbing::forbidden_because(&format!("access denied: {}", reason.as_str()));
                 return self.reply(route, plumbing::error(Some(from), id, refusal));
             }
         }

@@ -11,7 +11,7 @@ use super::error::{config, PmnError};
 use super::keystore::DeviceKeyStore;
 use super::records::ConnectionConfig;
 use super::runtime;
-use super::task::TaskHandle;
+use super::task::{forward, TaskHandle};
 use crate::core::access::{
     AccessSettings, AuditRecord as CoreAuditRecord, DeviceFingerprint, GrantId, GrantInfo,
     IntakeLimits, ItemId, PendingRequest, Scope, SignedGrant,
@@ -254,29 +254,18 @@ impl Controller {
         listener: Arc<dyn AccessListener>,
     ) -> Result<Arc<TaskHandle>, PmnError> {
         let core = self.core()?;
-        let mut requests = core.access_requests()?;
+        let requests = core.access_requests()?;
         let pending = core.pending_access_requests()?;
-        let task = runtime::handle().spawn(async move {
-            let deliver = |r: PendingRequest| {
+        Ok(forward(
+            pending,
+            requests,
+            "access listener (see pending_access_requests)",
+            move |r: PendingRequest| {
                 if let Err(e) = listener.on_access_request(r.into()) {
                     tracing::warn!(error = %e, "listener on_access_request failed");
                 }
-            };
-            pending.into_iter().for_each(deliver);
-            loop {
-                match requests.recv().await {
-                    Ok(r) => deliver(r),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            n,
-                            "access listener fell behind; see pending_access_requests"
-                        )
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
-        Ok(Arc::new(TaskHandle::new(AbortOnDrop(task.abort_handle()))))
+            },
+        ))
     }
 
     /// Owner devices: the requests not answered yet.
@@ -411,14 +400,5 @@ impl Controller {
                 .into())
         })
         .await
-    }
-}
-
-/// Aborts a task when the handle that owns it is cancelled or dropped.
-pub(super) struct AbortOnDrop(pub(super) tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

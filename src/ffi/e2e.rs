@@ -11,12 +11,14 @@ use super::keystore::DeviceKeyStore;
 use super::provider::Provider;
 use super::records::ConnectionConfig;
 use super::runtime;
+use super::task::{forward, TaskHandle};
 use crate::core::e2e::xml::parse_fingerprint_hex;
 use crate::core::e2e::{
     E2eEndpoint, E2eSettings, TrustSource as CoreSource, TrustStore,
     TrustedDevice as CoreTrustedDevice,
 };
 use crate::core::identity::{fingerprint_hex, DeviceIdentity};
+use crate::core::provider::PairingOutcome;
 
 /// Turns on the end-to-end tunnel for a controller or provider (put it in
 /// [`ConnectionConfig::e2e`]). The TLS key `key_alias` of `key_store` is created on first use and
@@ -184,26 +186,15 @@ pub trait TunnelFailureListener: Send + Sync {
 
 /// Forwards `failures` to `listener` until the returned handle is cancelled.
 fn forward_failures(
-    mut failures: tokio::sync::broadcast::Receiver<crate::core::e2e::TunnelFailure>,
+    failures: tokio::sync::broadcast::Receiver<crate::core::e2e::TunnelFailure>,
     listener: Arc<dyn TunnelFailureListener>,
-) -> Arc<super::task::TaskHandle> {
-    let task = runtime::handle().spawn(async move {
-        loop {
-            match failures.recv().await {
-                Ok(f) => report(
-                    listener.on_tunnel_failure(f.peer.to_string(), f.error.into()),
-                    "on_tunnel_failure",
-                ),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(n, "tunnel failure listener fell behind")
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
-    Arc::new(super::task::TaskHandle::new(super::access::AbortOnDrop(
-        task.abort_handle(),
-    )))
+) -> Arc<TaskHandle> {
+    forward(vec![], failures, "tunnel failure listener", move |f| {
+        report(
+            listener.on_tunnel_failure(f.peer.to_string(), f.error.into()),
+            "on_tunnel_failure",
+        )
+    })
 }
 
 fn report(result: Result<(), PmnError>, what: &str) {
@@ -309,7 +300,7 @@ impl Controller {
     pub fn watch_tunnel_failures(
         &self,
         listener: Arc<dyn TunnelFailureListener>,
-    ) -> Result<Arc<super::task::TaskHandle>, PmnError> {
+    ) -> Result<Arc<TaskHandle>, PmnError> {
         self.e2e()?;
         Ok(forward_failures(self.core()?.tunnel_failures(), listener))
     }
@@ -353,31 +344,24 @@ impl Provider {
     pub fn watch_pairing(
         &self,
         listener: Arc<dyn ProviderPairingListener>,
-    ) -> Result<Arc<super::task::TaskHandle>, PmnError> {
+    ) -> Result<Arc<TaskHandle>, PmnError> {
         let e2e = self.e2e()?;
-        let mut outcomes = self.with_core(|core| core.pairing_outcomes())?;
-        let task = runtime::handle().spawn(async move {
-            use crate::core::provider::PairingOutcome;
-            loop {
-                match outcomes.recv().await {
-                    Ok(PairingOutcome::Paired { peer, fingerprint }) => {
-                        let device = paired_device(&e2e, &peer, &fingerprint);
-                        report(listener.on_paired(peer.to_string(), device), "on_paired");
-                    }
-                    Ok(PairingOutcome::Failed { peer, error }) => report(
-                        listener.on_pairing_failed(peer.to_string(), error.into()),
-                        "on_pairing_failed",
-                    ),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(n, "pairing listener fell behind")
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        let outcomes = self.with_core(|core| core.pairing_outcomes())?;
+        Ok(forward(
+            vec![],
+            outcomes,
+            "pairing listener",
+            move |outcome| match outcome {
+                PairingOutcome::Paired { peer, fingerprint } => {
+                    let device = paired_device(&e2e, &peer, &fingerprint);
+                    report(listener.on_paired(peer.to_string(), device), "on_paired");
                 }
-            }
-        });
-        Ok(Arc::new(super::task::TaskHandle::new(
-            super::access::AbortOnDrop(task.abort_handle()),
-        )))
+                PairingOutcome::Failed { peer, error } => report(
+                    listener.on_pairing_failed(peer.to_string(), error.into()),
+                    "on_pairing_failed",
+                ),
+            },
+        ))
     }
 
     /// Reports every end-to-end tunnel to this provider that fails or is refused (tampering in the
@@ -385,7 +369,7 @@ impl Provider {
     pub fn watch_tunnel_failures(
         &self,
         listener: Arc<dyn TunnelFailureListener>,
-    ) -> Result<Arc<super::task::TaskHandle>, PmnError> {
+    ) -> Result<Arc<TaskHandle>, PmnError> {
         self.e2e()?;
         let failures = self.with_core(|core| core.tunnel_failures())?;
         Ok(forward_failures(failures, listener))

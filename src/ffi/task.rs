@@ -48,3 +48,35 @@ impl TaskHandle {
             .is_none()
     }
 }
+
+/// Aborts a task when the handle that owns it is cancelled or dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Hands `present`, then every value of `rx`, to `deliver` on the library's runtime (never on the
+/// caller's thread) until the returned handle is cancelled or the sender goes away; a listener
+/// that falls behind is logged as `what`.
+pub(crate) fn forward<T: Clone + Send + 'static>(
+    present: Vec<T>,
+    mut rx: tokio::sync::broadcast::Receiver<T>,
+    what: &'static str,
+    deliver: impl Fn(T) + Send + 'static,
+) -> std::sync::Arc<TaskHandle> {
+    use tokio::sync::broadcast::error::RecvError;
+    let task = super::runtime::handle().spawn(async move {
+        present.into_iter().for_each(&deliver);
+        loop {
+            match rx.recv().await {
+                Ok(value) => deliver(value),
+                Err(RecvError::Lagged(n)) => tracing::warn!(n, "{what} fell behind"),
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+    std::sync::Arc::new(TaskHandle::new(AbortOnDrop(task.abort_handle())))
+}
