@@ -25,6 +25,8 @@ use tokio_xmpp::xmlstream::{
 };
 use xmpp_parsers::jid::Jid;
 
+use super::link::{Link, LinkSwitch};
+
 /// Why a connection attempt failed before SASL.
 #[derive(Debug)]
 pub enum ConnectorError {
@@ -60,6 +62,7 @@ pub enum ServerAddress {
 pub struct PmnConnector {
     dns: DnsConfig,
     tls: Arc<rustls::ClientConfig>,
+    link: LinkSwitch,
 }
 
 impl fmt::Debug for PmnConnector {
@@ -80,7 +83,16 @@ impl PmnConnector {
                 Err(_) => DnsConfig::no_srv(host, *port),
             },
         };
-        Self { dns, tls }
+        Self {
+            dns,
+            tls,
+            link: LinkSwitch::default(),
+        }
+    }
+
+    /// The switch that cuts the newest connection this connector made (and its clones make).
+    pub(crate) fn link_switch(&self) -> &LinkSwitch {
+        &self.link
     }
 }
 
@@ -93,7 +105,7 @@ fn header(jid: &Jid) -> StreamHeader<'_> {
 }
 
 impl ServerConnector for PmnConnector {
-    type Stream = BufStream<TlsStream<TcpStream>>;
+    type Stream = BufStream<Link<TlsStream<TcpStream>>>;
 
     async fn connect(
         &self,
@@ -140,7 +152,8 @@ impl ServerConnector for PmnConnector {
             .await
             .map_err(|e| ConnectorError::Tls(e.to_string()))?;
         let binding = channel_binding(&tls);
-        let stream = initiate_stream(BufStream::new(tls), ns, header(jid), timeouts).await?;
+        let transport = BufStream::new(self.link.wrap(tls));
+        let stream = initiate_stream(transport, ns, header(jid), timeouts).await?;
         Ok((stream, binding))
     }
 }

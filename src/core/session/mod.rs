@@ -13,30 +13,34 @@
 //! a stream reset) and performs the login itself, reporting bad passwords and untrusted certificates
 //! as typed errors.
 
+mod backoff;
 mod connector;
+mod link;
 mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use sasl::common::Credentials;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_xmpp::connect::ServerConnector;
 use tokio_xmpp::error::{AuthError, ProtocolError};
-use tokio_xmpp::stanzastream::{Connection, Event, StanzaStream, StreamEvent};
+use tokio_xmpp::stanzastream::{Connection, Event, InvalidStanza, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::{StreamHeader, Timeouts, XmppStream};
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::StanzaError;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
+pub use backoff::Backoff;
 pub use connector::{ConnectorError, PmnConnector, ServerAddress};
 pub use tls::{client_config, ServerTrust};
+pub use tokio_xmpp::xmlstream::{MAX_ELEMENT_BYTES, MAX_ELEMENT_DEPTH};
 
 use crate::core::error::{Error, ErrorKind, Result};
 
@@ -54,11 +58,25 @@ pub struct SessionConfig {
     pub trust: ServerTrust,
     /// Bound on one login attempt (TCP + TLS + SASL + bind).
     pub connect_timeout: Duration,
-    /// Silence on the stream after which the stream is probed, and then considered dead.
+    /// Silence on the stream after which the server is probed (an XEP-0198 `<r/>`, or a ping).
     pub keepalive: Duration,
+    /// How long the probe may go unanswered before the connection is considered dead and a new
+    /// one (resuming the session where the server supports XEP-0198) is made. A dead link is thus
+    /// noticed at most `keepalive + probe_timeout` after the last byte; the app can shorten that
+    /// with [`Session::network_changed`].
+    pub probe_timeout: Duration,
     /// For tests and diagnostics: receives a copy of every stanza this session sends.
     pub outbound_tap: Option<mpsc::UnboundedSender<Stanza>>,
 }
+
+/// Default [`SessionConfig::keepalive`]: with the default probe timeout a dead link is noticed
+/// within 20 s of silence.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Default [`SessionConfig::probe_timeout`].
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`Session::network_changed`] waits for the server to answer its probe before it cuts
+/// the connection and resumes on a new one.
+pub const NETWORK_CHANGE_PROBE: Duration = Duration::from_secs(3);
 
 impl SessionConfig {
     /// A configuration with default timeouts, connecting through DNS SRV and trusting the platform.
@@ -69,7 +87,8 @@ impl SessionConfig {
             server: ServerAddress::Srv,
             trust: ServerTrust::Platform,
             connect_timeout: Duration::from_secs(15),
-            keepalive: Duration::from_secs(60),
+            keepalive: DEFAULT_KEEPALIVE,
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
             outbound_tap: None,
         }
     }
@@ -136,6 +155,65 @@ struct Shared {
     state: watch::Receiver<ConnectionState>,
     next_id: AtomicU64,
     id_prefix: String,
+    reconnect: Arc<ReconnectShared>,
+    stats: Arc<Counters>,
+    link: link::LinkSwitch,
+    /// Our server's JID, the target of the network-change probe.
+    server: Jid,
+}
+
+/// What the session has counted since it started (see [`Session::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Logins attempted after the first one (successful or not).
+    pub relogins: u64,
+    /// Stanzas that arrived but could not be parsed; each was answered (iq get/set) or dropped.
+    pub invalid_stanzas: u64,
+    /// Of those, the ones skipped for going over the reader's depth or size limit
+    /// ([`MAX_ELEMENT_DEPTH`], [`MAX_ELEMENT_BYTES`]).
+    pub over_limit_stanzas: u64,
+    /// Connections cut by [`Session::network_changed`] because the server did not answer.
+    pub links_cut: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    relogins: AtomicU64,
+    invalid_stanzas: AtomicU64,
+    over_limit_stanzas: AtomicU64,
+    links_cut: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> SessionStats {
+        SessionStats {
+            relogins: self.relogins.load(Ordering::Relaxed),
+            invalid_stanzas: self.invalid_stanzas.load(Ordering::Relaxed),
+            over_limit_stanzas: self.over_limit_stanzas.load(Ordering::Relaxed),
+            links_cut: self.links_cut.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Backoff shared between the reconnect attempts and [`Session::network_changed`].
+#[derive(Debug, Default)]
+struct ReconnectShared {
+    state: Mutex<ReconnectState>,
+    /// Woken by `network_changed`: a waiting attempt starts at once.
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct ReconnectState {
+    backoff: Backoff,
+    /// When the connection in use was handed to the stream.
+    up_since: Option<Instant>,
+}
+
+impl ReconnectShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReconnectState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A handle to a running session. Cheap to clone; the session ends when [`Session::close`] is called
@@ -170,7 +248,7 @@ impl Session {
         let jid = Jid::from(config.jid.clone());
         let timeouts = Timeouts {
             read_timeout: config.keepalive,
-            response_timeout: config.connect_timeout,
+            response_timeout: config.probe_timeout,
         };
         tracing::debug!(%jid, "logging in");
         let first = login_bounded(
@@ -183,6 +261,10 @@ impl Session {
         .await?;
 
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
+        let reconnect = Arc::new(ReconnectShared::default());
+        reconnect.lock().up_since = Some(Instant::now());
+        let stats = Arc::new(Counters::default());
+        let link = connector.link_switch().clone();
         let reconnector = Reconnector {
             first: Some(first),
             connector,
@@ -191,6 +273,8 @@ impl Session {
             timeouts,
             connect_timeout: config.connect_timeout,
             failures: failures_tx,
+            shared: reconnect.clone(),
+            stats: stats.clone(),
         };
         let stream = StanzaStream::new(Box::new(reconnector.into_fn()), QUEUE_DEPTH);
 
@@ -206,6 +290,7 @@ impl Session {
             pending: HashMap::new(),
             tap: config.outbound_tap.clone(),
             own_jid: config.jid.clone(),
+            stats: stats.clone(),
         };
         let mut online = state_rx.clone();
         tokio::spawn(task.run());
@@ -234,6 +319,10 @@ impl Session {
                 state: state_rx,
                 next_id: AtomicU64::new(1),
                 id_prefix: format!("pmn{:08x}", rand::random::<u32>()),
+                reconnect,
+                stats,
+                link,
+                server: xmpp_parsers::jid::BareJid::from_parts(None, config.jid.domain()).into(),
             }),
         };
         match bound {
@@ -308,6 +397,39 @@ impl Session {
         match &*self.shared.state.borrow() {
             ConnectionState::Online { jid } => Some(jid.clone()),
             _ => None,
+        }
+    }
+
+    /// What the session has counted so far: reconnect logins, refused stanzas, cut links.
+    pub fn stats(&self) -> SessionStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Tells the session that the device's network changed (Wi-Fi to mobile, a new address, the
+    /// link came back). Call it from the platform's connectivity callback.
+    ///
+    /// The reconnect backoff starts over and a waiting reconnect attempt starts at once. When the
+    /// session believes it is online, the server is probed; if it does not answer within
+    /// [`NETWORK_CHANGE_PROBE`] the connection is cut and a new one made, which resumes the session
+    /// (XEP-0198) without losing stanzas. Returns once that is decided; it never fails.
+    pub async fn network_changed(&self) {
+        self.shared.reconnect.lock().backoff.reset();
+        self.shared.reconnect.wake.notify_waiters();
+        if !matches!(self.state(), ConnectionState::Online { .. }) {
+            return;
+        }
+        let ping = Iq::from_get(String::new(), xmpp_parsers::ping::Ping)
+            .with_to(self.shared.server.clone());
+        match self.request(ping, NETWORK_CHANGE_PROBE).await {
+            // Any answer, even an error, proves the link carries data both ways.
+            Ok(_) => tracing::debug!("network changed; the connection still works"),
+            Err(e) if e.kind() == ErrorKind::Timeout => {
+                if self.shared.link.cut() {
+                    self.shared.stats.links_cut.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("network changed and the server did not answer; reconnecting");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "network changed; probe ended"),
         }
     }
 
@@ -413,8 +535,10 @@ async fn login_bounded(
 }
 
 /// Produces connections for the [`StanzaStream`]: first the one [`Session::connect`] already made,
-/// then fresh logins with backoff. A fatal failure is reported and the slot is parked rather than
-/// dropped: tokio-xmpp 6's worker panics (inside its own task) when a slot is dropped.
+/// then fresh logins with backoff ([`Backoff`]: a connection that drops soon after it was made
+/// backs off like a failed login, so no server answer can make us log in in a tight loop). A
+/// fatal failure is reported and the slot is parked rather than dropped: tokio-xmpp 6's worker
+/// panics (inside its own task) when a slot is dropped.
 struct Reconnector {
     first: Option<Connection>,
     connector: PmnConnector,
@@ -423,6 +547,24 @@ struct Reconnector {
     timeouts: Timeouts,
     connect_timeout: Duration,
     failures: mpsc::UnboundedSender<Error>,
+    shared: Arc<ReconnectShared>,
+    stats: Arc<Counters>,
+}
+
+/// Waits `delay`, or less if the app reports a network change; false when the stream went away.
+async fn wait_or_wake(
+    shared: &ReconnectShared,
+    slot: &mut oneshot::Sender<Connection>,
+    delay: Duration,
+) -> bool {
+    if delay.is_zero() {
+        return !slot.is_closed();
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = shared.wake.notified() => true,
+        _ = slot.closed() => false,
+    }
 }
 
 impl Reconnector {
@@ -440,12 +582,26 @@ impl Reconnector {
             let timeouts = self.timeouts;
             let limit = self.connect_timeout;
             let failures = self.failures.clone();
+            let shared = self.shared.clone();
+            let stats = self.stats.clone();
             let mut slot = slot;
             tokio::spawn(async move {
-                let mut delay = Duration::from_millis(500);
+                let delay = {
+                    let mut state = shared.lock();
+                    let up_since = state.up_since.take();
+                    state.backoff.next_delay(up_since, Instant::now())
+                };
+                if !delay.is_zero() {
+                    tracing::debug!(?delay, "connection lost soon after login; backing off");
+                }
+                if !wait_or_wake(&shared, &mut slot, delay).await {
+                    return;
+                }
                 loop {
+                    stats.relogins.fetch_add(1, Ordering::Relaxed);
                     match login_bounded(&connector, &jid, &password, timeouts, limit).await {
                         Ok(conn) => {
+                            shared.lock().up_since = Some(Instant::now());
                             let _ = slot.send(conn);
                             return;
                         }
@@ -456,11 +612,10 @@ impl Reconnector {
                                 slot.closed().await;
                                 return;
                             }
-                            tokio::select! {
-                                _ = tokio::time::sleep(delay) => {}
-                                _ = slot.closed() => return,
+                            let delay = shared.lock().backoff.next_delay(None, Instant::now());
+                            if !wait_or_wake(&shared, &mut slot, delay).await {
+                                return;
                             }
-                            delay = (delay * 2).min(Duration::from_secs(30));
                         }
                     }
                 }
@@ -484,6 +639,7 @@ struct SessionTask {
     pending: HashMap<String, Pending>,
     tap: Option<mpsc::UnboundedSender<Stanza>>,
     own_jid: FullJid,
+    stats: Arc<Counters>,
 }
 
 impl SessionTask {
@@ -602,11 +758,73 @@ impl SessionTask {
                 self.on_response(iq);
                 true
             }
+            Event::Invalid(invalid) => {
+                self.on_invalid(invalid).await;
+                true
+            }
             Event::Stanza(stanza) => self
                 .inbound
                 .send(Inbound::Stanza(Box::new(stanza)))
                 .await
                 .is_ok(),
+        }
+    }
+
+    /// A stanza the reader could not parse, or skipped for going over its limits. The stream is
+    /// intact (tokio-xmpp counted the stanza for XEP-0198, so it is never replayed): answer a
+    /// request with an error, fail our own request it answers, and drop the rest with a count.
+    async fn on_invalid(&mut self, invalid: InvalidStanza) {
+        self.stats.invalid_stanzas.fetch_add(1, Ordering::Relaxed);
+        if invalid.over_limit {
+            self.stats
+                .over_limit_stanzas
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let from = invalid.from.as_deref().and_then(|f| f.parse::<Jid>().ok());
+        tracing::warn!(
+            stanza = invalid.name,
+            from = invalid.from.as_deref().unwrap_or(""),
+            over_limit = invalid.over_limit,
+            error = %invalid.error,
+            "refused a stanza that could not be read"
+        );
+        if invalid.name != "iq" {
+            return;
+        }
+        let Some(id) = invalid.id else { return };
+        match invalid.type_.as_deref() {
+            Some("get") | Some("set") => {
+                // RFC 6120 §8.3.3: policy-violation for a stanza over a limit, else bad-request.
+                let Some(to) = from else { return };
+                let condition = if invalid.over_limit {
+                    DefinedCondition::PolicyViolation
+                } else {
+                    DefinedCondition::BadRequest
+                };
+                let text = if invalid.over_limit {
+                    "stanza nested too deep or too large for this device"
+                } else {
+                    "stanza could not be parsed"
+                };
+                let error = StanzaError::new(ErrorType::Modify, condition, "en", text);
+                self.transmit(Stanza::Iq(Iq::from_error(id, error).with_to(to)))
+                    .await;
+            }
+            Some("result") | Some("error") => {
+                // Only the addressee may fail our request, as for well-formed answers.
+                let matches = self.pending.get(&id).is_some_and(|p| {
+                    response_from_matches(p.to.as_ref(), from.as_ref(), &self.own_jid)
+                });
+                if matches {
+                    if let Some(p) = self.pending.remove(&id) {
+                        let _ = p.reply.send(Err(Error::new(
+                            ErrorKind::Protocol,
+                            format!("unreadable answer: {}", invalid.error),
+                        )));
+                    }
+                }
+            }
+            _ => {}
         }
     }
 

@@ -380,6 +380,73 @@ impl TestServer {
         }
     }
 
+    /// Kills Prosody with SIGKILL, as a crash or a power cut would: it records no stream
+    /// management state, so clients that try to resume get `<failed/>` without `h`.
+    ///
+    /// # Errors
+    /// If there is no running Prosody or it does not die within 5 s.
+    pub fn crash(&self) -> io::Result<()> {
+        self.signal_and_wait("-KILL")
+    }
+
+    /// Stops Prosody with SIGTERM, as an upgrade or an administrator would.
+    ///
+    /// # Errors
+    /// If there is no running Prosody or it does not exit within 15 s.
+    pub fn stop_gracefully(&self) -> io::Result<()> {
+        self.signal_and_wait("-TERM")
+    }
+
+    /// Starts Prosody again after [`TestServer::crash`] or [`TestServer::stop_gracefully`], on the
+    /// same port with the same data and accounts; returns once it accepts connections.
+    ///
+    /// # Errors
+    /// If the script cannot start it (the error carries its stderr).
+    pub fn restart(&self) -> io::Result<()> {
+        let out = Command::new("bash")
+            .arg(script_path())
+            .arg("start")
+            .arg(&self.dir)
+            .arg(self.port.to_string())
+            .stdin(Stdio::null())
+            .output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "restarting prosody failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    fn prosody_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("prosody.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    fn signal_and_wait(&self, signal: &str) -> io::Result<()> {
+        let pid = self
+            .prosody_pid()
+            .ok_or_else(|| io::Error::other("no prosody.pid: is the server running?"))?;
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()?;
+        if !status.success() {
+            return Err(io::Error::other(format!("kill {signal} {pid} failed")));
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!("prosody {pid} did not exit")));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     fn stderr_text(&self) -> String {
         self.stderr
             .lock()
@@ -425,6 +492,15 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        // A Prosody started by `restart` is not the script's child: stop it by its pidfile first.
+        let _ = Command::new("bash")
+            .arg(script_path())
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         self.shutdown();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

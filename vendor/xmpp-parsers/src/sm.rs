@@ -87,11 +87,17 @@ pub struct Enabled {
 }
 
 /// A stream management error happened.
+///
+/// pmn patch: XEP-0198 §4 makes `h` optional ("MAY include"), and servers send `<failed/>` without
+/// it (Prosody 0.12 after a crash, ejabberd after any restart) and with a `<text/>` child
+/// (ejabberd: `<item-not-found/><text>Previous session not found</text>`). Unknown children are
+/// discarded so such an answer parses and the client can start a fresh session instead of
+/// treating it as an I/O error and retrying the dead resumption for ever.
 #[derive(FromXml, AsXml, Debug, PartialEq, Clone)]
-#[xml(namespace = ns::SM, name = "failed")]
+#[xml(namespace = ns::SM, name = "failed", on_unknown_child = Discard)]
 pub struct Failed {
     /// The last handled stanza.
-    #[xml(attribute)]
+    #[xml(attribute(default))]
     pub h: Option<u32>,
 
     /// The error returned.
@@ -261,6 +267,24 @@ mod tests {
         let elem = HandledCountTooHigh::try_from(elem).unwrap();
         assert_eq!(elem.h, 10);
         assert_eq!(elem.send_count, 8);
+    }
+
+    #[test]
+    fn failed_without_h_as_prosody_sends_after_a_crash() {
+        let elem: Element = "<failed xmlns='urn:xmpp:sm:3'/>".parse().unwrap();
+        let failed = Failed::try_from(elem).unwrap();
+        assert_eq!(failed.h, None);
+        assert_eq!(failed.error, None);
+    }
+
+    #[test]
+    fn failed_with_condition_and_text_as_ejabberd_sends() {
+        let elem: Element = "<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xml:lang='en' xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Previous session not found</text></failed>"
+            .parse()
+            .unwrap();
+        let failed = Failed::try_from(elem).unwrap();
+        assert_eq!(failed.h, None);
+        assert_eq!(failed.error, Some(DefinedCondition::ItemNotFound));
     }
 
     #[test]

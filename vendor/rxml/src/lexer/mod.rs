@@ -512,10 +512,17 @@ impl Lexer {
 
 	#[inline]
 	fn prep_scratchpad(&mut self) {
-		if self.scratchpad.capacity() < self.opts.max_token_length {
-			// unless there is a bug, we should never exceed the capacity requested by max_token_length, so we go with reserve_exact
-			self.scratchpad
-				.reserve_exact(self.opts.max_token_length - self.scratchpad.capacity())
+		// pmn patch: reserve a small first chunk instead of the whole `max_token_length`.
+		// Upstream reserves the maximum up front, which makes every parser cost
+		// `max_token_length` bytes (twice, with the swap buffer) even when all tokens are
+		// short. An XMPP client must accept tokens as long as the server relays (up to its
+		// stanza limit, 256 KiB on Prosody), so it sets a large maximum; the buffer then
+		// grows by doubling only when a long token actually arrives. `read_validated` still
+		// enforces the limit.
+		const FIRST_CHUNK: usize = 4096;
+		let want = self.opts.max_token_length.min(FIRST_CHUNK);
+		if self.scratchpad.capacity() < want {
+			self.scratchpad.reserve(want - self.scratchpad.len());
 		}
 	}
 

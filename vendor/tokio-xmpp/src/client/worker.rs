@@ -99,6 +99,8 @@ impl ClientWorker {
                 resumed: true,
             },
             StanzaStreamEvent::Stream(StreamEvent::Suspended) => return,
+            // pmn patch: `Client` keeps upstream's behaviour (invalid stanzas are dropped).
+            StanzaStreamEvent::Invalid(_) => return,
         };
 
         let Ok(()) = self.stanza_w2f_tx.send(send_event).await else {

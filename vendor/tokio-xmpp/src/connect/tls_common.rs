@@ -128,6 +128,7 @@ pub async fn establish_tls_connection<S: TlsAsyncStream>(
 ) -> Result<(TlsStream<S>, ChannelBinding), Error> {
     let domain =
         ServerName::try_from(domain.to_owned()).map_err(TlsConnectorError::DnsNameError)?;
+    #[allow(unused_mut)] // pmn: mutable only with the native-certs or webpki features
     let mut root_store = RootCertStore::empty();
 
     #[cfg(feature = "webpki-roots")]

@@ -602,14 +602,27 @@ impl ConnectedState {
                         Poll::Ready(None)
                     }
 
-                    Ok(FallibleStreamElement::Err(
-                        e @ StreamElementError::InvalidStanza { .. },
-                    )) => {
-                        log::warn!("Received invalid stanza: {e}; discarding silently.");
+                    Ok(FallibleStreamElement::Err(StreamElementError::InvalidStanza {
+                        name,
+                        header,
+                        error,
+                        ..
+                    })) => {
+                        log::warn!("Received invalid <{name}/>: {error}; dropped, stream kept.");
                         if let Some(sm_state) = sm_state.as_mut() {
                             sm_state.received();
                         }
-                        Poll::Ready(None)
+                        Poll::Ready(Some(ConnectedEvent::Worker(WorkerEvent::Invalid(
+                            super::InvalidStanza {
+                                name: name.to_ncname().as_str(),
+                                from: header.from,
+                                to: header.to,
+                                id: header.id,
+                                type_: header.type_,
+                                over_limit: crate::xmlstream::xmpp::is_limit_error(&error),
+                                error: error.to_string(),
+                            },
+                        ))))
                     }
 
                     // Another easy case: Soft timeouts are passed through

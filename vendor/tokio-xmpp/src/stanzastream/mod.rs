@@ -89,6 +89,32 @@ pub enum Event {
 
     /// A stanza was received over the stream.
     Stanza(Stanza),
+
+    /// pmn patch: a stanza arrived that could not be parsed, or that went over the reader's
+    /// depth or size limits. It was counted for XEP-0198 and dropped, and the stream goes on;
+    /// this event lets the application answer it (an iq get/set deserves an error reply) and
+    /// count it. Upstream discards such stanzas silently.
+    Invalid(InvalidStanza),
+}
+
+/// A stanza the reader could not turn into a [`Stanza`] (see [`Event::Invalid`]).
+#[derive(Debug, Clone)]
+pub struct InvalidStanza {
+    /// `iq`, `message` or `presence`.
+    pub name: &'static str,
+    /// The unparsed `from` attribute.
+    pub from: Option<String>,
+    /// The unparsed `to` attribute.
+    pub to: Option<String>,
+    /// The unparsed `id` attribute.
+    pub id: Option<String>,
+    /// The unparsed `type` attribute.
+    pub type_: Option<String>,
+    /// Why it could not be parsed.
+    pub error: String,
+    /// True when the stanza was skipped because it went over the reader's depth or size limits
+    /// (see [`crate::xmlstream::MAX_ELEMENT_DEPTH`]) rather than being malformed.
+    pub over_limit: bool,
 }
 
 /// Frontend interface to a reliable, always-online stanza stream.

@@ -20,7 +20,7 @@ use xmpp_parsers::{
     stream_features::StreamFeatures,
 };
 
-use crate::xmlstream::{ReadError, XmppStreamElement};
+use crate::xmlstream::{FallibleStreamElement, ReadError, StreamElementError, XmppStreamElement};
 use crate::Stanza;
 
 use super::queue::{QueueEntry, TransmitQueue};
@@ -388,7 +388,37 @@ impl NegotiationState {
                         "eof before stream footer",
                     )))
                 });
-                let item = item.map(|v| v.into_read_error()).flatten();
+                // pmn patch: upstream turned every element that failed to parse into an I/O
+                // error here and kept the SM state, so a server answer it could not parse (an
+                // unexpected `<failed/>`) made every later login retry the same dead resumption,
+                // and one malformed stanza queued for us was replayed into every new stream.
+                let item = match item {
+                    Ok(FallibleStreamElement::Err(StreamElementError::InvalidNonza {
+                        qname,
+                        error,
+                    })) => {
+                        log::warn!(
+                            "Unparseable <{{{}}}{}/> during stream management negotiation ({error}); discarding SM state.",
+                            qname.0,
+                            qname.1
+                        );
+                        return Poll::Ready(Break(NegotiationResult::Disconnect {
+                            sm_state: None,
+                            error: io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!("unparseable answer to stream management: {error}"),
+                            ),
+                        }));
+                    }
+                    Ok(FallibleStreamElement::Err(
+                        e @ StreamElementError::InvalidStanza { .. },
+                    )) => {
+                        // Pre-SM data is not counted, so dropping it keeps the counters right.
+                        log::warn!("Dropping {e} received during negotiation.");
+                        return Poll::Ready(Continue(None));
+                    }
+                    other => other.map(|v| v.into_read_error()).flatten(),
+                };
 
                 match item {
                     // Pre-SM data. Note that we mustn't count this while we

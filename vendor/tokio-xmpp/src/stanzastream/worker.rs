@@ -81,6 +81,9 @@ pub(super) enum WorkerEvent {
     /// Failed to parse pieces from the stream.
     ParseError(xso::error::Error),
 
+    /// pmn patch: a stanza that failed to parse or went over the reader's limits.
+    Invalid(super::InvalidStanza),
+
     /// Soft timeout noted by the underlying XmppStream.
     SoftTimeout,
 
@@ -520,6 +523,10 @@ impl StanzaStreamWorker {
                         ),
                         WorkerEvent::Stanza(stanza) => send_or_break!(
                             Event::Stanza(stanza) => permit in self.frontend_tx,
+                            self.transmit_queue => self.stream,
+                        ),
+                        WorkerEvent::Invalid(invalid) => send_or_break!(
+                            Event::Invalid(invalid) => permit in self.frontend_tx,
                             self.transmit_queue => self.stream,
                         ),
                         WorkerEvent::ParseError(e) => {

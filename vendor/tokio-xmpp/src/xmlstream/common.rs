@@ -250,8 +250,17 @@ impl<Io: AsyncBufRead + AsyncWrite> RawXmlStream<Io> {
         writer
     }
 
+    /// pmn patch: the reader accepts tokens as long as a server relays (see
+    /// [`super::xmpp::MAX_TOKEN_BYTES`]) instead of rxml's 8 KiB default.
+    fn new_parser() -> rxml::Parser {
+        use rxml::WithOptions;
+        let mut options = rxml::Options::default();
+        options.max_token_length = super::xmpp::MAX_TOKEN_BYTES;
+        rxml::Parser::with_options(options)
+    }
+
     pub(super) fn new(io: Io, stream_ns: &'static str, timeouts: Timeouts) -> Self {
-        let parser = rxml::Parser::default();
+        let parser = Self::new_parser();
         let mut io = CaptureBufRead::wrap(io);
         if log_enabled() {
             io.enable_capture();
@@ -275,7 +284,7 @@ impl<Io: AsyncBufRead + AsyncWrite> RawXmlStream<Io> {
 
     pub(super) fn reset_state(self: Pin<&mut Self>) {
         let this = self.project();
-        *this.parser.parser_pinned() = rxml::Parser::default();
+        *this.parser.parser_pinned() = Self::new_parser();
         *this.lang_stack = XmlLangStack::new();
         *this.writer = Self::new_writer(this.stream_ns);
     }

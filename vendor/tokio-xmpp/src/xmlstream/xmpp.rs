@@ -112,16 +112,135 @@ impl CapturedMetadata {
     }
 }
 
+/// Deepest element nesting accepted *below* a top-level stream element (a stanza or nonza).
+///
+/// pmn patch. xso's builders, minidom's `Element` (build, clone, drop, `Debug`) and the
+/// serialiser all recurse once per level, so a stanza nested a few thousand levels deep overflows
+/// a default 2 MiB thread stack and aborts the process. A stanza that nests deeper than this is
+/// not built at all: its remaining events are skipped without recursion and it is reported as an
+/// [`StreamElementError::InvalidStanza`] (counted for XEP-0198, stream kept), so one hostile
+/// stanza cannot kill a device. No XMPP payload in use comes near this depth (XML-RPC at its
+/// deepest configurable value nesting, 32 values, is about 100 levels).
+pub const MAX_ELEMENT_DEPTH: usize = 128;
+
+/// Most bytes of names, attribute values and text accepted in one top-level stream element.
+///
+/// pmn patch. The server is not trusted to enforce its own stanza size limit (256 KiB on Prosody
+/// and on ejabberd's usual configuration), so the reader bounds what one stanza may make it
+/// allocate. Over the limit the stanza is skipped and reported like a too-deep one.
+pub const MAX_ELEMENT_BYTES: usize = 1024 * 1024;
+
+/// Longest single token (name, attribute value) the XML reader accepts.
+///
+/// pmn patch. rxml's default is 8 KiB; a longer attribute value made the reader fail with
+/// "long name or reference", which tokio-xmpp took as an I/O error: the stream dropped, and
+/// XEP-0198 resumption replayed the same stanza into every new stream. A server relays any token
+/// that fits in its stanza limit, so the reader's limit must be at least that large. The token
+/// buffer grows only when a long token arrives (see the rxml patch), so this costs nothing for
+/// ordinary traffic.
+pub const MAX_TOKEN_BYTES: usize = MAX_ELEMENT_BYTES;
+
 pub struct FallibleStreamElementBuilder {
     metadata: Option<CapturedMetadata>,
-    builder: FallibleBuilder<<XmppStreamElement as FromXml>::Builder, Error>,
+    /// `None` once the element went over a limit: its remaining events are skipped.
+    builder: Option<FallibleBuilder<<XmppStreamElement as FromXml>::Builder, Error>>,
+    /// Nesting below the top-level element of the event being fed.
+    depth: usize,
+    /// Bytes of names, attribute values and text seen so far.
+    bytes: usize,
+    /// The limit that made the builder go, reported when the element closes.
+    pending_limit: Option<&'static str>,
+}
+
+impl FallibleStreamElementBuilder {
+    fn fail(&mut self, error: Error) -> FallibleStreamElement {
+        FallibleStreamElement::Err(
+            match self.metadata.take().expect("feed called after completion") {
+                CapturedMetadata::Nonza { qname } => {
+                    StreamElementError::InvalidNonza { qname, error }
+                }
+                CapturedMetadata::Stanza {
+                    ns,
+                    name,
+                    from,
+                    to,
+                    type_,
+                    id,
+                } => StreamElementError::InvalidStanza {
+                    ns,
+                    name,
+                    header: RawStanzaHeader {
+                        from,
+                        to,
+                        type_,
+                        id,
+                    },
+                    error,
+                },
+            },
+        )
+    }
+
+    /// Tracks depth and size; returns the limit this event breaks, if any, and whether the event
+    /// closes the top-level element.
+    fn account(&mut self, ev: &rxml::Event) -> (Option<&'static str>, bool) {
+        let mut closes = false;
+        match ev {
+            rxml::Event::StartElement(_, qname, attrs) => {
+                self.depth += 1;
+                self.bytes = self.bytes.saturating_add(qname.1.len());
+                for ((_, name), value) in attrs.iter() {
+                    self.bytes = self
+                        .bytes
+                        .saturating_add(name.len())
+                        .saturating_add(value.len());
+                }
+            }
+            rxml::Event::EndElement(_) => {
+                if self.depth == 0 {
+                    closes = true;
+                } else {
+                    self.depth -= 1;
+                }
+            }
+            rxml::Event::Text(_, text) => self.bytes = self.bytes.saturating_add(text.len()),
+            rxml::Event::XmlDeclaration(..) => {}
+        }
+        let over = if self.depth > MAX_ELEMENT_DEPTH {
+            Some("element nested deeper than the reader accepts")
+        } else if self.bytes > MAX_ELEMENT_BYTES {
+            Some("element larger than the reader accepts")
+        } else {
+            None
+        };
+        (over, closes)
+    }
+}
+
+/// The reason given for an element skipped by the reader's limits.
+pub(crate) fn is_limit_error(error: &Error) -> bool {
+    matches!(error, Error::Other(m) if m.ends_with("than the reader accepts"))
 }
 
 impl FromEventsBuilder for FallibleStreamElementBuilder {
     type Output = FallibleStreamElement;
 
     fn feed(&mut self, ev: rxml::Event, ctx: &xso::Context) -> Result<Option<Self::Output>, Error> {
-        match self.builder.feed(ev, ctx) {
+        let (over, closes) = self.account(&ev);
+        if let (Some(reason), Some(_)) = (over, self.builder.as_ref()) {
+            log::warn!("Skipping a stream element: {reason}");
+            // Dropping the partial builder recurses at most MAX_ELEMENT_DEPTH levels.
+            self.builder = None;
+            self.pending_limit = Some(reason);
+        }
+        let Some(builder) = self.builder.as_mut() else {
+            if closes {
+                let reason = self.pending_limit.take().unwrap_or("element over the reader's limits");
+                return Ok(Some(self.fail(Error::Other(reason))));
+            }
+            return Ok(None);
+        };
+        match builder.feed(ev, ctx) {
             Ok(Some(output)) => Ok(Some(match output {
                 Ok(v) => FallibleStreamElement::Ok(v),
 
@@ -132,31 +251,7 @@ impl FromEventsBuilder for FallibleStreamElementBuilder {
                 // This error condition can not be emitted from feed.
                 Err(Error::TypeMismatch) => unreachable!("feed somehow saw a TypeMismatch"),
 
-                Err(error) => FallibleStreamElement::Err(
-                    match self.metadata.take().expect("feed called after completion") {
-                        CapturedMetadata::Nonza { qname } => {
-                            StreamElementError::InvalidNonza { qname, error }
-                        }
-                        CapturedMetadata::Stanza {
-                            ns,
-                            name,
-                            from,
-                            to,
-                            type_,
-                            id,
-                        } => StreamElementError::InvalidStanza {
-                            ns,
-                            name,
-                            header: RawStanzaHeader {
-                                from,
-                                to,
-                                type_,
-                                id,
-                            },
-                            error,
-                        },
-                    },
-                ),
+                Err(error) => self.fail(error),
             })),
             Ok(None) => Ok(None),
             Err(e) => Err(e),
@@ -276,8 +371,18 @@ impl FromXml for FallibleStreamElement {
         ctx: &xso::Context,
     ) -> Result<Self::Builder, xso::error::FromEventsError> {
         let metadata = Some(CapturedMetadata::new(&qname, &attrs));
+        let mut bytes = qname.1.len();
+        for ((_, name), value) in attrs.iter() {
+            bytes = bytes.saturating_add(name.len()).saturating_add(value.len());
+        }
         let builder =
             <Result<XmppStreamElement, Error> as FromXml>::from_events(qname, attrs, ctx)?;
-        Ok(FallibleStreamElementBuilder { metadata, builder })
+        Ok(FallibleStreamElementBuilder {
+            metadata,
+            builder: Some(builder),
+            depth: 0,
+            bytes,
+            pending_limit: None,
+        })
     }
 }
