@@ -1,6 +1,6 @@
 //! A hostile peer of the network sends a deeply nested stanza. The provider, running on the
-//! library's own runtime (as in an app), answers `bad-request` and keeps serving instead of
-//! overflowing its stack (see src/ffi/runtime.rs).
+//! library's own runtime (as in an app, default stacks), answers `policy-violation` — the stream
+//! reader refuses the stanza before any recursive code sees it — and keeps serving.
 
 mod common;
 
@@ -52,8 +52,10 @@ fn deeply_nested_stanza_is_refused_and_the_provider_survives() {
             .await
             .expect("an answer");
         match reply {
-            IqReply::Error(e) => assert_eq!(e.defined_condition, DefinedCondition::BadRequest),
-            other => panic!("expected bad-request, got {other:?}"),
+            IqReply::Error(e) => {
+                assert_eq!(e.defined_condition, DefinedCondition::PolicyViolation)
+            }
+            other => panic!("expected policy-violation, got {other:?}"),
         }
         let status = rpc::call(
             &attacker,

@@ -9,8 +9,6 @@ use super::error::PmnError;
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
-const STACK_BYTES: usize = 16 * 1024 * 1024;
-
 /// The runtime, created on first use. Two workers: phones have few big cores, and the work is I/O.
 pub(crate) fn handle() -> &'static tokio::runtime::Handle {
     RUNTIME
@@ -18,11 +16,9 @@ pub(crate) fn handle() -> &'static tokio::runtime::Handle {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("pmn")
-                // tokio-xmpp/xso build and serialise XML elements recursively (one frame chain per
-                // nesting level), so a deeply nested stanza from a hostile peer could overflow a 2 MiB
-                // stack and abort the app. Prosody caps a c2s stanza at 256 KiB (≈ 36 000 levels);
-                // 16 MiB of (lazily committed) stack per worker covers that. See tests/hostile.rs.
-                .thread_stack_size(STACK_BYTES)
+                // Default (2 MiB) stacks: the stream reader refuses elements nested deeper than
+                // `session::MAX_ELEMENT_DEPTH` before any recursive code sees them, so no stanza
+                // needs a bigger stack (tests/stream_limits.rs proves it on a default runtime).
                 .enable_all()
                 .build()
                 // Without a runtime the library cannot do anything at all; this only fails when the

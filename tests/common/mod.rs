@@ -11,6 +11,8 @@ use pmn::core::controller::{Controller, ControllerConfig};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
 use pmn::core::session::{ServerAddress, ServerTrust, SessionConfig};
+pub mod raw;
+
 use pmn_testkit::{Account, TestServer};
 
 #[allow(unused_imports)]

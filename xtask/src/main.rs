@@ -451,6 +451,7 @@ fn test(ctx: &mut Ctx) -> Result {
         ctx.counts = counts;
         result
     })?;
+    ctx.stage("vendored crates' tests", vendored_tests)?;
     ctx.stage("bindings", bindings)?;
     ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
     // The part of the mobile gates that fits the CI budget: the shipped aarch64-android artefact
@@ -463,6 +464,32 @@ fn test(ctx: &mut Ctx) -> Result {
         mobile_script(ctx, &["--staticlib", "aarch64-linux-android"])
     })?;
     ctx.stage("mobile: swift syntax", swift_syntax)?;
+    Ok(())
+}
+
+/// The tests of the patched crates in vendor/ that cover pmn's patches (vendor/README.md): all
+/// of rxml and tokio-xmpp (small), xmpp-parsers' `sm` module. Their own target directory, so the
+/// workspace build is not invalidated.
+fn vendored_tests(ctx: &mut Ctx) -> Result {
+    let target = ctx.target_dir().join("vendor-tests");
+    let mut counts = ctx.counts;
+    // tokio-xmpp with the features pmn uses (its defaults would build aws-lc as well).
+    for (krate, extra) in [
+        ("rxml", &[][..]),
+        (
+            "tokio-xmpp",
+            &["--no-default-features", "--features", "starttls,ring"][..],
+        ),
+        ("xmpp-parsers", &["sm::"][..]),
+    ] {
+        let manifest = format!("vendor/{krate}/Cargo.toml");
+        let mut cmd = ctx.cargo();
+        cmd.args(["test", "--manifest-path", &manifest, "--lib"])
+            .args(extra)
+            .env("CARGO_TARGET_DIR", &target);
+        run_counting(&format!("cargo test ({krate})"), &mut cmd, &mut counts)?;
+    }
+    ctx.counts = counts;
     Ok(())
 }
 

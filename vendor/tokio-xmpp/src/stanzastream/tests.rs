@@ -237,6 +237,14 @@ async fn drop_stanza_with_unparsable_payload_nonsm() {
         .await
         .expect("unexpected send result on server side");
 
+    // pmn patch: the invalid stanza is reported (and was counted), then the stream goes on.
+    match client.next().await {
+        Some(Event::Invalid(invalid)) => {
+            assert_eq!(invalid.name, "presence");
+            assert!(!invalid.over_limit);
+        }
+        other => panic!("unexpected recv result on client side: {other:?}"),
+    }
     match client.next().await {
         Some(Event::Stanza(Stanza::Presence(Presence { type_, .. }))) => {
             assert_eq!(type_, PresenceType::Unavailable);
@@ -289,6 +297,59 @@ async fn drop_stanza_with_unparsable_payload_sm() {
         other => panic!("unexpected recv result on the server side: {other:?}"),
     }
 
+    // pmn patch: the invalid stanza is reported (and was counted), then the stream goes on.
+    match client.next().await {
+        Some(Event::Invalid(invalid)) => {
+            assert_eq!(invalid.name, "presence");
+            assert!(!invalid.over_limit);
+        }
+        other => panic!("unexpected recv result on client side: {other:?}"),
+    }
+    match client.next().await {
+        Some(Event::Stanza(Stanza::Presence(Presence { type_, .. }))) => {
+            assert_eq!(type_, PresenceType::Unavailable);
+        }
+        other => panic!("unexpected recv result on client side: {other:?}"),
+    }
+}
+
+/// pmn patch: a stanza nested deeper than the reader accepts is skipped without recursion,
+/// reported as over the limit and counted for XEP-0198; the next stanza arrives normally.
+#[cfg(not(feature = "component"))]
+#[tokio::test]
+async fn skip_stanza_nested_deeper_than_the_limit_sm() {
+    let (mut client, mut server) = fresh_sm_pair().await.expect("stream setup failed");
+    let depth = crate::xmlstream::MAX_ELEMENT_DEPTH + 10;
+    let xml = format!(
+        "<message xmlns='jabber:client' type='headline' id='deep'><x xmlns='urn:example'>{}{}</x></message>",
+        "<a>".repeat(depth),
+        "</a>".repeat(depth)
+    );
+    let deep: Element = xml.parse().expect("deep xml");
+    server
+        .send(&deep)
+        .await
+        .expect("unexpected send result on server side");
+    server
+        .send(&Presence::new(PresenceType::Unavailable))
+        .await
+        .expect("unexpected send result on server side");
+    server
+        .send(&sm::R)
+        .await
+        .expect("unexpected send result on server side");
+    match map_io(map_err(server.next().await)) {
+        Ok(XmppStreamElement::SM(sm::Nonza::Ack(sm::A { h }))) => assert_eq!(h, 2),
+        other => panic!("unexpected recv result on the server side: {other:?}"),
+    }
+    match client.next().await {
+        Some(Event::Invalid(invalid)) => {
+            assert_eq!(invalid.name, "message");
+            assert_eq!(invalid.id.as_deref(), Some("deep"));
+            assert!(invalid.over_limit);
+        }
+        other => panic!("unexpected recv result on client side: {other:?}"),
+    }
     match client.next().await {
         Some(Event::Stanza(Stanza::Presence(Presence { type_, .. }))) => {
             assert_eq!(type_, PresenceType::Unavailable);
