@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use sasl::common::Credentials;
+use sasl::common::{ChannelBinding, Credentials};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_xmpp::connect::ServerConnector;
@@ -485,6 +485,48 @@ async fn login(
     password: &str,
     timeouts: Timeouts,
 ) -> Result<Connection, tokio_xmpp::Error> {
+    match login_once(connector, jid, password, timeouts, true).await {
+        Err(LoginError {
+            error: tokio_xmpp::Error::Auth(AuthError::Fail(cond)),
+            guessed_binding: true,
+        }) => {
+            // The server offered -PLUS without saying which binding it has (XEP-0440), and
+            // refused ours: ejabberd 23.01 on TLS 1.3 (it has only tls-unique). Once more without
+            // binding; a wrong password fails again, and is then reported as such.
+            tracing::info!(
+                ?cond,
+                "SCRAM-PLUS with tls-exporter refused; retrying without channel binding"
+            );
+            login_once(connector, jid, password, timeouts, false)
+                .await
+                .map_err(|e| e.error)
+        }
+        other => other.map_err(|e| e.error),
+    }
+}
+
+struct LoginError {
+    error: tokio_xmpp::Error,
+    /// The attempt bound to a channel the server never said it supports.
+    guessed_binding: bool,
+}
+
+impl<E: Into<tokio_xmpp::Error>> From<E> for LoginError {
+    fn from(error: E) -> Self {
+        LoginError {
+            error: error.into(),
+            guessed_binding: false,
+        }
+    }
+}
+
+async fn login_once(
+    connector: &PmnConnector,
+    jid: &Jid,
+    password: &str,
+    timeouts: Timeouts,
+    may_bind: bool,
+) -> Result<Connection, LoginError> {
     let username = jid
         .node()
         .map(|n| n.as_str().to_owned())
@@ -493,11 +535,23 @@ async fn login(
         .connect(jid, xmpp_parsers::ns::JABBER_CLIENT, timeouts)
         .await?;
     let (features, stream): (_, XmppStream<_>) = stream.recv_features().await?;
+    let binding = if may_bind {
+        choose_channel_binding(binding, &features)
+    } else {
+        ChannelBinding::None
+    };
+    let guessed_binding =
+        matches!(binding, ChannelBinding::TlsExporter(_)) && features.sasl_cb.is_none();
     let creds = Credentials::default()
         .with_username(username)
         .with_password(password)
         .with_channel_binding(binding);
-    let stream = tokio_xmpp::client_login(stream, features.sasl_mechanisms, creds).await?;
+    let stream = tokio_xmpp::client_login(stream, features.sasl_mechanisms, creds)
+        .await
+        .map_err(|error| LoginError {
+            error,
+            guessed_binding,
+        })?;
     let stream = stream
         .send_header(StreamHeader {
             to: Some(std::borrow::Cow::Borrowed(jid.domain().as_str())),
@@ -511,6 +565,37 @@ async fn login(
         features,
         identity: jid.clone(),
     })
+}
+
+/// Which channel binding SCRAM uses, given the one this TLS connection can give (`tls-exporter`
+/// on TLS 1.3, none on TLS 1.2) and what the server offers.
+///
+/// - The server offers no `-PLUS` mechanism (Prosody 0.12 on TLS 1.3: it knows only
+///   `tls-unique`): plain SCRAM with the `y` flag, which makes a server that does support
+///   binding refuse the login if someone stripped `-PLUS` from the list.
+/// - It offers `-PLUS` and advertises (XEP-0440) `tls-exporter`: bind with it.
+/// - It advertises XEP-0440 without `tls-exporter`: no binding (`n`).
+/// - It offers `-PLUS` and advertises nothing: bind with `tls-exporter`, and [`login`] retries
+///   once without binding if that is refused — ejabberd 23.01 does exactly this on TLS 1.3 (it
+///   implements only `tls-unique`) and every login used to fail as "wrong password". The retry
+///   gives up binding only against a man in the middle who already holds a certificate the
+///   device trusts for the server.
+fn choose_channel_binding(
+    ours: ChannelBinding,
+    features: &xmpp_parsers::stream_features::StreamFeatures,
+) -> ChannelBinding {
+    use xmpp_parsers::sasl_cb::Type;
+    let offers_plus = features
+        .sasl_mechanisms
+        .iter()
+        .any(|m| m.ends_with("-PLUS"));
+    let have = !matches!(ours, ChannelBinding::None | ChannelBinding::Unsupported);
+    match (&features.sasl_cb, offers_plus, have) {
+        (_, _, false) => ChannelBinding::None,
+        (_, false, true) => ChannelBinding::Unsupported,
+        (Some(cb), true, true) if !cb.types.contains(&Type::TlsExporter) => ChannelBinding::None,
+        _ => ours,
+    }
 }
 
 async fn login_bounded(
@@ -919,6 +1004,51 @@ mod tests {
             None,
             Some(&jid("stranger@home.test")),
             &own
+        ));
+    }
+
+    fn features(
+        mechanisms: &[&str],
+        cb: Option<&[xmpp_parsers::sasl_cb::Type]>,
+    ) -> xmpp_parsers::stream_features::StreamFeatures {
+        let mut f = xmpp_parsers::stream_features::StreamFeatures::default();
+        f.sasl_mechanisms = mechanisms.iter().map(|m| m.to_string()).collect();
+        f.sasl_cb = cb.map(|types| xmpp_parsers::sasl_cb::SaslChannelBinding {
+            types: types.to_vec(),
+        });
+        f
+    }
+
+    #[test]
+    fn channel_binding_follows_what_the_server_offers() {
+        use xmpp_parsers::sasl_cb::Type;
+        let exporter = || ChannelBinding::TlsExporter(vec![7; 32]);
+        let plus = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN"];
+        let no_plus = ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"];
+        // No -PLUS offered (Prosody 0.12 on TLS 1.3): SCRAM with the 'y' flag.
+        assert!(matches!(
+            choose_channel_binding(exporter(), &features(&no_plus, None)),
+            ChannelBinding::Unsupported
+        ));
+        // -PLUS and XEP-0440 listing tls-exporter: bind.
+        assert!(matches!(
+            choose_channel_binding(exporter(), &features(&plus, Some(&[Type::TlsExporter]))),
+            ChannelBinding::TlsExporter(_)
+        ));
+        // XEP-0440 without tls-exporter: no binding.
+        assert!(matches!(
+            choose_channel_binding(exporter(), &features(&plus, Some(&[Type::TlsUnique]))),
+            ChannelBinding::None
+        ));
+        // -PLUS, nothing advertised (ejabberd 23.01): bind, and login() retries without.
+        assert!(matches!(
+            choose_channel_binding(exporter(), &features(&plus, None)),
+            ChannelBinding::TlsExporter(_)
+        ));
+        // TLS 1.2: nothing to bind with.
+        assert!(matches!(
+            choose_channel_binding(ChannelBinding::None, &features(&plus, None)),
+            ChannelBinding::None
         ));
     }
 
