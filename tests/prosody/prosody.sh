@@ -9,6 +9,9 @@
 #                                           prosody when stdin reaches EOF (or on TERM/INT/HUP)
 #   prosody.sh register DIR USER HOST PW    register one more user (works while running)
 #   prosody.sh stop DIR                     stop the prosody of DIR (idempotent)
+#   prosody.sh certs DIR                    put the test CA and leaf (ca.pem, server.crt,
+#                                           server.key) into DIR, for the other test servers
+#   prosody.sh users                        print the default accounts, "user host password" a line
 #
 # DIR gets ca.pem (the CA to trust), server.crt/server.key (leaf for home.test, friend.test,
 # tamper.test and localhost), prosody.cfg.lua, data/, prosody.log, prosody.err, prosody.pid.
@@ -48,7 +51,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,11p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,14p' "$SELF" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -307,8 +310,24 @@ cmd_stop() {
 	rm -f "$dir/prosody.pid"
 }
 
+cmd_certs() {
+	(($# == 1)) || usage
+	local dir t
+	dir="$(abs_dir "$1")"
+	command -v prosodyctl >/dev/null 2>&1 || die "prosody is not installed: run '$SELF install'"
+	t="$(template_dir)"
+	ensure_template "$t"
+	cp "$t/ca.pem" "$t/server.crt" "$t/server.key" "$dir/"
+}
+
+cmd_users() {
+	printf '%s\n' "${DEFAULT_USERS[@]}"
+}
+
 case "${1:-}" in
 install) shift; cmd_install "$@" ;;
+certs) shift; cmd_certs "$@" ;;
+users) shift; cmd_users "$@" ;;
 start) shift; cmd_start "$@" ;;
 run) shift; cmd_run "$@" ;;
 register) shift; cmd_register "$@" ;;

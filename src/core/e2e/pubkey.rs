@@ -170,13 +170,59 @@ pub async fn publish(
     let options: Element = "<publish-options xmlns='http://jabber.org/protocol/pubsub'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#max_items'><value>max</value></field></x></publish-options>"
         .parse()
         .map_err(|_| internal())?;
-    let mut iq = pubsub_iq(true, None, publish);
+    let mut iq = pubsub_iq(true, None, publish.clone());
     if let Iq::Set { payload, .. } = &mut iq {
         payload.append_child(options);
     }
-    expect_result(
+    let first = expect_result(
         session.request(iq, timeout).await?,
         "publishing the device key",
+    );
+    let Err(refused) = first else {
+        return Ok(());
+    };
+    // ejabberd 23.01 refuses the publish-option `pubsub#max_items` ("Unknown field"): configure
+    // the node to keep many items and notify retractions instead (best effort: the node may not exist yet, in which
+    // case the publish below creates it and the configuration is retried once), then publish
+    // without options.
+    tracing::debug!(error = %refused, "publish-options refused; configuring the node instead");
+    let configured = configure_max_items(session, timeout).await;
+    expect_result(
+        session
+            .request(pubsub_iq(true, None, publish), timeout)
+            .await?,
+        "publishing the device key",
+    )?;
+    if configured.is_err() {
+        if let Err(e) = configure_max_items(session, timeout).await {
+            tracing::warn!(error = %e, "could not make the key node keep one item per device");
+        }
+    }
+    Ok(())
+}
+
+/// Owner configuration of our key node: keep up to 1000 items (one per device), and notify
+/// retractions (ejabberd's default is not to, and a retraction is how a revocation reaches the
+/// devices that are online).
+async fn configure_max_items(session: &Session, timeout: std::time::Duration) -> Result<()> {
+    let configure: Element = format!(
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='{NS_PUBKEY}'>\
+         <x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>\
+         <value>http://jabber.org/protocol/pubsub#node_config</value></field>\
+         <field var='pubsub#max_items'><value>1000</value></field>\
+         <field var='pubsub#notify_retract'><value>1</value></field></x></configure></pubsub>"
+    )
+    .parse()
+    .map_err(|_| internal())?;
+    let iq = Iq::Set {
+        from: None,
+        to: None,
+        id: String::new(),
+        payload: configure,
+    };
+    expect_result(
+        session.request(iq, timeout).await?,
+        "configuring the key node",
     )
     .map(|_| ())
 }

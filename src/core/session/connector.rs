@@ -63,6 +63,9 @@ pub struct PmnConnector {
     dns: DnsConfig,
     tls: Arc<rustls::ClientConfig>,
     link: LinkSwitch,
+    /// Set once the server refused a channel binding it never advertised (see
+    /// `session::login`), so later logins do not spend a connection on the same guess.
+    binding_refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for PmnConnector {
@@ -87,7 +90,20 @@ impl PmnConnector {
             dns,
             tls,
             link: LinkSwitch::default(),
+            binding_refused: Arc::default(),
         }
+    }
+
+    /// Whether this server refused an unadvertised channel binding before.
+    pub(crate) fn binding_refused(&self) -> bool {
+        self.binding_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Remembers that the server refused an unadvertised channel binding.
+    pub(crate) fn note_binding_refused(&self) {
+        self.binding_refused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The switch that cuts the newest connection this connector made (and its clones make).

@@ -485,7 +485,8 @@ async fn login(
     password: &str,
     timeouts: Timeouts,
 ) -> Result<Connection, tokio_xmpp::Error> {
-    match login_once(connector, jid, password, timeouts, true).await {
+    let may_bind = !connector.binding_refused();
+    match login_once(connector, jid, password, timeouts, may_bind).await {
         Err(LoginError {
             error: tokio_xmpp::Error::Auth(AuthError::Fail(cond)),
             guessed_binding: true,
@@ -497,9 +498,11 @@ async fn login(
                 ?cond,
                 "SCRAM-PLUS with tls-exporter refused; retrying without channel binding"
             );
-            login_once(connector, jid, password, timeouts, false)
+            let conn = login_once(connector, jid, password, timeouts, false)
                 .await
-                .map_err(|e| e.error)
+                .map_err(|e| e.error)?;
+            connector.note_binding_refused();
+            Ok(conn)
         }
         other => other.map_err(|e| e.error),
     }

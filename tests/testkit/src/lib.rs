@@ -127,13 +127,72 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts with a fresh port when the chosen one was taken in the meantime.
 const START_ATTEMPTS: u32 = 3;
 
-/// Path of `tests/prosody/prosody.sh`, found from this crate's manifest directory.
+/// Which XMPP server the tests run against.
+///
+/// Prosody by default; `PMN_TEST_SERVER=ejabberd` runs the same tests against Debian's ejabberd
+/// (tests/ejabberd/ejabberd.sh), which hosts the same two households with the same accounts and
+/// test CA but not [`TAMPER_HOST`] (its attacker module is Prosody's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Debian's Prosody 0.12 (tests/prosody/prosody.sh).
+    Prosody,
+    /// Debian's ejabberd 23.01 (tests/ejabberd/ejabberd.sh).
+    Ejabberd,
+}
+
+impl ServerKind {
+    /// The kind named by `PMN_TEST_SERVER` (`prosody`, the default, or `ejabberd`).
+    ///
+    /// # Panics
+    /// On any other value, so that a typo does not silently test Prosody again.
+    #[must_use]
+    pub fn from_env() -> ServerKind {
+        match std::env::var("PMN_TEST_SERVER").as_deref() {
+            Err(_) | Ok("") | Ok("prosody") => ServerKind::Prosody,
+            Ok("ejabberd") => ServerKind::Ejabberd,
+            Ok(other) => panic!("PMN_TEST_SERVER={other:?}: expected prosody or ejabberd"),
+        }
+    }
+
+    /// The server's name, for messages.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody",
+            ServerKind::Ejabberd => "ejabberd",
+        }
+    }
+
+    /// The script that installs, starts and stops this kind of server.
+    #[must_use]
+    pub fn script(self) -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        match self {
+            ServerKind::Prosody => dir.join("prosody").join("prosody.sh"),
+            ServerKind::Ejabberd => dir.join("ejabberd").join("ejabberd.sh"),
+        }
+    }
+
+    fn pid_file(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody.pid",
+            ServerKind::Ejabberd => "ejabberd.pid",
+        }
+    }
+
+    fn log_file(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody.log",
+            ServerKind::Ejabberd => "logs/ejabberd.log",
+        }
+    }
+}
+
+/// Path of the script of the server kind in use ([`ServerKind::from_env`]), found from this
+/// crate's manifest directory.
 #[must_use]
 pub fn script_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("prosody")
-        .join("prosody.sh")
+    ServerKind::from_env().script()
 }
 
 /// Runs `prosody.sh install` (installs Prosody and openssl if missing) at most once per process.
@@ -155,7 +214,8 @@ pub fn install() -> io::Result<()> {
                 Ok(())
             } else {
                 Err(format!(
-                    "`prosody.sh install` failed ({}): {}",
+                    "`{} install` failed ({}): {}",
+                    script_path().display(),
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
                 ))
@@ -177,6 +237,7 @@ pub struct TestServer {
     dir: PathBuf,
     port: u16,
     ca_pem: String,
+    kind: ServerKind,
 }
 
 impl TestServer {
@@ -266,6 +327,7 @@ impl TestServer {
             dir,
             port,
             ca_pem: String::new(),
+            kind: ServerKind::from_env(),
         };
         match ready_rx.recv_timeout(READY_TIMEOUT) {
             Ok(true) => {}
@@ -274,9 +336,12 @@ impl TestServer {
                 server.shutdown();
                 let log = server.stderr_text();
                 let msg = if timed_out {
-                    format!("prosody.sh run did not print READY within {READY_TIMEOUT:?}: {log}")
+                    format!(
+                        "{} run did not print READY within {READY_TIMEOUT:?}: {log}",
+                        script_path().display()
+                    )
                 } else {
-                    format!("prosody.sh run failed: {log}")
+                    format!("{} run failed: {log}", script_path().display())
                 };
                 let err = io::Error::other(msg);
                 return Err(
@@ -350,11 +415,17 @@ impl TestServer {
         &self.dir
     }
 
-    /// Prosody's info log so far (`DIR/prosody.log`; empty if it cannot be read), e.g. to see
-    /// what mod_pmn_tamper changed.
+    /// The server's info log so far (`DIR/prosody.log` or `DIR/logs/ejabberd.log`; empty if it
+    /// cannot be read), e.g. to see what mod_pmn_tamper changed.
     #[must_use]
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prosody.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join(self.kind.log_file())).unwrap_or_default()
+    }
+
+    /// Which server this is.
+    #[must_use]
+    pub fn kind(&self) -> ServerKind {
+        self.kind
     }
 
     /// Registers one more account; works while the server runs.
@@ -422,7 +493,7 @@ impl TestServer {
     }
 
     fn prosody_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.dir.join("prosody.pid"))
+        std::fs::read_to_string(self.dir.join(self.kind.pid_file()))
             .ok()
             .and_then(|p| p.trim().parse().ok())
     }
@@ -430,7 +501,7 @@ impl TestServer {
     fn signal_and_wait(&self, signal: &str) -> io::Result<()> {
         let pid = self
             .prosody_pid()
-            .ok_or_else(|| io::Error::other("no prosody.pid: is the server running?"))?;
+            .ok_or_else(|| io::Error::other("no pid file: is the server running?"))?;
         let status = Command::new("kill")
             .args([signal, &pid.to_string()])
             .status()?;
@@ -462,7 +533,7 @@ impl TestServer {
 
     /// Closes the script's stdin (it then stops Prosody), waits bounded, kills as a last resort.
     fn shutdown(&mut self) {
-        let prosody_pid = std::fs::read_to_string(self.dir.join("prosody.pid")).ok();
+        let prosody_pid = std::fs::read_to_string(self.dir.join(self.kind.pid_file())).ok();
         drop(self.stdin.take());
         let Some(mut child) = self.child.take() else {
             return;
