@@ -148,3 +148,44 @@ async fn after_a_graceful_restart_both_devices_recover_quickly() {
     controller.close().await;
     provider.stop().await;
 }
+
+/// The app says the network changed while the connection is silently dead (the server frozen:
+/// the TCP connection stays open, nothing comes back). The probe goes unanswered, the link is cut
+/// within `NETWORK_CHANGE_PROBE`, and once the server answers again the session is resumed
+/// (XEP-0198) on a new connection: calls work, no state is lost, no fresh login storm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_change_replaces_a_connection_that_no_longer_answers() {
+    use pmn::core::session::NETWORK_CHANGE_PROBE;
+    let server = TestServer::start().expect("own prosody");
+    let (provider, controller, tv) = household(&server).await;
+    first_success(&controller, &tv).await;
+    let mut online = controller.session().watch_state();
+    server.freeze().expect("SIGSTOP");
+    let started = Instant::now();
+    controller.session().network_changed().await;
+    let decided = started.elapsed();
+    server.thaw().expect("SIGCONT");
+    assert_eq!(
+        controller.session().stats().links_cut,
+        1,
+        "the silent connection was not cut"
+    );
+    assert!(
+        decided <= NETWORK_CHANGE_PROBE + Duration::from_secs(1),
+        "network_changed took {decided:?}"
+    );
+    let took = first_success(&controller, &tv).await;
+    eprintln!("network change: link cut after {decided:?}, first call {took:?} after the server answered again");
+    assert!(
+        took <= RECOVERY_LIMIT,
+        "calls worked again only after {took:?}"
+    );
+    // A resumed session does not re-announce: the controller's directory still has the TV.
+    online.mark_unchanged();
+    assert!(controller.providers().iter().any(|p| p.jid == tv));
+    // A live connection is left alone.
+    controller.session().network_changed().await;
+    assert_eq!(controller.session().stats().links_cut, 1);
+    controller.close().await;
+    provider.stop().await;
+}

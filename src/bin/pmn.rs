@@ -33,7 +33,7 @@ use pmn::core::services::player::{
     self, MediaPlayer, PlayerService, PlayerStatus, SimulatedPlayer,
 };
 use pmn::core::services::recorder::RecorderService;
-use pmn::core::session::{ServerAddress, ServerTrust, SessionConfig};
+use pmn::core::session::{ServerTrust, SessionConfig};
 use pmn::platform::software::SoftwareKeyStore;
 
 const USAGE: &str = "usage:
@@ -140,9 +140,7 @@ fn session_of(
         .map_err(|e| format!("bad network {network:?}: {e}"))?;
     let mut config = SessionConfig::new(jid, password.to_owned());
     if let Some(server) = &args.server {
-        let (host, port) = server.rsplit_once(':').ok_or("--server is HOST:PORT")?;
-        let port = port.parse().map_err(|_| "--server has a bad port")?;
-        config.server = ServerAddress::HostPort(host.into(), port);
+        config.server = server.parse().map_err(|e| format!("--server: {e}"))?;
     }
     if let Some(ca) = &args.ca {
         let pem = std::fs::read_to_string(ca).map_err(|e| format!("reading {ca}: {e}"))?;

@@ -261,6 +261,23 @@ impl Controller {
         Ok(Arc::new(TaskHandle::new(subscription)))
     }
 
+    /// Tells the library the device's network changed: call it from Android's
+    /// `ConnectivityManager.NetworkCallback` (`onAvailable`, `onLost`, `onCapabilitiesChanged`) or
+    /// iOS's `NWPathMonitor` handler. A waiting reconnect starts at once with its backoff reset;
+    /// an apparently live connection is probed and, if the server does not answer within 3 s,
+    /// replaced by a new one that resumes the session without loss. Returns when that is decided;
+    /// never fails (does nothing before `connect`).
+    pub async fn network_changed(&self) {
+        if let Ok(core) = self.core() {
+            let session = core.session().clone();
+            let _ = runtime::run(async move {
+                session.network_changed().await;
+                Ok(())
+            })
+            .await;
+        }
+    }
+
     /// Goes offline. The controller cannot be connected again; create a new one.
     pub async fn disconnect(&self) {
         if let Ok(core) = self.core() {

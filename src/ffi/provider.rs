@@ -86,6 +86,24 @@ impl Provider {
             .map(|j| j.to_string())
     }
 
+    /// Tells the library the device's network changed (see `Controller.networkChanged`): a
+    /// waiting reconnect starts at once, a dead connection is replaced and the session resumed.
+    pub async fn network_changed(&self) {
+        let session = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|p| p.session().clone());
+        if let Some(session) = session {
+            let _ = runtime::run(async move {
+                session.network_changed().await;
+                Ok(())
+            })
+            .await;
+        }
+    }
+
     /// Goes offline. Idempotent.
     pub async fn stop(&self) {
         let core = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();

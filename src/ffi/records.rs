@@ -36,6 +36,15 @@ pub struct ConnectionConfig {
     /// Bound on each RPC call, in milliseconds.
     #[uniffi(default = 10000)]
     pub rpc_timeout_ms: u64,
+    /// Silence on the connection after which the server is probed, in milliseconds; 0 keeps the
+    /// default (15 s). With `probe_timeout_ms` it bounds how long a dead connection goes
+    /// unnoticed when the app does not call `networkChanged()`.
+    #[uniffi(default = 0)]
+    pub keepalive_ms: u64,
+    /// How long that probe may go unanswered before the connection is replaced (and the session
+    /// resumed), in milliseconds; 0 keeps the default (5 s).
+    #[uniffi(default = 0)]
+    pub probe_timeout_ms: u64,
     /// The end-to-end tunnel between devices (keys, pinned peers, policy). Required unless
     /// `plain_transport` is set.
     #[uniffi(default = None)]
@@ -75,15 +84,7 @@ impl ConnectionConfig {
         })?;
         let server = match &self.server {
             None => ServerAddress::Srv,
-            Some(s) => {
-                let (host, port) = s
-                    .rsplit_once(':')
-                    .ok_or_else(|| config(format!("server {s:?} is not host:port")))?;
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| config(format!("server {s:?} has no valid port")))?;
-                ServerAddress::HostPort(host.trim_matches(['[', ']']).to_owned(), port)
-            }
+            Some(s) => s.parse().map_err(config)?,
         };
         if self.connect_timeout_ms == 0 || self.rpc_timeout_ms == 0 {
             return Err(config("timeouts must be positive"));
@@ -95,6 +96,12 @@ impl ConnectionConfig {
             None => ServerTrust::Platform,
         };
         session.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
+        if self.keepalive_ms > 0 {
+            session.keepalive = Duration::from_millis(self.keepalive_ms);
+        }
+        if self.probe_timeout_ms > 0 {
+            session.probe_timeout = Duration::from_millis(self.probe_timeout_ms);
+        }
         Ok(session)
     }
 

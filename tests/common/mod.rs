@@ -60,6 +60,8 @@ pub fn ffi_config(device: &str) -> pmn::ConnectionConfig {
         test_ca_pem: Some(server.ca_pem()),
         connect_timeout_ms: 10_000,
         rpc_timeout_ms: 10_000,
+        keepalive_ms: 0,
+        probe_timeout_ms: 0,
         e2e: None,
         owner: None,
         guests: None,

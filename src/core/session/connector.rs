@@ -57,6 +57,25 @@ pub enum ServerAddress {
     HostPort(String, u16),
 }
 
+impl std::str::FromStr for ServerAddress {
+    type Err = String;
+
+    /// Parses `host:port`, `a.b.c.d:port` or `[ipv6]:port`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("server {s:?} is not host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("server {s:?} has no valid port"))?;
+        let host = host.trim_matches(['[', ']']);
+        if host.is_empty() || port == 0 {
+            return Err(format!("server {s:?} is not host:port"));
+        }
+        Ok(ServerAddress::HostPort(host.to_owned(), port))
+    }
+}
+
 /// STARTTLS connector with a caller-supplied rustls configuration.
 #[derive(Clone)]
 pub struct PmnConnector {
@@ -183,5 +202,31 @@ fn channel_binding(tls: &TlsStream<TcpStream>) -> ChannelBinding {
     match conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None) {
         Ok(data) => ChannelBinding::TlsExporter(data),
         Err(_) => ChannelBinding::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerAddress;
+
+    #[test]
+    fn server_addresses_parse_with_ipv6_brackets_and_refuse_garbage() {
+        assert_eq!(
+            "xmpp.example.org:5222".parse(),
+            Ok(ServerAddress::HostPort("xmpp.example.org".into(), 5222))
+        );
+        assert_eq!(
+            "[::1]:5222".parse(),
+            Ok(ServerAddress::HostPort("::1".into(), 5222))
+        );
+        for bad in [
+            "example.org",
+            "example.org:",
+            ":5222",
+            "example.org:0",
+            "h:99999",
+        ] {
+            assert!(bad.parse::<ServerAddress>().is_err(), "{bad}");
+        }
     }
 }

@@ -492,6 +492,37 @@ impl TestServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): its connections stay open but nothing is answered, as when
+    /// the network path to it dies without a reset. [`TestServer::thaw`] lets it go on.
+    ///
+    /// # Errors
+    /// If there is no running server.
+    pub fn freeze(&self) -> io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Undoes [`TestServer::freeze`] (SIGCONT).
+    ///
+    /// # Errors
+    /// If there is no running server.
+    pub fn thaw(&self) -> io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> io::Result<()> {
+        let pid = self
+            .prosody_pid()
+            .ok_or_else(|| io::Error::other("no pid file: is the server running?"))?;
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill {signal} {pid} failed")))
+        }
+    }
+
     fn prosody_pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.dir.join(self.kind.pid_file()))
             .ok()
