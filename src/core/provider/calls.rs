@@ -174,9 +174,10 @@ impl Dispatcher {
         };
         let route = route.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             let ctx = CallContext { caller: full };
             let outcome = service.call(&verb, call.params, &ctx).await;
+            // Free the slot before the caller can learn the answer and send its next call.
+            drop(slot);
             if route.send(answer(to, id, Outcome::Done(outcome))).is_err() {
                 tracing::debug!("reply dropped: session or tunnel ended");
             }
