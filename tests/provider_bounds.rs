@@ -64,6 +64,7 @@ impl Service for Gate {
                     let _ = open.wait_for(|o| *o).await;
                     Ok(Value::Bool(true))
                 }
+                "panic" => panic!("a broken service"),
                 _ => Err(Error::new(
                     ErrorKind::UnknownMethod,
                     format!("no gate.{verb}"),
@@ -367,6 +368,20 @@ async fn every_refusal_is_a_typed_stanza_error_and_the_provider_keeps_serving() 
         );
     }
     // (full → resource-constraint: see the test of calls in flight above.)
+    // A service that panics answers a fault (code 500) instead of leaving the caller hanging.
+    match raw(&own, &to, rpc("gate.panic", vec![]), true).await {
+        IqReply::Result(Some(query)) => {
+            let response = xmlrpc::parse_query(&query, &Default::default()).expect("response");
+            assert!(
+                matches!(
+                    response,
+                    xmlrpc::RpcPayload::Response(xmlrpc::MethodResponse::Fault { code: 500, .. })
+                ),
+                "{response:?}"
+            );
+        }
+        other => panic!("expected a fault, got {other:?}"),
+    }
     let status = raw(&own, &to, rpc("player.status", vec![]), true).await;
     assert_eq!(condition(&status), None);
     own.close().await;

@@ -6,8 +6,10 @@
 //! instead of queueing without bound.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
@@ -175,7 +177,15 @@ impl Dispatcher {
         let route = route.clone();
         tokio::spawn(async move {
             let ctx = CallContext { caller: full };
-            let outcome = service.call(&verb, call.params, &ctx).await;
+            // A service that panics must not leave its caller waiting for an answer that never
+            // comes: the panic becomes an error answer, like any unexpected failure.
+            let outcome = AssertUnwindSafe(service.call(&verb, call.params, &ctx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(service = service.name(), %verb, "service call panicked");
+                    Err(Error::new(ErrorKind::Internal, "the service failed"))
+                });
             // Free the slot before the caller can learn the answer and send its next call.
             drop(slot);
             if route.send(answer(to, id, Outcome::Done(outcome))).is_err() {
