@@ -18,8 +18,12 @@
 use xmpp_parsers::jid::FullJid;
 
 /// mpv's protocols that are not a place to read media from, but a way to make mpv read
-/// descriptors, memory, synthesised or spliced streams, or run a helper (mpv manual, "PROTOCOLS",
-/// plus the libavformat protocols mpv passes through). Refused to everyone unless configured.
+/// descriptors, memory, synthesised or spliced streams, or run a helper: those of the mpv manual's
+/// "PROTOCOLS" section (`ytdl`, `mf`, `lavf`/`ffmpeg`, `av`/`avdevice`, `appending`, `fd`,
+/// `fdclose`, `edl`, `slice`, `null`, `memory`, `hex`), plus the libavformat protocols that `lavf`
+/// would reach (`lavfi`, `subfile`, `concat`, `concatf`, `pipe`, `data`, `crypto`, `cache`,
+/// `async`, `tee`) and libarchive's `archive`. Network and disc protocols (`http`, `smb`, `dvd`,
+/// …) are not among them. Refused to everyone unless configured.
 pub const MPV_PSEUDO_PROTOCOLS: &[&str] = &[
     "edl",
     "av",
@@ -39,6 +43,7 @@ pub const MPV_PSEUDO_PROTOCOLS: &[&str] = &[
     "ytdl",
     "archive",
     "concat",
+    "concatf",
     "pipe",
     "data",
     "crypto",
