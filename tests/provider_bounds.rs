@@ -107,6 +107,48 @@ async fn calls_in_flight_are_bounded_per_caller_and_in_total_with_resource_const
     tv.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admitted_calls_beyond_the_running_places_wait_their_turn_and_complete() {
+    let (gate, open) = watch::channel(false);
+    let mut config = ProviderConfig::plain(session_config(&HOME, "tv"), "TV");
+    config.limits = ProviderLimits {
+        calls_in_flight: 3,
+        calls_per_caller: 3,
+        calls_for_guests: 0,
+        calls_running: 1,
+        ..ProviderLimits::default()
+    };
+    let tv = Provider::start(config, services(open)).await.expect("tv");
+    let to = Jid::from(tv.session().jid().expect("online"));
+    let (a, _ra) = Session::connect(session_config(&HOME, "a"))
+        .await
+        .expect("session");
+    let slow = {
+        let (a, to) = (a.clone(), to.clone());
+        tokio::spawn(async move { raw(&a, &to, rpc("gate.wait", vec![]), true).await })
+    };
+    // (Let the slow call take the running place first.)
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The status call is admitted but waits for the only running place (it is not refused).
+    let waiting = {
+        let (a, to) = (a.clone(), to.clone());
+        tokio::spawn(async move { raw(&a, &to, rpc("player.status", vec![]), true).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "ran without a place");
+    gate.send(true).expect("gate");
+    for call in [slow, waiting] {
+        let reply = tokio::time::timeout(T, call)
+            .await
+            .expect("in time")
+            .expect("task");
+        assert_eq!(condition(&reply), None, "{reply:?}");
+    }
+    assert_eq!(tv.stats().calls_refused_busy, 0);
+    a.close().await;
+    tv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn guests_calls_take_only_their_share_of_the_slots() {
     let home = Home::start(ProviderLimits {

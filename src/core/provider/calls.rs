@@ -3,13 +3,15 @@
 //!
 //! A call takes its slot **before** a task is spawned for it: when the provider, the caller, or
 //! the guests' share is full, the caller is answered `resource-constraint` (type `wait`) at once
-//! instead of queueing without bound.
+//! instead of queueing without bound. An admitted call then waits for one of the
+//! [`ProviderLimits::calls_running`] places to run its service: that wait is bounded by the slots.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
+use tokio::sync::Semaphore;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
@@ -47,6 +49,8 @@ pub(crate) struct InFlight {
     total: usize,
     per_caller: usize,
     for_guests: usize,
+    /// Places for services to run; admitted calls wait here (at most `total` of them).
+    running: Arc<Semaphore>,
     stats: Arc<Counters>,
 }
 
@@ -84,6 +88,7 @@ impl InFlight {
             total: limits.calls_in_flight,
             per_caller: limits.calls_per_caller,
             for_guests: limits.calls_for_guests,
+            running: Arc::new(Semaphore::new(limits.calls_running)),
             stats,
         }
     }
@@ -175,7 +180,10 @@ impl Dispatcher {
             }
         };
         let route = route.clone();
+        let running = self.calls.running.clone();
         tokio::spawn(async move {
+            // The semaphore is never closed; if it were, running without a place beats no answer.
+            let _place = running.acquire_owned().await.ok();
             let ctx = CallContext { caller: full };
             // A service that panics must not leave its caller waiting for an answer that never
             // comes: the panic becomes an error answer, like any unexpected failure.

@@ -2,7 +2,7 @@
 //!
 //! Every map and queue keyed by input from outside has a bound and a policy: calls in flight and
 //! subscriptions are refused with `resource-constraint` (type `wait`: try again later) when full,
-//! never queued; the audit log evicts routine records first (see [`crate::core::access::AuditLog`]).
+//! never queued without bound; the audit log evicts routine records first (see [`crate::core::access::AuditLog`]).
 //! Guests get a share, never the whole: a household's own devices always find room.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,13 +12,20 @@ use crate::core::error::{Error, ErrorKind, Result};
 /// The bounds of one provider. The defaults suit a TV in a home; tests make them small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderLimits {
-    /// Calls running at once, every caller together.
+    /// Calls taken in at once (running, or waiting for one of the
+    /// [`ProviderLimits::calls_running`] places), every caller together; one more is answered
+    /// `resource-constraint`.
     pub calls_in_flight: usize,
-    /// Calls running at once for one caller (full JID).
+    /// Calls in flight at once for one caller (full JID). The default lets a phone keep 100
+    /// calls in flight (tests/stress.rs does).
     pub calls_per_caller: usize,
-    /// Calls running at once for all guests together; the rest of
-    /// [`ProviderLimits::calls_in_flight`] is kept for the household's own devices.
+    /// Calls in flight at once for all guests together, fewer than
+    /// [`ProviderLimits::calls_running`]: the rest of the slots and of the running places is kept
+    /// for the household's own devices.
     pub calls_for_guests: usize,
+    /// Calls whose service runs at once; the other calls in flight wait their turn (bounded by
+    /// [`ProviderLimits::calls_in_flight`], so the wait is never unbounded).
+    pub calls_running: usize,
     /// Subscriptions (service × full JID) one guest network (bare JID) may hold, over all its
     /// resources: a guest with many resources cannot take the household's slots.
     pub subscriptions_per_guest: usize,
@@ -33,9 +40,10 @@ pub struct ProviderLimits {
 impl Default for ProviderLimits {
     fn default() -> Self {
         Self {
-            calls_in_flight: 64,
-            calls_per_caller: 16,
+            calls_in_flight: 256,
+            calls_per_caller: 128,
             calls_for_guests: 32,
+            calls_running: 64,
             subscriptions_per_guest: 8,
             subscriptions_for_guests: 256,
             audit_records: crate::core::access::DEFAULT_AUDIT_CAPACITY,
@@ -47,11 +55,19 @@ impl ProviderLimits {
     /// Refuses bounds that would lock everyone out or give guests everything.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |why: &str| Err(Error::new(ErrorKind::Config, format!("limits: {why}")));
-        if self.calls_in_flight == 0 || self.calls_per_caller == 0 || self.audit_records == 0 {
-            return bad("calls in flight, calls per caller and audit records must be at least 1");
+        if [
+            self.calls_in_flight,
+            self.calls_per_caller,
+            self.calls_running,
+            self.audit_records,
+        ]
+        .contains(&0)
+        {
+            return bad("calls in flight, per caller, running, and audit records must be ≥ 1");
         }
-        if self.calls_for_guests >= self.calls_in_flight {
-            return bad("guests' calls must leave room for the household's own devices");
+        if self.calls_for_guests >= self.calls_in_flight.min(self.calls_running) {
+            // Else slow guest calls could hold every place where services run.
+            return bad("guests' calls must leave room (and running places) for own devices");
         }
         if self.subscriptions_for_guests >= crate::core::events::MAX_SUBSCRIBERS_PER_SERVICE {
             return bad("guests' subscriptions must leave room for the household's own devices");
@@ -102,7 +118,7 @@ mod tests {
     fn defaults_are_valid_and_guests_never_get_everything() {
         assert!(ProviderLimits::default().validate().is_ok());
         let greedy = ProviderLimits {
-            calls_for_guests: 64,
+            calls_for_guests: 256,
             ..ProviderLimits::default()
         };
         assert_eq!(greedy.validate().unwrap_err().kind(), ErrorKind::Config);
