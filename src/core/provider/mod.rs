@@ -7,18 +7,18 @@
 //!
 //! Every inbound stanza goes the same way (DESIGN §1):
 //!
-//! 1. [`caller`] classifies it **once**: an own device through its tunnel, an own device in clear,
+//! 1. `caller.rs` classifies it **once**: an own device through its tunnel, an own device in clear,
 //!    a guest (with the key of its tunnel), a stranger;
-//! 2. [`policy`] decides what that caller may ask: one table, every allow/deny rule of the provider
+//! 2. `policy.rs` decides what that caller may ask: one table, every allow/deny rule of the provider
 //!    (the guest grants' scope table itself lives in [`crate::core::access`]);
-//! 3. [`dispatch`] routes what is allowed: plumbing (disco#info, ping), access management, or an
-//!    RPC call, which [`calls`] runs under the in-flight bounds. `<service>.subscribe` /
+//! 3. `dispatch.rs` routes what is allowed: plumbing (disco#info, ping), access management, or an
+//!    RPC call, which `calls.rs` runs under the in-flight bounds. `<service>.subscribe` /
 //!    `unsubscribe` and the owner's audit feed (`access.*`) are methods like the others, routed by
-//!    the router; [`feed`] holds the subscriptions and sends the events.
+//!    the router; `feed.rs` holds the subscriptions and sends the events.
 //!
 //! **It never sends a stanza to a JID that has not contacted it first** (spec §4): presence goes to
-//! the server (no `to`), iq answers go to the requester (through the way it came, [`caller::Route`]),
-//! and events go only to full JIDs that subscribed and are still online ([`feed`]).
+//! the server (no `to`), iq answers go to the requester (through the way it came),
+//! and events go only to full JIDs that subscribed and are still online (`feed.rs`).
 //!
 //! With [`ProviderConfig::e2e`] set, calls that arrive through an end-to-end tunnel are answered
 //! through it and events go to tunnel subscribers through it (never in clear, even if the tunnel
