@@ -137,6 +137,9 @@ impl MediaPolicy {
     /// Whether `uri` reaches one of mpv's pseudo-protocols the owner did not allow. A URI with no
     /// scheme is a path for mpv (or `-`, stdin): not a pseudo-protocol, but never a guest's.
     pub(crate) fn is_forbidden_pseudo(&self, uri: &str) -> bool {
+        // Leading blanks or control characters must not hide a scheme from this check, whatever
+        // the player later makes of them.
+        let uri = uri.trim_start_matches(|c: char| c.is_whitespace() || c.is_control());
         let Some(scheme) = scheme(uri) else {
             return uri.trim() == "-" && !self.pseudo_protocols.iter().any(|p| p == "-");
         };
@@ -207,6 +210,8 @@ mod tests {
             "appending://x",
             "ytdl://x",
             "-",
+            " edl://x",
+            "\t\nav://lavfi:sine",
         ] {
             assert!(policy.is_forbidden_pseudo(uri), "{uri}");
         }
