@@ -261,7 +261,12 @@ async fn guest_asks_owner_approves_playback_guest_plays_revoke_ends_it() {
     let player = romeo.player(tv.clone());
     let _sub = romeo.subscribe(&tv, "player").await.expect("subscribe");
     let mut events = romeo.events();
-    player.play("file:///romeo/film.mkv").await.expect("play");
+    // The film he brought, from his own library (a guest may play only what is shared with it).
+    let romeo_nas: FullJid = format!("{}/nas", romeo.session().jid().unwrap().to_bare())
+        .parse()
+        .unwrap();
+    let film = pmn::core::provider::shared_item_uri(&romeo_nas, "film");
+    player.play(&film).await.expect("play");
     let event = tokio::time::timeout(T, events.recv())
         .await
         .expect("event in time")

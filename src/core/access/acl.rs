@@ -599,6 +599,12 @@ impl Acl {
         self.grants(now).into_iter().filter(|g| g.active).collect()
     }
 
+    /// The audit log, to size it or to add records the ACL does not make itself (the provider's
+    /// own refusals, such as a media URI a caller may not play).
+    pub fn audit_mut(&mut self) -> &mut AuditLog {
+        &mut self.audit
+    }
+
     /// Records a guest's access request in the audit log (the provider saw it; the owner decides).
     pub fn record_request(&mut self, from: &FullJid, request: &AccessRequest, now: u64) {
         let scopes: Vec<&str> = request.scopes.iter().map(|s| s.name()).collect();

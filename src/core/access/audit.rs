@@ -1,9 +1,24 @@
 //! The access audit log: what happened, for the owner to read (DESIGN §5 "the provider logs request /
 //! grant / use / revoke").
 //!
-//! Bounded: a ring buffer of at most `capacity` records, oldest dropped first, and runs of identical
-//! records (a guest pressing pause twenty times, a stranger hammering one method) are folded into one
-//! record with a count — so a flood cannot push the grant and revoke records out within seconds.
+//! Bounded, and built so that a flood cannot erase what the owner needs to read:
+//!
+//! - **folding**: an event identical to one still held (same kind, caller, device, grant, method and
+//!   detail — a guest alternating pause and resume, a stranger hammering one method) only raises
+//!   that record's count and `last_at`; it costs no room, however the calls interleave;
+//! - **priority eviction**: when the log is full, the record that goes is the oldest of the lowest
+//!   tier held — routine `use` records first, then guests' `request`s, then refusals (`deny`), and
+//!   grants and revocations last. A new record of a lower tier than everything held is not kept.
+//!   So ~170 strangers each sending the three requests the intake lets through push out only
+//!   `use` and older `request` records, never a refusal, a grant or a revocation;
+//! - **per-caller quota**: a caller (bare JID) that already holds a quarter of the log pays for its
+//!   next record with its own oldest, lowest-tier one: one guest's varied refusals cannot flush
+//!   the other guests' records.
+//!
+//! Every eviction is counted by kind ([`AuditLog::evictions`]). The log is kept in memory, not
+//! persisted: persisting would not remove the bound (a file must be bounded too), and writing on
+//! every guest call would put blocking file I/O on the call path; grants and revocations, the
+//! records that matter across a restart, are in the persisted ACL itself.
 //! Serialisable with serde so the provider can hand it to the owner (RPC or a private PEP node).
 
 use std::collections::VecDeque;
@@ -58,7 +73,37 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// How many records of each kind the log evicted (or did not keep) to stay within its capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditEvictions {
+    /// Routine `use` records.
+    pub uses: u64,
+    /// `request` records.
+    pub requests: u64,
+    /// `deny` records (refusals).
+    pub denials: u64,
+    /// `grant` and `revoke` records.
+    pub grants_and_revocations: u64,
+}
+
+impl AuditKind {
+    /// How much the owner needs this kind of record: the lowest tier goes first when full.
+    fn tier(self) -> u8 {
+        match self {
+            AuditKind::Use => 0,
+            AuditKind::Request => 1,
+            AuditKind::Deny => 2,
+            AuditKind::Grant | AuditKind::Revoke => 3,
+        }
+    }
+}
+
 impl AuditRecord {
+    /// The caller a record is charged to: the bare JID of its subject.
+    fn payer(&self) -> &str {
+        self.subject.split('/').next().unwrap_or_default()
+    }
+
     fn same_event(&self, other: &AuditRecord) -> bool {
         self.kind == other.kind
             && self.subject == other.subject
@@ -80,6 +125,13 @@ fn clip(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
+/// The index of the record of the lowest tier, oldest first among equals.
+fn lowest_oldest<'a>(records: impl Iterator<Item = (usize, &'a AuditRecord)>) -> Option<usize> {
+    records
+        .min_by_key(|(i, r)| (r.kind.tier(), *i))
+        .map(|(i, _)| i)
+}
+
 /// A bounded, serialisable log of access events.
 ///
 /// ```
@@ -97,6 +149,7 @@ pub struct AuditLog {
     capacity: usize,
     records: VecDeque<AuditRecord>,
     next_seq: u64,
+    evictions: AuditEvictions,
 }
 
 impl Default for AuditLog {
@@ -113,6 +166,7 @@ impl AuditLog {
             capacity,
             records: VecDeque::with_capacity(capacity.min(64)),
             next_seq: 1,
+            evictions: AuditEvictions::default(),
         }
     }
 
@@ -140,20 +194,70 @@ impl AuditLog {
             method: method.map(clip),
             detail: clip(detail),
         };
-        if let Some(last) = self.records.back_mut() {
-            if last.same_event(&record) {
-                last.count = last.count.saturating_add(1);
-                last.last_at = last.last_at.max(at);
-                return last.seq;
-            }
+        // Newest first: a repeat is most often of a recent event.
+        if let Some(held) = self
+            .records
+            .iter_mut()
+            .rev()
+            .find(|r| r.same_event(&record))
+        {
+            held.count = held.count.saturating_add(1);
+            held.last_at = held.last_at.max(at);
+            return held.seq;
         }
         let seq = record.seq;
         self.next_seq += 1;
-        if self.records.len() == self.capacity {
-            self.records.pop_front();
+        if self.records.len() >= self.capacity && !self.make_room(&record) {
+            self.count_eviction(record.kind);
+            return seq;
         }
         self.records.push_back(record);
         seq
+    }
+
+    /// Evicts one record to make room for `new`; `false` when `new` itself is the one not to keep.
+    fn make_room(&mut self, new: &AuditRecord) -> bool {
+        let quota = (self.capacity / 4).max(1);
+        let payer = new.payer();
+        let held_by_payer = self.records.iter().filter(|r| r.payer() == payer).count();
+        let victim = if held_by_payer >= quota {
+            // The caller pays with its own records (lowest tier, then oldest).
+            lowest_oldest(
+                self.records
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.payer() == payer),
+            )
+        } else {
+            lowest_oldest(self.records.iter().enumerate())
+        };
+        let Some(index) = victim else {
+            return false;
+        };
+        let victim_tier = self.records.get(index).map_or(0, |r| r.kind.tier());
+        if victim_tier > new.kind.tier() {
+            // Everything it could replace matters more than the newcomer.
+            return false;
+        }
+        if let Some(gone) = self.records.remove(index) {
+            self.count_eviction(gone.kind);
+        }
+        true
+    }
+
+    fn count_eviction(&mut self, kind: AuditKind) {
+        let counter = match kind {
+            AuditKind::Use => &mut self.evictions.uses,
+            AuditKind::Request => &mut self.evictions.requests,
+            AuditKind::Deny => &mut self.evictions.denials,
+            AuditKind::Grant | AuditKind::Revoke => &mut self.evictions.grants_and_revocations,
+        };
+        *counter = counter.saturating_add(1);
+    }
+
+    /// How many records were evicted (or not kept), by kind.
+    pub fn evictions(&self) -> AuditEvictions {
+        self.evictions
     }
 
     /// All records, oldest first.
@@ -272,5 +376,132 @@ mod tests {
         assert_eq!(back.records(), log.records());
         assert!(AuditLog::from_json("{not json", 8).is_err());
         assert!(AuditLog::from_json(r#"[{"seq":1}]"#, 8).is_err());
+    }
+
+    fn push(log: &mut AuditLog, kind: AuditKind, subject: &str, method: &str) -> u64 {
+        log.record(1, kind, subject, None, None, Some(method), "")
+    }
+
+    #[test]
+    fn alternating_calls_fold_into_their_records_and_cost_no_room() {
+        let mut log = AuditLog::new(4);
+        push(&mut log, AuditKind::Grant, "romeo@friend.test", "");
+        for _ in 0..1000 {
+            for method in ["player.pause", "player.resume", "player.status"] {
+                push(&mut log, AuditKind::Use, "romeo@friend.test/phone", method);
+            }
+        }
+        assert_eq!(log.len(), 4);
+        assert!(log.records().iter().skip(1).all(|r| r.count == 1000));
+        assert_eq!(log.evictions(), AuditEvictions::default());
+    }
+
+    #[test]
+    fn a_crowd_of_strangers_pushes_out_routine_records_never_refusals_or_grants() {
+        let mut log = AuditLog::new(16);
+        push(&mut log, AuditKind::Grant, "romeo@friend.test", "");
+        push(
+            &mut log,
+            AuditKind::Deny,
+            "romeo@friend.test/phone",
+            "recorder.channels",
+        );
+        push(&mut log, AuditKind::Revoke, "tybalt@enemy.test", "");
+        for i in 0..4 {
+            push(
+                &mut log,
+                AuditKind::Use,
+                "romeo@friend.test/phone",
+                &format!("m{i}"),
+            );
+        }
+        // ~170 strangers, each the three requests the intake lets through.
+        for s in 0..170 {
+            for r in 0..3 {
+                push(
+                    &mut log,
+                    AuditKind::Request,
+                    &format!("s{s}@evil.test/r{r}"),
+                    "",
+                );
+            }
+        }
+        let kinds: Vec<AuditKind> = log.records().iter().map(|r| r.kind).collect();
+        assert_eq!(log.len(), 16);
+        assert_eq!(
+            &kinds[..3],
+            [AuditKind::Grant, AuditKind::Deny, AuditKind::Revoke]
+        );
+        assert!(kinds[3..].iter().all(|k| *k == AuditKind::Request));
+        let evicted = log.evictions();
+        assert_eq!(evicted.uses, 4);
+        assert_eq!(evicted.requests, 170 * 3 - 13);
+        assert_eq!(evicted.denials + evicted.grants_and_revocations, 0);
+        // Sequence order holds after removals from the middle, so `since` still works.
+        let seqs: Vec<u64> = log.records().iter().map(|r| r.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(log.since(seqs[2]).len(), 13);
+    }
+
+    #[test]
+    fn one_caller_pays_with_its_own_records_beyond_its_quota() {
+        let mut log = AuditLog::new(8);
+        push(&mut log, AuditKind::Grant, "juliet@friend.test", "");
+        push(
+            &mut log,
+            AuditKind::Deny,
+            "juliet@friend.test/p",
+            "recorder.channels",
+        );
+        push(
+            &mut log,
+            AuditKind::Deny,
+            "mercutio@friend.test/p",
+            "library.browse",
+        );
+        // Romeo tries a thousand different methods: each a distinct refusal.
+        for i in 0..1000 {
+            push(
+                &mut log,
+                AuditKind::Deny,
+                "romeo@friend.test/p",
+                &format!("x.m{i}"),
+            );
+        }
+        let records = log.records();
+        let others: Vec<&str> = records
+            .iter()
+            .filter(|r| !r.subject.starts_with("romeo@"))
+            .map(|r| r.subject.as_str())
+            .collect();
+        assert_eq!(
+            others,
+            [
+                "juliet@friend.test",
+                "juliet@friend.test/p",
+                "mercutio@friend.test/p"
+            ]
+        );
+        assert!(
+            records
+                .iter()
+                .filter(|r| r.subject.starts_with("romeo@"))
+                .count()
+                <= 8 / 4 + 3
+        );
+        assert!(records
+            .iter()
+            .any(|r| r.method.as_deref() == Some("x.m999")));
+    }
+
+    #[test]
+    fn a_log_full_of_what_matters_keeps_it_and_drops_the_routine_newcomer() {
+        let mut log = AuditLog::new(2);
+        push(&mut log, AuditKind::Grant, "a@x.test", "");
+        push(&mut log, AuditKind::Revoke, "b@x.test", "");
+        push(&mut log, AuditKind::Use, "c@x.test/p", "player.status");
+        let kinds: Vec<AuditKind> = log.records().iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [AuditKind::Grant, AuditKind::Revoke]);
+        assert_eq!(log.evictions().uses, 1);
     }
 }

@@ -12,9 +12,10 @@ use minidom::Element;
 use xmpp_parsers::jid::{BareJid, FullJid};
 
 use super::{
-    unix_now, AccessError, AccessRequest, Acl, AclEntry, AclState, AuditEntry, AuditPage,
-    AuditRecord, Decision, DeviceFingerprint, Intake, IntakeLimits, OwnerKey, OwnerKeys,
-    RequestIntake, RevokeOutcome, SignedGrant, SignedRevoke, MAX_AUDIT_PAGE, NS_ACCESS,
+    unix_now, AccessError, AccessRequest, Acl, AclEntry, AclState, AuditEntry, AuditEvictions,
+    AuditKind, AuditPage, AuditRecord, Decision, DeviceFingerprint, Intake, IntakeLimits, OwnerKey,
+    OwnerKeys, RequestIntake, RevokeOutcome, Scope, SignedGrant, SignedRevoke, MAX_AUDIT_PAGE,
+    NS_ACCESS,
 };
 use crate::core::error::{Error, ErrorKind, Result};
 
@@ -55,16 +56,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AccessGuard {
-    /// Opens the ACL of `network` as `settings` say.
+    /// Opens the ACL of `network` as `settings` say, with an audit log of the default size.
     pub fn open(network: BareJid, settings: &AccessSettings) -> Result<Self> {
+        Self::open_with_audit_capacity(network, settings, super::DEFAULT_AUDIT_CAPACITY)
+    }
+
+    /// As [`AccessGuard::open`], keeping at most `audit_records` audit records.
+    pub fn open_with_audit_capacity(
+        network: BareJid,
+        settings: &AccessSettings,
+        audit_records: usize,
+    ) -> Result<Self> {
         let mut owners = OwnerKeys::new(network);
         for key in &settings.owner_keys {
             owners.add(key).map_err(Error::from)?;
         }
-        let acl = match &settings.acl_path {
+        let mut acl = match &settings.acl_path {
             Some(path) => Acl::open(path, owners, unix_now())?,
             None => Acl::in_memory(owners),
         };
+        // The log is not persisted (see the audit module), so it starts empty at any size.
+        if audit_records != acl.audit().capacity() {
+            *acl.audit_mut() = super::AuditLog::new(audit_records);
+        }
         Ok(AccessGuard {
             requests: Mutex::new(RequestIntake::new(IntakeLimits::default())),
             emitted: Mutex::new(acl.audit().records().last().map_or(0, |r| r.seq)),
@@ -92,6 +106,50 @@ impl AccessGuard {
     ) -> Decision {
         let device = device.map(|d| DeviceFingerprint(*d));
         lock(&self.acl).check_item(caller, device.as_ref(), method, item, unix_now())
+    }
+
+    /// Whether `guest`'s device `device` holds an active `library-item` grant for item `id` of
+    /// this network (the one item shared with it).
+    pub fn shares_item(&self, guest: &BareJid, device: Option<&[u8; 32]>, id: &str) -> bool {
+        let Some(device) = device.map(|d| DeviceFingerprint(*d)) else {
+            return false;
+        };
+        lock(&self.acl).grants(unix_now()).iter().any(|g| {
+            g.active
+                && g.grant.guest == *guest
+                && g.grant.device == device
+                && g.grant.scopes.contains(&Scope::LibraryItem)
+                && g.grant
+                    .item
+                    .as_ref()
+                    .is_some_and(|item| item.as_str() == id)
+        })
+    }
+
+    /// Records a refusal the provider's policy made on its own (not the ACL's: those are recorded
+    /// by [`AccessGuard::check`]), e.g. a media URI a caller may not play.
+    pub fn record_refusal(
+        &self,
+        caller: &FullJid,
+        device: Option<&[u8; 32]>,
+        method: &str,
+        reason: &str,
+    ) {
+        let device = device.map(|d| DeviceFingerprint(*d).to_hex());
+        lock(&self.acl).audit_mut().record(
+            unix_now(),
+            AuditKind::Deny,
+            caller.as_str(),
+            device.as_deref(),
+            None,
+            Some(method),
+            reason,
+        );
+    }
+
+    /// How many audit records were evicted (or not kept), by kind, since the provider started.
+    pub fn audit_evictions(&self) -> AuditEvictions {
+        lock(&self.acl).audit().evictions()
     }
 
     /// Records a guest's request that this provider saw (the owner decides elsewhere). Repeats

@@ -44,7 +44,7 @@ use crate::core::error::{Error, ErrorKind};
 use crate::core::identity::{fingerprint_hex, spki_sha256, KeyStoreError};
 
 pub use acl::{Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS};
-pub use audit::{AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_CAPACITY};
+pub use audit::{AuditEvictions, AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_CAPACITY};
 pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
 pub use guard::{AccessGuard, AccessSettings, Change as AccessChange};
 pub use intake::{Intake, IntakeLimits, PendingRequest, RequestIntake};

@@ -1,0 +1,302 @@
+//! Running an RPC call: read the query, ask the policy about the method, route it (subscriptions
+//! here, everything else to its service) and answer — under the bounds on calls in flight.
+//!
+//! A call takes its slot **before** a task is spawned for it: when the provider, the caller, or
+//! the guests' share is full, the caller is answered `resource-constraint` (type `wait`) at once
+//! instead of queueing without bound. An admitted call then waits for one of the
+//! [`ProviderLimits::calls_running`] places to run its service: that wait is bounded by the slots.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use tokio::sync::Semaphore;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::caller::{Caller, Route};
+use super::dispatch::Dispatcher;
+use super::limits::{Counters, ProviderLimits};
+use super::policy::{Decision, Request};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::plumbing;
+use crate::core::rpc::xmlrpc::{self, Limits, MethodResponse, RpcPayload, Value};
+use crate::core::rpc::{stanza_error_for, CallContext};
+
+/// How a call ended, as far as its answer goes.
+pub(crate) enum Outcome {
+    /// The method's result or error (refusals become stanza errors, failures XML-RPC faults).
+    Done(Result<Value>),
+    /// A bound was hit: `resource-constraint`, with the bound's name.
+    Busy(String),
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    guests: usize,
+    /// Only callers with a call running: at most `total` entries.
+    per_caller: HashMap<FullJid, usize>,
+}
+
+/// The calls running now, bounded in total, per caller and for guests together.
+#[derive(Debug, Clone)]
+pub(crate) struct InFlight {
+    counts: Arc<Mutex<Counts>>,
+    total: usize,
+    per_caller: usize,
+    for_guests: usize,
+    /// Places for services to run; admitted calls wait here (at most `total` of them).
+    running: Arc<Semaphore>,
+    stats: Arc<Counters>,
+}
+
+/// A call's slot; given back when dropped (the call task ended, however it ended).
+pub(crate) struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    caller: FullJid,
+    guest: bool,
+}
+
+fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
+    counts.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        counts.total = counts.total.saturating_sub(1);
+        if self.guest {
+            counts.guests = counts.guests.saturating_sub(1);
+        }
+        if let Some(n) = counts.per_caller.get_mut(&self.caller) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.per_caller.remove(&self.caller);
+            }
+        }
+    }
+}
+
+impl InFlight {
+    pub(crate) fn new(limits: &ProviderLimits, stats: Arc<Counters>) -> Self {
+        Self {
+            counts: Arc::default(),
+            total: limits.calls_in_flight,
+            per_caller: limits.calls_per_caller,
+            for_guests: limits.calls_for_guests,
+            running: Arc::new(Semaphore::new(limits.calls_running)),
+            stats,
+        }
+    }
+
+    /// A slot for a call of `caller`, or the name of the bound that is full.
+    pub(crate) fn admit(&self, caller: &FullJid, guest: bool) -> std::result::Result<Slot, String> {
+        let mut counts = lock(&self.counts);
+        let mine = counts.per_caller.get(caller).copied().unwrap_or(0);
+        let full = if counts.total >= self.total {
+            Some("too many calls in flight")
+        } else if mine >= self.per_caller {
+            Some("too many calls in flight from this device")
+        } else if guest && counts.guests >= self.for_guests {
+            Some("too many guest calls in flight")
+        } else {
+            None
+        };
+        if let Some(why) = full {
+            Counters::bump(&self.stats.calls_refused_busy);
+            return Err(why.to_owned());
+        }
+        counts.total += 1;
+        if guest {
+            counts.guests += 1;
+        }
+        *counts.per_caller.entry(caller.clone()).or_insert(0) += 1;
+        Ok(Slot {
+            counts: self.counts.clone(),
+            caller: caller.clone(),
+            guest,
+        })
+    }
+}
+
+impl Dispatcher {
+    /// A Jabber-RPC query the policy let this caller send ([`Request::Rpc`]).
+    pub(super) fn on_rpc(&self, caller: &Caller, id: String, query: Element, route: &Route) {
+        let to = caller.jid().cloned();
+        let Some(full) = caller.full() else {
+            let e = Error::new(ErrorKind::BadParams, "caller has no resource");
+            return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+        };
+        let call = match xmlrpc::parse_query(&query, &Limits::default()) {
+            Ok(RpcPayload::Call(call)) => call,
+            Ok(RpcPayload::Response(_)) => {
+                let e = Error::new(ErrorKind::BadParams, "expected a methodCall");
+                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+            }
+            Err(e) => {
+                let e = Error::new(ErrorKind::BadParams, format!("malformed call: {e}"));
+                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+            }
+        };
+        let request = Request::Call {
+            method: &call.method,
+            params: &call.params,
+        };
+        let decision = self.policy.decide(caller, &request);
+        // The ACL recorded the guest's use or refusal, the policy a media refusal.
+        self.emit_audit();
+        match decision {
+            Decision::Allow => {}
+            Decision::Unsupported => return self.reply(route, plumbing::unsupported(to, id)),
+            Decision::Forbid(text) => {
+                tracing::info!(from = %full, method = %call.method, %text, "call refused");
+                let refusal = plumbing::forbidden_because(&text);
+                return self.reply(route, plumbing::error(to, id, refusal));
+            }
+        }
+        let Some(to) = to else { return };
+        let target = match self.router.resolve(&call.method) {
+            Ok((service, verb)) => Ok((service.clone(), verb.to_owned())),
+            Err(e) => Err(e),
+        };
+        let (service, verb) = match target {
+            Ok(found) => found,
+            Err(e) => return self.reply(route, answer(to, id, Outcome::Done(Err(e)))),
+        };
+        // Subscriptions are the provider's business, the same for every service.
+        if matches!(verb.as_str(), "subscribe" | "unsubscribe") {
+            let outcome = self.on_subscription(caller, full, &service, &verb, call.params, route);
+            return self.reply(route, answer(to, id, outcome));
+        }
+        let slot = match self.calls.admit(&full, !caller.is_own_device()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::info!(from = %full, method = %call.method, %why, "call refused: busy");
+                return self.reply(route, answer(to, id, Outcome::Busy(why)));
+            }
+        };
+        let route = route.clone();
+        let running = self.calls.running.clone();
+        tokio::spawn(async move {
+            // The semaphore is never closed; if it were, running without a place beats no answer.
+            let _place = running.acquire_owned().await.ok();
+            let ctx = CallContext { caller: full };
+            // A service that panics must not leave its caller waiting for an answer that never
+            // comes: the panic becomes an error answer, like any unexpected failure.
+            let outcome = AssertUnwindSafe(service.call(&verb, call.params, &ctx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(service = service.name(), %verb, "service call panicked");
+                    Err(Error::new(ErrorKind::Internal, "the service failed"))
+                });
+            // Free the slot before the caller can learn the answer and send its next call.
+            drop(slot);
+            if route.send(answer(to, id, Outcome::Done(outcome))).is_err() {
+                tracing::debug!("reply dropped: session or tunnel ended");
+            }
+        });
+    }
+}
+
+/// The iq answering a call: result with a methodResponse (success or fault), or a stanza error for
+/// refusals (unknown method, bad params, forbidden, a bound hit).
+pub(crate) fn answer(to: Jid, id: String, outcome: Outcome) -> Iq {
+    let fault = |code: i32, message: String| {
+        plumbing::result(
+            Some(to.clone()),
+            id.clone(),
+            Some(xmlrpc::response_to_query(&MethodResponse::Fault {
+                code,
+                message,
+            })),
+        )
+    };
+    let outcome = match outcome {
+        Outcome::Busy(why) => {
+            let busy =
+                plumbing::condition(ErrorType::Wait, DefinedCondition::ResourceConstraint, &why);
+            return plumbing::error(Some(to), id, busy);
+        }
+        Outcome::Done(outcome) => outcome,
+    };
+    match outcome {
+        Ok(value) => plumbing::result(
+            Some(to),
+            id,
+            Some(xmlrpc::response_to_query(&MethodResponse::Success(value))),
+        ),
+        Err(e) if e.kind() == ErrorKind::Fault => {
+            fault(e.fault_code().unwrap_or(0), e.message().to_owned())
+        }
+        Err(e) if is_refusal(e.kind()) => plumbing::error(Some(to), id, stanza_error_for(&e)),
+        Err(e) => {
+            // An unexpected failure inside the service: a fault, so the caller learns it failed.
+            tracing::warn!(error = %e, "service call failed");
+            fault(500, e.to_string())
+        }
+    }
+}
+
+fn is_refusal(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::UnknownMethod | ErrorKind::BadParams | ErrorKind::Forbidden
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_in_total_per_caller_and_for_guests_and_come_back() {
+        let limits = ProviderLimits {
+            calls_in_flight: 4,
+            calls_per_caller: 2,
+            calls_for_guests: 2,
+            ..ProviderLimits::default()
+        };
+        let stats = Arc::new(Counters::default());
+        let calls = InFlight::new(&limits, stats.clone());
+        let phone: FullJid = "home@home.test/phone".parse().expect("jid");
+        let tablet: FullJid = "home@home.test/tablet".parse().expect("jid");
+        let r1: FullJid = "romeo@friend.test/a".parse().expect("jid");
+        let r2: FullJid = "romeo@friend.test/b".parse().expect("jid");
+        let r3: FullJid = "romeo@friend.test/c".parse().expect("jid");
+        let a = calls.admit(&phone, false).expect("1");
+        let _b = calls.admit(&phone, false).expect("2");
+        assert!(calls.admit(&phone, false).is_err(), "per caller");
+        let _g1 = calls.admit(&r1, true).expect("guest 1");
+        let _g2 = calls.admit(&r2, true).expect("guest 2");
+        assert!(calls.admit(&r3, true).is_err(), "guests' share");
+        assert!(calls.admit(&tablet, false).is_err(), "total");
+        drop(a);
+        let _t = calls.admit(&tablet, false).expect("a slot came back");
+        assert_eq!(stats.snapshot().calls_refused_busy, 3);
+        drop(_t);
+        drop(_b);
+        drop(_g1);
+        drop(_g2);
+        assert!(lock(&calls.counts).per_caller.is_empty());
+    }
+
+    #[test]
+    fn busy_is_resource_constraint_of_type_wait() {
+        let to: Jid = "home@home.test/phone".parse().expect("jid");
+        match answer(to, "1".into(), Outcome::Busy("full".into())) {
+            Iq::Error { error, .. } => {
+                assert_eq!(
+                    error.defined_condition,
+                    DefinedCondition::ResourceConstraint
+                );
+                assert_eq!(error.type_, ErrorType::Wait);
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The provider's one task: reads the session, the tunnels and the services' events, classifies
+//! each inbound stanza once ([`Caller`]), asks the [`Policy`], and routes what it allows.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_xmpp::Stanza;
+use xmpp_parsers::disco::DiscoInfoResult;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::Message;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+
+use super::caller::{Caller, Route};
+use super::calls::InFlight;
+use super::feed::{self, Subscriptions};
+use super::limits::Counters;
+use super::policy::{Decision, Policy, Request};
+use super::PairingOutcome;
+use crate::core::access::{AccessChange, AccessGuard, AccessRequest, NS_ACCESS};
+use crate::core::discovery::caps_for;
+use crate::core::e2e::settings::next_inbound;
+use crate::core::e2e::{E2eEndpoint, E2eInbound, TunnelFailure};
+use crate::core::events::EventNotice;
+use crate::core::plumbing;
+use crate::core::rpc::{stanza_error_for, xmlrpc, RpcRouter};
+use crate::core::session::{Inbound, Session};
+
+/// Everything the provider's task holds.
+pub(super) struct Dispatcher {
+    pub(super) pairings: tokio::sync::broadcast::Sender<PairingOutcome>,
+    pub(super) failures: tokio::sync::broadcast::Sender<TunnelFailure>,
+    pub(super) session: Session,
+    pub(super) e2e: Option<E2eEndpoint>,
+    pub(super) access: Option<Arc<AccessGuard>>,
+    pub(super) policy: Policy,
+    pub(super) network: BareJid,
+    pub(super) router: Arc<RpcRouter>,
+    pub(super) info: DiscoInfoResult,
+    pub(super) caps_ver: String,
+    pub(super) subscriptions: Arc<Mutex<Subscriptions>>,
+    pub(super) calls: InFlight,
+    pub(super) stats: Arc<Counters>,
+}
+
+impl Dispatcher {
+    pub(super) async fn run(
+        self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut events: mpsc::UnboundedReceiver<EventNotice>,
+        mut e2e_rx: Option<mpsc::Receiver<E2eInbound>>,
+    ) {
+        let plain = Route::Plain(self.session.clone());
+        loop {
+            tokio::select! {
+                item = inbound.recv() => match item {
+                    Some(Inbound::Online { resumed, .. }) => self.on_online(resumed),
+                    Some(Inbound::Stanza(stanza)) => {
+                        // Jingle/IBB belong to the tunnel layer, which answers them itself.
+                        if !self.e2e.as_ref().is_some_and(|e| e.handle_stanza(&stanza)) {
+                            self.on_stanza(*stanza, &plain);
+                        }
+                    }
+                    None => break,
+                },
+                Some(notice) = events.recv() => self.fan_out(notice),
+                Some(item) = next_inbound(&mut e2e_rx) => self.on_e2e(item),
+            }
+        }
+        tracing::debug!("provider dispatcher ended");
+    }
+
+    fn on_online(&self, resumed: bool) {
+        if !resumed {
+            // The server forgot us: subscribers will have to subscribe again (they see us come back).
+            feed::lock(&self.subscriptions).reset();
+            // And the IBB sessions of our tunnels died with the old stream: drop them so that
+            // the controllers' next calls open new ones instead of writing into the void.
+            if let Some(e2e) = &self.e2e {
+                let closed = e2e.close_all("the provider's session was not resumed");
+                if closed > 0 {
+                    tracing::info!(closed, "closed tunnels of the previous session");
+                }
+            }
+        }
+        let presence = Presence::available().with_payload(caps_for(&self.info));
+        if self.session.send(presence).is_err() {
+            tracing::warn!("could not announce presence: session ended");
+        }
+    }
+
+    fn on_e2e(&self, item: E2eInbound) {
+        match item {
+            E2eInbound::Stanza(stanza) => {
+                if let (Stanza::Iq(iq), Some(e2e)) = (*stanza, &self.e2e) {
+                    // `from` is the authenticated peer; presence and messages mean nothing here.
+                    self.on_iq(iq, &Route::Tunnel(e2e.clone()));
+                }
+            }
+            E2eInbound::TunnelUp { peer, .. } => tracing::debug!(%peer, "tunnel up"),
+            E2eInbound::TunnelDown { peer, reason } => {
+                tracing::debug!(%peer, ?reason, "tunnel down");
+                if let Some(error) = reason {
+                    let _ = self.failures.send(TunnelFailure { peer, error });
+                }
+            }
+            E2eInbound::TunnelRefused { peer, error } => {
+                tracing::info!(%peer, %error, "end-to-end tunnel refused");
+                let _ = self.failures.send(TunnelFailure { peer, error });
+            }
+            E2eInbound::Paired { peer, fingerprint } => {
+                tracing::info!(%peer, "paired");
+                let _ = self
+                    .pairings
+                    .send(PairingOutcome::Paired { peer, fingerprint });
+            }
+            E2eInbound::PairingFailed { peer, error } => {
+                tracing::info!(%peer, %error, "pairing failed");
+                let _ = self.pairings.send(PairingOutcome::Failed { peer, error });
+            }
+        }
+    }
+
+    fn on_stanza(&self, stanza: Stanza, route: &Route) {
+        match stanza {
+            Stanza::Iq(iq) => self.on_iq(iq, route),
+            Stanza::Presence(p) => self.on_presence(&p),
+            // Providers take commands as RPC only; a guest's access request (sent to every device of
+            // the network) only goes into the audit log: the owner decides, elsewhere.
+            Stanza::Message(m) => self.on_message(&m),
+        }
+    }
+
+    fn on_message(&self, message: &Message) {
+        let Some(guard) = &self.access else { return };
+        let Some(Ok(from)) = message.from.clone().map(Jid::try_into_full) else {
+            return;
+        };
+        if from.to_bare() == self.network {
+            return;
+        }
+        for payload in &message.payloads {
+            if payload.is("request", NS_ACCESS) {
+                if let Ok(request) = AccessRequest::parse(payload.clone()) {
+                    if guard.record_request(&from, &request) {
+                        self.emit_audit();
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_presence(&self, presence: &Presence) {
+        if presence.type_ != PresenceType::Unavailable {
+            return;
+        }
+        let Some(from) = presence.from.clone().and_then(|j| j.try_into_full().ok()) else {
+            return;
+        };
+        if feed::lock(&self.subscriptions).forget(&from) {
+            tracing::debug!(%from, "subscriber left; forgotten");
+        }
+    }
+
+    pub(super) fn reply(&self, route: &Route, iq: Iq) {
+        if route.send(iq).is_err() {
+            tracing::debug!("reply dropped: session or tunnel ended");
+        }
+    }
+
+    /// Every iq request: who is asking, what for, what the policy says, then the answer.
+    fn on_iq(&self, iq: Iq, route: &Route) {
+        let (from, id, payload, is_set) = match iq {
+            Iq::Get {
+                from, id, payload, ..
+            } => (from, id, payload, false),
+            Iq::Set {
+                from, id, payload, ..
+            } => (from, id, payload, true),
+            // Responses to our own requests are consumed by the session; others are stray.
+            _ => return,
+        };
+        let caller = Caller::classify(from.as_ref(), route, &self.network, self.access.as_deref());
+        let request = if AccessGuard::is_management(&payload) {
+            Request::Manage
+        } else if is_set && payload.is("query", xmlrpc::NS) {
+            Request::Rpc
+        } else if is_set {
+            Request::OtherSet
+        } else {
+            Request::Get
+        };
+        let to = caller.jid().cloned();
+        match self.policy.decide(&caller, &request) {
+            Decision::Unsupported => self.reply(route, plumbing::unsupported(to, id)),
+            Decision::Forbid(text) => {
+                tracing::info!(from = ?to, ?request, %text, "request refused");
+                let refusal = plumbing::forbidden_because(&text);
+                self.reply(route, plumbing::error(to, id, refusal));
+            }
+            Decision::Allow => match request {
+                Request::Manage => self.on_management(to, id, payload, is_set, route),
+                Request::Rpc => self.on_rpc(&caller, id, payload, route),
+                Request::Get => self.reply(
+                    route,
+                    plumbing::answer_get(to, id, &payload, &self.info, &self.caps_ver),
+                ),
+                // The policy answers these without allowing them; nothing to serve if it did.
+                Request::OtherSet | Request::Call { .. } => {
+                    self.reply(route, plumbing::unsupported(to, id))
+                }
+            },
+        }
+    }
+
+    /// An owner device manages guest access (the policy checked: own network, its tunnel).
+    fn on_management(
+        &self,
+        to: Option<Jid>,
+        id: String,
+        payload: Element,
+        is_set: bool,
+        route: &Route,
+    ) {
+        let Some(guard) = &self.access else {
+            return self.reply(route, plumbing::unsupported(to, id));
+        };
+        let answer = match guard.manage(payload, is_set) {
+            Ok((element, change)) => {
+                if let AccessChange::Revoked(guest) = change {
+                    self.end_guest(&guest);
+                }
+                plumbing::result(to, id, Some(element))
+            }
+            Err(e) => plumbing::error(to, id, stanza_error_for(&e)),
+        };
+        self.reply(route, answer);
+        self.emit_audit();
+    }
+
+    /// A guest's grant was revoked: its tunnels close and its subscriptions end now (the ACL
+    /// refuses its next call anyway; this stops events and frees the tunnel at once).
+    fn end_guest(&self, guest: &BareJid) {
+        feed::lock(&self.subscriptions).end_guest(guest);
+        if let Some(e2e) = &self.e2e {
+            let closed = e2e.close_peer(guest, "the guest's grant was revoked");
+            tracing::info!(%guest, closed, "guest access revoked");
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Subscriptions and events: `<service>.subscribe` / `unsubscribe` for every service (the audit
+//! feed, [`AuditFeed`], is one of them), the bounds on what guests may hold, and the fan-out.
+//!
+//! Events go only to full JIDs that subscribed and are still online, and to a subscriber that
+//! asked through a tunnel only through it (spec §4: never a stanza to someone who did not write
+//! first). A guest's subscriptions count against its network's quota
+//! ([`super::ProviderLimits::subscriptions_per_guest`]) and all guests' against their share
+//! ([`super::ProviderLimits::subscriptions_for_guests`]), so the household always finds room.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+
+use super::caller::{Caller, Route};
+use super::calls::Outcome;
+use super::dispatch::Dispatcher;
+use super::limits::{Counters, ProviderLimits};
+use super::{ACCESS_SERVICE, AUDIT_EVENT};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::events::{EventFilter, EventNotice, Subscribers};
+use crate::core::rpc::xmlrpc::{self, Value};
+use crate::core::rpc::{CallContext, Service};
+
+/// The owner's audit feed as a routed service: `access.subscribe` / `access.unsubscribe` are
+/// handled like every service's, and its only event is `audit` (one record each). Registered only
+/// when the provider takes guests; the policy lets only own devices through the tunnel reach it.
+pub(crate) struct AuditFeed;
+
+impl Service for AuditFeed {
+    fn name(&self) -> &str {
+        ACCESS_SERVICE
+    }
+
+    fn feature(&self) -> &str {
+        // Never announced (see Provider::start); the access namespace is its closest name.
+        crate::core::access::NS_ACCESS
+    }
+
+    fn call<'a>(
+        &'a self,
+        verb: &'a str,
+        _params: Vec<Value>,
+        _ctx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<Value>> {
+        // The log itself is read with the `<audit/>` management request; here are only the
+        // subscription verbs, which the provider handles for every service.
+        async move {
+            Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("no method {ACCESS_SERVICE}.{verb}"),
+            ))
+        }
+        .boxed()
+    }
+
+    fn events(&self) -> &[&str] {
+        &[AUDIT_EVENT]
+    }
+}
+
+/// Why a subscription was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// This guest network holds its quota already.
+    GuestQuota,
+    /// All guests together hold their share.
+    GuestsShare,
+    /// The service has as many subscribers as it accepts.
+    Service,
+}
+
+impl Full {
+    fn text(self) -> &'static str {
+        match self {
+            Full::GuestQuota => "too many subscriptions for this guest",
+            Full::GuestsShare => "too many guest subscriptions",
+            Full::Service => "too many subscribers for this service",
+        }
+    }
+}
+
+/// Who hears which service's events, and how.
+#[derive(Debug)]
+pub(crate) struct Subscriptions {
+    subscribers: Subscribers,
+    /// Subscribers whose last subscribe came through a tunnel: their events go only through it.
+    tunnelled: HashSet<FullJid>,
+    /// Each guest network's subscriptions (service, full JID), to hold it to its quota.
+    guests: HashMap<BareJid, BTreeSet<(String, FullJid)>>,
+    per_guest: usize,
+    for_guests: usize,
+}
+
+pub(crate) fn lock(state: &Mutex<Subscriptions>) -> MutexGuard<'_, Subscriptions> {
+    // Every critical section leaves the maps consistent; a panic elsewhere must not stop events.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Subscriptions {
+    pub(crate) fn new(limits: &ProviderLimits) -> Self {
+        Self {
+            subscribers: Subscribers::default(),
+            tunnelled: HashSet::new(),
+            guests: HashMap::new(),
+            per_guest: limits.subscriptions_per_guest,
+            for_guests: limits.subscriptions_for_guests,
+        }
+    }
+
+    /// Subscribes `jid` (a guest's device when `guest`) to `service` with `filter`; a repeat
+    /// replaces the filter and costs nothing.
+    pub(crate) fn subscribe(
+        &mut self,
+        service: &str,
+        jid: FullJid,
+        filter: EventFilter,
+        tunnel: bool,
+        guest: bool,
+    ) -> std::result::Result<(), Full> {
+        let key = (service.to_owned(), jid.clone());
+        if guest {
+            let held = self.guests.get(&jid.to_bare());
+            if !held.is_some_and(|h| h.contains(&key)) {
+                if held.map_or(0, BTreeSet::len) >= self.per_guest {
+                    return Err(Full::GuestQuota);
+                }
+                if self.guests.values().map(BTreeSet::len).sum::<usize>() >= self.for_guests {
+                    return Err(Full::GuestsShare);
+                }
+            }
+        }
+        self.subscribers
+            .subscribe(service, jid.clone(), filter)
+            .map_err(|_| Full::Service)?;
+        if guest {
+            self.guests.entry(jid.to_bare()).or_default().insert(key);
+        }
+        // Events follow the way the subscriber last asked for them.
+        if tunnel {
+            self.tunnelled.insert(jid);
+        } else {
+            self.tunnelled.remove(&jid);
+        }
+        Ok(())
+    }
+
+    /// Ends `jid`'s subscription to `service`; whether it had one.
+    pub(crate) fn unsubscribe(&mut self, service: &str, jid: &FullJid) -> bool {
+        let bare = jid.to_bare();
+        if let Some(held) = self.guests.get_mut(&bare) {
+            held.remove(&(service.to_owned(), jid.clone()));
+            if held.is_empty() {
+                self.guests.remove(&bare);
+            }
+        }
+        self.subscribers.unsubscribe(service, jid)
+    }
+
+    /// Forgets `jid` everywhere (its presence became unavailable); whether it was known.
+    pub(crate) fn forget(&mut self, jid: &FullJid) -> bool {
+        self.tunnelled.remove(jid);
+        let bare = jid.to_bare();
+        if let Some(held) = self.guests.get_mut(&bare) {
+            held.retain(|(_, j)| j != jid);
+            if held.is_empty() {
+                self.guests.remove(&bare);
+            }
+        }
+        self.subscribers.forget(jid)
+    }
+
+    /// Forgets every device of guest network `guest` (its grant was revoked).
+    pub(crate) fn end_guest(&mut self, guest: &BareJid) {
+        let mut gone: BTreeSet<FullJid> = self
+            .tunnelled
+            .iter()
+            .filter(|j| j.to_bare() == *guest)
+            .cloned()
+            .collect();
+        if let Some(held) = self.guests.get(guest) {
+            gone.extend(held.iter().map(|(_, jid)| jid.clone()));
+        }
+        for jid in gone {
+            self.forget(&jid);
+        }
+        self.guests.remove(guest);
+    }
+
+    /// Forgets everyone (the server forgot us: subscribers subscribe again when we come back).
+    pub(crate) fn reset(&mut self) {
+        self.subscribers = Subscribers::default();
+        self.tunnelled.clear();
+        self.guests.clear();
+    }
+
+    /// How many (service, subscriber) subscriptions are held.
+    pub(crate) fn len(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// The subscribers of `service` that want event `name`, each with whether it must go
+    /// through its tunnel.
+    fn for_event(&self, service: &str, name: &str) -> Vec<(FullJid, bool)> {
+        self.subscribers
+            .for_event(service, name)
+            .into_iter()
+            .map(|jid| {
+                let tunnel = self.tunnelled.contains(&jid);
+                (jid, tunnel)
+            })
+            .collect()
+    }
+}
+
+impl Dispatcher {
+    /// `<service>.subscribe` / `<service>.unsubscribe` (any service, `access` included).
+    pub(super) fn on_subscription(
+        &self,
+        caller: &Caller,
+        full: FullJid,
+        service: &Arc<dyn Service>,
+        verb: &str,
+        params: Vec<Value>,
+        route: &Route,
+    ) -> Outcome {
+        let name = service.name();
+        let method = format!("{name}.{verb}");
+        if verb == "unsubscribe" {
+            if !params.is_empty() {
+                return Outcome::Done(Err(Error::new(
+                    ErrorKind::BadParams,
+                    format!("{method} takes no parameters"),
+                )));
+            }
+            let had = lock(&self.subscriptions).unsubscribe(name, &full);
+            return Outcome::Done(Ok(Value::Bool(had)));
+        }
+        let filter = match event_filter(&method, service.events(), params) {
+            Ok(filter) => filter,
+            Err(e) => return Outcome::Done(Err(e)),
+        };
+        let guest = !caller.is_own_device();
+        let taken = lock(&self.subscriptions).subscribe(
+            name,
+            full.clone(),
+            filter,
+            route.is_tunnel(),
+            guest,
+        );
+        match taken {
+            Ok(()) => Outcome::Done(Ok(Value::Bool(true))),
+            Err(full_because) => {
+                Counters::bump(&self.stats.subscriptions_refused);
+                tracing::info!(%full, service = name, why = full_because.text(), "subscription refused");
+                Outcome::Busy(full_because.text().to_owned())
+            }
+        }
+    }
+
+    /// Sends the audit records made since the last call to the owners subscribed to `access`.
+    pub(super) fn emit_audit(&self) {
+        let Some(guard) = &self.access else { return };
+        for record in guard.new_records() {
+            match xmlrpc::to_value(&record) {
+                Ok(value) => self.fan_out(EventNotice {
+                    service: ACCESS_SERVICE.to_owned(),
+                    name: AUDIT_EVENT.to_owned(),
+                    params: vec![value],
+                }),
+                Err(e) => tracing::warn!(error = %e, "audit record not encodable"),
+            }
+        }
+    }
+
+    /// Whether events may still go to `to`: devices of the network always; a guest only while
+    /// its tunnel's key holds an active grant (an expired guest stops hearing at once).
+    fn may_hear(&self, to: &FullJid) -> bool {
+        if to.to_bare() == self.network {
+            return true;
+        }
+        let (Some(guard), Some(e2e)) = (&self.access, &self.e2e) else {
+            return false;
+        };
+        e2e.existing_tunnel(to)
+            .is_some_and(|t| guard.admits(&to.to_bare(), &t.peer_fingerprint()))
+    }
+
+    /// Sends one event to the subscribers that want it, each the way it subscribed.
+    pub(super) fn fan_out(&self, notice: EventNotice) {
+        let subscribers = lock(&self.subscriptions).for_event(&notice.service, &notice.name);
+        if subscribers.is_empty() {
+            return;
+        }
+        let payload = notice.to_element();
+        for (to, through_tunnel) in subscribers {
+            if !self.may_hear(&to) {
+                continue;
+            }
+            let mut message =
+                Message::new_with_type(MessageType::Headline, Some(Jid::from(to.clone())));
+            message.payloads.push(payload.clone());
+            if through_tunnel {
+                // Never in clear: without a tunnel up the event is lost, and the controller
+                // subscribes again when it re-opens one.
+                if let Some(Err(e)) = self.e2e.as_ref().map(|e2e| e2e.send(message)) {
+                    tracing::debug!(%to, error = %e, "event dropped: no tunnel");
+                }
+            } else if self.session.send(message).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The parameters of `<service>.subscribe`: none (every event) or one array naming the wanted events,
+/// each of which the service must send.
+fn event_filter(method: &str, known: &[&str], params: Vec<Value>) -> Result<EventFilter> {
+    let bad = |why: String| Error::new(ErrorKind::BadParams, format!("{method}: {why}"));
+    match params.as_slice() {
+        [] => Ok(None),
+        [Value::Array(names)] => {
+            let mut wanted = BTreeSet::new();
+            for name in names {
+                let name = name
+                    .as_str()
+                    .ok_or_else(|| bad("event names are strings".into()))?;
+                if !known.contains(&name) {
+                    return Err(bad(format!("no event {name:?} (known: {known:?})")));
+                }
+                wanted.insert(name.to_owned());
+            }
+            if wanted.is_empty() {
+                return Err(bad(
+                    "an empty event list selects nothing; unsubscribe instead".into(),
+                ));
+            }
+            Ok(Some(wanted))
+        }
+        _ => Err(bad("takes nothing or one array of event names".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> FullJid {
+        s.parse().expect("test JID")
+    }
+
+    fn limits(per_guest: usize, for_guests: usize) -> ProviderLimits {
+        ProviderLimits {
+            subscriptions_per_guest: per_guest,
+            subscriptions_for_guests: for_guests,
+            ..ProviderLimits::default()
+        }
+    }
+
+    #[test]
+    fn a_guest_with_many_resources_stays_within_its_quota_and_owners_keep_room() {
+        let mut subs = Subscriptions::new(&limits(2, 3));
+        for r in 0..2 {
+            let romeo = jid(&format!("romeo@friend.test/r{r}"));
+            assert_eq!(subs.subscribe("player", romeo, None, true, true), Ok(()));
+        }
+        let third = jid("romeo@friend.test/r2");
+        assert_eq!(
+            subs.subscribe("player", third.clone(), None, true, true),
+            Err(Full::GuestQuota)
+        );
+        // A repeat of a held subscription is free.
+        let first = jid("romeo@friend.test/r0");
+        assert_eq!(
+            subs.subscribe("player", first.clone(), None, true, true),
+            Ok(())
+        );
+        // Another guest gets the share's last slot, then the share is full.
+        assert_eq!(
+            subs.subscribe("player", jid("mercutio@friend.test/p"), None, true, true),
+            Ok(())
+        );
+        assert_eq!(
+            subs.subscribe("player", jid("tybalt@enemy.test/p"), None, true, true),
+            Err(Full::GuestsShare)
+        );
+        // The household is not affected.
+        for r in 0..10 {
+            let own = jid(&format!("home@home.test/d{r}"));
+            assert_eq!(subs.subscribe("player", own, None, false, false), Ok(()));
+        }
+        // Leaving frees the slot.
+        assert!(subs.forget(&first));
+        assert_eq!(subs.subscribe("player", third, None, true, true), Ok(()));
+        subs.end_guest(&"romeo@friend.test".parse().expect("jid"));
+        assert_eq!(subs.len(), 11);
+        assert!(!subs
+            .guests
+            .contains_key(&"romeo@friend.test".parse::<BareJid>().expect("jid")));
+    }
+
+    #[test]
+    fn event_filters_name_known_events_only() {
+        let known = ["state-changed", "position"];
+        assert_eq!(
+            event_filter("player.subscribe", &known, vec![]).ok(),
+            Some(None)
+        );
+        let one = vec![Value::Array(vec![Value::String("position".into())])];
+        assert!(event_filter("player.subscribe", &known, one).is_ok_and(|f| f.is_some()));
+        for bad in [
+            vec![Value::Array(vec![])],
+            vec![Value::Array(vec![Value::String("x".into())])],
+            vec![Value::Int(1)],
+        ] {
+            let e = event_filter("player.subscribe", &known, bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::BadParams);
+        }
+    }
+}

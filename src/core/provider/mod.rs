@@ -1,0 +1,310 @@
+//! The provider role: a device that offers services (a TV, a player, a recorder).
+//!
+//! It announces its services through presence caps, answers disco#info and Jabber-RPC calls from
+//! devices of its own network, refuses everyone else with `forbidden` (Prosody delivers an iq to a
+//! full JID without any subscription, so the provider itself must check every stanza), and sends
+//! events to subscribers.
+//!
+//! Every inbound stanza goes the same way (DESIGN §1):
+//!
+//! 1. `caller.rs` classifies it **once**: an own device through its tunnel, an own device in clear,
+//!    a guest (with the key of its tunnel), a stranger;
+//! 2. `policy.rs` decides what that caller may ask: one table, every allow/deny rule of the provider
+//!    (the guest grants' scope table itself lives in [`crate::core::access`]);
+//! 3. `dispatch.rs` routes what is allowed: plumbing (disco#info, ping), access management, or an
+//!    RPC call, which `calls.rs` runs under the in-flight bounds. `<service>.subscribe` /
+//!    `unsubscribe` and the owner's audit feed (`access.*`) are methods like the others, routed by
+//!    the router; `feed.rs` holds the subscriptions and sends the events.
+//!
+//! **It never sends a stanza to a JID that has not contacted it first** (spec §4): presence goes to
+//! the server (no `to`), iq answers go to the requester (through the way it came),
+//! and events go only to full JIDs that subscribed and are still online (`feed.rs`).
+//!
+//! With [`ProviderConfig::e2e`] set, calls that arrive through an end-to-end tunnel are answered
+//! through it and events go to tunnel subscribers through it (never in clear, even if the tunnel
+//! is down: the event is dropped). The provider never opens a tunnel itself, so the rule above
+//! still holds: a tunnel exists only because the controller opened it.
+//!
+//! With [`ProviderConfig::access`] set, guests of other networks may call it too, but only through
+//! a tunnel whose key an active grant names, and only the methods of the grant's scopes (DESIGN
+//! §5). Owner devices manage the grants through their tunnel (`<owner/>`, `<grant/>`, `<revoke/>`,
+//! `<acl/>`, `<audit/>`) and read the audit log as `access.audit` events after `access.subscribe`.
+//!
+//! Everything keyed by input from outside is bounded ([`ProviderLimits`]); a caller that hits a
+//! bound gets a typed stanza error (`resource-constraint`) and the refusal is counted
+//! ([`ProviderStats`]).
+
+mod caller;
+mod calls;
+mod dispatch;
+mod feed;
+mod limits;
+mod media;
+mod policy;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use xmpp_parsers::jid::FullJid;
+
+use crate::core::access::{AccessGuard, AccessSettings};
+use crate::core::discovery::disco_info_for;
+use crate::core::e2e::settings::FAILURE_CAPACITY;
+use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::events::EventSink;
+use crate::core::plumbing;
+use crate::core::rpc::{RpcRouter, Service};
+use crate::core::session::{Session, SessionConfig};
+
+pub use limits::{ProviderLimits, ProviderStats};
+pub use media::{shared_item_uri, MediaPolicy, SharedItem, MPV_PSEUDO_PROTOCOLS};
+
+/// The pseudo-service of the owner's audit feed (`access.subscribe`, events `access.audit`).
+pub const ACCESS_SERVICE: &str = "access";
+/// The event carrying one audit record.
+pub const AUDIT_EVENT: &str = "audit";
+
+/// How to start a provider.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The session (network identifier, device resource, password, server).
+    pub session: SessionConfig,
+    /// The device name shown to controllers (disco#info identity name).
+    pub name: String,
+    /// End-to-end tunnel settings (see [`ProviderConfig::new`]); `None` serves everything in
+    /// clear, which only [`ProviderConfig::plain`] or an explicit `None` asks for.
+    pub e2e: Option<E2eSettings>,
+    /// Guest access (needs `e2e`): the ACL this provider enforces. `None`: own network only.
+    pub access: Option<AccessSettings>,
+    /// Which media URIs callers may make the player open (`player.play`, `player.enqueue`).
+    pub media: MediaPolicy,
+    /// The bounds on what callers may hold (calls in flight, subscriptions, audit records).
+    pub limits: ProviderLimits,
+}
+
+impl ProviderConfig {
+    /// The default policy (DESIGN §4): calls only through end-to-end tunnels, events only
+    /// through them.
+    pub fn new(session: SessionConfig, name: impl Into<String>, e2e: E2eSettings) -> Self {
+        Self {
+            e2e: Some(e2e),
+            ..Self::plain(session, name)
+        }
+    }
+
+    /// Serves calls **in clear**: the server can read and forge the control traffic. Only for
+    /// controllers without the tunnel (interop with other XMPP clients) or a server you control.
+    pub fn plain(session: SessionConfig, name: impl Into<String>) -> Self {
+        Self {
+            session,
+            name: name.into(),
+            e2e: None,
+            access: None,
+            media: MediaPolicy::default(),
+            limits: ProviderLimits::default(),
+        }
+    }
+}
+
+/// How a pairing attempt on this (code-showing) provider ended.
+#[derive(Debug, Clone)]
+pub enum PairingOutcome {
+    /// `peer`'s key `fingerprint` is now pinned.
+    Paired {
+        /// The controller that paired.
+        peer: FullJid,
+        /// Its key.
+        fingerprint: [u8; 32],
+    },
+    /// The attempt failed (wrong or expired code, pairing not armed or locked); nothing pinned.
+    Failed {
+        /// Who tried.
+        peer: FullJid,
+        /// Why it failed.
+        error: Error,
+    },
+}
+
+/// A running provider. Stops when [`Provider::stop`] is called or the value is dropped.
+pub struct Provider {
+    pairings: tokio::sync::broadcast::Sender<PairingOutcome>,
+    failures: tokio::sync::broadcast::Sender<TunnelFailure>,
+    session: Session,
+    e2e: Option<E2eEndpoint>,
+    access: Option<Arc<AccessGuard>>,
+    subscriptions: Arc<Mutex<feed::Subscriptions>>,
+    stats: Arc<limits::Counters>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// Logs in, announces `services` and starts answering.
+    ///
+    /// ```no_run
+    /// # async fn demo(
+    /// #     session: pmn::core::session::SessionConfig,
+    /// #     e2e: pmn::core::e2e::E2eSettings,
+    /// # ) -> pmn::core::error::Result<()> {
+    /// use std::sync::Arc;
+    /// use pmn::core::provider::{Provider, ProviderConfig};
+    /// use pmn::core::services::player::{PlayerService, SimulatedPlayer};
+    /// let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
+    /// let provider = Provider::start(
+    ///     ProviderConfig::new(session, "Living room TV", e2e),
+    ///     vec![player],
+    /// ).await?;
+    /// provider.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(config: ProviderConfig, services: Vec<Arc<dyn Service>>) -> Result<Self> {
+        if services.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a provider needs at least one service",
+            ));
+        }
+        config.limits.validate()?;
+        let mut router = RpcRouter::default();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        for service in services {
+            service.bind_events(EventSink::new(service.name(), events_tx.clone()));
+            router.add(service)?;
+        }
+        let mut features: Vec<&str> = router.services().map(|s| s.feature()).collect();
+        if config.e2e.is_some() {
+            // Hear at once when a device key of the network is retracted (revocation).
+            features.push(crate::core::e2e::pubkey::NOTIFY_PUBKEY);
+        }
+        let info = disco_info_for(Some(&config.name), &features);
+        let network = config.session.jid.to_bare();
+        let access = match (&config.access, &config.e2e) {
+            (Some(settings), Some(_)) => Some(Arc::new(AccessGuard::open_with_audit_capacity(
+                network.clone(),
+                settings,
+                config.limits.audit_records,
+            )?)),
+            (Some(_), None) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "guest access needs the end-to-end tunnel (set ProviderConfig::e2e)",
+                ))
+            }
+            (None, _) => None,
+        };
+        if access.is_some() {
+            // The audit feed is routed like any service (`access.subscribe`); it is not announced
+            // in disco#info: only the owner's devices may use it, and they know it is there.
+            router.add(Arc::new(feed::AuditFeed))?;
+        }
+        let (session, inbound) = Session::connect(config.session).await?;
+        let (e2e, e2e_rx) = match &config.e2e {
+            Some(settings) => {
+                let admission = access.clone().map(|guard| {
+                    let admit: crate::core::e2e::Admission =
+                        Arc::new(move |jid, fp| guard.admits(jid, fp));
+                    admit
+                });
+                let (endpoint, rx) = settings.endpoint(session.clone(), admission);
+                (Some(endpoint), Some(rx))
+            }
+            None => (None, None),
+        };
+        let subscriptions = Arc::new(Mutex::new(feed::Subscriptions::new(&config.limits)));
+        let stats = Arc::new(limits::Counters::default());
+        let (pairings, _) = tokio::sync::broadcast::channel(16);
+        let (failures, _) = tokio::sync::broadcast::channel(FAILURE_CAPACITY);
+        let policy = policy::Policy {
+            network: network.clone(),
+            require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
+            access: access.clone(),
+            media: config.media.clone(),
+            stats: stats.clone(),
+        };
+        let task = tokio::spawn(
+            dispatch::Dispatcher {
+                pairings: pairings.clone(),
+                failures: failures.clone(),
+                session: session.clone(),
+                e2e: e2e.clone(),
+                access: access.clone(),
+                policy,
+                network,
+                router: Arc::new(router),
+                caps_ver: plumbing::caps_ver(&info),
+                info,
+                subscriptions: subscriptions.clone(),
+                calls: calls::InFlight::new(&config.limits, stats.clone()),
+                stats: stats.clone(),
+            }
+            .run(inbound, events_rx, e2e_rx),
+        );
+        Ok(Self {
+            pairings,
+            failures,
+            session,
+            e2e,
+            access,
+            subscriptions,
+            stats,
+            task,
+        })
+    }
+
+    /// The underlying session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The end-to-end endpoint (pairing, trusted devices, revocation), when configured.
+    pub fn e2e(&self) -> Option<&E2eEndpoint> {
+        self.e2e.as_ref()
+    }
+
+    /// End-to-end tunnels that fail or are refused from now on: altered bytes, an unknown key.
+    pub fn tunnel_failures(&self) -> tokio::sync::broadcast::Receiver<TunnelFailure> {
+        self.failures.subscribe()
+    }
+
+    /// How pairing attempts end from now on (the app's "pairing…" screen on the TV).
+    pub fn pairing_outcomes(&self) -> tokio::sync::broadcast::Receiver<PairingOutcome> {
+        self.pairings.subscribe()
+    }
+
+    /// The guest-access guard (ACL and audit log), when configured.
+    pub fn access(&self) -> Option<&Arc<AccessGuard>> {
+        self.access.as_ref()
+    }
+
+    /// How many (service, controller) subscriptions are active.
+    pub fn subscription_count(&self) -> usize {
+        feed::lock(&self.subscriptions).len()
+    }
+
+    /// How often callers hit a bound or were refused by the media policy, since the start.
+    pub fn stats(&self) -> ProviderStats {
+        self.stats.snapshot()
+    }
+
+    /// Goes offline: unavailable presence, stream closed.
+    pub async fn stop(mut self) {
+        self.session.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
