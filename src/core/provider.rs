@@ -38,7 +38,7 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use crate::core::access::{
     AccessChange, AccessGuard, AccessRequest, AccessSettings, Decision, NS_ACCESS,
 };
-use crate::core::discovery::{caps_for, disco_info_for};
+use crate::core::discovery::{disco_info_for, presence_for};
 use crate::core::e2e::settings::next_inbound;
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
@@ -356,7 +356,7 @@ impl Dispatcher {
                 }
             }
         }
-        let presence = Presence::available().with_payload(caps_for(&self.info));
+        let presence = presence_for(&self.info);
         if self.session.send(presence).is_err() {
             tracing::warn!("could not announce presence: session ended");
         }
