@@ -45,7 +45,7 @@ use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{EventFilter, EventNotice, EventSink, Subscribers};
 use crate::core::plumbing;
-use crate::core::rpc::xmlrpc::{self, Limits, MethodResponse, RpcPayload, Value};
+use crate::core::rpc::xmlrpc::{self, MethodResponse, RpcPayload, Value};
 use crate::core::rpc::{stanza_error_for, CallContext, RpcRouter, Service};
 use crate::core::session::{Inbound, Session, SessionConfig};
 
@@ -611,7 +611,7 @@ impl Dispatcher {
                 ),
             );
         };
-        let call = match xmlrpc::parse_query(&query, &Limits::default()) {
+        let call = match self.router.parse_query(&query) {
             Ok(RpcPayload::Call(call)) => call,
             Ok(RpcPayload::Response(_)) => {
                 let e = Error::new(ErrorKind::BadParams, "expected a methodCall");
@@ -753,7 +753,10 @@ impl Dispatcher {
         if subscribers.is_empty() {
             return;
         }
-        let payload = notice.to_element();
+        let payload = match notice.to_element() {
+            Ok(payload) => payload,
+            Err(e) => return tracing::warn!(error = %e, "event dropped: does not encode"),
+        };
         for to in subscribers {
             if !self.may_hear(&to) {
                 continue;
@@ -779,18 +782,22 @@ impl Dispatcher {
 /// refusals (unknown method, bad params, forbidden).
 fn answer(to: Jid, id: String, outcome: Result<Value>) -> Iq {
     match outcome {
-        Ok(value) => plumbing::result(
-            Some(to),
-            id,
-            Some(xmlrpc::response_to_query(&MethodResponse::Success(value))),
-        ),
+        Ok(value) => match xmlrpc::response_to_query(&MethodResponse::Success(value)) {
+            Ok(query) => plumbing::result(Some(to), id, Some(query)),
+            Err(e) => {
+                // The service built a value no reader accepts: answer a fault, never that payload.
+                tracing::warn!(error = %e, "service result does not encode");
+                let message = format!("result does not encode: {e}");
+                plumbing::result(Some(to), id, Some(xmlrpc::fault_to_query(500, &message)))
+            }
+        },
         Err(e) if e.kind() == ErrorKind::Fault => plumbing::result(
             Some(to),
             id,
-            Some(xmlrpc::response_to_query(&MethodResponse::Fault {
-                code: e.fault_code().unwrap_or(0),
-                message: e.message().to_owned(),
-            })),
+            Some(xmlrpc::fault_to_query(
+                e.fault_code().unwrap_or(0),
+                e.message(),
+            )),
         ),
         Err(e) if is_refusal(e.kind()) => plumbing::error(Some(to), id, stanza_error_for(&e)),
         Err(e) => {
@@ -799,10 +806,7 @@ fn answer(to: Jid, id: String, outcome: Result<Value>) -> Iq {
             plumbing::result(
                 Some(to),
                 id,
-                Some(xmlrpc::response_to_query(&MethodResponse::Fault {
-                    code: 500,
-                    message: e.to_string(),
-                })),
+                Some(xmlrpc::fault_to_query(500, &e.to_string())),
             )
         }
     }

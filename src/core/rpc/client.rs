@@ -41,11 +41,15 @@ where
         method: method.to_owned(),
         params,
     };
+    // Parameters our own codec would not read back (a struct member named twice) are the caller's
+    // mistake: refuse before anything is sent.
+    let payload = xmlrpc::call_to_query(&call)
+        .map_err(|e| Error::new(ErrorKind::BadParams, format!("{method}: {e}")))?;
     let iq = Iq::Set {
         from: None,
         to: Some(to.clone()),
         id: String::new(),
-        payload: xmlrpc::call_to_query(&call),
+        payload,
     };
     let reply = request(iq, timeout).await.map_err(|e| {
         if e.kind() == ErrorKind::Timeout {
