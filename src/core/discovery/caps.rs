@@ -168,6 +168,15 @@ pub enum IllFormed {
     UnsupportedAlgo(String),
 }
 
+/// How XEP-0115 identities are ordered before hashing.
+#[derive(Debug, Clone, Copy)]
+enum IdentityOrder {
+    /// §5.1 step 2: by category, then type, then xml:lang (then name). What we announce.
+    Fields,
+    /// By the joined `category/type/lang/name` strings, as several implementations do.
+    Joined,
+}
+
 /// One identity as the hash algorithms read it (absent xml:lang and name are empty).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct IdentityKey {
@@ -318,19 +327,41 @@ impl HashInput {
 
     /// The XEP-0115 §5.1 verification string, or why the answer is ill-formed (§5.4 step 3).
     pub fn caps_string(&self) -> Result<Vec<u8>, IllFormed> {
+        self.caps_string_ordered(IdentityOrder::Fields)
+    }
+
+    /// The verification strings a correct XEP-0115 peer may have hashed: the spec's, and the one
+    /// with identities sorted as joined strings when that differs (see [`IdentityOrder`]).
+    fn caps_strings(&self) -> Result<Vec<Vec<u8>>, IllFormed> {
+        let spec = self.caps_string_ordered(IdentityOrder::Fields)?;
+        let joined = self.caps_string_ordered(IdentityOrder::Joined)?;
+        Ok(if joined == spec {
+            vec![spec]
+        } else {
+            vec![spec, joined]
+        })
+    }
+
+    fn caps_string_ordered(&self, order: IdentityOrder) -> Result<Vec<u8>, IllFormed> {
         self.check_duplicates()?;
-        let mut s = Vec::new();
-        // Step 2: identities sorted by category, then type, then xml:lang, then name — field by
-        // field, which is what the spec says (sorting the joined "c/t/l/n" strings instead would
-        // differ when a category or type holds a character below '/').
-        let mut identities: Vec<&IdentityKey> = self.identities.iter().collect();
-        identities.sort();
-        for i in identities {
-            for part in [&i.category, &i.type_, &i.lang] {
-                s.extend_from_slice(part.as_bytes());
-                s.push(b'/');
+        let mut identities: Vec<Vec<u8>> = self
+            .identities
+            .iter()
+            .map(|i| format!("{}/{}/{}/{}", i.category, i.type_, i.lang, i.name).into_bytes())
+            .collect();
+        match order {
+            // Step 2: by category, then type, then xml:lang (then name, for a total order).
+            IdentityOrder::Fields => {
+                let mut keyed: Vec<(&IdentityKey, Vec<u8>)> =
+                    self.identities.iter().zip(identities).collect();
+                keyed.sort();
+                identities = keyed.into_iter().map(|(_, joined)| joined).collect();
             }
-            s.extend_from_slice(i.name.as_bytes());
+            IdentityOrder::Joined => identities.sort(),
+        }
+        let mut s = Vec::new();
+        for i in identities {
+            s.extend(i);
             s.push(b'<');
         }
         // Steps 4–5: features, sorted (i;octet is byte order, which is `str`'s order).
@@ -516,21 +547,43 @@ impl CapsKey {
         }
     }
 
+    /// The hash we announce for `input`: the specification's input only.
     fn digest(scheme: Scheme, algo: &Algo, input: &HashInput) -> Result<Vec<u8>, IllFormed> {
-        let unsupported = |e: String| IllFormed::UnsupportedAlgo(e);
+        let data = match scheme {
+            Scheme::Caps => input.caps_string()?,
+            Scheme::Ecaps2 => input.ecaps2_string()?,
+        };
+        Self::hash_of(scheme, algo, &data)
+    }
+
+    fn hash_of(scheme: Scheme, algo: &Algo, data: &[u8]) -> Result<Vec<u8>, IllFormed> {
         match scheme {
-            Scheme::Caps => hash_caps(&input.caps_string()?, algo.clone())
+            Scheme::Caps => hash_caps(data, algo.clone())
                 .map(|h| h.hash)
-                .map_err(unsupported),
-            Scheme::Ecaps2 => hash_ecaps2(&input.ecaps2_string()?, algo.clone())
+                .map_err(IllFormed::UnsupportedAlgo),
+            Scheme::Ecaps2 => hash_ecaps2(data, algo.clone())
                 .map(|h| h.hash)
-                .map_err(|e| unsupported(e.to_string())),
+                .map_err(|e| IllFormed::UnsupportedAlgo(e.to_string())),
         }
     }
 
     /// Whether `input` hashes to this key; `Err` if the answer is ill-formed (never cache it).
+    ///
+    /// A XEP-0115 hash is also accepted over identities sorted as joined strings, which is what
+    /// slixmpp 1.17 computes (`sorted('/'.join(i) …)`): the two orders differ only when a
+    /// category, type or xml:lang holds a character below `/` (`en` and `en-US`), and either is a
+    /// hash of the same content, so accepting both costs no security.
     pub fn verify(&self, input: &HashInput) -> Result<bool, IllFormed> {
-        Ok(Self::digest(self.scheme, &self.algo, input)? == self.hash)
+        let inputs = match self.scheme {
+            Scheme::Caps => input.caps_strings()?,
+            Scheme::Ecaps2 => vec![input.ecaps2_string()?],
+        };
+        for data in inputs {
+            if Self::hash_of(self.scheme, &self.algo, &data)? == self.hash {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Whether we can compute this key's hash, and its length is the algorithm's: others are never
@@ -903,6 +956,30 @@ mod tests {
         let parsed = DiscoInfoResult::try_from(el).expect("parses");
         let theirs = xmpp_parsers::caps::compute_disco(&parsed);
         assert_ne!(sha1_b64(&theirs), "q07IKJEyjvHSyhy//CH0CxmKi8w=");
+    }
+
+    #[test]
+    fn identities_sorted_as_joined_strings_also_verify() {
+        // `en` sorts before `en-US` field by field, after it as joined strings ('-' < '/').
+        let el = parse(
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='client' type='pc' xml:lang='en-US' name='A'/>\
+             <identity category='client' type='pc' xml:lang='en' name='A'/></query>",
+        );
+        let input = HashInput::from_element(&el);
+        let spec = input.caps_string().expect("well-formed");
+        assert_eq!(spec, b"client/pc/en/A<client/pc/en-US/A<".to_vec());
+        let joined = b"client/pc/en-US/A<client/pc/en/A<";
+        for data in [spec.as_slice(), joined.as_slice()] {
+            let key = CapsKey {
+                scheme: Scheme::Caps,
+                algo: Algo::Sha_1,
+                hash: hash_caps(data, Algo::Sha_1)
+                    .map(|h| h.hash)
+                    .unwrap_or_default(),
+            };
+            assert_eq!(key.verify(&input), Ok(true));
+        }
     }
 
     #[test]
