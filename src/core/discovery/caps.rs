@@ -680,9 +680,25 @@ pub struct DiscoAnswer {
 
 impl DiscoAnswer {
     /// Parses the `<query/>` of a disco#info result.
+    ///
+    /// xmpp-parsers refuses a whole result for an extension form it does not like (two FORM_TYPE
+    /// fields, a FORM_TYPE with two values); pmn reads no form, so such a result is parsed without
+    /// its forms instead, and the forms still count for the hash, which then refuses it
+    /// ([`IllFormed::ConflictingFormType`]): the device is shown, its answer never cached.
     pub fn from_element(query: Element) -> Result<Self, xso::error::FromElementError> {
         let input = HashInput::from_element(&query);
-        let info = DiscoInfoResult::try_from(query)?;
+        let info = match DiscoInfoResult::try_from(query.clone()) {
+            Ok(info) => info,
+            Err(e) => {
+                let mut formless = query;
+                if formless.remove_child("x", NS_DATA_FORMS).is_none() {
+                    return Err(e);
+                }
+                while formless.remove_child("x", NS_DATA_FORMS).is_some() {}
+                tracing::debug!(error = %e, "disco#info forms refused by the parser; read without them");
+                DiscoInfoResult::try_from(formless)?
+            }
+        };
         Ok(DiscoAnswer { info, input })
     }
 
@@ -1318,6 +1334,29 @@ mod tests {
             Verdict::IllFormed(IllFormed::DuplicateFeature(_))
         ));
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_form_the_parser_refuses_still_yields_the_device_but_no_cache_entry() {
+        let el = parse(
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='automation' type='service' name='TV'/>\
+             <feature var='urn.xmpp.tmp.media.player'/>\
+             <x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'>\
+             <value>urn:a</value><value>urn:b</value></field></x></query>",
+        );
+        assert!(
+            DiscoInfoResult::try_from(el.clone()).is_err(),
+            "xmpp-parsers refuses it"
+        );
+        let answer = DiscoAnswer::from_element(el).expect("read without the form");
+        assert!(answer.info.features.contains("urn.xmpp.tmp.media.player"));
+        assert_eq!(
+            answer.input().caps_string(),
+            Err(IllFormed::ConflictingFormType)
+        );
+        // Not a disco#info at all: still an error.
+        assert!(DiscoAnswer::from_element(parse("<query xmlns='urn:x'/>")).is_err());
     }
 
     #[test]
