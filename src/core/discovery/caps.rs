@@ -103,8 +103,8 @@ pub fn ecaps2_for(info: &DiscoInfoResult) -> ECaps2 {
 }
 
 /// The available presence a device sends: both caps elements, so that XEP-0115-only and
-/// XEP-0390-aware peers can each skip the disco#info query for a hash they know. Costs ~150 bytes
-/// per presence.
+/// XEP-0390-aware peers can each skip the disco#info query for a hash they know. The ecaps2 element
+/// adds about 230 bytes to each presence (measured in the tests), sent once per (re)connection.
 pub fn presence_for(info: &DiscoInfoResult) -> Presence {
     Presence::available()
         .with_payload(caps_for(info))
@@ -1272,6 +1272,15 @@ mod tests {
             assert!(is_own_caps_node(&info, &query_node(key, Some(CAPS_NODE))));
         }
         assert!(!is_own_caps_node(&info, "urn:xmpp:caps#sha-256.AAAA"));
+    }
+
+    #[test]
+    fn announcing_ecaps2_costs_a_bounded_few_hundred_bytes_per_presence() {
+        let info = disco_info_for(Some("Living room TV"), &["urn.xmpp.tmp.media.player"]);
+        let legacy = String::from(&Element::from(caps_for(&info))).len();
+        let ecaps2 = String::from(&Element::from(ecaps2_for(&info))).len();
+        println!("presence caps bytes: XEP-0115 {legacy}, XEP-0390 {ecaps2}");
+        assert!(ecaps2 < 300, "{ecaps2} bytes");
     }
 
     #[test]

@@ -26,7 +26,10 @@ pub struct CallContext {
 pub trait Service: Send + Sync + 'static {
     /// The method prefix, e.g. `player` for `player.play`.
     fn name(&self) -> &str;
-    /// The disco#info feature, e.g. `urn.xmpp.tmp.media.player`.
+    /// The disco#info feature, e.g. `urn.xmpp.tmp.media.player`. Controllers list a provider's
+    /// services by feature and take only the spec's player feature and
+    /// `urn:xmpp:tmp:pmn:<name>:<version>` ones for services
+    /// ([`is_service_feature`](crate::core::discovery::is_service_feature)).
     fn feature(&self) -> &str;
     /// Handles `<name>.<verb>`.
     fn call<'a>(
