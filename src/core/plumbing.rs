@@ -64,7 +64,7 @@ pub fn answer_get(
         return match node {
             None => result(from, id, Some(info.clone().into())),
             // Our XEP-0115 node, or one of our XEP-0390 hash nodes (`urn:xmpp:caps#<algo>.<hash>`).
-            Some(n) if n == ours || crate::core::discovery::is_own_caps_node(info, n) => {
+            Some(n) if n == ours || crate::core::discovery::is_own_ecaps2_node(info, n) => {
                 let mut answer = info.clone();
                 answer.node = Some(n.to_owned());
                 result(from, id, Some(answer.into()))

@@ -111,12 +111,12 @@ pub fn presence_for(info: &DiscoInfoResult) -> Presence {
         .with_payload(ecaps2_for(info))
 }
 
-/// Whether `node` is one of the caps nodes `info` answers (XEP-0115 `<node>#<ver>` or XEP-0390
-/// `urn:xmpp:caps#<algo>.<hash>`), so that a disco#info query for it is answered with the node echoed.
-pub fn is_own_caps_node(info: &DiscoInfoResult, node: &str) -> bool {
-    let legacy = caps_for(info);
-    if node == query_node(&CapsKey::from_caps(&legacy), Some(CAPS_NODE)) {
-        return true;
+/// Whether `node` is one of the XEP-0390 hash nodes (`urn:xmpp:caps#<algo>.<hash>`) of `info`, so
+/// that a disco#info query for it is answered with the node echoed. (The XEP-0115 node is
+/// `<CAPS_NODE>#<ver>`, which the roles compare with their precomputed `ver`.)
+pub fn is_own_ecaps2_node(info: &DiscoInfoResult, node: &str) -> bool {
+    if !node.starts_with(ns::ECAPS2) {
+        return false; // not worth hashing for
     }
     ecaps2_for(info)
         .hashes
@@ -856,6 +856,10 @@ mod tests {
         }
     }
 
+    fn b64_of(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
     fn sha1_b64(input: &[u8]) -> String {
         let hash = hash_caps(input, Algo::Sha_1)
             .map(|h| h.hash)
@@ -1267,11 +1271,16 @@ mod tests {
             Some(info.features.clone())
         );
 
-        // The nodes a peer asks for are recognised as ours.
-        for key in caps.keys() {
-            assert!(is_own_caps_node(&info, &query_node(key, Some(CAPS_NODE))));
+        // The ecaps2 nodes a peer asks for are recognised as ours.
+        for key in caps.keys().iter().filter(|k| k.scheme == Scheme::Ecaps2) {
+            assert!(is_own_ecaps2_node(&info, &query_node(key, None)));
         }
-        assert!(!is_own_caps_node(&info, "urn:xmpp:caps#sha-256.AAAA"));
+        assert!(!is_own_ecaps2_node(&info, "urn:xmpp:caps#sha-256.AAAA"));
+        let legacy = Advertised::from_caps(&caps_for(&info));
+        assert_eq!(
+            legacy.query_node(),
+            Some(format!("{CAPS_NODE}#{}", b64_of(&caps_for(&info).ver)))
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod directory;
 mod queries;
 
 pub use caps::{
-    caps_for, disco_info_for, ecaps2_for, is_own_caps_node, presence_for, Advertised, CapsCache,
+    caps_for, disco_info_for, ecaps2_for, is_own_ecaps2_node, presence_for, Advertised, CapsCache,
     CapsKey, DiscoAnswer, HashInput, IllFormed, Scheme, Verdict, CAPS_NODE, DEFAULT_CACHE_CAPACITY,
 };
 pub use directory::{
