@@ -45,7 +45,7 @@ use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{EventFilter, EventNotice, EventSink, Subscribers};
 use crate::core::plumbing;
-use crate::core::rpc::xmlrpc::{self, MethodResponse, RpcPayload, Value};
+use crate::core::rpc::xmlrpc::{self, Limits, MethodResponse, RpcPayload, Value};
 use crate::core::rpc::{stanza_error_for, CallContext, RpcRouter, Service};
 use crate::core::session::{Inbound, Session, SessionConfig};
 
@@ -69,6 +69,9 @@ pub struct ProviderConfig {
     pub e2e: Option<E2eSettings>,
     /// Guest access (needs `e2e`): the ACL this provider enforces. `None`: own network only.
     pub access: Option<AccessSettings>,
+    /// Bounds on decoding calls, for services that set none of their own ([`Service::limits`]);
+    /// [`Limits::DEFAULT`] unless set.
+    pub rpc_limits: Limits,
 }
 
 impl ProviderConfig {
@@ -89,6 +92,7 @@ impl ProviderConfig {
             name: name.into(),
             e2e: None,
             access: None,
+            rpc_limits: Limits::DEFAULT,
         }
     }
 }
@@ -164,7 +168,7 @@ impl Provider {
                 "a provider needs at least one service",
             ));
         }
-        let mut router = RpcRouter::default();
+        let mut router = RpcRouter::with_limits(config.rpc_limits);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         for service in services {
             service.bind_events(EventSink::new(service.name(), events_tx.clone()));

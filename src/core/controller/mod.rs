@@ -61,6 +61,8 @@ pub struct ControllerConfig {
     /// The owner role (approve guests, sign grants); `None` for a phone that only controls or
     /// only visits as a guest.
     pub access: Option<OwnerAccess>,
+    /// Bounds on decoding providers' answers and events ([`Limits::DEFAULT`] unless set).
+    pub rpc_limits: Limits,
 }
 
 impl ControllerConfig {
@@ -81,6 +83,7 @@ impl ControllerConfig {
             rpc_timeout: Duration::from_secs(10),
             e2e: None,
             access: None,
+            rpc_limits: Limits::DEFAULT,
         }
     }
 }
@@ -119,6 +122,7 @@ struct Shared {
     /// Ignore events that arrive in clear.
     require_tunnel: bool,
     rpc_timeout: Duration,
+    rpc_limits: Limits,
     directory: Mutex<ProviderDirectory>,
     updates: broadcast::Sender<DirectoryUpdate>,
     events: broadcast::Sender<ServiceEvent>,
@@ -171,10 +175,21 @@ impl Shared {
                     method,
                     params,
                     self.rpc_timeout,
+                    &self.rpc_limits,
                 )
                 .await
             }
-            None => rpc::call(&self.session, &to, method, params, self.rpc_timeout).await,
+            None => {
+                rpc::call_with(
+                    |iq, t| self.session.request(iq, t),
+                    &to,
+                    method,
+                    params,
+                    self.rpc_timeout,
+                    &self.rpc_limits,
+                )
+                .await
+            }
         }
     }
 }
@@ -219,6 +234,7 @@ impl Controller {
             e2e,
             require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
             rpc_timeout: config.rpc_timeout,
+            rpc_limits: config.rpc_limits,
             directory: Mutex::new(ProviderDirectory::new(network.clone())),
             updates,
             events,
@@ -892,7 +908,7 @@ impl Dispatcher {
             .iter()
             .filter(|p| p.is("event", events::NS))
         {
-            match EventNotice::from_element(payload, &Limits::default()) {
+            match EventNotice::from_element(payload, &self.shared.rpc_limits) {
                 Ok(notice) => {
                     let _ = self.shared.events.send(ServiceEvent {
                         provider: from.clone(),
