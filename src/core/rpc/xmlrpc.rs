@@ -510,24 +510,19 @@ pub fn response_to_query(resp: &MethodResponse) -> Result<Element, CodecError> {
 /// The `<query><methodResponse><fault>…` for a fault: infallible, as its struct's two member names
 /// are fixed, so a provider can always answer one (e.g. when its result does not encode).
 pub fn fault_to_query(code: i32, message: &str) -> Element {
-    let member = |name: &str, value: Element| {
-        Element::builder("member", NS)
-            .append(text_element("name", name))
-            .append(value)
-            .build()
-    };
-    let code = Element::builder("value", NS)
-        .append(text_element("i4", &code.to_string()))
-        .build();
-    let message = Element::builder("value", NS)
-        .append(text_element("string", message))
-        .build();
+    // The scalars are written as `value_element` writes an `Int` that fits i32 and a `String`.
     let fault = Element::builder("struct", NS)
-        .append(member("faultCode", code))
-        .append(member("faultString", message))
+        .append(member_element(
+            "faultCode",
+            typed_value(text_element("i4", &code.to_string())),
+        ))
+        .append(member_element(
+            "faultString",
+            typed_value(text_element("string", message)),
+        ))
         .build();
     let body = Element::builder("fault", NS)
-        .append(Element::builder("value", NS).append(fault).build())
+        .append(typed_value(fault))
         .build();
     wrap_response(body)
 }
@@ -995,12 +990,7 @@ fn value_element(value: &Value) -> Result<Element, CodecError> {
                 if !names.insert(name.as_str()) {
                     return Err(CodecError::DuplicateMember(snippet(name)));
                 }
-                out.push(
-                    Element::builder("member", NS)
-                        .append(text_element("name", name))
-                        .append(value_element(value)?)
-                        .build(),
-                );
+                out.push(member_element(name, value_element(value)?));
             }
             Element::builder("struct", NS).append_all(out).build()
         }
@@ -1014,7 +1004,20 @@ fn value_element(value: &Value) -> Result<Element, CodecError> {
         }
         Value::Nil => Element::bare("nil", NS),
     };
-    Ok(Element::builder("value", NS).append(typed).build())
+    Ok(typed_value(typed))
+}
+
+/// `<value>typed</value>`.
+fn typed_value(typed: Element) -> Element {
+    Element::builder("value", NS).append(typed).build()
+}
+
+/// `<member><name>name</name>value</member>`.
+fn member_element(name: &str, value: Element) -> Element {
+    Element::builder("member", NS)
+        .append(text_element("name", name))
+        .append(value)
+        .build()
 }
 
 #[cfg(test)]
