@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use pmn::core::controller::Controller;
-use pmn::core::discovery::ProviderInfo;
+use pmn::core::controller::{Controller, ControllerConfig};
+use pmn::core::discovery::{ProviderInfo, QueryLimits};
 use pmn::core::session::{Inbound, Session};
 use tokio_xmpp::Stanza;
 use xmpp_parsers::caps::{hash_caps, Caps};
 use xmpp_parsers::ecaps2::{hash_ecaps2, ECaps2};
-use xmpp_parsers::hashes::Algo;
+use xmpp_parsers::hashes::{Algo, Hash};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
@@ -297,5 +297,88 @@ async fn pmn_provider_announces_both_caps_and_answers_its_ecaps2_node() {
     assert_eq!(payload.attr("node"), Some(node.as_str()));
     probe.close().await;
     provider.stop().await;
+    controller.close().await;
+}
+
+/// Appends the node of every disco#info query the tapped session sends to `to` during `window`.
+async fn disco_nodes_sent(
+    tap: &mut tokio::sync::mpsc::UnboundedReceiver<Stanza>,
+    to: &FullJid,
+    window: Duration,
+    nodes: &mut Vec<Option<String>>,
+) {
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(stanza)) = tokio::time::timeout_at(deadline, tap.recv()).await {
+        if let Stanza::Iq(Iq::Get {
+            to: Some(dest),
+            payload,
+            ..
+        }) = stanza
+        {
+            if dest.try_as_full().is_ok_and(|j| j == to)
+                && payload.is("query", xmpp_parsers::ns::DISCO_INFO)
+            {
+                nodes.push(payload.attr("node").map(str::to_owned));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_flood_of_distinct_hashes_keeps_disco_queries_bounded() {
+    let mut config = ControllerConfig::plain(session_config(&HOME, "phone"));
+    config.rpc_timeout = Duration::from_secs(1);
+    let (tap_tx, mut tap) = tokio::sync::mpsc::unbounded_channel();
+    config.session.outbound_tap = Some(tap_tx);
+    let controller = Controller::connect(config).await.expect("controller");
+
+    // A device that never answers disco#info and announces a new hash 30 times in a row.
+    let (flood, mut inbound) = Session::connect(session_config(&HOME, "flood"))
+        .await
+        .expect("flooding device");
+    let flood_jid = flood.jid().expect("online");
+    let drain = tokio::spawn(async move { while inbound.recv().await.is_some() {} });
+    let hashes: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 20]).collect();
+    for hash in &hashes {
+        let caps = Caps::new(
+            "https://flood.example",
+            Hash {
+                algo: Algo::Sha_1,
+                hash: hash.clone(),
+            },
+        );
+        flood
+            .send(Presence::available().with_payload(caps))
+            .expect("presence");
+    }
+
+    let mut nodes = Vec::new();
+    // Before any query times out: at most the in-flight cap, for 30 announced hashes.
+    disco_nodes_sent(&mut tap, &flood_jid, Duration::from_millis(700), &mut nodes).await;
+    println!("{} disco#info queries in flight for 30 hashes", nodes.len());
+    let cap = QueryLimits::default().max_in_flight;
+    assert!(
+        !nodes.is_empty() && nodes.len() <= cap,
+        "{} queries in flight",
+        nodes.len()
+    );
+    // Once they time out, only the device's latest hash is asked for: the stale ones were
+    // superseded in the queue.
+    disco_nodes_sent(
+        &mut tap,
+        &flood_jid,
+        Duration::from_millis(1_500),
+        &mut nodes,
+    )
+    .await;
+    assert!(nodes.len() <= cap + 1, "{} queries", nodes.len());
+    let latest = format!(
+        "https://flood.example#{}",
+        base64::engine::general_purpose::STANDARD.encode(&hashes[29])
+    );
+    assert_eq!(nodes.last(), Some(&Some(latest)), "{nodes:?}");
+
+    drain.abort();
+    flood.close().await;
     controller.close().await;
 }

@@ -88,6 +88,8 @@ impl InfoQueries {
             self.start(key);
             return QueryStart::Send;
         }
+        // A device that changed its caps again while queued needs only its latest query.
+        self.queued.retain(|(queued, _)| queued != &jid);
         if self.queued.len() < self.limits.max_queued {
             self.queued.push_back((jid, caps.cloned()));
             return QueryStart::Queued;
@@ -203,6 +205,21 @@ mod tests {
         assert!(q.finished(Some(&caps(3))).is_empty());
         assert_eq!(q.next_ready(), vec![(jid(5), None)]);
         assert_eq!((q.in_flight(), q.queued()), (2, 0));
+    }
+
+    #[test]
+    fn a_device_is_queued_once_with_its_latest_caps() {
+        let mut q = InfoQueries::new(QueryLimits {
+            max_in_flight: 1,
+            ..QueryLimits::default()
+        });
+        assert_eq!(q.request(jid(0), Some(&caps(0))), QueryStart::Send);
+        for i in 1..10 {
+            assert_eq!(q.request(jid(1), Some(&caps(i))), QueryStart::Queued);
+        }
+        assert_eq!(q.queued(), 1);
+        q.finished(Some(&caps(0)));
+        assert_eq!(q.next_ready(), vec![(jid(1), Some(caps(9)))]);
     }
 
     #[test]
