@@ -368,8 +368,7 @@ impl HashInput {
         let mut features: Vec<&String> = self.features.iter().collect();
         features.sort();
         for f in features {
-            s.extend_from_slice(f.as_bytes());
-            s.push(b'<');
+            s.extend(item(f, b'<'));
         }
         // Steps 6–7: forms with a hidden FORM_TYPE, sorted by it; other forms are ignored
         // (§5.4 step 3.6).
@@ -387,17 +386,14 @@ impl HashInput {
         }
         forms.sort_by(|a, b| a.0.cmp(b.0));
         for (form_type, mut fields) in forms {
-            s.extend_from_slice(form_type.as_bytes());
-            s.push(b'<');
+            s.extend(item(form_type, b'<'));
             fields.sort_by(|a, b| a.0.cmp(b.0));
             for (var, field) in fields {
-                s.extend_from_slice(var.as_bytes());
-                s.push(b'<');
+                s.extend(item(var, b'<'));
                 let mut values: Vec<&String> = field.values.iter().collect();
                 values.sort();
                 for v in values {
-                    s.extend_from_slice(v.as_bytes());
-                    s.push(b'<');
+                    s.extend(item(v, b'<'));
                 }
             }
         }
@@ -468,6 +464,7 @@ impl HashInput {
     }
 }
 
+/// `text` followed by the separator `sep`: the unit both hash inputs are built of.
 fn item(text: &str, sep: u8) -> Vec<u8> {
     let mut b = Vec::with_capacity(text.len() + 1);
     b.extend_from_slice(text.as_bytes());
