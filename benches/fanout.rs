@@ -90,12 +90,7 @@ impl Service for Burst {
 async fn main() {
     let server = TestServer::start().expect("prosody");
     let provider = Provider::start(
-        ProviderConfig {
-            session: config(&server, "fan-tv"),
-            name: "Fan TV".into(),
-            e2e: None,
-            access: None,
-        },
+        ProviderConfig::plain(config(&server, "fan-tv"), "Fan TV"),
         vec![Arc::new(Burst {
             sink: std::sync::OnceLock::new(),
         })],

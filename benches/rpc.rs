@@ -55,12 +55,7 @@ async fn main() {
     // pmn: provider + controller.
     let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
     let provider = Provider::start(
-        ProviderConfig {
-            session: config(&server, "bench-tv"),
-            name: "Bench TV".into(),
-            e2e: None,
-            access: None,
-        },
+        ProviderConfig::plain(config(&server, "bench-tv"), "Bench TV"),
         vec![player],
     )
     .await

@@ -114,12 +114,7 @@ async fn pmn_calls(
 async fn main() {
     let server = TestServer::start().expect("prosody");
     let provider = Provider::start(
-        ProviderConfig {
-            session: config(&server, "pmn-tv"),
-            name: "pmn TV".into(),
-            e2e: None,
-            access: None,
-        },
+        ProviderConfig::plain(config(&server, "pmn-tv"), "pmn TV"),
         vec![Arc::new(PlayerService::new(Arc::new(
             SimulatedPlayer::default(),
         )))],

@@ -85,12 +85,7 @@ fn services() -> Vec<Arc<dyn Service>> {
 
 async fn pmn_provider() -> Provider {
     Provider::start(
-        ProviderConfig {
-            session: session_config(&HOME, "tv"),
-            name: "pmn TV".into(),
-            e2e: None,
-            access: None,
-        },
+        ProviderConfig::plain(session_config(&HOME, "tv"), "pmn TV"),
         services(),
     )
     .await
