@@ -157,7 +157,8 @@ async fn main() {
         name: "tick".into(),
         params: vec![payload()],
     }
-    .to_element();
+    .to_element()
+    .expect("encodes");
     let raw_received = Arc::new(AtomicUsize::new(0));
     let raw_done = Arc::new(Notify::new());
     let mut sinks = Vec::new();

@@ -72,9 +72,11 @@ async fn main() {
     remote.play("file:///bench.mkv").await.expect("play");
 
     // Floor: an echo peer answering with a payload as large as the provider's answer.
-    let call_payload = xmlrpc::call_to_query(&MethodCall::new("player.status", vec![]));
+    let call_payload =
+        xmlrpc::call_to_query(&MethodCall::new("player.status", vec![])).expect("encodes");
     let status = remote.status().await.expect("status").to_value();
-    let answer_payload = xmlrpc::response_to_query(&MethodResponse::Success(status));
+    let answer_payload =
+        xmlrpc::response_to_query(&MethodResponse::Success(status)).expect("encodes");
     let (echo, mut echo_inbound) = Session::connect(config(&server, "bench-echo"))
         .await
         .expect("echo peer");

@@ -62,7 +62,8 @@ async fn every_refusal_is_a_typed_stanza_error_and_the_provider_keeps_serving() 
         (
             "a methodResponse instead of a call",
             &own,
-            xmlrpc::response_to_query(&xmlrpc::MethodResponse::Success(Value::Int(1))),
+            xmlrpc::response_to_query(&xmlrpc::MethodResponse::Success(Value::Int(1)))
+                .expect("test response encodes"),
             true,
             DefinedCondition::BadRequest,
         ),

@@ -63,9 +63,10 @@ pub fn answer_get(
         let ours = format!("{CAPS_NODE}#{caps_ver}");
         return match node {
             None => result(from, id, Some(info.clone().into())),
-            Some(n) if n == ours => {
+            // Our XEP-0115 node, or one of our XEP-0390 hash nodes (`urn:xmpp:caps#<algo>.<hash>`).
+            Some(n) if n == ours || crate::core::discovery::is_own_ecaps2_node(info, n) => {
                 let mut answer = info.clone();
-                answer.node = Some(ours);
+                answer.node = Some(n.to_owned());
                 result(from, id, Some(answer.into()))
             }
             Some(_) => error(

@@ -142,7 +142,7 @@ pub async fn raw(from: &Session, to: &Jid, payload: Element, set: bool) -> IqRep
 }
 
 pub fn rpc(method: &str, params: Vec<Value>) -> Element {
-    xmlrpc::call_to_query(&MethodCall::new(method, params))
+    xmlrpc::call_to_query(&MethodCall::new(method, params)).expect("test call encodes")
 }
 
 pub fn condition(reply: &IqReply) -> Option<(DefinedCondition, ErrorType)> {

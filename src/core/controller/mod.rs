@@ -21,7 +21,6 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_xmpp::Stanza;
-use xmpp_parsers::caps::Caps;
 use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
@@ -29,7 +28,8 @@ use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::presence::Presence;
 
 use crate::core::discovery::{
-    caps_for, disco_info_for, DirectoryUpdate, PresenceOutcome, ProviderDirectory, ProviderInfo,
+    disco_info_for, presence_for, Advertised, DirectoryUpdate, DiscoAnswer, InfoQueries,
+    PresenceOutcome, ProviderDirectory, ProviderInfo, QueryStart, Verdict,
 };
 use crate::core::e2e::settings::next_inbound;
 use crate::core::e2e::settings::FAILURE_CAPACITY;
@@ -61,6 +61,8 @@ pub struct ControllerConfig {
     /// The owner role (approve guests, sign grants); `None` for a phone that only controls or
     /// only visits as a guest.
     pub access: Option<OwnerAccess>,
+    /// Bounds on decoding providers' answers and events ([`Limits::DEFAULT`] unless set).
+    pub rpc_limits: Limits,
 }
 
 impl ControllerConfig {
@@ -81,6 +83,7 @@ impl ControllerConfig {
             rpc_timeout: Duration::from_secs(10),
             e2e: None,
             access: None,
+            rpc_limits: Limits::DEFAULT,
         }
     }
 }
@@ -119,6 +122,7 @@ struct Shared {
     /// Ignore events that arrive in clear.
     require_tunnel: bool,
     rpc_timeout: Duration,
+    rpc_limits: Limits,
     directory: Mutex<ProviderDirectory>,
     updates: broadcast::Sender<DirectoryUpdate>,
     events: broadcast::Sender<ServiceEvent>,
@@ -171,10 +175,21 @@ impl Shared {
                     method,
                     params,
                     self.rpc_timeout,
+                    &self.rpc_limits,
                 )
                 .await
             }
-            None => rpc::call(&self.session, &to, method, params, self.rpc_timeout).await,
+            None => {
+                rpc::call_with(
+                    |iq, t| self.session.request(iq, t),
+                    &to,
+                    method,
+                    params,
+                    self.rpc_timeout,
+                    &self.rpc_limits,
+                )
+                .await
+            }
         }
     }
 }
@@ -219,6 +234,7 @@ impl Controller {
             e2e,
             require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
             rpc_timeout: config.rpc_timeout,
+            rpc_limits: config.rpc_limits,
             directory: Mutex::new(ProviderDirectory::new(network.clone())),
             updates,
             events,
@@ -240,7 +256,7 @@ impl Controller {
             caps_ver: plumbing::caps_ver(&info),
             info,
             infos: infos_tx,
-            inflight: HashMap::new(),
+            queries: InfoQueries::default(),
         };
         let task = tokio::spawn(dispatcher.run(inbound, infos_rx, e2e_rx));
         Ok(Self {
@@ -628,8 +644,8 @@ impl PlayerClient {
 /// A disco#info answer (or failure) coming back to the dispatcher.
 struct InfoAnswer {
     jid: FullJid,
-    caps: Option<Caps>,
-    info: Result<DiscoInfoResult>,
+    caps: Option<Advertised>,
+    info: Result<DiscoAnswer>,
 }
 
 struct Dispatcher {
@@ -638,8 +654,8 @@ struct Dispatcher {
     info: DiscoInfoResult,
     caps_ver: String,
     infos: mpsc::UnboundedSender<InfoAnswer>,
-    /// caps ver → devices waiting for the one query in flight for it.
-    inflight: HashMap<Vec<u8>, Vec<FullJid>>,
+    /// The disco#info queries presences triggered: one per hash, bounded in all.
+    queries: InfoQueries,
 }
 
 impl Dispatcher {
@@ -715,11 +731,11 @@ impl Dispatcher {
                 dir.set_own(jid);
                 dir.clear()
             };
-            self.inflight.clear();
+            self.queries.clear();
             self.publish(gone);
         }
         // Caps without service features: a controller announces no service (spec §6).
-        let presence = Presence::available().with_payload(caps_for(&self.info));
+        let presence = presence_for(&self.info);
         if self.shared.session.send(presence).is_err() {
             tracing::warn!("could not announce presence: session ended");
         }
@@ -786,28 +802,23 @@ impl Dispatcher {
         match outcome {
             PresenceOutcome::Ignored => {}
             PresenceOutcome::Updated(updates) => self.publish(updates),
-            PresenceOutcome::NeedInfo { jid, caps } => {
-                if let Some(c) = &caps {
-                    if let Some(waiting) = self.inflight.get_mut(&c.ver) {
-                        waiting.push(jid);
-                        return;
-                    }
-                    self.inflight.insert(c.ver.clone(), vec![]);
-                }
-                self.query_info(jid, caps);
-            }
+            PresenceOutcome::NeedInfo { jid, caps } => self.request_info(jid, caps),
         }
     }
 
-    fn query_info(&self, jid: FullJid, caps: Option<Caps>) {
-        let node = caps.as_ref().map(|c| {
-            use base64::Engine;
-            format!(
-                "{}#{}",
-                c.node,
-                base64::engine::general_purpose::STANDARD.encode(&c.ver)
-            )
-        });
+    /// Queries `jid`'s disco#info within the bounds of [`InfoQueries`]: one query per hash, a cap
+    /// on the total.
+    fn request_info(&mut self, jid: FullJid, caps: Option<Advertised>) {
+        match self.queries.request(jid.clone(), caps.as_ref()) {
+            QueryStart::Send => self.query_info(jid, caps),
+            QueryStart::Joined | QueryStart::Queued => {}
+            // Its next presence will be looked at afresh, instead of being taken for a status change.
+            QueryStart::Dropped => lock(&self.shared.directory).forget(&jid),
+        }
+    }
+
+    fn query_info(&self, jid: FullJid, caps: Option<Advertised>) {
+        let node = caps.as_ref().and_then(Advertised::query_node);
         let shared = self.shared.clone();
         let infos = self.infos.clone();
         tokio::spawn(async move {
@@ -818,7 +829,7 @@ impl Dispatcher {
                 payload: DiscoInfoQuery { node: node.clone() }.into(),
             };
             let info = match shared.session.request(iq, shared.rpc_timeout).await {
-                Ok(IqReply::Result(Some(payload))) => DiscoInfoResult::try_from(payload)
+                Ok(IqReply::Result(Some(payload))) => DiscoAnswer::from_element(payload)
                     .map_err(|e| Error::new(ErrorKind::Protocol, format!("disco#info: {e}"))),
                 Ok(IqReply::Result(None)) => {
                     Err(Error::new(ErrorKind::Protocol, "empty disco#info"))
@@ -831,13 +842,30 @@ impl Dispatcher {
     }
 
     fn on_info(&mut self, answer: InfoAnswer) {
-        let waiting = answer
-            .caps
-            .as_ref()
-            .and_then(|c| self.inflight.remove(&c.ver))
-            .unwrap_or_default();
-        let info = match answer.info {
-            Ok(info) => info,
+        let waiting = self.queries.finished(answer.caps.as_ref());
+        match answer.info {
+            Ok(info) => {
+                let mut updates = Vec::new();
+                let verdict = {
+                    let mut dir = lock(&self.shared.directory);
+                    let (u, verdict) = dir.on_info(answer.jid, answer.caps.as_ref(), &info);
+                    updates.extend(u);
+                    verdict
+                };
+                if verdict == Some(Verdict::Verified) {
+                    // Everyone who announced the same hash gets the verified answer.
+                    let mut dir = lock(&self.shared.directory);
+                    for jid in waiting {
+                        updates.extend(dir.on_info(jid, answer.caps.as_ref(), &info).0);
+                    }
+                } else {
+                    // The hash cannot be trusted: ask each waiting device for its own answer.
+                    for jid in waiting {
+                        self.request_info(jid, None);
+                    }
+                }
+                self.publish(updates);
+            }
             Err(e) => {
                 if answer.jid.to_bare() == self.network {
                     tracing::warn!(jid = %answer.jid, error = %e, "disco#info failed");
@@ -846,36 +874,14 @@ impl Dispatcher {
                     tracing::debug!(jid = %answer.jid, error = %e, "disco#info failed");
                 }
                 // Someone else with the same caps may answer.
-                if let Some((next, rest)) = waiting.split_first() {
-                    if let Some(c) = &answer.caps {
-                        self.inflight.insert(c.ver.clone(), rest.to_vec());
-                    }
-                    self.query_info(next.clone(), answer.caps);
+                for jid in waiting {
+                    self.request_info(jid, answer.caps.clone());
                 }
-                return;
-            }
-        };
-        let mut updates = Vec::new();
-        let verified = {
-            let mut dir = lock(&self.shared.directory);
-            updates.extend(dir.on_info(answer.jid, answer.caps.as_ref(), &info));
-            answer
-                .caps
-                .as_ref()
-                .is_some_and(|c| dir.caps_cache().get(c).is_some())
-        };
-        if verified {
-            // Everyone who announced the same hash gets the verified answer.
-            let mut dir = lock(&self.shared.directory);
-            for jid in waiting {
-                updates.extend(dir.on_info(jid, answer.caps.as_ref(), &info));
-            }
-        } else {
-            for jid in waiting {
-                self.query_info(jid, None);
             }
         }
-        self.publish(updates);
+        for (jid, caps) in self.queries.next_ready() {
+            self.query_info(jid, caps);
+        }
     }
 
     fn on_message(&self, message: Message, via_tunnel: bool) {
@@ -902,7 +908,7 @@ impl Dispatcher {
             .iter()
             .filter(|p| p.is("event", events::NS))
         {
-            match EventNotice::from_element(payload, &Limits::default()) {
+            match EventNotice::from_element(payload, &self.shared.rpc_limits) {
                 Ok(notice) => {
                     let _ = self.shared.events.send(ServiceEvent {
                         provider: from.clone(),
@@ -925,10 +931,15 @@ impl Dispatcher {
             }
             _ => return,
         };
-        // Our network, and guests we granted (their discovery asks every device it sees).
+        // Our network, our server (it resolves our caps for PEP notifications: ejabberd asks from
+        // its domain), and guests we granted (their discovery asks every device it sees).
+        let is_own_server = |f: &Jid| {
+            f.node().is_none() && f.resource().is_none() && f.domain() == self.network.domain()
+        };
         let reply = match &from {
             Some(f)
                 if f.to_bare() != self.network
+                    && !is_own_server(f)
                     && !lock(&self.shared.guest.granted).contains(&f.to_bare()) =>
             {
                 plumbing::error(from.clone(), id, plumbing::forbidden())

@@ -2,12 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use xmpp_parsers::caps::Caps;
 use xmpp_parsers::disco::DiscoInfoResult;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
-use super::caps::CapsCache;
+use super::caps::{Advertised, CapsCache, DiscoAnswer, Verdict};
 use super::{IDENTITY_CATEGORY, IDENTITY_TYPE};
 
 /// A provider as the controller knows it.
@@ -17,7 +16,8 @@ pub struct ProviderInfo {
     pub jid: FullJid,
     /// The device name from its `automation/service` identity.
     pub name: String,
-    /// The service features it announces (disco#info features minus the XMPP plumbing ones).
+    /// The service features it announces: the disco#info features that name a pmn service (see
+    /// [`is_service_feature`]), never XMPP or pmn protocol features.
     pub services: Vec<String>,
 }
 
@@ -44,20 +44,31 @@ pub enum PresenceOutcome {
         /// The device to ask.
         jid: FullJid,
         /// The caps it announced, if any (the answer is cached only if it verifies against them).
-        caps: Option<Caps>,
+        caps: Option<Advertised>,
     },
 }
 
-/// Features that every XMPP client has and that are not services.
-const PLUMBING: &[&str] = &[
-    xmpp_parsers::ns::DISCO_INFO,
-    xmpp_parsers::ns::DISCO_ITEMS,
-    xmpp_parsers::ns::CAPS,
-    xmpp_parsers::ns::PING,
-    "jabber:iq:rpc",
-    "jabber:iq:version",
-    "urn:xmpp:time",
-];
+/// The protocols under pmn's namespace prefix that are not services: a device announces them to
+/// say it speaks them (access requests, events, pairing, key attestation), not to offer them.
+const PMN_PROTOCOLS: &[&str] = &["access", "event", "pair", "attest"];
+
+/// Prefix of pmn's own namespaces (services and protocols alike).
+const PMN_PREFIX: &str = "urn:xmpp:tmp:pmn:";
+
+/// Whether a disco#info feature names a service a controller can drive: the spec's player
+/// (`urn.xmpp.tmp.media.player`, spec §6) or a `urn:xmpp:tmp:pmn:<name>:<version>` feature whose
+/// name is not one of pmn's protocols. Everything else a device lists (disco, caps, ping, MUC,
+/// PEP `+notify` interest, …) is how it talks, not what it offers.
+pub fn is_service_feature(feature: &str) -> bool {
+    if feature == crate::core::services::player::FEATURE {
+        return true;
+    }
+    let Some(rest) = feature.strip_prefix(PMN_PREFIX) else {
+        return false;
+    };
+    let name = rest.split(':').next().unwrap_or_default();
+    !name.is_empty() && !PMN_PROTOCOLS.contains(&name) && !feature.ends_with("+notify")
+}
 
 /// Providers of the trusted networks that are online now.
 #[derive(Debug)]
@@ -65,7 +76,7 @@ pub struct ProviderDirectory {
     trusted: HashSet<BareJid>,
     own: Option<FullJid>,
     /// Every online resource of a trusted network, with the caps it last announced.
-    online: HashMap<FullJid, Option<Caps>>,
+    online: HashMap<FullJid, Option<Advertised>>,
     providers: BTreeMap<FullJid, ProviderInfo>,
     cache: CapsCache,
 }
@@ -131,6 +142,12 @@ impl ProviderDirectory {
         &self.cache
     }
 
+    /// Forgets `jid`'s last presence, so that its next presence is looked at afresh (its disco#info
+    /// query could not be made).
+    pub fn forget(&mut self, jid: &FullJid) {
+        self.online.remove(jid);
+    }
+
     /// Forgets everyone (the stream was reset; presence will be sent again by the server).
     pub fn clear(&mut self) -> Vec<DirectoryUpdate> {
         self.online.clear();
@@ -155,18 +172,14 @@ impl ProviderDirectory {
         }
         match presence.type_ {
             PresenceType::None => {
-                let caps = presence
-                    .payloads
-                    .iter()
-                    .find(|p| p.is("c", xmpp_parsers::ns::CAPS))
-                    .and_then(|p| Caps::try_from(p.clone()).ok());
+                let caps = Advertised::from_presence(presence);
                 let previous = self.online.insert(from.clone(), caps.clone());
-                if let Some(Some(prev)) = &previous {
-                    if caps.as_ref().map(|c| &c.ver) == Some(&prev.ver) {
+                if let (Some(Some(prev)), Some(now)) = (&previous, &caps) {
+                    if prev == now {
                         return PresenceOutcome::Ignored; // a status change, same capabilities
                     }
                 }
-                match caps.as_ref().and_then(|c| self.cache.get(c).cloned()) {
+                match caps.as_ref().and_then(|c| self.cache.get(c)) {
                     Some(info) => PresenceOutcome::Updated(self.apply(from, &info)),
                     None => PresenceOutcome::NeedInfo { jid: from, caps },
                 }
@@ -184,24 +197,41 @@ impl ProviderDirectory {
 
     /// Feeds the disco#info answer for a [`PresenceOutcome::NeedInfo`].
     ///
-    /// The answer is cached by caps hash only when it verifies; it is applied to `jid` only while
-    /// that device is still online with the same caps (a late answer must not resurrect it).
+    /// The answer is cached by caps hash only when it verifies (and is well-formed); it is applied
+    /// to `jid` only while that device is still online with the same caps (a late answer must not
+    /// resurrect it). An answer that does not verify is still used for `jid` alone (XEP-0115 §5.4).
+    ///
+    /// `caps` is what the query was made for: `None` for a device asked individually, also when it
+    /// announced caps whose hash another device's answer failed.
     pub fn on_info(
         &mut self,
         jid: FullJid,
-        caps: Option<&Caps>,
-        info: &DiscoInfoResult,
-    ) -> Vec<DirectoryUpdate> {
-        match self.online.get(&jid) {
-            Some(current) if current.as_ref().map(|c| &c.ver) == caps.map(|c| &c.ver) => {}
-            _ => return vec![],
+        caps: Option<&Advertised>,
+        answer: &DiscoAnswer,
+    ) -> (Vec<DirectoryUpdate>, Option<Verdict>) {
+        let Some(current) = self.online.get(&jid) else {
+            return (vec![], None);
+        };
+        if caps.is_some() && current.as_ref() != caps {
+            return (vec![], None);
         }
-        if let Some(caps) = caps {
-            if !self.cache.insert_verified(caps, info) {
-                tracing::warn!(%jid, "disco#info does not match the announced caps hash; not cached");
+        let verdict = caps.map(|caps| {
+            let verdict = self.cache.insert_verified(caps, answer);
+            match &verdict {
+                Verdict::Verified => {}
+                Verdict::Mismatch => tracing::warn!(
+                    %jid,
+                    "disco#info does not match the announced caps hash; not cached"
+                ),
+                Verdict::IllFormed(e) => tracing::warn!(
+                    %jid,
+                    error = %e,
+                    "ill-formed disco#info (XEP-0115 §5.4); not cached"
+                ),
             }
-        }
-        self.apply(jid, info)
+            verdict
+        });
+        (self.apply(jid, &answer.info), verdict)
     }
 
     fn apply(&mut self, jid: FullJid, info: &DiscoInfoResult) -> Vec<DirectoryUpdate> {
@@ -219,8 +249,7 @@ impl ProviderDirectory {
         let services: Vec<String> = info
             .features
             .iter()
-            // `+notify` is PEP interest (XEP-0163), never a service.
-            .filter(|f| !PLUMBING.contains(&f.as_str()) && !f.ends_with("+notify"))
+            .filter(|f| is_service_feature(f))
             .cloned()
             .collect();
         let provider = ProviderInfo {
@@ -242,24 +271,28 @@ impl ProviderDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::discovery::{caps_for, disco_info_for};
+    use crate::core::discovery::{caps_for, disco_info_for, ecaps2_for, presence_for};
+    use minidom::Element;
 
     fn full(s: &str) -> FullJid {
         s.parse().expect("full JID")
     }
 
     fn available(from: &str, info: Option<&DiscoInfoResult>) -> Presence {
-        let mut p = Presence::available().with_from(full(from));
-        if let Some(info) = info {
-            p.add_payload(caps_for(info));
+        match info {
+            Some(info) => presence_for(info).with_from(full(from)),
+            None => Presence::available().with_from(full(from)),
         }
-        p
     }
 
     fn network() -> ProviderDirectory {
         let mut d = ProviderDirectory::new("home@home.test".parse().expect("bare"));
         d.set_own(full("home@home.test/phone"));
         d
+    }
+
+    fn answer(info: &DiscoInfoResult) -> DiscoAnswer {
+        DiscoAnswer::from_info(info.clone())
     }
 
     #[test]
@@ -270,7 +303,8 @@ mod tests {
         let PresenceOutcome::NeedInfo { jid, caps } = out else {
             panic!("expected a disco query, got {out:?}");
         };
-        let updates = d.on_info(jid, caps.as_ref(), &info);
+        let (updates, verdict) = d.on_info(jid, caps.as_ref(), &answer(&info));
+        assert_eq!(verdict, Some(Verdict::Verified));
         assert!(
             matches!(&updates[..], [DirectoryUpdate::Added(p)] if p.name == "TV"
             && p.services == vec!["urn.xmpp.tmp.media.player".to_string()])
@@ -278,8 +312,27 @@ mod tests {
         // A second device with the same caps: no query.
         let out = d.on_presence(&available("home@home.test/tv2", Some(&info)));
         assert!(matches!(out, PresenceOutcome::Updated(ref u) if u.len() == 1));
-        assert_eq!(d.providers().len(), 2);
-        assert_eq!(d.caps_cache().len(), 1);
+        // A device announcing only the XEP-0115 hash, or only ecaps2, is served from the same cache.
+        let legacy = Presence::available()
+            .with_from(full("home@home.test/tv3"))
+            .with_payload(caps_for(&info));
+        assert!(matches!(
+            d.on_presence(&legacy),
+            PresenceOutcome::Updated(_)
+        ));
+        let modern = Presence::available()
+            .with_from(full("home@home.test/tv4"))
+            .with_payload(ecaps2_for(&info));
+        assert!(matches!(
+            d.on_presence(&modern),
+            PresenceOutcome::Updated(_)
+        ));
+        assert_eq!(d.providers().len(), 4);
+        assert_eq!(
+            d.caps_cache().len(),
+            3,
+            "one entry per announced (scheme, algo, hash)"
+        );
     }
 
     #[test]
@@ -292,7 +345,7 @@ mod tests {
         };
         let gone = Presence::unavailable().with_from(full("home@home.test/tv"));
         assert!(matches!(d.on_presence(&gone), PresenceOutcome::Ignored));
-        assert!(d.on_info(jid, caps.as_ref(), &info).is_empty());
+        assert!(d.on_info(jid, caps.as_ref(), &answer(&info)).0.is_empty());
         assert!(d.providers().is_empty());
     }
 
@@ -313,7 +366,7 @@ mod tests {
         let PresenceOutcome::NeedInfo { jid, caps } = out else {
             panic!("expected a disco query");
         };
-        assert!(d.on_info(jid, caps.as_ref(), &phone).is_empty());
+        assert!(d.on_info(jid, caps.as_ref(), &answer(&phone)).0.is_empty());
         assert!(d.providers().is_empty());
     }
 
@@ -326,7 +379,107 @@ mod tests {
             panic!("expected a disco query");
         };
         let forged = disco_info_for(Some("TV"), &["urn:xmpp:tmp:pmn:recorder:0"]);
-        assert_eq!(d.on_info(jid, caps.as_ref(), &forged).len(), 1);
+        let (updates, verdict) = d.on_info(jid, caps.as_ref(), &answer(&forged));
+        assert_eq!(updates.len(), 1);
+        assert_eq!(verdict, Some(Verdict::Mismatch));
         assert!(d.caps_cache().is_empty());
+    }
+
+    /// A foreign provider's answer with an extended form whose fields are not sorted by `var`, and
+    /// the XEP-0115 hash it announces (computed here over the spec's sorted verification string).
+    fn foreign_provider(duplicate_feature: bool) -> (Presence, DiscoAnswer) {
+        let dup = if duplicate_feature {
+            "<feature var='urn.xmpp.tmp.media.player'/>"
+        } else {
+            ""
+        };
+        let xml = format!(
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='automation' type='service' name='Foreign TV'/>\
+             <feature var='urn.xmpp.tmp.media.player'/>{dup}\
+             <feature var='http://jabber.org/protocol/muc'/>\
+             <feature var='http://jabber.org/protocol/caps'/>\
+             <x xmlns='jabber:x:data' type='result'>\
+             <field var='software_version'><value>2.1</value></field>\
+             <field var='FORM_TYPE' type='hidden'><value>urn:xmpp:dataforms:softwareinfo</value></field>\
+             <field var='os'><value>Linux</value></field></x></query>"
+        );
+        let el: Element = xml.parse().expect("xml");
+        let verification = "automation/service//Foreign TV<http://jabber.org/protocol/caps<\
+            http://jabber.org/protocol/muc<urn.xmpp.tmp.media.player<\
+            urn:xmpp:dataforms:softwareinfo<os<Linux<software_version<2.1<";
+        let hash = xmpp_parsers::caps::hash_caps(
+            verification.as_bytes(),
+            xmpp_parsers::hashes::Algo::Sha_1,
+        )
+        .expect("sha-1");
+        let presence = Presence::available()
+            .with_from(full("home@home.test/foreign"))
+            .with_payload(xmpp_parsers::caps::Caps::new(
+                "https://foreign.example",
+                hash,
+            ));
+        (presence, DiscoAnswer::from_element(el).expect("parses"))
+    }
+
+    #[test]
+    fn foreign_unsorted_form_verifies_and_only_services_are_listed() {
+        let mut d = network();
+        let (presence, answer) = foreign_provider(false);
+        let PresenceOutcome::NeedInfo { jid, caps } = d.on_presence(&presence) else {
+            panic!("expected a disco query");
+        };
+        let (updates, verdict) = d.on_info(jid, caps.as_ref(), &answer);
+        assert_eq!(verdict, Some(Verdict::Verified));
+        let [DirectoryUpdate::Added(p)] = &updates[..] else {
+            panic!("expected one provider, got {updates:?}");
+        };
+        assert_eq!(p.services, vec!["urn.xmpp.tmp.media.player".to_string()]);
+        assert_eq!(d.caps_cache().len(), 1);
+    }
+
+    #[test]
+    fn ill_formed_answer_is_used_once_but_not_cached() {
+        let mut d = network();
+        let (presence, answer) = foreign_provider(true);
+        let PresenceOutcome::NeedInfo { jid, caps } = d.on_presence(&presence) else {
+            panic!("expected a disco query");
+        };
+        let (updates, verdict) = d.on_info(jid, caps.as_ref(), &answer);
+        assert!(matches!(verdict, Some(Verdict::IllFormed(_))));
+        assert_eq!(updates.len(), 1, "shown, as an unverified answer is");
+        assert!(d.caps_cache().is_empty());
+        // The next device with that hash is asked again.
+        let again = presence.clone().with_from(full("home@home.test/foreign2"));
+        assert!(matches!(
+            d.on_presence(&again),
+            PresenceOutcome::NeedInfo { .. }
+        ));
+    }
+
+    #[test]
+    fn service_features_are_the_player_and_pmn_services_only() {
+        for service in [
+            crate::core::services::player::FEATURE,
+            crate::core::services::recorder::FEATURE,
+            crate::core::services::library::FEATURE,
+        ] {
+            assert!(is_service_feature(service), "{service}");
+        }
+        for protocol in [
+            crate::core::access::NS_ACCESS,
+            crate::core::events::NS,
+            crate::core::e2e::xml::NS_PAIR,
+            crate::core::e2e::pubkey::NS_ATTEST,
+            crate::core::e2e::pubkey::NOTIFY_PUBKEY,
+            "http://jabber.org/protocol/muc",
+            "http://jabber.org/protocol/disco#info",
+            xmpp_parsers::ns::ECAPS2,
+            "jabber:iq:rpc",
+            "urn:xmpp:tmp:pmn:",
+            "urn:xmpp:tmp:pmn:recorder:0+notify",
+        ] {
+            assert!(!is_service_feature(protocol), "{protocol}");
+        }
     }
 }

@@ -34,20 +34,27 @@ pub struct EventNotice {
 }
 
 impl EventNotice {
-    /// The `<event/>` element.
-    pub fn to_element(&self) -> Element {
+    /// The `<event/>` element; [`ErrorKind::Internal`] if a parameter does not encode (a struct
+    /// member named twice: the service built a value no reader would accept).
+    pub fn to_element(&self) -> Result<Element> {
         let mut params = Element::builder("params", xmlrpc::NS).build();
         for value in &self.params {
             let mut param = Element::builder("param", xmlrpc::NS).build();
-            param.append_child(xmlrpc::value_to_element(value));
+            let value = xmlrpc::value_to_element(value).map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("event {}.{}: {e}", self.service, self.name),
+                )
+            })?;
+            param.append_child(value);
             params.append_child(param);
         }
         // The parameters are plain XML-RPC, in the Jabber-RPC namespace, so one codec reads both.
-        Element::builder("event", NS)
+        Ok(Element::builder("event", NS)
             .attr(xml_ncname!("service").into(), self.service.as_str())
             .attr(xml_ncname!("name").into(), self.name.as_str())
             .append(params)
-            .build()
+            .build())
     }
 
     /// Parses an `<event/>` element.
@@ -226,7 +233,7 @@ mod tests {
             name: "state-changed".into(),
             params: vec![Value::String("playing".into()), Value::Int(42)],
         };
-        let el = notice.to_element();
+        let el = notice.to_element().expect("encodes");
         assert_eq!(
             EventNotice::from_element(&el, &Limits::default()).expect("parse"),
             notice

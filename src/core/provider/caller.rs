@@ -50,6 +50,13 @@ impl Route {
 pub(crate) enum Caller {
     /// No `from`: our own account's server side. Nothing the provider serves.
     Server,
+    /// Our server itself (`from` is its domain): it asks disco#info to learn what our caps mean,
+    /// which is how it knows we want PEP notifications (ejabberd's mod_caps asks from the domain;
+    /// Prosody asks from the account). It relays everything we send anyway.
+    OwnServer {
+        /// The server's JID.
+        jid: Jid,
+    },
     /// A device of this network, through its end-to-end tunnel.
     OwnDeviceTunnel {
         /// Its JID (full, unless the server stamped a bare one).
@@ -107,6 +114,9 @@ impl Caller {
         };
         let jid = jid.clone();
         let bare = jid.to_bare();
+        if bare.node().is_none() && jid.resource().is_none() && bare.domain() == network.domain() {
+            return Caller::OwnServer { jid };
+        }
         if &bare == network {
             return if tunnel {
                 Caller::OwnDeviceTunnel { jid, key }
@@ -134,7 +144,8 @@ impl Caller {
     pub(crate) fn jid(&self) -> Option<&Jid> {
         match self {
             Caller::Server => None,
-            Caller::OwnDeviceTunnel { jid, .. }
+            Caller::OwnServer { jid }
+            | Caller::OwnDeviceTunnel { jid, .. }
             | Caller::OwnDevicePlain { jid }
             | Caller::Guest { jid, .. }
             | Caller::Stranger { jid } => Some(jid),
@@ -171,6 +182,18 @@ mod tests {
             Caller::from_facts(from, tunnel, key, &network, access)
         };
         assert_eq!(classify(None, false, None, None), Caller::Server);
+        let domain: Jid = "home.test".parse().expect("jid");
+        assert_eq!(
+            classify(Some(&domain), false, None, None),
+            Caller::OwnServer {
+                jid: domain.clone()
+            }
+        );
+        let other_server: Jid = "friend.test".parse().expect("jid");
+        assert!(matches!(
+            classify(Some(&other_server), false, None, None),
+            Caller::Stranger { .. }
+        ));
         assert_eq!(classify(None, true, None, Some(&guard)), Caller::Server);
         let own = jid("home@home.test/phone");
         assert_eq!(

@@ -23,7 +23,7 @@ use super::limits::{Counters, ProviderLimits};
 use super::policy::{Decision, Request};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plumbing;
-use crate::core::rpc::xmlrpc::{self, Limits, MethodResponse, RpcPayload, Value};
+use crate::core::rpc::xmlrpc::{self, MethodResponse, RpcPayload, Value};
 use crate::core::rpc::{stanza_error_for, CallContext};
 
 /// How a call ended, as far as its answer goes.
@@ -131,7 +131,7 @@ impl Dispatcher {
             let e = Error::new(ErrorKind::BadParams, "caller has no resource");
             return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
         };
-        let call = match xmlrpc::parse_query(&query, &Limits::default()) {
+        let call = match self.router.parse_query(&query) {
             Ok(RpcPayload::Call(call)) => call,
             Ok(RpcPayload::Response(_)) => {
                 let e = Error::new(ErrorKind::BadParams, "expected a methodCall");
@@ -210,10 +210,7 @@ pub(crate) fn answer(to: Jid, id: String, outcome: Outcome) -> Iq {
         plumbing::result(
             Some(to.clone()),
             id.clone(),
-            Some(xmlrpc::response_to_query(&MethodResponse::Fault {
-                code,
-                message,
-            })),
+            Some(xmlrpc::fault_to_query(code, &message)),
         )
     };
     let outcome = match outcome {
@@ -225,11 +222,14 @@ pub(crate) fn answer(to: Jid, id: String, outcome: Outcome) -> Iq {
         Outcome::Done(outcome) => outcome,
     };
     match outcome {
-        Ok(value) => plumbing::result(
-            Some(to),
-            id,
-            Some(xmlrpc::response_to_query(&MethodResponse::Success(value))),
-        ),
+        Ok(value) => match xmlrpc::response_to_query(&MethodResponse::Success(value)) {
+            Ok(query) => plumbing::result(Some(to), id, Some(query)),
+            Err(e) => {
+                // The service built a value no reader accepts: answer a fault, never that payload.
+                tracing::warn!(error = %e, "service result does not encode");
+                fault(500, format!("result does not encode: {e}"))
+            }
+        },
         Err(e) if e.kind() == ErrorKind::Fault => {
             fault(e.fault_code().unwrap_or(0), e.message().to_owned())
         }

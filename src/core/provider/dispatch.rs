@@ -19,7 +19,7 @@ use super::limits::Counters;
 use super::policy::{Decision, Policy, Request};
 use super::PairingOutcome;
 use crate::core::access::{AccessChange, AccessGuard, AccessRequest, NS_ACCESS};
-use crate::core::discovery::caps_for;
+use crate::core::discovery::presence_for;
 use crate::core::e2e::settings::next_inbound;
 use crate::core::e2e::{E2eEndpoint, E2eInbound, TunnelFailure};
 use crate::core::events::EventNotice;
@@ -84,7 +84,7 @@ impl Dispatcher {
                 }
             }
         }
-        let presence = Presence::available().with_payload(caps_for(&self.info));
+        let presence = presence_for(&self.info);
         if self.session.send(presence).is_err() {
             tracing::warn!("could not announce presence: session ended");
         }

@@ -295,7 +295,10 @@ impl Dispatcher {
         if subscribers.is_empty() {
             return;
         }
-        let payload = notice.to_element();
+        let payload = match notice.to_element() {
+            Ok(payload) => payload,
+            Err(e) => return tracing::warn!(error = %e, "event dropped: does not encode"),
+        };
         for (to, through_tunnel) in subscribers {
             if !self.may_hear(&to) {
                 continue;

@@ -56,6 +56,7 @@ use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::EventSink;
 use crate::core::plumbing;
+use crate::core::rpc::xmlrpc::Limits;
 use crate::core::rpc::{RpcRouter, Service};
 use crate::core::session::{Session, SessionConfig};
 
@@ -83,6 +84,9 @@ pub struct ProviderConfig {
     pub media: MediaPolicy,
     /// The bounds on what callers may hold (calls in flight, subscriptions, audit records).
     pub limits: ProviderLimits,
+    /// Bounds on decoding calls, for services that set none of their own ([`Service::limits`]);
+    /// [`Limits::DEFAULT`] unless set.
+    pub rpc_limits: Limits,
 }
 
 impl ProviderConfig {
@@ -105,6 +109,7 @@ impl ProviderConfig {
             access: None,
             media: MediaPolicy::default(),
             limits: ProviderLimits::default(),
+            rpc_limits: Limits::DEFAULT,
         }
     }
 }
@@ -175,7 +180,7 @@ impl Provider {
             ));
         }
         config.limits.validate()?;
-        let mut router = RpcRouter::default();
+        let mut router = RpcRouter::with_limits(config.rpc_limits);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         for service in services {
             service.bind_events(EventSink::new(service.name(), events_tx.clone()));

@@ -9,6 +9,8 @@
 //! | row | caller | request | decision |
 //! |-----|--------|---------|----------|
 //! | S1  | no `from` (our server) | anything | `service-unavailable` |
+//! | S2  | our server's domain | iq get (disco#info: caps for PEP notifications, ping) | allow |
+//! | S3  | our server's domain | anything else | `service-unavailable` |
 //! | M1  | anyone | access management, provider takes no guests | `forbidden` |
 //! | M2  | guest, stranger | access management | `forbidden` |
 //! | M3  | own device in clear | access management | `forbidden` (tunnel required) |
@@ -103,7 +105,9 @@ impl Policy {
         use Caller::*;
         use Request::*;
         match (caller, request) {
-            (Server, _) => Decision::Unsupported, // S1
+            (Server, _) => Decision::Unsupported,           // S1
+            (OwnServer { .. }, Get) => Decision::Allow,     // S2
+            (OwnServer { .. }, _) => Decision::Unsupported, // S3
             (_, Manage) if self.access.is_none() => forbid("this provider takes no guests"), // M1
             (Guest { .. } | Stranger { .. }, Manage) => {
                 forbid("only devices of this network manage access") // M2

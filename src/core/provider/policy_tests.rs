@@ -176,6 +176,19 @@ fn s1_the_server_is_served_nothing() {
 }
 
 #[test]
+fn s2_s3_our_servers_domain_may_ask_disco_info_and_nothing_else() {
+    let f = fixture();
+    let server = Caller::OwnServer {
+        jid: "home.test".parse().expect("jid"),
+    };
+    let p = f.policy(true, MediaPolicy::default());
+    assert_eq!(p.decide(&server, &Request::Get), Decision::Allow);
+    for request in [Request::Rpc, Request::Manage, Request::OtherSet] {
+        assert_eq!(p.decide(&server, &request), Decision::Unsupported);
+    }
+}
+
+#[test]
 fn m1_to_m4_management_only_by_own_devices_through_the_tunnel() {
     let f = fixture();
     let p = f.policy(false, MediaPolicy::default());

@@ -9,7 +9,8 @@ use super::xmlrpc::{self, Limits, MethodCall, MethodResponse, RpcPayload, Value}
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::session::{IqReply, Session};
 
-/// Calls `method` on `to` and waits at most `timeout`.
+/// Calls `method` on `to` and waits at most `timeout`; the answer is decoded under
+/// [`Limits::DEFAULT`].
 ///
 /// Errors: [`ErrorKind::Timeout`], [`ErrorKind::UnknownMethod`], [`ErrorKind::BadParams`],
 /// [`ErrorKind::Forbidden`], [`ErrorKind::ProviderUnavailable`], [`ErrorKind::Fault`] (with the
@@ -21,17 +22,26 @@ pub async fn call(
     params: Vec<Value>,
     timeout: Duration,
 ) -> Result<Value> {
-    call_with(|iq, t| session.request(iq, t), to, method, params, timeout).await
+    call_with(
+        |iq, t| session.request(iq, t),
+        to,
+        method,
+        params,
+        timeout,
+        &Limits::DEFAULT,
+    )
+    .await
 }
 
 /// [`call`] over any request path: the roles pass the end-to-end tunnel's `request` here, so the
-/// call is built and its answer decoded the same way whichever way it travels.
+/// call is built and its answer decoded the same way whichever way it travels, under `limits`.
 pub(crate) async fn call_with<F, Fut>(
     request: F,
     to: &Jid,
     method: &str,
     params: Vec<Value>,
     timeout: Duration,
+    limits: &Limits,
 ) -> Result<Value>
 where
     F: FnOnce(Iq, Duration) -> Fut,
@@ -41,11 +51,15 @@ where
         method: method.to_owned(),
         params,
     };
+    // Parameters our own codec would not read back (a struct member named twice) are the caller's
+    // mistake: refuse before anything is sent.
+    let payload = xmlrpc::call_to_query(&call)
+        .map_err(|e| Error::new(ErrorKind::BadParams, format!("{method}: {e}")))?;
     let iq = Iq::Set {
         from: None,
         to: Some(to.clone()),
         id: String::new(),
-        payload: xmlrpc::call_to_query(&call),
+        payload,
     };
     let reply = request(iq, timeout).await.map_err(|e| {
         if e.kind() == ErrorKind::Timeout {
@@ -63,7 +77,7 @@ where
             ErrorKind::Protocol,
             format!("{method}: empty result"),
         )),
-        IqReply::Result(Some(query)) => match xmlrpc::parse_query(&query, &Limits::default()) {
+        IqReply::Result(Some(query)) => match xmlrpc::parse_query(&query, limits) {
             Ok(RpcPayload::Response(MethodResponse::Success(value))) => Ok(value),
             Ok(RpcPayload::Response(MethodResponse::Fault { code, message })) => {
                 Err(Error::fault(code, format!("{method}: {message}")))

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use minidom::Element;
 use xmpp_parsers::jid::FullJid;
 
-use super::xmlrpc::Value;
+use super::xmlrpc::{self, CodecError, Limits, RpcPayload, Value};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::EventSink;
 
@@ -25,7 +26,10 @@ pub struct CallContext {
 pub trait Service: Send + Sync + 'static {
     /// The method prefix, e.g. `player` for `player.play`.
     fn name(&self) -> &str;
-    /// The disco#info feature, e.g. `urn.xmpp.tmp.media.player`.
+    /// The disco#info feature, e.g. `urn.xmpp.tmp.media.player`. Controllers list a provider's
+    /// services by feature and take only the spec's player feature and
+    /// `urn:xmpp:tmp:pmn:<name>:<version>` ones for services
+    /// ([`is_service_feature`](crate::core::discovery::is_service_feature)).
     fn feature(&self) -> &str;
     /// Handles `<name>.<verb>`.
     fn call<'a>(
@@ -43,21 +47,66 @@ pub trait Service: Send + Sync + 'static {
     fn bind_events(&self, sink: EventSink) {
         let _ = sink;
     }
+    /// The decoding limits for calls to this service, if it needs other bounds than its router's
+    /// (a library service taking long playlists, a remote control taking nothing but scalars).
+    fn limits(&self) -> Option<Limits> {
+        None
+    }
 }
 
-/// Routes method names to services.
+/// Routes method names to services, and decodes their calls under the right [`Limits`].
 #[derive(Default, Clone)]
 pub struct RpcRouter {
     services: BTreeMap<String, Arc<dyn Service>>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for RpcRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.services.keys()).finish()
+        f.debug_struct("RpcRouter")
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
 impl RpcRouter {
+    /// A router whose calls are decoded under `limits` (unless a service sets its own).
+    pub fn with_limits(limits: Limits) -> Self {
+        RpcRouter {
+            services: BTreeMap::new(),
+            limits,
+        }
+    }
+
+    /// Sets the limits for services that do not set their own.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The router's limits ([`Limits::DEFAULT`] unless set).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The limits a call to `method` is decoded under: its service's own, else the router's.
+    pub fn limits_for(&self, method: &str) -> Limits {
+        method
+            .split_once('.')
+            .and_then(|(service, _)| self.services.get(service))
+            .and_then(|service| service.limits())
+            .unwrap_or(self.limits)
+    }
+
+    /// Parses a `<query xmlns='jabber:iq:rpc'>` under the limits of the service its method names.
+    pub fn parse_query(&self, query: &Element) -> Result<RpcPayload, CodecError> {
+        let limits = match xmlrpc::peek_method_name(query) {
+            Some(method) => self.limits_for(&method),
+            None => self.limits,
+        };
+        xmlrpc::parse_query(query, &limits)
+    }
+
     /// Adds a service; a second service with the same name is a configuration error.
     pub fn add(&mut self, service: Arc<dyn Service>) -> Result<()> {
         let name = service.name().to_owned();
@@ -93,5 +142,91 @@ impl RpcRouter {
         let (service, verb) = method.split_once('.').ok_or_else(unknown)?;
         let service = self.services.get(service).ok_or_else(unknown)?;
         Ok((service, verb))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rpc::xmlrpc::{call_to_query, MethodCall};
+
+    struct Svc {
+        name: &'static str,
+        limits: Option<Limits>,
+    }
+
+    impl Service for Svc {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn feature(&self) -> &str {
+            "urn:test:svc"
+        }
+        fn call<'a>(
+            &'a self,
+            _verb: &'a str,
+            _params: Vec<Value>,
+            _ctx: &'a CallContext,
+        ) -> BoxFuture<'a, Result<Value>> {
+            Box::pin(async { Ok(Value::Nil) })
+        }
+        fn limits(&self) -> Option<Limits> {
+            self.limits
+        }
+    }
+
+    fn call(method: &str, items: usize) -> Element {
+        let params = vec![Value::Array(vec![Value::from(1); items])];
+        match call_to_query(&MethodCall::new(method, params)) {
+            Ok(el) => el,
+            Err(e) => panic!("encodes: {e}"),
+        }
+    }
+
+    #[test]
+    fn calls_are_decoded_under_the_router_or_service_limits() {
+        let tight = Limits {
+            max_nodes: 50,
+            ..Limits::DEFAULT
+        };
+        let roomy = Limits {
+            max_nodes: 5_000,
+            ..Limits::DEFAULT
+        };
+        assert_eq!(RpcRouter::default().limits(), Limits::DEFAULT);
+        let mut router = RpcRouter::with_limits(tight);
+        router
+            .add(Arc::new(Svc {
+                name: "plain",
+                limits: None,
+            }))
+            .expect("add");
+        router
+            .add(Arc::new(Svc {
+                name: "library",
+                limits: Some(roomy),
+            }))
+            .expect("add");
+        assert_eq!(router.limits(), tight);
+        assert_eq!(router.limits_for("plain.get"), tight);
+        assert_eq!(router.limits_for("library.add"), roomy);
+        assert_eq!(router.limits_for("nosuch.add"), tight);
+
+        // 100 items: about 300 elements, over the router's 50, under the library's 5 000.
+        assert_eq!(
+            router.parse_query(&call("plain.get", 100)),
+            Err(CodecError::TooLarge(xmlrpc::LimitKind::Nodes))
+        );
+        assert!(matches!(
+            router.parse_query(&call("library.add", 100)),
+            Ok(RpcPayload::Call(_))
+        ));
+        // New router limits reach the services without their own.
+        router.set_limits(roomy);
+        assert!(router.parse_query(&call("plain.get", 100)).is_ok());
+        assert_eq!(
+            xmlrpc::peek_method_name(&call(" plain.get ", 0)).as_deref(),
+            Some("plain.get")
+        );
     }
 }

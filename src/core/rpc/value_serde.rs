@@ -755,7 +755,7 @@ mod tests {
         assert_eq!(from_value::<Item>(v.clone()).expect("back"), item());
         // Through XML and back.
         let call = super::super::xmlrpc::MethodCall::new("x.y", vec![v]);
-        let el = super::super::xmlrpc::call_to_query(&call);
+        let el = super::super::xmlrpc::call_to_query(&call).expect("encodes");
         let parsed =
             super::super::xmlrpc::parse_query(&el, &super::super::xmlrpc::Limits::default())
                 .expect("parse");

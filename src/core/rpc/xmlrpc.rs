@@ -30,7 +30,9 @@
 //!   may contain line breaks and may omit padding.
 //! - **Responses**: an empty `<params/>` (what slixmpp sends when a method returns `None`) parses as
 //!   `Success(Value::Nil)`; more than one `<param>` is rejected.
-//! - **Structs**: a repeated member name is rejected, so no two parsers can disagree on which wins.
+//! - **Structs**: a repeated member name is rejected, so no two parsers can disagree on which wins;
+//!   the encoders refuse to write one ([`CodecError::DuplicateMember`]), since [`Value::Struct`] is a
+//!   list and can hold it, and a payload this module would not read back must never be sent.
 //! - **Unencodable text**: characters that XML 1.0 cannot carry (controls other than tab, LF, CR,
 //!   and U+FFFE/U+FFFF) are replaced by U+FFFD on output, with a `tracing` warning.
 
@@ -282,26 +284,45 @@ pub enum RpcPayload {
 }
 
 /// Bounds enforced while parsing one `<query>`.
-#[derive(Debug, Clone, Copy)]
+///
+/// A provider sets them per router ([`RpcRouter::set_limits`](crate::core::rpc::RpcRouter::set_limits))
+/// or per service ([`Service::limits`](crate::core::rpc::Service::limits)); [`Limits::DEFAULT`] is
+/// what applies otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest `<value>` nesting; a top-level parameter is at depth 1, an item of an array at
-    /// depth 2, and so on. Capped at [`MAX_SUPPORTED_DEPTH`] whatever is set here.
+    /// depth 2, and so on. Capped at [`MAX_SUPPORTED_DEPTH`] whatever is set here. Default 32.
     pub max_depth: usize,
-    /// Most elements visited, `<query>` included.
+    /// Most elements visited, `<query>` included. Default 10 000.
     pub max_nodes: usize,
-    /// Most bytes of text visited in total, whitespace between elements included.
+    /// Most bytes of text visited in total, whitespace between elements included. Default 1 MiB.
     pub max_text_bytes: usize,
 }
 
+impl Limits {
+    /// 32 levels, 10 000 elements, 1 MiB of text: room for any pmn service's calls (a queue of a
+    /// few thousand items) while a hostile payload costs at most a few milliseconds to refuse.
+    pub const DEFAULT: Limits = Limits {
+        max_depth: 32,
+        max_nodes: 10_000,
+        max_text_bytes: 1024 * 1024,
+    };
+}
+
 impl Default for Limits {
-    /// 32 levels, 10 000 elements, 1 MiB of text.
+    /// [`Limits::DEFAULT`].
     fn default() -> Self {
-        Limits {
-            max_depth: 32,
-            max_nodes: 10_000,
-            max_text_bytes: 1024 * 1024,
-        }
+        Limits::DEFAULT
     }
+}
+
+/// The `<methodName>` of a `<query><methodCall>`, read without walking the parameters, so that the
+/// limits of the service it names can be chosen before the parameters are parsed. `None` for
+/// anything else (which [`parse_query`] then reports properly).
+pub fn peek_method_name(query: &Element) -> Option<String> {
+    let call = query.get_child("methodCall", NS)?;
+    let name = call.get_child("methodName", NS)?.text();
+    Some(name.trim().to_owned())
 }
 
 /// Which size limit a payload exceeded.
@@ -388,6 +409,10 @@ pub enum CodecError {
     /// The payload exceeds a size limit.
     #[error("payload too large: {0} limit exceeded")]
     TooLarge(LimitKind),
+    /// Encoding only: a [`Value::Struct`] with this member name twice (cut to a few characters),
+    /// which every reader of this codec would reject.
+    #[error("struct member {0:?} appears twice")]
+    DuplicateMember(String),
 }
 
 /// Parses a `<query xmlns='jabber:iq:rpc'>` element (the child of an IQ) into a call or a response,
@@ -437,16 +462,23 @@ pub fn parse_query(query: &Element, limits: &Limits) -> Result<RpcPayload, Codec
 /// use pmn::core::rpc::xmlrpc::{call_to_query, parse_query, Limits, MethodCall, RpcPayload, Value};
 ///
 /// let call = MethodCall::new("player.seek", vec![Value::from(90), Value::from("relative")]);
-/// let query = call_to_query(&call);
+/// let query = call_to_query(&call)?;
 /// assert_eq!(parse_query(&query, &Limits::default()), Ok(RpcPayload::Call(call)));
+/// # Ok::<(), pmn::core::rpc::xmlrpc::CodecError>(())
 /// ```
-pub fn call_to_query(call: &MethodCall) -> Element {
-    let params = call.params.iter().map(param_element);
+///
+/// Fails with [`CodecError::DuplicateMember`] if a parameter holds a struct with a repeated name.
+pub fn call_to_query(call: &MethodCall) -> Result<Element, CodecError> {
+    let params = call
+        .params
+        .iter()
+        .map(param_element)
+        .collect::<Result<Vec<_>, _>>()?;
     let method_call = Element::builder("methodCall", NS)
         .append(text_element("methodName", &call.method))
         .append(Element::builder("params", NS).append_all(params).build())
         .build();
-    Element::builder("query", NS).append(method_call).build()
+    Ok(Element::builder("query", NS).append(method_call).build())
 }
 
 /// Builds the `<query xmlns='jabber:iq:rpc'><methodResponse>…` element for `resp`.
@@ -458,24 +490,44 @@ pub fn call_to_query(call: &MethodCall) -> Element {
 /// use pmn::core::rpc::xmlrpc::{parse_query, response_to_query, Limits, MethodResponse, RpcPayload};
 ///
 /// let fault = MethodResponse::Fault { code: 4, message: "Too many parameters.".into() };
-/// let query = response_to_query(&fault);
+/// let query = response_to_query(&fault)?;
 /// assert_eq!(parse_query(&query, &Limits::default()), Ok(RpcPayload::Response(fault)));
+/// # Ok::<(), pmn::core::rpc::xmlrpc::CodecError>(())
 /// ```
-pub fn response_to_query(resp: &MethodResponse) -> Element {
+///
+/// Fails with [`CodecError::DuplicateMember`] if a success value holds a struct with a repeated
+/// name; a fault always encodes (see [`fault_to_query`]).
+pub fn response_to_query(resp: &MethodResponse) -> Result<Element, CodecError> {
     let body = match resp {
         MethodResponse::Success(value) => Element::builder("params", NS)
-            .append(param_element(value))
+            .append(param_element(value)?)
             .build(),
-        MethodResponse::Fault { code, message } => {
-            let fault = Value::Struct(vec![
-                ("faultCode".to_owned(), Value::Int((*code).into())),
-                ("faultString".to_owned(), Value::String(message.clone())),
-            ]);
-            Element::builder("fault", NS)
-                .append(value_element(&fault))
-                .build()
-        }
+        MethodResponse::Fault { code, message } => return Ok(fault_to_query(*code, message)),
     };
+    Ok(wrap_response(body))
+}
+
+/// The `<query><methodResponse><fault>…` for a fault: infallible, as its struct's two member names
+/// are fixed, so a provider can always answer one (e.g. when its result does not encode).
+pub fn fault_to_query(code: i32, message: &str) -> Element {
+    // The scalars are written as `value_element` writes an `Int` that fits i32 and a `String`.
+    let fault = Element::builder("struct", NS)
+        .append(member_element(
+            "faultCode",
+            typed_value(text_element("i4", &code.to_string())),
+        ))
+        .append(member_element(
+            "faultString",
+            typed_value(text_element("string", message)),
+        ))
+        .build();
+    let body = Element::builder("fault", NS)
+        .append(typed_value(fault))
+        .build();
+    wrap_response(body)
+}
+
+fn wrap_response(body: Element) -> Element {
     let method_response = Element::builder("methodResponse", NS).append(body).build();
     Element::builder("query", NS)
         .append(method_response)
@@ -483,8 +535,8 @@ pub fn response_to_query(resp: &MethodResponse) -> Element {
 }
 
 /// One `<value>` element (in the Jabber-RPC namespace), for payloads outside a method call such as
-/// event parameters.
-pub fn value_to_element(value: &Value) -> Element {
+/// event parameters. Fails with [`CodecError::DuplicateMember`] like [`call_to_query`].
+pub fn value_to_element(value: &Value) -> Result<Element, CodecError> {
     value_element(value)
 }
 
@@ -871,10 +923,10 @@ fn snippet(text: &str) -> String {
 // Encoding
 // ---------------------------------------------------------------------------------------------
 
-fn param_element(value: &Value) -> Element {
-    Element::builder("param", NS)
-        .append(value_element(value))
-        .build()
+fn param_element(value: &Value) -> Result<Element, CodecError> {
+    Ok(Element::builder("param", NS)
+        .append(value_element(value)?)
+        .build())
 }
 
 /// `<name>text</name>`, with no text node at all when `text` is empty.
@@ -920,7 +972,7 @@ fn format_double(x: f64) -> String {
     }
 }
 
-fn value_element(value: &Value) -> Element {
+fn value_element(value: &Value) -> Result<Element, CodecError> {
     let typed = match value {
         Value::Int(i) => match i32::try_from(*i) {
             Ok(small) => text_element("i4", &small.to_string()),
@@ -931,23 +983,41 @@ fn value_element(value: &Value) -> Element {
         Value::Double(x) => text_element("double", &format_double(*x)),
         Value::Base64(bytes) => text_element("base64", &STANDARD.encode(bytes)),
         Value::DateTime(s) => text_element("dateTime.iso8601", s),
-        Value::Struct(members) => Element::builder("struct", NS)
-            .append_all(members.iter().map(|(name, value)| {
-                Element::builder("member", NS)
-                    .append(text_element("name", name))
-                    .append(value_element(value))
-                    .build()
-            }))
-            .build(),
+        Value::Struct(members) => {
+            let mut names = HashSet::with_capacity(members.len());
+            let mut out = Vec::with_capacity(members.len());
+            for (name, value) in members {
+                if !names.insert(name.as_str()) {
+                    return Err(CodecError::DuplicateMember(snippet(name)));
+                }
+                out.push(member_element(name, value_element(value)?));
+            }
+            Element::builder("struct", NS).append_all(out).build()
+        }
         Value::Array(items) => {
-            let data = Element::builder("data", NS)
-                .append_all(items.iter().map(value_element))
-                .build();
+            let items = items
+                .iter()
+                .map(value_element)
+                .collect::<Result<Vec<_>, _>>()?;
+            let data = Element::builder("data", NS).append_all(items).build();
             Element::builder("array", NS).append(data).build()
         }
         Value::Nil => Element::bare("nil", NS),
     };
+    Ok(typed_value(typed))
+}
+
+/// `<value>typed</value>`.
+fn typed_value(typed: Element) -> Element {
     Element::builder("value", NS).append(typed).build()
+}
+
+/// `<member><name>name</name>value</member>`.
+fn member_element(name: &str, value: Element) -> Element {
+    Element::builder("member", NS)
+        .append(text_element("name", name))
+        .append(value)
+        .build()
 }
 
 #[cfg(test)]
@@ -996,12 +1066,12 @@ mod tests {
     fn round_trip_value(v: Value) {
         let call = MethodCall::new("test.echo", vec![v]);
         assert_eq!(
-            wire_round_trip(&call_to_query(&call)),
+            wire_round_trip(&call_to_query(&call).expect("encodes")),
             RpcPayload::Call(call.clone())
         );
         let resp = MethodResponse::Success(call.params[0].clone());
         assert_eq!(
-            wire_round_trip(&response_to_query(&resp)),
+            wire_round_trip(&response_to_query(&resp).expect("encodes")),
             RpcPayload::Response(resp)
         );
     }
@@ -1064,12 +1134,12 @@ mod tests {
         round_trip_value(nested.clone());
         let call = MethodCall::new("many", vec![nested, Value::from(2), Value::Nil]);
         assert_eq!(
-            wire_round_trip(&call_to_query(&call)),
+            wire_round_trip(&call_to_query(&call).expect("encodes")),
             RpcPayload::Call(call)
         );
         let empty = MethodCall::new("noargs", vec![]);
         assert_eq!(
-            wire_round_trip(&call_to_query(&empty)),
+            wire_round_trip(&call_to_query(&empty).expect("encodes")),
             RpcPayload::Call(empty)
         );
     }
@@ -1087,20 +1157,78 @@ mod tests {
             },
         ] {
             assert_eq!(
-                wire_round_trip(&response_to_query(&resp)),
+                wire_round_trip(&response_to_query(&resp).expect("encodes")),
                 RpcPayload::Response(resp)
             );
         }
     }
 
     #[test]
+    fn struct_with_a_repeated_member_is_refused_at_encode_time() {
+        let dup = Value::Struct(vec![
+            ("a".into(), Value::from(1)),
+            ("b".into(), Value::from(2)),
+            ("a".into(), Value::from(3)),
+        ]);
+        let refused = Err(CodecError::DuplicateMember("a".into()));
+        // Anywhere it sits: a parameter, a result, inside an array, an event value.
+        let nested = Value::Array(vec![Value::Nil, dup.clone()]);
+        assert_eq!(
+            call_to_query(&MethodCall::new("x.y", vec![nested])),
+            refused
+        );
+        assert_eq!(
+            response_to_query(&MethodResponse::Success(dup.clone())),
+            refused
+        );
+        assert_eq!(value_to_element(&dup), refused);
+        // What would have gone out is what our own parser rejects.
+        let members = |v: &Value| match v {
+            Value::Struct(m) => m.clone(),
+            _ => vec![],
+        };
+        let unique = Value::Struct(members(&dup).into_iter().take(2).collect());
+        assert!(value_to_element(&unique).is_ok());
+        // Long names are cut in the error.
+        let long = "n".repeat(100);
+        let dup_long = Value::Struct(vec![(long.clone(), Value::Nil), (long.clone(), Value::Nil)]);
+        assert!(matches!(
+            value_to_element(&dup_long),
+            Err(CodecError::DuplicateMember(name)) if name.chars().count() <= SNIPPET_CHARS + 1
+        ));
+    }
+
+    #[test]
+    fn fault_to_query_is_what_response_to_query_writes_for_a_fault() {
+        let fault = MethodResponse::Fault {
+            code: -7,
+            message: "no <such> & item".into(),
+        };
+        let query = fault_to_query(-7, "no <such> & item");
+        // The same bytes as the generic encoding of the fault struct.
+        let generic = Value::Struct(vec![
+            ("faultCode".into(), Value::Int(-7)),
+            ("faultString".into(), Value::from("no <such> & item")),
+        ]);
+        let body = Element::builder("fault", NS)
+            .append(value_element(&generic).expect("encodes"))
+            .build();
+        assert_eq!(String::from(&wrap_response(body)), String::from(&query));
+        assert_eq!(response_to_query(&fault).expect("encodes"), query);
+        assert_eq!(
+            parse_query(&query, &Limits::default()),
+            Ok(RpcPayload::Response(fault))
+        );
+    }
+
+    #[test]
     fn int_is_i4_when_it_fits_else_i8() {
-        let small = value_element(&Value::Int(i32::MAX.into()));
+        let small = value_element(&Value::Int(i32::MAX.into())).expect("encodes");
         assert!(small.has_child("i4", NS));
-        let big = value_element(&Value::Int(i64::from(i32::MAX) + 1));
+        let big = value_element(&Value::Int(i64::from(i32::MAX) + 1)).expect("encodes");
         assert!(big.has_child("i8", NS));
         assert_eq!(
-            value_element(&Value::Bool(true)),
+            value_element(&Value::Bool(true)).expect("encodes"),
             element("<value xmlns='jabber:iq:rpc'><boolean>1</boolean></value>")
         );
     }
@@ -1112,7 +1240,7 @@ mod tests {
             vec![Value::Struct(vec![("temp".into(), Value::from(21))])],
         );
         assert_eq!(
-            call_to_query(&call),
+            call_to_query(&call).expect("encodes"),
             element(
             "<query xmlns=\"jabber:iq:rpc\"><methodCall><methodName>thermostat.set</methodName>\
              <params><param><value><struct><member><name>temp</name><value><i4>21</i4></value>\
@@ -1124,7 +1252,7 @@ mod tests {
             message: "nope".into(),
         };
         assert_eq!(
-            response_to_query(&fault),
+            response_to_query(&fault).expect("encodes"),
             element(
                 "<query xmlns=\"jabber:iq:rpc\"><methodResponse><fault><value><struct>\
              <member><name>faultCode</name><value><i4>500</i4></value></member>\
@@ -1298,12 +1426,12 @@ mod tests {
 
     #[test]
     fn non_finite_and_unencodable_output() {
-        let v = value_element(&Value::Double(f64::NAN));
+        let v = value_element(&Value::Double(f64::NAN)).expect("encodes");
         assert_eq!(
             v.get_child("double", NS).map(Element::text).as_deref(),
             Some("nan")
         );
-        let v = value_element(&Value::Double(f64::NEG_INFINITY));
+        let v = value_element(&Value::Double(f64::NEG_INFINITY)).expect("encodes");
         assert_eq!(
             v.get_child("double", NS).map(Element::text).as_deref(),
             Some("-inf")
@@ -1315,7 +1443,7 @@ mod tests {
         );
         // Control characters would make minidom refuse the whole stanza.
         let call = MethodCall::new("m", vec![Value::from("a\u{0}b\u{1b}")]);
-        let xml = String::from(&call_to_query(&call));
+        let xml = String::from(&call_to_query(&call).expect("encodes"));
         assert!(xml.contains("a\u{fffd}b\u{fffd}"));
     }
 
