@@ -7,13 +7,15 @@
 //! - [`tls`]: TLS 1.3 over any byte pipe, mutual auth through the KeyStore, exactly-one-key verifiers;
 //! - [`ibb`]: the byte pipe over a [`Session`](crate::core::session::Session);
 //! - [`tunnel`]: stanzas inside the TLS channel, with an iq tracker;
-//! - [`endpoint`]: Jingle negotiation, trust decisions, per-peer tunnel cache, pairing, routing.
+//! - [`endpoint`]: Jingle negotiation, trust decisions, per-peer tunnel cache, pairing, routing
+//!   (one file per job under `endpoint/`), with [`gate`] counting pairing attempts.
 //!
 //! This module never sees private key bytes (it signs through `identity`), never accepts a peer key
 //! that is not pinned for that bare JID (except in pairing mode, where SPAKE2 must then succeed), and
 //! never lets a malformed peer message take down the XMPP connection: failures end one tunnel.
 
 pub mod endpoint;
+pub mod gate;
 pub mod ibb;
 pub mod pairing;
 pub mod pubkey;
