@@ -17,6 +17,7 @@
 pub mod endpoint;
 pub mod gate;
 pub mod ibb;
+pub mod limits;
 pub mod pairing;
 pub mod pubkey;
 pub mod settings;
@@ -27,6 +28,7 @@ pub mod xml;
 
 pub use endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound};
 pub use ibb::{IbbStream, TransportHooks};
+pub use limits::{E2eLimits, E2eStats};
 pub use settings::{E2eSettings, TunnelFailure};
 pub use tls::{handshake, SecureChannel, TlsRole};
 pub use trust::{TrustSource, TrustStore, TrustedDevice};

@@ -180,7 +180,7 @@ pub(crate) async fn pair_as_responder(
     };
     let code = {
         let mut gate = gate.lock().unwrap_or_else(|p| p.into_inner());
-        gate.begin(Instant::now())
+        gate.begin(tunnel.peer(), Instant::now())
     };
     let code = match code {
         Ok(code) => code,
@@ -221,7 +221,9 @@ pub(crate) async fn pair_as_responder(
         })?;
     match second.confirm {
         Some(confirm) if verify(&key, INITIATOR_LABEL, &binding, &confirm.mac) => {
-            gate.lock().unwrap_or_else(|p| p.into_inner()).succeeded();
+            gate.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .succeeded(tunnel.peer());
             tunnel.send(Iq::from_result(id, None::<Pair>))?;
             Ok(())
         }

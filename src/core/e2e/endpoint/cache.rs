@@ -2,6 +2,7 @@
 //! a time per peer), installed once established, and closed when the peer goes offline, its key is
 //! revoked, or our session is gone.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -12,8 +13,30 @@ use xmpp_parsers::stanza::Stanza;
 use super::jingle::{explain, Mode};
 use super::{lock, E2eEndpoint, E2eInbound};
 use crate::core::e2e::ibb::IbbStatus;
+use crate::core::e2e::limits::E2eCounters;
 use crate::core::e2e::tunnel::Tunnel;
 use crate::core::error::{Error, ErrorKind, Result};
+
+/// A place in the queue of openers of one peer's tunnel; the map entry goes with its last holder,
+/// so `opening` holds only peers being opened right now (however the opener ends, cancelled too).
+pub(super) struct Opening {
+    endpoint: E2eEndpoint,
+    peer: FullJid,
+    pub(super) gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        let mut opening = lock(&self.endpoint.inner.opening);
+        // The map's reference and ours: nobody else waits (clones are made under this lock).
+        let last = opening
+            .get(&self.peer)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.gate) && Arc::strong_count(g) <= 2);
+        if last {
+            opening.remove(&self.peer);
+        }
+    }
+}
 
 /// One established tunnel and the Jingle session it belongs to.
 pub(super) struct TunnelEntry {
@@ -49,10 +72,91 @@ impl E2eEndpoint {
         self.close_where(|peer, _| peer.to_bare() == *jid, why)
     }
 
-    /// Closes every tunnel: the server forgot our session, so the peers' IBB sessions are gone
-    /// too (the next call opens a fresh tunnel).
+    /// The XMPP session was reset (a new stream, not an XEP-0198 resume): the server forgot our
+    /// session, so the peers' IBB sessions are gone too. Every tunnel ends with `NotConnected`, and
+    /// so do the requests waiting in them, at once rather than at their deadlines (as plain iqs do
+    /// on a reset); half-open sessions are dropped. The next call opens a fresh tunnel. Returns
+    /// how many tunnels were closed.
+    ///
+    /// The role layer calls this on [`crate::core::session::Inbound::Online`] with
+    /// `resumed == false`; never on a resume, where nothing was lost. The first online of the
+    /// session (also `resumed == false`) is recognised and changes nothing: a tunnel being opened
+    /// right after login must not be failed by a late look at that first event.
     pub fn close_all(&self, why: &str) -> usize {
-        self.close_where(|_, _| true, why)
+        let inner = &self.inner;
+        let interrupted = {
+            let mut seen = lock(&inner.state_seen);
+            let changed = seen.has_changed().unwrap_or(true);
+            seen.borrow_and_update();
+            changed
+        };
+        if !interrupted {
+            tracing::debug!("first online of this session: no end-to-end state to lose");
+            return 0;
+        }
+        inner.resets.fetch_add(1, Ordering::SeqCst);
+        let closing: Vec<Tunnel> = lock(&inner.tunnels)
+            .drain()
+            .map(|(_, e)| e.tunnel)
+            .collect();
+        for tunnel in &closing {
+            tunnel.fail(Error::new(
+                ErrorKind::NotConnected,
+                format!("the end-to-end tunnel to {} was lost: {why}", tunnel.peer()),
+            ));
+        }
+        // Dropping the pending accepts' senders wakes their openers (which see the reset); the
+        // IBB streams' pumps see their registrations go and end.
+        let abandoned = {
+            let mut pending = lock(&inner.pending_accepts);
+            let n = pending.len();
+            pending.clear();
+            n
+        };
+        inner.ibb.clear();
+        E2eCounters::bump_by(&inner.counters.reset_failures, closing.len() as u64);
+        if !closing.is_empty() || abandoned > 0 {
+            tracing::info!(tunnels = closing.len(), abandoned, %why, "session reset: end-to-end tunnels failed");
+        }
+        closing.len()
+    }
+
+    /// Joins the openers of `peer`'s tunnel (one runs at a time). Refused with
+    /// `ProviderUnavailable` when [`E2eLimits::opening_total`](crate::core::e2e::E2eLimits) other
+    /// peers are being opened already.
+    pub(super) fn opening(&self, peer: &FullJid) -> Result<Opening> {
+        let inner = &self.inner;
+        let mut opening = lock(&inner.opening);
+        let gate = match opening.get(peer) {
+            Some(gate) => gate.clone(),
+            None => {
+                if opening.len() >= inner.config.limits.opening_total {
+                    E2eCounters::bump(&inner.counters.opening_refused);
+                    tracing::warn!(%peer, opening = opening.len(), "too many tunnels being opened");
+                    return Err(Error::new(
+                        ErrorKind::ProviderUnavailable,
+                        format!(
+                            "too many end-to-end tunnels are being opened at once ({}); try again",
+                            opening.len()
+                        ),
+                    ));
+                }
+                let gate = Arc::new(tokio::sync::Mutex::new(()));
+                opening.insert(peer.clone(), gate.clone());
+                gate
+            }
+        };
+        Ok(Opening {
+            endpoint: self.clone(),
+            peer: peer.clone(),
+            gate,
+        })
+    }
+
+    /// Peers whose tunnel is being opened right now.
+    #[cfg(test)]
+    pub(crate) fn opening_len(&self) -> usize {
+        lock(&self.inner.opening).len()
     }
 
     pub(super) fn close_where(
@@ -95,11 +199,8 @@ impl E2eEndpoint {
         if let Some(t) = self.existing_tunnel(peer) {
             return Ok(t);
         }
-        let gate = lock(&self.inner.opening)
-            .entry(peer.clone())
-            .or_default()
-            .clone();
-        let _guard = gate.lock().await;
+        let opening = self.opening(peer)?;
+        let _turn = opening.gate.lock().await;
         if let Some(t) = self.existing_tunnel(peer) {
             return Ok(t);
         }
@@ -177,7 +278,7 @@ impl E2eEndpoint {
                 };
                 this.terminate(&peer, &jingle_sid, r, text);
             }
-            this.inner.ibb.remove(&ibb_sid);
+            this.inner.ibb.remove(&peer, &ibb_sid);
             this.emit(E2eInbound::TunnelDown { peer, reason });
         });
     }

@@ -4,6 +4,7 @@
 //! [`HalfOpen`] guard, so whichever way setup ends (error, timeout, a dropped future), its pending
 //! accept and IBB registration are removed and, once the peer knows the session, it is terminated.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
@@ -15,12 +16,14 @@ use xmpp_parsers::jingle::{
 };
 use xmpp_parsers::jingle_ibb::Transport as IbbTransport;
 use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::{iq_error, lock, random_id, E2eEndpoint, E2eInbound};
 use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream, MAX_BLOCK_SIZE};
+use crate::core::e2e::limits::{E2eCounters, Slot, SlotRefusal};
 use crate::core::e2e::pairing::{pair_as_initiator, pair_as_responder};
-use crate::core::e2e::tls::{handshake, TlsRole};
+use crate::core::e2e::tls::{handshake, SecureChannel, TlsRole};
 use crate::core::e2e::trust::TrustSource;
 use crate::core::e2e::tunnel::Tunnel;
 use crate::core::e2e::xml::{
@@ -42,6 +45,25 @@ impl E2eEndpoint {
             .config
             .advertise_fingerprint
             .unwrap_or_else(|| self.inner.config.identity.fingerprint())
+    }
+
+    /// The stanza stream over an established channel, with the endpoint's outbound bound.
+    fn start_tunnel<S>(
+        &self,
+        channel: SecureChannel<S>,
+        me: FullJid,
+        peer: &FullJid,
+    ) -> (Tunnel, mpsc::Receiver<Stanza>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        Tunnel::start_bounded(
+            channel,
+            me,
+            peer.clone(),
+            self.inner.config.limits.tunnel_outbound,
+            Some(self.inner.counters.clone()),
+        )
     }
 
     fn jingle_iq(&self, to: &FullJid, jingle: Jingle) -> Iq {
@@ -107,11 +129,13 @@ impl E2eEndpoint {
             Mode::Pinned => SecurityMethod::X509,
             Mode::Pairing(_) => SecurityMethod::Pake,
         };
-        let (accept_tx, accept_rx) = oneshot::channel();
-        lock(&inner.pending_accepts).insert(sid.clone(), (peer.clone(), accept_tx));
+        let resets = inner.resets.load(Ordering::SeqCst);
         let ibb_rx = inner
             .ibb
-            .register(&ibb_sid, peer.clone(), inner.config.block_size);
+            .register(&ibb_sid, peer.clone(), inner.config.block_size)
+            .map_err(|refusal| refusal.error())?;
+        let (accept_tx, accept_rx) = oneshot::channel();
+        lock(&inner.pending_accepts).insert(sid.clone(), (peer.clone(), accept_tx));
         let mut half = HalfOpen::new(self, peer, &sid, &ibb_sid, true);
 
         let initiate = self.build(
@@ -134,9 +158,11 @@ impl E2eEndpoint {
                     DefinedCondition::Forbidden | DefinedCondition::NotAuthorized => {
                         ErrorKind::Forbidden
                     }
+                    // The peer hit one of its bounds: it is busy, try again later.
                     DefinedCondition::ServiceUnavailable
                     | DefinedCondition::RecipientUnavailable
-                    | DefinedCondition::ItemNotFound => ErrorKind::ProviderUnavailable,
+                    | DefinedCondition::ItemNotFound
+                    | DefinedCondition::ResourceConstraint => ErrorKind::ProviderUnavailable,
                     _ => ErrorKind::Protocol,
                 };
                 return Err(Error::new(
@@ -150,6 +176,14 @@ impl E2eEndpoint {
         }
         let accept = match tokio::time::timeout(timeout, accept_rx).await {
             Ok(Ok(accept)) => accept,
+            Ok(Err(_)) if inner.resets.load(Ordering::SeqCst) != resets => {
+                // Our session was reset meanwhile: the peer's answer can no longer reach us.
+                half.gone_at_peer();
+                return Err(Error::new(
+                    ErrorKind::NotConnected,
+                    format!("the session was reset while opening the end-to-end tunnel to {peer}"),
+                ));
+            }
             Ok(Err(_)) => {
                 // The peer terminated the session itself: nothing to terminate.
                 half.gone_at_peer();
@@ -202,7 +236,7 @@ impl E2eEndpoint {
         .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
         // Accepted: a late accept or terminate for this sid no longer concerns the opener.
         lock(&inner.pending_accepts).remove(&sid);
-        let (tunnel, rx) = Tunnel::start(channel, me, peer.clone());
+        let (tunnel, rx) = self.start_tunnel(channel, me, peer);
         half.holds(&tunnel);
         if let Mode::Pairing(code) = mode {
             pair_as_initiator(&tunnel, code, timeout)
@@ -314,13 +348,46 @@ impl E2eEndpoint {
                 return;
             }
         };
+        let inner = &self.inner;
+        let pairing = offer.method == SecurityMethod::Pake;
+        let foreign = !self.is_own_network(&peer.to_bare());
+        let refuse = |condition, text: &str| {
+            let _ = inner
+                .session
+                .send(iq_error(Jid::from(peer.clone()), id, condition, text));
+        };
+        if pairing && foreign {
+            // Only the household's own devices pair; a guest gets access through the owner's
+            // approval instead. Refused before the gate: a stranger never uses anyone's tries,
+            // and is not reported to the screen (it could flood it).
+            E2eCounters::bump(&inner.counters.pairing_strangers_refused);
+            tracing::info!(%peer, "refused pairing from another network");
+            return refuse(
+                DefinedCondition::Forbidden,
+                "pairing is only open to devices of this network",
+            );
+        }
+        // The slot is held from here until the tunnel is installed or the session abandoned,
+        // the trust decision included (it may wait for the network's published keys).
+        let slot = match inner.slots.acquire(&peer, foreign, pairing) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let counter = match refusal {
+                    SlotRefusal::Pairing => &inner.counters.pairing_sessions_refused,
+                    SlotRefusal::Total | SlotRefusal::PerPeer => &inner.counters.half_open_refused,
+                };
+                E2eCounters::bump(counter);
+                tracing::warn!(%peer, ?refusal, "refused a session-initiate: half-open bound");
+                return refuse(DefinedCondition::ResourceConstraint, refusal.text());
+            }
+        };
         match offer.method {
             SecurityMethod::Pake => {
-                let refusal = lock(&self.inner.gate)
-                    .is_open(Instant::now())
+                let refusal = lock(&inner.gate)
+                    .is_open(&peer, Instant::now())
                     .err()
                     .map(|e| e.message().to_owned());
-                self.decided(peer, id.to_owned(), jingle, offer, refusal);
+                self.decided(peer, id.to_owned(), jingle, offer, slot, refusal);
             }
             SecurityMethod::X509 => {
                 // The decision may need the network's published keys: answer once it is made
@@ -342,7 +409,7 @@ impl E2eEndpoint {
                             fingerprint_hex(&offer.fingerprint)
                         )
                     });
-                    this.decided(peer, id, jingle, offer, refusal);
+                    this.decided(peer, id, jingle, offer, slot, refusal);
                 });
             }
         }
@@ -356,6 +423,7 @@ impl E2eEndpoint {
         id: String,
         jingle: Jingle,
         offer: Offer,
+        slot: Slot,
         refusal: Option<String>,
     ) {
         let inner = &self.inner;
@@ -372,18 +440,44 @@ impl E2eEndpoint {
             return;
         }
         let block_size = offer.block_size.min(inner.config.block_size);
-        let ibb_rx = inner.ibb.register(&offer.ibb_sid, peer.clone(), block_size);
+        // Keyed by (peer, sid): a live stream of this or any other peer is never replaced.
+        let ibb_rx = match inner.ibb.register(&offer.ibb_sid, peer.clone(), block_size) {
+            Ok(rx) => rx,
+            Err(refusal) => {
+                let _ =
+                    inner
+                        .session
+                        .send(iq_error(from, &id, refusal.condition(), refusal.text()));
+                return;
+            }
+        };
         // The peer knows the session from its own initiate, but until it has our accept a failure
         // needs no terminate (the original code never sent one before the accept went through).
-        let half = HalfOpen::new(self, &peer, &jingle.sid.0, &offer.ibb_sid, false);
+        let mut half = HalfOpen::new(self, &peer, &jingle.sid.0, &offer.ibb_sid, false);
+        half.slot = Some(slot);
         let _ = inner.session.send(Iq::empty_result(from, id));
         let this = self.clone();
+        let lifetime = inner.config.limits.half_open_lifetime;
         tokio::spawn(async move {
             let pairing = offer.method == SecurityMethod::Pake;
-            if let Err(error) = this
-                .respond(peer.clone(), half, offer, block_size, ibb_rx)
-                .await
-            {
+            // The whole setup is bounded, not only each step: a peer that drips each step just
+            // within its timeout still loses the session (the guard frees it when dropped here).
+            let outcome = tokio::time::timeout(
+                lifetime,
+                this.respond(peer.clone(), half, offer, block_size, ibb_rx),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                E2eCounters::bump(&this.inner.counters.half_open_expired);
+                tracing::info!(%peer, ?lifetime, "half-open session expired");
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the end-to-end session with {peer} was not set up within {lifetime:?}"
+                    ),
+                ))
+            });
+            if let Err(error) = outcome {
                 this.emit(if pairing {
                     E2eInbound::PairingFailed { peer, error }
                 } else {
@@ -453,7 +547,7 @@ impl E2eEndpoint {
         )
         .await
         .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
-        let (tunnel, mut rx) = Tunnel::start(channel, me, peer.clone());
+        let (tunnel, mut rx) = self.start_tunnel(channel, me, &peer);
         half.holds(&tunnel);
         if offer.method == SecurityMethod::Pake {
             pair_as_responder(&tunnel, &mut rx, &inner.gate, timeout)
@@ -486,6 +580,8 @@ pub(super) struct HalfOpen {
     /// How to end the session at the peer; `None` while (or once) the peer needs no terminate.
     terminate: Option<(Reason, String)>,
     tunnel: Option<Tunnel>,
+    /// The inbound half-open slot this session holds (freed with the guard).
+    slot: Option<Slot>,
     /// We opened the session, so its accept may still be pending in `pending_accepts`.
     initiator: bool,
     done: bool,
@@ -506,6 +602,7 @@ impl HalfOpen {
             ibb_sid: ibb_sid.to_owned(),
             terminate: None,
             tunnel: None,
+            slot: None,
             initiator,
             done: false,
         }
@@ -554,7 +651,7 @@ impl Drop for HalfOpen {
         if self.initiator {
             lock(&inner.pending_accepts).remove(&self.sid);
         }
-        inner.ibb.remove(&self.ibb_sid);
+        inner.ibb.remove(&self.peer, &self.ibb_sid);
         if let Some(tunnel) = &self.tunnel {
             tunnel.close();
         }

@@ -20,10 +20,11 @@
 //! pairing is armed. TLS then checks that the peer really holds the advertised key.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::jingle::Jingle;
@@ -34,10 +35,11 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::gate::PairingGate;
 use super::ibb::{IbbRegistry, TransportHooks, MAX_BLOCK_SIZE, NS_IBB};
+use super::limits::{E2eCounters, E2eLimits, E2eStats, HalfOpenSlots};
 use super::trust::TrustStore;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::{fingerprint_hex, DeviceIdentity};
-use crate::core::session::{IqReply, Session};
+use crate::core::session::{ConnectionState, IqReply, Session};
 
 mod cache;
 mod directory;
@@ -65,6 +67,8 @@ pub struct E2eConfig {
     /// Besides the trust store, who may open a tunnel to us: a provider admits a guest device
     /// whose key an active grant names (see [`crate::core::access::AccessGuard::admits`]).
     pub admission: Option<Admission>,
+    /// The bounds on what peers can make this device hold (see [`E2eLimits`]).
+    pub limits: E2eLimits,
 }
 
 /// Decides whether an inbound tunnel from (bare JID, key fingerprint) is accepted although the key
@@ -85,7 +89,7 @@ impl std::fmt::Debug for E2eConfig {
 }
 
 impl E2eConfig {
-    /// Defaults: 4096-byte blocks, 10 s per setup step, no test knobs.
+    /// Defaults: 4096-byte blocks, 10 s per setup step, default [`E2eLimits`], no test knobs.
     pub fn new(identity: DeviceIdentity, trust: Arc<TrustStore>) -> Self {
         E2eConfig {
             identity,
@@ -95,6 +99,7 @@ impl E2eConfig {
             hooks: TransportHooks::default(),
             advertise_fingerprint: None,
             admission: None,
+            limits: E2eLimits::default(),
         }
     }
 }
@@ -147,10 +152,21 @@ struct Inner {
     session: Session,
     config: E2eConfig,
     ibb: IbbRegistry,
+    /// Our own session-initiates waiting for their accept, by Jingle sid (with the peer asked).
     pending_accepts: Mutex<HashMap<String, (FullJid, oneshot::Sender<Jingle>)>>,
     tunnels: Mutex<HashMap<FullJid, TunnelEntry>>,
+    /// One opener at a time per peer; entries live only while someone opens (bounded).
     opening: Mutex<HashMap<FullJid, Arc<tokio::sync::Mutex<()>>>>,
     gate: Mutex<PairingGate>,
+    /// Inbound half-open sessions (bounded per peer, for foreign peers, and in total).
+    slots: Arc<HalfOpenSlots>,
+    counters: Arc<E2eCounters>,
+    /// Bumped on every session reset, so an opener can tell "our session was reset" from "the
+    /// peer gave up" when its pending accept disappears.
+    resets: AtomicU64,
+    /// The session's state as last looked at by [`E2eEndpoint::close_all`]: unchanged since means
+    /// the session was never interrupted (its first online), so there is nothing to lose.
+    state_seen: Mutex<watch::Receiver<ConnectionState>>,
     events: mpsc::Sender<E2eInbound>,
 }
 
@@ -180,6 +196,8 @@ fn random_id() -> String {
 fn iq_error(to: Jid, id: &str, condition: DefinedCondition, text: &str) -> Iq {
     let error_type = match condition {
         DefinedCondition::Forbidden | DefinedCondition::NotAuthorized => ErrorType::Auth,
+        // A bound was hit: the peer may retry later.
+        DefinedCondition::ResourceConstraint => ErrorType::Wait,
         _ => ErrorType::Cancel,
     };
     Iq::from_error(
@@ -202,10 +220,22 @@ impl E2eEndpoint {
         let (events, rx) = mpsc::channel(EVENT_DEPTH);
         let mut config = config;
         config.block_size = config.block_size.clamp(1, MAX_BLOCK_SIZE);
+        let counters = Arc::new(E2eCounters::default());
+        let mut state_seen = session.watch_state();
+        state_seen.borrow_and_update();
+        let limits = config.limits.clone();
         let inner = Inner {
             session,
             config,
-            ibb: IbbRegistry::default(),
+            ibb: IbbRegistry::new(
+                limits.ibb_streams,
+                limits.ibb_buffered_bytes,
+                counters.clone(),
+            ),
+            slots: HalfOpenSlots::new(limits),
+            counters,
+            resets: AtomicU64::new(0),
+            state_seen: Mutex::new(state_seen),
             pending_accepts: Mutex::new(HashMap::new()),
             tunnels: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
@@ -233,6 +263,13 @@ impl E2eEndpoint {
     /// The session underneath.
     pub fn session(&self) -> &Session {
         &self.inner.session
+    }
+
+    /// How often each bound of [`E2eLimits`] was hit, and other refusals worth watching.
+    pub fn stats(&self) -> E2eStats {
+        let mut stats = self.inner.counters.snapshot();
+        stats.pairing_peers_evicted = lock(&self.inner.gate).evicted;
+        stats
     }
 
     /// Offers a session stanza to the end-to-end layer. Returns `true` when it was a Jingle or IBB

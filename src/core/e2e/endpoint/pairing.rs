@@ -8,11 +8,12 @@ use xmpp_parsers::jid::FullJid;
 use super::jingle::Mode;
 use super::{lock, E2eEndpoint};
 use crate::core::e2e::tunnel::Tunnel;
-use crate::core::error::Result;
+use crate::core::error::{Error, ErrorKind, Result};
 
 impl E2eEndpoint {
     /// Arms pairing with a fresh 6-digit code to show on this device's screen (valid 5 minutes,
-    /// single use). Fails while pairing is locked after too many wrong codes.
+    /// single use). Only devices of this network can use it; a device that tried too many wrong
+    /// codes is locked out on its own, the others keep their tries.
     pub fn start_pairing(&self) -> Result<String> {
         lock(&self.inner.gate).arm(Instant::now())
     }
@@ -30,22 +31,34 @@ impl E2eEndpoint {
     /// Pairs with `peer`, which shows `code`: opens a pairing-mode tunnel, runs SPAKE2, and on
     /// success pins the peer's key and keeps the tunnel as the one to that peer.
     ///
-    /// A device of our own network that we just paired with is then attested on the network's
+    /// Only devices of one network pair (same bare JID): pairing with another network's device
+    /// is refused (`Forbidden`) before anything is sent — a guest gets access through the owner's
+    /// approval instead. The device we just paired with is then attested on the network's
     /// XEP-0189 node (in the background), so the network's other devices trust it too.
     pub async fn pair(&self, peer: &FullJid, code: &str) -> Result<Tunnel> {
-        let tunnel = self.open(peer, Mode::Pairing(code)).await?;
-        if self.is_own_network(&peer.to_bare()) {
-            let this = self.clone();
-            let (peer, fingerprint) = (peer.clone(), tunnel.peer_fingerprint());
-            tokio::spawn(async move {
-                match this.attest(&fingerprint).await {
-                    Ok(()) => tracing::info!(%peer, "attested the newly paired device"),
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "could not attest the paired device")
-                    }
-                }
-            });
+        if peer.to_bare() != self.own_network()? {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "{peer} is not a device of this network: only the network's own devices pair \
+                     (a guest asks the owner for access)"
+                ),
+            ));
         }
+        // In line with the other openers of this peer (and within their bound).
+        let opening = self.opening(peer)?;
+        let _turn = opening.gate.lock().await;
+        let tunnel = self.open(peer, Mode::Pairing(code)).await?;
+        let this = self.clone();
+        let (peer, fingerprint) = (peer.clone(), tunnel.peer_fingerprint());
+        tokio::spawn(async move {
+            match this.attest(&fingerprint).await {
+                Ok(()) => tracing::info!(%peer, "attested the newly paired device"),
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not attest the paired device")
+                }
+            }
+        });
         Ok(tunnel)
     }
 }
