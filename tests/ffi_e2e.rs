@@ -422,7 +422,15 @@ async fn bad_jids_fingerprints_and_trust_files_are_config_errors() {
         .unwrap());
     provider.stop().await;
 
-    std::fs::write(k.dir.path().join("trust.json"), b"{not json").unwrap();
+    let trust_file = k.dir.path().join("trust.json");
+    std::fs::write(&trust_file, b"{not json").unwrap();
+    // Owner-only, as pmn writes it: the refusal below is for the content, not the mode.
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        &trust_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let e = start_simulated_player(config("tv", Some(k.options(true))), "x".into())
         .await
         .unwrap_err();

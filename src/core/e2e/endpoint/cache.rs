@@ -153,12 +153,6 @@ impl E2eEndpoint {
         })
     }
 
-    /// Peers whose tunnel is being opened right now.
-    #[cfg(test)]
-    pub(crate) fn opening_len(&self) -> usize {
-        lock(&self.inner.opening).len()
-    }
-
     pub(super) fn close_where(
         &self,
         doomed: impl Fn(&FullJid, &[u8; 32]) -> bool,
