@@ -803,3 +803,164 @@ async fn tunnels_being_opened_are_bounded_and_the_bound_frees_up() {
     // Its place is free again: the household's tunnel opens.
     echo_ok(&phone, &tv, "after").await;
 }
+
+/// A TCP relay to Prosody that the test can cut and keep closed, to take a client's connection
+/// away (as in tests/services.rs).
+struct Relay {
+    port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o, l) = (open.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !o.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the client sees its connection closed at once
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut out) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                l.lock().expect("lock").push(link.abort_handle());
+            }
+        });
+        Relay {
+            port,
+            open,
+            links,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().expect("lock").drain(..) {
+            link.abort();
+        }
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Like [`serve_echo`], but a probe whose text starts with "hold" is answered only after `delay`
+/// (a call the provider takes its time over).
+fn serve_echo_slowly(dev: &mut Device, delay: Duration) {
+    let mut events = std::mem::replace(&mut dev.events, mpsc::channel(1).1);
+    let endpoint = dev.endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let E2eInbound::Stanza(stanza) = event {
+                if let Stanza::Iq(Iq::Set {
+                    from, id, payload, ..
+                }) = *stanza
+                {
+                    let endpoint = endpoint.clone();
+                    tokio::spawn(async move {
+                        if payload.text().starts_with("hold") {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let _ = endpoint.send(Iq::Result {
+                            from: None,
+                            to: from,
+                            id,
+                            payload: Some(payload),
+                        });
+                    });
+                }
+            }
+        }
+    });
+}
+
+async fn wait_online(dev: &Device, within: Duration) {
+    tokio::time::timeout(within, async {
+        while !matches!(dev.session.state(), ConnectionState::Online { .. }) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the session came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_calls_survive_a_resume_and_fail_at_once_on_a_session_reset() {
+    let relay = Relay::start(common::server().port()).await;
+    let mut config = session_config(&HOME, "phone");
+    config.server = pmn::core::session::ServerAddress::HostPort("127.0.0.1".into(), relay.port);
+    let phone = device_on(config, "phone", |_| {}).await;
+    let mut tv = device("tv").await;
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    serve_echo_slowly(&mut tv, Duration::from_secs(2));
+    echo_ok(&phone, &tv, "up").await;
+    let tunnel = phone.endpoint.existing_tunnel(&tv.jid).expect("tunnel up");
+    let long = Duration::from_secs(60);
+
+    // A short outage that XEP-0198 resumes: nothing was lost, the call in flight is answered.
+    let p = phone.endpoint.clone();
+    let call = tokio::spawn({
+        let to = tv.jid.clone();
+        async move { p.request(probe(&to, "hold-resume"), long).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.cut();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.reopen();
+    let answered = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("answered after the resume")
+        .unwrap();
+    assert!(
+        matches!(&answered, Ok(IqReply::Result(Some(p))) if p.text() == "hold-resume"),
+        "{answered:?}"
+    );
+    assert!(tunnel.is_up(), "a resume keeps the tunnel");
+    assert_eq!(phone.endpoint.stats().reset_failures, 0);
+
+    // An outage longer than the server keeps our session (10 s in the test config): the new
+    // stream is not a resume, and the call waiting in the tunnel fails at once, not in 60 s.
+    let p = phone.endpoint.clone();
+    let started = std::time::Instant::now();
+    let call = tokio::spawn({
+        let to = tv.jid.clone();
+        async move { p.request(probe(&to, "hold-reset"), long).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.cut();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    relay.reopen();
+    wait_online(&phone, Duration::from_secs(40)).await;
+    let failed = tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .expect("the call failed as soon as the session was back")
+        .unwrap();
+    let err = failed.expect_err("a reset loses the call");
+    assert_eq!(err.kind(), ErrorKind::NotConnected, "{err}");
+    assert!(started.elapsed() < long, "it did not wait for its timeout");
+    assert!(!tunnel.is_up());
+    assert_eq!(phone.endpoint.stats().reset_failures, 1);
+    // The next call opens a fresh tunnel.
+    echo_ok(&phone, &tv, "fresh").await;
+}
