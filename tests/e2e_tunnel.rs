@@ -964,3 +964,53 @@ async fn tunnel_calls_survive_a_resume_and_fail_at_once_on_a_session_reset() {
     // The next call opens a fresh tunnel.
     echo_ok(&phone, &tv, "fresh").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_parked_in_a_half_open_session_is_bounded_and_the_household_keeps_working() {
+    use pmn::core::e2e::ibb::SETUP_BYTES;
+    let (phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    tv.endpoint.start_pairing_with("424242").unwrap();
+    // A device of the household opens a pairing session, never completes it, and pushes data
+    // into its stream that nobody will read.
+    let (mallory, _m) = raw(&HOME, "mallory").await;
+    let reply = mallory
+        .request(initiate(&tv.jid, "park", "park-ibb", &[9; 32], "pake"), T)
+        .await
+        .unwrap();
+    assert_eq!(condition(reply), None);
+    let block = base64_block(4096);
+    let mut refused_at = None;
+    for seq in 0..(SETUP_BYTES / 4096 + 4) {
+        let payload: Element = format!(
+            "<data xmlns='http://jabber.org/protocol/ibb' sid='park-ibb' seq='{seq}'>{block}</data>"
+        )
+        .parse()
+        .unwrap();
+        let iq = Iq::Set {
+            from: None,
+            to: Some(Jid::from(tv.jid.clone())),
+            id: String::new(),
+            payload,
+        };
+        if let Some(c) = condition(mallory.request(iq, T).await.unwrap()) {
+            refused_at = Some((seq, c));
+            break;
+        }
+    }
+    assert_eq!(
+        refused_at,
+        Some((SETUP_BYTES / 4096, DefinedCondition::PolicyViolation))
+    );
+    assert_eq!(tv.endpoint.stats().ibb_setup_overflows, 1);
+    // Meanwhile the household's tunnel carries a payload of several blocks.
+    echo_ok(&phone, &tv, &"h".repeat(20_000)).await;
+    still_online(&tv).await;
+}
+
+fn base64_block(len: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(vec![0x5a; len])
+}

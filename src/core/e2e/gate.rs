@@ -47,6 +47,8 @@ pub(crate) struct PairingGate {
     peers: HashMap<FullJid, PeerTries>,
     /// Entries forgotten to keep `peers` bounded.
     pub(crate) evicted: u64,
+    /// Codes disarmed by the global cap.
+    pub(crate) codes_exhausted: u64,
 }
 
 impl PairingGate {
@@ -145,6 +147,7 @@ impl PairingGate {
         if self.code_failures >= MAX_CODE_FAILURES {
             // Guessing from many resources: this code has had enough tries, whoever made them.
             self.code = None;
+            self.codes_exhausted += 1;
             tracing::warn!("pairing: too many wrong codes against the shown code; code disarmed");
         }
         Ok(code)
@@ -238,6 +241,7 @@ mod tests {
         }
         let phone = jid("home@home.test/phone");
         assert!(gate.begin(&phone, now).is_err(), "code disarmed");
+        assert_eq!(gate.codes_exhausted, 1);
         // A fresh code starts a fresh count, and the phone has all its tries.
         gate.arm(now).unwrap();
         assert!(gate.begin(&phone, now).is_ok());

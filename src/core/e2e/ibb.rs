@@ -11,8 +11,11 @@
 //! Bounds (see [`super::limits::E2eLimits`]): the registry holds a bounded number of streams (a
 //! further registration is refused, as is a second one of the same (peer, sid)); each stream
 //! buffers at most [`INBOUND_DEPTH`] unread blocks (a peer that sends more ends its own stream
-//! with `resource-constraint`); and all streams together buffer a bounded number of bytes (a block
-//! beyond is refused with `resource-constraint`, ending only the stream that sent it).
+//! with `resource-constraint`); a stream whose TLS handshake has not succeeded yet accepts at most
+//! [`SETUP_BYTES`] in all (a handshake needs a few kB; a peer that parks data in a
+//! half-open session it never completes cannot hold more, so half-open sessions can never take the
+//! whole budget below); and all streams together buffer a bounded number of bytes (a block beyond
+//! is refused with `resource-constraint`, ending only the stream that sent it).
 //!
 //! Outbound, up to [`WINDOW`] data iqs are in flight at once (the server keeps their order), so a TLS
 //! flight split across blocks costs no extra round trip; each block waits for its acknowledgement with
@@ -48,6 +51,8 @@ pub const MAX_BLOCK_SIZE: u16 = 4096;
 pub const WINDOW: usize = 8;
 /// Inbound blocks buffered per stream before the peer is considered to ignore flow control.
 pub const INBOUND_DEPTH: usize = 64;
+/// Inbound bytes a stream accepts before the TLS handshake over it has succeeded.
+pub const SETUP_BYTES: usize = 64 * 1024;
 
 /// What the registry hands to a stream's pump.
 #[derive(Debug)]
@@ -112,6 +117,8 @@ impl RegisterRefusal {
 }
 
 struct InboundState {
+    /// Bytes still accepted while the tunnel is being set up; `None` once it is established.
+    setup_budget: Option<usize>,
     block_size: u16,
     expected_seq: u16,
     tx: mpsc::Sender<IbbEvent>,
@@ -193,6 +200,7 @@ impl IbbRegistry {
             InboundState {
                 block_size,
                 expected_seq: 0,
+                setup_budget: Some(SETUP_BYTES),
                 tx,
             },
         );
@@ -202,6 +210,14 @@ impl IbbRegistry {
     /// Forgets the stream `sid` of `peer` (it ended).
     pub(crate) fn remove(&self, peer: &FullJid, sid: &str) {
         self.lock().remove(&(peer.clone(), sid.to_owned()));
+    }
+
+    /// The TLS handshake over the stream `sid` of `peer` succeeded: its setup allowance no longer
+    /// applies (the tunnel reads what arrives from now on).
+    pub(crate) fn established(&self, peer: &FullJid, sid: &str) {
+        if let Some(state) = self.lock().get_mut(&(peer.clone(), sid.to_owned())) {
+            state.setup_budget = None;
+        }
     }
 
     /// Forgets every stream (the session was reset: the peers' ends are gone too).
@@ -277,6 +293,15 @@ impl IbbRegistry {
                             data.seq, state.expected_seq
                         ),
                     ))
+                } else if state
+                    .setup_budget
+                    .is_some_and(|left| data.data.len() > left)
+                {
+                    E2eCounters::bump(&self.counters.ibb_setup_overflows);
+                    Some((
+                        DefinedCondition::PolicyViolation,
+                        format!("more than {SETUP_BYTES} bytes before the tunnel was set up"),
+                    ))
                 } else if self.buffered.load(Ordering::Relaxed) + data.data.len()
                     > self.max_buffered
                 {
@@ -287,6 +312,9 @@ impl IbbRegistry {
                     ))
                 } else {
                     state.expected_seq = state.expected_seq.wrapping_add(1);
+                    if let Some(left) = &mut state.setup_budget {
+                        *left -= data.data.len();
+                    }
                     // Charged now, released when the block is dropped (read or discarded).
                     self.buffered.fetch_add(data.data.len(), Ordering::Relaxed);
                     let block = Block {
@@ -726,5 +754,38 @@ mod tests {
             Iq::Result { .. }
         ));
         assert!(matches!(other.recv().await, Some(IbbEvent::Data(_))));
+    }
+
+    #[tokio::test]
+    async fn a_stream_takes_only_a_setup_allowance_until_its_tunnel_is_established() {
+        let counters = Arc::new(E2eCounters::default());
+        let reg = IbbRegistry::new(8, 16 * SETUP_BYTES, counters.clone());
+        let peer: FullJid = "home@home.test/mallory".parse().unwrap();
+        let from = Jid::from(peer.clone());
+        let block = 4096;
+        let _parked = reg.register("half", peer.clone(), block as u16).unwrap();
+        let mut live = reg.register("live", peer.clone(), block as u16).unwrap();
+        let blocks = (SETUP_BYTES / block) as u16;
+        for seq in 0..blocks {
+            assert!(matches!(
+                reg.handle(&from, "x", &data("half", seq, block)),
+                Iq::Result { .. }
+            ));
+        }
+        // Nobody reads the half-open stream: one more block ends it instead of piling up.
+        assert!(is_error(
+            &reg.handle(&from, "y", &data("half", blocks, block)),
+            DefinedCondition::PolicyViolation
+        ));
+        assert_eq!(counters.snapshot().ibb_setup_overflows, 1);
+        // An established stream is not held to the allowance.
+        reg.established(&peer, "live");
+        for seq in 0..(blocks + 4) {
+            assert!(matches!(
+                reg.handle(&from, "z", &data("live", seq, block)),
+                Iq::Result { .. }
+            ));
+            assert!(matches!(live.recv().await, Some(IbbEvent::Data(_))));
+        }
     }
 }

@@ -42,7 +42,11 @@ pub struct E2eLimits {
     /// `resource-constraint` on the session-initiate, a local error on our own open.
     pub ibb_streams: usize,
     /// Inbound IBB bytes queued over all streams and not yet read by TLS. Beyond: the block is
-    /// refused with `resource-constraint` (ending that stream; the others are unharmed).
+    /// refused with `resource-constraint` (ending that stream; the others are unharmed). Streams
+    /// not yet established hold at most [`SETUP_BYTES`](crate::core::e2e::ibb::SETUP_BYTES)
+    /// each, so keep this well above `(half_open_total + opening_total) × SETUP_BYTES` (3 MiB
+    /// at the defaults, against 8 MiB): the household's established tunnels then always find
+    /// room, however many sessions others keep half-open.
     pub ibb_buffered_bytes: usize,
     /// Stanzas queued for one tunnel's writer. Beyond: [`crate::core::e2e::Tunnel::send`] fails
     /// with a typed error; [`crate::core::e2e::Tunnel::request`] waits for room (backpressure)
@@ -60,7 +64,7 @@ impl Default for E2eLimits {
             half_open_lifetime: Duration::from_secs(20),
             opening_total: 32,
             ibb_streams: 64,
-            ibb_buffered_bytes: 4 * 1024 * 1024,
+            ibb_buffered_bytes: 8 * 1024 * 1024,
             tunnel_outbound: 256,
         }
     }
@@ -78,6 +82,7 @@ pub struct E2eCounters {
     pub(crate) ibb_streams_refused: AtomicU64,
     pub(crate) ibb_sid_conflicts: AtomicU64,
     pub(crate) ibb_stream_overflows: AtomicU64,
+    pub(crate) ibb_setup_overflows: AtomicU64,
     pub(crate) ibb_total_overflows: AtomicU64,
     pub(crate) tunnel_outbound_full: AtomicU64,
     pub(crate) reset_failures: AtomicU64,
@@ -96,6 +101,8 @@ pub struct E2eStats {
     pub pairing_strangers_refused: u64,
     /// Pairing try counters forgotten to keep the per-peer map bounded (oldest first).
     pub pairing_peers_evicted: u64,
+    /// Shown codes disarmed because too many wrong codes were tried against them (all peers).
+    pub pairing_codes_exhausted: u64,
     /// Our own tunnel opens refused because too many were under way.
     pub opening_refused: u64,
     /// IBB streams refused because the registry was full.
@@ -104,6 +111,9 @@ pub struct E2eStats {
     pub ibb_sid_conflicts: u64,
     /// IBB streams ended because their peer sent more than the stream's buffer holds.
     pub ibb_stream_overflows: u64,
+    /// IBB streams ended because their peer sent more than a tunnel setup needs before the
+    /// tunnel was established.
+    pub ibb_setup_overflows: u64,
     /// IBB blocks refused because all streams together buffered too much.
     pub ibb_total_overflows: u64,
     /// Tunnel stanzas refused because the tunnel's outbound queue was full.
@@ -131,10 +141,12 @@ impl E2eCounters {
             pairing_strangers_refused: get(&self.pairing_strangers_refused),
             // Counted by the pairing gate under its own lock; the endpoint fills it in.
             pairing_peers_evicted: 0,
+            pairing_codes_exhausted: 0,
             opening_refused: get(&self.opening_refused),
             ibb_streams_refused: get(&self.ibb_streams_refused),
             ibb_sid_conflicts: get(&self.ibb_sid_conflicts),
             ibb_stream_overflows: get(&self.ibb_stream_overflows),
+            ibb_setup_overflows: get(&self.ibb_setup_overflows),
             ibb_total_overflows: get(&self.ibb_total_overflows),
             tunnel_outbound_full: get(&self.tunnel_outbound_full),
             reset_failures: get(&self.reset_failures),

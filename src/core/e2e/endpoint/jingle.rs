@@ -234,6 +234,8 @@ impl E2eEndpoint {
         )
         .await
         .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
+        // TLS is up and reads what arrives: the stream's setup allowance no longer applies.
+        inner.ibb.established(peer, &ibb_sid);
         // Accepted: a late accept or terminate for this sid no longer concerns the opener.
         lock(&inner.pending_accepts).remove(&sid);
         let (tunnel, rx) = self.start_tunnel(channel, me, peer);
@@ -547,6 +549,8 @@ impl E2eEndpoint {
         )
         .await
         .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
+        // TLS is up and reads what arrives: the stream's setup allowance no longer applies.
+        inner.ibb.established(&peer, &offer.ibb_sid);
         let (tunnel, mut rx) = self.start_tunnel(channel, me, &peer);
         half.holds(&tunnel);
         if offer.method == SecurityMethod::Pake {

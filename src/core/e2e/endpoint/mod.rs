@@ -268,7 +268,9 @@ impl E2eEndpoint {
     /// How often each bound of [`E2eLimits`] was hit, and other refusals worth watching.
     pub fn stats(&self) -> E2eStats {
         let mut stats = self.inner.counters.snapshot();
-        stats.pairing_peers_evicted = lock(&self.inner.gate).evicted;
+        let gate = lock(&self.inner.gate);
+        stats.pairing_peers_evicted = gate.evicted;
+        stats.pairing_codes_exhausted = gate.codes_exhausted;
         stats
     }
 
