@@ -158,7 +158,8 @@ impl E2eEndpoint {
                     DefinedCondition::Forbidden | DefinedCondition::NotAuthorized => {
                         ErrorKind::Forbidden
                     }
-                    // The peer hit one of its bounds: it is busy, try again later.
+                    // Not there, or one of its bounds was hit (resource-constraint): busy,
+                    // worth trying again later.
                     DefinedCondition::ServiceUnavailable
                     | DefinedCondition::RecipientUnavailable
                     | DefinedCondition::ItemNotFound
