@@ -679,8 +679,8 @@ async fn a_reused_live_sid_neither_hijacks_nor_kills_the_owners_stream() {
             T,
         )
     };
-    // Its blocks and its close on that sid reach only its own stream; its terminate of the
-    // phone's Jingle session is unknown.
+    // Its blocks and its close on that sid reach only its own stream, and its terminate with the
+    // phone's Jingle sid ends only its own session.
     let _ = ibb(format!(
         "<data xmlns='http://jabber.org/protocol/ibb' sid='{ibb_sid}' seq='0'>AAAA</data>"
     ))
@@ -696,7 +696,7 @@ async fn a_reused_live_sid_neither_hijacks_nor_kills_the_owners_stream() {
     ))
     .await
     .unwrap();
-    assert_eq!(condition(reply), Some(DefinedCondition::ItemNotFound));
+    assert_eq!(condition(reply), None, "its own half-open session, ended");
 
     // The phone itself cannot register its live IBB sid twice either: conflict, stream kept.
     let reply = phone
@@ -773,8 +773,34 @@ async fn the_household_keeps_tunnelling_while_others_hit_the_half_open_bounds() 
     // The household's own tunnel still gets its slot, and works.
     echo_ok(&phone, &tv, "household").await;
 
+    // A peer that gives up (session-terminate) frees its slot at once, not at the lifetime.
+    let end_m1: Element =
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='m1'><reason><cancel/></reason></jingle>"
+            .parse()
+            .unwrap();
+    let reply = mallory
+        .request(
+            Iq::Set {
+                from: None,
+                to: Some(Jid::from(tv.jid.clone())),
+                id: String::new(),
+                payload: end_m1,
+            },
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(reply), None, "the half-open session was known");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ask(&mallory, "m5", "pake").await,
+        None,
+        "its slot came back"
+    );
+
     // Held sessions expire after their lifetime and free their slots.
     tokio::time::sleep(lifetime + Duration::from_secs(1)).await;
+    // m2, m5 and g1 (m1 was ended by its peer).
     assert_eq!(tv.endpoint.stats().half_open_expired, 3);
     assert_eq!(ask(&mallory, "m4", "pake").await, None);
     assert_eq!(ask(&guest, "g3", "x509").await, None);

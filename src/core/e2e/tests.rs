@@ -247,3 +247,33 @@ async fn a_full_outbound_queue_refuses_send_and_backpressures_request() {
     // The tunnel itself is still up: congestion is not a failure.
     assert!(tunnel.is_up());
 }
+
+#[tokio::test]
+async fn a_request_dropped_by_its_caller_leaves_no_pending_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv) = (identity(&dir, "phone"), identity(&dir, "tv"));
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        handshake(a, TlsRole::Initiator, &phone, tv.fingerprint(), T),
+        handshake(b, TlsRole::Responder, &tv, phone.fingerprint(), T),
+    );
+    let (pj, tj) = (jid("home@home.test/phone"), jid("home@home.test/tv"));
+    let (tunnel, _rx) = Tunnel::start(client.unwrap(), pj.clone(), tj.clone());
+    // The TV reads but never answers.
+    let (_tv_t, _tv_rx) = Tunnel::start(server.unwrap(), tj.clone(), pj);
+    let ping: minidom::Element = "<ping xmlns='urn:xmpp:ping'/>".parse().unwrap();
+    let iq = Iq::Get {
+        from: None,
+        to: Some(tj.into()),
+        id: String::new(),
+        payload: ping,
+    };
+    for _ in 0..5 {
+        let call = tunnel.request(iq.clone(), Duration::from_secs(30));
+        assert!(tokio::time::timeout(Duration::from_millis(50), call)
+            .await
+            .is_err());
+    }
+    assert_eq!(tunnel.pending_len(), 0, "cancelled requests were forgotten");
+    assert!(tunnel.is_up());
+}

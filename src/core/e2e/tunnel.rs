@@ -260,24 +260,33 @@ impl Tunnel {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone(), tx);
-        if let Err(e) = self.send_within(Stanza::Iq(iq), deadline).await {
-            self.forget(&id);
-            return Err(e);
-        }
+        // However this call ends (error, timeout, or the caller dropping it), its entry goes.
+        let _forget = Forget {
+            tunnel: self,
+            id: &id,
+        };
+        self.send_within(Stanza::Iq(iq), deadline).await?;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(self.down_error()),
-            Err(_) => {
-                self.forget(&id);
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{} did not answer within {timeout:?} (end-to-end tunnel)",
-                        self.shared.peer
-                    ),
-                ))
-            }
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{} did not answer within {timeout:?} (end-to-end tunnel)",
+                    self.shared.peer
+                ),
+            )),
         }
+    }
+
+    /// Requests waiting for their answer.
+    #[cfg(test)]
+    pub(crate) fn pending_len(&self) -> usize {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     fn forget(&self, id: &str) {
@@ -352,6 +361,18 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
     // Best effort close_notify; bounded so a dead transport cannot hold this task.
     let _ = tokio::time::timeout(Duration::from_secs(2), writer.shutdown()).await;
+}
+
+/// Removes a request's pending entry when the request ends, cancelled ones included.
+struct Forget<'a> {
+    tunnel: &'a Tunnel,
+    id: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.tunnel.forget(self.id);
+    }
 }
 
 /// Sets `from`/`to` of an outbound stanza to the tunnel's two ends.

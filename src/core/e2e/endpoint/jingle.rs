@@ -308,10 +308,17 @@ impl E2eEndpoint {
                         _ => None,
                     }
                 };
-                if found.is_none() && pending.is_none() {
+                let responding =
+                    lock(&self.inner.responding).remove(&(peer.clone(), jingle.sid.0.clone()));
+                if found.is_none() && pending.is_none() && responding.is_none() {
                     return reply_error(DefinedCondition::ItemNotFound, "unknown Jingle session");
                 }
                 ack();
+                if let Some(cancel) = responding {
+                    // The peer gave up on a session we are still setting up: free it now
+                    // rather than when its steps time out.
+                    let _ = cancel.send(());
+                }
                 if let Some(entry) = found {
                     // The peer's reason says whether this was a clean goodbye or a failure it
                     // saw (a record that did not decrypt: tampering in the path).
@@ -443,6 +450,16 @@ impl E2eEndpoint {
             return;
         }
         let block_size = offer.block_size.min(inner.config.block_size);
+        let key = (peer.clone(), jingle.sid.0.clone());
+        if lock(&inner.responding).contains_key(&key) {
+            let _ = inner.session.send(iq_error(
+                from,
+                &id,
+                DefinedCondition::Conflict,
+                "this Jingle session is already being set up",
+            ));
+            return;
+        }
         // Keyed by (peer, sid): a live stream of this or any other peer is never replaced.
         let ibb_rx = match inner.ibb.register(&offer.ibb_sid, peer.clone(), block_size) {
             Ok(rx) => rx,
@@ -458,6 +475,8 @@ impl E2eEndpoint {
         // needs no terminate (the original code never sent one before the accept went through).
         let mut half = HalfOpen::new(self, &peer, &jingle.sid.0, &offer.ibb_sid, false);
         half.slot = Some(slot);
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        lock(&inner.responding).insert(key.clone(), cancel_tx);
         let _ = inner.session.send(Iq::empty_result(from, id));
         let this = self.clone();
         let lifetime = inner.config.limits.half_open_lifetime;
@@ -465,21 +484,30 @@ impl E2eEndpoint {
             let pairing = offer.method == SecurityMethod::Pake;
             // The whole setup is bounded, not only each step: a peer that drips each step just
             // within its timeout still loses the session (the guard frees it when dropped here).
-            let outcome = tokio::time::timeout(
+            let setup = tokio::time::timeout(
                 lifetime,
                 this.respond(peer.clone(), half, offer, block_size, ibb_rx),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                E2eCounters::bump(&this.inner.counters.half_open_expired);
-                tracing::info!(%peer, ?lifetime, "half-open session expired");
-                Err(Error::new(
-                    ErrorKind::Timeout,
+            );
+            let outcome = tokio::select! {
+                outcome = setup => outcome.unwrap_or_else(|_| {
+                    E2eCounters::bump(&this.inner.counters.half_open_expired);
+                    tracing::info!(%peer, ?lifetime, "half-open session expired");
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the end-to-end session with {peer} was not set up within {lifetime:?}"
+                        ),
+                    ))
+                }),
+                Ok(()) = cancel_rx => Err(Error::new(
+                    ErrorKind::Forbidden,
                     format!(
-                        "the end-to-end session with {peer} was not set up within {lifetime:?}"
+                        "{peer} ended the end-to-end session before it was set up \
+                         (when pairing: the other device found the code wrong?)"
                     ),
-                ))
-            });
+                )),
+            };
+            lock(&this.inner.responding).remove(&key);
             if let Err(error) = outcome {
                 this.emit(if pairing {
                     E2eInbound::PairingFailed { peer, error }

@@ -155,6 +155,9 @@ struct Inner {
     /// Our own session-initiates waiting for their accept, by Jingle sid (with the peer asked).
     pending_accepts: Mutex<HashMap<String, (FullJid, oneshot::Sender<Jingle>)>>,
     tunnels: Mutex<HashMap<FullJid, TunnelEntry>>,
+    /// Inbound sessions being set up, by (peer, Jingle sid): a session-terminate from the peer
+    /// ends the setup at once (bounded by the half-open slots).
+    responding: Mutex<HashMap<(FullJid, String), oneshot::Sender<()>>>,
     /// One opener at a time per peer; entries live only while someone opens (bounded).
     opening: Mutex<HashMap<FullJid, Arc<tokio::sync::Mutex<()>>>>,
     gate: Mutex<PairingGate>,
@@ -238,6 +241,7 @@ impl E2eEndpoint {
             state_seen: Mutex::new(state_seen),
             pending_accepts: Mutex::new(HashMap::new()),
             tunnels: Mutex::new(HashMap::new()),
+            responding: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
             gate: Mutex::new(PairingGate::default()),
             events,
