@@ -1,11 +1,13 @@
 //! The end-to-end endpoint of one device: what the role layer talks to. This file owns the wiring
 //! and the routing of stanzas into and out of tunnels; each job has its own file:
-//! - [`jingle`]: Jingle negotiation (XEP-0166) of tunnels, opening and answering, with a drop guard
-//!   that cleans up every half-open session however it ends;
-//! - [`cache`]: the per-peer tunnel cache (one tunnel per full JID), closing and revoking;
-//! - [`pairing`]: the pairing gate as the endpoint applies it (arming codes, pairing with a peer);
-//! - [`directory`]: the network's key directory (XEP-0189 on PEP): publishing, attesting, and the
-//!   trust decision for attested keys.
+//! - `jingle.rs`: Jingle negotiation (XEP-0166) of tunnels, opening and answering, with a drop
+//!   guard that cleans up every half-open session however it ends, and the half-open bounds;
+//! - `cache.rs`: the per-peer tunnel cache (one tunnel per full JID), the bounded queue of
+//!   openers, closing, revoking, and the session-reset hook [`E2eEndpoint::close_all`];
+//! - `pairing.rs`: the pairing gate as the endpoint applies it (arming codes, pairing with a
+//!   device of this network);
+//! - `directory.rs`: the network's key directory (XEP-0189 on PEP): publishing, attesting, and
+//!   the trust decision for attested keys.
 //!
 //! Wiring (the role layer calls these, nothing else):
 //! - every inbound session stanza first goes to [`E2eEndpoint::handle_stanza`]; `true` means it was
@@ -17,7 +19,8 @@
 //!
 //! Trust is decided here, before any TLS byte flows: an inbound session-initiate with method `x509`
 //! is refused unless its fingerprint is pinned for the sender's bare JID; `pake` is refused unless
-//! pairing is armed. TLS then checks that the peer really holds the advertised key.
+//! the sender is a device of this network and pairing is armed (and the sender not locked out).
+//! TLS then checks that the peer really holds the advertised key.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
