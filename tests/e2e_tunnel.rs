@@ -830,66 +830,6 @@ async fn tunnels_being_opened_are_bounded_and_the_bound_frees_up() {
     echo_ok(&phone, &tv, "after").await;
 }
 
-/// A TCP relay to Prosody that the test can cut and keep closed, to take a client's connection
-/// away (as in tests/services.rs).
-struct Relay {
-    port: u16,
-    open: Arc<std::sync::atomic::AtomicBool>,
-    links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(upstream: u16) -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let links = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (o, l) = (open.clone(), links.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !o.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue; // dropped: the client sees its connection closed at once
-                }
-                let link = tokio::spawn(async move {
-                    if let Ok(mut out) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-                l.lock().expect("lock").push(link.abort_handle());
-            }
-        });
-        Relay {
-            port,
-            open,
-            links,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().expect("lock").drain(..) {
-            link.abort();
-        }
-    }
-
-    fn reopen(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
 /// Like [`serve_echo`], but a probe whose text starts with "hold" is answered only after `delay`
 /// (a call the provider takes its time over).
 fn serve_echo_slowly(dev: &mut Device, delay: Duration) {
@@ -932,7 +872,7 @@ async fn wait_online(dev: &Device, within: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_calls_survive_a_resume_and_fail_at_once_on_a_session_reset() {
-    let relay = Relay::start(common::server().port()).await;
+    let relay = common::Relay::start(common::server().port()).await;
     let mut config = session_config(&HOME, "phone");
     config.server = pmn::core::session::ServerAddress::HostPort("127.0.0.1".into(), relay.port);
     let phone = device_on(config, "phone", |_| {}).await;
