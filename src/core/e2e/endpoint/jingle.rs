@@ -19,7 +19,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
-use super::{iq_error, lock, random_id, E2eEndpoint, E2eInbound};
+use super::{iq_error, lock, random_id, E2eEndpoint, E2eInbound, PeerEnded};
 use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream, MAX_BLOCK_SIZE};
 use crate::core::e2e::limits::{E2eCounters, Slot, SlotRefusal};
 use crate::core::e2e::pairing::{pair_as_initiator, pair_as_responder};
@@ -317,7 +317,14 @@ impl E2eEndpoint {
                 if let Some(cancel) = responding {
                     // The peer gave up on a session we are still setting up: free it now
                     // rather than when its steps time out.
-                    let _ = cancel.send(());
+                    let _ = cancel.send(PeerEnded {
+                        reason: jingle.reason.as_ref().map(|r| r.reason.clone()),
+                        text: jingle
+                            .reason
+                            .as_ref()
+                            .and_then(|r| r.texts.values().next().cloned())
+                            .unwrap_or_default(),
+                    });
                 }
                 if let Some(entry) = found {
                     // The peer's reason says whether this was a clean goodbye or a failure it
@@ -499,13 +506,7 @@ impl E2eEndpoint {
                         ),
                     ))
                 }),
-                Ok(()) = cancel_rx => Err(Error::new(
-                    ErrorKind::Forbidden,
-                    format!(
-                        "{peer} ended the end-to-end session before it was set up \
-                         (when pairing: the other device found the code wrong?)"
-                    ),
-                )),
+                Ok(ended) = cancel_rx => Err(peer_ended(&peer, pairing, ended)),
             };
             lock(&this.inner.responding).remove(&key);
             if let Err(error) = outcome {
@@ -694,6 +695,29 @@ impl Drop for HalfOpen {
                 .terminate(&self.peer, &self.sid, reason, &text);
         }
     }
+}
+
+/// The error of a setup the peer ended, in the terms the setup itself would have failed with: for
+/// pairing, the other device rejected the exchange (a wrong code, as the gate sees it); otherwise
+/// the peer's reason (a failed handshake is `Tls`, as on our side).
+fn peer_ended(peer: &FullJid, pairing: bool, ended: PeerEnded) -> Error {
+    let PeerEnded { reason, text } = ended;
+    if pairing {
+        return Error::new(
+            ErrorKind::Forbidden,
+            format!("pairing failed: {peer} ended it (wrong code?): {text}"),
+        );
+    }
+    let kind = match reason {
+        Some(Reason::SecurityError) => ErrorKind::Tls,
+        Some(Reason::FailedTransport | Reason::ConnectivityError) => ErrorKind::NotConnected,
+        Some(Reason::Timeout) => ErrorKind::Timeout,
+        _ => ErrorKind::Forbidden,
+    };
+    Error::new(
+        kind,
+        format!("{peer} ended the end-to-end session before it was set up: {text}"),
+    )
 }
 
 /// Prefers the transport's reason (e.g. refused IBB data) over TLS's generic "unexpected EOF".

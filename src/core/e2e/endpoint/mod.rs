@@ -160,7 +160,7 @@ struct Inner {
     tunnels: Mutex<HashMap<FullJid, TunnelEntry>>,
     /// Inbound sessions being set up, by (peer, Jingle sid): a session-terminate from the peer
     /// ends the setup at once (bounded by the half-open slots).
-    responding: Mutex<HashMap<(FullJid, String), oneshot::Sender<()>>>,
+    responding: Mutex<HashMap<(FullJid, String), oneshot::Sender<PeerEnded>>>,
     /// One opener at a time per peer; entries live only while someone opens (bounded).
     opening: Mutex<HashMap<FullJid, Arc<tokio::sync::Mutex<()>>>>,
     gate: Mutex<PairingGate>,
@@ -211,6 +211,13 @@ fn iq_error(to: Jid, id: &str, condition: DefinedCondition, text: &str) -> Iq {
         StanzaError::new(error_type, condition, "en", text),
     )
     .with_to(to)
+}
+
+/// Why a peer ended a session we were still setting up (its session-terminate).
+#[derive(Debug)]
+struct PeerEnded {
+    reason: Option<xmpp_parsers::jingle::Reason>,
+    text: String,
 }
 
 /// Namespace of PEP notifications (XEP-0060 §7).
