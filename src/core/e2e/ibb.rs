@@ -185,13 +185,15 @@ impl IbbRegistry {
         let mut streams = self.lock();
         let key = (peer, sid.to_owned());
         if streams.contains_key(&key) {
-            E2eCounters::bump(&self.counters.ibb_sid_conflicts);
-            tracing::info!(peer = %key.0, sid, "refused a second in-band bytestream with a live sid");
+            if E2eCounters::bump(&self.counters.ibb_sid_conflicts) {
+                tracing::info!(peer = %key.0, sid, "refused a second in-band bytestream with a live sid");
+            }
             return Err(RegisterRefusal::Conflict);
         }
         if streams.len() >= self.max_streams {
-            E2eCounters::bump(&self.counters.ibb_streams_refused);
-            tracing::warn!(peer = %key.0, streams = streams.len(), "in-band bytestream registry full");
+            if E2eCounters::bump(&self.counters.ibb_streams_refused) {
+                tracing::warn!(peer = %key.0, streams = streams.len(), "in-band bytestream registry full");
+            }
             return Err(RegisterRefusal::Full);
         }
         let (tx, rx) = mpsc::channel(INBOUND_DEPTH);
@@ -297,7 +299,7 @@ impl IbbRegistry {
                     .setup_budget
                     .is_some_and(|left| data.data.len() > left)
                 {
-                    E2eCounters::bump(&self.counters.ibb_setup_overflows);
+                    let _ = E2eCounters::bump(&self.counters.ibb_setup_overflows);
                     Some((
                         DefinedCondition::PolicyViolation,
                         format!("more than {SETUP_BYTES} bytes before the tunnel was set up"),
@@ -305,7 +307,7 @@ impl IbbRegistry {
                 } else if self.buffered.load(Ordering::Relaxed) + data.data.len()
                     > self.max_buffered
                 {
-                    E2eCounters::bump(&self.counters.ibb_total_overflows);
+                    let _ = E2eCounters::bump(&self.counters.ibb_total_overflows);
                     Some((
                         DefinedCondition::ResourceConstraint,
                         "this device buffers too much in-band data; try again later".to_owned(),
@@ -324,7 +326,7 @@ impl IbbRegistry {
                     match state.tx.try_send(IbbEvent::Data(block)) {
                         Ok(()) => None,
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            E2eCounters::bump(&self.counters.ibb_stream_overflows);
+                            let _ = E2eCounters::bump(&self.counters.ibb_stream_overflows);
                             Some((
                                 DefinedCondition::ResourceConstraint,
                                 "peer ignored flow control".to_owned(),

@@ -123,8 +123,12 @@ pub struct E2eStats {
 }
 
 impl E2eCounters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        Self::bump_by(counter, 1);
+    /// Counts one more; returns whether this one should be logged. Refusals a stranger can
+    /// trigger at will are logged at the 1st, 2nd, 4th, 8th… occurrence only, so a flood cannot
+    /// flood the log (the counter has the exact number).
+    pub(crate) fn bump(counter: &AtomicU64) -> bool {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        n.is_power_of_two()
     }
 
     pub(crate) fn bump_by(counter: &AtomicU64, n: u64) {

@@ -195,10 +195,13 @@ impl Tunnel {
         match self.shared.outbound.try_send(stanza.into()) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if let Some(counters) = &self.shared.counters {
-                    E2eCounters::bump(&counters.tunnel_outbound_full);
+                let log = match &self.shared.counters {
+                    Some(counters) => E2eCounters::bump(&counters.tunnel_outbound_full),
+                    None => true,
+                };
+                if log {
+                    tracing::warn!(peer = %self.shared.peer, depth = self.shared.outbound_depth, "end-to-end tunnel congested, stanza refused");
                 }
-                tracing::warn!(peer = %self.shared.peer, depth = self.shared.outbound_depth, "end-to-end tunnel congested, stanza refused");
                 Err(Error::new(
                     ErrorKind::ProviderUnavailable,
                     format!(
@@ -224,8 +227,9 @@ impl Tunnel {
             Ok(Err(_)) => Err(self.down_error()),
             Err(_) => {
                 if let Some(counters) = &self.shared.counters {
-                    E2eCounters::bump(&counters.tunnel_outbound_full);
+                    let _ = E2eCounters::bump(&counters.tunnel_outbound_full);
                 }
+                tracing::info!(peer = %self.shared.peer, "end-to-end tunnel congested, request not sent");
                 Err(Error::new(
                     ErrorKind::Timeout,
                     format!(

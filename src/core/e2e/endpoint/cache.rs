@@ -131,7 +131,7 @@ impl E2eEndpoint {
             Some(gate) => gate.clone(),
             None => {
                 if opening.len() >= inner.config.limits.opening_total {
-                    E2eCounters::bump(&inner.counters.opening_refused);
+                    let _ = E2eCounters::bump(&inner.counters.opening_refused);
                     tracing::warn!(%peer, opening = opening.len(), "too many tunnels being opened");
                     return Err(Error::new(
                         ErrorKind::ProviderUnavailable,

@@ -377,8 +377,9 @@ impl E2eEndpoint {
             // Only the household's own devices pair; a guest gets access through the owner's
             // approval instead. Refused before the gate: a stranger never uses anyone's tries,
             // and is not reported to the screen (it could flood it).
-            E2eCounters::bump(&inner.counters.pairing_strangers_refused);
-            tracing::info!(%peer, "refused pairing from another network");
+            if E2eCounters::bump(&inner.counters.pairing_strangers_refused) {
+                tracing::info!(%peer, "refused pairing from another network");
+            }
             return refuse(
                 DefinedCondition::Forbidden,
                 "pairing is only open to devices of this network",
@@ -393,8 +394,9 @@ impl E2eEndpoint {
                     SlotRefusal::Pairing => &inner.counters.pairing_sessions_refused,
                     SlotRefusal::Total | SlotRefusal::PerPeer => &inner.counters.half_open_refused,
                 };
-                E2eCounters::bump(counter);
-                tracing::warn!(%peer, ?refusal, "refused a session-initiate: half-open bound");
+                if E2eCounters::bump(counter) {
+                    tracing::warn!(%peer, ?refusal, "refused a session-initiate: half-open bound");
+                }
                 return refuse(DefinedCondition::ResourceConstraint, refusal.text());
             }
         };
@@ -497,7 +499,7 @@ impl E2eEndpoint {
             );
             let outcome = tokio::select! {
                 outcome = setup => outcome.unwrap_or_else(|_| {
-                    E2eCounters::bump(&this.inner.counters.half_open_expired);
+                    let _ = E2eCounters::bump(&this.inner.counters.half_open_expired);
                     tracing::info!(%peer, ?lifetime, "half-open session expired");
                     Err(Error::new(
                         ErrorKind::Timeout,
