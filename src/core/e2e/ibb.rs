@@ -315,7 +315,7 @@ impl IbbRegistry {
                 } else {
                     state.expected_seq = state.expected_seq.wrapping_add(1);
                     if let Some(left) = &mut state.setup_budget {
-                        *left -= data.data.len();
+                        *left = left.saturating_sub(data.data.len());
                     }
                     // Charged now, released when the block is dropped (read or discarded).
                     self.buffered.fetch_add(data.data.len(), Ordering::Relaxed);
