@@ -980,3 +980,36 @@ fn base64_block(len: usize) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(vec![0x5a; len])
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_never_pins_its_own_key_from_an_owners_attestation() {
+    use pmn::core::e2e::pubkey;
+    let (phone, tv) = (device("phone").await, device("tv").await);
+    let home = phone.jid.to_bare();
+    let tv_fp = tv.endpoint.fingerprint();
+    pin(&tv, &phone); // the TV trusts the phone first-hand (paired)
+    for dev in [&phone, &tv] {
+        pubkey::publish_own(&dev.session, &dev_identity(dev), T)
+            .await
+            .expect("publish");
+    }
+    // The phone attests the TV's key, as it does after pairing with it.
+    phone.endpoint.attest(&tv_fp).await.expect("attest");
+    let outcome =
+        pubkey::sync_attested_except(&tv.session, tv.endpoint.trust(), &home, Some(&tv_fp), T)
+            .await
+            .unwrap();
+    assert!(!outcome.pinned.contains(&tv_fp), "{outcome:?}");
+    assert!(!tv.endpoint.trust().is_trusted(&home, &tv_fp));
+    // Without the exception the TV would trust itself as a peer; the next sync with it undoes that.
+    let outcome = pubkey::sync_attested(&tv.session, tv.endpoint.trust(), &home, T)
+        .await
+        .unwrap();
+    assert!(outcome.pinned.contains(&tv_fp), "{outcome:?}");
+    let outcome =
+        pubkey::sync_attested_except(&tv.session, tv.endpoint.trust(), &home, Some(&tv_fp), T)
+            .await
+            .unwrap();
+    assert!(outcome.revoked.contains(&tv_fp), "{outcome:?}");
+    assert!(!tv.endpoint.trust().is_trusted(&home, &tv_fp));
+}

@@ -131,10 +131,13 @@ impl E2eEndpoint {
     /// closes the tunnels of keys that lost their attestation.
     pub(super) async fn resync(&self, jid: &BareJid) -> Result<()> {
         let inner = &self.inner;
-        let outcome = pubkey::sync_attested(
+        // Our own key is attested by the owner that paired with us; it is not a peer to trust.
+        let own = inner.config.identity.fingerprint();
+        let outcome = pubkey::sync_attested_except(
             &inner.session,
             &inner.config.trust,
             jid,
+            Some(&own),
             inner.config.timeout,
         )
         .await?;
