@@ -448,3 +448,121 @@ async fn an_attested_device_is_trusted_without_pairing_and_revocation_reaches_th
 fn hex(fp: &[u8; 32]) -> String {
     pmn::core::identity::fingerprint_hex(fp)
 }
+
+/// The simulated player, except that setting the volume to 99 takes `delay` (a provider busy
+/// with a call while the controller's connection goes away).
+struct SlowVolume {
+    inner: SimulatedPlayer,
+    delay: Duration,
+}
+
+impl pmn::core::services::player::MediaPlayer for SlowVolume {
+    fn load(&self, uri: String) -> futures::future::BoxFuture<'_, pmn::core::error::Result<()>> {
+        self.inner.load(uri)
+    }
+    fn pause(&self) -> futures::future::BoxFuture<'_, pmn::core::error::Result<()>> {
+        self.inner.pause()
+    }
+    fn resume(&self) -> futures::future::BoxFuture<'_, pmn::core::error::Result<()>> {
+        self.inner.resume()
+    }
+    fn stop(&self) -> futures::future::BoxFuture<'_, pmn::core::error::Result<()>> {
+        self.inner.stop()
+    }
+    fn seek(&self, at: u64) -> futures::future::BoxFuture<'_, pmn::core::error::Result<()>> {
+        self.inner.seek(at)
+    }
+    fn set_volume(&self, v: u8) -> futures::future::BoxFuture<'_, pmn::core::error::Result<()>> {
+        Box::pin(async move {
+            if v == 99 {
+                tokio::time::sleep(self.delay).await;
+            }
+            self.inner.set_volume(v).await
+        })
+    }
+    fn set_muted(&self, m: bool) -> futures::future::BoxFuture<'_, pmn::core::error::Result<()>> {
+        self.inner.set_muted(m)
+    }
+    fn playback(
+        &self,
+    ) -> futures::future::BoxFuture<
+        '_,
+        pmn::core::error::Result<pmn::core::services::player::Playback>,
+    > {
+        self.inner.playback()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_in_the_tunnel_fails_at_once_when_the_controllers_session_is_reset() {
+    let (tv_keys, phone_keys) = (keys("tv"), keys("phone"));
+    tv_keys.pin(&phone_keys);
+    phone_keys.pin(&tv_keys);
+    let player = Arc::new(PlayerService::new(Arc::new(SlowVolume {
+        inner: SimulatedPlayer::default(),
+        delay: Duration::from_secs(2),
+    })));
+    let provider = Provider::start(
+        ProviderConfig {
+            e2e: Some(tv_keys.settings()),
+            ..ProviderConfig::plain(session_config(&HOME, "tv"), "Slow TV")
+        },
+        vec![player],
+    )
+    .await
+    .expect("provider starts");
+    let relay = Relay::start(server().port()).await;
+    let mut session = session_config(&HOME, "phone");
+    session.server = pmn::core::session::ServerAddress::HostPort("127.0.0.1".into(), relay.port);
+    let long = Duration::from_secs(60);
+    let controller = Controller::connect(ControllerConfig {
+        rpc_timeout: long,
+        e2e: Some(phone_keys.settings()),
+        ..ControllerConfig::plain(session)
+    })
+    .await
+    .expect("controller connects");
+    let tv = discover(&controller, &provider).await;
+    controller
+        .player(tv.jid.clone())
+        .set_volume(10)
+        .await
+        .expect("through the tunnel");
+
+    // A slow call is in the tunnel when the connection goes, for longer than the server keeps
+    // the session (10 s in the test config): the controller comes back on a new stream.
+    let busy = controller.player(tv.jid.clone());
+    let started = std::time::Instant::now();
+    let call = tokio::spawn(async move { busy.set_volume(99).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.cut();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    relay.reopen();
+    tokio::time::timeout(Duration::from_secs(40), async {
+        while !matches!(
+            controller.state(),
+            pmn::core::session::ConnectionState::Online { .. }
+        ) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the controller came back");
+    let failed = tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .expect("the call failed as soon as the session was back, not at its deadline")
+        .unwrap();
+    let err = failed.expect_err("a reset loses the call");
+    assert_eq!(err.kind(), ErrorKind::NotConnected, "{err}");
+    assert!(started.elapsed() < long);
+
+    // The next call opens a fresh tunnel and works.
+    let tv = discover(&controller, &provider).await;
+    controller
+        .player(tv.jid.clone())
+        .set_volume(20)
+        .await
+        .expect("a fresh tunnel after the reset");
+    provider.stop().await;
+    controller.close().await;
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{session_config, HOME, STRANGER};
-use pmn::core::e2e::{E2eConfig, E2eEndpoint, E2eInbound, TrustSource, TrustStore};
+use pmn::core::e2e::{E2eConfig, E2eEndpoint, E2eInbound, E2eLimits, TrustSource, TrustStore};
 use pmn::core::error::ErrorKind;
 use pmn::core::identity::DeviceIdentity;
 use pmn::core::session::{ConnectionState, Inbound, IqReply, Session};
@@ -18,6 +18,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
+use xmpp_parsers::stanza_error::DefinedCondition;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -31,8 +32,16 @@ struct Device {
 }
 
 async fn device_with(name: &str, tweak: impl FnOnce(&mut E2eConfig)) -> Device {
+    device_on(session_config(&HOME, name), name, tweak).await
+}
+
+/// A device with its own session configuration (another account, a relay in the path).
+async fn device_on(
+    mut config: pmn::core::session::SessionConfig,
+    name: &str,
+    tweak: impl FnOnce(&mut E2eConfig),
+) -> Device {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = session_config(&HOME, name);
     let (tap_tx, tap) = mpsc::unbounded_channel();
     config.outbound_tap = Some(tap_tx);
     let (session, mut inbound) = Session::connect(config).await.expect("session");
@@ -46,8 +55,15 @@ async fn device_with(name: &str, tweak: impl FnOnce(&mut E2eConfig)) -> Device {
     let ep = endpoint.clone();
     tokio::spawn(async move {
         while let Some(item) = inbound.recv().await {
-            if let Inbound::Stanza(stanza) = item {
-                ep.handle_stanza(&stanza);
+            match item {
+                Inbound::Stanza(stanza) => {
+                    ep.handle_stanza(&stanza);
+                }
+                // As the roles do: a new stream (not a resume) loses every tunnel at once.
+                Inbound::Online { resumed: false, .. } => {
+                    ep.close_all("the session was not resumed");
+                }
+                Inbound::Online { .. } => {}
             }
         }
     });
@@ -422,14 +438,28 @@ async fn wrong_codes_are_refused_then_pairing_locks() {
             .trust()
             .is_trusted(&tv.jid.to_bare(), &tv.endpoint.fingerprint()));
     }
-    // Locked now, even with the right code.
+    // This phone is locked out now, even with the right code.
     let err = phone.endpoint.pair(&tv.jid, "424242").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
     assert!(err.message().contains("locked"), "{err}");
-    assert!(tv.endpoint.start_pairing().is_err());
     assert!(tv.endpoint.trust().list().is_empty());
     still_online(&phone).await;
     still_online(&tv).await;
+    // Its wrong codes did not lock out another device of the household: the tablet pairs with
+    // the same code, and the TV can show a new code at once.
+    let tablet = device("tablet").await;
+    tablet
+        .endpoint
+        .pair(&tv.jid, "424242")
+        .await
+        .expect("another device pairs with the same code");
+    assert!(tv
+        .endpoint
+        .trust()
+        .is_trusted(&tablet.jid.to_bare(), &tablet.endpoint.fingerprint()));
+    assert!(tv.endpoint.start_pairing().is_ok());
+    let err = phone.endpoint.pair(&tv.jid, "424242").await.unwrap_err();
+    assert!(err.message().contains("locked"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,4 +540,476 @@ fn dev_identity(dev: &Device) -> DeviceIdentity {
         .to_owned();
     let store = Arc::new(SoftwareKeyStore::open(dev._dir.path().join("keys")).unwrap());
     DeviceIdentity::load_or_generate(store, "tls", &name).unwrap()
+}
+
+fn sid_after(sent: &str, marker: &str) -> String {
+    let start = sent.find(marker).expect("marker was sent");
+    let rest = &sent[start..];
+    let at = rest
+        .find("sid='")
+        .or_else(|| rest.find("sid=\""))
+        .map(|i| i + 5)
+        .expect("sid attribute");
+    rest[at..at + 16].to_owned()
+}
+
+/// A raw Jingle session-initiate for the XTLS tunnel, as a peer that skips our own checks would
+/// send it.
+fn initiate(to: &FullJid, sid: &str, ibb_sid: &str, fingerprint: &[u8; 32], method: &str) -> Iq {
+    let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+    let xml = format!(
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='{sid}'>\
+         <content creator='initiator' name='xmlstream' senders='both'>\
+         <description xmlns='urn:xmpp:jingle:apps:xmlstream:0'/>\
+         <transport xmlns='urn:xmpp:jingle:transports:ibb:1' block-size='4096' sid='{ibb_sid}' stanza='iq'/>\
+         </content>\
+         <security xmlns='urn:xmpp:jingle:security:xtls:1'><fingerprint hash='sha-256'>{hex}</fingerprint>\
+         <method name='{method}'/></security></jingle>"
+    );
+    Iq::Set {
+        from: None,
+        to: Some(Jid::from(to.clone())),
+        id: String::new(),
+        payload: xml.parse().unwrap(),
+    }
+}
+
+fn condition(reply: IqReply) -> Option<DefinedCondition> {
+    match reply {
+        IqReply::Error(e) => Some(e.defined_condition),
+        IqReply::Result(_) => None,
+    }
+}
+
+/// A bare session that sends what a test tells it and never answers anything.
+async fn raw(account: &pmn_testkit::Account, name: &str) -> (Session, mpsc::Receiver<Inbound>) {
+    Session::connect(session_config(account, name))
+        .await
+        .expect("raw session")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_pairing_attempts_are_refused_and_leave_the_owner_phone_its_tries() {
+    use pmn::core::e2e::gate::MAX_ATTEMPTS;
+    let (phone, mut tv) = (device("phone").await, device("tv").await);
+    let mut tv_events = serve_echo(&mut tv);
+    tv.endpoint.start_pairing_with("424242").unwrap();
+
+    // A guest's own endpoint does not even try: guests get access from the owner, not a code.
+    let guest = device_on(session_config(&STRANGER, "guest"), "guest", |_| {}).await;
+    let err = guest.endpoint.pair(&tv.jid, "424242").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    assert!(
+        err.message().contains("not a device of this network"),
+        "{err}"
+    );
+
+    // A stranger that skips that check is refused by the TV before its gate, however often.
+    let (stranger, _rx) = raw(&STRANGER, "mallory").await;
+    for i in 0..(2 * MAX_ATTEMPTS) {
+        let iq = initiate(
+            &tv.jid,
+            &format!("j{i}"),
+            &format!("i{i}"),
+            &[9; 32],
+            "pake",
+        );
+        let reply = stranger.request(iq, T).await.unwrap();
+        assert_eq!(condition(reply), Some(DefinedCondition::Forbidden));
+    }
+    assert_eq!(
+        tv.endpoint.stats().pairing_strangers_refused,
+        u64::from(2 * MAX_ATTEMPTS)
+    );
+
+    // The owner's phone still has every try: all but one wrong, then the right code.
+    for attempt in 0..(MAX_ATTEMPTS - 1) {
+        let err = phone.endpoint.pair(&tv.jid, "000000").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden, "attempt {attempt}: {err}");
+        assert!(
+            !err.message().contains("locked"),
+            "attempt {attempt}: {err}"
+        );
+    }
+    phone
+        .endpoint
+        .pair(&tv.jid, "424242")
+        .await
+        .expect("the phone pairs after the stranger's attempts");
+    // The TV's screen heard of the phone's wrong codes only, never of the stranger.
+    while let Ok(event) = tv_events.try_recv() {
+        if let E2eInbound::PairingFailed { peer, .. } = event {
+            assert_eq!(peer, phone.jid);
+        }
+    }
+    still_online(&tv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_live_sid_neither_hijacks_nor_kills_the_owners_stream() {
+    let (mut phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    echo_ok(&phone, &tv, "up").await;
+    let tunnel = phone.endpoint.existing_tunnel(&tv.jid).expect("tunnel up");
+    let sent = drain_tap(&mut phone);
+    let (jingle_sid, ibb_sid) = (sid_after(&sent, "session-initiate"), ibb_sid_of(&sent));
+
+    // Another device of the household reuses both live sids while pairing is armed (so its
+    // initiate passes the trust decision): it gets a session of its own, the phone's stays.
+    tv.endpoint.start_pairing_with("424242").unwrap();
+    let (mallory, _rx) = raw(&HOME, "mallory").await;
+    let reply = mallory
+        .request(
+            initiate(&tv.jid, &jingle_sid, &ibb_sid, &[9; 32], "pake"),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(reply), None, "accepted as its own session");
+    let ibb = |xml: String| {
+        mallory.request(
+            Iq::Set {
+                from: None,
+                to: Some(Jid::from(tv.jid.clone())),
+                id: String::new(),
+                payload: xml.parse().unwrap(),
+            },
+            T,
+        )
+    };
+    // Its blocks and its close on that sid reach only its own stream, and its terminate with the
+    // phone's Jingle sid ends only its own session.
+    let _ = ibb(format!(
+        "<data xmlns='http://jabber.org/protocol/ibb' sid='{ibb_sid}' seq='0'>AAAA</data>"
+    ))
+    .await
+    .unwrap();
+    let _ = ibb(format!(
+        "<close xmlns='http://jabber.org/protocol/ibb' sid='{ibb_sid}'/>"
+    ))
+    .await
+    .unwrap();
+    let reply = ibb(format!(
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='{jingle_sid}'/>"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(condition(reply), None, "its own half-open session, ended");
+
+    // The phone itself cannot register its live IBB sid twice either: conflict, stream kept.
+    let reply = phone
+        .session
+        .request(
+            initiate(
+                &tv.jid,
+                "another-session1",
+                &ibb_sid,
+                &phone.endpoint.fingerprint(),
+                "x509",
+            ),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(reply), Some(DefinedCondition::Conflict));
+    assert_eq!(tv.endpoint.stats().ibb_sid_conflicts, 1);
+
+    // The owner's stream is untouched: the same tunnel still carries calls.
+    for i in 0..3 {
+        echo_ok(&phone, &tv, &format!("still up {i}")).await;
+    }
+    assert!(tunnel.is_up(), "the phone's tunnel survived");
+    assert!(phone
+        .endpoint
+        .existing_tunnel(&tv.jid)
+        .is_some_and(|t| t.peer_fingerprint() == tv.endpoint.fingerprint()));
+    still_online(&tv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_household_keeps_tunnelling_while_others_hit_the_half_open_bounds() {
+    let lifetime = Duration::from_secs(2);
+    let mut tv = device_with("tv", |c| {
+        c.limits = E2eLimits {
+            half_open_total: 4,
+            half_open_foreign: 1,
+            half_open_per_peer: 2,
+            pairing_sessions: 2,
+            half_open_lifetime: lifetime,
+            ..E2eLimits::default()
+        };
+        // A guest of the stranger network is admitted (as a grant would), so its sessions get
+        // past the trust decision and hold foreign slots.
+        c.admission = Some(Arc::new(|jid, _| jid.to_string() == STRANGER.jid));
+    })
+    .await;
+    let phone = device("phone").await;
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    tv.endpoint.start_pairing_with("424242").unwrap();
+    let (mallory, _m) = raw(&HOME, "mallory").await;
+    let (mallory2, _m2) = raw(&HOME, "mallory2").await;
+    let (guest, _g) = raw(&STRANGER, "guest").await;
+    let ask = |s: &Session, sid: &str, method: &str| {
+        let iq = initiate(&tv.jid, sid, &format!("{sid}-ibb"), &[9; 32], method);
+        let s = s.clone();
+        async move { condition(s.request(iq, T).await.unwrap()) }
+    };
+    // Nobody answers the TV's session-accepts, so every accepted initiate stays half-open.
+    assert_eq!(ask(&mallory, "m1", "pake").await, None);
+    assert_eq!(ask(&mallory, "m2", "pake").await, None);
+    let busy = Some(DefinedCondition::ResourceConstraint);
+    assert_eq!(ask(&mallory, "m3", "pake").await, busy, "per peer");
+    assert_eq!(ask(&mallory2, "n1", "pake").await, busy, "pairing sessions");
+    assert_eq!(ask(&guest, "g1", "x509").await, None);
+    assert_eq!(ask(&guest, "g2", "x509").await, busy, "foreign peers");
+    let stats = tv.endpoint.stats();
+    assert_eq!(stats.half_open_refused, 2, "{stats:?}");
+    assert_eq!(stats.pairing_sessions_refused, 1, "{stats:?}");
+
+    // The household's own tunnel still gets its slot, and works.
+    echo_ok(&phone, &tv, "household").await;
+
+    // A peer that gives up (session-terminate) frees its slot at once, not at the lifetime.
+    let end_m1: Element =
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='m1'><reason><cancel/></reason></jingle>"
+            .parse()
+            .unwrap();
+    let reply = mallory
+        .request(
+            Iq::Set {
+                from: None,
+                to: Some(Jid::from(tv.jid.clone())),
+                id: String::new(),
+                payload: end_m1,
+            },
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(reply), None, "the half-open session was known");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ask(&mallory, "m5", "pake").await,
+        None,
+        "its slot came back"
+    );
+
+    // Held sessions expire after their lifetime and free their slots.
+    tokio::time::sleep(lifetime + Duration::from_secs(1)).await;
+    // m2, m5 and g1 (m1 was ended by its peer).
+    assert_eq!(tv.endpoint.stats().half_open_expired, 3);
+    assert_eq!(ask(&mallory, "m4", "pake").await, None);
+    assert_eq!(ask(&guest, "g3", "x509").await, None);
+    echo_ok(&phone, &tv, "still").await;
+    still_online(&tv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_being_opened_are_bounded_and_the_bound_frees_up() {
+    let phone = device_with("phone", |c| c.limits.opening_total = 1).await;
+    let mut tv = device("tv").await;
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    // A peer that never answers Jingle keeps the one opening place busy until its timeout.
+    let (ghost, _g) = raw(&HOME, "ghost").await;
+    let ghost_jid = ghost.jid().unwrap();
+    let opener = phone.endpoint.clone();
+    let stuck = tokio::spawn(async move { opener.tunnel(&ghost_jid).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = phone.endpoint.tunnel(&tv.jid).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ProviderUnavailable, "{err}");
+    assert!(err.message().contains("being opened"), "{err}");
+    assert_eq!(phone.endpoint.stats().opening_refused, 1);
+    assert!(stuck.await.unwrap().is_err());
+    // Its place is free again: the household's tunnel opens.
+    echo_ok(&phone, &tv, "after").await;
+}
+
+/// Like [`serve_echo`], but a probe whose text starts with "hold" is answered only after `delay`
+/// (a call the provider takes its time over).
+fn serve_echo_slowly(dev: &mut Device, delay: Duration) {
+    let mut events = std::mem::replace(&mut dev.events, mpsc::channel(1).1);
+    let endpoint = dev.endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let E2eInbound::Stanza(stanza) = event {
+                if let Stanza::Iq(Iq::Set {
+                    from, id, payload, ..
+                }) = *stanza
+                {
+                    let endpoint = endpoint.clone();
+                    tokio::spawn(async move {
+                        if payload.text().starts_with("hold") {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let _ = endpoint.send(Iq::Result {
+                            from: None,
+                            to: from,
+                            id,
+                            payload: Some(payload),
+                        });
+                    });
+                }
+            }
+        }
+    });
+}
+
+async fn wait_online(dev: &Device, within: Duration) {
+    tokio::time::timeout(within, async {
+        while !matches!(dev.session.state(), ConnectionState::Online { .. }) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the session came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_calls_survive_a_resume_and_fail_at_once_on_a_session_reset() {
+    let relay = common::Relay::start(common::server().port()).await;
+    let mut config = session_config(&HOME, "phone");
+    config.server = pmn::core::session::ServerAddress::HostPort("127.0.0.1".into(), relay.port);
+    let phone = device_on(config, "phone", |_| {}).await;
+    let mut tv = device("tv").await;
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    serve_echo_slowly(&mut tv, Duration::from_secs(2));
+    echo_ok(&phone, &tv, "up").await;
+    let tunnel = phone.endpoint.existing_tunnel(&tv.jid).expect("tunnel up");
+    let long = Duration::from_secs(60);
+
+    // A short outage that XEP-0198 resumes: nothing was lost, the call in flight is answered.
+    let p = phone.endpoint.clone();
+    let call = tokio::spawn({
+        let to = tv.jid.clone();
+        async move { p.request(probe(&to, "hold-resume"), long).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.cut();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.reopen();
+    let answered = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("answered after the resume")
+        .unwrap();
+    assert!(
+        matches!(&answered, Ok(IqReply::Result(Some(p))) if p.text() == "hold-resume"),
+        "{answered:?}"
+    );
+    assert!(tunnel.is_up(), "a resume keeps the tunnel");
+    assert_eq!(phone.endpoint.stats().reset_failures, 0);
+
+    // An outage longer than the server keeps our session (10 s in the test config): the new
+    // stream is not a resume, and the call waiting in the tunnel fails at once, not in 60 s.
+    let p = phone.endpoint.clone();
+    let started = std::time::Instant::now();
+    let call = tokio::spawn({
+        let to = tv.jid.clone();
+        async move { p.request(probe(&to, "hold-reset"), long).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.cut();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    relay.reopen();
+    wait_online(&phone, Duration::from_secs(40)).await;
+    let failed = tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .expect("the call failed as soon as the session was back")
+        .unwrap();
+    let err = failed.expect_err("a reset loses the call");
+    assert_eq!(err.kind(), ErrorKind::NotConnected, "{err}");
+    assert!(started.elapsed() < long, "it did not wait for its timeout");
+    assert!(!tunnel.is_up());
+    assert_eq!(phone.endpoint.stats().reset_failures, 1);
+    // The next call opens a fresh tunnel.
+    echo_ok(&phone, &tv, "fresh").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_parked_in_a_half_open_session_is_bounded_and_the_household_keeps_working() {
+    use pmn::core::e2e::ibb::SETUP_BYTES;
+    let (phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    tv.endpoint.start_pairing_with("424242").unwrap();
+    // A device of the household opens a pairing session, never completes it, and pushes data
+    // into its stream that nobody will read.
+    let (mallory, _m) = raw(&HOME, "mallory").await;
+    let reply = mallory
+        .request(initiate(&tv.jid, "park", "park-ibb", &[9; 32], "pake"), T)
+        .await
+        .unwrap();
+    assert_eq!(condition(reply), None);
+    let block = base64_block(4096);
+    let mut refused_at = None;
+    for seq in 0..(SETUP_BYTES / 4096 + 4) {
+        let payload: Element = format!(
+            "<data xmlns='http://jabber.org/protocol/ibb' sid='park-ibb' seq='{seq}'>{block}</data>"
+        )
+        .parse()
+        .unwrap();
+        let iq = Iq::Set {
+            from: None,
+            to: Some(Jid::from(tv.jid.clone())),
+            id: String::new(),
+            payload,
+        };
+        if let Some(c) = condition(mallory.request(iq, T).await.unwrap()) {
+            refused_at = Some((seq, c));
+            break;
+        }
+    }
+    assert_eq!(
+        refused_at,
+        Some((SETUP_BYTES / 4096, DefinedCondition::PolicyViolation))
+    );
+    assert_eq!(tv.endpoint.stats().ibb_setup_overflows, 1);
+    // Meanwhile the household's tunnel carries a payload of several blocks.
+    echo_ok(&phone, &tv, &"h".repeat(20_000)).await;
+    still_online(&tv).await;
+}
+
+fn base64_block(len: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(vec![0x5a; len])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_never_pins_its_own_key_from_an_owners_attestation() {
+    use pmn::core::e2e::pubkey;
+    let (phone, tv) = (device("phone").await, device("tv").await);
+    let home = phone.jid.to_bare();
+    let tv_fp = tv.endpoint.fingerprint();
+    pin(&tv, &phone); // the TV trusts the phone first-hand (paired)
+    for dev in [&phone, &tv] {
+        pubkey::publish_own(&dev.session, &dev_identity(dev), T)
+            .await
+            .expect("publish");
+    }
+    // The phone attests the TV's key, as it does after pairing with it.
+    phone.endpoint.attest(&tv_fp).await.expect("attest");
+    let outcome =
+        pubkey::sync_attested_except(&tv.session, tv.endpoint.trust(), &home, Some(&tv_fp), T)
+            .await
+            .unwrap();
+    assert!(!outcome.pinned.contains(&tv_fp), "{outcome:?}");
+    assert!(!tv.endpoint.trust().is_trusted(&home, &tv_fp));
+    // Without the exception the TV would trust itself as a peer; the next sync with it undoes that.
+    let outcome = pubkey::sync_attested(&tv.session, tv.endpoint.trust(), &home, T)
+        .await
+        .unwrap();
+    assert!(outcome.pinned.contains(&tv_fp), "{outcome:?}");
+    let outcome =
+        pubkey::sync_attested_except(&tv.session, tv.endpoint.trust(), &home, Some(&tv_fp), T)
+            .await
+            .unwrap();
+    assert!(outcome.revoked.contains(&tv_fp), "{outcome:?}");
+    assert!(!tv.endpoint.trust().is_trusted(&home, &tv_fp));
 }

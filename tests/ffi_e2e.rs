@@ -342,7 +342,8 @@ async fn a_provider_that_revokes_a_phone_refuses_its_next_call_and_pins_survive_
         .revoke_device(bare(&jid), phone_fp.clone())
         .unwrap());
     assert!(!provider.revoke_device(bare(&jid), phone_fp).unwrap());
-    assert!(provider.trusted_devices().unwrap().is_empty());
+    let left = provider.trusted_devices().unwrap();
+    assert!(left.is_empty(), "{left:?}");
     let e = again.controller.status(jid.clone()).await.unwrap_err();
     assert!(
         matches!(
@@ -422,7 +423,15 @@ async fn bad_jids_fingerprints_and_trust_files_are_config_errors() {
         .unwrap());
     provider.stop().await;
 
-    std::fs::write(k.dir.path().join("trust.json"), b"{not json").unwrap();
+    let trust_file = k.dir.path().join("trust.json");
+    std::fs::write(&trust_file, b"{not json").unwrap();
+    // Owner-only, as pmn writes it: the refusal below is for the content, not the mode.
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        &trust_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let e = start_simulated_player(config("tv", Some(k.options(true))), "x".into())
         .await
         .unwrap_err();

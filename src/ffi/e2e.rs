@@ -334,7 +334,8 @@ impl Provider {
 #[uniffi::export]
 impl Provider {
     /// Arms pairing and returns a fresh 6-digit code to show on this device's screen (valid 5
-    /// minutes, single use). `PmnError.Forbidden` while locked after too many wrong codes.
+    /// minutes, single use). Only devices of this network can use it; a device that tried too
+    /// many wrong codes is locked out by itself and does not stop the screen from showing a code.
     pub fn start_pairing(&self) -> Result<String, PmnError> {
         Ok(self.e2e()?.start_pairing()?)
     }

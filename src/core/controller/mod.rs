@@ -733,6 +733,11 @@ impl Dispatcher {
             };
             self.queries.clear();
             self.publish(gone);
+            // The IBB sessions of our tunnels died with the old stream: fail the calls waiting in
+            // them now (NotConnected) instead of at their deadlines.
+            if let Some(e2e) = &self.shared.e2e {
+                e2e.close_all("the controller's session was not resumed");
+            }
         }
         // Caps without service features: a controller announces no service (spec §6).
         let presence = presence_for(&self.info);

@@ -7,14 +7,21 @@
 //! - [`tls`]: TLS 1.3 over any byte pipe, mutual auth through the KeyStore, exactly-one-key verifiers;
 //! - [`ibb`]: the byte pipe over a [`Session`](crate::core::session::Session);
 //! - [`tunnel`]: stanzas inside the TLS channel, with an iq tracker;
-//! - [`endpoint`]: Jingle negotiation, trust decisions, per-peer tunnel cache, pairing, routing.
+//! - [`endpoint`]: Jingle negotiation, trust decisions, per-peer tunnel cache, pairing, routing
+//!   (one file per job under `endpoint/`), with [`gate`] counting pairing attempts per peer;
+//! - [`limits`]: the bound on everything a peer can make a device hold, and its counters.
 //!
 //! This module never sees private key bytes (it signs through `identity`), never accepts a peer key
 //! that is not pinned for that bare JID (except in pairing mode, where SPAKE2 must then succeed), and
 //! never lets a malformed peer message take down the XMPP connection: failures end one tunnel.
+//! Pairing is only between devices of one network (same bare JID). What strangers and peers can
+//! make a device hold is bounded ([`E2eLimits`]), and a bound hit by one peer leaves the others,
+//! the household's own devices first, working.
 
 pub mod endpoint;
+pub mod gate;
 pub mod ibb;
+pub mod limits;
 pub mod pairing;
 pub mod pubkey;
 pub mod settings;
@@ -25,6 +32,7 @@ pub mod xml;
 
 pub use endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound};
 pub use ibb::{IbbStream, TransportHooks};
+pub use limits::{E2eLimits, E2eStats};
 pub use settings::{E2eSettings, TunnelFailure};
 pub use tls::{handshake, SecureChannel, TlsRole};
 pub use trust::{TrustSource, TrustStore, TrustedDevice};

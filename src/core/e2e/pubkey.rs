@@ -371,11 +371,24 @@ pub async fn sync_attested(
     jid: &BareJid,
     timeout: std::time::Duration,
 ) -> Result<SyncOutcome> {
+    sync_attested_except(session, trust, jid, None, timeout).await
+}
+
+/// As [`sync_attested`], never pinning `own` (this device's key: an owner that paired with us
+/// attests it, and we must not end up trusting ourselves as a peer).
+pub async fn sync_attested_except(
+    session: &Session,
+    trust: &TrustStore,
+    jid: &BareJid,
+    own: Option<&[u8; 32]>,
+    timeout: std::time::Duration,
+) -> Result<SyncOutcome> {
     let keys = fetch(session, jid, timeout).await?;
     let mut outcome = SyncOutcome::default();
     // Published keys that carry a valid attestation by a device trusted first-hand.
     let vouched: Vec<([u8; 32], [u8; 32])> = keys
         .iter()
+        .filter(|key| own != Some(&key.fingerprint))
         .filter_map(|key| {
             key.attestations.iter().find_map(|a| {
                 let by = parse_fingerprint_hex(&a.by)?;

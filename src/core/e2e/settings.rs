@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound};
+use super::limits::E2eLimits;
 use super::trust::TrustStore;
 use crate::core::identity::{fingerprint_hex, DeviceIdentity};
 use crate::core::session::Session;
@@ -29,6 +30,9 @@ pub struct E2eSettings {
     /// Bound on each step of tunnel setup (each Jingle exchange, the TLS handshake, pairing);
     /// `None` keeps the endpoint's default of 10 s. A phone on a slow mobile link may want more.
     pub setup_timeout: Option<std::time::Duration>,
+    /// The bounds on what peers can make this device hold (half-open sessions, pairing sessions,
+    /// IBB buffers, tunnel queues); the defaults suit a household.
+    pub limits: E2eLimits,
 }
 
 impl E2eSettings {
@@ -39,6 +43,7 @@ impl E2eSettings {
             trust,
             require_tunnel: true,
             setup_timeout: None,
+            limits: E2eLimits::default(),
         }
     }
 
@@ -50,6 +55,7 @@ impl E2eSettings {
     ) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
         let mut config = E2eConfig::new(self.identity.clone(), self.trust.clone());
         config.admission = admission;
+        config.limits = self.limits.clone();
         if let Some(timeout) = self.setup_timeout {
             config.timeout = timeout;
         }

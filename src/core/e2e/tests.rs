@@ -197,3 +197,83 @@ async fn tampered_tunnel_data_ends_the_tunnel_without_delivering_it() {
     let reason = tokio::time::timeout(T, tv_t.closed()).await.unwrap();
     assert!(reason.is_some(), "tampering must be reported as an error");
 }
+
+#[tokio::test]
+async fn a_full_outbound_queue_refuses_send_and_backpressures_request() {
+    use super::limits::E2eCounters;
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv) = (identity(&dir, "phone"), identity(&dir, "tv"));
+    // A small pipe that the TV side stops reading after the handshake: the phone's writer stalls.
+    let (a, b) = tokio::io::duplex(4096);
+    let (client, server) = tokio::join!(
+        handshake(a, TlsRole::Initiator, &phone, tv.fingerprint(), T),
+        handshake(b, TlsRole::Responder, &tv, phone.fingerprint(), T),
+    );
+    let _stalled = server.unwrap();
+    let counters = Arc::new(E2eCounters::default());
+    let (pj, tj) = (jid("home@home.test/phone"), jid("home@home.test/tv"));
+    let (tunnel, _rx) =
+        Tunnel::start_bounded(client.unwrap(), pj, tj.clone(), 4, Some(counters.clone()));
+    let msg = xmpp_parsers::message::Message::new(Some(tj.clone().into()))
+        .with_body(xmpp_parsers::message::Lang::default(), "y".repeat(512));
+    let mut refused = None;
+    for i in 0..200 {
+        if let Err(e) = tunnel.send(msg.clone()) {
+            refused = Some((i, e));
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let (at, err) = refused.expect("the queue is bounded");
+    assert_eq!(err.kind(), ErrorKind::ProviderUnavailable, "{err}");
+    assert!(err.message().contains("congested"), "{err}");
+    assert!(at < 40, "refused only after {at} stanzas");
+    assert!(counters.snapshot().tunnel_outbound_full >= 1);
+    // A request waits for room rather than failing at once, within its own timeout.
+    let ping: minidom::Element = "<ping xmlns='urn:xmpp:ping'/>".parse().unwrap();
+    let iq = Iq::Get {
+        from: None,
+        to: Some(tj.into()),
+        id: String::new(),
+        payload: ping,
+    };
+    let started = std::time::Instant::now();
+    let err = tunnel
+        .request(iq, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // The tunnel itself is still up: congestion is not a failure.
+    assert!(tunnel.is_up());
+}
+
+#[tokio::test]
+async fn a_request_dropped_by_its_caller_leaves_no_pending_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv) = (identity(&dir, "phone"), identity(&dir, "tv"));
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        handshake(a, TlsRole::Initiator, &phone, tv.fingerprint(), T),
+        handshake(b, TlsRole::Responder, &tv, phone.fingerprint(), T),
+    );
+    let (pj, tj) = (jid("home@home.test/phone"), jid("home@home.test/tv"));
+    let (tunnel, _rx) = Tunnel::start(client.unwrap(), pj.clone(), tj.clone());
+    // The TV reads but never answers.
+    let (_tv_t, _tv_rx) = Tunnel::start(server.unwrap(), tj.clone(), pj);
+    let ping: minidom::Element = "<ping xmlns='urn:xmpp:ping'/>".parse().unwrap();
+    let iq = Iq::Get {
+        from: None,
+        to: Some(tj.into()),
+        id: String::new(),
+        payload: ping,
+    };
+    for _ in 0..5 {
+        let call = tunnel.request(iq.clone(), Duration::from_secs(30));
+        assert!(tokio::time::timeout(Duration::from_millis(50), call)
+            .await
+            .is_err());
+    }
+    assert_eq!(tunnel.pending_len(), 0, "cancelled requests were forgotten");
+    assert!(tunnel.is_up());
+}

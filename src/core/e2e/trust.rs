@@ -3,10 +3,19 @@
 //! Identity is *bare JID + SPKI SHA-256*: all devices of a network share the bare JID and each has
 //! its own key. A key gets here only by pairing (SPAKE2), by an attestation from a trusted owner
 //! device (XEP-0189), or explicitly by the app; revocation removes it. Optionally persisted as a
-//! JSON file so pins survive a restart (written atomically: temp file + rename, mode 0600).
+//! JSON file so pins survive a restart.
+//!
+//! Persistence: every change is written while the store's lock is held, so concurrent pins and
+//! revocations reach the file in the order they happened and the last write holds every change; a
+//! change whose write fails is undone in memory too (memory and file never disagree). A write goes
+//! to a temporary file of its own (unique name, created `0600`, never reused or truncated), is
+//! fsynced, renamed over the file, and the directory is fsynced, so a crash leaves the old or the
+//! new file, never a mix. Opening refuses a file that group or others can access (a pin list
+//! anyone on the machine can edit would let them add keys).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +82,7 @@ impl TrustStore {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
         let mut devices = BTreeMap::new();
+        check_permissions(&path)?;
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let file: TrustFile = serde_json::from_slice(&bytes).map_err(|e| {
@@ -122,31 +132,42 @@ impl TrustStore {
             .map(|d| d.source.clone())
     }
 
-    /// Pins `fingerprint` for `jid`. Idempotent; an existing pin keeps its original source.
+    /// Pins `fingerprint` for `jid`. Idempotent; an existing pin keeps its original source. If the
+    /// file cannot be written the pin is not made.
     pub fn pin(&self, jid: &BareJid, fingerprint: &[u8; 32], source: TrustSource) -> Result<()> {
-        {
-            let mut devices = self.lock();
-            devices
-                .entry((jid.to_string(), *fingerprint))
-                .or_insert_with(|| TrustedDevice {
-                    jid: jid.to_string(),
-                    fingerprint: fingerprint_hex(fingerprint),
-                    source,
-                });
+        let key = (jid.to_string(), *fingerprint);
+        let mut devices = self.lock();
+        if devices.contains_key(&key) {
+            return Ok(());
         }
-        self.save()
+        devices.insert(
+            key.clone(),
+            TrustedDevice {
+                jid: jid.to_string(),
+                fingerprint: fingerprint_hex(fingerprint),
+                source,
+            },
+        );
+        if let Err(e) = self.save(&devices) {
+            devices.remove(&key);
+            return Err(e);
+        }
+        Ok(())
     }
 
-    /// Removes the pin; true if there was one. The endpoint closes tunnels using the key.
+    /// Removes the pin; true if there was one. The endpoint closes tunnels using the key. If the
+    /// file cannot be written the pin stays (and the error says so).
     pub fn revoke(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
-        let removed = self
-            .lock()
-            .remove(&(jid.to_string(), *fingerprint))
-            .is_some();
-        if removed {
-            self.save()?;
+        let key = (jid.to_string(), *fingerprint);
+        let mut devices = self.lock();
+        let Some(removed) = devices.remove(&key) else {
+            return Ok(false);
+        };
+        if let Err(e) = self.save(&devices) {
+            devices.insert(key, removed);
+            return Err(e);
         }
-        Ok(removed)
+        Ok(true)
     }
 
     /// Every trusted device, sorted by JID and fingerprint.
@@ -154,34 +175,98 @@ impl TrustStore {
         self.lock().values().cloned().collect()
     }
 
-    fn save(&self) -> Result<()> {
+    /// Writes `devices` (the caller holds the lock, so this is the newest state).
+    fn save(&self, devices: &BTreeMap<(String, [u8; 32]), TrustedDevice>) -> Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let file = TrustFile {
-            devices: self.list(),
+            devices: devices.values().cloned().collect(),
         };
         let json = serde_json::to_vec_pretty(&file)
             .map_err(|e| Error::new(ErrorKind::Internal, format!("trust file: {e}")))?;
-        let tmp = path.with_extension("tmp");
-        let io = |e: std::io::Error| {
+        write_atomically(path, &json).map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "could not save the trust file");
             Error::new(
                 ErrorKind::Config,
                 format!("cannot write trust file {}: {e}", path.display()),
             )
-        };
-        {
-            use std::io::Write;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp).map_err(io)?;
-            f.write_all(&json).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)
+        })
     }
+}
+
+/// Refuses a file that group or others may read or write (unix); a missing file is fine.
+#[cfg(unix)]
+fn check_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("cannot read trust file {}: {e}", path.display()),
+            ))
+        }
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "trust file {} is accessible by group or others (mode {mode:03o}); \
+                 it must be readable by its owner only (chmod 600)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_path: &Path) -> Result<()> {
+    // No POSIX mode bits: the platform's app sandbox protects the app's files.
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file of its own in the same directory (unique
+/// name, created `0600`, never truncated or shared with another write), fsync, rename, and fsync
+/// of the directory so the rename itself survives a crash.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trust".to_owned());
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let written = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // Never leave a half-written temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Best effort: not every platform lets a directory be opened and synced.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -213,9 +298,100 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trust.json");
         std::fs::write(&path, b"{not json").unwrap();
-        assert_eq!(
-            TrustStore::open(&path).unwrap_err().kind(),
-            ErrorKind::Config
+        // Owner-only, as the store writes it: the refusal is for the content, not the mode.
+        #[cfg(unix)]
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let err = TrustStore::open(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.message().contains("corrupt"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_trust_file_others_can_read_is_refused_on_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        let home: BareJid = "home@home.test".parse().unwrap();
+        TrustStore::open(&path)
+            .unwrap()
+            .pin(&home, &[1; 32], TrustSource::Paired)
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "written owner-only");
+        for bad in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bad)).unwrap();
+            let err = TrustStore::open(&path).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+            assert!(err.message().contains("chmod 600"), "{err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(TrustStore::open(&path).unwrap().is_trusted(&home, &[1; 32]));
+    }
+
+    #[test]
+    fn concurrent_pins_and_revocations_all_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        let store = std::sync::Arc::new(TrustStore::open(&path).unwrap());
+        let home: BareJid = "home@home.test".parse().unwrap();
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let (store, home) = (store.clone(), home.clone());
+                std::thread::spawn(move || {
+                    for i in 0..25u8 {
+                        let fp = [t * 32 + i; 32];
+                        store.pin(&home, &fp, TrustSource::Paired).unwrap();
+                        // Every third pin is revoked again: the file must end without it.
+                        if i % 3 == 0 {
+                            assert!(store.revoke(&home, &fp).unwrap());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let reopened = TrustStore::open(&path).unwrap();
+        assert_eq!(reopened.list(), store.list());
+        assert_eq!(reopened.list().len(), 8 * (25 - 9));
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["trust.json".to_owned()]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_failed_write_leaves_memory_and_file_unchanged() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        let store = TrustStore::open(&path).unwrap();
+        let home: BareJid = "home@home.test".parse().unwrap();
+        store.pin(&home, &[1; 32], TrustSource::Paired).unwrap();
+        // A directory nobody may write to (root ignores modes: then there is nothing to test).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
+        let probe = dir.path().join("probe");
+        if std::fs::write(&probe, b"x").is_ok() {
+            let _ = std::fs::remove_file(&probe);
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+            return;
+        }
+        let err = store.pin(&home, &[2; 32], TrustSource::Paired).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(!store.is_trusted(&home, &[2; 32]), "undone in memory");
+        assert!(store.revoke(&home, &[1; 32]).is_err());
+        assert!(
+            store.is_trusted(&home, &[1; 32]),
+            "revocation undone in memory"
         );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let reopened = TrustStore::open(&path).unwrap();
+        assert_eq!(reopened.list(), store.list());
     }
 }

@@ -10,6 +10,11 @@
 //! JID (whatever the peer wrote), responses to [`Tunnel::request`] never reach the inbound channel, and
 //! any malformed frame ends the tunnel with a typed error (it never panics and never tears down the
 //! XMPP connection, which the tunnel does not own).
+//!
+//! The outbound queue is bounded ([`DEFAULT_OUTBOUND_DEPTH`] stanzas unless the endpoint says
+//! otherwise): [`Tunnel::send`] fails with a typed error when it is full (the caller decides: an
+//! event for a slow subscriber is dropped and logged), [`Tunnel::request`] waits for room within
+//! its own timeout (backpressure).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +27,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::stanza::Stanza;
 
+use super::limits::E2eCounters;
 use super::tls::SecureChannel;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::fingerprint_hex;
@@ -31,13 +37,17 @@ use crate::core::session::IqReply;
 pub const MAX_FRAME: usize = 256 * 1024;
 /// Depth of the inbound stanza channel.
 const INBOUND_DEPTH: usize = 256;
+/// Stanzas queued for the writer of a tunnel started with [`Tunnel::start`].
+pub const DEFAULT_OUTBOUND_DEPTH: usize = 256;
 
 struct TunnelShared {
     peer: FullJid,
     local: FullJid,
     fingerprint: [u8; 32],
     pairing_binding: [u8; 32],
-    outbound: mpsc::UnboundedSender<Stanza>,
+    outbound: mpsc::Sender<Stanza>,
+    outbound_depth: usize,
+    counters: Option<Arc<E2eCounters>>,
     pending: Mutex<HashMap<String, oneshot::Sender<IqReply>>>,
     next_id: AtomicU64,
     /// `None` while up; `Some(reason)` once ended (`reason` is `None` for a clean close).
@@ -90,7 +100,23 @@ impl Tunnel {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        Self::start_bounded(channel, local, peer, DEFAULT_OUTBOUND_DEPTH, None)
+    }
+
+    /// As [`Tunnel::start`], with at most `outbound_depth` stanzas queued for the writer; refusals
+    /// are counted in `counters`.
+    pub(crate) fn start_bounded<S>(
+        channel: SecureChannel<S>,
+        local: FullJid,
+        peer: FullJid,
+        outbound_depth: usize,
+        counters: Option<Arc<E2eCounters>>,
+    ) -> (Tunnel, mpsc::Receiver<Stanza>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let outbound_depth = outbound_depth.max(1);
+        let (out_tx, out_rx) = mpsc::channel(outbound_depth);
         let (in_tx, in_rx) = mpsc::channel(INBOUND_DEPTH);
         let (ended, _) = watch::channel(None);
         let shared = Arc::new(TunnelShared {
@@ -99,6 +125,8 @@ impl Tunnel {
             fingerprint: channel.peer_fingerprint,
             pairing_binding: channel.pairing_binding,
             outbound: out_tx,
+            outbound_depth,
+            counters,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             ended,
@@ -157,15 +185,60 @@ impl Tunnel {
         }
     }
 
-    /// Sends a stanza to the peer inside the tunnel (`to`/`from` are set by the tunnel).
+    /// Sends a stanza to the peer inside the tunnel (`to`/`from` are set by the tunnel). Fails
+    /// with `ProviderUnavailable` when the outbound queue is full (the peer or the path is not
+    /// keeping up); nothing is queued then.
     pub fn send(&self, stanza: impl Into<Stanza>) -> Result<()> {
         if !self.is_up() {
             return Err(self.down_error());
         }
-        self.shared
-            .outbound
-            .send(stanza.into())
-            .map_err(|_| self.down_error())
+        match self.shared.outbound.try_send(stanza.into()) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let log = match &self.shared.counters {
+                    Some(counters) => E2eCounters::bump(&counters.tunnel_outbound_full),
+                    None => true,
+                };
+                if log {
+                    tracing::warn!(peer = %self.shared.peer, depth = self.shared.outbound_depth, "end-to-end tunnel congested, stanza refused");
+                }
+                Err(Error::new(
+                    ErrorKind::ProviderUnavailable,
+                    format!(
+                        "the end-to-end tunnel to {} is congested ({} stanzas queued); try again",
+                        self.shared.peer, self.shared.outbound_depth
+                    ),
+                ))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.down_error()),
+        }
+    }
+
+    /// Queues a stanza, waiting for room in the outbound queue until `deadline`.
+    async fn send_within(&self, stanza: Stanza, deadline: tokio::time::Instant) -> Result<()> {
+        if !self.is_up() {
+            return Err(self.down_error());
+        }
+        match tokio::time::timeout_at(deadline, self.shared.outbound.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(stanza);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(self.down_error()),
+            Err(_) => {
+                if let Some(counters) = &self.shared.counters {
+                    let _ = E2eCounters::bump(&counters.tunnel_outbound_full);
+                }
+                tracing::info!(peer = %self.shared.peer, "end-to-end tunnel congested, request not sent");
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the end-to-end tunnel to {} stayed congested; the request was not sent",
+                        self.shared.peer
+                    ),
+                ))
+            }
+        }
     }
 
     /// Sends an iq `get`/`set` through the tunnel and waits at most `timeout` for the answer.
@@ -184,30 +257,40 @@ impl Tunnel {
                 ))
             }
         }
+        let deadline = tokio::time::Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
         self.shared
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone(), tx);
-        if let Err(e) = self.send(iq) {
-            self.forget(&id);
-            return Err(e);
-        }
-        match tokio::time::timeout(timeout, rx).await {
+        // However this call ends (error, timeout, or the caller dropping it), its entry goes.
+        let _forget = Forget {
+            tunnel: self,
+            id: &id,
+        };
+        self.send_within(Stanza::Iq(iq), deadline).await?;
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(self.down_error()),
-            Err(_) => {
-                self.forget(&id);
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{} did not answer within {timeout:?} (end-to-end tunnel)",
-                        self.shared.peer
-                    ),
-                ))
-            }
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{} did not answer within {timeout:?} (end-to-end tunnel)",
+                    self.shared.peer
+                ),
+            )),
         }
+    }
+
+    /// Requests waiting for their answer.
+    #[cfg(test)]
+    pub(crate) fn pending_len(&self) -> usize {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     fn forget(&self, id: &str) {
@@ -247,7 +330,7 @@ fn encode(stanza: &Stanza) -> Result<Vec<u8>> {
 async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<TunnelShared>,
     mut writer: W,
-    mut outbound: mpsc::UnboundedReceiver<Stanza>,
+    mut outbound: mpsc::Receiver<Stanza>,
 ) {
     let mut ended = shared.ended.subscribe();
     loop {
@@ -282,6 +365,18 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
     // Best effort close_notify; bounded so a dead transport cannot hold this task.
     let _ = tokio::time::timeout(Duration::from_secs(2), writer.shutdown()).await;
+}
+
+/// Removes a request's pending entry when the request ends, cancelled ones included.
+struct Forget<'a> {
+    tunnel: &'a Tunnel,
+    id: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.tunnel.forget(self.id);
+    }
 }
 
 /// Sets `from`/`to` of an outbound stanza to the tunnel's two ends.

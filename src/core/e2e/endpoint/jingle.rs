@@ -1,0 +1,819 @@
+//! Jingle negotiation (XEP-0166) of tunnels: opening one (session-initiate, wait for the accept,
+//! TLS, optionally pairing) and answering one (trust decision, session-accept, TLS, optionally
+//! pairing), plus the parsing of offers and accepts. Every half-open session is held by a
+//! [`HalfOpen`] guard, so whichever way setup ends (error, timeout, a dropped future), its pending
+//! accept and IBB registration are removed and, once the peer knows the session, it is terminated.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::jingle::{
+    Action, Content, ContentId, Creator, Description, Jingle, Reason, ReasonElement, Senders,
+    SessionId, Transport,
+};
+use xmpp_parsers::jingle_ibb::Transport as IbbTransport;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza::Stanza;
+use xmpp_parsers::stanza_error::DefinedCondition;
+
+use super::{iq_error, lock, random_id, E2eEndpoint, E2eInbound, PeerEnded};
+use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream, MAX_BLOCK_SIZE};
+use crate::core::e2e::limits::{E2eCounters, Slot, SlotRefusal};
+use crate::core::e2e::pairing::{pair_as_initiator, pair_as_responder};
+use crate::core::e2e::tls::{handshake, SecureChannel, TlsRole};
+use crate::core::e2e::trust::TrustSource;
+use crate::core::e2e::tunnel::Tunnel;
+use crate::core::e2e::xml::{
+    SecurityMethod, XmlStreamDescription, XtlsSecurity, NS_XMLSTREAM, NS_XTLS,
+};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::identity::fingerprint_hex;
+use crate::core::session::IqReply;
+
+/// How a tunnel is to be authenticated when we open it.
+pub(super) enum Mode<'a> {
+    Pinned,
+    Pairing(&'a str),
+}
+
+impl E2eEndpoint {
+    fn own_fingerprint_advertised(&self) -> [u8; 32] {
+        self.inner
+            .config
+            .advertise_fingerprint
+            .unwrap_or_else(|| self.inner.config.identity.fingerprint())
+    }
+
+    /// The stanza stream over an established channel, with the endpoint's outbound bound.
+    fn start_tunnel<S>(
+        &self,
+        channel: SecureChannel<S>,
+        me: FullJid,
+        peer: &FullJid,
+    ) -> (Tunnel, mpsc::Receiver<Stanza>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        Tunnel::start_bounded(
+            channel,
+            me,
+            peer.clone(),
+            self.inner.config.limits.tunnel_outbound,
+            Some(self.inner.counters.clone()),
+        )
+    }
+
+    fn jingle_iq(&self, to: &FullJid, jingle: Jingle) -> Iq {
+        Iq::from_set(String::new(), jingle).with_to(Jid::from(to.clone()))
+    }
+
+    pub(super) fn terminate(&self, peer: &FullJid, sid: &str, reason: Reason, text: &str) {
+        let mut jingle = Jingle::new(Action::SessionTerminate, SessionId(sid.to_owned()));
+        let mut element = ReasonElement {
+            reason,
+            texts: Default::default(),
+        };
+        element.texts.insert(Default::default(), text.to_owned());
+        jingle = jingle.set_reason(element);
+        let mut iq = self.jingle_iq(peer, jingle);
+        *iq.id_mut() = self.inner.session.next_id();
+        let _ = self.inner.session.send(iq);
+    }
+
+    fn build(
+        &self,
+        action: Action,
+        sid: &str,
+        ibb_sid: &str,
+        block_size: u16,
+        method: SecurityMethod,
+        me: &FullJid,
+    ) -> Jingle {
+        let content = Content::new(Creator::Initiator, ContentId("xmlstream".into()))
+            .with_senders(Senders::Both)
+            .with_description(Description::Unknown(Element::from(XmlStreamDescription)))
+            .with_transport(Transport::Ibb(IbbTransport {
+                block_size,
+                sid: xmpp_parsers::ibb::StreamId(ibb_sid.to_owned()),
+                stanza: xmpp_parsers::ibb::Stanza::Iq,
+            }));
+        let initiate = action == Action::SessionInitiate;
+        let mut jingle = Jingle::new(action, SessionId(sid.to_owned())).add_content(content);
+        jingle = if initiate {
+            jingle.with_initiator(Jid::from(me.clone()))
+        } else {
+            jingle.with_responder(Jid::from(me.clone()))
+        };
+        // xmpp-parsers 0.23's <content> only admits its own stub <security/>, so the XTLS element
+        // rides as a direct child of <jingle>; with exactly one content it is unambiguous.
+        jingle.other.push(Element::from(XtlsSecurity::new(
+            &self.own_fingerprint_advertised(),
+            method,
+        )));
+        jingle
+    }
+
+    pub(super) async fn open(&self, peer: &FullJid, mode: Mode<'_>) -> Result<Tunnel> {
+        let inner = &self.inner;
+        let timeout = inner.config.timeout;
+        let me = inner
+            .session
+            .jid()
+            .ok_or_else(|| Error::new(ErrorKind::NotConnected, "the session is not online"))?;
+        let sid = random_id();
+        let ibb_sid = random_id();
+        let method = match mode {
+            Mode::Pinned => SecurityMethod::X509,
+            Mode::Pairing(_) => SecurityMethod::Pake,
+        };
+        let resets = inner.resets.load(Ordering::SeqCst);
+        let ibb_rx = inner
+            .ibb
+            .register(&ibb_sid, peer.clone(), inner.config.block_size)
+            .map_err(|refusal| refusal.error())?;
+        let (accept_tx, accept_rx) = oneshot::channel();
+        lock(&inner.pending_accepts).insert(sid.clone(), (peer.clone(), accept_tx));
+        let mut half = HalfOpen::new(self, peer, &sid, &ibb_sid, true);
+
+        let initiate = self.build(
+            Action::SessionInitiate,
+            &sid,
+            &ibb_sid,
+            inner.config.block_size,
+            method,
+            &me,
+        );
+        match inner
+            .session
+            .request(self.jingle_iq(peer, initiate), timeout)
+            .await?
+        {
+            IqReply::Result(_) => half.known_to_peer(),
+            IqReply::Error(e) => {
+                let text = e.texts.values().next().cloned().unwrap_or_default();
+                let kind = match e.defined_condition {
+                    DefinedCondition::Forbidden | DefinedCondition::NotAuthorized => {
+                        ErrorKind::Forbidden
+                    }
+                    // Not there, or one of its bounds was hit (resource-constraint): busy,
+                    // worth trying again later.
+                    DefinedCondition::ServiceUnavailable
+                    | DefinedCondition::RecipientUnavailable
+                    | DefinedCondition::ItemNotFound
+                    | DefinedCondition::ResourceConstraint => ErrorKind::ProviderUnavailable,
+                    _ => ErrorKind::Protocol,
+                };
+                return Err(Error::new(
+                    kind,
+                    format!(
+                        "{peer} refused the end-to-end tunnel ({:?}): {text}",
+                        e.defined_condition
+                    ),
+                ));
+            }
+        }
+        let accept = match tokio::time::timeout(timeout, accept_rx).await {
+            Ok(Ok(accept)) => accept,
+            Ok(Err(_)) if inner.resets.load(Ordering::SeqCst) != resets => {
+                // Our session was reset meanwhile: the peer's answer can no longer reach us.
+                half.gone_at_peer();
+                return Err(Error::new(
+                    ErrorKind::NotConnected,
+                    format!("the session was reset while opening the end-to-end tunnel to {peer}"),
+                ));
+            }
+            Ok(Err(_)) => {
+                // The peer terminated the session itself: nothing to terminate.
+                half.gone_at_peer();
+                return Err(Error::new(
+                    ErrorKind::Forbidden,
+                    format!("{peer} terminated the end-to-end session before accepting"),
+                ));
+            }
+            Err(_) => {
+                half.end_with(Reason::Timeout, "no session-accept in time");
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("{peer} did not accept the end-to-end session in time"),
+                ));
+            }
+        };
+        let (peer_fp, block_size) = parse_accept(&accept, &ibb_sid, method)
+            .map_err(|e| half.failed(Reason::FailedApplication, e))?;
+        if matches!(mode, Mode::Pinned) && !self.trusted(&peer.to_bare(), &peer_fp).await {
+            half.end_with(Reason::SecurityError, "untrusted key");
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "{peer} uses key {} which is not trusted (pair with it first)",
+                    fingerprint_hex(&peer_fp)
+                ),
+            ));
+        }
+        let block_size = block_size.min(inner.config.block_size);
+        let (io, status) = IbbStream::spawn(
+            IbbParams {
+                session: inner.session.clone(),
+                peer: peer.clone(),
+                sid: ibb_sid.clone(),
+                block_size,
+                send_open: true,
+                ack_timeout: timeout,
+                hooks: inner.config.hooks.clone(),
+            },
+            ibb_rx,
+        );
+        let channel = handshake(
+            io,
+            TlsRole::Initiator,
+            &inner.config.identity,
+            peer_fp,
+            timeout,
+        )
+        .await
+        .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
+        // TLS is up and reads what arrives: the stream's setup allowance no longer applies.
+        inner.ibb.established(peer, &ibb_sid);
+        // Accepted: a late accept or terminate for this sid no longer concerns the opener.
+        lock(&inner.pending_accepts).remove(&sid);
+        let (tunnel, rx) = self.start_tunnel(channel, me, peer);
+        half.holds(&tunnel);
+        if let Mode::Pairing(code) = mode {
+            pair_as_initiator(&tunnel, code, timeout)
+                .await
+                .map_err(|e| half.failed(Reason::SecurityError, e))?;
+            inner
+                .config
+                .trust
+                .pin(&peer.to_bare(), &peer_fp, TrustSource::Paired)?;
+        }
+        half.established();
+        self.install(tunnel.clone(), sid, ibb_sid, rx, status);
+        Ok(tunnel)
+    }
+
+    pub(super) fn on_jingle(&self, from: &Jid, id: &str, payload: &Element) {
+        let session = &self.inner.session;
+        let reply_error = |condition, text: &str| {
+            let _ = session.send(iq_error(from.clone(), id, condition, text));
+        };
+        let Ok(peer) = from.clone().try_into_full() else {
+            return reply_error(DefinedCondition::BadRequest, "Jingle needs a full JID");
+        };
+        let jingle = match Jingle::try_from(payload.clone()) {
+            Ok(j) => j,
+            Err(e) => {
+                return reply_error(
+                    DefinedCondition::BadRequest,
+                    &format!("malformed Jingle: {e}"),
+                )
+            }
+        };
+        let ack = || {
+            let _ = session.send(Iq::empty_result(from.clone(), id.to_owned()));
+        };
+        match jingle.action {
+            Action::SessionInitiate => self.on_initiate(peer, id, jingle),
+            Action::SessionAccept => {
+                let waiter = {
+                    let mut pending = lock(&self.inner.pending_accepts);
+                    match pending.get(&jingle.sid.0) {
+                        Some((expected, _)) if *expected == peer => pending.remove(&jingle.sid.0),
+                        _ => None,
+                    }
+                };
+                match waiter {
+                    Some((_, tx)) => {
+                        ack();
+                        let _ = tx.send(jingle);
+                    }
+                    None => reply_error(DefinedCondition::ItemNotFound, "unknown Jingle session"),
+                }
+            }
+            Action::SessionTerminate => {
+                let found = {
+                    let mut tunnels = lock(&self.inner.tunnels);
+                    match tunnels.get(&peer) {
+                        Some(e) if e.jingle_sid == jingle.sid.0 => tunnels.remove(&peer),
+                        _ => None,
+                    }
+                };
+                let pending = {
+                    let mut pending = lock(&self.inner.pending_accepts);
+                    match pending.get(&jingle.sid.0) {
+                        Some((expected, _)) if *expected == peer => pending.remove(&jingle.sid.0),
+                        _ => None,
+                    }
+                };
+                let responding =
+                    lock(&self.inner.responding).remove(&(peer.clone(), jingle.sid.0.clone()));
+                if found.is_none() && pending.is_none() && responding.is_none() {
+                    return reply_error(DefinedCondition::ItemNotFound, "unknown Jingle session");
+                }
+                ack();
+                if let Some(cancel) = responding {
+                    // The peer gave up on a session we are still setting up: free it now
+                    // rather than when its steps time out.
+                    let _ = cancel.send(PeerEnded {
+                        reason: jingle.reason.as_ref().map(|r| r.reason.clone()),
+                        text: jingle
+                            .reason
+                            .as_ref()
+                            .and_then(|r| r.texts.values().next().cloned())
+                            .unwrap_or_default(),
+                    });
+                }
+                if let Some(entry) = found {
+                    // The peer's reason says whether this was a clean goodbye or a failure it
+                    // saw (a record that did not decrypt: tampering in the path).
+                    let kind = match jingle.reason.as_ref().map(|r| &r.reason) {
+                        Some(Reason::SecurityError) => Some(ErrorKind::Tls),
+                        Some(Reason::FailedTransport) => Some(ErrorKind::NotConnected),
+                        _ => None,
+                    };
+                    match (kind, &jingle.reason) {
+                        (Some(kind), Some(r)) => {
+                            let text = r.texts.values().next().cloned().unwrap_or_default();
+                            entry.tunnel.fail(Error::new(
+                                kind,
+                                format!("{peer} ended the end-to-end tunnel: {text}"),
+                            ));
+                        }
+                        _ => entry.tunnel.close(),
+                    }
+                }
+                // Dropping a pending accept's sender tells the opener the peer gave up.
+            }
+            _ => reply_error(
+                DefinedCondition::FeatureNotImplemented,
+                "only session-initiate/accept/terminate are supported",
+            ),
+        }
+    }
+
+    fn on_initiate(&self, peer: FullJid, id: &str, jingle: Jingle) {
+        let offer = match parse_offer(&jingle) {
+            Ok(o) => o,
+            Err((condition, text)) => {
+                let _ = self
+                    .inner
+                    .session
+                    .send(iq_error(Jid::from(peer), id, condition, &text));
+                return;
+            }
+        };
+        let inner = &self.inner;
+        let pairing = offer.method == SecurityMethod::Pake;
+        let foreign = !self.is_own_network(&peer.to_bare());
+        let refuse = |condition, text: &str| {
+            let _ = inner
+                .session
+                .send(iq_error(Jid::from(peer.clone()), id, condition, text));
+        };
+        if pairing && foreign {
+            // Only the household's own devices pair; a guest gets access through the owner's
+            // approval instead. Refused before the gate: a stranger never uses anyone's tries,
+            // and is not reported to the screen (it could flood it).
+            if E2eCounters::bump(&inner.counters.pairing_strangers_refused) {
+                tracing::info!(%peer, "refused pairing from another network");
+            }
+            return refuse(
+                DefinedCondition::Forbidden,
+                "pairing is only open to devices of this network",
+            );
+        }
+        // The slot is held from here until the tunnel is installed or the session abandoned,
+        // the trust decision included (it may wait for the network's published keys).
+        let slot = match inner.slots.acquire(&peer, foreign, pairing) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let counter = match refusal {
+                    SlotRefusal::Pairing => &inner.counters.pairing_sessions_refused,
+                    SlotRefusal::Total | SlotRefusal::PerPeer => &inner.counters.half_open_refused,
+                };
+                if E2eCounters::bump(counter) {
+                    tracing::warn!(%peer, ?refusal, "refused a session-initiate: half-open bound");
+                }
+                return refuse(DefinedCondition::ResourceConstraint, refusal.text());
+            }
+        };
+        match offer.method {
+            SecurityMethod::Pake => {
+                let refusal = lock(&inner.gate)
+                    .is_open(&peer, Instant::now())
+                    .err()
+                    .map(|e| e.message().to_owned());
+                self.decided(peer, id.to_owned(), jingle, offer, slot, refusal);
+            }
+            SecurityMethod::X509 => {
+                // The decision may need the network's published keys: answer once it is made
+                // (the initiator waits for our result before anything else).
+                let this = self.clone();
+                let id = id.to_owned();
+                tokio::spawn(async move {
+                    let bare = peer.to_bare();
+                    let admitted = this
+                        .inner
+                        .config
+                        .admission
+                        .as_ref()
+                        .is_some_and(|admit| admit(&bare, &offer.fingerprint));
+                    let ok = admitted || this.trusted(&bare, &offer.fingerprint).await;
+                    let refusal = (!ok).then(|| {
+                        format!(
+                            "key {} is neither paired with this device nor granted access",
+                            fingerprint_hex(&offer.fingerprint)
+                        )
+                    });
+                    this.decided(peer, id, jingle, offer, slot, refusal);
+                });
+            }
+        }
+    }
+
+    /// Answers a session-initiate once trust is decided: refused (`forbidden`, reported), or
+    /// accepted and answered by [`Self::respond`].
+    fn decided(
+        &self,
+        peer: FullJid,
+        id: String,
+        jingle: Jingle,
+        offer: Offer,
+        slot: Slot,
+        refusal: Option<String>,
+    ) {
+        let inner = &self.inner;
+        let from = Jid::from(peer.clone());
+        if let Some(text) = refusal {
+            let _ = inner
+                .session
+                .send(iq_error(from, &id, DefinedCondition::Forbidden, &text));
+            let error = Error::new(ErrorKind::Forbidden, text);
+            self.emit(match offer.method {
+                SecurityMethod::Pake => E2eInbound::PairingFailed { peer, error },
+                SecurityMethod::X509 => E2eInbound::TunnelRefused { peer, error },
+            });
+            return;
+        }
+        let block_size = offer.block_size.min(inner.config.block_size);
+        let key = (peer.clone(), jingle.sid.0.clone());
+        if lock(&inner.responding).contains_key(&key) {
+            let _ = inner.session.send(iq_error(
+                from,
+                &id,
+                DefinedCondition::Conflict,
+                "this Jingle session is already being set up",
+            ));
+            return;
+        }
+        // Keyed by (peer, sid): a live stream of this or any other peer is never replaced.
+        let ibb_rx = match inner.ibb.register(&offer.ibb_sid, peer.clone(), block_size) {
+            Ok(rx) => rx,
+            Err(refusal) => {
+                let _ =
+                    inner
+                        .session
+                        .send(iq_error(from, &id, refusal.condition(), refusal.text()));
+                return;
+            }
+        };
+        // The peer knows the session from its own initiate, but until it has our accept a failure
+        // needs no terminate (the original code never sent one before the accept went through).
+        let mut half = HalfOpen::new(self, &peer, &jingle.sid.0, &offer.ibb_sid, false);
+        half.slot = Some(slot);
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        lock(&inner.responding).insert(key.clone(), cancel_tx);
+        let _ = inner.session.send(Iq::empty_result(from, id));
+        let this = self.clone();
+        let lifetime = inner.config.limits.half_open_lifetime;
+        tokio::spawn(async move {
+            let pairing = offer.method == SecurityMethod::Pake;
+            // The whole setup is bounded, not only each step: a peer that drips each step just
+            // within its timeout still loses the session (the guard frees it when dropped here).
+            let setup = tokio::time::timeout(
+                lifetime,
+                this.respond(peer.clone(), half, offer, block_size, ibb_rx),
+            );
+            let outcome = tokio::select! {
+                outcome = setup => outcome.unwrap_or_else(|_| {
+                    let _ = E2eCounters::bump(&this.inner.counters.half_open_expired);
+                    tracing::info!(%peer, ?lifetime, "half-open session expired");
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the end-to-end session with {peer} was not set up within {lifetime:?}"
+                        ),
+                    ))
+                }),
+                Ok(ended) = cancel_rx => Err(peer_ended(&peer, pairing, ended)),
+            };
+            lock(&this.inner.responding).remove(&key);
+            if let Err(error) = outcome {
+                this.emit(if pairing {
+                    E2eInbound::PairingFailed { peer, error }
+                } else {
+                    E2eInbound::TunnelRefused { peer, error }
+                });
+            }
+        });
+    }
+
+    async fn respond(
+        &self,
+        peer: FullJid,
+        mut half: HalfOpen,
+        offer: Offer,
+        block_size: u16,
+        ibb_rx: mpsc::Receiver<IbbEvent>,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let timeout = inner.config.timeout;
+        let sid = half.sid.clone();
+        let me = inner
+            .session
+            .jid()
+            .ok_or_else(|| Error::new(ErrorKind::NotConnected, "the session is not online"))?;
+        let accept = self.build(
+            Action::SessionAccept,
+            &sid,
+            &offer.ibb_sid,
+            block_size,
+            offer.method,
+            &me,
+        );
+        match inner
+            .session
+            .request(self.jingle_iq(&peer, accept), timeout)
+            .await?
+        {
+            IqReply::Result(_) => half.known_to_peer(),
+            IqReply::Error(e) => {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "{peer} rejected our session-accept ({:?})",
+                        e.defined_condition
+                    ),
+                ))
+            }
+        }
+        let (io, status) = IbbStream::spawn(
+            IbbParams {
+                session: inner.session.clone(),
+                peer: peer.clone(),
+                sid: offer.ibb_sid.clone(),
+                block_size,
+                send_open: false,
+                ack_timeout: timeout,
+                hooks: inner.config.hooks.clone(),
+            },
+            ibb_rx,
+        );
+        let channel = handshake(
+            io,
+            TlsRole::Responder,
+            &inner.config.identity,
+            offer.fingerprint,
+            timeout,
+        )
+        .await
+        .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
+        // TLS is up and reads what arrives: the stream's setup allowance no longer applies.
+        inner.ibb.established(&peer, &offer.ibb_sid);
+        let (tunnel, mut rx) = self.start_tunnel(channel, me, &peer);
+        half.holds(&tunnel);
+        if offer.method == SecurityMethod::Pake {
+            pair_as_responder(&tunnel, &mut rx, &inner.gate, timeout)
+                .await
+                .map_err(|e| half.failed(Reason::SecurityError, e))?;
+            inner
+                .config
+                .trust
+                .pin(&peer.to_bare(), &offer.fingerprint, TrustSource::Paired)?;
+            self.emit(E2eInbound::Paired {
+                peer: peer.clone(),
+                fingerprint: offer.fingerprint,
+            });
+        }
+        half.established();
+        self.install(tunnel, sid, offer.ibb_sid, rx, status);
+        Ok(())
+    }
+}
+
+/// A Jingle session being set up, in either direction. Dropping it before [`Self::established`]
+/// undoes the setup: the pending accept and the IBB registration go, a tunnel started on it is
+/// closed, and, once the peer knows the session, a session-terminate tells it why. This replaces
+/// a cleanup in every error branch (and covers the ones a `?` or a cancelled future would miss).
+pub(super) struct HalfOpen {
+    endpoint: E2eEndpoint,
+    peer: FullJid,
+    sid: String,
+    ibb_sid: String,
+    /// How to end the session at the peer; `None` while (or once) the peer needs no terminate.
+    terminate: Option<(Reason, String)>,
+    tunnel: Option<Tunnel>,
+    /// The inbound half-open slot this session holds (freed with the guard).
+    slot: Option<Slot>,
+    /// We opened the session, so its accept may still be pending in `pending_accepts`.
+    initiator: bool,
+    done: bool,
+}
+
+impl HalfOpen {
+    fn new(
+        endpoint: &E2eEndpoint,
+        peer: &FullJid,
+        sid: &str,
+        ibb_sid: &str,
+        initiator: bool,
+    ) -> HalfOpen {
+        HalfOpen {
+            endpoint: endpoint.clone(),
+            peer: peer.clone(),
+            sid: sid.to_owned(),
+            ibb_sid: ibb_sid.to_owned(),
+            terminate: None,
+            tunnel: None,
+            slot: None,
+            initiator,
+            done: false,
+        }
+    }
+
+    /// The peer acknowledged the session: from now on, giving up means terminating it.
+    fn known_to_peer(&mut self) {
+        self.terminate = Some((Reason::Cancel, "session setup abandoned".to_owned()));
+    }
+
+    /// The peer ended the session itself: nothing to terminate.
+    fn gone_at_peer(&mut self) {
+        self.terminate = None;
+    }
+
+    /// Gives up with this reason for the peer (if it knows the session).
+    fn end_with(&mut self, reason: Reason, text: &str) {
+        if self.terminate.is_some() {
+            self.terminate = Some((reason, text.to_owned()));
+        }
+    }
+
+    /// Gives up because of `error` (its message is the peer's reason text); returns it.
+    fn failed(&mut self, reason: Reason, error: Error) -> Error {
+        self.end_with(reason, error.message());
+        error
+    }
+
+    /// A tunnel runs on this session now; it is closed if setup still fails.
+    fn holds(&mut self, tunnel: &Tunnel) {
+        self.tunnel = Some(tunnel.clone());
+    }
+
+    /// Setup succeeded: the tunnel cache owns the session from here on.
+    fn established(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for HalfOpen {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let inner = &self.endpoint.inner;
+        if self.initiator {
+            lock(&inner.pending_accepts).remove(&self.sid);
+        }
+        inner.ibb.remove(&self.peer, &self.ibb_sid);
+        if let Some(tunnel) = &self.tunnel {
+            tunnel.close();
+        }
+        if let Some((reason, text)) = self.terminate.take() {
+            tracing::debug!(peer = %self.peer, sid = %self.sid, %text, "abandoning a half-open Jingle session");
+            self.endpoint
+                .terminate(&self.peer, &self.sid, reason, &text);
+        }
+    }
+}
+
+/// The error of a setup the peer ended, in the terms the setup itself would have failed with: for
+/// pairing, the other device rejected the exchange (a wrong code, as the gate sees it); otherwise
+/// the peer's reason (a failed handshake is `Tls`, as on our side).
+fn peer_ended(peer: &FullJid, pairing: bool, ended: PeerEnded) -> Error {
+    let PeerEnded { reason, text } = ended;
+    if pairing {
+        return Error::new(
+            ErrorKind::Forbidden,
+            format!("pairing failed: {peer} ended it (wrong code?): {text}"),
+        );
+    }
+    let kind = match reason {
+        Some(Reason::SecurityError) => ErrorKind::Tls,
+        Some(Reason::FailedTransport | Reason::ConnectivityError) => ErrorKind::NotConnected,
+        Some(Reason::Timeout) => ErrorKind::Timeout,
+        _ => ErrorKind::Forbidden,
+    };
+    Error::new(
+        kind,
+        format!("{peer} ended the end-to-end session before it was set up: {text}"),
+    )
+}
+
+/// Prefers the transport's reason (e.g. refused IBB data) over TLS's generic "unexpected EOF".
+pub(super) fn explain(e: Error, status: &IbbStatus) -> Error {
+    match status.reason() {
+        Some(transport) if e.kind() != ErrorKind::Tls || e.message().contains("eof") => Error::new(
+            e.kind(),
+            format!("{}; transport: {}", e.message(), transport.message()),
+        ),
+        _ => e,
+    }
+}
+
+/// What a session-initiate offers.
+struct Offer {
+    fingerprint: [u8; 32],
+    method: SecurityMethod,
+    ibb_sid: String,
+    block_size: u16,
+}
+
+fn security_of(jingle: &Jingle) -> std::result::Result<XtlsSecurity, String> {
+    let mut found = jingle.other.iter().filter(|e| e.is("security", NS_XTLS));
+    let elem = found
+        .next()
+        .ok_or_else(|| "no XTLS security element".to_owned())?;
+    if found.next().is_some() {
+        return Err("more than one XTLS security element".into());
+    }
+    XtlsSecurity::try_from(elem.clone()).map_err(|e| format!("malformed XTLS security: {e}"))
+}
+
+fn single_content(
+    jingle: &Jingle,
+) -> std::result::Result<(&Content, &IbbTransport), (DefinedCondition, String)> {
+    let bad = |t: &str| (DefinedCondition::BadRequest, t.to_owned());
+    let [content] = jingle.contents.as_slice() else {
+        return Err(bad("exactly one content expected"));
+    };
+    match &content.description {
+        Some(Description::Unknown(d)) if d.is("description", NS_XMLSTREAM) => {
+            XmlStreamDescription::try_from(d.clone()).map_err(|_| bad("malformed description"))?;
+        }
+        _ => {
+            return Err((
+                DefinedCondition::FeatureNotImplemented,
+                "unsupported application (want urn:xmpp:jingle:apps:xmlstream:0)".into(),
+            ))
+        }
+    }
+    match &content.transport {
+        Some(Transport::Ibb(t)) if t.stanza == xmpp_parsers::ibb::Stanza::Iq => {
+            if t.block_size == 0 || t.sid.0.is_empty() || t.sid.0.len() > 64 {
+                return Err(bad("bad IBB transport parameters"));
+            }
+            Ok((content, t))
+        }
+        _ => Err((
+            DefinedCondition::FeatureNotImplemented,
+            "unsupported transport (want IBB over iq)".into(),
+        )),
+    }
+}
+
+fn parse_offer(jingle: &Jingle) -> std::result::Result<Offer, (DefinedCondition, String)> {
+    let (_, transport) = single_content(jingle)?;
+    let security = security_of(jingle).map_err(|t| (DefinedCondition::BadRequest, t))?;
+    let fingerprint = security.fingerprint.sha256().ok_or_else(|| {
+        (
+            DefinedCondition::BadRequest,
+            "fingerprint must be sha-256 hex".to_owned(),
+        )
+    })?;
+    Ok(Offer {
+        fingerprint,
+        method: security.method.name,
+        ibb_sid: transport.sid.0.clone(),
+        block_size: transport.block_size.min(MAX_BLOCK_SIZE),
+    })
+}
+
+fn parse_accept(jingle: &Jingle, ibb_sid: &str, method: SecurityMethod) -> Result<([u8; 32], u16)> {
+    let protocol = |t: String| Error::new(ErrorKind::Protocol, format!("bad session-accept: {t}"));
+    let (_, transport) = single_content(jingle).map_err(|(_, t)| protocol(t))?;
+    if transport.sid.0 != ibb_sid {
+        return Err(protocol("transport sid changed".into()));
+    }
+    let security = security_of(jingle).map_err(protocol)?;
+    if security.method.name != method {
+        return Err(protocol("security method changed".into()));
+    }
+    let fp = security
+        .fingerprint
+        .sha256()
+        .ok_or_else(|| protocol("fingerprint must be sha-256 hex".into()))?;
+    Ok((fp, transport.block_size))
+}

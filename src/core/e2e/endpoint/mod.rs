@@ -1,0 +1,375 @@
+//! The end-to-end endpoint of one device: what the role layer talks to. This file owns the wiring
+//! and the routing of stanzas into and out of tunnels; each job has its own file:
+//! - `jingle.rs`: Jingle negotiation (XEP-0166) of tunnels, opening and answering, with a drop
+//!   guard that cleans up every half-open session however it ends, and the half-open bounds;
+//! - `cache.rs`: the per-peer tunnel cache (one tunnel per full JID), the bounded queue of
+//!   openers, closing, revoking, and the session-reset hook [`E2eEndpoint::close_all`];
+//! - `pairing.rs`: the pairing gate as the endpoint applies it (arming codes, pairing with a
+//!   device of this network);
+//! - `directory.rs`: the network's key directory (XEP-0189 on PEP): publishing, attesting, and
+//!   the trust decision for attested keys.
+//!
+//! Wiring (the role layer calls these, nothing else):
+//! - every inbound session stanza first goes to [`E2eEndpoint::handle_stanza`]; `true` means it was
+//!   a Jingle/IBB iq consumed here (already answered);
+//! - control traffic goes out with [`E2eEndpoint::send`] / [`E2eEndpoint::request`] (tunnel to the
+//!   `to` JID, opened or reused on demand);
+//! - stanzas that arrive *inside* tunnels come up as [`E2eInbound::Stanza`] with `from` set to the
+//!   authenticated peer, to be dispatched exactly like session stanzas.
+//!
+//! Trust is decided here, before any TLS byte flows: an inbound session-initiate with method `x509`
+//! is refused unless its fingerprint is pinned for the sender's bare JID; `pake` is refused unless
+//! the sender is a device of this network and pairing is armed (and the sender not locked out).
+//! TLS then checks that the peer really holds the advertised key.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::jingle::Jingle;
+use xmpp_parsers::ns;
+use xmpp_parsers::presence::Type as PresenceType;
+use xmpp_parsers::stanza::Stanza;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use super::gate::PairingGate;
+use super::ibb::{IbbRegistry, TransportHooks, MAX_BLOCK_SIZE, NS_IBB};
+use super::limits::{E2eCounters, E2eLimits, E2eStats, HalfOpenSlots};
+use super::trust::TrustStore;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::identity::{fingerprint_hex, DeviceIdentity};
+use crate::core::session::{ConnectionState, IqReply, Session};
+
+mod cache;
+mod directory;
+mod jingle;
+mod pairing;
+
+use cache::TunnelEntry;
+
+/// Configuration of an [`E2eEndpoint`].
+#[derive(Clone)]
+pub struct E2eConfig {
+    /// This device's TLS identity (key in a KeyStore).
+    pub identity: DeviceIdentity,
+    /// The pinned peer keys.
+    pub trust: Arc<TrustStore>,
+    /// IBB block size offered (at most 4096).
+    pub block_size: u16,
+    /// Bound on each step of tunnel setup (each Jingle exchange, the TLS handshake, pairing).
+    pub timeout: Duration,
+    /// Attack-test knob: corrupt outbound transport bytes (never set in production).
+    pub hooks: TransportHooks,
+    /// Attack-test knob: advertise this fingerprint in Jingle instead of our own (a relay that
+    /// substitutes its key). Never set in production.
+    pub advertise_fingerprint: Option<[u8; 32]>,
+    /// Besides the trust store, who may open a tunnel to us: a provider admits a guest device
+    /// whose key an active grant names (see [`crate::core::access::AccessGuard::admits`]).
+    pub admission: Option<Admission>,
+    /// The bounds on what peers can make this device hold (see [`E2eLimits`]).
+    pub limits: E2eLimits,
+}
+
+/// Decides whether an inbound tunnel from (bare JID, key fingerprint) is accepted although the key
+/// is not in the trust store.
+pub type Admission = Arc<dyn Fn(&BareJid, &[u8; 32]) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for E2eConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2eConfig")
+            .field(
+                "fingerprint",
+                &fingerprint_hex(&self.identity.fingerprint()),
+            )
+            .field("block_size", &self.block_size)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl E2eConfig {
+    /// Defaults: 4096-byte blocks, 10 s per setup step, default [`E2eLimits`], no test knobs.
+    pub fn new(identity: DeviceIdentity, trust: Arc<TrustStore>) -> Self {
+        E2eConfig {
+            identity,
+            trust,
+            block_size: MAX_BLOCK_SIZE,
+            timeout: Duration::from_secs(10),
+            hooks: TransportHooks::default(),
+            advertise_fingerprint: None,
+            admission: None,
+            limits: E2eLimits::default(),
+        }
+    }
+}
+
+/// What the endpoint hands to the role layer.
+#[derive(Debug)]
+pub enum E2eInbound {
+    /// A stanza that arrived inside a tunnel; `from` is the authenticated peer's full JID.
+    Stanza(Box<Stanza>),
+    /// A tunnel is up (opened by us or by the peer).
+    TunnelUp {
+        /// The peer.
+        peer: FullJid,
+        /// Its authenticated SPKI fingerprint.
+        fingerprint: [u8; 32],
+    },
+    /// A tunnel ended; `reason` is `None` for a clean close.
+    TunnelDown {
+        /// The peer.
+        peer: FullJid,
+        /// Why, if it failed.
+        reason: Option<Error>,
+    },
+    /// A tunnel attempt was refused or failed, inbound or one we opened (unknown key, failed
+    /// handshake, altered bytes): tell the user.
+    TunnelRefused {
+        /// Who tried.
+        peer: FullJid,
+        /// Why it was refused.
+        error: Error,
+    },
+    /// Pairing with `peer` failed on this (code-showing) device: wrong or expired code, pairing
+    /// not armed or locked, or a broken exchange. Nothing was pinned.
+    PairingFailed {
+        /// Who tried.
+        peer: FullJid,
+        /// Why it failed.
+        error: Error,
+    },
+    /// Pairing with `peer` succeeded on this (code-showing) device; its key is now pinned.
+    Paired {
+        /// The new peer.
+        peer: FullJid,
+        /// Its pinned fingerprint.
+        fingerprint: [u8; 32],
+    },
+}
+
+struct Inner {
+    session: Session,
+    config: E2eConfig,
+    ibb: IbbRegistry,
+    /// Our own session-initiates waiting for their accept, by Jingle sid (with the peer asked).
+    pending_accepts: Mutex<HashMap<String, (FullJid, oneshot::Sender<Jingle>)>>,
+    tunnels: Mutex<HashMap<FullJid, TunnelEntry>>,
+    /// Inbound sessions being set up, by (peer, Jingle sid): a session-terminate from the peer
+    /// ends the setup at once (bounded by the half-open slots).
+    responding: Mutex<HashMap<(FullJid, String), oneshot::Sender<PeerEnded>>>,
+    /// One opener at a time per peer; entries live only while someone opens (bounded).
+    opening: Mutex<HashMap<FullJid, Arc<tokio::sync::Mutex<()>>>>,
+    gate: Mutex<PairingGate>,
+    /// Inbound half-open sessions (bounded per peer, for foreign peers, and in total).
+    slots: Arc<HalfOpenSlots>,
+    counters: Arc<E2eCounters>,
+    /// Bumped on every session reset, so an opener can tell "our session was reset" from "the
+    /// peer gave up" when its pending accept disappears.
+    resets: AtomicU64,
+    /// The session's state as last looked at by [`E2eEndpoint::close_all`]: unchanged since means
+    /// the session was never interrupted (its first online), so there is nothing to lose.
+    state_seen: Mutex<watch::Receiver<ConnectionState>>,
+    events: mpsc::Sender<E2eInbound>,
+}
+
+/// The end-to-end layer of one device on one [`Session`]. Cheap to clone.
+#[derive(Clone)]
+pub struct E2eEndpoint {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for E2eEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2eEndpoint")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section here is a single map operation: a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn random_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn iq_error(to: Jid, id: &str, condition: DefinedCondition, text: &str) -> Iq {
+    let error_type = match condition {
+        DefinedCondition::Forbidden | DefinedCondition::NotAuthorized => ErrorType::Auth,
+        // A bound was hit: the peer may retry later.
+        DefinedCondition::ResourceConstraint => ErrorType::Wait,
+        _ => ErrorType::Cancel,
+    };
+    Iq::from_error(
+        id.to_owned(),
+        StanzaError::new(error_type, condition, "en", text),
+    )
+    .with_to(to)
+}
+
+/// Why a peer ended a session we were still setting up (its session-terminate).
+#[derive(Debug)]
+struct PeerEnded {
+    reason: Option<xmpp_parsers::jingle::Reason>,
+    text: String,
+}
+
+/// Namespace of PEP notifications (XEP-0060 §7).
+const NS_PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+
+/// Depth of the endpoint's event channel.
+const EVENT_DEPTH: usize = 256;
+
+impl E2eEndpoint {
+    /// Creates the endpoint over `session`; returns it and the receiver of [`E2eInbound`] events
+    /// (tunnelled stanzas and tunnel state), which the role layer must keep draining.
+    pub fn new(session: Session, config: E2eConfig) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
+        let (events, rx) = mpsc::channel(EVENT_DEPTH);
+        let mut config = config;
+        config.block_size = config.block_size.clamp(1, MAX_BLOCK_SIZE);
+        let counters = Arc::new(E2eCounters::default());
+        let mut state_seen = session.watch_state();
+        state_seen.borrow_and_update();
+        let limits = config.limits.clone();
+        let inner = Inner {
+            session,
+            config,
+            ibb: IbbRegistry::new(
+                limits.ibb_streams,
+                limits.ibb_buffered_bytes,
+                counters.clone(),
+            ),
+            slots: HalfOpenSlots::new(limits),
+            counters,
+            resets: AtomicU64::new(0),
+            state_seen: Mutex::new(state_seen),
+            pending_accepts: Mutex::new(HashMap::new()),
+            tunnels: Mutex::new(HashMap::new()),
+            responding: Mutex::new(HashMap::new()),
+            opening: Mutex::new(HashMap::new()),
+            gate: Mutex::new(PairingGate::default()),
+            events,
+        };
+        (
+            E2eEndpoint {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    /// This device's fingerprint (SHA-256 of its SPKI).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.inner.config.identity.fingerprint()
+    }
+
+    /// The trust store in use.
+    pub fn trust(&self) -> &Arc<TrustStore> {
+        &self.inner.config.trust
+    }
+
+    /// The session underneath.
+    pub fn session(&self) -> &Session {
+        &self.inner.session
+    }
+
+    /// How often each bound of [`E2eLimits`] was hit, and other refusals worth watching.
+    pub fn stats(&self) -> E2eStats {
+        let mut stats = self.inner.counters.snapshot();
+        let gate = lock(&self.inner.gate);
+        stats.pairing_peers_evicted = gate.evicted;
+        stats.pairing_codes_exhausted = gate.codes_exhausted;
+        stats
+    }
+
+    /// Offers a session stanza to the end-to-end layer. Returns `true` when it was a Jingle or IBB
+    /// request, which has then been answered here; the caller must not process it further.
+    /// Unavailable presence of a peer closes its tunnel (and returns `false`: the role layer still
+    /// wants to see it).
+    pub fn handle_stanza(&self, stanza: &Stanza) -> bool {
+        match stanza {
+            Stanza::Iq(Iq::Set {
+                from, id, payload, ..
+            }) => {
+                let Some(from) = from else { return false };
+                if payload.is("jingle", ns::JINGLE) {
+                    self.on_jingle(from, id, payload);
+                    true
+                } else if payload.has_ns(NS_IBB) {
+                    let reply = self.inner.ibb.handle(from, id, payload);
+                    let _ = self.inner.session.send(reply);
+                    true
+                } else {
+                    false
+                }
+            }
+            // A change of the network's published keys (PEP notification, XEP-0163): re-check
+            // the attested pins now, so a revoked device loses its open tunnels at once.
+            Stanza::Message(m) if self.is_key_notification(m) => {
+                if let Ok(network) = self.own_network() {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = this.resync(&network).await {
+                            tracing::info!(error = %e, "could not re-check the published keys");
+                        }
+                    });
+                }
+                true
+            }
+            Stanza::Presence(p) if p.type_ == PresenceType::Unavailable => {
+                if let Some(Ok(peer)) = p.from.clone().map(Jid::try_into_full) {
+                    self.peer_unavailable(&peer);
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends `stanza` through the tunnel to its `to` JID (which must be a full JID with a tunnel up).
+    pub fn send(&self, stanza: impl Into<Stanza>) -> Result<()> {
+        let stanza = stanza.into();
+        let peer = stanza_to(&stanza)?;
+        match self.existing_tunnel(&peer) {
+            Some(t) => t.send(stanza),
+            None => Err(Error::new(
+                ErrorKind::NotConnected,
+                format!("no end-to-end tunnel to {peer}"),
+            )),
+        }
+    }
+
+    /// Sends an iq request to its `to` JID through the tunnel (opened or reused) and waits at most
+    /// `timeout` for the answer. Tunnel setup has its own bound ([`E2eConfig::timeout`]).
+    pub async fn request(&self, iq: Iq, timeout: Duration) -> Result<IqReply> {
+        let peer = stanza_to(&Stanza::Iq(iq.clone()))?;
+        let tunnel = self.tunnel(&peer).await?;
+        tunnel.request(iq, timeout).await
+    }
+
+    fn emit(&self, event: E2eInbound) {
+        if self.inner.events.try_send(event).is_err() {
+            tracing::warn!("e2e event channel full or closed; dropping an event");
+        }
+    }
+}
+
+fn stanza_to(stanza: &Stanza) -> Result<FullJid> {
+    let to = match stanza {
+        Stanza::Iq(iq) => iq.to().cloned(),
+        Stanza::Message(m) => m.to.clone(),
+        Stanza::Presence(p) => p.to.clone(),
+    };
+    to.and_then(|j| j.try_into_full().ok()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            "a tunnelled stanza needs a full JID in `to`",
+        )
+    })
+}
