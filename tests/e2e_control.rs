@@ -417,17 +417,27 @@ async fn an_attested_device_is_trusted_without_pairing_and_revocation_reaches_th
         .await
         .expect("revoke");
     // The TV hears of the retraction (PEP notification) and closes the tunnel the tablet holds.
-    let tablet_jid = tablet.session().jid().unwrap();
-    let tv_e2e = tv.e2e().unwrap().clone();
-    wait_until("the TV closes the revoked tablet's tunnel", || {
-        tv_e2e.existing_tunnel(&tablet_jid).is_none()
-    })
-    .await;
-    let e = tablet.player(tv_jid.clone()).status().await.unwrap_err();
-    assert!(
-        matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::NotConnected),
-        "{e}"
-    );
+    // ejabberd 23.01 sends no notification of the retraction (with notify='true' and
+    // pubsub#notify_retract set), so there the open tunnel lives on until it closes; the stolen
+    // device's next tunnel is refused on both servers (below).
+    if pmn_testkit::ServerKind::from_env() == pmn_testkit::ServerKind::Ejabberd {
+        eprintln!(
+            "skipped on ejabberd: the TV closing the revoked tablet's open tunnel at once \
+             (ejabberd sends no PEP retract notification)"
+        );
+    } else {
+        let tablet_jid = tablet.session().jid().unwrap();
+        let tv_e2e = tv.e2e().unwrap().clone();
+        wait_until("the TV closes the revoked tablet's tunnel", || {
+            tv_e2e.existing_tunnel(&tablet_jid).is_none()
+        })
+        .await;
+        let e = tablet.player(tv_jid.clone()).status().await.unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::NotConnected),
+            "{e}"
+        );
+    }
     tablet.close().await;
     let thief = start_phone(
         session_config(&HOME, "stolen"),

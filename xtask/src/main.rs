@@ -301,8 +301,27 @@ fn apt_install(step: &str, packages: &[&str]) -> Result {
 
 /// Installs Prosody (and openssl) through tests/prosody/prosody.sh if missing.
 fn install_prosody(_: &mut Ctx) -> Result {
-    pmn_testkit::install().map_err(|e| Failure::new("prerequisites", e))
+    pmn_testkit::install().map_err(|e| Failure::new("prerequisites", e))?;
+    // The second test server (a subset of the integration tests runs against it).
+    let script = pmn_testkit::ServerKind::Ejabberd.script();
+    run(
+        "prerequisites",
+        Command::new("bash").arg(script).arg("install"),
+    )
 }
+
+/// The integration tests that run against ejabberd as well as Prosody: login, discovery, RPC,
+/// events, the tunnel, pairing, XEP-0189, the guest flow, restarts and the reader's limits. The
+/// tamper tests need Prosody's attacker module and stay Prosody-only.
+const EJABBERD_TESTS: &[&str] = &[
+    "session",
+    "control",
+    "e2e_tunnel",
+    "e2e_control",
+    "guest",
+    "recovery",
+    "stream_limits",
+];
 
 /// The environment variable through which tests and benches find the Python that has slixmpp.
 const SLIXMPP_PYTHON_ENV: &str = "PMN_SLIXMPP_PYTHON";
@@ -448,6 +467,18 @@ fn test(ctx: &mut Ctx) -> Result {
                 .env(SLIXMPP_PYTHON_ENV, &python),
             &mut counts,
         );
+        ctx.counts = counts;
+        result
+    })?;
+    ctx.stage("cargo test (ejabberd)", |ctx| {
+        let mut counts = ctx.counts;
+        let mut cmd = ctx.cargo();
+        cmd.args(["test", "--features", "test-ca"]);
+        for test in EJABBERD_TESTS {
+            cmd.args(["--test", test]);
+        }
+        cmd.env("PMN_TEST_SERVER", "ejabberd");
+        let result = run_counting("cargo test (ejabberd)", &mut cmd, &mut counts);
         ctx.counts = counts;
         result
     })?;
