@@ -7,6 +7,12 @@
 //! scopes and item within `dedupe_window_secs` is one request, however often it is sent.
 //!
 //! Memory is O(max_pending + max_tracked_guests × per_guest_burst), independent of the flood.
+//!
+//! Fairness, so strangers cannot crowd a real guest out: one server domain holds at most
+//! `max_pending_per_domain` of the pending requests (a flood from one server fills only its share),
+//! and when all places are taken a request from another domain replaces the oldest request of the
+//! domain holding the most; when `max_tracked_guests` is reached the oldest window is forgotten
+//! rather than the newcomer refused. What was refused or evicted is counted ([`IntakeStats`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -19,6 +25,8 @@ use super::{AccessRequest, DeviceFingerprint, ItemId, Reason, Scope};
 pub struct IntakeLimits {
     /// Requests waiting for the owner at once.
     pub max_pending: usize,
+    /// Of those, requests from one server domain (the part after `@`).
+    pub max_pending_per_domain: usize,
     /// How long a request waits before it is dropped unanswered.
     pub pending_ttl_secs: u64,
     /// Guests remembered for rate limiting and de-duplication.
@@ -37,6 +45,7 @@ impl Default for IntakeLimits {
     fn default() -> Self {
         IntakeLimits {
             max_pending: 32,
+            max_pending_per_domain: 8,
             pending_ttl_secs: 15 * 60,
             max_tracked_guests: 1024,
             dedupe_window_secs: 10 * 60,
@@ -78,8 +87,22 @@ pub enum Intake {
     Duplicate(Option<u64>),
     /// This guest sent too many distinct requests within the window.
     RateLimited,
-    /// Too many requests are pending, or too many guests are tracked: dropped.
+    /// The requester's server domain holds its share of the pending places (or all of them):
+    /// dropped.
     Full,
+}
+
+/// What a [`RequestIntake`] refused or evicted so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IntakeStats {
+    /// Requests refused because their domain held its share, or every place was held by it.
+    pub refused_full: u64,
+    /// Pending requests evicted to make room for a request from another domain.
+    pub evicted_pending: u64,
+    /// Guests forgotten (oldest window first) to make room for a new one.
+    pub evicted_guests: u64,
+    /// Requests over a guest's per-window burst.
+    pub rate_limited: u64,
 }
 
 /// What makes two requests of one guest the same.
@@ -118,6 +141,7 @@ pub struct RequestIntake {
     notify_tokens: u32,
     last_refill: u64,
     next_id: u64,
+    stats: IntakeStats,
 }
 
 impl RequestIntake {
@@ -131,6 +155,65 @@ impl RequestIntake {
             window_order: VecDeque::new(),
             last_refill: 0,
             next_id: 1,
+            stats: IntakeStats::default(),
+        }
+    }
+
+    /// What was refused or evicted so far.
+    pub fn stats(&self) -> IntakeStats {
+        self.stats
+    }
+
+    fn pending_of(&self, domain: &str) -> usize {
+        self.pending
+            .values()
+            .filter(|p| p.guest.domain().as_str() == domain)
+            .count()
+    }
+
+    /// Makes a place for a request from `domain`, or says it cannot have one.
+    fn make_room(&mut self, domain: &str) -> bool {
+        if self.pending_of(domain) >= self.limits.max_pending_per_domain {
+            return false;
+        }
+        if self.pending.len() < self.limits.max_pending {
+            return true;
+        }
+        // Full: the domain holding the most gives up its oldest request (ids grow with time).
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for p in self.pending.values() {
+            *counts.entry(p.guest.domain().as_str()).or_default() += 1;
+        }
+        let heaviest = counts
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(d, _)| d.to_owned());
+        let Some(heaviest) = heaviest.filter(|d| d != domain) else {
+            return false;
+        };
+        let oldest = self
+            .pending
+            .iter()
+            .find(|(_, p)| p.guest.domain().as_str() == heaviest)
+            .map(|(id, _)| *id);
+        match oldest {
+            Some(id) => {
+                self.pending.remove(&id);
+                self.stats.evicted_pending += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the oldest guest window so a new guest can be tracked.
+    fn forget_oldest_guest(&mut self) {
+        while let Some((bare, started)) = self.window_order.pop_front() {
+            if self.guests.get(&bare).is_some_and(|w| w.started == started) {
+                self.guests.remove(&bare);
+                self.stats.evicted_guests += 1;
+                return;
+            }
         }
     }
 
@@ -153,13 +236,16 @@ impl RequestIntake {
                 return Intake::Duplicate(self.pending.contains_key(&id).then_some(id));
             }
             if window.seen.len() >= self.limits.per_guest_burst {
+                self.stats.rate_limited += 1;
                 return Intake::RateLimited;
             }
-        } else if self.guests.len() >= self.limits.max_tracked_guests {
+        }
+        if !self.make_room(from.domain().as_str()) {
+            self.stats.refused_full += 1;
             return Intake::Full;
         }
-        if self.pending.len() >= self.limits.max_pending {
-            return Intake::Full;
+        if !self.guests.contains_key(&bare) && self.guests.len() >= self.limits.max_tracked_guests {
+            self.forget_oldest_guest();
         }
 
         let id = self.next_id;
@@ -266,5 +352,73 @@ impl RequestIntake {
             + self.guests.len()
             + self.window_order.len()
             + self.guests.values().map(|w| w.seen.len()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod fairness_tests {
+    use super::*;
+
+    fn req(device: u8) -> AccessRequest {
+        AccessRequest::new(DeviceFingerprint([device; 32]), vec![Scope::Playback], None)
+    }
+
+    #[test]
+    fn a_flood_from_one_server_takes_only_its_share_and_a_real_guest_gets_in() {
+        let mut intake = RequestIntake::new(IntakeLimits::default());
+        let limits = intake.limits().clone();
+        for i in 0..200 {
+            let from: FullJid = format!("bot{i}@flood.test/x").parse().expect("jid");
+            intake.offer(&from, &req(1), 1_000);
+        }
+        assert_eq!(intake.pending_len(), limits.max_pending_per_domain);
+        assert!(intake.stats().refused_full >= 190);
+        let romeo: FullJid = "romeo@friend.test/phone".parse().expect("jid");
+        let outcome = intake.offer(&romeo, &req(2), 1_001);
+        assert!(
+            matches!(outcome, Intake::Notify(_) | Intake::Queued(_)),
+            "{outcome:?}"
+        );
+        assert!(intake.pending().iter().any(|p| p.guest == romeo));
+    }
+
+    #[test]
+    fn floods_from_many_servers_cannot_fill_every_place_against_a_newcomer() {
+        let mut intake = RequestIntake::new(IntakeLimits::default());
+        for d in 0..40 {
+            for i in 0..20 {
+                let from: FullJid = format!("bot{i}@flood{d}.test/x").parse().expect("jid");
+                intake.offer(&from, &req(1), 1_000);
+            }
+        }
+        assert_eq!(intake.pending_len(), intake.limits().max_pending);
+        let romeo: FullJid = "romeo@friend.test/phone".parse().expect("jid");
+        assert!(matches!(
+            intake.offer(&romeo, &req(2), 1_001),
+            Intake::Notify(_) | Intake::Queued(_)
+        ));
+        assert!(intake.pending().iter().any(|p| p.guest == romeo));
+        assert!(intake.pending_len() <= intake.limits().max_pending);
+        assert!(intake.stats().evicted_pending >= 1);
+    }
+
+    #[test]
+    fn a_full_guest_table_forgets_its_oldest_window_instead_of_refusing() {
+        let limits = IntakeLimits {
+            max_tracked_guests: 4,
+            max_pending_per_domain: 100,
+            max_pending: 100,
+            ..IntakeLimits::default()
+        };
+        let mut intake = RequestIntake::new(limits);
+        for i in 0..10 {
+            let from: FullJid = format!("g{i}@d{i}.test/x").parse().expect("jid");
+            assert!(!matches!(
+                intake.offer(&from, &req(1), 1_000 + i),
+                Intake::Full
+            ));
+        }
+        assert!(intake.tracked_guests() <= 4);
+        assert_eq!(intake.stats().evicted_guests, 6);
     }
 }

@@ -47,7 +47,7 @@ pub use acl::{Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_
 pub use audit::{AuditEvictions, AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_CAPACITY};
 pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
 pub use guard::{AccessGuard, AccessSettings, Change as AccessChange};
-pub use intake::{Intake, IntakeLimits, PendingRequest, RequestIntake};
+pub use intake::{Intake, IntakeLimits, IntakeStats, PendingRequest, RequestIntake};
 pub use scope::Scope;
 pub use wire::{
     AclEntry, AclState, AuditEntry, AuditPage, Decision as AccessDecision, DecisionDevice,
