@@ -27,7 +27,7 @@ use pmn::core::services::player::{PlayerService, SimulatedPlayer};
 use pmn_testkit::{TestServer, HOME, STRANGER};
 
 /// Calls per phase.
-const PHASE: usize = 200;
+const PHASE: usize = 1000;
 /// Phases of each kind, interleaved.
 const ROUNDS: usize = 5;
 /// Most stanzas the stranger writes in one flood phase.
@@ -102,25 +102,41 @@ async fn main() {
     let flooding = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut attacker = raw::RawClient::connect(&server, &STRANGER, "flood").await;
-    let flood_task = {
+    // The stranger is another machine: its own thread and runtime, stanzas prepared up front.
+    let flood_thread = {
         let (flooding, written, stop) = (flooding.clone(), written.clone(), stop.clone());
-        let (tv, bare) = (tv.to_string(), tv.to_bare().to_string());
-        tokio::spawn(async move {
-            let mut in_phase = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                if !flooding.load(Ordering::Relaxed) || in_phase >= FLOOD_CAP {
+        let stanzas: Vec<String> = (0..5)
+            .map(|n| flood_stanza(n, &tv.to_string(), &tv.to_bare().to_string()))
+            .collect();
+        let server = &server;
+        let attacker = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(raw::RawClient::connect(server, &STRANGER, "flood"))
+        });
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("attacker runtime");
+            rt.block_on(async move {
+                let mut attacker = attacker;
+                let mut in_phase = 0u64;
+                while !stop.load(Ordering::Relaxed) {
                     if !flooding.load(Ordering::Relaxed) {
                         in_phase = 0;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
                     }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
+                    if in_phase >= FLOOD_CAP {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    let n = written.fetch_add(1, Ordering::Relaxed);
+                    attacker.send(&stanzas[(n % 5) as usize]).await;
+                    in_phase += 1;
                 }
-                let n = written.fetch_add(1, Ordering::Relaxed);
-                attacker.send(&flood_stanza(n, &tv, &bare)).await;
-                in_phase += 1;
-            }
-            attacker.close().await;
+                attacker.close().await;
+            });
         })
     };
 
@@ -142,7 +158,7 @@ async fn main() {
     }
     flooding.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
-    let _ = flood_task.await;
+    let _ = tokio::task::spawn_blocking(move || flood_thread.join()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = rss_kib();
 
