@@ -10,6 +10,7 @@ use super::error::PmnError;
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
 /// The runtime, created on first use. Two workers: phones have few big cores, and the work is I/O.
+#[allow(clippy::expect_used)] // not input: only an OS that refuses to start threads fails here
 pub(crate) fn handle() -> &'static tokio::runtime::Handle {
     RUNTIME
         .get_or_init(|| {

@@ -194,12 +194,14 @@ impl JvmKeyStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         vm.attach_current_thread(|env| -> Result<T, JvmFailure> {
-            if loaded.is_none() {
-                let keystore = self.load(env)?;
-                *loaded = Some(env.new_global_ref(keystore)?);
-            }
-            let keystore = loaded.as_ref().expect("loaded above").as_obj();
-            f(env, keystore)
+            let keystore = match loaded.as_ref() {
+                Some(keystore) => keystore,
+                None => {
+                    let keystore = self.load(env)?;
+                    loaded.insert(env.new_global_ref(keystore)?)
+                }
+            };
+            f(env, keystore.as_obj())
         })
         .map_err(|f| f.0)
     }
