@@ -21,8 +21,18 @@ use xmpp_parsers::jid::FullJid;
 use common::raw::RawClient;
 use common::{server, session_config, start_player_with, unique, HOME, STRANGER};
 
-/// The deepest nesting that fits in Prosody's 256 KiB stanza: 7 bytes (`<a>` + `</a>`) a level.
-const DEEPEST_RELAYED: usize = 36_000;
+/// The deepest nesting the server relays. Prosody: the most that fits its 256 KiB stanza limit,
+/// 7 bytes (`<a>` + `</a>`) a level. ejabberd 23.01 stops accepting connections altogether after
+/// deeper stanzas from any account (seen here: one 20 000 levels deep; or 8 000 levels after a few
+/// 2 000-level headlines to a bare JID — the sender's stream is cut and the c2s port refuses from
+/// then on), so against ejabberd the test stays at 2 000. That is a server bug to report upstream,
+/// and the reason devices must never rely on the server to filter such stanzas.
+fn deepest_relayed() -> usize {
+    match pmn_testkit::ServerKind::from_env() {
+        pmn_testkit::ServerKind::Prosody => 36_000,
+        pmn_testkit::ServerKind::Ejabberd => 2_000,
+    }
+}
 
 struct Household {
     provider: Provider,
@@ -95,8 +105,9 @@ async fn deep_attack(account: &Account) {
     let mut attacker = RawClient::connect(server(), account, &unique("attacker")).await;
     let bare = household.tv.to_bare().to_string();
     let mut n = 0;
-    for depth in [2_000, 10_000, DEEPEST_RELAYED] {
-        let shapes = [deep_plain(depth), deep_rpc(depth.min(12_000))];
+    let deepest = deepest_relayed();
+    for depth in [2_000, 10_000.min(deepest), deepest] {
+        let shapes = [deep_plain(depth), deep_rpc(depth.min(12_000).min(deepest))];
         for payload in &shapes {
             for target in [&household.tv, &household.phone] {
                 n += 1;
