@@ -157,7 +157,7 @@ impl JvmKeyStore {
         }
         let vm = java_vm()?;
         let path = vm
-            .attach_current_thread(|env| -> Result<Option<String>, JvmFailure> {
+            .attach_current_thread_for_scope(|env| -> Result<Option<String>, JvmFailure> {
                 let key = env.new_string(KEYSTORE_FILE_PROPERTY)?;
                 let value = env
                     .call_static_method(
@@ -193,7 +193,11 @@ impl JvmKeyStore {
             .keystore
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        vm.attach_current_thread(|env| -> Result<T, JvmFailure> {
+        // Scoped: the library's runtime threads live as long as the process, and a thread left
+        // attached is a non-daemon Java thread, so `DestroyJavaVM` would wait for it for ever
+        // (a desktop JVM never exited after using this store). A key operation is one per
+        // handshake, so attaching each time costs little.
+        vm.attach_current_thread_for_scope(|env| -> Result<T, JvmFailure> {
             let keystore = match loaded.as_ref() {
                 Some(keystore) => keystore,
                 None => {

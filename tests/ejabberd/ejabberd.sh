@@ -124,6 +124,10 @@ register_defaults() {
 	done < <(bash "$PROSODY_SH" users)
 	local pid
 	for pid in "${pids[@]}"; do wait "$pid" || die "registering the default accounts failed"; done
+	# Mnesia keeps fresh writes in its log until it dumps them: a server killed (SIGKILL, as the
+	# crash tests do) soon after has lost the accounts. A graceful restart writes them for good.
+	stop_dir
+	launch
 	touch "$DIR/spool/.pmn-accounts"
 }
 
