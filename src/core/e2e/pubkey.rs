@@ -524,7 +524,9 @@ pub fn apply_directory(
         if trust.is_revoked(jid, by) {
             return false;
         }
-        if anchor.as_ref() == Some(by) {
+        // The anchor only while this device still trusts it (or is it): a pin removed here by
+        // hand must not keep vouching through an old list.
+        if anchor.as_ref() == Some(by) && (own == Some(by) || trust.is_trusted(jid, by)) {
             return true;
         }
         // Only first-hand trust may vouch: a key trusted by attestation cannot attest further.
