@@ -497,7 +497,22 @@ pub async fn sync_attested_except(
     timeout: std::time::Duration,
 ) -> Result<SyncOutcome> {
     let directory = fetch_directory(session, jid, timeout).await?;
-    apply_directory(trust, jid, own, directory)
+    let outcome = apply_directory(trust, jid, own, &directory)?;
+    // The server no longer serves the newest list we verified (retracted, or replaced by an
+    // older one): publish it again, so devices that have not seen it yet still can. Its
+    // signature is the signer's, so any device of the network may put it back.
+    if let (Some(kept), Some(anchor)) = (trust.kept_list(jid), trust.revocation_anchor(jid)) {
+        if !directory.lists.iter().any(|l| l.as_ref() == Ok(&kept)) {
+            match publish_revocations(session, &anchor, kept, timeout).await {
+                Ok(()) => tracing::info!(
+                    network = %jid,
+                    "published the newest revocation list again: the server had dropped it"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not publish the revocation list again"),
+            }
+        }
+    }
+    Ok(outcome)
 }
 
 /// The trust decisions of [`sync_attested_except`] on a fetched `directory`: revocation lists
@@ -506,11 +521,11 @@ pub fn apply_directory(
     trust: &TrustStore,
     jid: &BareJid,
     own: Option<&[u8; 32]>,
-    directory: Directory,
+    directory: &Directory,
 ) -> Result<SyncOutcome> {
     let own_fp = own.copied().unwrap_or([0; 32]);
     let (dropped, refused_lists) = apply_revocations(trust, jid, &own_fp, &directory.lists);
-    let keys = directory.keys;
+    let keys = &directory.keys;
     let mut outcome = SyncOutcome {
         revoked: dropped,
         refused_lists,
@@ -783,7 +798,7 @@ mod tests {
                 n.key(&laptop, &[(&phone, 0)]),
             ]
         };
-        let out = apply_directory(&trust, &n.jid, Some(&own), dir(base(), vec![])).unwrap();
+        let out = apply_directory(&trust, &n.jid, Some(&own), &dir(base(), vec![])).unwrap();
         assert_eq!(out.pinned.len(), 2, "tablet and laptop, never ourselves");
         assert!(!trust.is_trusted(&n.jid, &own));
 
@@ -791,7 +806,7 @@ mod tests {
         // its attestation is re-issued; the saved item with its old attestation changes nothing.
         let list = n.list(&phone, 1, &[tablet.fingerprint()]);
         let out =
-            apply_directory(&trust, &n.jid, Some(&own), dir(base(), vec![list.clone()])).unwrap();
+            apply_directory(&trust, &n.jid, Some(&own), &dir(base(), vec![list.clone()])).unwrap();
         assert!(out.revoked.contains(&tablet.fingerprint()));
         assert!(out.revoked.contains(&laptop.fingerprint()));
         let reissued = vec![
@@ -799,7 +814,7 @@ mod tests {
             n.key(&tablet, &[(&phone, 0), (&phone, 1)]),
             n.key(&laptop, &[(&phone, 1)]),
         ];
-        let out = apply_directory(&trust, &n.jid, Some(&own), dir(reissued, vec![list])).unwrap();
+        let out = apply_directory(&trust, &n.jid, Some(&own), &dir(reissued, vec![list])).unwrap();
         assert_eq!(out.pinned, vec![laptop.fingerprint()]);
         assert!(
             !trust.is_trusted(&n.jid, &tablet.fingerprint()),
@@ -830,7 +845,7 @@ mod tests {
             &trust,
             &n.jid,
             Some(&own),
-            Directory {
+            &Directory {
                 keys: keys(),
                 lists: vec![],
             },
@@ -842,7 +857,7 @@ mod tests {
             &trust,
             &n.jid,
             Some(&own),
-            Directory {
+            &Directory {
                 keys: keys(),
                 lists: vec![list],
             },

@@ -88,7 +88,7 @@ pub struct RevocationList {
 }
 
 /// A list whose signature verified (its signer is not yet known to be trusted).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedList {
     /// Its epoch.
     pub epoch: u64,
@@ -96,6 +96,8 @@ pub struct VerifiedList {
     pub signer: [u8; 32],
     /// The revoked fingerprints.
     pub revoked: BTreeSet<[u8; 32]>,
+    /// The list as signed, to publish again if the server stops serving it.
+    pub signed: RevocationList,
 }
 
 /// Why a revocation list was refused. Never fatal to the session: a refused list leaves the
@@ -265,6 +267,7 @@ pub fn verify_list(
         epoch: list.epoch,
         signer,
         revoked,
+        signed: list.clone(),
     })
 }
 

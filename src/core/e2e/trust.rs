@@ -27,10 +27,11 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::BareJid;
 
-use super::revocation::{ListError, VerifiedList};
+use super::revocation::{ListError, RevocationList, VerifiedList};
 use super::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::fingerprint_hex;
+use xmpp_parsers::minidom::Element;
 
 /// How a key came to be trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +80,10 @@ pub struct Revocations {
     pub anchor: Option<String>,
     /// Every revoked fingerprint (hex), sorted.
     pub revoked: BTreeSet<String>,
+    /// The newest list as signed (XML), so this device can publish it again when the server
+    /// serves an older one or none.
+    #[serde(default)]
+    pub signed: Option<String>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -184,6 +189,13 @@ impl TrustStore {
             .and_then(|r| r.anchor.as_deref().and_then(parse_fingerprint_hex))
     }
 
+    /// The newest verified list of `jid` as signed (to publish again), if any.
+    pub fn kept_list(&self, jid: &BareJid) -> Option<RevocationList> {
+        let xml = self.lock_revocations().get(jid.as_str())?.signed.clone()?;
+        let element: Element = xml.parse().ok()?;
+        super::revocation::parse_list(&element).ok()
+    }
+
     /// Whether a verified revocation list of `jid` named `fingerprint`.
     pub fn is_revoked(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> bool {
         self.lock_revocations()
@@ -234,6 +246,7 @@ impl TrustStore {
         if list.epoch > current.epoch {
             next.epoch = list.epoch;
             next.anchor = Some(signer_hex);
+            next.signed = Some(String::from(&Element::from(list.signed.clone())));
         }
         if next == current {
             return Ok(Accepted::Unchanged);
