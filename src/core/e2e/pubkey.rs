@@ -248,9 +248,9 @@ pub async fn publish_item(
     Ok(())
 }
 
-/// Owner configuration of our key node: keep up to 1000 items (one per device), and notify
-/// retractions (ejabberd's default is not to, and a retraction is how a revocation reaches the
-/// devices that are online).
+/// Owner configuration of our key node: keep up to 1000 items (one per device and one revocation
+/// list per signer), and notify retractions (ejabberd's default is not to; a retraction changes
+/// what the devices trust, so they should re-check at once).
 async fn configure_max_items(session: &Session, timeout: std::time::Duration) -> Result<()> {
     let configure: Element = format!(
         "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='{NS_PUBKEY}'>\
@@ -310,7 +310,8 @@ pub async fn ensure_own_published(
     publish_own(session, identity, timeout).await
 }
 
-/// Retracts the item of `fingerprint` (revocation of a lost device by an owner device).
+/// Retracts the item of `fingerprint`. Not a revocation by itself (the server or the device can
+/// publish the item again): the signed list of [`revocation`] is; this only tidies the node.
 pub async fn retract(
     session: &Session,
     fingerprint: &[u8; 32],
@@ -475,9 +476,11 @@ pub fn apply_revocations(
     (dropped, refused)
 }
 
-/// Pins every published key of `jid` attested by a device this one already trusts, and removes
-/// every attested pin whose key is no longer published **with** such an attestation (revocation:
-/// the item was retracted, or republished without the owner's signature, e.g. by a stolen device).
+/// Reads `jid`'s key node and applies it: first the revocation lists (every pin a valid list
+/// names is dropped, first-hand ones too; refused lists are reported in the outcome), then every
+/// published key with a current attestation by a device that may vouch is pinned, and every
+/// attested pin no longer published **with** such an attestation is removed. If the newest list
+/// this device verified is no longer served, it is published again.
 pub async fn sync_attested(
     session: &Session,
     trust: &TrustStore,

@@ -189,15 +189,6 @@ impl E2eEndpoint {
         }
     }
 
-    /// Retracts the published key `fingerprint` if `jid` is our own network (nothing otherwise):
-    /// the network-wide half of a revocation.
-    pub async fn retract_published(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<()> {
-        if self.is_own_network(jid) {
-            pubkey::retract(&self.inner.session, fingerprint, self.inner.config.timeout).await?;
-        }
-        Ok(())
-    }
-
     pub(super) fn own_network(&self) -> Result<BareJid> {
         self.inner
             .session
