@@ -610,4 +610,69 @@ mod tests {
         let reopened = TrustStore::open(&path).unwrap();
         assert_eq!(reopened.list(), store.list());
     }
+
+    fn list(signer: [u8; 32], epoch: u64, revoked: &[[u8; 32]]) -> VerifiedList {
+        // The store trusts what `verify_list` checked; here only its decisions are under test.
+        VerifiedList {
+            epoch,
+            signer,
+            revoked: revoked.iter().copied().collect(),
+            signed: RevocationList {
+                epoch,
+                signer: crate::core::e2e::revocation::Signer { spki: vec![1] },
+                revoked: Vec::new(),
+                signature: crate::core::e2e::revocation::ListSignature { der: vec![2] },
+            },
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn revocations_persist_owner_only_beside_the_trust_file_and_a_corrupt_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        let home: BareJid = "home@home.test".parse().unwrap();
+        let (owner, lost, me) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        {
+            let store = TrustStore::open(&path).unwrap();
+            store.pin(&home, &owner, TrustSource::Paired).unwrap();
+            store.pin(&home, &lost, TrustSource::Manual).unwrap();
+            assert_eq!(
+                store.accept_revocations(&home, &list(owner, 4, &[lost]), &me),
+                Ok(Accepted::Newer {
+                    dropped: vec![lost]
+                })
+            );
+            assert_eq!(
+                store.accept_revocations(&home, &list(owner, 4, &[lost]), &me),
+                Ok(Accepted::Unchanged)
+            );
+            assert_eq!(
+                store.accept_revocations(&home, &list(owner, 3, &[]), &me),
+                Err(ListError::Rollback { known: 4, got: 3 })
+            );
+            // Our own list is accepted although we are not pinned here.
+            assert!(store
+                .accept_revocations(&home, &list(me, 5, &[lost]), &me)
+                .is_ok());
+            assert_eq!(store.revocation_anchor(&home), Some(me));
+            assert!(store.kept_list(&home).is_some());
+        }
+        let rev = dir.path().join("trust.json.revocations.json");
+        let mode = std::fs::metadata(&rev).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let store = TrustStore::open(&path).unwrap();
+        assert_eq!(store.revocation_epoch(&home), 5);
+        assert!(store.is_revoked(&home, &lost));
+        assert!(!store.is_trusted(&home, &lost));
+        assert!(store.is_trusted(&home, &owner));
+        drop(store);
+        std::fs::write(&rev, b"{not json").unwrap();
+        let err = TrustStore::open(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        std::fs::set_permissions(&rev, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = TrustStore::open(&path).unwrap_err();
+        assert!(err.message().contains("chmod 600"), "{err}");
+    }
 }
