@@ -716,7 +716,7 @@ mod tests {
             .unwrap();
 
         let two = n.list(&owner, 2, &[lost.fingerprint()]);
-        let (dropped, refused) = apply_revocations(&trust, &n.jid, &me, &[two.clone()]);
+        let (dropped, refused) = apply_revocations(&trust, &n.jid, &me, std::slice::from_ref(&two));
         assert_eq!(
             dropped,
             vec![lost.fingerprint()],

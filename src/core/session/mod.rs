@@ -1014,12 +1014,13 @@ mod tests {
         mechanisms: &[&str],
         cb: Option<&[xmpp_parsers::sasl_cb::Type]>,
     ) -> xmpp_parsers::stream_features::StreamFeatures {
-        let mut f = xmpp_parsers::stream_features::StreamFeatures::default();
-        f.sasl_mechanisms = mechanisms.iter().map(|m| m.to_string()).collect();
-        f.sasl_cb = cb.map(|types| xmpp_parsers::sasl_cb::SaslChannelBinding {
-            types: types.to_vec(),
-        });
-        f
+        xmpp_parsers::stream_features::StreamFeatures {
+            sasl_mechanisms: mechanisms.iter().map(|m| m.to_string()).collect(),
+            sasl_cb: cb.map(|types| xmpp_parsers::sasl_cb::SaslChannelBinding {
+                types: types.to_vec(),
+            }),
+            ..Default::default()
+        }
     }
 
     #[test]
