@@ -43,12 +43,29 @@ impl E2eEndpoint {
     }
 
     /// Adds our attestation to the published key `fingerprint` of our network (an owner device
-    /// vouching for a device it paired with). Fails if that device has not published its key.
+    /// vouching for a device it paired with), at the newest revocation epoch published (read
+    /// first, so the attestation is not void on devices that know a newer list than we did).
+    /// Fails if that device has not published its key, or was revoked (`Forbidden`).
     pub async fn attest(&self, fingerprint: &[u8; 32]) -> Result<()> {
         let inner = &self.inner;
         let network = self.own_network()?;
-        let keys = pubkey::fetch(&inner.session, &network, inner.config.timeout).await?;
-        let key = keys
+        let directory =
+            pubkey::fetch_directory(&inner.session, &network, inner.config.timeout).await?;
+        let own = inner.config.identity.fingerprint();
+        let (dropped, _refused) =
+            pubkey::apply_revocations(&inner.config.trust, &network, &own, &directory.lists);
+        self.close_revoked(&network, &dropped);
+        if inner.config.trust.is_revoked(&network, fingerprint) {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "device key {} was revoked on {network}",
+                    fingerprint_hex(fingerprint)
+                ),
+            ));
+        }
+        let key = directory
+            .keys
             .into_iter()
             .find(|k| k.fingerprint == *fingerprint)
             .ok_or_else(|| {
