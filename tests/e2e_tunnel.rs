@@ -493,7 +493,7 @@ async fn an_owner_attested_key_is_trusted_via_pep_and_revocation_removes_it() {
         .iter()
         .find(|k| k.fingerprint == laptop.endpoint.fingerprint())
         .expect("laptop key published");
-    let attestation = pubkey::attest(&dev_identity(&phone), &home, &laptop_key.spki).unwrap();
+    let attestation = pubkey::attest(&dev_identity(&phone), &home, &laptop_key.spki, 0).unwrap();
     pubkey::publish(
         &phone.session,
         dev_identity(&laptop).certificate(),

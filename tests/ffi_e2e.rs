@@ -296,6 +296,7 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
     assert!(phone
         .controller
         .revoke_device(bare(&jid), device_fp(&provider))
+        .await
         .unwrap());
     assert!(phone.controller.trusted_devices().unwrap().is_empty());
     let e = phone.controller.status(jid.clone()).await.unwrap_err();
@@ -340,8 +341,9 @@ async fn a_provider_that_revokes_a_phone_refuses_its_next_call_and_pins_survive_
     let phone_fp = again.controller.device_fingerprint().unwrap();
     assert!(provider
         .revoke_device(bare(&jid), phone_fp.clone())
+        .await
         .unwrap());
-    assert!(!provider.revoke_device(bare(&jid), phone_fp).unwrap());
+    assert!(!provider.revoke_device(bare(&jid), phone_fp).await.unwrap());
     let left = provider.trusted_devices().unwrap();
     assert!(left.is_empty(), "{left:?}");
     let e = again.controller.status(jid.clone()).await.unwrap_err();
@@ -412,7 +414,7 @@ async fn bad_jids_fingerprints_and_trust_files_are_config_errors() {
     ] {
         assert!(
             matches!(
-                provider.revoke_device(jid.into(), fp.into()),
+                provider.revoke_device(jid.into(), fp.into()).await,
                 Err(PmnError::Config { .. })
             ),
             "{jid} {fp}"
@@ -420,6 +422,7 @@ async fn bad_jids_fingerprints_and_trust_files_are_config_errors() {
     }
     assert!(!provider
         .revoke_device("home@home.test".into(), "ab".repeat(32))
+        .await
         .unwrap());
     provider.stop().await;
 

@@ -229,24 +229,18 @@ fn trusted_devices(e2e: &E2eEndpoint) -> Vec<TrustedDevice> {
     e2e.trust().list().into_iter().map(Into::into).collect()
 }
 
-fn revoke(e2e: &E2eEndpoint, jid: &str, fingerprint_hex: &str) -> Result<bool, PmnError> {
+async fn revoke(e2e: E2eEndpoint, jid: String, fingerprint_hex: String) -> Result<bool, PmnError> {
     let jid: xmpp_parsers::jid::BareJid = jid
         .parse()
         .map_err(|e| config(format!("{jid:?} is not a bare JID: {e}")))?;
-    let fingerprint = parse_fingerprint_hex(fingerprint_hex).ok_or_else(|| {
+    let fingerprint = parse_fingerprint_hex(&fingerprint_hex).ok_or_else(|| {
         config(format!(
             "{fingerprint_hex:?} is not a SHA-256 fingerprint in hex"
         ))
     })?;
-    let removed = e2e.revoke(&jid, &fingerprint)?;
-    // The network-wide half (retract its published key) needs the server: in the background.
-    let e2e = e2e.clone();
-    runtime::handle().spawn(async move {
-        if let Err(e) = e2e.retract_published(&jid, &fingerprint).await {
-            tracing::warn!(error = %e, "could not retract the revoked key from the network");
-        }
-    });
-    Ok(removed)
+    // Awaited: the caller must learn whether the network was told (the signed revocation list
+    // published), not just this device.
+    runtime::run(async move { Ok(e2e.revoke_everywhere(&jid, &fingerprint).await?) }).await
 }
 
 impl Controller {
@@ -311,11 +305,17 @@ impl Controller {
     }
 
     /// Stops trusting the key `fingerprint_hex` of the devices of `jid` (bare JID) and closes every
-    /// tunnel using it; calls to such a device then fail. For a device of this network its
-    /// published key is retracted too, so devices that trusted it through this network's
-    /// attestations drop it at their next tunnel with it. Returns whether the key was trusted here.
-    pub fn revoke_device(&self, jid: String, fingerprint_hex: String) -> Result<bool, PmnError> {
-        revoke(&self.e2e()?, &jid, &fingerprint_hex)
+    /// tunnel using it; calls to such a device then fail. For a device of this network it also
+    /// publishes a signed revocation list, so every device of the network drops the key (paired
+    /// ones too) and never takes it back, and re-attests the devices this one still trusts.
+    /// Returns, once the list is published, whether the key was trusted here; an error means the
+    /// network was not told (repeat the call).
+    pub async fn revoke_device(
+        &self,
+        jid: String,
+        fingerprint_hex: String,
+    ) -> Result<bool, PmnError> {
+        revoke(self.e2e()?, jid, fingerprint_hex).await
     }
 
     /// This device's key fingerprint (hex), to show or to revoke elsewhere.
@@ -388,9 +388,15 @@ impl Provider {
     }
 
     /// Stops trusting the key `fingerprint_hex` of the devices of `jid` (bare JID), e.g. a lost
-    /// phone, and closes its tunnels. Returns whether the key was trusted.
-    pub fn revoke_device(&self, jid: String, fingerprint_hex: String) -> Result<bool, PmnError> {
-        revoke(&self.e2e()?, &jid, &fingerprint_hex)
+    /// phone, and closes its tunnels; for a device of this network, publishes the signed
+    /// revocation list as [`Controller::revoke_device`] does. Returns, once published, whether
+    /// the key was trusted here.
+    pub async fn revoke_device(
+        &self,
+        jid: String,
+        fingerprint_hex: String,
+    ) -> Result<bool, PmnError> {
+        revoke(self.e2e()?, jid, fingerprint_hex).await
     }
 
     /// This device's key fingerprint (hex).

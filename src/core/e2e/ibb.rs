@@ -474,8 +474,14 @@ async fn pump_task(
         ($iq:expr) => {{
             let mut fut = ack_request(&session, $iq, ack_timeout);
             // The first poll hands the iq to the session task; later polls only wait for the ack.
-            let _ = futures::poll!(&mut fut);
-            inflight.push(fut);
+            // A request that is over at once (the session is gone) must never be polled again:
+            // an `async fn` polled after completion panics, and the pump would die with it.
+            match futures::poll!(&mut fut) {
+                std::task::Poll::Ready(done) => {
+                    inflight.push(Box::pin(futures::future::ready(done)))
+                }
+                std::task::Poll::Pending => inflight.push(fut),
+            }
         }};
     }
 

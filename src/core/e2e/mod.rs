@@ -24,6 +24,7 @@ pub mod ibb;
 pub mod limits;
 pub mod pairing;
 pub mod pubkey;
+pub mod revocation;
 pub mod settings;
 pub mod tls;
 pub mod trust;

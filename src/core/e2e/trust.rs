@@ -5,6 +5,12 @@
 //! device (XEP-0189), or explicitly by the app; revocation removes it. Optionally persisted as a
 //! JSON file so pins survive a restart.
 //!
+//! Revocations (DESIGN §4): beside the pins, the store keeps per network the newest owner-signed
+//! revocation list it verified ([`TrustStore::accept_revocations`]): its epoch, its signer (the
+//! *anchor*, whose attestations at that epoch count like a first-hand device's) and every key any
+//! accepted list named. A named key is never trusted again, whatever its source, and a list with a
+//! lower epoch is refused. Persisted in `<trust file>.revocations.json` the same way as the pins.
+//!
 //! Persistence: every change is written while the store's lock is held, so concurrent pins and
 //! revocations reach the file in the order they happened and the last write holds every change; a
 //! change whose write fails is undone in memory too (memory and file never disagree). A write goes
@@ -13,7 +19,7 @@
 //! new file, never a mix. Opening refuses a file that group or others can access (a pin list
 //! anyone on the machine can edit would let them add keys).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,9 +27,11 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::BareJid;
 
+use super::revocation::{ListError, RevocationList, VerifiedList};
 use super::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::fingerprint_hex;
+use xmpp_parsers::minidom::Element;
 
 /// How a key came to be trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,11 +70,47 @@ struct TrustFile {
     devices: Vec<TrustedDevice>,
 }
 
+/// What a device knows of one network's revocations (the newest verified list and every key any
+/// verified list named).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocations {
+    /// Epoch of the newest verified list (0: none yet).
+    pub epoch: u64,
+    /// Fingerprint (hex) of that list's signer.
+    pub anchor: Option<String>,
+    /// Every revoked fingerprint (hex), sorted.
+    pub revoked: BTreeSet<String>,
+    /// The newest list as signed (XML), so this device can publish it again when the server
+    /// serves an older one or none.
+    #[serde(default)]
+    pub signed: Option<String>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct RevocationFile {
+    networks: BTreeMap<String, Revocations>,
+}
+
+/// What [`TrustStore::accept_revocations`] did with a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// The list is the one already kept (same epoch, nothing new).
+    Unchanged,
+    /// The list was newer (or named more keys at the same epoch): kept; these pins were dropped.
+    Newer {
+        /// Pins removed because the list names them.
+        dropped: Vec<[u8; 32]>,
+    },
+}
+
 /// The set of pinned peer keys. Thread-safe; share it as `Arc<TrustStore>`.
 #[derive(Debug)]
 pub struct TrustStore {
     devices: Mutex<BTreeMap<(String, [u8; 32]), TrustedDevice>>,
     path: Option<PathBuf>,
+    /// Per network (bare JID): the revocations this device verified. Lock order: this, then
+    /// `devices`.
+    revocations: Mutex<BTreeMap<String, Revocations>>,
 }
 
 impl TrustStore {
@@ -75,6 +119,7 @@ impl TrustStore {
         TrustStore {
             devices: Mutex::new(BTreeMap::new()),
             path: None,
+            revocations: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -109,10 +154,129 @@ impl TrustStore {
                 ))
             }
         }
+        let revocations = load_revocations(&revocations_path(&path))?;
         Ok(TrustStore {
             devices: Mutex::new(devices),
             path: Some(path),
+            revocations: Mutex::new(revocations),
         })
+    }
+
+    fn lock_revocations(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Revocations>> {
+        // Every change is one insert of a complete value: a poisoned lock is still consistent.
+        self.revocations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What this device knows of `jid`'s revocations.
+    pub fn revocations(&self, jid: &BareJid) -> Revocations {
+        self.lock_revocations()
+            .get(jid.as_str())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Epoch of the newest revocation list of `jid` this device verified (0 if none).
+    pub fn revocation_epoch(&self, jid: &BareJid) -> u64 {
+        self.lock_revocations()
+            .get(jid.as_str())
+            .map_or(0, |r| r.epoch)
+    }
+
+    /// The signer of that list, whose attestations at its epoch count like a first-hand key's.
+    pub fn revocation_anchor(&self, jid: &BareJid) -> Option<[u8; 32]> {
+        self.lock_revocations()
+            .get(jid.as_str())
+            .and_then(|r| r.anchor.as_deref().and_then(parse_fingerprint_hex))
+    }
+
+    /// The newest verified list of `jid` as signed (to publish again), if any.
+    pub fn kept_list(&self, jid: &BareJid) -> Option<RevocationList> {
+        let xml = self.lock_revocations().get(jid.as_str())?.signed.clone()?;
+        let element: Element = xml.parse().ok()?;
+        super::revocation::parse_list(&element).ok()
+    }
+
+    /// Whether a verified revocation list of `jid` named `fingerprint`.
+    pub fn is_revoked(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> bool {
+        self.lock_revocations()
+            .get(jid.as_str())
+            .is_some_and(|r| r.revoked.contains(&fingerprint_hex(fingerprint)))
+    }
+
+    /// Takes a list whose signature verified ([`crate::core::e2e::revocation::verify_list`]) as
+    /// `jid`'s newest if it is one: its signer must be trusted here (first-hand or by attestation;
+    /// `own` — this device — also counts, for the lists it signs itself) and not revoked, and its
+    /// epoch must not be lower than the kept one. A newer list is persisted first, then every pin
+    /// it names is dropped (whatever its source). At the kept epoch a list is merged only when it
+    /// names more keys (two owners revoking at once): a revocation is never forgotten.
+    pub fn accept_revocations(
+        &self,
+        jid: &BareJid,
+        list: &VerifiedList,
+        own: &[u8; 32],
+    ) -> std::result::Result<Accepted, ListError> {
+        let mut all = self.lock_revocations();
+        let current = all.get(jid.as_str()).cloned().unwrap_or_default();
+        let signer_hex = fingerprint_hex(&list.signer);
+        if current.revoked.contains(&signer_hex) {
+            return Err(ListError::RevokedSigner(list.signer));
+        }
+        // Looked up in the pins directly: `source` would take the revocations lock again.
+        let signer_source = self
+            .lock()
+            .get(&(jid.to_string(), list.signer))
+            .map(|d| d.source.clone());
+        let signer_trusted = list.signer == *own
+            || matches!(
+                signer_source,
+                Some(TrustSource::Paired | TrustSource::Manual | TrustSource::Attested { .. })
+            );
+        if !signer_trusted {
+            return Err(ListError::UnknownSigner(list.signer));
+        }
+        if list.epoch < current.epoch {
+            return Err(ListError::Rollback {
+                known: current.epoch,
+                got: list.epoch,
+            });
+        }
+        let named: BTreeSet<String> = list.revoked.iter().map(fingerprint_hex).collect();
+        let mut next = current.clone();
+        next.revoked.extend(named);
+        if list.epoch > current.epoch {
+            next.epoch = list.epoch;
+            next.anchor = Some(signer_hex);
+            next.signed = Some(String::from(&Element::from(list.signed.clone())));
+        }
+        if next == current {
+            return Ok(Accepted::Unchanged);
+        }
+        let mut updated = all.clone();
+        updated.insert(jid.to_string(), next.clone());
+        if let Some(path) = &self.path {
+            let file = RevocationFile { networks: updated };
+            let json =
+                serde_json::to_vec_pretty(&file).map_err(|e| ListError::Storage(e.to_string()))?;
+            let path = revocations_path(path);
+            write_atomically(&path, &json).map_err(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "could not save the revocations");
+                ListError::Storage(format!("{}: {e}", path.display()))
+            })?;
+        }
+        all.insert(jid.to_string(), next.clone());
+        drop(all);
+        // The revocations are saved: even if dropping the pins below fails to reach the trust
+        // file, `is_trusted` refuses every named key from now on.
+        let mut dropped = Vec::new();
+        for fp in &list.revoked {
+            match self.remove_pin(jid, fp) {
+                Ok(true) => dropped.push(*fp),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "could not drop a revoked pin from the file"),
+            }
+        }
+        tracing::info!(network = %jid, epoch = next.epoch, dropped = dropped.len(), "revocation list accepted");
+        Ok(Accepted::Newer { dropped })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, [u8; 32]), TrustedDevice>> {
@@ -120,22 +284,41 @@ impl TrustStore {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `fingerprint` is pinned for devices of `jid`.
+    /// Whether `fingerprint` is pinned for devices of `jid` (and no revocation list named it).
     pub fn is_trusted(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> bool {
-        self.lock().contains_key(&(jid.to_string(), *fingerprint))
+        !self.is_revoked(jid, fingerprint)
+            && self.lock().contains_key(&(jid.to_string(), *fingerprint))
     }
 
-    /// How `fingerprint` of `jid` is trusted, if it is.
+    /// How `fingerprint` of `jid` is trusted, if it is (never for a key a revocation list named).
     pub fn source(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Option<TrustSource> {
+        if self.is_revoked(jid, fingerprint) {
+            return None;
+        }
         self.lock()
             .get(&(jid.to_string(), *fingerprint))
             .map(|d| d.source.clone())
     }
 
     /// Pins `fingerprint` for `jid`. Idempotent; an existing pin keeps its original source. If the
-    /// file cannot be written the pin is not made.
+    /// file cannot be written the pin is not made. A key a revocation list of `jid` named is
+    /// refused (`Forbidden`): it may not come back by pairing, attestation or by hand.
     pub fn pin(&self, jid: &BareJid, fingerprint: &[u8; 32], source: TrustSource) -> Result<()> {
         let key = (jid.to_string(), *fingerprint);
+        // Held across the pin, so a revocation list accepted meanwhile cannot be missed.
+        let revocations = self.lock_revocations();
+        if revocations
+            .get(jid.as_str())
+            .is_some_and(|r| r.revoked.contains(&fingerprint_hex(fingerprint)))
+        {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "key {} was revoked on {jid}; it cannot be trusted again",
+                    fingerprint_hex(fingerprint)
+                ),
+            ));
+        }
         let mut devices = self.lock();
         if devices.contains_key(&key) {
             return Ok(());
@@ -158,6 +341,10 @@ impl TrustStore {
     /// Removes the pin; true if there was one. The endpoint closes tunnels using the key. If the
     /// file cannot be written the pin stays (and the error says so).
     pub fn revoke(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
+        self.remove_pin(jid, fingerprint)
+    }
+
+    fn remove_pin(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
         let key = (jid.to_string(), *fingerprint);
         let mut devices = self.lock();
         let Some(removed) = devices.remove(&key) else {
@@ -192,6 +379,35 @@ impl TrustStore {
                 format!("cannot write trust file {}: {e}", path.display()),
             )
         })
+    }
+}
+
+/// The revocation file beside the trust file `path`.
+fn revocations_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trust".to_owned());
+    path.with_file_name(format!("{name}.revocations.json"))
+}
+
+fn load_revocations(path: &Path) -> Result<BTreeMap<String, Revocations>> {
+    check_permissions(path)?;
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let file: RevocationFile = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("revocation file {} is corrupt: {e}", path.display()),
+                )
+            })?;
+            Ok(file.networks)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(Error::new(
+            ErrorKind::Config,
+            format!("cannot read revocation file {}: {e}", path.display()),
+        )),
     }
 }
 
@@ -393,5 +609,70 @@ mod tests {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let reopened = TrustStore::open(&path).unwrap();
         assert_eq!(reopened.list(), store.list());
+    }
+
+    fn list(signer: [u8; 32], epoch: u64, revoked: &[[u8; 32]]) -> VerifiedList {
+        // The store trusts what `verify_list` checked; here only its decisions are under test.
+        VerifiedList {
+            epoch,
+            signer,
+            revoked: revoked.iter().copied().collect(),
+            signed: RevocationList {
+                epoch,
+                signer: crate::core::e2e::revocation::Signer { spki: vec![1] },
+                revoked: Vec::new(),
+                signature: crate::core::e2e::revocation::ListSignature { der: vec![2] },
+            },
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn revocations_persist_owner_only_beside_the_trust_file_and_a_corrupt_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        let home: BareJid = "home@home.test".parse().unwrap();
+        let (owner, lost, me) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        {
+            let store = TrustStore::open(&path).unwrap();
+            store.pin(&home, &owner, TrustSource::Paired).unwrap();
+            store.pin(&home, &lost, TrustSource::Manual).unwrap();
+            assert_eq!(
+                store.accept_revocations(&home, &list(owner, 4, &[lost]), &me),
+                Ok(Accepted::Newer {
+                    dropped: vec![lost]
+                })
+            );
+            assert_eq!(
+                store.accept_revocations(&home, &list(owner, 4, &[lost]), &me),
+                Ok(Accepted::Unchanged)
+            );
+            assert_eq!(
+                store.accept_revocations(&home, &list(owner, 3, &[]), &me),
+                Err(ListError::Rollback { known: 4, got: 3 })
+            );
+            // Our own list is accepted although we are not pinned here.
+            assert!(store
+                .accept_revocations(&home, &list(me, 5, &[lost]), &me)
+                .is_ok());
+            assert_eq!(store.revocation_anchor(&home), Some(me));
+            assert!(store.kept_list(&home).is_some());
+        }
+        let rev = dir.path().join("trust.json.revocations.json");
+        let mode = std::fs::metadata(&rev).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let store = TrustStore::open(&path).unwrap();
+        assert_eq!(store.revocation_epoch(&home), 5);
+        assert!(store.is_revoked(&home, &lost));
+        assert!(!store.is_trusted(&home, &lost));
+        assert!(store.is_trusted(&home, &owner));
+        drop(store);
+        std::fs::write(&rev, b"{not json").unwrap();
+        let err = TrustStore::open(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        std::fs::set_permissions(&rev, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = TrustStore::open(&path).unwrap_err();
+        assert!(err.message().contains("chmod 600"), "{err}");
     }
 }

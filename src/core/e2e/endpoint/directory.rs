@@ -1,12 +1,17 @@
 //! The network's key directory (XEP-0189 on PEP): publishing this device's key, attesting the keys
-//! of devices we paired with, retracting revoked ones, and the trust decision for keys that only an
-//! attestation vouches for (re-checked against the published keys, refused if they cannot be read).
+//! of devices we paired with, publishing signed revocation lists, and the trust decision for keys
+//! that only an attestation vouches for (re-checked against the published keys and lists, refused
+//! if they cannot be read).
+
+use std::collections::BTreeSet;
 
 use xmpp_parsers::jid::BareJid;
 
 use super::{E2eEndpoint, NS_PUBSUB_EVENT};
 use crate::core::e2e::pubkey;
+use crate::core::e2e::revocation;
 use crate::core::e2e::trust::TrustSource;
+use crate::core::e2e::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::fingerprint_hex;
 
@@ -38,12 +43,29 @@ impl E2eEndpoint {
     }
 
     /// Adds our attestation to the published key `fingerprint` of our network (an owner device
-    /// vouching for a device it paired with). Fails if that device has not published its key.
+    /// vouching for a device it paired with), at the newest revocation epoch published (read
+    /// first, so the attestation is not void on devices that know a newer list than we did).
+    /// Fails if that device has not published its key, or was revoked (`Forbidden`).
     pub async fn attest(&self, fingerprint: &[u8; 32]) -> Result<()> {
         let inner = &self.inner;
         let network = self.own_network()?;
-        let keys = pubkey::fetch(&inner.session, &network, inner.config.timeout).await?;
-        let key = keys
+        let directory =
+            pubkey::fetch_directory(&inner.session, &network, inner.config.timeout).await?;
+        let own = inner.config.identity.fingerprint();
+        let (dropped, _refused) =
+            pubkey::apply_revocations(&inner.config.trust, &network, &own, &directory.lists);
+        self.close_revoked(&network, &dropped);
+        if inner.config.trust.is_revoked(&network, fingerprint) {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "device key {} was revoked on {network}",
+                    fingerprint_hex(fingerprint)
+                ),
+            ));
+        }
+        let key = directory
+            .keys
             .into_iter()
             .find(|k| k.fingerprint == *fingerprint)
             .ok_or_else(|| {
@@ -55,11 +77,27 @@ impl E2eEndpoint {
                     ),
                 )
             })?;
-        let ours = pubkey::attest(&inner.config.identity, &network, &key.spki)?;
+        self.publish_attestation(&network, key).await
+    }
+
+    /// Re-publishes `key` with our attestation at the newest revocation epoch we know, replacing
+    /// our older one and dropping those of revoked signers (void anyway; they only take room).
+    async fn publish_attestation(
+        &self,
+        network: &BareJid,
+        key: pubkey::PublishedKey,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let trust = &inner.config.trust;
+        let epoch = trust.revocation_epoch(network);
+        let ours = pubkey::attest(&inner.config.identity, network, &key.spki, epoch)?;
         let mut attestations: Vec<_> = key
             .attestations
             .into_iter()
             .filter(|a| a.by != ours.by)
+            .filter(|a| {
+                parse_fingerprint_hex(&a.by).is_some_and(|by| !trust.is_revoked(network, &by))
+            })
             .collect();
         attestations.push(ours);
         pubkey::publish(
@@ -72,21 +110,100 @@ impl E2eEndpoint {
     }
 
     /// Revokes `fingerprint` of `jid` here (as [`E2eEndpoint::revoke`]) and, for a device of our
-    /// own network, retracts its published key, so every device that trusted it only through an
-    /// attestation drops it at its next trust decision.
+    /// own network, everywhere: signs a revocation list one epoch above every list published
+    /// (naming every key revoked so far and this one), re-attests at that epoch every published
+    /// key we still trust (a device vouched for only by the revoked key keeps its trust), and
+    /// publishes the list. Every device of the network that hears of it drops the key, first-hand
+    /// pins included, and never takes it back. Returns once the list is published (whether the
+    /// key was trusted here); an error means the network was not told, and the call may be
+    /// repeated. This device's own key cannot be revoked by itself (`BadParams`).
     pub async fn revoke_everywhere(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
+        let inner = &self.inner;
+        let own = inner.config.identity.fingerprint();
+        if self.is_own_network(jid) && *fingerprint == own {
+            return Err(Error::new(
+                ErrorKind::BadParams,
+                "a device cannot revoke its own key; revoke it from another owner device",
+            ));
+        }
         let removed = self.revoke(jid, fingerprint)?;
-        self.retract_published(jid, fingerprint).await?;
+        if !self.is_own_network(jid) {
+            return Ok(removed);
+        }
+        let trust = &inner.config.trust;
+        let timeout = inner.config.timeout;
+        // Catch up first: the new list must be newer than any list out there and repeat it.
+        let directory = pubkey::fetch_directory(&inner.session, jid, timeout).await?;
+        let (dropped, _refused) = pubkey::apply_revocations(trust, jid, &own, &directory.lists);
+        self.close_revoked(jid, &dropped);
+        // Above every well-signed list, even of signers we do not trust: a device that trusts
+        // them must still find ours newer.
+        let published_max = directory
+            .lists
+            .iter()
+            .filter_map(|l| l.as_ref().ok())
+            .filter_map(|l| revocation::verify_list(l, jid).ok())
+            .map(|v| v.epoch)
+            .max()
+            .unwrap_or(0);
+        let epoch = published_max
+            .max(trust.revocation_epoch(jid))
+            .checked_add(1)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "revocation epoch exhausted"))?;
+        let mut revoked: BTreeSet<[u8; 32]> = trust
+            .revocations(jid)
+            .revoked
+            .iter()
+            .filter_map(|hex| parse_fingerprint_hex(hex))
+            .collect();
+        revoked.insert(*fingerprint);
+        let list = revocation::sign_list(&inner.config.identity, jid, epoch, &revoked)?;
+        let verified = revocation::verify_list(&list, jid)?;
+        // Kept here first: our own attestations below are made at the new epoch.
+        trust.accept_revocations(jid, &verified, &own)?;
+        // Re-attest at the new epoch, before the list goes out: a device that sees the list
+        // finds the new attestations already there.
+        let mut reattested = 0usize;
+        for key in directory.keys {
+            if key.fingerprint == own
+                || revoked.contains(&key.fingerprint)
+                || !trust.is_trusted(jid, &key.fingerprint)
+            {
+                continue;
+            }
+            let fp = key.fingerprint;
+            match self.publish_attestation(jid, key).await {
+                Ok(()) => reattested += 1,
+                Err(e) => tracing::warn!(
+                    key = %fingerprint_hex(&fp),
+                    error = %e,
+                    "could not re-attest a trusted device after a revocation"
+                ),
+            }
+        }
+        pubkey::publish_revocations(&inner.session, &own, list, timeout).await?;
+        tracing::info!(
+            key = %fingerprint_hex(fingerprint),
+            epoch,
+            reattested,
+            "revocation list published"
+        );
+        // The revoked device's item is no longer needed; the list is what counts (best effort).
+        if let Err(e) = pubkey::retract(&inner.session, fingerprint, timeout).await {
+            tracing::debug!(error = %e, "could not retract the revoked device's key item");
+        }
         Ok(removed)
     }
 
-    /// Retracts the published key `fingerprint` if `jid` is our own network (nothing otherwise):
-    /// the network-wide half of a revocation.
-    pub async fn retract_published(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<()> {
-        if self.is_own_network(jid) {
-            pubkey::retract(&self.inner.session, fingerprint, self.inner.config.timeout).await?;
+    /// Closes the tunnels of keys a revocation list just dropped.
+    fn close_revoked(&self, jid: &BareJid, dropped: &[[u8; 32]]) {
+        for revoked in dropped {
+            let closed = self.close_where(
+                |peer, fp| peer.to_bare() == *jid && fp == revoked,
+                "its key was revoked on the network",
+            );
+            tracing::info!(key = %fingerprint_hex(revoked), closed, "key revoked");
         }
-        Ok(())
     }
 
     pub(super) fn own_network(&self) -> Result<BareJid> {
@@ -101,22 +218,33 @@ impl E2eEndpoint {
         self.own_network().is_ok_and(|own| own == *jid)
     }
 
-    /// The trust decision for `fingerprint` of `jid`: first-hand pins (paired, manual, host)
-    /// count at once; for our own network, an attested pin is re-checked and an unknown key looked
-    /// up against the network's published keys (XEP-0189) first. If that lookup fails, attested
-    /// keys are refused: revocation must not depend on the server's goodwill.
+    /// The trust decision for `fingerprint` of `jid`: a key a verified revocation list named is
+    /// refused whatever its source; a host pin (another network) counts at once; for our own
+    /// network the published keys and revocation lists (XEP-0189 node) are read first. A
+    /// first-hand pin (paired, manual) still counts if that read fails (as it would without any
+    /// server), unless the lists read name it; an attested pin or an unknown key is refused then:
+    /// revocation must not depend on the server's goodwill.
     pub(super) async fn trusted(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> bool {
         let inner = &self.inner;
         let trust = &inner.config.trust;
+        if trust.is_revoked(jid, fingerprint) {
+            return false;
+        }
         let source = trust.source(jid, fingerprint);
-        if matches!(
-            source,
-            Some(TrustSource::Paired | TrustSource::Manual | TrustSource::Host { .. })
-        ) {
+        if matches!(source, Some(TrustSource::Host { .. })) {
             return true;
         }
         if !self.is_own_network(jid) {
-            return false;
+            return matches!(source, Some(TrustSource::Paired | TrustSource::Manual));
+        }
+        if matches!(source, Some(TrustSource::Paired | TrustSource::Manual)) {
+            // Best effort: a revocation published while we were away must reach us before the
+            // revoked device does.
+            if let Err(e) = self.resync(jid).await {
+                tracing::debug!(error = %e, "could not re-read the network's keys; first-hand pin kept");
+                return !trust.is_revoked(jid, fingerprint);
+            }
+            return trust.is_trusted(jid, fingerprint);
         }
         match self.resync(jid).await {
             Ok(()) => trust.is_trusted(jid, fingerprint),
@@ -141,12 +269,12 @@ impl E2eEndpoint {
             inner.config.timeout,
         )
         .await?;
-        for revoked in &outcome.revoked {
-            let closed = self.close_where(
-                |peer, fp| peer.to_bare() == *jid && fp == revoked,
-                "its key was revoked on the network",
-            );
-            tracing::info!(key = %fingerprint_hex(revoked), closed, "attested key revoked");
+        self.close_revoked(jid, &outcome.revoked);
+        for refused in &outcome.refused_lists {
+            if matches!(refused, revocation::ListError::Rollback { .. }) {
+                // A replayed older list: the server (or a thief) is trying to undo a revocation.
+                tracing::warn!(error = %refused, "older revocation list refused");
+            }
         }
         Ok(())
     }

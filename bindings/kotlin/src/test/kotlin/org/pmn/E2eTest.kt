@@ -130,7 +130,7 @@ class E2eTest {
 
             // The phone stops trusting the TV: the next call is refused.
             val network = tv.jid.substringBefore('/')
-            assertTrue(controller.revokeDevice(network, device.fingerprint))
+            assertTrue(runBlocking { controller.revokeDevice(network, device.fingerprint) })
             assertTrue(controller.trustedDevices().isEmpty())
             val afterRevoke = assertThrows<PmnException> { runBlocking { controller.status(tv.jid) } }
             assertTrue(
@@ -138,7 +138,7 @@ class E2eTest {
                 "$afterRevoke",
             )
             // Bad input to revoke is a config error.
-            assertThrows<PmnException.Config> { controller.revokeDevice(network, "not hex") }
+            assertThrows<PmnException.Config> { runBlocking { controller.revokeDevice(network, "not hex") } }
         }
         provider.stop()
         provider.close()
