@@ -1143,11 +1143,11 @@ fn stanza_to(stanza: &Stanza) -> Result<FullJid> {
 }
 
 /// What a session-initiate offers.
-struct Offer {
-    fingerprint: [u8; 32],
-    method: SecurityMethod,
-    ibb_sid: String,
-    block_size: u16,
+pub(crate) struct Offer {
+    pub(crate) fingerprint: [u8; 32],
+    pub(crate) method: SecurityMethod,
+    pub(crate) ibb_sid: String,
+    pub(crate) block_size: u16,
 }
 
 fn security_of(jingle: &Jingle) -> std::result::Result<XtlsSecurity, String> {
@@ -1193,7 +1193,9 @@ fn single_content(
     }
 }
 
-fn parse_offer(jingle: &Jingle) -> std::result::Result<Offer, (DefinedCondition, String)> {
+pub(crate) fn parse_offer(
+    jingle: &Jingle,
+) -> std::result::Result<Offer, (DefinedCondition, String)> {
     let (_, transport) = single_content(jingle)?;
     let security = security_of(jingle).map_err(|t| (DefinedCondition::BadRequest, t))?;
     let fingerprint = security.fingerprint.sha256().ok_or_else(|| {
@@ -1210,7 +1212,11 @@ fn parse_offer(jingle: &Jingle) -> std::result::Result<Offer, (DefinedCondition,
     })
 }
 
-fn parse_accept(jingle: &Jingle, ibb_sid: &str, method: SecurityMethod) -> Result<([u8; 32], u16)> {
+pub(crate) fn parse_accept(
+    jingle: &Jingle,
+    ibb_sid: &str,
+    method: SecurityMethod,
+) -> Result<([u8; 32], u16)> {
     let protocol = |t: String| Error::new(ErrorKind::Protocol, format!("bad session-accept: {t}"));
     let (_, transport) = single_content(jingle).map_err(|(_, t)| protocol(t))?;
     if transport.sid.0 != ibb_sid {

@@ -29,8 +29,8 @@ pub const CODE_LIFETIME: Duration = Duration::from_secs(300);
 /// First lock-out after [`MAX_ATTEMPTS`] failures; doubles with each further lock-out.
 pub const FIRST_LOCKOUT: Duration = Duration::from_secs(30);
 
-const INITIATOR_LABEL: &[u8] = b"pmn-pair-confirm-initiator";
-const RESPONDER_LABEL: &[u8] = b"pmn-pair-confirm-responder";
+pub(crate) const INITIATOR_LABEL: &[u8] = b"pmn-pair-confirm-initiator";
+pub(crate) const RESPONDER_LABEL: &[u8] = b"pmn-pair-confirm-responder";
 
 /// The responder's pairing state: the armed code and the attempt counter.
 #[derive(Debug, Default)]
@@ -115,7 +115,7 @@ impl PairingGate {
     }
 }
 
-fn spake(code: &str, binding: &[u8; 32]) -> (Spake2<Ed25519Group>, Vec<u8>) {
+pub(crate) fn spake(code: &str, binding: &[u8; 32]) -> (Spake2<Ed25519Group>, Vec<u8>) {
     let mut identity = b"pmn-pair-v1:".to_vec();
     identity.extend_from_slice(binding);
     Spake2::<Ed25519Group>::start_symmetric(
@@ -131,7 +131,7 @@ fn mac(key: &[u8], label: &[u8], binding: &[u8; 32]) -> Vec<u8> {
     hmac::sign(&key, &msg).as_ref().to_vec()
 }
 
-fn verify(key: &[u8], label: &[u8], binding: &[u8; 32], tag: &[u8]) -> bool {
+pub(crate) fn verify(key: &[u8], label: &[u8], binding: &[u8; 32], tag: &[u8]) -> bool {
     let key = hmac::Key::new(hmac::HMAC_SHA256, key);
     let mut msg = label.to_vec();
     msg.extend_from_slice(binding);

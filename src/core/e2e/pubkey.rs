@@ -282,10 +282,13 @@ pub async fn fetch(
         }
         other => expect_result(other, "fetching device keys")?,
     };
+    Ok(payload.map(|p| published_keys(&p)).unwrap_or_default())
+}
+
+/// The well-formed device keys in a `<pubsub>` answer to an items request; malformed items are
+/// skipped.
+pub(crate) fn published_keys(pubsub: &Element) -> Vec<PublishedKey> {
     let mut keys = Vec::new();
-    let Some(pubsub) = payload else {
-        return Ok(keys);
-    };
     for items in pubsub.children().filter(|c| c.is("items", NS_PUBSUB)) {
         for item in items.children().filter(|c| c.is("item", NS_PUBSUB)) {
             for pk in item.children().filter(|c| c.is("pubkey", NS_PUBKEY)) {
@@ -304,7 +307,28 @@ pub async fn fetch(
             }
         }
     }
-    Ok(keys)
+    keys
+}
+
+/// `(fingerprint, signer)` of every key in `keys` that carries a valid attestation by another key
+/// in `keys` for which `may_vouch` holds.
+pub(crate) fn vouched_keys(
+    keys: &[PublishedKey],
+    jid: &BareJid,
+    may_vouch: impl Fn(&[u8; 32]) -> bool,
+) -> Vec<([u8; 32], [u8; 32])> {
+    keys.iter()
+        .filter_map(|key| {
+            key.attestations.iter().find_map(|a| {
+                let by = parse_fingerprint_hex(&a.by)?;
+                if !may_vouch(&by) {
+                    return None;
+                }
+                let signer = keys.iter().find(|k| k.fingerprint == by)?;
+                verify_attestation(a, jid, &key.spki, &signer.spki).then_some((key.fingerprint, by))
+            })
+        })
+        .collect()
 }
 
 /// What [`sync_attested`] changed.
@@ -327,22 +351,13 @@ pub async fn sync_attested(
 ) -> Result<SyncOutcome> {
     let keys = fetch(session, jid, timeout).await?;
     let mut outcome = SyncOutcome::default();
-    // Published keys that carry a valid attestation by a device trusted first-hand.
-    let vouched: Vec<([u8; 32], [u8; 32])> = keys
-        .iter()
-        .filter_map(|key| {
-            key.attestations.iter().find_map(|a| {
-                let by = parse_fingerprint_hex(&a.by)?;
-                // Only first-hand trust may vouch: a key trusted by attestation cannot attest further.
-                match trust.source(jid, &by)? {
-                    TrustSource::Paired | TrustSource::Manual => {}
-                    TrustSource::Attested { .. } | TrustSource::Host { .. } => return None,
-                }
-                let signer = keys.iter().find(|k| k.fingerprint == by)?;
-                verify_attestation(a, jid, &key.spki, &signer.spki).then_some((key.fingerprint, by))
-            })
-        })
-        .collect();
+    // Only first-hand trust may vouch: a key trusted by attestation cannot attest further.
+    let vouched = vouched_keys(&keys, jid, |by| {
+        matches!(
+            trust.source(jid, by),
+            Some(TrustSource::Paired | TrustSource::Manual)
+        )
+    });
     for (fingerprint, by) in &vouched {
         if trust.is_trusted(jid, fingerprint) {
             continue;
