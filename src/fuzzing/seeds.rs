@@ -22,11 +22,11 @@ use crate::core::access::{
     SignedRevoke,
 };
 use crate::core::discovery::{caps_for, disco_info_for};
+use crate::core::e2e::pairing;
 use crate::core::e2e::pubkey::{attest, KeyData, PubKey, NS_PUBKEY};
 use crate::core::e2e::xml::{
     ConfirmMessage, Pair, PakeMessage, SecurityMethod, XmlStreamDescription, XtlsSecurity,
 };
-use crate::core::e2e::{ibb, pairing};
 use crate::core::events::EventNotice;
 use crate::core::identity::{fingerprint_hex, DeviceIdentity, KeyPolicy, KeyStore};
 use crate::core::rpc::xmlrpc::{
@@ -342,7 +342,6 @@ fn write_fuzz_seeds() {
         "seq-gap",
         &xml(wrap("seq", vec![data(0, 4), data(2, 4), data(3, 17)])),
     );
-    assert!(ibb::MAX_BLOCK_SIZE >= 16);
 
     // ---- pairing
     let binding = [7u8; 32];

@@ -918,9 +918,9 @@ const FUZZ_SMOKE_ENV: &str = "PMN_FUZZ_SMOKE";
 
 /// The suite's stage: every target for [`FUZZ_SMOKE_SECONDS`] on top of its corpus, when
 /// [`FUZZ_SMOKE_ENV`] is `1`. Off by default because the instrumented nightly build of pmn does not
-/// fit the suite's budget on a 2-core machine (~10 min cold, ~4 min after a change to pmn; the
-/// runs themselves take ~1 min); the corpus replay in `cargo test` runs every committed input on
-/// stable either way. Skipped with a message when the nightly toolchain or cargo-fuzz cannot be
+/// fit the suite's budget on a 2-core machine in a cold CI clone (~10 min; after a change to pmn
+/// 1.8–4.8 min depending on the load, and the twelve runs ~66 s); the corpus replay in
+/// `cargo test` runs every committed input on stable either way. Skipped with a message when the nightly toolchain or cargo-fuzz cannot be
 /// installed.
 fn fuzz_smoke(ctx: &mut Ctx) -> Result {
     if env::var(FUZZ_SMOKE_ENV).as_deref() != Ok("1") {
