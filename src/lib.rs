@@ -23,4 +23,9 @@ pub mod core;
 mod ffi;
 pub mod platform;
 
+/// Entry points of the fuzz targets (`fuzz/`) and of the corpus replay test: not an API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use crate::ffi::*;

@@ -22,10 +22,10 @@ use super::xml::{ConfirmMessage, Pair, PakeMessage, NS_PAIR};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::session::IqReply;
 
-const INITIATOR_LABEL: &[u8] = b"pmn-pair-confirm-initiator";
-const RESPONDER_LABEL: &[u8] = b"pmn-pair-confirm-responder";
+pub(crate) const INITIATOR_LABEL: &[u8] = b"pmn-pair-confirm-initiator";
+pub(crate) const RESPONDER_LABEL: &[u8] = b"pmn-pair-confirm-responder";
 
-fn spake(code: &str, binding: &[u8; 32]) -> (Spake2<Ed25519Group>, Vec<u8>) {
+pub(crate) fn spake(code: &str, binding: &[u8; 32]) -> (Spake2<Ed25519Group>, Vec<u8>) {
     let mut identity = b"pmn-pair-v1:".to_vec();
     identity.extend_from_slice(binding);
     Spake2::<Ed25519Group>::start_symmetric(
@@ -41,7 +41,7 @@ fn mac(key: &[u8], label: &[u8], binding: &[u8; 32]) -> Vec<u8> {
     hmac::sign(&key, &msg).as_ref().to_vec()
 }
 
-fn verify(key: &[u8], label: &[u8], binding: &[u8; 32], tag: &[u8]) -> bool {
+pub(crate) fn verify(key: &[u8], label: &[u8], binding: &[u8; 32], tag: &[u8]) -> bool {
     let key = hmac::Key::new(hmac::HMAC_SHA256, key);
     let mut msg = label.to_vec();
     msg.extend_from_slice(binding);

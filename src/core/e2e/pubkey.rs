@@ -396,11 +396,16 @@ pub async fn fetch_directory(
         }
         other => expect_result(other, "fetching device keys")?,
     };
+    Ok(payload
+        .map(|pubsub| parse_directory(&pubsub))
+        .unwrap_or_default())
+}
+
+/// The keys and revocation lists in a `<pubsub>` answer to an items request of the key node;
+/// malformed keys are skipped, lists are returned with their parse result.
+pub(crate) fn parse_directory(pubsub: &Element) -> Directory {
     let mut keys = Vec::new();
     let mut lists = Vec::new();
-    let Some(pubsub) = payload else {
-        return Ok(Directory { keys, lists });
-    };
     for items in pubsub.children().filter(|c| c.is("items", NS_PUBSUB)) {
         for item in items.children().filter(|c| c.is("item", NS_PUBSUB)) {
             for list in item
@@ -425,7 +430,7 @@ pub async fn fetch_directory(
             }
         }
     }
-    Ok(Directory { keys, lists })
+    Directory { keys, lists }
 }
 
 /// What [`sync_attested`] changed.

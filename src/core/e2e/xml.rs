@@ -85,18 +85,12 @@ impl Fingerprint {
     }
 }
 
-/// Parses 64 hex digits into a fingerprint.
+/// Parses 64 hex digits (either case, surrounding whitespace ignored) into a fingerprint.
+///
+/// Only hex digits: `u8::from_str_radix`, used here before, also takes a sign, so `+f` read as
+/// `0f` and one fingerprint had many spellings (found by the `fingerprint` fuzz target).
 pub fn parse_fingerprint_hex(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.trim().as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
+    crate::core::access::DeviceFingerprint::from_hex(hex.trim()).map(|fp| fp.0)
 }
 
 /// `<method name='x509'/>` or `<method name='pake'/>`.
@@ -210,6 +204,21 @@ mod tests {
         assert_eq!(sha1.fingerprint.sha256(), None);
         let short = parse::<XtlsSecurity>(&ok.replace(&fp, "abcd")).unwrap();
         assert_eq!(short.fingerprint.sha256(), None);
+    }
+
+    #[test]
+    fn fingerprint_hex_is_hex_digits_only() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_fingerprint_hex(&hex), Some([0xab; 32]));
+        assert_eq!(
+            parse_fingerprint_hex(&format!(" {} \n", hex.to_uppercase())),
+            Some([0xab; 32])
+        );
+        // A sign is not a digit: "+b" is not "0b" (fuzz/corpus/fingerprint/crash-plus-sign).
+        assert_eq!(parse_fingerprint_hex(&format!("+b{}", &hex[2..])), None);
+        assert_eq!(parse_fingerprint_hex(&format!("-0{}", &hex[2..])), None);
+        assert_eq!(parse_fingerprint_hex(&hex[2..]), None);
+        assert_eq!(parse_fingerprint_hex(&format!("é{}", &hex[2..])), None);
     }
 
     #[test]

@@ -733,12 +733,12 @@ pub(super) fn explain(e: Error, status: &IbbStatus) -> Error {
     }
 }
 
-/// What a session-initiate offers.
-struct Offer {
-    fingerprint: [u8; 32],
-    method: SecurityMethod,
-    ibb_sid: String,
-    block_size: u16,
+/// What a session-initiate offers (`pub(crate)` for the fuzz targets in `crate::fuzzing`).
+pub(crate) struct Offer {
+    pub(crate) fingerprint: [u8; 32],
+    pub(crate) method: SecurityMethod,
+    pub(crate) ibb_sid: String,
+    pub(crate) block_size: u16,
 }
 
 fn security_of(jingle: &Jingle) -> std::result::Result<XtlsSecurity, String> {
@@ -784,7 +784,9 @@ fn single_content(
     }
 }
 
-fn parse_offer(jingle: &Jingle) -> std::result::Result<Offer, (DefinedCondition, String)> {
+pub(crate) fn parse_offer(
+    jingle: &Jingle,
+) -> std::result::Result<Offer, (DefinedCondition, String)> {
     let (_, transport) = single_content(jingle)?;
     let security = security_of(jingle).map_err(|t| (DefinedCondition::BadRequest, t))?;
     let fingerprint = security.fingerprint.sha256().ok_or_else(|| {
@@ -801,7 +803,11 @@ fn parse_offer(jingle: &Jingle) -> std::result::Result<Offer, (DefinedCondition,
     })
 }
 
-fn parse_accept(jingle: &Jingle, ibb_sid: &str, method: SecurityMethod) -> Result<([u8; 32], u16)> {
+pub(crate) fn parse_accept(
+    jingle: &Jingle,
+    ibb_sid: &str,
+    method: SecurityMethod,
+) -> Result<([u8; 32], u16)> {
     let protocol = |t: String| Error::new(ErrorKind::Protocol, format!("bad session-accept: {t}"));
     let (_, transport) = single_content(jingle).map_err(|(_, t)| protocol(t))?;
     if transport.sid.0 != ibb_sid {

@@ -47,6 +47,8 @@ use crate::core::session::{ConnectionState, IqReply, Session};
 mod cache;
 mod directory;
 mod jingle;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use jingle::{parse_accept, parse_offer};
 mod pairing;
 
 use cache::TunnelEntry;

@@ -1,0 +1,551 @@
+//! The generator of the seed corpus in `fuzz/corpus/<target>/seed-*`: real elements built by pmn's
+//! own encoders and keys (signed grants, attested keys, certificates), so that fuzzing starts from
+//! inputs that reach the deep paths (signature checks, attestation checks) at once.
+//!
+//! Rewrites the seeds (keys are fresh each time, so the bytes change):
+//! `cargo test --lib --features test-ca -- --ignored write_fuzz_seeds`
+
+use std::path::Path;
+use std::sync::Arc;
+
+use minidom::Element;
+use xmpp_parsers::ibb::{Close, Data, Open, Stanza as IbbStanza, StreamId};
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jingle::{
+    Action, Content, ContentId, Creator, Description, Jingle, Senders, SessionId, Transport,
+};
+use xmpp_parsers::jingle_ibb::Transport as IbbTransport;
+
+use crate::core::access::{
+    AccessDecision, AccessRequest, AclEntry, AclState, AuditEntry, AuditKind, AuditPage,
+    DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, ItemId, OwnerKey, Reason, Scope,
+    SignedRevoke,
+};
+use crate::core::discovery::{caps_for, disco_info_for};
+use crate::core::e2e::pairing;
+use crate::core::e2e::pubkey::{attest, KeyData, PubKey, NS_PUBKEY};
+use crate::core::e2e::xml::{
+    ConfirmMessage, Pair, PakeMessage, SecurityMethod, XmlStreamDescription, XtlsSecurity,
+};
+use crate::core::events::EventNotice;
+use crate::core::identity::{fingerprint_hex, DeviceIdentity, KeyPolicy, KeyStore};
+use crate::core::rpc::xmlrpc::{
+    call_to_query, response_to_query, value_to_element, MethodCall, MethodResponse, Value,
+};
+use crate::platform::software::SoftwareKeyStore;
+
+const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const NOW: u64 = 1_700_000_000;
+
+fn bare(s: &str) -> BareJid {
+    s.parse().expect("seed bare JID")
+}
+
+/// What the seed writers hand to [`xml`]: an element, or an encoder's result (which must be Ok).
+trait Encoded {
+    fn element(self) -> Element;
+}
+
+impl<T: Into<Element>> Encoded for T {
+    fn element(self) -> Element {
+        self.into()
+    }
+}
+
+/// An encoder's result: a seed that does not encode is a bug in the seed list.
+struct Enc<E>(Result<Element, E>);
+
+impl<E: std::fmt::Debug> Encoded for Enc<E> {
+    fn element(self) -> Element {
+        self.0.expect("seed encodes")
+    }
+}
+
+fn xml(el: impl Encoded) -> Vec<u8> {
+    String::from(&el.element()).into_bytes()
+}
+
+fn wrap(name: &str, children: Vec<Element>) -> Element {
+    Element::builder(name, "urn:pmn:fuzz")
+        .append_all(children)
+        .build()
+}
+
+struct Seeds<'p> {
+    corpus: &'p Path,
+}
+
+impl Seeds<'_> {
+    fn put(&self, target: &str, name: &str, data: &[u8]) {
+        let dir = self.corpus.join(target);
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        std::fs::write(dir.join(format!("seed-{name}")), data).expect("seed file");
+    }
+}
+
+fn sample_values() -> Vec<(&'static str, Value)> {
+    vec![
+        ("int", Value::from(12)),
+        ("i8", Value::Int(1 << 40)),
+        ("bool", Value::from(true)),
+        ("string", Value::from("Film & <night>")),
+        ("double", Value::Double(-0.5)),
+        ("base64", Value::Base64(vec![0, 1, 2, 250, 251, 252])),
+        ("datetime", Value::DateTime("20261201T08:00:00".into())),
+        ("nil", Value::Nil),
+        (
+            "struct",
+            Value::Struct(vec![
+                ("volume".into(), Value::from(12)),
+                ("muted".into(), Value::from(false)),
+                (
+                    "tracks".into(),
+                    Value::Array(vec![Value::from("a"), Value::Nil, Value::Double(1e10)]),
+                ),
+            ]),
+        ),
+    ]
+}
+
+#[test]
+#[ignore = "rewrites fuzz/corpus/*/seed-*; run by hand"]
+fn write_fuzz_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let corpus = root.join("corpus");
+    let seeds = Seeds { corpus: &corpus };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let network = bare("home@home.test");
+
+    // ---- XML-RPC and events
+    for (name, value) in sample_values() {
+        seeds.put("xmlrpc_value", name, &xml(Enc(value_to_element(&value))));
+    }
+    // What slixmpp sends: bare text in <value>, <int>, whitespace between elements.
+    seeds.put(
+        "xmlrpc_value",
+        "lenient",
+        b"<value xmlns='jabber:iq:rpc'>\n <array><data>\n  <value>bare</value>\n  \
+          <value><int> 7 </int></value><value><boolean>true</boolean></value>\n \
+          <value><Base64>AAE</Base64></value></data></array>\n</value>",
+    );
+    let values: Vec<Value> = sample_values().into_iter().map(|(_, v)| v).collect();
+    seeds.put(
+        "xmlrpc_query",
+        "call",
+        &xml(Enc(call_to_query(&MethodCall::new(
+            "player.seek",
+            values.clone(),
+        )))),
+    );
+    seeds.put(
+        "xmlrpc_query",
+        "call-empty",
+        &xml(Enc(call_to_query(&MethodCall::new("tv.status", vec![])))),
+    );
+    seeds.put(
+        "xmlrpc_query",
+        "response",
+        &xml(Enc(response_to_query(&MethodResponse::Success(
+            values[8].clone(),
+        )))),
+    );
+    seeds.put(
+        "xmlrpc_query",
+        "fault",
+        &xml(Enc(response_to_query(&MethodResponse::Fault {
+            code: 4,
+            message: "Too many parameters.".into(),
+        }))),
+    );
+    seeds.put(
+        "xmlrpc_query",
+        "slixmpp-none",
+        b"<query xmlns='jabber:iq:rpc'><methodResponse><params/></methodResponse></query>",
+    );
+    let notice = EventNotice {
+        service: "player".into(),
+        name: "state-changed".into(),
+        params: vec![Value::from("playing"), values[8].clone()],
+    };
+    seeds.put("event", "state", &xml(Enc(notice.to_element())));
+    seeds.put(
+        "event",
+        "no-params",
+        b"<event xmlns='urn:xmpp:tmp:pmn:event:0' service='recorder' name='done'/>",
+    );
+
+    // ---- access: a household with an owner-approval key
+    let store = SoftwareKeyStore::open(dir.path().join("owner")).expect("store");
+    let owner_spki = store
+        .generate(
+            "owner",
+            KeyPolicy::OwnerApproval {
+                user_presence: false,
+            },
+        )
+        .expect("owner key");
+    let device = DeviceFingerprint([0x52; 32]);
+    let grant = GrantDraft::new(
+        network.clone(),
+        bare("romeo@friend.test"),
+        device,
+        vec![Scope::Playback],
+        NOW,
+        NOW + 7200,
+        7,
+    )
+    .sign(&store, "owner")
+    .expect("grant");
+    let item_grant = GrantDraft::new(
+        network.clone(),
+        bare("juliet@friend.test"),
+        device,
+        vec![Scope::LibraryItem],
+        NOW,
+        NOW + 3600,
+        8,
+    )
+    .for_item(ItemId::new("movie-42").expect("item"))
+    .sign(&store, "owner")
+    .expect("item grant");
+    let revoke =
+        SignedRevoke::sign(network.clone(), grant.id.clone(), 9, &store, "owner").expect("revoke");
+    let owner = OwnerKey {
+        key: owner_spki.clone(),
+    };
+    let mut request = AccessRequest::new(
+        device,
+        vec![Scope::Playback],
+        Some(Reason::new("Film night: play my video on your TV").expect("reason")),
+    );
+    seeds.put("access", "request", &xml(request.clone()));
+    request.scopes = vec![Scope::LibraryItem];
+    request.item = Some(ItemId::new("movie-42").expect("item"));
+    request.reason = None;
+    seeds.put("access", "request-item", &xml(request));
+    seeds.put("access", "grant", &xml(grant.clone()));
+    seeds.put("access", "revoke", &xml(revoke.clone()));
+    seeds.put("access", "owner", &xml(owner.clone()));
+    seeds.put(
+        "access",
+        "decision",
+        &xml(AccessDecision {
+            result: "approved".into(),
+            for_device: device,
+            grant: Some(GrantId::new("g-1").expect("id")),
+            expires: Some(NOW + 7200),
+            devices: vec![DecisionDevice {
+                jid: network.clone(),
+                fingerprint: DeviceFingerprint([9; 32]),
+            }],
+        }),
+    );
+    seeds.put(
+        "access",
+        "acl",
+        &xml(AclState {
+            version: 9,
+            entries: vec![
+                AclEntry {
+                    active: true,
+                    revoked_at: None,
+                    grant: item_grant.clone(),
+                },
+                AclEntry {
+                    active: false,
+                    revoked_at: Some(NOW + 60),
+                    grant: grant.clone(),
+                },
+            ],
+        }),
+    );
+    seeds.put(
+        "access",
+        "audit",
+        &xml(AuditPage {
+            after: 0,
+            records: vec![AuditEntry {
+                seq: 3,
+                at: NOW,
+                last_at: NOW + 2,
+                count: 2,
+                kind: AuditKind::Deny,
+                subject: "eve@evil.test/x".into(),
+                device: Some(device.to_hex()),
+                grant: None,
+                method: Some("recorder.schedule".into()),
+                detail: "out-of-scope".into(),
+            }],
+        }),
+    );
+    // The provider's view: the owner key first, then what it signed (signatures verify).
+    seeds.put(
+        "access",
+        "session",
+        &xml(wrap(
+            "session",
+            vec![
+                owner.into(),
+                grant.clone().into(),
+                item_grant.into(),
+                revoke.into(),
+            ],
+        )),
+    );
+
+    // ---- Jingle / XTLS
+    let fp = [0xab; 32];
+    let content = Content::new(Creator::Initiator, ContentId("xmlstream".into()))
+        .with_senders(Senders::Both)
+        .with_description(Description::Unknown(Element::from(XmlStreamDescription)))
+        .with_transport(Transport::Ibb(IbbTransport {
+            block_size: 4096,
+            sid: StreamId("ibb-1".into()),
+            stanza: IbbStanza::Iq,
+        }));
+    for (name, action, method) in [
+        ("initiate", Action::SessionInitiate, SecurityMethod::X509),
+        ("accept-pake", Action::SessionAccept, SecurityMethod::Pake),
+    ] {
+        let mut jingle = Jingle::new(action, SessionId("j-1".into())).add_content(content.clone());
+        jingle = jingle.with_initiator(Jid::from(
+            "home@home.test/phone"
+                .parse::<xmpp_parsers::jid::FullJid>()
+                .expect("jid"),
+        ));
+        jingle
+            .other
+            .push(Element::from(XtlsSecurity::new(&fp, method)));
+        seeds.put("jingle", name, &xml(jingle));
+    }
+    seeds.put(
+        "jingle",
+        "security",
+        &xml(XtlsSecurity::new(&fp, SecurityMethod::X509)),
+    );
+    seeds.put(
+        "jingle",
+        "terminate",
+        b"<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='j-1'>\
+          <reason><success/></reason></jingle>",
+    );
+
+    // ---- IBB, for the registry's stream `s1` (block size 16)
+    let sid = || StreamId("s1".into());
+    let open: Element = Open {
+        block_size: 16,
+        sid: sid(),
+        stanza: IbbStanza::Iq,
+    }
+    .into();
+    let data = |seq: u16, len: usize| -> Element {
+        Data {
+            seq,
+            sid: sid(),
+            data: vec![0x5a; len],
+        }
+        .into()
+    };
+    let close: Element = Close { sid: sid() }.into();
+    seeds.put("ibb", "open", &xml(open.clone()));
+    seeds.put("ibb", "data", &xml(data(0, 16)));
+    seeds.put(
+        "ibb",
+        "seq",
+        &xml(wrap(
+            "seq",
+            vec![open, data(0, 4), data(1, 16), data(2, 1), close],
+        )),
+    );
+    seeds.put(
+        "ibb",
+        "seq-gap",
+        &xml(wrap("seq", vec![data(0, 4), data(2, 4), data(3, 17)])),
+    );
+
+    // ---- pairing
+    let binding = [7u8; 32];
+    let (_, msg) = pairing::spake("123456", &binding);
+    seeds.put(
+        "pairing",
+        "pake",
+        &xml(Pair {
+            pake: Some(PakeMessage {
+                message: msg.clone(),
+            }),
+            confirm: None,
+        }),
+    );
+    seeds.put(
+        "pairing",
+        "answer",
+        &xml(Pair {
+            pake: Some(PakeMessage { message: msg }),
+            confirm: Some(ConfirmMessage { mac: vec![1; 32] }),
+        }),
+    );
+
+    // ---- caps: a presence <c/> and the disco#info answering it
+    let info = disco_info_for(Some("Living room TV"), &["urn:xmpp:tmp:pmn:player:0"]);
+    let caps = caps_for(&info);
+    seeds.put(
+        "caps",
+        "provider",
+        &xml(wrap("x", vec![caps.into(), info.into()])),
+    );
+    let info = disco_info_for(None, &[]);
+    let caps = caps_for(&info);
+    seeds.put(
+        "caps",
+        "controller",
+        &xml(wrap("x", vec![caps.into(), info.into()])),
+    );
+
+    // ---- XEP-0189: two devices, the newcomer attested by the owner device
+    let identity = |n: &str| {
+        let store = Arc::new(SoftwareKeyStore::open(dir.path().join(n)).expect("store"));
+        DeviceIdentity::load_or_generate(store, "tls", n).expect("identity")
+    };
+    let (tv, newbie) = (identity("tv"), identity("newbie"));
+    let attestation = attest(&tv, &network, newbie.spki(), 0).expect("attest");
+    let item = |id: &DeviceIdentity, attestations| -> Element {
+        Element::builder("item", NS_PUBSUB)
+            .attr(
+                xso::exports::rxml::xml_ncname!("id").into(),
+                fingerprint_hex(&id.fingerprint()),
+            )
+            .append(Element::from(PubKey {
+                key: KeyData {
+                    der: id.certificate().to_vec(),
+                },
+                attestations,
+            }))
+            .build()
+    };
+    let items = Element::builder("items", NS_PUBSUB)
+        .attr(xso::exports::rxml::xml_ncname!("node").into(), NS_PUBKEY)
+        .append(item(&tv, vec![]))
+        .append(item(&newbie, vec![attestation]))
+        .build();
+    let pubsub = Element::builder("pubsub", NS_PUBSUB).append(items).build();
+    seeds.put("pubkey", "items", &xml(pubsub));
+
+    // ---- certificates, SPKIs, fingerprints
+    seeds.put("cert", "certificate", tv.certificate());
+    seeds.put("cert", "spki", tv.spki());
+    seeds.put(
+        "fingerprint",
+        "lower",
+        fingerprint_hex(&[0xab; 32]).as_bytes(),
+    );
+    seeds.put(
+        "fingerprint",
+        "upper",
+        fingerprint_hex(&tv.fingerprint())
+            .to_ascii_uppercase()
+            .as_bytes(),
+    );
+
+    // ---- the stream: header, stanzas of every kind pmn reads, whitespace keepalives, footer
+    let rpc = String::from(
+        &call_to_query(&MethodCall::new("player.setVolume", vec![Value::from(12)]))
+            .expect("seed encodes"),
+    );
+    let event = String::from(
+        &EventNotice {
+            service: "player".into(),
+            name: "state-changed".into(),
+            params: vec![Value::from("paused")],
+        }
+        .to_element()
+        .expect("seed encodes"),
+    );
+    let stream = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams' from='home.test' id='s-1' \
+         version='1.0' xml:lang='en'>\
+         <stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features> \
+         <iq type='set' id='1' from='home@home.test/phone' to='home@home.test/tv'>{rpc}</iq>\n\
+         <message type='headline' from='home@home.test/tv'>{event}</message> \
+         <presence from='home@home.test/tv'><c xmlns='http://jabber.org/protocol/caps' \
+         hash='sha-1' node='https://pmn.invalid/caps' ver='AAAA'/></presence>\
+         <r xmlns='urn:xmpp:sm:3'/></stream:stream>"
+    );
+    // The first byte is the size of the pieces the bytes arrive in.
+    for (name, piece) in [("whole", 255u8), ("pieces", 7u8)] {
+        let mut bytes = vec![piece];
+        bytes.extend_from_slice(stream.as_bytes());
+        seeds.put("stream", name, &bytes);
+    }
+
+    check_seeds_reach_the_deep_paths(&corpus, &network);
+}
+
+/// The seeds get past the parsers into the checks behind them: signatures verify, the attestation
+/// vouches, the offer is accepted, the caps verify.
+fn check_seeds_reach_the_deep_paths(corpus: &Path, network: &BareJid) {
+    use super::element;
+    use crate::core::access::{OwnerKeys, SignedGrant};
+    use crate::core::discovery::{Advertised, HashInput};
+    use crate::core::e2e::{endpoint, pubkey};
+    use xmpp_parsers::caps::Caps;
+    use xmpp_parsers::disco::DiscoInfoResult;
+
+    let read = |target: &str, name: &str| {
+        let bytes = std::fs::read(corpus.join(target).join(format!("seed-{name}"))).expect("seed");
+        element(&bytes).expect("seed parses")
+    };
+    let session = read("access", "session");
+    let mut owners = OwnerKeys::new(network.clone());
+    let mut verified = 0;
+    for child in session.children() {
+        match child.name() {
+            "owner" => {
+                owners
+                    .add(&OwnerKey::try_from(child.clone()).expect("owner").key)
+                    .expect("P-256");
+            }
+            "grant" => {
+                let grant = SignedGrant::parse(child.clone()).expect("grant");
+                owners.verify_grant(&grant).expect("grant signature");
+                verified += 1;
+            }
+            "revoke" => {
+                let revoke = SignedRevoke::parse(child.clone()).expect("revoke");
+                owners.verify_revoke(&revoke).expect("revoke signature");
+                verified += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(verified, 3);
+    let directory = pubkey::parse_directory(&read("pubkey", "items"));
+    let keys = &directory.keys;
+    assert_eq!(keys.len(), 2);
+    let vouched = keys
+        .iter()
+        .filter(|k| {
+            k.attestations.iter().any(|a| {
+                keys.iter()
+                    .any(|s| pubkey::verify_attestation(a, network, &k.spki, &s.spki))
+            })
+        })
+        .count();
+    assert_eq!(vouched, 1);
+    let jingle = Jingle::try_from(read("jingle", "initiate")).expect("jingle");
+    endpoint::parse_offer(&jingle).expect("offer");
+    let x = read("caps", "provider");
+    let caps = x
+        .children()
+        .find(|c| c.name() == "c")
+        .map(|c| Caps::try_from(c.clone()).expect("caps"))
+        .expect("c");
+    let info = x
+        .children()
+        .find(|c| c.name() == "query")
+        .map(|q| DiscoInfoResult::try_from(q.clone()).expect("info"))
+        .expect("query");
+    let advertised = Advertised::from_caps(&caps);
+    let key = advertised.primary().expect("a usable caps hash");
+    assert_eq!(key.verify(&HashInput::from_info(&info)), Ok(true));
+}
