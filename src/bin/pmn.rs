@@ -25,7 +25,7 @@ use pmn::core::controller::{Controller, ControllerConfig, OwnerAccess};
 use pmn::core::e2e::{E2eSettings, TrustStore};
 use pmn::core::error::Result;
 use pmn::core::identity::DeviceIdentity;
-use pmn::core::provider::{Provider, ProviderConfig};
+use pmn::core::provider::{MediaPolicy, Provider, ProviderConfig};
 use pmn::core::rpc::Service;
 use pmn::core::services::library::{GeneratedLibrary, LibraryService};
 use pmn::core::services::mpv::{mpv_available, write_tone, MpvPlayer};
@@ -196,6 +196,7 @@ async fn start_tv(
     session: SessionConfig,
     name: &str,
     state: Option<&DeviceState>,
+    guest_schemes: &[&str],
 ) -> Result<(Provider, String)> {
     let (player, uri) = demo_player().await;
     let services: Vec<Arc<dyn Service>> = vec![
@@ -209,6 +210,10 @@ async fn start_tv(
                 acl_path: Some(state.dir.join("acl.json")),
                 owner_keys: vec![],
             }),
+            media: MediaPolicy {
+                guest_schemes: guest_schemes.iter().map(|s| s.to_string()).collect(),
+                ..MediaPolicy::default()
+            },
             ..ProviderConfig::new(session, name, state.e2e.clone())
         },
         None => ProviderConfig::plain(session, name),
@@ -239,7 +244,9 @@ async fn demo_in(
         "[tv]    logging in as {}/tv (end-to-end tunnel required)",
         args.network
     );
-    let (tv, uri) = start_tv(session(args, "tv")?, &args.name, Some(&tv_state))
+    // Demo only: the guest plays the demo's tone from the TV's own disk (`file:`). A real TV lets
+    // a guest play nothing but the item shared with it, as `pmn provider` does.
+    let (tv, uri) = start_tv(session(args, "tv")?, &args.name, Some(&tv_state), &["file"])
         .await
         .map_err(e)?;
     println!("[phone] logging in as {}/julia-phone", args.network);
@@ -460,9 +467,14 @@ async fn provider(args: &Args) -> std::result::Result<(), String> {
         };
         Some(device_state(&dir, &args.device)?)
     };
-    let (tv, _) = start_tv(session(args, &args.device)?, &args.name, state.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (tv, _) = start_tv(
+        session(args, &args.device)?,
+        &args.name,
+        state.as_ref(),
+        &[],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     if let Some(e2e) = tv.e2e() {
         let code = e2e.start_pairing().map_err(|e| e.to_string())?;
         println!("pairing code (5 minutes): {code}");

@@ -17,6 +17,7 @@ use crate::core::access::{
     IntakeLimits, ItemId, PendingRequest, Scope, SignedGrant,
 };
 use crate::core::controller::{GuestAccess as CoreGuestAccess, Issued, OwnerAccess};
+use crate::core::provider::MediaPolicy;
 
 /// Makes a controller an owner device of its network: it hears guests' requests and signs grants
 /// with the owner-approval key `key_alias` of `key_store` (created on first use).
@@ -38,6 +39,11 @@ pub struct GuestPolicy {
     /// The ACL file (0600); grants survive restarts. `None` keeps them in memory only.
     #[uniffi(default = None)]
     pub acl_file: Option<String>,
+    /// URI schemes (e.g. `https`) a guest may play besides the item shared with it. Default:
+    /// none — a guest cannot make the TV open its own files (`file:`) or addresses of the home
+    /// network.
+    #[uniffi(default = [])]
+    pub guest_media_schemes: Vec<String>,
 }
 
 impl ConnectionConfig {
@@ -49,6 +55,23 @@ impl ConnectionConfig {
             user_presence: o.user_presence,
             limits: IntakeLimits::default(),
         })
+    }
+
+    /// The core media policy of a provider: the guest schemes its owner allows.
+    pub(crate) fn media_policy(&self) -> MediaPolicy {
+        MediaPolicy {
+            guest_schemes: self
+                .guests
+                .as_ref()
+                .map(|g| {
+                    g.guest_media_schemes
+                        .iter()
+                        .map(|s| s.to_ascii_lowercase())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ..MediaPolicy::default()
+        }
     }
 
     /// The core access settings of a provider, if this configuration asks for guests.

@@ -135,10 +135,12 @@ pub(super) async fn start(
     let session = config.to_session()?;
     let e2e = config.e2e_settings()?;
     let access = config.access_settings();
+    let media = config.media_policy();
     let core = runtime::run(async move {
         let provider_config = ProviderConfig {
             e2e,
             access,
+            media,
             ..ProviderConfig::plain(session, name)
         };
         CoreProvider::start(provider_config, services)

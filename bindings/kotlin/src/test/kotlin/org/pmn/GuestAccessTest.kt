@@ -55,7 +55,11 @@ class GuestAccessTest {
         val tvConfig = TestServer.config("tv").copy(
             e2e = e2e(tvKeys, tvDir),
             plainTransport = false,
-            guests = GuestPolicy(aclFile = tvDir.resolve("acl.json").toString()),
+            // Julia lets guests play https streams; nothing from the TV's own disk or network.
+            guests = GuestPolicy(
+                aclFile = tvDir.resolve("acl.json").toString(),
+                guestMediaSchemes = listOf("https"),
+            ),
         )
         val tv = startDemoProvider(tvConfig, "Julia's TV", 10u)
         // Julia's phone is an owner device: its owner-approval key signs grants.
@@ -105,7 +109,8 @@ class GuestAccessTest {
 
         // Romeo discovers the TV (mutual presence) and plays through the tunnel.
         romeoListener.awaitProvider { it.jid == tvInfo.jid }
-        assertEquals(PlaybackState.PLAYING, romeo.play(tvInfo.jid, "file:///romeo/film.mkv").state)
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.play(tvInfo.jid, "file:///etc/passwd") } }
+        assertEquals(PlaybackState.PLAYING, romeo.play(tvInfo.jid, "https://romeo.example/film.mkv").state)
         assertEquals(PlaybackState.PAUSED, romeo.pause(tvInfo.jid).state)
         // The recorder and the library are outside `playback`: the TV refuses them.
         assertThrows<PmnException.Forbidden> { runBlocking { romeo.channels(tvInfo.jid) } }
