@@ -498,7 +498,7 @@ impl TestServer {
     /// # Errors
     /// If there is no running server.
     pub fn freeze(&self) -> io::Result<()> {
-        self.signal("-STOP")
+        self.signal("-STOP").map(drop)
     }
 
     /// Undoes [`TestServer::freeze`] (SIGCONT).
@@ -506,10 +506,11 @@ impl TestServer {
     /// # Errors
     /// If there is no running server.
     pub fn thaw(&self) -> io::Result<()> {
-        self.signal("-CONT")
+        self.signal("-CONT").map(drop)
     }
 
-    fn signal(&self, signal: &str) -> io::Result<()> {
+    /// Sends `signal` to the server process; returns its pid.
+    fn signal(&self, signal: &str) -> io::Result<u32> {
         let pid = self
             .prosody_pid()
             .ok_or_else(|| io::Error::other("no pid file: is the server running?"))?;
@@ -517,7 +518,7 @@ impl TestServer {
             .args([signal, &pid.to_string()])
             .status()?;
         if status.success() {
-            Ok(())
+            Ok(pid)
         } else {
             Err(io::Error::other(format!("kill {signal} {pid} failed")))
         }
@@ -530,15 +531,7 @@ impl TestServer {
     }
 
     fn signal_and_wait(&self, signal: &str) -> io::Result<()> {
-        let pid = self
-            .prosody_pid()
-            .ok_or_else(|| io::Error::other("no pid file: is the server running?"))?;
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()?;
-        if !status.success() {
-            return Err(io::Error::other(format!("kill {signal} {pid} failed")));
-        }
+        let pid = self.signal(signal)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         while Path::new(&format!("/proc/{pid}")).exists() {
             if Instant::now() > deadline {
