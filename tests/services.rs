@@ -600,66 +600,6 @@ async fn mpv_plays_for_real_when_installed() {
     controller.close().await;
 }
 
-/// A TCP relay to Prosody that the test can cut and keep closed, to take a client's connection away.
-struct Relay {
-    port: u16,
-    open: Arc<std::sync::atomic::AtomicBool>,
-    links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(upstream: u16) -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let links = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (o, l) = (open.clone(), links.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !o.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue; // dropped: the client sees its connection closed at once
-                }
-                let link = tokio::spawn(async move {
-                    if let Ok(mut out) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-                l.lock().expect("lock").push(link.abort_handle());
-            }
-        });
-        Relay {
-            port,
-            open,
-            links,
-            accept,
-        }
-    }
-
-    /// Cuts every connection and refuses new ones until [`Relay::reopen`].
-    fn cut(&self) {
-        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().expect("lock").drain(..) {
-            link.abort();
-        }
-    }
-
-    fn reopen(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_that_lost_its_session_resubscribes_by_itself() {
     let provider = start(
