@@ -21,6 +21,7 @@ commands:
                     bindings, Kotlin JVM tests; PMN_FUZZ_SMOKE=1 adds a few seconds of
                     fuzzing per target
   bindings          build libpmn and generate the Kotlin and Swift bindings
+  kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody)
   bench [NAME]      run the benchmarks (only NAME when given)
   mobile-check      phone compile gates: cargo check for 4 Android/iOS targets, the
                     aarch64-android release staticlib (size), the Swift syntax gate
@@ -41,6 +42,10 @@ fn main() -> ExitCode {
         Some("demo") if args.len() == 1 => demo(&mut ctx),
         Some("test") if args.len() == 1 => test(&mut ctx),
         Some("bindings") if args.len() == 1 => ctx.stage("bindings", bindings),
+        Some("kotlin") if args.len() == 1 => ctx
+            .stage("prerequisites", install_prosody)
+            .and_then(|()| ctx.stage("bindings", bindings))
+            .and_then(|()| ctx.stage("kotlin jvm tests", kotlin_jvm_tests)),
         Some("bench") if args.len() <= 2 => bench(&mut ctx, args.get(1).map(String::as_str)),
         Some("mobile-check") if args.len() == 1 => mobile_check(&mut ctx),
         Some("fuzz") if args.len() <= 3 => match FuzzArgs::parse(&args[1..]) {
@@ -698,6 +703,11 @@ fn kotlin_jvm_tests(ctx: &mut Ctx) -> Result {
         apt_install(STEP, &["maven", "default-jdk-headless"])?;
     }
     let server = start_prosody(ctx)?;
+    // The password-rotation test changes its account's password: it gets an account of its own.
+    let (rotate_user, rotate_password) = ("rotate", "rotate-old");
+    server
+        .register(rotate_user, "home.test", rotate_password)
+        .map_err(|e| Failure::new(STEP, format!("registering {rotate_user}@home.test: {e}")))?;
     let mut cmd = Command::new("mvn");
     // Not -q: Surefire's "Tests run: …" summary is the record that the JVM tests ran.
     cmd.current_dir(&dir)
@@ -705,6 +715,8 @@ fn kotlin_jvm_tests(ctx: &mut Ctx) -> Result {
     for (key, value) in kotlin_system_properties(ctx, &server) {
         cmd.arg(format!("-D{key}={value}"));
     }
+    cmd.arg(format!("-Dpmn.rotate.network={rotate_user}@home.test"))
+        .arg(format!("-Dpmn.rotate.password={rotate_password}"));
     let result = run_counting(STEP, &mut cmd, &mut ctx.counts);
     drop(server);
     result

@@ -239,6 +239,13 @@ impl E2eEndpoint {
                 tokio::select! {
                     next = rx.recv() => match next {
                         Some(stanza) => {
+                            // The password hand-over is the endpoint's own business.
+                            if let Some(reply) = this.on_tunnel_password(&stanza) {
+                                if let Err(e) = tunnel.send(reply) {
+                                    tracing::debug!(error = %e, "password hand-over answer not sent");
+                                }
+                                continue;
+                            }
                             if this.inner.events.send(E2eInbound::Stanza(Box::new(stanza))).await.is_err() {
                                 break;
                             }
