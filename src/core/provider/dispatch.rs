@@ -200,7 +200,10 @@ impl Dispatcher {
                 self.reply(route, plumbing::error(to, id, refusal));
             }
             Decision::Allow => match request {
-                Request::Manage => self.on_management(to, id, payload, is_set, route),
+                Request::Manage => {
+                    let key = caller.tunnel_key().copied();
+                    self.on_management(to, id, payload, is_set, key, route)
+                }
                 Request::Rpc => self.on_rpc(&caller, id, payload, route),
                 Request::Get => self.reply(
                     route,
@@ -221,12 +224,13 @@ impl Dispatcher {
         id: String,
         payload: Element,
         is_set: bool,
+        key: Option<[u8; 32]>,
         route: &Route,
     ) {
         let Some(guard) = &self.access else {
             return self.reply(route, plumbing::unsupported(to, id));
         };
-        let answer = match guard.manage(payload, is_set) {
+        let answer = match guard.manage(payload, is_set, key.as_ref()) {
             Ok((element, change)) => {
                 if let AccessChange::Revoked(guest) = change {
                     self.end_guest(&guest);

@@ -221,6 +221,11 @@ impl Provider {
                     admit
                 });
                 let (endpoint, rx) = settings.endpoint(session.clone(), admission);
+                if let Some(guard) = &access {
+                    let trust = endpoint.trust().clone();
+                    let network = network.clone();
+                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, fp)));
+                }
                 (Some(endpoint), Some(rx))
             }
             None => (None, None),
