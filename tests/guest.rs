@@ -987,3 +987,65 @@ async fn a_non_owner_device_cannot_grant_and_a_revoked_owners_grants_end() {
     romeo.close().await;
     host.stop().await;
 }
+
+/// Issue 12: when a guest's last grant expires, the guest also loses the household's presence
+/// (the providers end the roster subscription both ways, as a revocation does), instead of
+/// seeing which devices are on for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_guest_loses_the_households_presence() {
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let (asking, request) = ask(&host, &romeo, None).await;
+    host.phone
+        .approve(request.id, vec![Scope::Playback], unix_now() + 6)
+        .await
+        .expect("approve");
+    asking.await.expect("task").expect("granted");
+    let home_jid = home();
+    let subscription = |romeo: Controller| {
+        let home_jid = home_jid.clone();
+        async move {
+            let query = xmpp_parsers::roster::Roster {
+                ver: None,
+                items: vec![],
+            };
+            let iq = xmpp_parsers::iq::Iq::from_get(String::new(), query);
+            match romeo.session().request(iq, T).await.expect("roster") {
+                pmn::core::session::IqReply::Result(Some(el)) => {
+                    xmpp_parsers::roster::Roster::try_from(el)
+                        .expect("roster")
+                        .items
+                        .into_iter()
+                        .find(|i| i.jid == home_jid)
+                        .map(|i| i.subscription)
+                }
+                other => panic!("roster: {other:?}"),
+            }
+        }
+    };
+    use xmpp_parsers::roster::Subscription;
+    let deadline = tokio::time::Instant::now() + T;
+    while subscription(romeo.clone()).await != Some(Subscription::Both) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no mutual subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The grant expires 6 s after approval; the TV looks every 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = subscription(romeo.clone()).await;
+        if matches!(now, None | Some(Subscription::None)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired guest still shares presence: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(romeo.player(host.tv_jid()).status().await.is_err());
+    romeo.close().await;
+    host.stop().await;
+}

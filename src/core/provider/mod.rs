@@ -37,6 +37,7 @@
 mod caller;
 mod calls;
 mod dispatch;
+mod expiry;
 mod feed;
 mod limits;
 mod media;
@@ -256,6 +257,7 @@ impl Provider {
                 subscriptions: subscriptions.clone(),
                 calls: calls::InFlight::new(&config.limits, stats.clone()),
                 stats: stats.clone(),
+                expiry: expiry::GuestExpiry::new(access.as_deref()),
             }
             .run(inbound, events_rx, e2e_rx),
         );
