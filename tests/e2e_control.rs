@@ -828,6 +828,63 @@ async fn revoking_a_stolen_phone_and_rotating_the_password_locks_it_out_of_the_a
     h.tv.stop().await;
 }
 
+/// Issue 12: the server withholds a revocation (the list never reaches the TV through PEP, as if
+/// the server dropped the notification and served the old key node). The next tunnel from the
+/// phone carries the list anyway: the TV drops the revoked tablet and refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_the_server_withheld_reaches_the_tv_through_the_next_tunnel() {
+    use pmn::core::e2e::revocation;
+    let h = household().await;
+    let phone_fp = h.phone_keys.identity.fingerprint();
+    let tablet_fp = h.tablet_keys.identity.fingerprint();
+    // Signed and kept by the phone, never published.
+    let epoch = h.phone_keys.trust.revocation_epoch(&h.home) + 1;
+    let list = revocation::sign_list(
+        &h.phone_keys.identity,
+        &h.home,
+        epoch,
+        &std::collections::BTreeSet::from([tablet_fp]),
+    )
+    .expect("sign");
+    let verified = revocation::verify_list(&list, &h.home).expect("verify");
+    h.phone_keys
+        .trust
+        .accept_revocations(&h.home, &verified, &phone_fp)
+        .expect("kept");
+    assert!(
+        h.tv_keys.trust.is_trusted(&h.home, &tablet_fp),
+        "the TV has not heard"
+    );
+    // A new tunnel from the phone to the TV.
+    h.phone
+        .e2e()
+        .unwrap()
+        .close_peer(&h.home, "the test wants a new tunnel");
+    assert!(h.phone.player(h.tv_jid.clone()).status().await.is_ok());
+    let tv_trust = h.tv_keys.trust.clone();
+    let home = h.home.clone();
+    wait_until("the TV applies the list the tunnel carried", move || {
+        tv_trust.is_revoked(&home, &tablet_fp)
+    })
+    .await;
+    assert!(!h.tv_keys.trust.is_trusted(&h.home, &tablet_fp));
+    let e = h
+        .tablet
+        .player(h.tv_jid.clone())
+        .status()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::NotConnected),
+        "{e}"
+    );
+    // The phone itself is untouched.
+    assert!(h.phone.player(h.tv_jid.clone()).status().await.is_ok());
+    h.tablet.close().await;
+    h.phone.close().await;
+    h.tv.stop().await;
+}
+
 fn hex(fp: &[u8; 32]) -> String {
     pmn::core::identity::fingerprint_hex(fp)
 }

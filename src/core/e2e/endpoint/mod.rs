@@ -46,6 +46,7 @@ use crate::core::session::{ConnectionState, IqReply, Session};
 
 mod cache;
 mod directory;
+mod gossip;
 mod jingle;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use jingle::{parse_accept, parse_offer};
