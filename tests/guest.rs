@@ -234,6 +234,16 @@ async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> Str
     assert_eq!(issued.installed_on.len(), 1, "{issued:?}");
     assert_eq!(issued.installed_on[0].0, host.tv_jid());
     let access = ask.await.expect("task").expect("granted");
+    // Both phones show the same code; nothing of the host is trusted until Romeo confirms.
+    assert_eq!(
+        Some(&access.confirmation_code),
+        issued.confirmation_code.as_ref()
+    );
+    assert!(
+        romeo.player(host.tv_jid()).status().await.is_err(),
+        "TV trusted before confirming"
+    );
+    let access = romeo.confirm_access(&home()).expect("confirmed");
     assert_eq!(access.network, home());
     assert_eq!(access.devices, vec![host.tv_keys.fingerprint()]);
     assert_eq!(access.grant, issued.grant.id);
@@ -1001,6 +1011,7 @@ async fn an_expired_guest_loses_the_households_presence() {
         .await
         .expect("approve");
     asking.await.expect("task").expect("granted");
+    romeo.confirm_access(&home()).expect("confirmed");
     let home_jid = home();
     let subscription = |romeo: Controller| {
         let home_jid = home_jid.clone();
@@ -1046,6 +1057,110 @@ async fn an_expired_guest_loses_the_households_presence() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(romeo.player(host.tv_jid()).status().await.is_err());
+    romeo.close().await;
+    host.stop().await;
+}
+
+/// Issue 12: the server answers Romeo's request itself, as "the host", with its own key as "the
+/// TV". Unsigned, the answer is refused (`Forbidden`). Signed with a key of its own, it is taken
+/// as an approval but pins nothing: its confirmation code cannot match one the owner's phone
+/// shows (the owner never approved), so Romeo rejects it and the TV key is never trusted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_forged_by_the_server_pins_nothing() {
+    use pmn::core::access::{AccessDecision, DecisionDevice, GrantId, Transcript};
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let romeo_jid = romeo.session().jid().unwrap();
+    // The "server": a session of the host account that is no owner device.
+    let (forger, _rx) = pmn::core::session::Session::connect(session_config(&HOME, "forger"))
+        .await
+        .expect("forger online");
+    let forger_keys = keys("forger");
+    forger_keys
+        .store
+        .generate(
+            "owner-approval",
+            pmn::core::identity::KeyPolicy::OwnerApproval {
+                user_presence: false,
+            },
+        )
+        .expect("key");
+    let fake_tv = DeviceFingerprint([0x5e; 32]);
+    let romeo_device = DeviceFingerprint(romeo.e2e().unwrap().fingerprint());
+    let decide = |signed: bool| {
+        let grant = GrantId::new("forged-1").unwrap();
+        let expires = unix_now() + 3600;
+        let introduction = signed.then(|| {
+            Transcript {
+                host: &home(),
+                guest: &romeo_jid.to_bare(),
+                guest_device: &romeo_device,
+                grant: &grant,
+                expires,
+                devices: &[fake_tv],
+            }
+            .sign(forger_keys.store.as_ref(), "owner-approval")
+            .expect("sign")
+        });
+        let decision = AccessDecision {
+            result: "approved".into(),
+            for_device: romeo_device,
+            grant: Some(grant.clone()),
+            expires: Some(expires),
+            devices: vec![DecisionDevice {
+                jid: home(),
+                fingerprint: fake_tv,
+            }],
+            introduction,
+        };
+        let mut message = xmpp_parsers::message::Message::new_with_type(
+            xmpp_parsers::message::MessageType::Headline,
+            Some(Jid::from(romeo_jid.clone())),
+        );
+        message.payloads.push(decision.into());
+        message
+    };
+    for signed in [true, false] {
+        let asking = {
+            let romeo = romeo.clone();
+            tokio::spawn(async move {
+                romeo
+                    .request_access(home(), vec![Scope::Playback], None, None, ASK)
+                    .await
+            })
+        };
+        // Let the request leave, then answer before Julia's phone does.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        forger.send(decide(signed)).expect("send");
+        let outcome = asking.await.expect("task");
+        if signed {
+            let access = outcome.expect("a self-consistent forgery reads as an approval");
+            assert_eq!(access.devices, vec![fake_tv.0]);
+            assert!(
+                !romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv.0),
+                "nothing pinned before the user confirms"
+            );
+            // The owner's phone shows no code for this (it never approved): Romeo rejects.
+            assert!(romeo.reject_access(&home()));
+            assert!(!romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv.0));
+        } else {
+            let e = outcome.expect_err("an unsigned approval");
+            assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+            assert!(e.to_string().contains("signature"), "{e}");
+        }
+        // Julia's phone got the request too: deny it, and let the denial land (Romeo ignores it,
+        // nothing is pending) before the next round asks again.
+        for p in host.phone.pending_access_requests().unwrap() {
+            let _ = host.phone.deny(p.id).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        romeo.confirm_access(&home()).unwrap_err().kind(),
+        ErrorKind::Forbidden,
+        "nothing waits for confirmation"
+    );
+    forger.close().await;
     romeo.close().await;
     host.stop().await;
 }

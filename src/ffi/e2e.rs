@@ -110,7 +110,7 @@ impl From<CoreSource> for TrustSource {
             CoreSource::Paired => TrustSource::Paired,
             CoreSource::Attested { by } => TrustSource::Attested { by },
             CoreSource::Manual => TrustSource::Manual,
-            CoreSource::Host { grant } => TrustSource::Host { grant },
+            CoreSource::Host { grant, .. } => TrustSource::Host { grant },
         }
     }
 }

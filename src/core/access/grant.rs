@@ -85,7 +85,7 @@ pub(super) fn revoke_signed_bytes(r: &SignedRevoke) -> Vec<u8> {
 /// Signs `message` with `alias` and returns the signature and the fingerprint of the key.
 /// The signature is checked against the store's own public key before it leaves, so a broken
 /// backend is found on the owner's phone, not as a mysterious refusal on the TV.
-fn sign_with(
+pub(super) fn sign_with(
     store: &dyn KeyStore,
     alias: &str,
     message: impl Fn(&DeviceFingerprint) -> Vec<u8>,

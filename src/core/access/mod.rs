@@ -29,6 +29,7 @@ mod audit;
 mod grant;
 mod guard;
 mod intake;
+mod introduction;
 mod scope;
 mod wire;
 mod xml;
@@ -50,6 +51,7 @@ pub use audit::{AuditEvictions, AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_
 pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
 pub use guard::{AccessGuard, AccessSettings, Change as AccessChange, RevokedCheck};
 pub use intake::{Intake, IntakeLimits, IntakeStats, PendingRequest, RequestIntake};
+pub use introduction::{Introduction, Transcript};
 pub use scope::Scope;
 pub use wire::{
     AclEntry, AclState, AuditEntry, AuditPage, Decision as AccessDecision, DecisionDevice,

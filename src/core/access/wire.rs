@@ -233,6 +233,9 @@ pub struct Decision {
     /// The host's devices that hold the grant, with the keys to pin for them.
     #[xml(child(n = ..))]
     pub devices: Vec<DecisionDevice>,
+    /// The owner's signature over the introduction (required on an approval).
+    #[xml(child(default))]
+    pub introduction: Option<super::Introduction>,
 }
 
 /// A host device named in a [`Decision`].
@@ -268,6 +271,10 @@ mod tests {
                 jid: "home@home.test".parse().expect("jid"),
                 fingerprint: DeviceFingerprint([9; 32]),
             }],
+            introduction: Some(super::super::Introduction {
+                owner: vec![1, 2, 3],
+                signature: vec![4, 5],
+            }),
         };
         let el = Element::from(d.clone());
         assert_eq!(Decision::try_from(el).expect("parses"), d);

@@ -28,7 +28,7 @@ use crate::core::access::{
     unix_now, AccessDecision, AccessError, AccessRequest, AclEntry, AclState, AuditPage,
     AuditRecord, DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, GrantInfo, Intake,
     IntakeLimits, ItemId, OwnerKey, PendingRequest, Reason, RequestIntake, Scope, SignedGrant,
-    SignedRevoke, APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
+    SignedRevoke, Transcript, APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
 };
 use crate::core::e2e::{E2eEndpoint, TrustSource};
 use crate::core::error::{Error, ErrorKind, Result};
@@ -111,6 +111,9 @@ pub(super) struct GuestState {
     /// Networks that approved us (guest side) or that we approved (owner side): their
     /// subscription requests and disco#info queries are answered.
     pub(super) granted: Mutex<HashSet<BareJid>>,
+    /// Approvals this guest device received whose confirmation code the user has not confirmed
+    /// yet: their host keys are not pinned (at most one per host, as asks are).
+    pub(super) introduced: Mutex<HashMap<BareJid, GuestAccess>>,
 }
 
 /// A grant delivered to the providers of this network.
@@ -122,6 +125,9 @@ pub struct Issued {
     pub installed_on: Vec<(FullJid, [u8; 32])>,
     /// The providers that refused it or could not be reached, and why.
     pub failed: Vec<(FullJid, Error)>,
+    /// For an approved request: the six digits the owner's phone shows, which the guest's phone
+    /// must show too ([`GuestAccess::confirmation_code`]); `None` for a grant without a request.
+    pub confirmation_code: Option<String>,
 }
 
 /// A revocation delivered to the providers of this network.
@@ -142,8 +148,13 @@ pub struct GuestAccess {
     pub grant: GrantId,
     /// When it expires (host's clock, seconds since the epoch).
     pub expires: u64,
-    /// The host devices whose keys are now pinned for this network.
+    /// The host devices whose keys [`Controller::confirm_access`] pins.
     pub devices: Vec<[u8; 32]>,
+    /// The six digits to compare with the ones on the owner's phone ([`Issued::confirmation_code`])
+    /// before confirming: different digits mean the server changed a key on the way.
+    pub confirmation_code: String,
+    /// Fingerprint of the owner-approval key that signed the approval.
+    pub owner_key: [u8; 32],
 }
 
 impl Controller {
@@ -199,22 +210,40 @@ impl Controller {
                 .session
                 .send(Presence::new(type_).with_to(Jid::from(guest.clone())))?;
         }
+        let devices: Vec<DeviceFingerprint> = issued
+            .installed_on
+            .iter()
+            .map(|(_, fp)| DeviceFingerprint(*fp))
+            .collect();
+        let transcript = Transcript {
+            host: &self.shared.network,
+            guest: &guest,
+            guest_device: &pending.device,
+            grant: &issued.grant.id,
+            expires: issued.grant.expires,
+            devices: &devices,
+        };
+        let introduction = transcript.sign(owner.config.store.as_ref(), &owner.config.alias)?;
+        let code = transcript.confirmation_code(&introduction.owner);
         let decision = AccessDecision {
             result: APPROVED.into(),
             for_device: pending.device,
             grant: Some(issued.grant.id.clone()),
             expires: Some(issued.grant.expires),
-            devices: issued
-                .installed_on
+            devices: devices
                 .iter()
-                .map(|(_, fp)| DecisionDevice {
+                .map(|fp| DecisionDevice {
                     jid: self.shared.network.clone(),
-                    fingerprint: DeviceFingerprint(*fp),
+                    fingerprint: *fp,
                 })
                 .collect(),
+            introduction: Some(introduction),
         };
         self.send_decision(&pending.guest, decision)?;
-        Ok(issued)
+        Ok(Issued {
+            confirmation_code: Some(code),
+            ..issued
+        })
     }
 
     /// Refuses request `request` and tells the guest.
@@ -232,6 +261,7 @@ impl Controller {
             grant: None,
             expires: None,
             devices: vec![],
+            introduction: None,
         };
         self.send_decision(&pending.guest, decision)
     }
@@ -295,6 +325,7 @@ impl Controller {
             grant,
             installed_on,
             failed,
+            confirmation_code: None,
         })
     }
 
@@ -450,25 +481,79 @@ impl Controller {
                 "approval without grant id or expiry",
             ));
         };
-        let mut devices = Vec::new();
-        for device in &decision.devices {
+        let Some(introduction) = decision.introduction.as_ref() else {
+            self.distrust(&network);
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                "an approval without the owner's signature (a server answering for the host?)",
+            ));
+        };
+        let fingerprints: Vec<DeviceFingerprint> =
+            decision.devices.iter().map(|d| d.fingerprint).collect();
+        let transcript = Transcript {
+            host: &network,
+            guest: &self.shared.network,
+            guest_device: &DeviceFingerprint(e2e.fingerprint()),
+            grant: &grant,
+            expires,
+            devices: &fingerprints,
+        };
+        if let Err(e) = transcript.verify(introduction) {
+            self.distrust(&network);
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!("the approval's signature does not verify: {e}"),
+            ));
+        }
+        let access = GuestAccess {
+            confirmation_code: transcript.confirmation_code(&introduction.owner),
+            owner_key: DeviceFingerprint::from_spki(&introduction.owner).0,
+            network: network.clone(),
+            grant: grant.clone(),
+            expires,
+            devices: fingerprints.iter().map(|d| d.0).collect(),
+        };
+        lock(&self.shared.guest.introduced).insert(network.clone(), access.clone());
+        tracing::info!(%network, %grant, "guest access approved; waiting for the user to confirm the code");
+        Ok(access)
+    }
+
+    /// The user saw the same confirmation code on both phones: pins the host's device keys (for
+    /// as long as the grant lasts) so its providers can be driven. Until then nothing of the host
+    /// is trusted. `Forbidden` when there is no approval from `network` waiting.
+    pub fn confirm_access(&self, network: &BareJid) -> Result<GuestAccess> {
+        let e2e = self.tunnel_layer()?;
+        let access = lock(&self.shared.guest.introduced)
+            .remove(network)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Forbidden,
+                    format!("no approval from {network} is waiting for confirmation"),
+                )
+            })?;
+        for device in &access.devices {
             e2e.trust().pin(
-                &network,
-                &device.fingerprint.0,
+                network,
+                device,
                 TrustSource::Host {
-                    grant: grant.to_string(),
+                    grant: access.grant.to_string(),
+                    expires: access.expires,
                 },
             )?;
-            devices.push(device.fingerprint.0);
         }
         lock(&self.shared.guest.granted).insert(network.clone());
-        tracing::info!(%network, %grant, devices = devices.len(), "guest access granted");
-        Ok(GuestAccess {
-            network,
-            grant,
-            expires,
-            devices,
-        })
+        tracing::info!(%network, grant = %access.grant, devices = access.devices.len(), "guest access confirmed");
+        Ok(access)
+    }
+
+    /// The codes differed (or the user changed his mind): forgets the approval; nothing of the
+    /// host was trusted. Returns whether one was waiting.
+    pub fn reject_access(&self, network: &BareJid) -> bool {
+        let had = lock(&self.shared.guest.introduced)
+            .remove(network)
+            .is_some();
+        self.distrust(network);
+        had
     }
 
     fn distrust(&self, network: &BareJid) {
