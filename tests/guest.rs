@@ -1164,3 +1164,76 @@ async fn a_decision_forged_by_the_server_pins_nothing() {
     romeo.close().await;
     host.stop().await;
 }
+
+/// Issue 12: a revocation cannot spread back. Romeo's grant is on both TVs; the bedroom TV is off
+/// when Julia revokes it (the living-room TV applies it); then the living-room TV is off when the
+/// bedroom TV comes back, still holding the grant. No provider online knows of the revocation,
+/// but Julia's phone does: it revokes the grant there at once instead of leaving it (or copying it
+/// on to the next newcomer).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_cannot_spread_back_from_a_provider_that_missed_it() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acl = dir.path().join("tv2-acl.json");
+    let tv2_keys = keys("tv2");
+    tv2_keys.pin(HOME.jid, &host.phone_keys);
+    host.phone_keys.pin(HOME.jid, &tv2_keys);
+    let start_tv2 = || {
+        start_provider(
+            session_config(&HOME, "tv2"),
+            &tv2_keys,
+            Some(acl.clone()),
+            all_services(),
+        )
+    };
+    let tv2 = start_tv2().await;
+    discover(&host.phone, &tv2).await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let grant = grant_romeo_on(&host, &romeo, 2).await;
+    let romeo_bare = romeo.session().jid().unwrap().to_bare();
+    let romeo_fp = romeo.e2e().unwrap().fingerprint();
+    assert!(tv2.access().unwrap().admits(&romeo_bare, &romeo_fp));
+    tv2.stop().await;
+    let revoked = host
+        .phone
+        .revoke_grant(&pmn::core::access::GrantId::new(grant).unwrap())
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.applied_on, vec![host.tv_jid()]);
+    // The living-room TV goes off; the bedroom TV comes back alone.
+    let Host {
+        _turn,
+        tv,
+        tv_keys: _tv_keys,
+        phone,
+        phone_keys: _phone_keys,
+    } = host;
+    tv.stop().await;
+    let tv2 = start_tv2().await;
+    let guard = tv2.access().expect("access").clone();
+    let deadline = tokio::time::Instant::now() + T;
+    while guard.admits(&romeo_bare, &romeo_fp) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the grant revoked by the owner's phone lived on on TV 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    romeo.close().await;
+    tv2.stop().await;
+    phone.close().await;
+}
+
+/// [`grant_romeo`] for a host with `providers` TVs online (the grant must reach all of them).
+async fn grant_romeo_on(host: &Host, romeo: &Controller, providers: usize) -> String {
+    let (ask, request) = ask(host, romeo, Some("film night")).await;
+    let issued = host
+        .phone
+        .approve(request.id, vec![Scope::Playback], unix_now() + TWO_HOURS)
+        .await
+        .expect("approve");
+    assert_eq!(issued.installed_on.len(), providers, "{issued:?}");
+    ask.await.expect("task").expect("granted");
+    romeo.confirm_access(&home()).expect("confirmed");
+    issued.grant.id.to_string()
+}

@@ -31,6 +31,10 @@ pub struct OwnerOptions {
     /// Whether a newly created key asks for the user (fingerprint, PIN) at every approval.
     #[uniffi(default = false)]
     pub user_presence: bool,
+    /// A file (0600) where the ids of the grants this phone revoked are kept, so a provider that
+    /// missed a revocation cannot spread the grant back after the phone restarts. `None`: memory.
+    #[uniffi(default = None)]
+    pub revoked_grants_file: Option<String>,
 }
 
 /// Lets a provider take guests of other networks (needs `e2e`): the ACL it enforces.
@@ -54,6 +58,7 @@ impl ConnectionConfig {
             alias: o.key_alias.clone(),
             user_presence: o.user_presence,
             limits: IntakeLimits::default(),
+            revoked_grants_file: o.revoked_grants_file.as_ref().map(Into::into),
         })
     }
 

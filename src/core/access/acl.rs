@@ -858,7 +858,7 @@ fn scopes_text(grant: &SignedGrant) -> String {
 }
 
 #[cfg(unix)]
-fn check_permissions(path: &Path) -> Result<(), AccessError> {
+pub(super) fn check_permissions(path: &Path) -> Result<(), AccessError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = fs::metadata(path)
         .map_err(|e| AccessError::Storage(format!("cannot stat {}: {e}", path.display())))?;
@@ -873,13 +873,13 @@ fn check_permissions(path: &Path) -> Result<(), AccessError> {
 }
 
 #[cfg(not(unix))]
-fn check_permissions(_path: &Path) -> Result<(), AccessError> {
+pub(super) fn check_permissions(_path: &Path) -> Result<(), AccessError> {
     // No POSIX mode bits; desktop providers run on Linux and macOS.
     Ok(())
 }
 
 /// Writes `bytes` to `path` via `<path>.tmp` (created `0600`), fsync and rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AccessError> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AccessError> {
     let storage = |what: &str, p: &Path, e: std::io::Error| {
         AccessError::Storage(format!("cannot {what} {}: {e}", p.display()))
     };

@@ -30,6 +30,7 @@ mod grant;
 mod guard;
 mod intake;
 mod introduction;
+mod revoked;
 mod scope;
 mod wire;
 mod xml;
@@ -52,6 +53,7 @@ pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
 pub use guard::{AccessGuard, AccessSettings, Change as AccessChange, RevokedCheck};
 pub use intake::{Intake, IntakeLimits, IntakeStats, PendingRequest, RequestIntake};
 pub use introduction::{Introduction, Transcript};
+pub use revoked::{RevokedGrants, MAX_REVOKED_REMEMBERED};
 pub use scope::Scope;
 pub use wire::{
     AclEntry, AclState, AuditEntry, AuditPage, Decision as AccessDecision, DecisionDevice,

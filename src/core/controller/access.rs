@@ -27,8 +27,8 @@ use super::{lock, Controller, Dispatcher, Shared};
 use crate::core::access::{
     unix_now, AccessDecision, AccessError, AccessRequest, AclEntry, AclState, AuditPage,
     AuditRecord, DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, GrantInfo, Intake,
-    IntakeLimits, ItemId, OwnerKey, PendingRequest, Reason, RequestIntake, Scope, SignedGrant,
-    SignedRevoke, Transcript, APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
+    IntakeLimits, ItemId, OwnerKey, PendingRequest, Reason, RequestIntake, RevokedGrants, Scope,
+    SignedGrant, SignedRevoke, Transcript, APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
 };
 use crate::core::e2e::{E2eEndpoint, TrustSource};
 use crate::core::error::{Error, ErrorKind, Result};
@@ -47,6 +47,10 @@ pub struct OwnerAccess {
     pub user_presence: bool,
     /// How guest requests are de-duplicated and rate-limited before they reach the owner.
     pub limits: IntakeLimits,
+    /// Where the ids of the grants this phone revoked are kept (0600), so that no provider that
+    /// missed a revocation spreads the grant back, even after the phone restarts. `None`: only in
+    /// memory.
+    pub revoked_grants_file: Option<std::path::PathBuf>,
 }
 
 impl OwnerAccess {
@@ -57,6 +61,7 @@ impl OwnerAccess {
             alias: alias.into(),
             user_presence: false,
             limits: IntakeLimits::default(),
+            revoked_grants_file: None,
         }
     }
 }
@@ -78,6 +83,8 @@ pub(super) struct OwnerState {
     spki: Vec<u8>,
     intake: Mutex<RequestIntake>,
     requests: broadcast::Sender<PendingRequest>,
+    /// The grants this phone revoked: never copied to a provider, revoked wherever still held.
+    revoked: Mutex<RevokedGrants>,
 }
 
 impl OwnerState {
@@ -95,7 +102,12 @@ impl OwnerState {
                 .map_err(|e| Error::from(AccessError::Signing(e)))?,
             Err(e) => return Err(AccessError::Signing(e).into()),
         };
+        let revoked = match &config.revoked_grants_file {
+            Some(path) => RevokedGrants::open(path)?,
+            None => RevokedGrants::in_memory(),
+        };
         Ok(OwnerState {
+            revoked: Mutex::new(revoked),
             intake: Mutex::new(RequestIntake::new(config.limits.clone())),
             requests: broadcast::channel(REQUEST_CAPACITY).0,
             spki,
@@ -370,6 +382,9 @@ impl Controller {
         failed.extend(refused);
         if applied.is_empty() {
             return Err(first_failure(failed, "no provider applied the revocation"));
+        }
+        if let Err(e) = lock(&owner.revoked).insert(id.clone()) {
+            tracing::warn!(grant = %id, error = %e, "could not store the revocation on this phone");
         }
         let guest = grants
             .iter()
@@ -689,9 +704,23 @@ impl Shared {
             .map(|e| (e.grant.id.clone(), e))
             .collect();
         let version = states.values().map(|s| s.version).max().unwrap_or(0) + 1;
-        for info in others {
+        // What this phone revoked counts as revoked, whatever the providers online say: the one
+        // that knew may be off, and the newcomer (or the only other one) may have missed it.
+        let revoked_here = |id: &GrantId| lock(&owner.revoked).contains(id);
+        let mut infos = others;
+        for entry in &theirs.entries {
+            if revoked_here(&entry.grant.id) && !infos.iter().any(|i| i.grant.id == entry.grant.id)
+            {
+                infos.push(GrantInfo {
+                    grant: entry.grant.clone(),
+                    revoked_at: Some(unix_now()),
+                    active: false,
+                });
+            }
+        }
+        for info in infos {
             let mine = held.get(&info.grant.id);
-            let revoked_elsewhere = info.revoked_at.is_some();
+            let revoked_elsewhere = info.revoked_at.is_some() || revoked_here(&info.grant.id);
             let payload = match (mine, revoked_elsewhere) {
                 (Some(entry), true) if entry.revoked_at.is_none() => {
                     match SignedRevoke::sign(
