@@ -1237,3 +1237,65 @@ async fn grant_romeo_on(host: &Host, romeo: &Controller, providers: usize) -> St
     romeo.confirm_access(&home()).expect("confirmed");
     issued.grant.id.to_string()
 }
+
+/// Issue 12: an owner makes another phone an owner, lists the keys, and removes one. Before, the
+/// tablet's grants are refused; once added, it signs grants the TV takes; once removed, they end.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_adds_lists_and_removes_a_second_owner() {
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let tablet_keys = keys("julia-tablet");
+    host.tv_keys.pin(HOME.jid, &tablet_keys);
+    tablet_keys.pin(HOME.jid, &host.tv_keys);
+    let tablet = start_phone(session_config(&HOME, "tablet"), &tablet_keys, true).await;
+    discover(&tablet, &host.tv).await;
+    let mallory = || async {
+        tablet
+            .grant_access(
+                "mallory@friend.test".parse().unwrap(),
+                DeviceFingerprint([0x66; 32]),
+                vec![Scope::Playback],
+                None,
+                unix_now() + TWO_HOURS,
+            )
+            .await
+    };
+    assert_eq!(mallory().await.unwrap_err().kind(), ErrorKind::Forbidden);
+    // The non-owner cannot add itself either.
+    let tablet_spki = tablet.owner_public_key().expect("owner role configured");
+    let tablet_fp = DeviceFingerprint(tablet_keys.fingerprint());
+    assert_eq!(
+        tablet
+            .add_owner(tablet_spki.clone(), tablet_fp)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden
+    );
+    // Julia's phone adds it.
+    let took = host
+        .phone
+        .add_owner(tablet_spki.clone(), tablet_fp)
+        .await
+        .expect("add");
+    assert_eq!(took, vec![host.tv_jid()]);
+    let owners = host.phone.owner_keys().await.expect("list");
+    assert_eq!(owners.len(), 2, "{owners:?}");
+    let phone_fp = DeviceFingerprint(host.phone_keys.fingerprint());
+    assert!(owners.iter().any(|o| o.device == Some(phone_fp)));
+    assert!(owners
+        .iter()
+        .any(|o| o.device == Some(tablet_fp) && o.spki == tablet_spki));
+    // Now the tablet's grants are taken…
+    mallory().await.expect("an owner's grant");
+    assert_eq!(host.tv.access().unwrap().active_grants().len(), 2);
+    // …until Julia removes its key: they end, Romeo's (signed by Julia) stays.
+    host.phone.remove_owner(tablet_spki).await.expect("remove");
+    assert_eq!(host.tv.access().unwrap().active_grants().len(), 1);
+    assert_eq!(host.phone.owner_keys().await.expect("list").len(), 1);
+    assert!(romeo.player(host.tv_jid()).status().await.is_ok());
+    tablet.close().await;
+    romeo.close().await;
+    host.stop().await;
+}

@@ -294,6 +294,20 @@ impl AccessGuard {
                 };
                 Ok((state(&acl).into(), change))
             }
+            ("owners", false) => {
+                let devices: std::collections::BTreeMap<_, _> =
+                    acl.owner_devices().into_iter().collect();
+                let mut owners = Vec::new();
+                for spki in acl.owner_keys().spkis() {
+                    let fp = DeviceFingerprint::from_spki(&spki);
+                    owners.push(OwnerKey {
+                        key: spki,
+                        device: devices.get(&fp).copied(),
+                        remove: false,
+                    });
+                }
+                Ok((super::OwnerList { owners }.into(), Change::None))
+            }
             ("acl", false) => {
                 let entries = acl
                     .grants(now)

@@ -57,7 +57,7 @@ pub use revoked::{RevokedGrants, MAX_REVOKED_REMEMBERED};
 pub use scope::Scope;
 pub use wire::{
     AclEntry, AclState, AuditEntry, AuditPage, Decision as AccessDecision, DecisionDevice,
-    OwnerKey, APPROVED, DENIED, MAX_AUDIT_PAGE, MAX_DECISION_DEVICES,
+    OwnerKey, OwnerList, APPROVED, DENIED, MAX_AUDIT_PAGE, MAX_DECISION_DEVICES,
 };
 pub use xml::{
     AccessRequest, GrantId, ItemId, Reason, SignedGrant, SignedRevoke, MAX_ITEM_ID_BYTES,

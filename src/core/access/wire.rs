@@ -88,7 +88,19 @@ pub struct AclState {
     pub entries: Vec<AclEntry>,
 }
 
+/// The owner keys a provider holds (iq get with no children; the result lists them, each with the
+/// device that holds it when known). At most [`super::MAX_OWNER_KEYS`] (and the configured ones).
+#[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
+#[xml(namespace = NS_ACCESS, name = "owners", on_unknown_child = Fail, on_unknown_attribute = Fail)]
+pub struct OwnerList {
+    /// The keys.
+    #[xml(child(n = ..))]
+    pub owners: Vec<OwnerKey>,
+}
+
 impl xmpp_parsers::iq::IqSetPayload for OwnerKey {}
+impl xmpp_parsers::iq::IqGetPayload for OwnerList {}
+impl xmpp_parsers::iq::IqResultPayload for OwnerList {}
 impl xmpp_parsers::iq::IqGetPayload for AclState {}
 impl xmpp_parsers::iq::IqResultPayload for AclState {}
 

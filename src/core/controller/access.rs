@@ -27,8 +27,9 @@ use super::{lock, Controller, Dispatcher, Shared};
 use crate::core::access::{
     unix_now, AccessDecision, AccessError, AccessRequest, AclEntry, AclState, AuditPage,
     AuditRecord, DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, GrantInfo, Intake,
-    IntakeLimits, ItemId, OwnerKey, PendingRequest, Reason, RequestIntake, RevokedGrants, Scope,
-    SignedGrant, SignedRevoke, Transcript, APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
+    IntakeLimits, ItemId, OwnerKey, OwnerList, PendingRequest, Reason, RequestIntake,
+    RevokedGrants, Scope, SignedGrant, SignedRevoke, Transcript, APPROVED, DENIED,
+    MAX_DECISION_DEVICES, NS_ACCESS,
 };
 use crate::core::e2e::{E2eEndpoint, TrustSource};
 use crate::core::error::{Error, ErrorKind, Result};
@@ -140,6 +141,20 @@ pub struct Issued {
     /// For an approved request: the six digits the owner's phone shows, which the guest's phone
     /// must show too ([`GuestAccess::confirmation_code`]); `None` for a grant without a request.
     pub confirmation_code: Option<String>,
+}
+
+/// An owner-approval key of the network, as its providers hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerKeyInfo {
+    /// The key's fingerprint.
+    pub key: DeviceFingerprint,
+    /// The key (DER SPKI), what [`Controller::remove_owner`] takes.
+    pub spki: Vec<u8>,
+    /// The device (TLS key) that holds it, when the provider knows (keys configured at a
+    /// provider's start have none).
+    pub device: Option<DeviceFingerprint>,
+    /// The online providers that hold it.
+    pub providers: Vec<FullJid>,
 }
 
 /// A revocation delivered to the providers of this network.
@@ -339,6 +354,95 @@ impl Controller {
             failed,
             confirmation_code: None,
         })
+    }
+
+    /// This phone's owner-approval key (DER SPKI). Another owner phone makes this one an owner
+    /// with [`Controller::add_owner`]; until then the providers refuse this key (it is not the
+    /// household's first).
+    pub fn owner_public_key(&self) -> Result<Vec<u8>> {
+        Ok(self.owner()?.spki.clone())
+    }
+
+    /// The owner keys the network's online providers hold (merged by key), with the device that
+    /// holds each when known.
+    pub async fn owner_keys(&self) -> Result<Vec<OwnerKeyInfo>> {
+        self.owner()?;
+        let targets = self.shared.own_providers()?;
+        let calls = targets.iter().map(|jid| async move {
+            let query = Element::from(OwnerList { owners: vec![] });
+            let answer = self.shared.access_iq(jid, false, query).await;
+            (
+                jid,
+                answer.and_then(|el| {
+                    OwnerList::try_from(el)
+                        .map_err(|e| Error::new(ErrorKind::Protocol, format!("<owners>: {e}")))
+                }),
+            )
+        });
+        let mut merged: BTreeMap<DeviceFingerprint, OwnerKeyInfo> = BTreeMap::new();
+        let mut failed = Vec::new();
+        for (jid, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(list) => {
+                    for owner in list.owners {
+                        let key = DeviceFingerprint::from_spki(&owner.key);
+                        let info = merged.entry(key).or_insert_with(|| OwnerKeyInfo {
+                            key,
+                            spki: owner.key.clone(),
+                            device: None,
+                            providers: vec![],
+                        });
+                        info.device = info.device.or(owner.device);
+                        info.providers.push(jid.clone());
+                    }
+                }
+                Err(e) => failed.push((jid.clone(), e)),
+            }
+        }
+        if merged.is_empty() && !failed.is_empty() {
+            return Err(first_failure(failed, "no provider listed its owner keys"));
+        }
+        Ok(merged.into_values().collect())
+    }
+
+    /// Makes another phone an owner: registers its owner-approval key `spki` (from
+    /// [`Controller::owner_public_key`] on that phone), held by the device whose TLS key is
+    /// `device`, on every online provider. Only an owner device may; returns where it took.
+    pub async fn add_owner(
+        &self,
+        spki: Vec<u8>,
+        device: DeviceFingerprint,
+    ) -> Result<Vec<FullJid>> {
+        self.owner_change(OwnerKey {
+            key: spki,
+            device: Some(device),
+            remove: false,
+        })
+        .await
+    }
+
+    /// Removes the owner key `spki` on every online provider: every grant it signed ends there.
+    /// Only an owner device may; returns where it took.
+    pub async fn remove_owner(&self, spki: Vec<u8>) -> Result<Vec<FullJid>> {
+        self.owner_change(OwnerKey {
+            key: spki,
+            device: None,
+            remove: true,
+        })
+        .await
+    }
+
+    async fn owner_change(&self, change: OwnerKey) -> Result<Vec<FullJid>> {
+        self.owner()?;
+        let targets = self.shared.own_providers()?;
+        let (applied, failed) = self
+            .shared
+            .each_provider(&targets, true, Element::from(change))
+            .await;
+        if applied.is_empty() {
+            return Err(first_failure(failed, "no provider took the owner change"));
+        }
+        Ok(applied.into_keys().collect())
     }
 
     /// Every grant held by the online providers of this network (merged by id; a grant revoked

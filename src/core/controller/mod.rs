@@ -12,7 +12,7 @@
 
 mod access;
 
-pub use access::{GuestAccess, Issued, OwnerAccess, Revoked};
+pub use access::{GuestAccess, Issued, OwnerAccess, OwnerKeyInfo, Revoked};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
