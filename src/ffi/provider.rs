@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::diagnostics::{self, Live};
-use super::error::PmnError;
+use super::error::{CallOutcome, PmnError};
 use super::records::ConnectionConfig;
 use super::runtime;
 use crate::core::provider::Provider as CoreProvider;
@@ -49,6 +49,7 @@ impl Provider {
             .map(f)
             .ok_or_else(|| PmnError::NotConnected {
                 detail: "the provider is stopped".into(),
+                outcome: CallOutcome::NotRun,
             })
     }
 }

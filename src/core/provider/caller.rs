@@ -157,6 +157,16 @@ impl Caller {
         self.jid().and_then(|j| j.clone().try_into_full().ok())
     }
 
+    /// The key of the tunnel the request came through (`None` in clear): part of the caller's
+    /// identity in the provider's call log, so an answer given through a tunnel is never
+    /// repeated in clear.
+    pub(crate) fn key(&self) -> Option<[u8; 32]> {
+        match self {
+            Caller::OwnDeviceTunnel { key, .. } | Caller::Guest { key, .. } => *key,
+            _ => None,
+        }
+    }
+
     /// Whether the caller is a device of this network (either way in).
     pub(crate) fn is_own_device(&self) -> bool {
         matches!(

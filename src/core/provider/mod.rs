@@ -30,6 +30,10 @@
 //! §5). Owner devices manage the grants through their tunnel (`<owner/>`, `<grant/>`, `<revoke/>`,
 //! `<acl/>`, `<audit/>`) and read the audit log as `access.audit` events after `access.subscribe`.
 //!
+//! Calls that carry a call id ([`crate::core::rpc::CallId`]) are remembered for a while
+//! ([`ProviderLimits::call_memory`]): a controller's retry of a call gets the first answer and the
+//! method runs once (`calls.rs`).
+//!
 //! Everything keyed by input from outside is bounded ([`ProviderLimits`]); a caller that hits a
 //! bound gets a typed stanza error (`resource-constraint`) and the refusal is counted
 //! ([`ProviderStats`]).
@@ -142,6 +146,8 @@ pub struct Provider {
     access: Option<Arc<AccessGuard>>,
     subscriptions: Arc<Mutex<feed::Subscriptions>>,
     stats: Arc<limits::Counters>,
+    /// The memory of recent calls (for [`Provider::stats`]).
+    call_log: calls::SharedCallLog,
     task: JoinHandle<()>,
 }
 
@@ -236,6 +242,8 @@ impl Provider {
             media: config.media.clone(),
             stats: stats.clone(),
         };
+        let in_flight = calls::InFlight::new(&config.limits, stats.clone());
+        let call_log = in_flight.log().clone();
         let task = tokio::spawn(
             dispatch::Dispatcher {
                 pairings: pairings.clone(),
@@ -249,7 +257,7 @@ impl Provider {
                 caps_ver: plumbing::caps_ver(&info),
                 info,
                 subscriptions: subscriptions.clone(),
-                calls: calls::InFlight::new(&config.limits, stats.clone()),
+                calls: in_flight,
                 stats: stats.clone(),
             }
             .run(inbound, events_rx, e2e_rx),
@@ -262,6 +270,7 @@ impl Provider {
             access,
             subscriptions,
             stats,
+            call_log,
             task,
         })
     }
@@ -296,9 +305,20 @@ impl Provider {
         feed::lock(&self.subscriptions).len()
     }
 
-    /// How often callers hit a bound or were refused by the media policy, since the start.
+    /// How often callers hit a bound or were refused by the media policy, and what the memory
+    /// of recent calls holds and did, since the start.
     pub fn stats(&self) -> ProviderStats {
-        self.stats.snapshot()
+        let log = self
+            .call_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stats();
+        ProviderStats {
+            calls_remembered: log.entries,
+            calls_deduplicated: log.deduplicated,
+            calls_forgotten: log.forgotten,
+            ..self.stats.snapshot()
+        }
     }
 
     /// Goes offline: unavailable presence, stream closed.

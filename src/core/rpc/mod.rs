@@ -5,19 +5,28 @@
 //! malformed payload → `bad-request`, caller not allowed → `forbidden`), while a method that ran and
 //! failed answers an XML-RPC fault. [`stanza_error_for`] and [`error_from_stanza`] are the one place
 //! where the two vocabularies are translated.
+//!
+//! Every call our controllers send carries a [`CallId`] (see [`call_id`] for the wire) that its
+//! retries repeat; providers remember recent ids ([`CallLog`]) and answer a repeat with the first
+//! answer instead of running the method again. Every error of a call says whether it ran
+//! ([`crate::core::error::CallOutcome`]): [`outcome_of_stanza_error`] is the rule for refusals.
 
+pub mod call_id;
 mod client;
+pub mod dedup;
 mod router;
 mod value_serde;
 pub mod xmlrpc;
 
-pub use client::call;
+pub use call_id::{CallId, NS_CALL};
 pub(crate) use client::call_with;
+pub use client::{call, call_as};
+pub use dedup::{CallLog, CallLogStats};
 pub use router::{CallContext, RpcRouter, Service};
 
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use crate::core::error::{Error, ErrorKind};
+use crate::core::error::{CallOutcome, Error, ErrorKind};
 
 /// The stanza error a provider answers for a failed call.
 pub fn stanza_error_for(error: &Error) -> StanzaError {
@@ -58,6 +67,28 @@ pub fn error_from_stanza(method: &str, error: &StanzaError) -> Error {
         kind,
         format!("{method}: {:?}{text}", error.defined_condition),
     )
+}
+
+/// Whether a call answered with this stanza error ran. Stanza errors are refusals: the provider
+/// (or a server on the way) said no before the method ran — except a server's
+/// `remote-server-timeout`, which may come after the request went on, and conditions outside
+/// the refusal vocabulary of [`stanza_error_for`], whose meaning we cannot know.
+pub fn outcome_of_stanza_error(error: &StanzaError) -> CallOutcome {
+    match error.defined_condition {
+        DefinedCondition::ItemNotFound
+        | DefinedCondition::FeatureNotImplemented
+        | DefinedCondition::BadRequest
+        | DefinedCondition::NotAcceptable
+        | DefinedCondition::Forbidden
+        | DefinedCondition::NotAuthorized
+        | DefinedCondition::ServiceUnavailable
+        | DefinedCondition::RecipientUnavailable
+        | DefinedCondition::RemoteServerNotFound
+        | DefinedCondition::ResourceConstraint
+        | DefinedCondition::PolicyViolation
+        | DefinedCondition::NotAllowed => CallOutcome::NotRun,
+        _ => CallOutcome::Unknown,
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub use connector::{ConnectorError, PmnConnector, ServerAddress};
 pub use tls::{client_config, ServerTrust};
 pub use tokio_xmpp::xmlstream::{MAX_ELEMENT_BYTES, MAX_ELEMENT_DEPTH};
 
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 
 /// How to log in.
 #[derive(Debug, Clone)]
@@ -348,6 +348,8 @@ impl Session {
 
     /// Sends an iq `get` or `set` and waits at most `timeout` for its answer.
     ///
+    /// Errors say whether the request left ([`CallOutcome`]): `NotRun` when the session had ended
+    /// before it was queued, `Unknown` for anything after (deadline, reset, end of the session).
     /// The iq's `id` is replaced by a fresh one. A response is accepted only from the JID the
     /// request was sent to, so another entity cannot answer in its place.
     pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<IqReply> {
@@ -370,9 +372,11 @@ impl Session {
                 reply: reply_tx,
             })
             .map_err(|_| not_connected())?;
+        // From here on the request may have left: whatever fails it (its deadline, a reset, the
+        // session ending) cannot tell whether the peer acted on it.
         match reply_rx.await {
-            Ok(reply) => reply,
-            Err(_) => Err(not_connected()),
+            Ok(reply) => reply.map_err(|e| e.with_outcome(CallOutcome::Unknown)),
+            Err(_) => Err(not_connected().with_outcome(CallOutcome::Unknown)),
         }
     }
 
