@@ -245,6 +245,11 @@ impl Shared {
             result = sent => result,
             () = interrupted(state) => {
                 tracing::debug!(%provider, %method, %id, "call in flight failed: the session was interrupted");
+                if let Some(e2e) = &self.e2e {
+                    // The next call (a retry) starts on a fresh tunnel, whatever the interruption
+                    // did to this one's bytes.
+                    e2e.reset_tunnel(provider, "a call in it was cut off by a session interruption");
+                }
                 Err(lost())
             }
         };
