@@ -18,7 +18,7 @@
 //! client) is simply never de-duplicated.
 
 use minidom::Element;
-use xso::exports::rxml::xml_ncname;
+use xso::{AsXml, FromXml};
 
 /// Namespace of the call-id element.
 pub const NS_CALL: &str = "urn:xmpp:tmp:pmn:call:0";
@@ -63,6 +63,15 @@ impl std::fmt::Display for CallId {
     }
 }
 
+/// The `<call xmlns='urn:xmpp:tmp:pmn:call:0' id='…'/>` element; children are refused.
+#[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
+#[xml(namespace = NS_CALL, name = "call", on_unknown_child = Fail)]
+pub struct CallElement {
+    /// The call id as written ([`CallId::parse`] decides whether it is one).
+    #[xml(attribute)]
+    pub id: String,
+}
+
 /// What a `<query>` says about its call id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallIdField {
@@ -79,11 +88,9 @@ pub enum CallIdField {
 /// [`xmlrpc::call_to_query`].
 pub fn attach(query: Element, id: &CallId) -> Element {
     let mut query = query;
-    query.append_child(
-        Element::builder("call", NS_CALL)
-            .attr(xml_ncname!("id").into(), id.as_str())
-            .build(),
-    );
+    query.append_child(Element::from(CallElement {
+        id: id.as_str().to_owned(),
+    }));
     query
 }
 
@@ -97,9 +104,12 @@ pub fn of_query(query: &Element) -> CallIdField {
             CallIdField::Absent
         };
     };
-    match first.attr("id").and_then(CallId::parse) {
-        Some(id) => CallIdField::Present(id),
-        None => CallIdField::Invalid,
+    match CallElement::try_from(first.clone()) {
+        Ok(element) => match CallId::parse(&element.id) {
+            Some(id) => CallIdField::Present(id),
+            None => CallIdField::Invalid,
+        },
+        Err(_) => CallIdField::Invalid,
     }
 }
 
@@ -128,8 +138,20 @@ mod tests {
         // Twice, or malformed: refused.
         let twice = attach(query.clone(), &id);
         assert_eq!(of_query(&twice), CallIdField::Invalid);
-        let bad = attach(plain, &CallId("has space".into()));
+        let bad = attach(plain.clone(), &CallId("has space".into()));
         assert_eq!(of_query(&bad), CallIdField::Invalid);
+        // No id, or a child inside: refused.
+        let mut no_id = plain.clone();
+        no_id.append_child(Element::builder("call", NS_CALL).build());
+        assert_eq!(of_query(&no_id), CallIdField::Invalid);
+        let mut nested = plain;
+        nested.append_child(
+            Element::builder("call", NS_CALL)
+                .attr(xso::exports::rxml::xml_ncname!("id").into(), "abc")
+                .append(Element::builder("x", NS_CALL).build())
+                .build(),
+        );
+        assert_eq!(of_query(&nested), CallIdField::Invalid);
         assert!(CallId::parse(&"a".repeat(MAX_CALL_ID_LEN + 1)).is_none());
         assert!(CallId::parse(id.as_str()).is_some());
     }
