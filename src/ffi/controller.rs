@@ -280,6 +280,18 @@ impl Controller {
         }
     }
 
+    /// Tells the library whether the app is in the foreground: call it from Android's
+    /// `ProcessLifecycleOwner` (`onStart` → true, `onStop` → false) or iOS's
+    /// `didBecomeActive`/`didEnterBackground`. In the background the server is told the client
+    /// is inactive (XEP-0352, when it supports it), so it may hold back presence and events until
+    /// the app returns, and later connections use a longer keepalive; calls work either way.
+    /// Does nothing before `connect`.
+    pub fn set_foreground(&self, foreground: bool) {
+        if let Ok(core) = self.core() {
+            core.set_foreground(foreground);
+        }
+    }
+
     /// Goes offline. The controller cannot be connected again; create a new one.
     pub async fn disconnect(&self) {
         if let Ok(core) = self.core() {

@@ -105,6 +105,19 @@ impl Provider {
         }
     }
 
+    /// Tells the library whether the app is in the foreground (see
+    /// `Controller.setForeground`). Does nothing before `start` or after `stop`.
+    pub fn set_foreground(&self, foreground: bool) {
+        if let Some(p) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            p.set_foreground(foreground);
+        }
+    }
+
     /// Goes offline. Idempotent.
     pub async fn stop(&self) {
         let core = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();

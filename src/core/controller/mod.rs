@@ -642,6 +642,14 @@ impl Controller {
         })
     }
 
+    /// The app went to the foreground (`true`) or the background: XEP-0352 client state and the
+    /// keepalive, see [`Session::set_foreground`]. In the background the server may hold back
+    /// events sent in clear (headline messages) until the app is active again; calls work
+    /// either way.
+    pub fn set_foreground(&self, foreground: bool) {
+        self.shared.session.set_foreground(foreground);
+    }
+
     /// Goes offline and ends the session. Pending calls fail with `NotConnected`.
     pub async fn close(&self) {
         self.shared.session.close().await;

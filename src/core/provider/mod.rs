@@ -321,6 +321,13 @@ impl Provider {
         }
     }
 
+    /// The device went to the foreground (`true`) or the background (a TV whose app is not
+    /// shown): XEP-0352 client state and the keepalive, see [`Session::set_foreground`]. Calls
+    /// are iq requests, which the server delivers at once either way.
+    pub fn set_foreground(&self, foreground: bool) {
+        self.session.set_foreground(foreground);
+    }
+
     /// Goes offline: unavailable presence, stream closed.
     pub async fn stop(mut self) {
         self.session.close().await;
