@@ -121,6 +121,7 @@ impl InFlight {
                 limits.call_memory,
                 limits.calls_remembered_per_caller,
                 limits.calls_remembered,
+                limits.calls_remembered_bytes,
             ))),
         }
     }

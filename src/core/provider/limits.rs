@@ -46,6 +46,10 @@ pub struct ProviderLimits {
     pub calls_remembered_per_caller: usize,
     /// Calls remembered for all callers together; the oldest is forgotten first.
     pub calls_remembered: usize,
+    /// Bytes the remembered answers may take together (an estimate); the oldest are forgotten
+    /// first. An answer over [`crate::core::rpc::dedup::MAX_REMEMBERED_ANSWER`] is remembered
+    /// only as "it ran" ([`crate::core::rpc::dedup::FAULT_ANSWER_NOT_KEPT`]).
+    pub calls_remembered_bytes: usize,
 }
 
 impl Default for ProviderLimits {
@@ -61,6 +65,7 @@ impl Default for ProviderLimits {
             call_memory: crate::core::rpc::dedup::DEFAULT_WINDOW,
             calls_remembered_per_caller: 128,
             calls_remembered: 1024,
+            calls_remembered_bytes: crate::core::rpc::dedup::DEFAULT_BYTES,
         }
     }
 }

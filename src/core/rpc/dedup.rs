@@ -13,6 +13,10 @@
 //! counted ([`CallLogStats::forgotten`]). A flood of fresh ids from one caller thus only pushes out
 //! its own entries, never another caller's, as long as `per_caller × callers ≤ total`.
 //!
+//! Answers are remembered up to [`MAX_REMEMBERED_ANSWER`] bytes each and a byte budget in all (the
+//! oldest go first when it is spent). A repeat of a call whose answer was too large to keep is not
+//! run again either: it gets fault [`FAULT_ANSWER_NOT_KEPT`], which says the call ran.
+//!
 //! What it cannot promise: a provider that restarts has forgotten everything, and so has one whose
 //! entry was pushed out by the caller's own flood; a retry then runs again.
 
@@ -25,7 +29,7 @@ use tokio::time::Instant;
 
 use super::call_id::CallId;
 use super::xmlrpc::Value;
-use crate::core::error::Result;
+use crate::core::error::{Error, Result};
 
 /// The answer of a finished call, as remembered (cheap to clone for each repeat).
 pub type Answer = Result<Value>;
@@ -33,6 +37,45 @@ pub type Answer = Result<Value>;
 /// Default [`CallLog::window`]: longer than any controller's retries (10 s timeout, a reconnect
 /// or two), short enough that the table stays small.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
+
+/// Largest answer remembered as it was (an estimate of its size in memory); a larger one is
+/// remembered as [`FAULT_ANSWER_NOT_KEPT`].
+pub const MAX_REMEMBERED_ANSWER: usize = 64 * 1024;
+
+/// The fault a repeat gets when its call ran but its answer was too large to remember: the call
+/// is not run again, and the caller learns it ran (HTTP's 410 Gone: the answer is gone).
+pub const FAULT_ANSWER_NOT_KEPT: i32 = 410;
+
+/// Default byte budget of a [`CallLog`].
+pub const DEFAULT_BYTES: usize = 4 * 1024 * 1024;
+
+/// An estimate of what `answer` takes in memory: string and byte lengths plus a fixed cost per
+/// value.
+fn answer_bytes(answer: &Answer) -> usize {
+    const NODE: usize = 32;
+    let value = match answer {
+        Ok(value) => value,
+        Err(e) => return NODE + e.message().len(),
+    };
+    let mut total = 0usize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        total = total.saturating_add(NODE);
+        match v {
+            Value::String(t) | Value::DateTime(t) => total = total.saturating_add(t.len()),
+            Value::Base64(b) => total = total.saturating_add(b.len()),
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Struct(members) => {
+                for (name, member) in members {
+                    total = total.saturating_add(name.len());
+                    stack.push(member);
+                }
+            }
+            Value::Int(_) | Value::Bool(_) | Value::Double(_) | Value::Nil => {}
+        }
+    }
+    total
+}
 
 /// Counts of a [`CallLog`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +98,8 @@ enum State {
 struct Entry {
     seq: u64,
     state: State,
+    /// What the remembered answer takes (0 while running).
+    bytes: usize,
 }
 
 /// What [`CallLog::begin`] found.
@@ -87,6 +132,9 @@ pub struct CallLog<K> {
     window: Duration,
     per_caller: usize,
     total: usize,
+    /// Byte budget for remembered answers, and what they take now.
+    max_bytes: usize,
+    bytes: usize,
     entries: HashMap<(K, CallId), Entry>,
     /// Every entry by age (its sequence number), oldest first.
     order: BTreeMap<u64, (K, CallId)>,
@@ -104,18 +152,21 @@ impl<K> std::fmt::Debug for CallLog<K> {
             .field("entries", &self.entries.len())
             .field("per_caller", &self.per_caller)
             .field("total", &self.total)
+            .field("bytes", &self.bytes)
             .finish()
     }
 }
 
 impl<K: Hash + Eq + Clone> CallLog<K> {
-    /// A log remembering answers for `window`, at most `per_caller` entries per caller and
-    /// `total` in all (each at least 1).
-    pub fn new(window: Duration, per_caller: usize, total: usize) -> Self {
+    /// A log remembering answers for `window`, at most `per_caller` entries per caller,
+    /// `total` in all (each at least 1) and answers of `max_bytes` together.
+    pub fn new(window: Duration, per_caller: usize, total: usize, max_bytes: usize) -> Self {
         CallLog {
             window,
             per_caller: per_caller.max(1),
             total: total.max(1),
+            max_bytes,
+            bytes: 0,
             entries: HashMap::new(),
             order: BTreeMap::new(),
             per: HashMap::new(),
@@ -177,6 +228,7 @@ impl<K: Hash + Eq + Clone> CallLog<K> {
             Entry {
                 seq,
                 state: State::Running(rx),
+                bytes: 0,
             },
         );
         self.order.insert(seq, key);
@@ -196,10 +248,32 @@ impl<K: Hash + Eq + Clone> CallLog<K> {
     ) {
         ticket.publish(&answer);
         let key = (caller.clone(), id.clone());
-        if let Some(entry) = self.entries.get_mut(&key) {
-            if entry.seq == ticket.seq {
-                entry.state = State::Done { at: now, answer };
-            }
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return;
+        };
+        if entry.seq != ticket.seq {
+            return;
+        }
+        let mut bytes = answer_bytes(&answer);
+        let answer = if bytes > MAX_REMEMBERED_ANSWER {
+            let kept = Err(Error::fault(
+                FAULT_ANSWER_NOT_KEPT,
+                "the call ran; its answer was too large to remember for a repeat",
+            ));
+            bytes = answer_bytes(&kept);
+            kept
+        } else {
+            answer
+        };
+        entry.state = State::Done { at: now, answer };
+        entry.bytes = bytes;
+        self.bytes = self.bytes.saturating_add(bytes);
+        // Over the budget: the oldest go, this one too if it is the only one left.
+        while self.bytes > self.max_bytes {
+            let Some(oldest) = self.order.keys().next().copied() else {
+                break;
+            };
+            self.forget(oldest, true);
         }
     }
 
@@ -234,7 +308,9 @@ impl<K: Hash + Eq + Clone> CallLog<K> {
         let Some(key) = self.order.remove(&seq) else {
             return;
         };
-        self.entries.remove(&key);
+        if let Some(entry) = self.entries.remove(&key) {
+            self.bytes = self.bytes.saturating_sub(entry.bytes);
+        }
         if let Some(set) = self.per.get_mut(&key.0) {
             set.remove(&seq);
             if set.is_empty() {
@@ -250,7 +326,7 @@ impl<K: Hash + Eq + Clone> CallLog<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::error::{Error, ErrorKind};
+    use crate::core::error::ErrorKind;
 
     fn id(n: u32) -> CallId {
         CallId::parse(&format!("id{n}")).expect("valid id")
@@ -258,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_repeat_gets_the_first_answer_and_a_running_repeat_shares_the_run() {
-        let mut log: CallLog<&str> = CallLog::new(Duration::from_secs(120), 8, 32);
+        let mut log: CallLog<&str> = CallLog::new(Duration::from_secs(120), 8, 32, DEFAULT_BYTES);
         let t0 = Instant::now();
         let Begin::Run(ticket) = log.begin(&"phone", &id(1), t0) else {
             panic!("a new call runs");
@@ -284,7 +360,7 @@ mod tests {
 
     #[test]
     fn a_refused_run_is_forgotten_so_its_retry_runs() {
-        let mut log: CallLog<&str> = CallLog::new(Duration::from_secs(120), 8, 32);
+        let mut log: CallLog<&str> = CallLog::new(Duration::from_secs(120), 8, 32, DEFAULT_BYTES);
         let now = Instant::now();
         let Begin::Run(ticket) = log.begin(&"phone", &id(1), now) else {
             panic!("runs");
@@ -296,8 +372,39 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_bounded_in_bytes_and_a_large_one_is_remembered_as_ran() {
+        let mut log: CallLog<&str> = CallLog::new(Duration::from_secs(120), 64, 64, 100_000);
+        let now = Instant::now();
+        let big = Value::String("x".repeat(MAX_REMEMBERED_ANSWER + 1));
+        let Begin::Run(t) = log.begin(&"phone", &id(1), now) else {
+            panic!("runs");
+        };
+        log.finish(&"phone", &id(1), t, Ok(big), now);
+        match log.begin(&"phone", &id(1), now) {
+            Begin::Done(Err(e)) => {
+                assert_eq!(e.fault_code(), Some(FAULT_ANSWER_NOT_KEPT));
+                assert!(e.did_run());
+            }
+            _ => panic!("a repeat of a call with a large answer is not run again"),
+        }
+        // 40 kB answers: two fit the 100 kB budget, the third pushes out the oldest.
+        for n in 2..5 {
+            let Begin::Run(t) = log.begin(&"phone", &id(n), now) else {
+                panic!("runs");
+            };
+            log.finish(&"phone", &id(n), t, Ok(Value::Base64(vec![0; 40_000])), now);
+        }
+        assert!(log.bytes <= 100_000, "{} bytes", log.bytes);
+        assert!(matches!(
+            log.begin(&"phone", &id(4), now),
+            Begin::Done(Ok(_))
+        ));
+        assert!(log.stats().forgotten >= 1);
+    }
+
+    #[test]
     fn a_flood_from_one_caller_stays_within_its_share_and_spares_the_others() {
-        let mut log: CallLog<&str> = CallLog::new(Duration::from_secs(120), 4, 10);
+        let mut log: CallLog<&str> = CallLog::new(Duration::from_secs(120), 4, 10, DEFAULT_BYTES);
         let now = Instant::now();
         let Begin::Run(t) = log.begin(&"tablet", &id(0), now) else {
             panic!("runs");
