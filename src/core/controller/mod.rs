@@ -1184,3 +1184,29 @@ impl Dispatcher {
         self.reply(reply, via_tunnel);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_way_is_retried_and_never_a_call_that_ran() {
+        let lost = Error::new(ErrorKind::NotConnected, "x").with_outcome(CallOutcome::Unknown);
+        let not_sent = Error::new(ErrorKind::NotConnected, "x");
+        let timeout = Error::new(ErrorKind::Timeout, "x");
+        assert!(RetryPolicy::may_retry(&lost));
+        assert!(RetryPolicy::may_retry(&not_sent));
+        assert!(RetryPolicy::may_retry(&timeout));
+        for refused in [
+            Error::new(ErrorKind::Forbidden, "x"),
+            Error::new(ErrorKind::UnknownMethod, "x"),
+            Error::new(ErrorKind::BadParams, "x"),
+            Error::fault(409, "x"),
+            Error::new(ErrorKind::Protocol, "x").with_outcome(CallOutcome::Unknown),
+        ] {
+            assert!(!RetryPolicy::may_retry(&refused), "{refused}");
+        }
+        assert_eq!(RetryPolicy::NONE.attempts, 1);
+        assert_eq!(RetryPolicy::default().attempts, 3);
+    }
+}

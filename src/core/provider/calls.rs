@@ -77,8 +77,12 @@ pub(crate) struct InFlight {
     /// Places for services to run; admitted calls wait here (at most `total` of them).
     running: Arc<Semaphore>,
     stats: Arc<Counters>,
-    /// Recent calls by (caller, call id), so that a retry runs once.
+    /// Recent calls of the household's own devices by (caller, call id), so that a retry runs
+    /// once.
     log: SharedCallLog,
+    /// The same for guests, with its own bounds: a guest's flood never pushes out what the
+    /// household's devices need remembered.
+    guest_log: SharedCallLog,
 }
 
 /// A call's slot; given back when dropped (the call task ended, however it ended).
@@ -123,12 +127,28 @@ impl InFlight {
                 limits.calls_remembered,
                 limits.calls_remembered_bytes,
             ))),
+            guest_log: Arc::new(Mutex::new(CallLog::new(
+                limits.call_memory,
+                limits.calls_remembered_per_caller,
+                limits.calls_remembered_for_guests,
+                limits.calls_remembered_bytes / 4,
+            ))),
         }
     }
 
-    /// The memory of recent calls (shared with [`super::Provider::stats`]).
-    pub(crate) fn log(&self) -> &SharedCallLog {
-        &self.log
+    /// The memories of recent calls, own devices' and guests' (shared with
+    /// [`super::Provider::stats`]).
+    pub(crate) fn logs(&self) -> [&SharedCallLog; 2] {
+        [&self.log, &self.guest_log]
+    }
+
+    /// The memory a caller's calls go to.
+    fn log_for(&self, guest: bool) -> &SharedCallLog {
+        if guest {
+            &self.guest_log
+        } else {
+            &self.log
+        }
     }
 
     /// A slot for a call of `caller`, or the name of the bound that is full.
@@ -221,9 +241,10 @@ impl Dispatcher {
         // Checked after the policy, so a retry is refused like the first attempt would be now
         // (a revoked guest gets no remembered answer).
         let key: CallerKey = (full.clone(), caller.key());
+        let log = self.calls.log_for(!caller.is_own_device());
         let ticket = match &call_id {
             None => None,
-            Some(call_id) => match lock_log(&self.calls.log).begin(&key, call_id, Instant::now()) {
+            Some(call_id) => match lock_log(log).begin(&key, call_id, Instant::now()) {
                 Begin::Run(ticket) => Some((call_id.clone(), ticket)),
                 Begin::Done(remembered) => {
                     tracing::debug!(from = %full, method = %call.method, %call_id, "repeat of a finished call: its first answer");
@@ -242,14 +263,14 @@ impl Dispatcher {
                 if let Some((call_id, ticket)) = ticket {
                     // Not run: a retry may run it; a repeat waiting meanwhile hears the refusal.
                     let busy = Err(Error::new(ErrorKind::ProviderUnavailable, why.clone()));
-                    lock_log(&self.calls.log).abandon(&key, &call_id, ticket, busy);
+                    lock_log(log).abandon(&key, &call_id, ticket, busy);
                 }
                 return self.reply(route, answer(to, id, Outcome::Busy(why)));
             }
         };
         let route = route.clone();
         let running = self.calls.running.clone();
-        let log = self.calls.log.clone();
+        let log = log.clone();
         tokio::spawn(async move {
             // The semaphore is never closed; if it were, running without a place beats no answer.
             let _place = running.acquire_owned().await.ok();

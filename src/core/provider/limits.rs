@@ -44,10 +44,14 @@ pub struct ProviderLimits {
     /// As large as [`ProviderLimits::calls_per_caller`] by default, so calls in flight are never
     /// pushed out by their own caller's newer calls.
     pub calls_remembered_per_caller: usize,
-    /// Calls remembered for all callers together; the oldest is forgotten first.
+    /// Calls remembered for the household's own devices together; the oldest is forgotten
+    /// first.
     pub calls_remembered: usize,
-    /// Bytes the remembered answers may take together (an estimate); the oldest are forgotten
-    /// first. An answer over [`crate::core::rpc::dedup::MAX_REMEMBERED_ANSWER`] is remembered
+    /// Calls remembered for all guests together, apart from the household's (so a guest's
+    /// flood of fresh ids never pushes out an own device's call); the oldest is forgotten first.
+    pub calls_remembered_for_guests: usize,
+    /// Bytes the remembered answers of own devices may take together (an estimate; guests get a
+    /// quarter of it on top); the oldest are forgotten first. An answer over [`crate::core::rpc::dedup::MAX_REMEMBERED_ANSWER`] is remembered
     /// only as "it ran" ([`crate::core::rpc::dedup::FAULT_ANSWER_NOT_KEPT`]).
     pub calls_remembered_bytes: usize,
 }
@@ -65,6 +69,7 @@ impl Default for ProviderLimits {
             call_memory: crate::core::rpc::dedup::DEFAULT_WINDOW,
             calls_remembered_per_caller: 128,
             calls_remembered: 1024,
+            calls_remembered_for_guests: 256,
             calls_remembered_bytes: crate::core::rpc::dedup::DEFAULT_BYTES,
         }
     }
@@ -81,6 +86,7 @@ impl ProviderLimits {
             self.audit_records,
             self.calls_remembered_per_caller,
             self.calls_remembered,
+            self.calls_remembered_for_guests,
         ]
         .contains(&0)
         {

@@ -146,8 +146,8 @@ pub struct Provider {
     access: Option<Arc<AccessGuard>>,
     subscriptions: Arc<Mutex<feed::Subscriptions>>,
     stats: Arc<limits::Counters>,
-    /// The memory of recent calls (for [`Provider::stats`]).
-    call_log: calls::SharedCallLog,
+    /// The memories of recent calls, own devices' and guests' (for [`Provider::stats`]).
+    call_logs: [calls::SharedCallLog; 2],
     task: JoinHandle<()>,
 }
 
@@ -243,7 +243,7 @@ impl Provider {
             stats: stats.clone(),
         };
         let in_flight = calls::InFlight::new(&config.limits, stats.clone());
-        let call_log = in_flight.log().clone();
+        let call_logs = in_flight.logs().map(Arc::clone);
         let task = tokio::spawn(
             dispatch::Dispatcher {
                 pairings: pairings.clone(),
@@ -270,7 +270,7 @@ impl Provider {
             access,
             subscriptions,
             stats,
-            call_log,
+            call_logs,
             task,
         })
     }
@@ -308,17 +308,14 @@ impl Provider {
     /// How often callers hit a bound or were refused by the media policy, and what the memory
     /// of recent calls holds and did, since the start.
     pub fn stats(&self) -> ProviderStats {
-        let log = self
-            .call_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stats();
-        ProviderStats {
-            calls_remembered: log.entries,
-            calls_deduplicated: log.deduplicated,
-            calls_forgotten: log.forgotten,
-            ..self.stats.snapshot()
+        let mut stats = self.stats.snapshot();
+        for log in &self.call_logs {
+            let log = log.lock().unwrap_or_else(|e| e.into_inner()).stats();
+            stats.calls_remembered += log.entries;
+            stats.calls_deduplicated += log.deduplicated;
+            stats.calls_forgotten += log.forgotten;
         }
+        stats
     }
 
     /// The device went to the foreground (`true`) or the background (a TV whose app is not

@@ -108,4 +108,45 @@ mod tests {
             assert_eq!(error_from_stanza("player.play", &wire).kind(), kind);
         }
     }
+
+    #[test]
+    fn refusals_did_not_run_and_a_lost_way_is_unknown() {
+        for kind in [
+            ErrorKind::UnknownMethod,
+            ErrorKind::BadParams,
+            ErrorKind::Forbidden,
+            ErrorKind::ProviderUnavailable,
+        ] {
+            let wire = stanza_error_for(&Error::new(kind, "x"));
+            assert_eq!(
+                outcome_of_stanza_error(&wire),
+                CallOutcome::NotRun,
+                "{kind}"
+            );
+        }
+        let busy = StanzaError::new(
+            ErrorType::Wait,
+            DefinedCondition::ResourceConstraint,
+            "en",
+            "full",
+        );
+        assert_eq!(outcome_of_stanza_error(&busy), CallOutcome::NotRun);
+        for condition in [
+            DefinedCondition::RemoteServerTimeout,
+            DefinedCondition::UnexpectedRequest,
+            DefinedCondition::InternalServerError,
+        ] {
+            let wire = StanzaError::new(ErrorType::Wait, condition.clone(), "en", "x");
+            assert_eq!(
+                outcome_of_stanza_error(&wire),
+                CallOutcome::Unknown,
+                "{condition:?}"
+            );
+        }
+        assert_eq!(Error::fault(1, "x").outcome(), CallOutcome::Ran);
+        assert_eq!(
+            Error::new(ErrorKind::Timeout, "x").outcome(),
+            CallOutcome::Unknown
+        );
+    }
 }
