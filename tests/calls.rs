@@ -491,3 +491,81 @@ async fn a_tunnel_call_during_a_server_freeze_fails_fast_and_the_next_call_gets_
     controller.close().await;
     provider.stop().await;
 }
+
+/// The server crashes (kill -9) while a slow tunnel call runs on the provider: the connection
+/// drops at once, so the call fails at once (`Unknown`) instead of at its 10 s timeout. The
+/// server comes back without our session (no resumption), both devices log in afresh, and the
+/// call's retry with its id goes through a new tunnel and gets the first run's answer: it ran
+/// once although its answer was lost with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_call_cut_off_by_a_server_crash_fails_at_once_and_its_retry_runs_nothing_twice() {
+    let server = TestServer::start().expect("own prosody");
+    let (tv_keys, phone_keys) = (keys("tv"), keys("phone"));
+    tv_keys.pin(&phone_keys);
+    phone_keys.pin(&tv_keys);
+    let (provider, counter) = counting_provider(ProviderConfig {
+        e2e: Some(tv_keys.settings()),
+        ..ProviderConfig::plain(config_for(&server, "tv"), "TV")
+    })
+    .await;
+    let tv_jid = provider.session().jid().expect("provider online");
+    let controller = Controller::connect(ControllerConfig {
+        rpc_timeout: Duration::from_secs(10),
+        e2e: Some(phone_keys.settings()),
+        ..ControllerConfig::plain(config_for(&server, "phone"))
+    })
+    .await
+    .expect("controller connects");
+    let tv = controller
+        .wait_for_provider(|p| p.jid == tv_jid, Duration::from_secs(10))
+        .await
+        .expect("provider discovered")
+        .jid;
+    controller.call(&tv, "count.bump", bump(0)).await.unwrap();
+    let e2e = controller.e2e().expect("e2e");
+    let first_tunnel = e2e.existing_tunnel(&tv).expect("tunnel up");
+
+    let id = CallId::new();
+    let call = tokio::spawn({
+        let (c, tv, id) = (controller.clone(), tv.clone(), id.clone());
+        async move { c.call_as(&tv, "count.bump", bump(1500), &id).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let crashed = Instant::now();
+    server.crash().expect("kill -9 prosody");
+    let err = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call ended before its timeout")
+        .unwrap()
+        .expect_err("the server is gone");
+    let failed_after = crashed.elapsed();
+    eprintln!("tunnel call at a server crash: failed {failed_after:?} after the kill ({err})");
+    assert_eq!(err.outcome(), CallOutcome::Unknown, "{err}");
+    assert!(
+        failed_after < Duration::from_secs(1),
+        "failed only {failed_after:?} after the crash"
+    );
+    assert!(!first_tunnel.is_up());
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(counter.runs(), 2, "the provider finished the run meanwhile");
+    server.restart().expect("restart prosody");
+    wait_online(&controller, Duration::from_secs(20)).await;
+    controller
+        .wait_for_provider(|p| p.jid == tv, Duration::from_secs(20))
+        .await
+        .expect("provider back");
+    let again = controller
+        .call_as(&tv, "count.bump", bump(1500), &id)
+        .await
+        .expect("the cut-off call's retry after the restart");
+    assert_eq!(again, Value::from(2), "the first run's answer");
+    let second_tunnel = e2e.existing_tunnel(&tv).expect("a tunnel again");
+    assert_ne!(
+        first_tunnel.pairing_binding(),
+        second_tunnel.pairing_binding()
+    );
+    assert_eq!(counter.runs(), 2, "the cut-off call ran once");
+    controller.close().await;
+    provider.stop().await;
+}

@@ -47,6 +47,8 @@ use crate::core::session::{ConnectionState, Inbound, IqReply, Session, SessionCo
 /// Capacity of the update and event broadcast channels; a receiver that falls further behind is
 /// told it lagged (and should re-read [`Controller::providers`]).
 const BROADCAST_CAPACITY: usize = 1024;
+/// The pause before the first retry of a call (doubling for each further one, at most 2 s).
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// How long a subscription to restore waits for the session to be online.
 const RESTORE_WAIT: Duration = Duration::from_secs(30);
 
@@ -301,6 +303,12 @@ impl Shared {
             }
             attempt += 1;
             tracing::info!(%provider, %method, %id, attempt, error = %error, outcome = %error.outcome(), "retrying the call with the same id");
+            // A short pause first, growing (0.2, 0.4, … 2 s): a provider that is itself just
+            // reconnecting gets a moment, and a retry loop never spins.
+            let pause = RETRY_PAUSE
+                .saturating_mul(1 << (attempt - 2).min(4))
+                .min(Duration::from_secs(2));
+            tokio::time::sleep(pause).await;
             if !self.wait_online(retry.reconnect_wait).await {
                 return Err(error);
             }
@@ -316,8 +324,8 @@ impl Shared {
 /// [`crate::core::provider::ProviderLimits::call_memory`], 2 minutes by default) instead of
 /// running it again. Retried are errors whose outcome is not [`CallOutcome::Ran`] and whose kind
 /// says the way was lost (`Timeout`, `NotConnected`, `ProviderUnavailable`); a refusal or a fault
-/// is returned at once. Before each retry the session must be online again, waited for at most
-/// `reconnect_wait`.
+/// is returned at once. Before each retry: a pause (0.2 s, doubling, at most 2 s), then the
+/// session must be online again, waited for at most `reconnect_wait`.
 ///
 /// What it cannot promise: a provider that restarted in between has forgotten the call (it may
 /// run twice), and a foreign provider (one that ignores call ids) may run it twice too.
