@@ -407,7 +407,7 @@ async fn strangers_and_plaintext_guests_are_refused() {
     assert!(is_forbidden(&r), "{r:?}");
     // Management requests in clear, even from the guest: refused.
     let register =
-        xmpp_parsers::iq::Iq::from_set("x", pmn::core::access::OwnerKey { key: vec![1, 2, 3] })
+        xmpp_parsers::iq::Iq::from_set("x", pmn::core::access::OwnerKey::register(vec![1, 2, 3]))
             .with_to(tv.clone());
     let reply = plain.request(register, T).await.expect("answered");
     assert!(matches!(reply, pmn::core::session::IqReply::Error(_)));
@@ -918,5 +918,134 @@ async fn a_provider_that_was_off_catches_up_on_grants_and_revocations() {
     }
     romeo.close().await;
     tv2.stop().await;
+    host.stop().await;
+}
+
+/// Issue 12: owner keys are a privilege. A device of Julia's network that is not an owner (a
+/// stolen tablet the TV still trusts) cannot register its own owner key, so it cannot sign grants
+/// for an accomplice; and when Julia's phone (the owner) is revoked on the network, the grant it
+/// signed for Romeo stops working on the TV.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_owner_device_cannot_grant_and_a_revoked_owners_grants_end() {
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let tv = host.tv_jid();
+    assert!(romeo.player(tv.clone()).status().await.is_ok());
+
+    // The tablet: trusted by the TV, configured as an owner by whoever holds it, but no owner
+    // device ever registered its key.
+    let tablet_keys = keys("julia-tablet");
+    host.tv_keys.pin(HOME.jid, &tablet_keys);
+    tablet_keys.pin(HOME.jid, &host.tv_keys);
+    let tablet = start_phone(session_config(&HOME, "tablet"), &tablet_keys, true).await;
+    discover(&tablet, &host.tv).await;
+    assert!(
+        tablet.player(tv.clone()).status().await.is_ok(),
+        "it is trusted"
+    );
+    let accomplice = DeviceFingerprint([0x66; 32]);
+    let refused = tablet
+        .grant_access(
+            "mallory@friend.test".parse().unwrap(),
+            accomplice,
+            vec![Scope::Playback],
+            None,
+            unix_now() + TWO_HOURS,
+        )
+        .await
+        .expect_err("a non-owner device signs no grant the TV takes");
+    assert_eq!(refused.kind(), ErrorKind::Forbidden, "{refused}");
+    assert_eq!(
+        host.tv.access().unwrap().active_grants().len(),
+        1,
+        "only Romeo's grant"
+    );
+
+    // Julia's phone is revoked on the network (from the tablet): the TV drops its owner key and
+    // the grant it signed; Romeo is refused from his next call.
+    let phone_fp = host.phone_keys.fingerprint();
+    tablet
+        .e2e()
+        .unwrap()
+        .revoke_everywhere(&home(), &phone_fp)
+        .await
+        .expect("revocation published");
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        match romeo.player(tv.clone()).status().await {
+            Err(e) if e.kind() == ErrorKind::Forbidden => break,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the revoked owner's grant still works: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(host.tv.access().unwrap().active_grants().len(), 0);
+    tablet.close().await;
+    romeo.close().await;
+    host.stop().await;
+}
+
+/// Issue 12: when a guest's last grant expires, the guest also loses the household's presence
+/// (the providers end the roster subscription both ways, as a revocation does), instead of
+/// seeing which devices are on for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_guest_loses_the_households_presence() {
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let (asking, request) = ask(&host, &romeo, None).await;
+    host.phone
+        .approve(request.id, vec![Scope::Playback], unix_now() + 6)
+        .await
+        .expect("approve");
+    asking.await.expect("task").expect("granted");
+    let home_jid = home();
+    let subscription = |romeo: Controller| {
+        let home_jid = home_jid.clone();
+        async move {
+            let query = xmpp_parsers::roster::Roster {
+                ver: None,
+                items: vec![],
+            };
+            let iq = xmpp_parsers::iq::Iq::from_get(String::new(), query);
+            match romeo.session().request(iq, T).await.expect("roster") {
+                pmn::core::session::IqReply::Result(Some(el)) => {
+                    xmpp_parsers::roster::Roster::try_from(el)
+                        .expect("roster")
+                        .items
+                        .into_iter()
+                        .find(|i| i.jid == home_jid)
+                        .map(|i| i.subscription)
+                }
+                other => panic!("roster: {other:?}"),
+            }
+        }
+    };
+    use xmpp_parsers::roster::Subscription;
+    let deadline = tokio::time::Instant::now() + T;
+    while subscription(romeo.clone()).await != Some(Subscription::Both) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no mutual subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The grant expires 6 s after approval; the TV looks every 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = subscription(romeo.clone()).await;
+        if matches!(now, None | Some(Subscription::None)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired guest still shares presence: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(romeo.player(host.tv_jid()).status().await.is_err());
+    romeo.close().await;
     host.stop().await;
 }

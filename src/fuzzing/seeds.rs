@@ -210,9 +210,7 @@ fn write_fuzz_seeds() {
     .expect("item grant");
     let revoke =
         SignedRevoke::sign(network.clone(), grant.id.clone(), 9, &store, "owner").expect("revoke");
-    let owner = OwnerKey {
-        key: owner_spki.clone(),
-    };
+    let owner = OwnerKey::register(owner_spki.clone());
     let mut request = AccessRequest::new(
         device,
         vec![Scope::Playback],

@@ -43,10 +43,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::core::error::{Error, ErrorKind};
 use crate::core::identity::{fingerprint_hex, spki_sha256, KeyStoreError};
 
-pub use acl::{Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS};
+pub use acl::{
+    Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS, MAX_OWNER_KEYS,
+};
 pub use audit::{AuditEvictions, AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_CAPACITY};
 pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
-pub use guard::{AccessGuard, AccessSettings, Change as AccessChange};
+pub use guard::{AccessGuard, AccessSettings, Change as AccessChange, RevokedCheck};
 pub use intake::{Intake, IntakeLimits, IntakeStats, PendingRequest, RequestIntake};
 pub use scope::Scope;
 pub use wire::{
@@ -216,6 +218,15 @@ pub enum AccessError {
         /// Its expiry, seconds since the epoch.
         expires: u64,
     },
+    /// Only an owner device (one holding a registered owner key) may do this.
+    #[error("device {device} is not an owner device of this network")]
+    NotOwner {
+        /// The asking device's TLS key fingerprint (hex).
+        device: String,
+    },
+    /// The provider holds [`MAX_OWNER_KEYS`] owner keys already.
+    #[error("too many owner keys (at most {0}); remove one first")]
+    TooManyOwners(usize),
     /// The store holds [`MAX_GRANTS`] live grants already.
     #[error("too many grants (at most {0}); revoke some first")]
     TooManyGrants(usize),
@@ -254,7 +265,9 @@ impl From<AccessError> for Error {
             | AccessError::Replayed { .. }
             | AccessError::Revoked { .. }
             | AccessError::Expired { .. }
-            | AccessError::TooManyGrants(_) => ErrorKind::Forbidden,
+            | AccessError::TooManyGrants(_)
+            | AccessError::NotOwner { .. }
+            | AccessError::TooManyOwners(_) => ErrorKind::Forbidden,
             AccessError::Signing(KeyStoreError::UserAuthenticationRequired { .. }) => {
                 ErrorKind::Forbidden
             }

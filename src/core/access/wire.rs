@@ -32,13 +32,33 @@ pub const MAX_DECISION_DEVICES: usize = 64;
 /// How many audit records one `<audit>` answer carries at most.
 pub const MAX_AUDIT_PAGE: usize = 200;
 
-/// An owner device registers its owner-approval key with a provider (iq set, through the tunnel).
+/// An owner device registers an owner-approval key with a provider, or removes one (iq set,
+/// through the tunnel). Only the first key of a household, and keys an owner device registers,
+/// are accepted ([`super::Acl::add_owner_key`]).
 #[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
 #[xml(namespace = NS_ACCESS, name = "owner", on_unknown_child = Fail, on_unknown_attribute = Fail)]
 pub struct OwnerKey {
     /// DER `SubjectPublicKeyInfo` of the P-256 owner-approval key.
     #[xml(attribute(codec = Base64))]
     pub key: Vec<u8>,
+    /// The TLS key of the device that holds it, when an owner registers another phone's key;
+    /// absent: the registering device's own.
+    #[xml(attribute(default))]
+    pub device: Option<DeviceFingerprint>,
+    /// Remove the key instead (its grants end everywhere it is removed).
+    #[xml(attribute(default))]
+    pub remove: bool,
+}
+
+impl OwnerKey {
+    /// Registers `key` as held by the sending device.
+    pub fn register(key: Vec<u8>) -> Self {
+        OwnerKey {
+            key,
+            device: None,
+            remove: false,
+        }
+    }
 }
 
 /// One grant of a provider's ACL as the owner lists it.

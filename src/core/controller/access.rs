@@ -256,9 +256,7 @@ impl Controller {
     ) -> Result<Issued> {
         let owner = self.owner()?;
         let targets = self.shared.own_providers()?;
-        let register = Element::from(OwnerKey {
-            key: owner.spki.clone(),
-        });
+        let register = Element::from(OwnerKey::register(owner.spki.clone()));
         let (ready, mut failed) = self.shared.each_provider(&targets, true, register).await;
         let version = ready.values().map(|s| s.version).max().unwrap_or(0);
         let now = unix_now();
@@ -582,9 +580,7 @@ impl Shared {
         let Ok(targets) = self.own_providers() else {
             return;
         };
-        let register = Element::from(OwnerKey {
-            key: owner.spki.clone(),
-        });
+        let register = Element::from(OwnerKey::register(owner.spki.clone()));
         if let Err(e) = self.access_iq(&newcomer, true, register).await {
             // A provider that takes no guests, or not reachable: nothing to keep in agreement.
             tracing::debug!(provider = %newcomer, error = %e, "no access sync");

@@ -157,12 +157,11 @@ impl Caller {
         self.jid().and_then(|j| j.clone().try_into_full().ok())
     }
 
-    /// The key of the tunnel the request came through (`None` in clear): part of the caller's
-    /// identity in the provider's call log, so an answer given through a tunnel is never
-    /// repeated in clear.
-    pub(crate) fn key(&self) -> Option<[u8; 32]> {
+    /// The key its tunnel pinned (`None` in clear). Part of the caller's identity in the
+    /// provider's call log too, so an answer given through a tunnel is never repeated in clear.
+    pub(crate) fn tunnel_key(&self) -> Option<&[u8; 32]> {
         match self {
-            Caller::OwnDeviceTunnel { key, .. } | Caller::Guest { key, .. } => *key,
+            Caller::OwnDeviceTunnel { key, .. } | Caller::Guest { key, .. } => key.as_ref(),
             _ => None,
         }
     }

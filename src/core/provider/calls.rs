@@ -240,7 +240,7 @@ impl Dispatcher {
         }
         // Checked after the policy, so a retry is refused like the first attempt would be now
         // (a revoked guest gets no remembered answer).
-        let key: CallerKey = (full.clone(), caller.key());
+        let key: CallerKey = (full.clone(), caller.tunnel_key().copied());
         let log = self.calls.log_for(!caller.is_own_device());
         let ticket = match &call_id {
             None => None,

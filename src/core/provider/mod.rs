@@ -41,6 +41,7 @@
 mod caller;
 mod calls;
 mod dispatch;
+mod expiry;
 mod feed;
 mod limits;
 mod media;
@@ -227,6 +228,11 @@ impl Provider {
                     admit
                 });
                 let (endpoint, rx) = settings.endpoint(session.clone(), admission);
+                if let Some(guard) = &access {
+                    let trust = endpoint.trust().clone();
+                    let network = network.clone();
+                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, fp)));
+                }
                 (Some(endpoint), Some(rx))
             }
             None => (None, None),
@@ -259,6 +265,7 @@ impl Provider {
                 subscriptions: subscriptions.clone(),
                 calls: in_flight,
                 stats: stats.clone(),
+                expiry: expiry::GuestExpiry::new(access.as_deref()),
             }
             .run(inbound, events_rx, e2e_rx),
         );

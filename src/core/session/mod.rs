@@ -16,6 +16,7 @@
 mod backoff;
 mod connector;
 mod link;
+mod password;
 mod tls;
 
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ pub use tls::{client_config, ServerTrust};
 pub use tokio_xmpp::xmlstream::{MAX_ELEMENT_BYTES, MAX_ELEMENT_DEPTH};
 
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
+use password::NetworkPassword;
 
 /// How to log in.
 #[derive(Debug, Clone)]
@@ -139,6 +141,9 @@ pub enum Inbound {
     Stanza(Box<Stanza>),
 }
 
+/// XEP-0077 in-band registration, used here only for changing the password.
+const NS_REGISTER: &str = "jabber:iq:register";
+
 /// The answer to an iq request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IqReply {
@@ -172,6 +177,10 @@ struct Shared {
     server: Jid,
     /// The keepalives in the foreground and in the background.
     keepalives: (Duration, Duration),
+    /// The password logins use (and the one a rotation announced).
+    password: NetworkPassword,
+    /// How this session logged in (no tap), for [`Session::evict`].
+    config: SessionConfig,
 }
 
 /// What the session has counted since it started (see [`Session::stats`]).
@@ -290,11 +299,12 @@ impl Session {
         reconnect.lock().up_since = Some(Instant::now());
         let stats = Arc::new(Counters::default());
         let link = connector.link_switch().clone();
+        let password = NetworkPassword::new(config.password.clone());
         let reconnector = Reconnector {
             first: Some(first),
             connector,
             jid,
-            password: config.password.clone(),
+            password: password.clone(),
             timeouts,
             connect_timeout: config.connect_timeout,
             failures: failures_tx,
@@ -350,6 +360,11 @@ impl Session {
                 link,
                 server: xmpp_parsers::jid::BareJid::from_parts(None, config.jid.domain()).into(),
                 keepalives: (config.keepalive, config.background_keepalive),
+                password,
+                config: SessionConfig {
+                    outbound_tap: None,
+                    ..config.clone()
+                },
             }),
         };
         match bound {
@@ -488,6 +503,112 @@ impl Session {
         {
             tracing::debug!(foreground, "app lifecycle changed");
         }
+    }
+
+    /// The network password this session logs in with, as it changes: after a rotation this
+    /// device made ([`Session::change_password`]) or learnt of (a login with the announced password
+    /// succeeded, or the rotating device confirmed it). The app stores the new value where it keeps
+    /// the password, so its next start logs in.
+    pub fn watch_password(&self) -> watch::Receiver<String> {
+        self.shared.password.watch()
+    }
+
+    /// Remembers `next` as the password another device of the network is about to set: when the
+    /// server refuses the current one, the next login tries `next` (and keeps it if it works).
+    pub(crate) fn offer_password(&self, next: String) {
+        self.shared.password.offer(next);
+    }
+
+    /// The rotating device confirmed that the announced `password` is now the account's.
+    pub(crate) fn confirm_password(&self, password: &str) -> bool {
+        self.shared.password.promote(Some(password))
+    }
+
+    /// Changes the account's password on the server (XEP-0077 §3.3) and logs in with it from now
+    /// on. The server closes the account's other sessions (Prosody does, with `reset`): every
+    /// other device must hold the new password first ([`crate::core::e2e::E2eEndpoint::rotate_network_password`]
+    /// does that). Errors: the server's refusal as a typed error (`Forbidden` when it does not
+    /// allow changes or has no XEP-0077, `NotConnected`, `Timeout`).
+    pub async fn change_password(&self, new: &str, timeout: Duration) -> Result<()> {
+        let Some(jid) = self.jid() else {
+            return Err(not_connected());
+        };
+        let Some(node) = jid.node() else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the network identifier has no local part",
+            ));
+        };
+        if new.is_empty() {
+            return Err(Error::new(ErrorKind::BadParams, "an empty password"));
+        }
+        let query = Element::builder("query", NS_REGISTER)
+            .append(
+                Element::builder("username", NS_REGISTER)
+                    .append(node.as_str())
+                    .build(),
+            )
+            .append(
+                Element::builder("password", NS_REGISTER)
+                    .append(new)
+                    .build(),
+            )
+            .build();
+        let iq = Iq::Set {
+            from: None,
+            to: Some(self.shared.server.clone()),
+            id: String::new(),
+            payload: query,
+        };
+        match self.request(iq, timeout).await? {
+            IqReply::Result(_) => {
+                self.shared.password.set(new.to_owned());
+                tracing::info!("the network password was changed on the server");
+                Ok(())
+            }
+            IqReply::Error(error) => {
+                let kind = match error.defined_condition {
+                    DefinedCondition::NotAllowed
+                    | DefinedCondition::Forbidden
+                    | DefinedCondition::NotAuthorized
+                    // No in-band password change on this server: as far as we can tell, no.
+                    | DefinedCondition::FeatureNotImplemented
+                    | DefinedCondition::ServiceUnavailable => ErrorKind::Forbidden,
+                    _ => ErrorKind::Protocol,
+                };
+                Err(Error::new(
+                    kind,
+                    format!(
+                        "the server refused the password change ({:?})",
+                        error.defined_condition
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Ends the session of another resource of this account: logs in briefly as `device` (same
+    /// server, current password), which makes the server close the session holding that resource
+    /// (`conflict`; Prosody's default `kick_old`, ejabberd's only policy), then leaves. Used after
+    /// a password rotation: servers that keep the other sessions open (ejabberd) would otherwise
+    /// leave a revoked device connected until it drops.
+    pub async fn evict(&self, device: &FullJid) -> Result<()> {
+        let own = self.jid().ok_or_else(not_connected)?;
+        if device.to_bare() != own.to_bare() || *device == own {
+            return Err(Error::new(
+                ErrorKind::BadParams,
+                "only another resource of this account can be evicted",
+            ));
+        }
+        let config = SessionConfig {
+            jid: device.clone(),
+            password: self.shared.password.current(),
+            ..self.shared.config.clone()
+        };
+        let (session, _inbound) = Box::pin(Session::connect(config)).await?;
+        session.close().await;
+        tracing::info!(%device, "evicted a session of this account");
+        Ok(())
     }
 
     /// Ends the session: sends unavailable presence (the server does that for us on stream close),
@@ -679,6 +800,31 @@ async fn login_bounded(
     }
 }
 
+/// [`login_bounded`] with the current password and, when the server refuses it and another
+/// device announced a new one (a rotation, [`Session::offer_password`]), with that one, which then
+/// becomes the current password.
+async fn login_rotating(
+    connector: &PmnConnector,
+    jid: &Jid,
+    password: &NetworkPassword,
+    timeouts: Timeouts,
+    limit: Duration,
+) -> Result<Connection> {
+    match login_bounded(connector, jid, &password.current(), timeouts, limit).await {
+        Err(e) if e.kind() == ErrorKind::Auth => {
+            let Some(next) = password.next() else {
+                return Err(e);
+            };
+            let conn = login_bounded(connector, jid, &next, timeouts, limit).await?;
+            if password.promote(Some(&next)) {
+                tracing::info!(%jid, "logged in with the network's new password");
+            }
+            Ok(conn)
+        }
+        other => other,
+    }
+}
+
 /// Produces connections for the [`StanzaStream`]: first the one [`Session::connect`] already made,
 /// then fresh logins with backoff ([`Backoff`]: a connection that drops soon after it was made
 /// backs off like a failed login, so no server answer can make us log in in a tight loop). A
@@ -688,7 +834,7 @@ struct Reconnector {
     first: Option<Connection>,
     connector: PmnConnector,
     jid: Jid,
-    password: String,
+    password: NetworkPassword,
     timeouts: Timeouts,
     connect_timeout: Duration,
     failures: mpsc::UnboundedSender<Error>,
@@ -747,7 +893,7 @@ impl Reconnector {
                 }
                 loop {
                     stats.relogins.fetch_add(1, Ordering::Relaxed);
-                    match login_bounded(&connector, &jid, &password, timeouts, limit).await {
+                    match login_rotating(&connector, &jid, &password, timeouts, limit).await {
                         Ok(conn) => {
                             shared.lock().up_since = Some(Instant::now());
                             let _ = slot.send(conn);

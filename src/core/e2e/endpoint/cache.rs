@@ -257,12 +257,24 @@ impl E2eEndpoint {
             peer: peer.clone(),
             fingerprint: tunnel.peer_fingerprint(),
         });
+        self.send_revocations(&tunnel);
         let this = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     next = rx.recv() => match next {
                         Some(stanza) => {
+                            // The revocation list and the password hand-over are the
+                            // endpoint's own business.
+                            if this.on_tunnel_revocations(&stanza) {
+                                continue;
+                            }
+                            if let Some(reply) = this.on_tunnel_password(&stanza) {
+                                if let Err(e) = tunnel.send(reply) {
+                                    tracing::debug!(error = %e, "password hand-over answer not sent");
+                                }
+                                continue;
+                            }
                             if this.inner.events.send(E2eInbound::Stanza(Box::new(stanza))).await.is_err() {
                                 break;
                             }

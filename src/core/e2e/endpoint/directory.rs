@@ -196,7 +196,7 @@ impl E2eEndpoint {
     }
 
     /// Closes the tunnels of keys a revocation list just dropped.
-    fn close_revoked(&self, jid: &BareJid, dropped: &[[u8; 32]]) {
+    pub(super) fn close_revoked(&self, jid: &BareJid, dropped: &[[u8; 32]]) {
         for revoked in dropped {
             let closed = self.close_where(
                 |peer, fp| peer.to_bare() == *jid && fp == revoked,

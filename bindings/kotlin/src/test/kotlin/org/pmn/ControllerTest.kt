@@ -66,14 +66,22 @@ object TestServer {
      * A device of the test household talking in clear (the service-layer tests); tests of the
      * tunnel replace it with `.copy(e2e = …, plainTransport = false)`.
      */
-    fun config(device: String, password: String = "home-secret") = ConnectionConfig(
-        network = "home@home.test",
+    fun config(
+        device: String,
+        password: String = "home-secret",
+        network: String = "home@home.test",
+    ) = ConnectionConfig(
+        network = network,
         password = password,
         device = "$device-${UUID.randomUUID().toString().take(8)}",
         server = server,
         testCaPem = caPem,
         plainTransport = true,
     )
+
+    /** An account of its own for the test that changes its password (registered by xtask). */
+    val rotateNetwork: String? = System.getProperty("pmn.rotate.network")?.takeIf { it.isNotBlank() }
+    val rotatePassword: String = System.getProperty("pmn.rotate.password") ?: ""
 }
 
 class ControllerTest {
