@@ -541,8 +541,10 @@ async fn a_tunnel_call_cut_off_by_a_server_crash_fails_at_once_and_its_retry_run
     let failed_after = crashed.elapsed();
     eprintln!("tunnel call at a server crash: failed {failed_after:?} after the kill ({err})");
     assert_eq!(err.outcome(), CallOutcome::Unknown, "{err}");
+    // As soon as the connection drops: ~30 ms on Prosody, ~1.1 s on ejabberd (its VM takes a
+    // moment to die); either way far from the 10 s timeout.
     assert!(
-        failed_after < Duration::from_secs(1),
+        failed_after < Duration::from_secs(3),
         "failed only {failed_after:?} after the crash"
     );
     assert!(!first_tunnel.is_up());
