@@ -20,7 +20,7 @@ pub use access::*;
 pub use controller::Controller;
 pub use diagnostics::{live_objects, LiveObjects};
 pub use e2e::*;
-pub use error::PmnError;
+pub use error::{CallOutcome, PmnError};
 pub use keystore::*;
 pub use listener::ControllerListener;
 pub use logging::{

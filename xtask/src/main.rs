@@ -332,8 +332,9 @@ fn install_prosody(_: &mut Ctx) -> Result {
 }
 
 /// The integration tests that run against ejabberd as well as Prosody: login, discovery, RPC,
-/// events, the tunnel, pairing, XEP-0189, the guest flow, restarts and the reader's limits. The
-/// tamper tests need Prosody's attacker module and stay Prosody-only.
+/// events, the tunnel, pairing, XEP-0189, the guest flow, restarts, the reader's limits and call
+/// semantics. The tamper tests need Prosody's attacker module and stay Prosody-only, and so does
+/// tests/foreground.rs (the test ejabberd has no CSI module).
 const EJABBERD_TESTS: &[&str] = &[
     "session",
     "control",
@@ -342,6 +343,7 @@ const EJABBERD_TESTS: &[&str] = &[
     "guest",
     "recovery",
     "stream_limits",
+    "calls",
 ];
 
 /// The environment variable through which tests and benches find the Python that has slixmpp.

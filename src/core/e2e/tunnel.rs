@@ -29,7 +29,7 @@ use xmpp_parsers::stanza::Stanza;
 
 use super::limits::E2eCounters;
 use super::tls::SecureChannel;
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::identity::fingerprint_hex;
 use crate::core::session::IqReply;
 
@@ -242,7 +242,9 @@ impl Tunnel {
     }
 
     /// Sends an iq `get`/`set` through the tunnel and waits at most `timeout` for the answer.
-    /// The iq's id is replaced by a fresh one.
+    /// The iq's id is replaced by a fresh one. Errors say whether the request left
+    /// ([`CallOutcome`]): `NotRun` when it could not be queued, `Unknown` once it was (the tunnel
+    /// ended, or the deadline passed).
     pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<IqReply> {
         let id = format!(
             "e2e-{}",
@@ -269,17 +271,22 @@ impl Tunnel {
             tunnel: self,
             id: &id,
         };
-        self.send_within(Stanza::Iq(iq), deadline).await?;
+        // Not queued: it never left.
+        self.send_within(Stanza::Iq(iq), deadline)
+            .await
+            .map_err(|e| e.with_outcome(CallOutcome::NotRun))?;
+        // Queued: the peer may act on it whatever happens to the answer.
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(self.down_error()),
+            Ok(Err(_)) => Err(self.down_error().with_outcome(CallOutcome::Unknown)),
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
                     "{} did not answer within {timeout:?} (end-to-end tunnel)",
                     self.shared.peer
                 ),
-            )),
+            )
+            .with_outcome(CallOutcome::Unknown)),
         }
     }
 

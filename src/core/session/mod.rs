@@ -43,7 +43,7 @@ pub use connector::{ConnectorError, PmnConnector, ServerAddress};
 pub use tls::{client_config, ServerTrust};
 pub use tokio_xmpp::xmlstream::{MAX_ELEMENT_BYTES, MAX_ELEMENT_DEPTH};
 
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use password::NetworkPassword;
 
 /// How to log in.
@@ -67,9 +67,16 @@ pub struct SessionConfig {
     /// noticed at most `keepalive + probe_timeout` after the last byte; the app can shorten that
     /// with [`Session::network_changed`].
     pub probe_timeout: Duration,
+    /// The keepalive while the app is in the background ([`Session::set_foreground`]): longer,
+    /// so an idle phone wakes its radio less often. Takes effect on the next connection (a
+    /// stream's timeouts are fixed when it is made).
+    pub background_keepalive: Duration,
     /// For tests and diagnostics: receives a copy of every stanza this session sends.
     pub outbound_tap: Option<mpsc::UnboundedSender<Stanza>>,
 }
+
+/// Default [`SessionConfig::background_keepalive`].
+pub const DEFAULT_BACKGROUND_KEEPALIVE: Duration = Duration::from_secs(120);
 
 /// Default [`SessionConfig::keepalive`]: with the default probe timeout a dead link is noticed
 /// within 20 s of silence.
@@ -91,6 +98,7 @@ impl SessionConfig {
             connect_timeout: Duration::from_secs(15),
             keepalive: DEFAULT_KEEPALIVE,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            background_keepalive: DEFAULT_BACKGROUND_KEEPALIVE,
             outbound_tap: None,
         }
     }
@@ -153,6 +161,8 @@ enum Command {
         reply: oneshot::Sender<Result<IqReply>>,
     },
     Close(oneshot::Sender<()>),
+    /// XEP-0352: the app went to the foreground (`true`) or the background.
+    SetForeground(bool),
 }
 
 struct Shared {
@@ -165,6 +175,8 @@ struct Shared {
     link: link::LinkSwitch,
     /// Our server's JID, the target of the network-change probe.
     server: Jid,
+    /// The keepalives in the foreground and in the background.
+    keepalives: (Duration, Duration),
     /// The password logins use (and the one a rotation announced).
     password: NetworkPassword,
     /// How this session logged in (no tap), for [`Session::evict`].
@@ -183,6 +195,10 @@ pub struct SessionStats {
     pub over_limit_stanzas: u64,
     /// Connections cut by [`Session::network_changed`] because the server did not answer.
     pub links_cut: u64,
+    /// XEP-0352 client states (`<active/>`, `<inactive/>`) sent to a server that advertised
+    /// `urn:xmpp:csi:0` (each [`Session::set_foreground`], and again on every new or resumed
+    /// stream once one was set).
+    pub client_states_sent: u64,
 }
 
 #[derive(Debug, Default)]
@@ -191,6 +207,9 @@ struct Counters {
     invalid_stanzas: AtomicU64,
     over_limit_stanzas: AtomicU64,
     links_cut: AtomicU64,
+    /// Shared with the stream worker, which counts the client states it queued (set once the
+    /// stream exists).
+    client_states: std::sync::OnceLock<Arc<AtomicU64>>,
 }
 
 impl Counters {
@@ -200,6 +219,10 @@ impl Counters {
             invalid_stanzas: self.invalid_stanzas.load(Ordering::Relaxed),
             over_limit_stanzas: self.over_limit_stanzas.load(Ordering::Relaxed),
             links_cut: self.links_cut.load(Ordering::Relaxed),
+            client_states_sent: self
+                .client_states
+                .get()
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
         }
     }
 }
@@ -217,6 +240,8 @@ struct ReconnectState {
     backoff: Backoff,
     /// When the connection in use was handed to the stream.
     up_since: Option<Instant>,
+    /// The keepalive for the next connection, when the app set one ([`Session::set_foreground`]).
+    keepalive: Option<Duration>,
 }
 
 impl ReconnectShared {
@@ -287,6 +312,7 @@ impl Session {
             stats: stats.clone(),
         };
         let stream = StanzaStream::new(Box::new(reconnector.into_fn()), QUEUE_DEPTH);
+        let _ = stats.client_states.set(stream.client_states_queued());
 
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
@@ -333,6 +359,7 @@ impl Session {
                 stats,
                 link,
                 server: xmpp_parsers::jid::BareJid::from_parts(None, config.jid.domain()).into(),
+                keepalives: (config.keepalive, config.background_keepalive),
                 password,
                 config: SessionConfig {
                     outbound_tap: None,
@@ -363,6 +390,8 @@ impl Session {
 
     /// Sends an iq `get` or `set` and waits at most `timeout` for its answer.
     ///
+    /// Errors say whether the request left ([`CallOutcome`]): `NotRun` when the session had ended
+    /// before it was queued, `Unknown` for anything after (deadline, reset, end of the session).
     /// The iq's `id` is replaced by a fresh one. A response is accepted only from the JID the
     /// request was sent to, so another entity cannot answer in its place.
     pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<IqReply> {
@@ -385,9 +414,11 @@ impl Session {
                 reply: reply_tx,
             })
             .map_err(|_| not_connected())?;
+        // From here on the request may have left: whatever fails it (its deadline, a reset, the
+        // session ending) cannot tell whether the peer acted on it.
         match reply_rx.await {
-            Ok(reply) => reply,
-            Err(_) => Err(not_connected()),
+            Ok(reply) => reply.map_err(|e| e.with_outcome(CallOutcome::Unknown)),
+            Err(_) => Err(not_connected().with_outcome(CallOutcome::Unknown)),
         }
     }
 
@@ -445,6 +476,32 @@ impl Session {
                 }
             }
             Err(e) => tracing::debug!(error = %e, "network changed; probe ended"),
+        }
+    }
+
+    /// Tells the session whether the app is in the foreground. Call it from the platform's
+    /// lifecycle (Android `ProcessLifecycleOwner` `onStart`/`onStop`, iOS
+    /// `didBecomeActive`/`didEnterBackground`).
+    ///
+    /// - XEP-0352: the server is told `<active/>` or `<inactive/>` when it advertised
+    ///   `urn:xmpp:csi:0` (and told again on every new or resumed stream): an inactive client's
+    ///   server may hold back what is not urgent (presence, headline events) until it is active
+    ///   again or something urgent comes (iq requests and answers always go at once, so calls
+    ///   keep working). Counted in [`SessionStats::client_states_sent`].
+    /// - Keepalive: [`SessionConfig::background_keepalive`] in the background,
+    ///   [`SessionConfig::keepalive`] in the foreground, from the next connection on.
+    ///
+    /// Never fails; does nothing once the session has ended.
+    pub fn set_foreground(&self, foreground: bool) {
+        let (fore, back) = self.shared.keepalives;
+        self.shared.reconnect.lock().keepalive = Some(if foreground { fore } else { back });
+        if self
+            .shared
+            .commands
+            .send(Command::SetForeground(foreground))
+            .is_ok()
+        {
+            tracing::debug!(foreground, "app lifecycle changed");
         }
     }
 
@@ -813,7 +870,10 @@ impl Reconnector {
             let connector = self.connector.clone();
             let jid = self.jid.clone();
             let password = self.password.clone();
-            let timeouts = self.timeouts;
+            let mut timeouts = self.timeouts;
+            if let Some(keepalive) = self.shared.lock().keepalive {
+                timeouts.read_timeout = keepalive;
+            }
             let limit = self.connect_timeout;
             let failures = self.failures.clone();
             let shared = self.shared.clone();
@@ -910,6 +970,8 @@ impl SessionTask {
                         close_ack = Some(ack);
                         break;
                     }
+                    // Sent now if the server advertised CSI, and on every later stream.
+                    Some(Command::SetForeground(foreground)) => self.stream.set_client_state(foreground),
                     // Every handle is gone: nobody can use this session any more.
                     None => break,
                 },

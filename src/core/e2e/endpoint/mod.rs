@@ -40,7 +40,7 @@ use super::gate::PairingGate;
 use super::ibb::{IbbRegistry, TransportHooks, MAX_BLOCK_SIZE, NS_IBB};
 use super::limits::{E2eCounters, E2eLimits, E2eStats, HalfOpenSlots};
 use super::trust::TrustStore;
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::identity::{fingerprint_hex, DeviceIdentity};
 use crate::core::session::{ConnectionState, IqReply, Session};
 
@@ -359,9 +359,15 @@ impl E2eEndpoint {
 
     /// Sends an iq request to its `to` JID through the tunnel (opened or reused) and waits at most
     /// `timeout` for the answer. Tunnel setup has its own bound ([`E2eConfig::timeout`]).
+    ///
+    /// Errors say whether the request left: a tunnel that could not be opened is
+    /// [`CallOutcome::NotRun`]; see [`super::tunnel::Tunnel::request`] for the rest.
     pub async fn request(&self, iq: Iq, timeout: Duration) -> Result<IqReply> {
         let peer = stanza_to(&Stanza::Iq(iq.clone()))?;
-        let tunnel = self.tunnel(&peer).await?;
+        let tunnel = self
+            .tunnel(&peer)
+            .await
+            .map_err(|e| e.with_outcome(CallOutcome::NotRun))?;
         tunnel.request(iq, timeout).await
     }
 
