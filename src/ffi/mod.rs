@@ -9,6 +9,7 @@ mod error;
 mod keystore;
 mod listener;
 mod logging;
+mod owners;
 mod password;
 mod provider;
 mod records;
@@ -26,6 +27,7 @@ pub use listener::ControllerListener;
 pub use logging::{
     clear_log_sink, log_stats, set_log_level, set_log_sink, LogLevel, LogSink, LogStats,
 };
+pub use owners::OwnerKey;
 pub use password::{MissedDevice, NetworkPasswordListener, PasswordRotation};
 pub use provider::{start_simulated_player, Provider};
 pub use records::{

@@ -102,6 +102,12 @@ class GuestAccessTest {
         assertEquals(listOf(tvInfo.jid), approval.installedOn)
         assertEquals(listOf("playback"), approval.grant.scopes)
 
+        // Julia's phone is the household's owner (its key came first); the TV lists it.
+        val owners = julia.ownerKeys()
+        assertEquals(1, owners.size)
+        assertEquals(julia.deviceFingerprint(), owners.single().device)
+        assertEquals(julia.ownerPublicKey(), owners.single().publicKey)
+
         val approved = asking.await()
         // Both phones show the same six digits; Romeo confirms, and only then is the TV trusted.
         assertEquals(6, approved.confirmationCode.length)
