@@ -7,4 +7,10 @@ package android.content
 /** Stub of android.content.Context: only what pmn's Android shim touches. */
 open class Context {
     open val applicationContext: Context? get() = this
+
+    open fun getSystemService(name: String): Any? = null
+
+    companion object {
+        const val CONNECTIVITY_SERVICE = "connectivity"
+    }
 }
