@@ -45,6 +45,7 @@ use crate::core::identity::{fingerprint_hex, spki_sha256, KeyStoreError};
 
 pub use acl::{Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS};
 pub use audit::{AuditEvictions, AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_CAPACITY};
+pub(crate) use grant::{put_field, sign_with};
 pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
 pub use guard::{AccessGuard, AccessSettings, Change as AccessChange};
 pub use intake::{Intake, IntakeLimits, IntakeStats, PendingRequest, RequestIntake};
