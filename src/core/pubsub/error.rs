@@ -68,6 +68,10 @@ pub enum PlaylistError {
     /// The playlist (node) does not exist on that account.
     #[error("no such playlist ({0})")]
     NotFound(String),
+    /// The server does not offer this to us (XMPP `service-unavailable`, `feature-not-implemented`):
+    /// Prosody, for one, lists an account's nodes and items only to its presence contacts.
+    #[error("the server does not offer this ({0})")]
+    Unavailable(String),
     /// Too many subscriptions on this device ([`super::MAX_SUBSCRIPTIONS`]).
     #[error("too many playlist subscriptions (at most {0})")]
     TooManySubscriptions(usize),
@@ -89,6 +93,9 @@ impl PlaylistError {
             | DefinedCondition::RegistrationRequired
             | DefinedCondition::NotAllowed => PlaylistError::Forbidden(text),
             DefinedCondition::ItemNotFound => PlaylistError::NotFound(text),
+            DefinedCondition::ServiceUnavailable | DefinedCondition::FeatureNotImplemented => {
+                PlaylistError::Unavailable(text)
+            }
             _ => PlaylistError::Server(text),
         }
     }
@@ -109,7 +116,9 @@ impl From<PlaylistError> for Error {
             PlaylistError::Refused(_) | PlaylistError::Server(_) => ErrorKind::Protocol,
             PlaylistError::Signing(a) => Error::from(a.clone()).kind(),
             PlaylistError::Forbidden(_) => ErrorKind::Forbidden,
-            PlaylistError::NotFound(_) => ErrorKind::ProviderUnavailable,
+            PlaylistError::NotFound(_) | PlaylistError::Unavailable(_) => {
+                ErrorKind::ProviderUnavailable
+            }
             PlaylistError::TooManySubscriptions(_) => ErrorKind::Config,
             PlaylistError::Session(inner) => return inner.clone(),
         };

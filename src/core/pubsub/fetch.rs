@@ -2,13 +2,18 @@
 //!
 //! Prosody 0.12 implements neither RSM on items nor an offset for `max_items` (it returns the
 //! newest N), so paging cannot rely on either. Instead the item ids are listed first (disco#items
-//! on the node, XEP-0060 §5.5, which both Prosody and ejabberd answer with one `<item name='id'/>`
-//! per item), then fetched by id, [`FetchLimits::page_size`] per request. Memory stays bounded:
-//! at most [`FetchLimits::max_entries`] ids and entries are kept, each entry at most
-//! [`super::MAX_ENTRY_BYTES`]; listed ids beyond the cap are counted, not fetched. The listing
-//! itself is one stanza, so a node with more ids than fit the session's reader bound
-//! ([`crate::core::session::MAX_ELEMENT_BYTES`], about 10 000 ids) is refused by the reader and the
-//! fetch times out; RSM on the listing where the server offers it is the way past that.
+//! on the node, XEP-0060 §5.5, answered with one `<item name='id'/>` per item), then fetched by
+//! id, [`FetchLimits::page_size`] per request. Memory stays bounded: at most
+//! [`FetchLimits::max_entries`] ids and entries are kept, each entry at most
+//! [`super::MAX_ENTRY_BYTES`]; listed ids beyond the cap are counted, not fetched.
+//!
+//! Prosody answers that listing only to the account itself and to its presence-subscribed
+//! contacts (mod_disco); anyone else gets `service-unavailable`. Then the fetch falls back to one
+//! request for the newest [`MAX_PAGE_SIZE`] entries and says so ([`FetchOutcome::complete`] is
+//! false): a friend household that shares presence with the publisher, or a server with RSM on
+//! items, gets everything. The listing itself is one stanza, so a node with more ids than fit the
+//! session's reader bound ([`crate::core::session::MAX_ELEMENT_BYTES`], about 10 000 ids) is
+//! refused by the reader and the fetch times out.
 
 use std::time::Duration;
 
@@ -64,6 +69,9 @@ pub struct FetchOutcome {
     /// Items ignored (malformed, oversized, unsigned, badly signed, over the cap); the reasons
     /// are in [`super::Playlists::stats`].
     pub ignored: usize,
+    /// False when the server would not list the node's items to us, so only the newest
+    /// [`MAX_PAGE_SIZE`] were fetched (see the module notes).
+    pub complete: bool,
 }
 
 /// Fetches every entry of `publisher`'s playlist `playlist` and keeps those signed by one of
@@ -79,12 +87,15 @@ pub(crate) async fn fetch_playlist(
     timeout: Duration,
 ) -> Result<FetchOutcome, PlaylistError> {
     let node = playlist_node(playlist)?;
-    let to = Jid::from(publisher.clone());
+    // Our own nodes are asked without `to`: Prosody lists a node's items to the account itself
+    // only when the request is addressed to no one.
+    let own = session.jid().map(|j| j.to_bare()).as_ref() == Some(publisher);
+    let to = (!own).then(|| Jid::from(publisher.clone()));
     let listing = iq::request(
         session,
         iq::iq(
             false,
-            Some(to.clone()),
+            to.clone(),
             Element::from(DiscoItemsQuery {
                 node: Some(node.0.clone()),
                 rsm: None,
@@ -93,7 +104,18 @@ pub(crate) async fn fetch_playlist(
         timeout,
         "listing the playlist",
     )
-    .await?;
+    .await;
+    let listing = match listing {
+        Ok(listing) => listing,
+        Err(PlaylistError::Unavailable(_)) => {
+            tracing::debug!(%publisher, playlist, "the server will not list the playlist; fetching the newest entries");
+            return fetch_newest(
+                session, to, publisher, playlist, owners, limits, counters, timeout,
+            )
+            .await;
+        }
+        Err(e) => return Err(e),
+    };
     let mut ids: Vec<String> = match listing {
         None => Vec::new(),
         Some(el) => DiscoItemsResult::try_from(el)
@@ -105,6 +127,7 @@ pub(crate) async fn fetch_playlist(
     };
     let mut outcome = FetchOutcome {
         listed: ids.len(),
+        complete: true,
         ..FetchOutcome::default()
     };
     let max = limits.max_entries;
@@ -144,23 +167,95 @@ pub(crate) async fn fetch_playlist(
             }
             Err(e) => return Err(e),
         };
-        for (id, payload) in items {
-            let verdict = parse_item(id.as_deref(), payload.as_ref())
-                .and_then(|parsed| verify_entry(owners, publisher, playlist, parsed));
-            match verdict {
-                Ok(entry) if outcome.entries.len() < max => outcome.entries.push(entry),
-                Ok(_) => {
-                    counters.ignore(IgnoredReason::OverCap, 1);
-                    outcome.ignored += 1;
-                }
-                Err(reason) => {
-                    tracing::debug!(%publisher, playlist, id = ?id, %reason, "entry ignored");
-                    counters.ignore(reason, 1);
-                    outcome.ignored += 1;
-                }
+        keep(
+            &mut outcome,
+            items,
+            publisher,
+            playlist,
+            owners,
+            max,
+            counters,
+        );
+    }
+    outcome
+        .entries
+        .sort_by(|a, b| (a.entry.position, &a.entry.id).cmp(&(b.entry.position, &b.entry.id)));
+    Ok(outcome)
+}
+
+/// Verifies each fetched item and keeps the valid ones, up to `max`; counts the rest.
+fn keep(
+    outcome: &mut FetchOutcome,
+    items: Vec<(Option<String>, Option<Element>)>,
+    publisher: &BareJid,
+    playlist: &str,
+    owners: &OwnerKeys,
+    max: usize,
+    counters: &Counters,
+) {
+    for (id, payload) in items {
+        let verdict = parse_item(id.as_deref(), payload.as_ref())
+            .and_then(|parsed| verify_entry(owners, publisher, playlist, parsed));
+        match verdict {
+            Ok(entry) if outcome.entries.len() < max => outcome.entries.push(entry),
+            Ok(_) => {
+                counters.ignore(IgnoredReason::OverCap, 1);
+                outcome.ignored += 1;
+            }
+            Err(reason) => {
+                tracing::debug!(%publisher, playlist, id = ?id, %reason, "entry ignored");
+                counters.ignore(reason, 1);
+                outcome.ignored += 1;
             }
         }
     }
+}
+
+/// The fallback when the node's items cannot be listed: one request for the newest entries
+/// (`max_items`, which every server honours and which bounds the answer).
+#[allow(clippy::too_many_arguments)] // the same inputs as fetch_playlist, passed through once
+async fn fetch_newest(
+    session: &Session,
+    to: Option<Jid>,
+    publisher: &BareJid,
+    playlist: &str,
+    owners: &OwnerKeys,
+    limits: FetchLimits,
+    counters: &Counters,
+    timeout: Duration,
+) -> Result<FetchOutcome, PlaylistError> {
+    let max = limits.max_entries.min(MAX_PAGE_SIZE);
+    let request = PubSub::Items(Items {
+        max_items: Some(u32::try_from(max).unwrap_or(u32::MAX)),
+        node: playlist_node(playlist)?,
+        subid: None,
+        items: vec![],
+    });
+    let reply = iq::request(
+        session,
+        iq::iq(false, to, Element::from(request)),
+        timeout,
+        "fetching playlist entries",
+    )
+    .await?;
+    let items = reply
+        .map(|pubsub| answer_items(&pubsub))
+        .unwrap_or_default();
+    let mut outcome = FetchOutcome {
+        listed: items.len(),
+        pages: 1,
+        complete: false,
+        ..FetchOutcome::default()
+    };
+    keep(
+        &mut outcome,
+        items,
+        publisher,
+        playlist,
+        owners,
+        max,
+        counters,
+    );
     outcome
         .entries
         .sort_by(|a, b| (a.entry.position, &a.entry.id).cmp(&(b.entry.position, &b.entry.id)));
@@ -170,7 +265,7 @@ pub(crate) async fn fetch_playlist(
 /// One items request for `ids`; returns (id, payload) of every item in the answer.
 async fn request_items(
     session: &Session,
-    to: &Jid,
+    to: &Option<Jid>,
     node: &str,
     ids: &[String],
     timeout: Duration,
@@ -190,7 +285,7 @@ async fn request_items(
     });
     let reply = iq::request(
         session,
-        iq::iq(false, Some(to.clone()), Element::from(request)),
+        iq::iq(false, to.clone(), Element::from(request)),
         timeout,
         "fetching playlist entries",
     )

@@ -123,6 +123,27 @@ struct OwnerAffiliations {
     affiliations: Vec<OwnerAffiliation>,
 }
 
+/// `<subscription jid='…' subscription='…'/>` of the owner namespace. xmpp-parsers' type writes
+/// no attribute for the state `none` (its default), which servers then ignore.
+#[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
+#[xml(namespace = NS_PUBSUB_OWNER, name = "subscription")]
+struct OwnerSubscription {
+    #[xml(attribute)]
+    jid: BareJid,
+    #[xml(attribute)]
+    subscription: String,
+}
+
+/// `<subscriptions node='…'>` of the owner namespace.
+#[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
+#[xml(namespace = NS_PUBSUB_OWNER, name = "subscriptions")]
+struct OwnerSubscriptions {
+    #[xml(attribute)]
+    node: String,
+    #[xml(child(n = ..))]
+    subscriptions: Vec<OwnerSubscription>,
+}
+
 fn owner_iq(set: bool, payload: Element) -> xmpp_parsers::iq::Iq {
     let pubsub = Element::builder("pubsub", NS_PUBSUB_OWNER)
         .append(payload)
@@ -232,6 +253,10 @@ async fn set_members(
             }
         }
     }
+    let removed: Vec<BareJid> = changes.iter().map(|a| a.jid.clone()).collect();
+    if !removed.is_empty() {
+        end_subscriptions(session, node, removed, timeout).await?;
+    }
     changes.extend(wanted.iter().map(|jid| OwnerAffiliation {
         jid: jid.clone(),
         affiliation: AffiliationAttribute::Member,
@@ -248,6 +273,36 @@ async fn set_members(
         owner_iq(true, Element::from(set)),
         timeout,
         "setting the playlist's members",
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Ends the subscriptions of `jids` to `node` (XEP-0060 §8.8.2). Done before their membership
+/// is withdrawn: Prosody 0.12 answers `forbidden` to removing the affiliation of a subscribed
+/// member (util/pubsub `set_affiliation` re-adds the subscription it should remove), although the
+/// affiliation is gone by then.
+async fn end_subscriptions(
+    session: &Session,
+    node: &NodeName,
+    jids: Vec<BareJid>,
+    timeout: Duration,
+) -> Result<(), PlaylistError> {
+    let request = OwnerSubscriptions {
+        node: node.0.clone(),
+        subscriptions: jids
+            .into_iter()
+            .map(|jid| OwnerSubscription {
+                jid,
+                subscription: "none".into(),
+            })
+            .collect(),
+    };
+    iq::request(
+        session,
+        owner_iq(true, Element::from(request)),
+        timeout,
+        "ending the subscriptions of former members",
     )
     .await
     .map(|_| ())
@@ -297,7 +352,8 @@ pub async fn delete_playlist(
 }
 
 /// The playlists `publisher` shows this account (disco#items of its PEP service, filtered to
-/// our node names). A server lists the nodes it would let us read; at most `max` are returned.
+/// our node names); at most `max` are returned. Prosody answers only the account itself and its
+/// presence contacts ([`PlaylistError::Unavailable`] for anyone else).
 pub async fn list_playlists(
     session: &Session,
     publisher: &BareJid,
@@ -308,13 +364,13 @@ pub async fn list_playlists(
         node: None,
         rsm: None,
     };
+    // Our own account is asked without `to`: Prosody answers account disco#items addressed to
+    // the account only for its presence contacts, not for the account itself.
+    let own = session.jid().map(|j| j.to_bare()).as_ref() == Some(publisher);
+    let to = (!own).then(|| Jid::from(publisher.clone()));
     let reply = iq::request(
         session,
-        iq::iq(
-            false,
-            Some(Jid::from(publisher.clone())),
-            Element::from(query),
-        ),
+        iq::iq(false, to, Element::from(query)),
         timeout,
         "listing playlists",
     )
