@@ -216,6 +216,18 @@ impl PlaylistWatch {
         .map(|_| ())
     }
 
+    /// Registers a subscription without asking a server: the fuzz harness drives
+    /// [`PlaylistWatch::handle_message`] with it.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn insert_subscription(
+        &self,
+        publisher: BareJid,
+        playlist: &str,
+        owners: OwnerKeys,
+    ) {
+        lock(&self.subscriptions).insert((publisher, playlist.to_owned()), Arc::new(owners));
+    }
+
     /// Offers an inbound message to the playlist layer. Returns `true` when it was a pubsub
     /// notification about a playlist node (handled here, accepted or counted); `false` for
     /// anything else, which the caller processes as before (the key directory's notifications
