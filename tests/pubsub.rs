@@ -636,3 +636,55 @@ async fn a_large_playlist_is_fetched_page_by_page_within_its_bounds() {
         d.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_publish_with_the_owner_key_and_follow_a_friends_playlist() {
+    use pmn::core::controller::{Controller, ControllerConfig, OwnerAccess};
+    let home = Household::new("plctl", "home.test");
+    let friend = Household::new("plctlf", "friend.test");
+    let store: Arc<dyn KeyStore> = home.store.clone();
+    let phone = Controller::connect(ControllerConfig {
+        access: Some(OwnerAccess::new(store, OWNER_ALIAS)),
+        ..ControllerConfig::plain(session_config(&home.account, "phone"))
+    })
+    .await
+    .expect("owner phone");
+    let tv = Controller::connect(ControllerConfig::plain(session_config(
+        &friend.account,
+        "tv",
+    )))
+    .await
+    .expect("friend tv");
+    phone
+        .playlists()
+        .create("channel", &Access::Friends(vec![friend.jid()]))
+        .await
+        .expect("create");
+    let mut changes = tv.playlists().changes();
+    tv.playlists()
+        .subscribe(&home.jid(), "channel", home.owners.clone())
+        .await
+        .expect("subscribe");
+    let sent = phone
+        .playlists()
+        .publish("channel", &entry("c1", 0))
+        .await
+        .expect("publish");
+    let got = tokio::time::timeout(WAIT, changes.recv())
+        .await
+        .expect("in time")
+        .expect("open");
+    assert!(matches!(got, PlaylistChange::Published { entry, .. } if entry == sent));
+    // A controller without the owner key reads but cannot publish.
+    let err = tv
+        .playlists()
+        .publish("channel", &entry("c2", 0))
+        .await
+        .expect_err("no owner key");
+    assert_eq!(
+        pmn::core::error::Error::from(err).kind(),
+        pmn::core::error::ErrorKind::Config
+    );
+    phone.close().await;
+    tv.close().await;
+}

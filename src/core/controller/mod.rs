@@ -37,6 +37,7 @@ use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
+use crate::core::pubsub::{Playlists, PlaylistsConfig};
 use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::Value};
 use crate::core::services::library::LibraryClient;
 use crate::core::services::player::{self, PlayerStatus, Queue, VolumeState};
@@ -132,6 +133,9 @@ struct Shared {
     /// The provider holds their union.
     subscriptions: Mutex<HashMap<SubscriptionKey, Vec<(u64, EventFilter)>>>,
     next_subscription: std::sync::atomic::AtomicU64,
+    /// Shared playlists (XEP-0060): ours, signed with the owner key when there is one, and the
+    /// friends' we follow; their notifications are routed here by the dispatcher.
+    playlists: Playlists,
 }
 
 /// A connected controller. Cheap to clone; [`Controller::close`] ends it for every clone.
@@ -215,8 +219,21 @@ impl Controller {
     /// ```
     pub async fn connect(config: ControllerConfig) -> Result<Self> {
         let network = config.session.jid.to_bare();
+        // The owner-approval key also signs the household's playlist entries.
+        let playlist_key = config
+            .access
+            .as_ref()
+            .map(|a| (a.store.clone(), a.alias.clone()));
         let owner = config.access.map(access::OwnerState::open).transpose()?;
         let (session, inbound) = Session::connect(config.session).await?;
+        let playlists = Playlists::new(
+            session.clone(),
+            PlaylistsConfig {
+                owner_key: playlist_key,
+                timeout: config.rpc_timeout,
+                ..PlaylistsConfig::default()
+            },
+        );
         let (e2e, e2e_rx) = match &config.e2e {
             Some(settings) => {
                 let (endpoint, rx) = settings.endpoint(session.clone(), None);
@@ -241,6 +258,7 @@ impl Controller {
             failures: broadcast::channel(FAILURE_CAPACITY).0,
             subscriptions: Mutex::new(HashMap::new()),
             next_subscription: std::sync::atomic::AtomicU64::new(1),
+            playlists,
         });
         // No service feature (spec §6); with the tunnel, interest in the network's device keys.
         let notify: &[&str] = if shared.e2e.is_some() {
@@ -278,6 +296,13 @@ impl Controller {
     /// Events of subscribed services from now on.
     pub fn events(&self) -> broadcast::Receiver<ServiceEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// The household's shared playlists and the friends' ones this device follows (spec §3.2).
+    /// Publishing signs with the owner key of [`ControllerConfig::access`]; without it the
+    /// handle only reads and follows.
+    pub fn playlists(&self) -> &Playlists {
+        &self.shared.playlists
     }
 
     /// End-to-end tunnels that fail or are refused from now on (the call that needed one also
@@ -671,7 +696,9 @@ impl Dispatcher {
                     Some(Inbound::Online { jid, resumed }) => self.on_online(jid, resumed),
                     Some(Inbound::Stanza(stanza)) => {
                         // Jingle/IBB belong to the tunnel layer, which answers them itself.
-                        if !self.shared.e2e.as_ref().is_some_and(|e| e.handle_stanza(&stanza)) {
+                        if !self.shared.e2e.as_ref().is_some_and(|e| e.handle_stanza(&stanza))
+                            && !self.shared.playlists.handle_stanza(&stanza)
+                        {
                             self.on_stanza(*stanza);
                         }
                     }
