@@ -688,3 +688,107 @@ async fn controllers_publish_with_the_owner_key_and_follow_a_friends_playlist() 
     phone.close().await;
     tv.close().await;
 }
+
+/// Collects what a followed playlist reports.
+struct ChangeSink(tokio::sync::mpsc::UnboundedSender<pmn::PlaylistChange>);
+
+impl pmn::PlaylistListener for ChangeSink {
+    fn on_change(&self, change: pmn::PlaylistChange) -> Result<(), pmn::PmnError> {
+        let _ = self.0.send(change);
+        Ok(())
+    }
+    fn on_missed(&self, _: u64) -> Result<(), pmn::PmnError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exported_api_fetches_and_follows_a_playlist_until_the_handle_is_cancelled() {
+    let publisher = Household::new("plffi", "home.test");
+    let phone = publisher.device("phone").await;
+    phone
+        .playlists
+        .create("radio", &Access::Open)
+        .await
+        .expect("create");
+    phone
+        .playlists
+        .publish("radio", &entry("r1", 0))
+        .await
+        .expect("publish");
+
+    let app =
+        pmn::Controller::new(ffi_config("app"), ChannelListener::quiet()).expect("controller");
+    app.connect().await.expect("connect");
+    let playlists = app.playlists().expect("facet");
+    let keys = vec![publisher.store.public_key(OWNER_ALIAS).expect("spki")];
+    let fetched = playlists
+        .fetch(publisher.account.jid.into(), "radio".into(), keys.clone())
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].id, "r1");
+    assert_eq!(fetched[0].kind, pmn::MediaKind::Audio);
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = playlists
+        .follow(
+            publisher.account.jid.into(),
+            "radio".into(),
+            keys,
+            Arc::new(ChangeSink(tx)),
+        )
+        .await
+        .expect("follow");
+    phone
+        .playlists
+        .publish("radio", &entry("r2", 1))
+        .await
+        .expect("publish");
+    let change = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time")
+        .expect("open");
+    assert!(
+        matches!(&change, pmn::PlaylistChange::Published { entry, playlist, .. } if entry.id == "r2" && playlist == "radio"),
+        "{change:?}"
+    );
+    // Without an owner key the app cannot publish; a bad JID is a config error.
+    let err = playlists
+        .publish(
+            "radio".into(),
+            pmn::PlaylistEntry {
+                id: "x".into(),
+                title: "x".into(),
+                uri: "a:b".into(),
+                kind: pmn::MediaKind::Stream,
+                duration_ms: None,
+                artwork: None,
+                position: 0,
+            },
+        )
+        .await
+        .expect_err("no owner key");
+    assert!(matches!(err, pmn::PmnError::Config { .. }), "{err:?}");
+    assert!(matches!(
+        playlists.list("not a jid".into()).await,
+        Err(pmn::PmnError::Config { .. })
+    ));
+
+    // Cancelled: no more changes reach the app.
+    handle.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    phone
+        .playlists
+        .publish("radio", &entry("r3", 2))
+        .await
+        .expect("publish");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .map_or(true, |c| c.is_none()),
+        "no change after cancel"
+    );
+    app.disconnect().await;
+    phone.close().await;
+}

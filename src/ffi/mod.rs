@@ -9,6 +9,7 @@ mod error;
 mod keystore;
 mod listener;
 mod logging;
+mod playlists;
 mod provider;
 mod records;
 mod runtime;
@@ -24,6 +25,9 @@ pub use keystore::*;
 pub use listener::ControllerListener;
 pub use logging::{
     clear_log_sink, log_stats, set_log_level, set_log_sink, LogLevel, LogSink, LogStats,
+};
+pub use playlists::{
+    MediaKind, PlaylistAccess, PlaylistChange, PlaylistEntry, PlaylistListener, Playlists,
 };
 pub use provider::{start_simulated_player, Provider};
 pub use records::{
