@@ -792,3 +792,62 @@ async fn the_exported_api_fetches_and_follows_a_playlist_until_the_handle_is_can
     app.disconnect().await;
     phone.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friends_playlist_is_enqueued_on_the_tv_in_order_and_plays() {
+    use pmn::core::controller::{Controller, ControllerConfig};
+    let friend = Household::new("plplay", "friend.test");
+    let publisher = friend.device("phone").await;
+    publisher
+        .playlists
+        .create("evening", &Access::Open)
+        .await
+        .expect("create");
+    // Published out of order: the queue follows the playlist's positions.
+    for (id, position) in [("b", 2), ("a", 1), ("c", 3)] {
+        publisher
+            .playlists
+            .publish("evening", &entry(id, position))
+            .await
+            .expect("publish");
+    }
+    let tv = start_player("Living room").await;
+    let phone = Controller::connect(ControllerConfig::plain(session_config(&HOME, "remote")))
+        .await
+        .expect("controller");
+    let tv_info = phone
+        .wait_for_provider(|p| p.name == "Living room", WAIT)
+        .await
+        .expect("tv online");
+    let queue = phone
+        .enqueue_playlist(
+            tv_info.jid.clone(),
+            &friend.jid(),
+            "evening",
+            &friend.owners,
+        )
+        .await
+        .expect("enqueue");
+    let uris: Vec<_> = queue.items.iter().map(|i| i.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        [
+            "https://podcasts.example/a.mp3",
+            "https://podcasts.example/b.mp3",
+            "https://podcasts.example/c.mp3"
+        ]
+    );
+    assert_eq!(queue.items[0].title.as_deref(), Some("Episode a"));
+    let status = phone
+        .player(tv_info.jid.clone())
+        .next()
+        .await
+        .expect("next");
+    assert_eq!(
+        status.uri.as_deref(),
+        Some("https://podcasts.example/a.mp3")
+    );
+    phone.close().await;
+    tv.stop().await;
+    publisher.close().await;
+}

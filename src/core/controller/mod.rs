@@ -27,6 +27,7 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::presence::Presence;
 
+use crate::core::access::OwnerKeys;
 use crate::core::discovery::{
     disco_info_for, presence_for, Advertised, DirectoryUpdate, DiscoAnswer, InfoQueries,
     PresenceOutcome, ProviderDirectory, ProviderInfo, QueryStart, Verdict,
@@ -37,7 +38,7 @@ use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
-use crate::core::pubsub::{Playlists, PlaylistsConfig};
+use crate::core::pubsub::{Playlists, PlaylistsConfig, VerifiedEntry};
 use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::Value};
 use crate::core::services::library::LibraryClient;
 use crate::core::services::player::{self, PlayerStatus, Queue, VolumeState};
@@ -303,6 +304,21 @@ impl Controller {
     /// handle only reads and follows.
     pub fn playlists(&self) -> &Playlists {
         &self.shared.playlists
+    }
+
+    /// Fetches `publisher`'s playlist `name` (entries verified against `owners`) and appends it,
+    /// in order, to the queue of the media player `tv` (spec §3.2: a shared playlist plays like a
+    /// local one). Returns the queue.
+    pub async fn enqueue_playlist(
+        &self,
+        tv: FullJid,
+        publisher: &BareJid,
+        name: &str,
+        owners: &OwnerKeys,
+    ) -> Result<Queue> {
+        let fetched = self.shared.playlists.fetch(publisher, name, owners).await?;
+        tracing::debug!(%publisher, playlist = name, entries = fetched.entries.len(), "enqueueing a playlist");
+        self.player(tv).enqueue_entries(&fetched.entries).await
     }
 
     /// End-to-end tunnels that fail or are refused from now on (the call that needed one also
@@ -648,6 +664,21 @@ impl PlayerClient {
     pub async fn enqueue(&self, uri: &str, title: Option<&str>) -> Result<Queue> {
         self.invoke::<player::Enqueue>((uri.to_owned(), title.map(str::to_owned)))
             .await
+    }
+
+    /// Appends playlist `entries` to the queue in the order given (a fetch returns them in
+    /// playlist order), each with its title: the TV then plays the playlist with `next`. Stops at
+    /// the first refusal (a full queue is fault [`player::FAULT_QUEUE_FULL`]) with what was
+    /// enqueued before it left in place.
+    pub async fn enqueue_entries(&self, entries: &[VerifiedEntry]) -> Result<Queue> {
+        let mut queue = None;
+        for e in entries {
+            queue = Some(self.enqueue(&e.entry.uri, Some(&e.entry.title)).await?);
+        }
+        match queue {
+            Some(q) => Ok(q),
+            None => self.queue().await,
+        }
     }
 
     /// Empties the queue except the current item.
