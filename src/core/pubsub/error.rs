@@ -69,7 +69,7 @@ pub enum PlaylistError {
     #[error("no such playlist ({0})")]
     NotFound(String),
     /// The server does not offer this to us (XMPP `service-unavailable`, `feature-not-implemented`):
-    /// Prosody, for one, lists an account's nodes and items only to its presence contacts.
+    /// Prosody and ejabberd list an account's nodes and items only to its presence contacts.
     #[error("the server does not offer this ({0})")]
     Unavailable(String),
     /// Too many subscriptions on this device ([`super::MAX_SUBSCRIPTIONS`]).
@@ -93,9 +93,11 @@ impl PlaylistError {
             | DefinedCondition::RegistrationRequired
             | DefinedCondition::NotAllowed => PlaylistError::Forbidden(text),
             DefinedCondition::ItemNotFound => PlaylistError::NotFound(text),
-            DefinedCondition::ServiceUnavailable | DefinedCondition::FeatureNotImplemented => {
-                PlaylistError::Unavailable(text)
-            }
+            // ejabberd answers `subscription-required` where Prosody says `service-unavailable`:
+            // it lists an account's nodes only to its presence contacts.
+            DefinedCondition::ServiceUnavailable
+            | DefinedCondition::FeatureNotImplemented
+            | DefinedCondition::SubscriptionRequired => PlaylistError::Unavailable(text),
             _ => PlaylistError::Server(text),
         }
     }

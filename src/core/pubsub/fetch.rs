@@ -125,6 +125,16 @@ pub(crate) async fn fetch_playlist(
             .filter_map(|i| i.name)
             .collect(),
     };
+    if ids.is_empty() {
+        // ejabberd lists a missing node as empty where Prosody says item-not-found: ask for the
+        // items themselves, which tells the two apart on both (and costs one request).
+        let mut outcome = fetch_newest(
+            session, to, publisher, playlist, owners, limits, counters, timeout,
+        )
+        .await?;
+        outcome.complete = outcome.listed == 0;
+        return Ok(outcome);
+    }
     let mut outcome = FetchOutcome {
         listed: ids.len(),
         complete: true,
