@@ -3,7 +3,7 @@
 //! household's entries from everyone else's.
 //!
 //! Signed with the household's owner-approval key (the key that signs guest grants, DESIGN §5) by
-//! the same code path ([`crate::core::access::sign_with`]: the signature is checked against the
+//! the same code path (`access::sign_with`, which checks the signature against the
 //! store's public key before it leaves) and verified against the [`OwnerKeys`] the subscriber keeps
 //! for that household. The canonical bytes use the grants' length-prefixed encoding under their
 //! own tag, so a signed entry can never pass for a grant or a revocation, nor the reverse:
