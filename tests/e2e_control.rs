@@ -462,11 +462,20 @@ struct Household {
 }
 
 async fn household() -> Household {
+    household_of(&HOME).await
+}
+
+/// [`household`] on `account` (a test that changes the account's password has one of its own).
+async fn household_of(account: &pmn_testkit::Account) -> Household {
     let (tv_keys, phone_keys, tablet_keys) = (keys("tv"), keys("phone"), keys("tablet"));
-    let tv = start_tv(session_config(&HOME, "tv"), Some(tv_keys.settings())).await;
-    let phone = start_phone(session_config(&HOME, "phone"), Some(phone_keys.settings())).await;
+    let tv = start_tv(session_config(account, "tv"), Some(tv_keys.settings())).await;
+    let phone = start_phone(
+        session_config(account, "phone"),
+        Some(phone_keys.settings()),
+    )
+    .await;
     let tv_jid = discover(&phone, &tv).await.jid;
-    let home: BareJid = HOME.jid.parse().unwrap();
+    let home: BareJid = account.jid.parse().unwrap();
     let code = tv.e2e().unwrap().start_pairing().unwrap();
     phone
         .e2e()
@@ -475,7 +484,7 @@ async fn household() -> Household {
         .await
         .expect("pair TV");
     let tablet = start_phone(
-        session_config(&HOME, "tablet"),
+        session_config(account, "tablet"),
         Some(tablet_keys.settings()),
     )
     .await;
@@ -723,6 +732,155 @@ async fn a_stolen_paired_phone_revoked_from_the_tablet_loses_the_tv_and_the_tabl
     let again = h.phone.player(h.tv_jid.clone()).status().await.unwrap_err();
     assert_eq!(again.kind(), ErrorKind::Forbidden, "{again}");
     tablet.close().await;
+    h.phone.close().await;
+    h.tv.stop().await;
+}
+
+/// Issue 12: the phone is stolen; the tablet revokes it and rotates the network password. The TV
+/// and the tablet keep working with the new password (the TV was kicked by the server and came
+/// back with it); the stolen phone is refused its tunnel, never learns the password, and can no
+/// longer log in at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_stolen_phone_and_rotating_the_password_locks_it_out_of_the_account() {
+    let user = format!("rotate{}", std::process::id());
+    let password = format!("old-{}", std::process::id());
+    server()
+        .register(&user, "home.test", &password)
+        .expect("register the household's own account");
+    let account = pmn_testkit::Account {
+        jid: Box::leak(format!("{user}@home.test").into_boxed_str()),
+        password: Box::leak(password.into_boxed_str()),
+    };
+    let h = household_of(&account).await;
+    let phone_fp = h.phone_keys.identity.fingerprint();
+    let phone_jid = h.phone.session().jid().unwrap();
+    let tablet_e2e = h.tablet.e2e().unwrap().clone();
+    wait_until("the tablet sees the TV and the phone online", || {
+        let online = tablet_e2e.own_resources_online();
+        online.contains(&h.tv_jid) && online.contains(&phone_jid)
+    })
+    .await;
+    assert!(tablet_e2e
+        .revoke_everywhere(&h.home, &phone_fp)
+        .await
+        .expect("revocation published"));
+    let mut tv_password = h.tv.session().watch_password();
+    let rotation = tablet_e2e
+        .rotate_network_password()
+        .await
+        .expect("password rotated");
+    assert_ne!(rotation.password, account.password);
+    assert_eq!(rotation.delivered, vec![h.tv_jid.clone()], "{rotation:?}");
+    assert_eq!(
+        rotation.missed.iter().map(|(j, _)| j).collect::<Vec<_>>(),
+        vec![&phone_jid]
+    );
+    assert_eq!(rotation.missed[0].1.kind(), ErrorKind::Forbidden);
+    assert_eq!(
+        *h.tablet.session().watch_password().borrow(),
+        rotation.password
+    );
+
+    // The TV now logs in with the new password (after the server closed its session).
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tv_password.wait_for(|p| *p == rotation.password),
+    )
+    .await
+    .expect("the TV took the new password in time")
+    .expect("TV session alive");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match h.tablet.player(h.tv_jid.clone()).status().await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the tablet cannot reach the TV after the rotation: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The stolen phone: kicked by the server and unable to log in again.
+    let mut phone_state = h.phone.session().watch_state();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        phone_state.wait_for(|s| {
+            matches!(s, pmn::core::session::ConnectionState::Offline { error: Some(e) }
+                if e.kind() == ErrorKind::Auth)
+        }),
+    )
+    .await
+    .expect("the stolen phone is refused its login in time")
+    .expect("phone state");
+    let old = pmn::core::session::Session::connect(session_config(&account, "thief"))
+        .await
+        .expect_err("the old password no longer logs in");
+    assert_eq!(old.kind(), ErrorKind::Auth, "{old}");
+    let mut fresh = session_config(&account, "newcomer");
+    fresh.password = rotation.password.clone();
+    let (session, _rx) = pmn::core::session::Session::connect(fresh)
+        .await
+        .expect("the new password logs in");
+    session.close().await;
+    h.tablet.close().await;
+    h.phone.close().await;
+    h.tv.stop().await;
+}
+
+/// Issue 12: the server withholds a revocation (the list never reaches the TV through PEP, as if
+/// the server dropped the notification and served the old key node). The next tunnel from the
+/// phone carries the list anyway: the TV drops the revoked tablet and refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_the_server_withheld_reaches_the_tv_through_the_next_tunnel() {
+    use pmn::core::e2e::revocation;
+    let h = household().await;
+    let phone_fp = h.phone_keys.identity.fingerprint();
+    let tablet_fp = h.tablet_keys.identity.fingerprint();
+    // Signed and kept by the phone, never published.
+    let epoch = h.phone_keys.trust.revocation_epoch(&h.home) + 1;
+    let list = revocation::sign_list(
+        &h.phone_keys.identity,
+        &h.home,
+        epoch,
+        &std::collections::BTreeSet::from([tablet_fp]),
+    )
+    .expect("sign");
+    let verified = revocation::verify_list(&list, &h.home).expect("verify");
+    h.phone_keys
+        .trust
+        .accept_revocations(&h.home, &verified, &phone_fp)
+        .expect("kept");
+    assert!(
+        h.tv_keys.trust.is_trusted(&h.home, &tablet_fp),
+        "the TV has not heard"
+    );
+    // A new tunnel from the phone to the TV.
+    h.phone
+        .e2e()
+        .unwrap()
+        .close_peer(&h.home, "the test wants a new tunnel");
+    assert!(h.phone.player(h.tv_jid.clone()).status().await.is_ok());
+    let tv_trust = h.tv_keys.trust.clone();
+    let home = h.home.clone();
+    wait_until("the TV applies the list the tunnel carried", move || {
+        tv_trust.is_revoked(&home, &tablet_fp)
+    })
+    .await;
+    assert!(!h.tv_keys.trust.is_trusted(&h.home, &tablet_fp));
+    let e = h
+        .tablet
+        .player(h.tv_jid.clone())
+        .status()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::NotConnected),
+        "{e}"
+    );
+    // The phone itself is untouched.
+    assert!(h.phone.player(h.tv_jid.clone()).status().await.is_ok());
+    h.tablet.close().await;
     h.phone.close().await;
     h.tv.stop().await;
 }

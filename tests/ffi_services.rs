@@ -147,6 +147,7 @@ impl MediaPlayerBackend for AppPlayer {
         self.update(|p| out = Some(*p));
         out.ok_or_else(|| PmnError::Internal {
             detail: "unreachable".into(),
+            outcome: pmn::CallOutcome::NotRun,
         })
     }
 }
@@ -263,6 +264,7 @@ async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
         Arc::new(AppPlayer {
             fail_load: Some(PmnError::Timeout {
                 detail: "decoder hung".into(),
+                outcome: pmn::CallOutcome::Unknown,
             }),
             ..AppPlayer::default()
         }),

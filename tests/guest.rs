@@ -234,6 +234,16 @@ async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> Str
     assert_eq!(issued.installed_on.len(), 1, "{issued:?}");
     assert_eq!(issued.installed_on[0].0, host.tv_jid());
     let access = ask.await.expect("task").expect("granted");
+    // Both phones show the same code; nothing of the host is trusted until Romeo confirms.
+    assert_eq!(
+        Some(&access.confirmation_code),
+        issued.confirmation_code.as_ref()
+    );
+    assert!(
+        romeo.player(host.tv_jid()).status().await.is_err(),
+        "TV trusted before confirming"
+    );
+    let access = romeo.confirm_access(&home()).expect("confirmed");
     assert_eq!(access.network, home());
     assert_eq!(access.devices, vec![host.tv_keys.fingerprint()]);
     assert_eq!(access.grant, issued.grant.id);
@@ -407,7 +417,7 @@ async fn strangers_and_plaintext_guests_are_refused() {
     assert!(is_forbidden(&r), "{r:?}");
     // Management requests in clear, even from the guest: refused.
     let register =
-        xmpp_parsers::iq::Iq::from_set("x", pmn::core::access::OwnerKey { key: vec![1, 2, 3] })
+        xmpp_parsers::iq::Iq::from_set("x", pmn::core::access::OwnerKey::register(vec![1, 2, 3]))
             .with_to(tv.clone());
     let reply = plain.request(register, T).await.expect("answered");
     assert!(matches!(reply, pmn::core::session::IqReply::Error(_)));
@@ -918,5 +928,374 @@ async fn a_provider_that_was_off_catches_up_on_grants_and_revocations() {
     }
     romeo.close().await;
     tv2.stop().await;
+    host.stop().await;
+}
+
+/// Issue 12: owner keys are a privilege. A device of Julia's network that is not an owner (a
+/// stolen tablet the TV still trusts) cannot register its own owner key, so it cannot sign grants
+/// for an accomplice; and when Julia's phone (the owner) is revoked on the network, the grant it
+/// signed for Romeo stops working on the TV.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_owner_device_cannot_grant_and_a_revoked_owners_grants_end() {
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let tv = host.tv_jid();
+    assert!(romeo.player(tv.clone()).status().await.is_ok());
+
+    // The tablet: trusted by the TV, configured as an owner by whoever holds it, but no owner
+    // device ever registered its key.
+    let tablet_keys = keys("julia-tablet");
+    host.tv_keys.pin(HOME.jid, &tablet_keys);
+    tablet_keys.pin(HOME.jid, &host.tv_keys);
+    let tablet = start_phone(session_config(&HOME, "tablet"), &tablet_keys, true).await;
+    discover(&tablet, &host.tv).await;
+    assert!(
+        tablet.player(tv.clone()).status().await.is_ok(),
+        "it is trusted"
+    );
+    let accomplice = DeviceFingerprint([0x66; 32]);
+    let refused = tablet
+        .grant_access(
+            "mallory@friend.test".parse().unwrap(),
+            accomplice,
+            vec![Scope::Playback],
+            None,
+            unix_now() + TWO_HOURS,
+        )
+        .await
+        .expect_err("a non-owner device signs no grant the TV takes");
+    assert_eq!(refused.kind(), ErrorKind::Forbidden, "{refused}");
+    assert_eq!(
+        host.tv.access().unwrap().active_grants().len(),
+        1,
+        "only Romeo's grant"
+    );
+
+    // Julia's phone is revoked on the network (from the tablet): the TV drops its owner key and
+    // the grant it signed; Romeo is refused from his next call.
+    let phone_fp = host.phone_keys.fingerprint();
+    tablet
+        .e2e()
+        .unwrap()
+        .revoke_everywhere(&home(), &phone_fp)
+        .await
+        .expect("revocation published");
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        match romeo.player(tv.clone()).status().await {
+            Err(e) if e.kind() == ErrorKind::Forbidden => break,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the revoked owner's grant still works: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(host.tv.access().unwrap().active_grants().len(), 0);
+    tablet.close().await;
+    romeo.close().await;
+    host.stop().await;
+}
+
+/// Issue 12: when a guest's last grant expires, the guest also loses the household's presence
+/// (the providers end the roster subscription both ways, as a revocation does), instead of
+/// seeing which devices are on for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_guest_loses_the_households_presence() {
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let (asking, request) = ask(&host, &romeo, None).await;
+    host.phone
+        .approve(request.id, vec![Scope::Playback], unix_now() + 6)
+        .await
+        .expect("approve");
+    asking.await.expect("task").expect("granted");
+    romeo.confirm_access(&home()).expect("confirmed");
+    let home_jid = home();
+    let subscription = |romeo: Controller| {
+        let home_jid = home_jid.clone();
+        async move {
+            let query = xmpp_parsers::roster::Roster {
+                ver: None,
+                items: vec![],
+            };
+            let iq = xmpp_parsers::iq::Iq::from_get(String::new(), query);
+            match romeo.session().request(iq, T).await.expect("roster") {
+                pmn::core::session::IqReply::Result(Some(el)) => {
+                    xmpp_parsers::roster::Roster::try_from(el)
+                        .expect("roster")
+                        .items
+                        .into_iter()
+                        .find(|i| i.jid == home_jid)
+                        .map(|i| i.subscription)
+                }
+                other => panic!("roster: {other:?}"),
+            }
+        }
+    };
+    use xmpp_parsers::roster::Subscription;
+    let deadline = tokio::time::Instant::now() + T;
+    while subscription(romeo.clone()).await != Some(Subscription::Both) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no mutual subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The grant expires 6 s after approval; the TV looks every 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = subscription(romeo.clone()).await;
+        if matches!(now, None | Some(Subscription::None)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired guest still shares presence: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(romeo.player(host.tv_jid()).status().await.is_err());
+    romeo.close().await;
+    host.stop().await;
+}
+
+/// Issue 12: the server answers Romeo's request itself, as "the host", with its own key as "the
+/// TV". Unsigned, the answer is refused (`Forbidden`). Signed with a key of its own, it is taken
+/// as an approval but pins nothing: its confirmation code cannot match one the owner's phone
+/// shows (the owner never approved), so Romeo rejects it and the TV key is never trusted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_forged_by_the_server_pins_nothing() {
+    use pmn::core::access::{AccessDecision, DecisionDevice, GrantId, Transcript};
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let romeo_jid = romeo.session().jid().unwrap();
+    // The "server": a session of the host account that is no owner device.
+    let (forger, _rx) = pmn::core::session::Session::connect(session_config(&HOME, "forger"))
+        .await
+        .expect("forger online");
+    let forger_keys = keys("forger");
+    forger_keys
+        .store
+        .generate(
+            "owner-approval",
+            pmn::core::identity::KeyPolicy::OwnerApproval {
+                user_presence: false,
+            },
+        )
+        .expect("key");
+    let fake_tv = DeviceFingerprint([0x5e; 32]);
+    let romeo_device = DeviceFingerprint(romeo.e2e().unwrap().fingerprint());
+    let decide = |signed: bool| {
+        let grant = GrantId::new("forged-1").unwrap();
+        let expires = unix_now() + 3600;
+        let introduction = signed.then(|| {
+            Transcript {
+                host: &home(),
+                guest: &romeo_jid.to_bare(),
+                guest_device: &romeo_device,
+                grant: &grant,
+                expires,
+                devices: &[fake_tv],
+            }
+            .sign(forger_keys.store.as_ref(), "owner-approval")
+            .expect("sign")
+        });
+        let decision = AccessDecision {
+            result: "approved".into(),
+            for_device: romeo_device,
+            grant: Some(grant.clone()),
+            expires: Some(expires),
+            devices: vec![DecisionDevice {
+                jid: home(),
+                fingerprint: fake_tv,
+            }],
+            introduction,
+        };
+        let mut message = xmpp_parsers::message::Message::new_with_type(
+            xmpp_parsers::message::MessageType::Headline,
+            Some(Jid::from(romeo_jid.clone())),
+        );
+        message.payloads.push(decision.into());
+        message
+    };
+    for signed in [true, false] {
+        let asking = {
+            let romeo = romeo.clone();
+            tokio::spawn(async move {
+                romeo
+                    .request_access(home(), vec![Scope::Playback], None, None, ASK)
+                    .await
+            })
+        };
+        // Let the request leave, then answer before Julia's phone does.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        forger.send(decide(signed)).expect("send");
+        let outcome = asking.await.expect("task");
+        if signed {
+            let access = outcome.expect("a self-consistent forgery reads as an approval");
+            assert_eq!(access.devices, vec![fake_tv.0]);
+            assert!(
+                !romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv.0),
+                "nothing pinned before the user confirms"
+            );
+            // The owner's phone shows no code for this (it never approved): Romeo rejects.
+            assert!(romeo.reject_access(&home()));
+            assert!(!romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv.0));
+        } else {
+            let e = outcome.expect_err("an unsigned approval");
+            assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+            assert!(e.to_string().contains("signature"), "{e}");
+        }
+        // Julia's phone got the request too: deny it, and let the denial land (Romeo ignores it,
+        // nothing is pending) before the next round asks again.
+        for p in host.phone.pending_access_requests().unwrap() {
+            let _ = host.phone.deny(p.id).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        romeo.confirm_access(&home()).unwrap_err().kind(),
+        ErrorKind::Forbidden,
+        "nothing waits for confirmation"
+    );
+    forger.close().await;
+    romeo.close().await;
+    host.stop().await;
+}
+
+/// Issue 12: a revocation cannot spread back. Romeo's grant is on both TVs; the bedroom TV is off
+/// when Julia revokes it (the living-room TV applies it); then the living-room TV is off when the
+/// bedroom TV comes back, still holding the grant. No provider online knows of the revocation,
+/// but Julia's phone does: it revokes the grant there at once instead of leaving it (or copying it
+/// on to the next newcomer).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_cannot_spread_back_from_a_provider_that_missed_it() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acl = dir.path().join("tv2-acl.json");
+    let tv2_keys = keys("tv2");
+    tv2_keys.pin(HOME.jid, &host.phone_keys);
+    host.phone_keys.pin(HOME.jid, &tv2_keys);
+    let start_tv2 = || {
+        start_provider(
+            session_config(&HOME, "tv2"),
+            &tv2_keys,
+            Some(acl.clone()),
+            all_services(),
+        )
+    };
+    let tv2 = start_tv2().await;
+    discover(&host.phone, &tv2).await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    let grant = grant_romeo_on(&host, &romeo, 2).await;
+    let romeo_bare = romeo.session().jid().unwrap().to_bare();
+    let romeo_fp = romeo.e2e().unwrap().fingerprint();
+    assert!(tv2.access().unwrap().admits(&romeo_bare, &romeo_fp));
+    tv2.stop().await;
+    let revoked = host
+        .phone
+        .revoke_grant(&pmn::core::access::GrantId::new(grant).unwrap())
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.applied_on, vec![host.tv_jid()]);
+    // The living-room TV goes off; the bedroom TV comes back alone.
+    let Host {
+        _turn,
+        tv,
+        tv_keys: _tv_keys,
+        phone,
+        phone_keys: _phone_keys,
+    } = host;
+    tv.stop().await;
+    let tv2 = start_tv2().await;
+    let guard = tv2.access().expect("access").clone();
+    let deadline = tokio::time::Instant::now() + T;
+    while guard.admits(&romeo_bare, &romeo_fp) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the grant revoked by the owner's phone lived on on TV 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    romeo.close().await;
+    tv2.stop().await;
+    phone.close().await;
+}
+
+/// [`grant_romeo`] for a host with `providers` TVs online (the grant must reach all of them).
+async fn grant_romeo_on(host: &Host, romeo: &Controller, providers: usize) -> String {
+    let (ask, request) = ask(host, romeo, Some("film night")).await;
+    let issued = host
+        .phone
+        .approve(request.id, vec![Scope::Playback], unix_now() + TWO_HOURS)
+        .await
+        .expect("approve");
+    assert_eq!(issued.installed_on.len(), providers, "{issued:?}");
+    ask.await.expect("task").expect("granted");
+    romeo.confirm_access(&home()).expect("confirmed");
+    issued.grant.id.to_string()
+}
+
+/// Issue 12: an owner makes another phone an owner, lists the keys, and removes one. Before, the
+/// tablet's grants are refused; once added, it signs grants the TV takes; once removed, they end.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_adds_lists_and_removes_a_second_owner() {
+    let host = Host::start().await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let tablet_keys = keys("julia-tablet");
+    host.tv_keys.pin(HOME.jid, &tablet_keys);
+    tablet_keys.pin(HOME.jid, &host.tv_keys);
+    let tablet = start_phone(session_config(&HOME, "tablet"), &tablet_keys, true).await;
+    discover(&tablet, &host.tv).await;
+    let mallory = || async {
+        tablet
+            .grant_access(
+                "mallory@friend.test".parse().unwrap(),
+                DeviceFingerprint([0x66; 32]),
+                vec![Scope::Playback],
+                None,
+                unix_now() + TWO_HOURS,
+            )
+            .await
+    };
+    assert_eq!(mallory().await.unwrap_err().kind(), ErrorKind::Forbidden);
+    // The non-owner cannot add itself either.
+    let tablet_spki = tablet.owner_public_key().expect("owner role configured");
+    let tablet_fp = DeviceFingerprint(tablet_keys.fingerprint());
+    assert_eq!(
+        tablet
+            .add_owner(tablet_spki.clone(), tablet_fp)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden
+    );
+    // Julia's phone adds it.
+    let took = host
+        .phone
+        .add_owner(tablet_spki.clone(), tablet_fp)
+        .await
+        .expect("add");
+    assert_eq!(took, vec![host.tv_jid()]);
+    let owners = host.phone.owner_keys().await.expect("list");
+    assert_eq!(owners.len(), 2, "{owners:?}");
+    let phone_fp = DeviceFingerprint(host.phone_keys.fingerprint());
+    assert!(owners.iter().any(|o| o.device == Some(phone_fp)));
+    assert!(owners
+        .iter()
+        .any(|o| o.device == Some(tablet_fp) && o.spki == tablet_spki));
+    // Now the tablet's grants are taken…
+    mallory().await.expect("an owner's grant");
+    assert_eq!(host.tv.access().unwrap().active_grants().len(), 2);
+    // …until Julia removes its key: they end, Romeo's (signed by Julia) stays.
+    host.phone.remove_owner(tablet_spki).await.expect("remove");
+    assert_eq!(host.tv.access().unwrap().active_grants().len(), 1);
+    assert_eq!(host.phone.owner_keys().await.expect("list").len(), 1);
+    assert!(romeo.player(host.tv_jid()).status().await.is_ok());
+    tablet.close().await;
+    romeo.close().await;
     host.stop().await;
 }

@@ -417,7 +417,18 @@ async fn guest_visit(
         issued.grant.id,
         issued.installed_on.len()
     );
+    let owner_code = issued.confirmation_code.clone().unwrap_or_default();
+    println!("[phone] confirmation code {owner_code}: Romeo's phone must show the same");
     let access = asking.await.map_err(|err| err.to_string())?.map_err(e)?;
+    println!(
+        "[romeo] approved; confirmation code {} (the same as on Julia's phone: confirmed)",
+        access.confirmation_code
+    );
+    if access.confirmation_code != owner_code {
+        romeo.reject_access(&access.network);
+        return Err("the confirmation codes differ: a key was changed on the way".into());
+    }
+    let access = romeo.confirm_access(&access.network).map_err(e)?;
     println!("[romeo] granted until {} (host clock)", access.expires);
     romeo
         .wait_for_provider(|p| &p.jid == tv, Duration::from_secs(10))

@@ -65,6 +65,59 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// Whether a remote call ran on the provider, as far as the caller can know.
+///
+/// Every error of a call says which of three things is true, so an app (or
+/// [`crate::core::controller::Controller::call_with_retry`]) knows whether trying again is safe:
+///
+/// - [`CallOutcome::NotRun`]: the call certainly did not run — it was refused before it reached
+///   the method (forbidden, unknown method, bad parameters, a bound hit) or never left this device
+///   (not connected, could not be encoded, no tunnel). Trying again cannot run it twice.
+/// - [`CallOutcome::Ran`]: the method ran and failed (an XML-RPC fault).
+/// - [`CallOutcome::Unknown`]: the request left this device and no answer came (timeout, or the
+///   connection or tunnel was lost after sending, or the answer was unreadable). It may have
+///   run. Retry with the **same call id** ([`crate::core::rpc::CallId`]): the provider remembers
+///   the ids it ran for a while and answers a repeat with the first answer instead of running it
+///   again.
+///
+/// Errors that are not about a call (login, configuration) say `NotRun`: nothing ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallOutcome {
+    /// Certainly not run: safe to try again with any id.
+    NotRun,
+    /// The method ran (and failed).
+    Ran,
+    /// May or may not have run: retry only with the same call id.
+    Unknown,
+}
+
+impl CallOutcome {
+    /// The outcome an error of `kind` has unless the code that made it knows better: a fault
+    /// ran, a timeout is unknown, every other kind is a refusal or a local failure.
+    pub fn default_for(kind: ErrorKind) -> CallOutcome {
+        match kind {
+            ErrorKind::Fault => CallOutcome::Ran,
+            ErrorKind::Timeout => CallOutcome::Unknown,
+            _ => CallOutcome::NotRun,
+        }
+    }
+
+    /// A short stable name, used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::NotRun => "not-run",
+            CallOutcome::Ran => "ran",
+            CallOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error of the pmn core.
 ///
 /// ```
@@ -79,6 +132,8 @@ pub struct Error {
     message: String,
     /// For [`ErrorKind::Fault`]: the XML-RPC fault code.
     fault_code: Option<i32>,
+    /// Whether the call this error ends ran ([`CallOutcome::default_for`] the kind unless set).
+    outcome: CallOutcome,
 }
 
 impl Error {
@@ -88,6 +143,7 @@ impl Error {
             kind,
             message: message.into(),
             fault_code: None,
+            outcome: CallOutcome::default_for(kind),
         }
     }
 
@@ -97,7 +153,26 @@ impl Error {
             kind: ErrorKind::Fault,
             message: message.into(),
             fault_code: Some(code),
+            outcome: CallOutcome::Ran,
         }
+    }
+
+    /// The same error, saying `outcome` about the call it ends (the request path knows whether
+    /// the request had left the device when it failed).
+    pub fn with_outcome(mut self, outcome: CallOutcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Whether the call this error ends ran: see [`CallOutcome`].
+    pub fn outcome(&self) -> CallOutcome {
+        self.outcome
+    }
+
+    /// True when the call certainly ran ([`CallOutcome::Ran`]); false when it certainly did not
+    /// *or* may have — ask [`Error::outcome`] to tell those two apart.
+    pub fn did_run(&self) -> bool {
+        self.outcome == CallOutcome::Ran
     }
 
     /// The stable classification.

@@ -31,6 +31,10 @@ pub struct OwnerOptions {
     /// Whether a newly created key asks for the user (fingerprint, PIN) at every approval.
     #[uniffi(default = false)]
     pub user_presence: bool,
+    /// A file (0600) where the ids of the grants this phone revoked are kept, so a provider that
+    /// missed a revocation cannot spread the grant back after the phone restarts. `None`: memory.
+    #[uniffi(default = None)]
+    pub revoked_grants_file: Option<String>,
 }
 
 /// Lets a provider take guests of other networks (needs `e2e`): the ACL it enforces.
@@ -54,6 +58,7 @@ impl ConnectionConfig {
             alias: o.key_alias.clone(),
             user_presence: o.user_presence,
             limits: IntakeLimits::default(),
+            revoked_grants_file: o.revoked_grants_file.as_ref().map(Into::into),
         })
     }
 
@@ -172,6 +177,9 @@ pub struct Approval {
     pub installed_on: Vec<String>,
     /// The providers that did not, each as `jid: reason`.
     pub failed: Vec<String>,
+    /// For an approved request: six digits to show, which the guest's phone must show too
+    /// (`GuestAccess.confirmationCode`); `null` for a grant made without a request.
+    pub confirmation_code: Option<String>,
 }
 
 impl From<Issued> for Approval {
@@ -180,6 +188,7 @@ impl From<Issued> for Approval {
             grant: grant_record(&i.grant, true, None),
             installed_on: i.installed_on.iter().map(|(j, _)| j.to_string()).collect(),
             failed: i.failed.iter().map(|(j, e)| format!("{j}: {e}")).collect(),
+            confirmation_code: i.confirmation_code,
         }
     }
 }
@@ -235,8 +244,11 @@ pub struct GuestAccess {
     pub grant_id: String,
     /// When it expires, seconds since the epoch (host's clock).
     pub expires: u64,
-    /// The host devices' key fingerprints (hex), now pinned.
+    /// The host devices' key fingerprints (hex), pinned by `confirmAccess`.
     pub devices: Vec<String>,
+    /// Six digits to compare with the owner's phone (`Approval.confirmationCode`) before calling
+    /// `confirmAccess`; different digits mean the server changed a key: call `rejectAccess`.
+    pub confirmation_code: String,
 }
 
 impl From<CoreGuestAccess> for GuestAccess {
@@ -250,6 +262,7 @@ impl From<CoreGuestAccess> for GuestAccess {
                 .iter()
                 .map(crate::core::identity::fingerprint_hex)
                 .collect(),
+            confirmation_code: g.confirmation_code,
         }
     }
 }
@@ -401,8 +414,9 @@ impl Controller {
     }
 
     /// Guests: asks `network` (the host household, a bare JID) for `scopes`, and waits at most
-    /// `timeout_ms` for its owner to answer. Denied → `PmnError.Forbidden`. Once approved, the
-    /// host's providers arrive through the listener like the network's own.
+    /// `timeout_ms` for its owner to answer. Denied → `PmnError.Forbidden`. Approved: show
+    /// `confirmationCode`, have the user compare it with the owner's phone, then `confirmAccess`;
+    /// the host's providers arrive through the listener like the network's own.
     pub async fn request_access(
         &self,
         network: String,
@@ -423,5 +437,24 @@ impl Controller {
                 .into())
         })
         .await
+    }
+
+    /// Guests: the user saw the same confirmation code on both phones; pins the host's device
+    /// keys so its providers can be driven (nothing of the host is trusted before). No approval
+    /// from `network` waiting → `PmnError.Forbidden`.
+    pub fn confirm_access(&self, network: String) -> Result<GuestAccess, PmnError> {
+        let network = network
+            .parse()
+            .map_err(|e| config(format!("{network:?} is not a bare JID: {e}")))?;
+        Ok(self.core()?.confirm_access(&network)?.into())
+    }
+
+    /// Guests: the codes differed (a server in the middle) or the user declined; forgets the
+    /// approval. Returns whether one was waiting.
+    pub fn reject_access(&self, network: String) -> Result<bool, PmnError> {
+        let network = network
+            .parse()
+            .map_err(|e| config(format!("{network:?} is not a bare JID: {e}")))?;
+        Ok(self.core()?.reject_access(&network))
     }
 }

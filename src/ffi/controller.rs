@@ -6,7 +6,7 @@ use tokio::sync::broadcast;
 use xmpp_parsers::jid::FullJid;
 
 use super::diagnostics::{self, Live};
-use super::error::{config, PmnError};
+use super::error::{config, CallOutcome, PmnError};
 use super::listener::ControllerListener;
 use super::records::{ConnectionConfig, ConnectionState, PlayerStatus, ProviderInfo};
 use super::runtime;
@@ -80,6 +80,7 @@ impl Controller {
             .clone()
             .ok_or_else(|| PmnError::NotConnected {
                 detail: "call connect() first".into(),
+                outcome: CallOutcome::NotRun,
             })
     }
 
@@ -182,6 +183,7 @@ impl Controller {
         }
         let core_config = CoreConfig {
             rpc_timeout: self.config.rpc_timeout(),
+            retry: self.config.retry(),
             e2e: self.config.e2e_settings()?,
             access: self.config.owner_access(),
             ..CoreConfig::plain(self.config.to_session()?)
@@ -275,6 +277,18 @@ impl Controller {
                 Ok(())
             })
             .await;
+        }
+    }
+
+    /// Tells the library whether the app is in the foreground: call it from Android's
+    /// `ProcessLifecycleOwner` (`onStart` → true, `onStop` → false) or iOS's
+    /// `didBecomeActive`/`didEnterBackground`. In the background the server is told the client
+    /// is inactive (XEP-0352, when it supports it), so it may hold back presence and events until
+    /// the app returns, and later connections use a longer keepalive; calls work either way.
+    /// Does nothing before `connect`.
+    pub fn set_foreground(&self, foreground: bool) {
+        if let Ok(core) = self.core() {
+            core.set_foreground(foreground);
         }
     }
 

@@ -110,7 +110,7 @@ impl From<CoreSource> for TrustSource {
             CoreSource::Paired => TrustSource::Paired,
             CoreSource::Attested { by } => TrustSource::Attested { by },
             CoreSource::Manual => TrustSource::Manual,
-            CoreSource::Host { grant } => TrustSource::Host { grant },
+            CoreSource::Host { grant, .. } => TrustSource::Host { grant },
         }
     }
 }
@@ -244,7 +244,7 @@ async fn revoke(e2e: E2eEndpoint, jid: String, fingerprint_hex: String) -> Resul
 }
 
 impl Controller {
-    fn e2e(&self) -> Result<E2eEndpoint, PmnError> {
+    pub(super) fn e2e(&self) -> Result<E2eEndpoint, PmnError> {
         self.core()?.e2e().cloned().ok_or_else(no_tunnel)
     }
 }
@@ -325,7 +325,7 @@ impl Controller {
 }
 
 impl Provider {
-    fn e2e(&self) -> Result<E2eEndpoint, PmnError> {
+    pub(super) fn e2e(&self) -> Result<E2eEndpoint, PmnError> {
         self.with_core(|core| core.e2e().cloned())?
             .ok_or_else(no_tunnel)
     }

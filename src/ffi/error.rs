@@ -1,9 +1,53 @@
 //! The one error type that crosses the FFI boundary.
 
-use crate::core::error::{Error, ErrorKind};
+use crate::core::error::{CallOutcome as CoreOutcome, Error, ErrorKind};
+
+/// Whether a call ran on the provider, as far as this device can know (every `PmnError` says it:
+/// `outcome()`).
+///
+/// - `NotRun`: certainly not run — refused before the method (forbidden, unknown method, bad
+///   parameters, the provider busy) or never sent (not connected). Safe to try again.
+/// - `Ran`: the method ran and failed (`Fault`).
+/// - `Unknown`: sent, and no answer came (a timeout, or the connection lost with the call in
+///   flight). It may have run: retry only the way that reuses the call id (the controller's
+///   `callRetries` setting), which the provider de-duplicates; never with a new call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum CallOutcome {
+    /// Certainly not run.
+    NotRun,
+    /// The method ran (and failed).
+    Ran,
+    /// May or may not have run.
+    Unknown,
+}
+
+impl From<CoreOutcome> for CallOutcome {
+    fn from(o: CoreOutcome) -> Self {
+        match o {
+            CoreOutcome::NotRun => CallOutcome::NotRun,
+            CoreOutcome::Ran => CallOutcome::Ran,
+            CoreOutcome::Unknown => CallOutcome::Unknown,
+        }
+    }
+}
+
+impl From<CallOutcome> for CoreOutcome {
+    fn from(o: CallOutcome) -> Self {
+        match o {
+            CallOutcome::NotRun => CoreOutcome::NotRun,
+            CallOutcome::Ran => CoreOutcome::Ran,
+            CallOutcome::Unknown => CoreOutcome::Unknown,
+        }
+    }
+}
 
 /// An error of pmn. Each variant is one stable kind (Kotlin: `PmnException.Timeout`, …; Swift:
 /// `PmnError.Timeout`); `detail` is a human-readable message for logs and screens.
+///
+/// Whether a failed call ran is `outcome()` (Kotlin `e.outcome()`, Swift `e.outcome()`): the kinds
+/// that can mean either carry it as a field (`Timeout`, `NotConnected`, `ProviderUnavailable`,
+/// `Protocol`, `Tls`, `Cancelled`, `Internal`); for the others it follows from the kind (`Fault`
+/// ran; `Forbidden`, `UnknownMethod`, `BadParams`, `Config`, `Auth`, `Unreachable` did not).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum PmnError {
     /// The server refused the network identifier or password.
@@ -17,6 +61,9 @@ pub enum PmnError {
     Tls {
         /// What happened.
         detail: String,
+        /// Whether the call this error ends ran (for errors that are not about a call:
+        /// `NotRun`).
+        outcome: CallOutcome,
     },
     /// The server could not be reached.
     #[error("unreachable: {detail}")]
@@ -29,12 +76,18 @@ pub enum PmnError {
     Timeout {
         /// What happened.
         detail: String,
+        /// Whether the call this error ends ran (for errors that are not about a call:
+        /// `NotRun`).
+        outcome: CallOutcome,
     },
     /// Not connected (never connected, closed, or lost).
     #[error("not connected: {detail}")]
     NotConnected {
         /// What happened.
         detail: String,
+        /// Whether the call this error ends ran (for errors that are not about a call:
+        /// `NotRun`).
+        outcome: CallOutcome,
     },
     /// The provider does not know the method.
     #[error("unknown method: {detail}")]
@@ -59,6 +112,9 @@ pub enum PmnError {
     ProviderUnavailable {
         /// What happened.
         detail: String,
+        /// Whether the call this error ends ran (for errors that are not about a call:
+        /// `NotRun`).
+        outcome: CallOutcome,
     },
     /// The method ran and failed; `code` is the provider's XML-RPC fault code.
     #[error("fault {code}: {detail}")]
@@ -73,6 +129,9 @@ pub enum PmnError {
     Protocol {
         /// What happened.
         detail: String,
+        /// Whether the call this error ends ran (for errors that are not about a call:
+        /// `NotRun`).
+        outcome: CallOutcome,
     },
     /// The configuration is invalid.
     #[error("config: {detail}")]
@@ -85,37 +144,73 @@ pub enum PmnError {
     Cancelled {
         /// What happened.
         detail: String,
+        /// Whether the call this error ends ran (for errors that are not about a call:
+        /// `NotRun`).
+        outcome: CallOutcome,
     },
     /// A bug in pmn, or a listener that threw.
     #[error("internal: {detail}")]
     Internal {
         /// What happened.
         detail: String,
+        /// Whether the call this error ends ran (for errors that are not about a call:
+        /// `NotRun`).
+        outcome: CallOutcome,
     },
 }
 
 impl From<Error> for PmnError {
     fn from(e: Error) -> Self {
         let detail = e.message().to_owned();
+        let outcome = CallOutcome::from(e.outcome());
         match e.kind() {
             ErrorKind::Auth => PmnError::Auth { detail },
-            ErrorKind::Tls => PmnError::Tls { detail },
+            ErrorKind::Tls => PmnError::Tls { detail, outcome },
             ErrorKind::Unreachable => PmnError::Unreachable { detail },
-            ErrorKind::Timeout => PmnError::Timeout { detail },
-            ErrorKind::NotConnected => PmnError::NotConnected { detail },
+            ErrorKind::Timeout => PmnError::Timeout { detail, outcome },
+            ErrorKind::NotConnected => PmnError::NotConnected { detail, outcome },
             ErrorKind::UnknownMethod => PmnError::UnknownMethod { detail },
             ErrorKind::BadParams => PmnError::BadParams { detail },
             ErrorKind::Forbidden => PmnError::Forbidden { detail },
-            ErrorKind::ProviderUnavailable => PmnError::ProviderUnavailable { detail },
+            ErrorKind::ProviderUnavailable => PmnError::ProviderUnavailable { detail, outcome },
             ErrorKind::Fault => PmnError::Fault {
                 code: e.fault_code().unwrap_or(0),
                 detail,
             },
-            ErrorKind::Protocol => PmnError::Protocol { detail },
+            ErrorKind::Protocol => PmnError::Protocol { detail, outcome },
             ErrorKind::Config => PmnError::Config { detail },
-            ErrorKind::Cancelled => PmnError::Cancelled { detail },
-            ErrorKind::Internal => PmnError::Internal { detail },
+            ErrorKind::Cancelled => PmnError::Cancelled { detail, outcome },
+            ErrorKind::Internal => PmnError::Internal { detail, outcome },
         }
+    }
+}
+
+#[uniffi::export]
+impl PmnError {
+    /// Whether the call this error ends ran; see [`CallOutcome`].
+    pub fn outcome(&self) -> CallOutcome {
+        match self {
+            PmnError::Tls { outcome, .. }
+            | PmnError::Timeout { outcome, .. }
+            | PmnError::NotConnected { outcome, .. }
+            | PmnError::ProviderUnavailable { outcome, .. }
+            | PmnError::Protocol { outcome, .. }
+            | PmnError::Cancelled { outcome, .. }
+            | PmnError::Internal { outcome, .. } => *outcome,
+            PmnError::Fault { .. } => CallOutcome::Ran,
+            PmnError::Auth { .. }
+            | PmnError::Unreachable { .. }
+            | PmnError::UnknownMethod { .. }
+            | PmnError::BadParams { .. }
+            | PmnError::Forbidden { .. }
+            | PmnError::Config { .. } => CallOutcome::NotRun,
+        }
+    }
+
+    /// True when the call certainly ran (a `Fault`); false when it certainly did not or may have
+    /// (tell those apart with `outcome()`).
+    pub fn did_run(&self) -> bool {
+        self.outcome() == CallOutcome::Ran
     }
 }
 
@@ -124,6 +219,7 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for PmnError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
         PmnError::Internal {
             detail: format!("listener failed: {}", e.reason),
+            outcome: CallOutcome::NotRun,
         }
     }
 }

@@ -20,7 +20,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-use super::error::{config, PmnError};
+use super::error::{config, CallOutcome, PmnError};
 
 /// Records waiting for the sink. At ~100 µs per JNA callback this is ~0.1 s of backlog; beyond it
 /// records are dropped rather than making pmn wait for the app.
@@ -145,6 +145,7 @@ pub fn set_log_sink(sink: Arc<dyn LogSink>, level: LogLevel) -> Result<(), PmnEr
         })
         .map_err(|e| PmnError::Internal {
             detail: format!("cannot start the log thread: {e}"),
+            outcome: CallOutcome::NotRun,
         })?;
     let old = QUEUE.write().unwrap_or_else(|e| e.into_inner()).replace(tx);
     drop(old);
@@ -339,6 +340,7 @@ mod tests {
             }
             Err(PmnError::Internal {
                 detail: "the app's logger threw".into(),
+                outcome: CallOutcome::NotRun,
             })
         }
     }

@@ -9,6 +9,7 @@ mod error;
 mod keystore;
 mod listener;
 mod logging;
+mod password;
 mod playlists;
 mod provider;
 mod records;
@@ -20,12 +21,13 @@ pub use access::*;
 pub use controller::Controller;
 pub use diagnostics::{live_objects, LiveObjects};
 pub use e2e::*;
-pub use error::PmnError;
+pub use error::{CallOutcome, PmnError};
 pub use keystore::*;
 pub use listener::ControllerListener;
 pub use logging::{
     clear_log_sink, log_stats, set_log_level, set_log_sink, LogLevel, LogSink, LogStats,
 };
+pub use password::{MissedDevice, NetworkPasswordListener, PasswordRotation};
 pub use playlists::{
     MediaKind, PlaylistAccess, PlaylistChange, PlaylistEntry, PlaylistListener, Playlists,
 };

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::diagnostics::{self, Live};
-use super::error::PmnError;
+use super::error::{CallOutcome, PmnError};
 use super::records::ConnectionConfig;
 use super::runtime;
 use crate::core::provider::Provider as CoreProvider;
@@ -49,6 +49,7 @@ impl Provider {
             .map(f)
             .ok_or_else(|| PmnError::NotConnected {
                 detail: "the provider is stopped".into(),
+                outcome: CallOutcome::NotRun,
             })
     }
 }
@@ -101,6 +102,19 @@ impl Provider {
                 Ok(())
             })
             .await;
+        }
+    }
+
+    /// Tells the library whether the app is in the foreground (see
+    /// `Controller.setForeground`). Does nothing before `start` or after `stop`.
+    pub fn set_foreground(&self, foreground: bool) {
+        if let Some(p) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            p.set_foreground(foreground);
         }
     }
 

@@ -45,6 +45,13 @@ pub struct ConnectionConfig {
     /// resumed), in milliseconds; 0 keeps the default (5 s).
     #[uniffi(default = 0)]
     pub probe_timeout_ms: u64,
+    /// How many times a controller's call is tried again when its way was lost (a timeout, the
+    /// connection lost with the call in flight, not connected): each retry waits for the
+    /// connection to be back (up to 30 s) and reuses the call's id, so a provider that already ran
+    /// it answers with its first answer instead of running it twice. 0: no retry; the error then
+    /// says whether the call ran (`PmnError.outcome()`).
+    #[uniffi(default = 0)]
+    pub call_retries: u32,
     /// The end-to-end tunnel between devices (keys, pinned peers, policy). Required unless
     /// `plain_transport` is set.
     #[uniffi(default = None)]
@@ -107,6 +114,14 @@ impl ConnectionConfig {
 
     pub(crate) fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_timeout_ms)
+    }
+
+    /// The controller's retry of calls whose way was lost ([`ConnectionConfig::call_retries`]).
+    pub(crate) fn retry(&self) -> crate::core::controller::RetryPolicy {
+        crate::core::controller::RetryPolicy::new(
+            self.call_retries.saturating_add(1),
+            Duration::from_secs(30),
+        )
     }
 }
 

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::OnceLock;
 
-use super::error::PmnError;
+use super::error::{CallOutcome, PmnError};
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
@@ -38,11 +38,14 @@ where
 {
     match handle().spawn(fut).await {
         Ok(result) => result,
+        // The task may have been a call in flight: nothing says whether it ran.
         Err(e) if e.is_panic() => Err(PmnError::Internal {
             detail: "a pmn task panicked; please report this".into(),
+            outcome: CallOutcome::Unknown,
         }),
         Err(_) => Err(PmnError::Cancelled {
             detail: "the operation was cancelled".into(),
+            outcome: CallOutcome::Unknown,
         }),
     }
 }

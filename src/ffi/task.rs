@@ -50,7 +50,7 @@ impl TaskHandle {
 }
 
 /// Aborts a task when the handle that owns it is cancelled or dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

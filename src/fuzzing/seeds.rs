@@ -210,8 +210,10 @@ fn write_fuzz_seeds() {
     .expect("item grant");
     let revoke =
         SignedRevoke::sign(network.clone(), grant.id.clone(), 9, &store, "owner").expect("revoke");
-    let owner = OwnerKey {
-        key: owner_spki.clone(),
+    let owner = OwnerKey::register(owner_spki.clone());
+    let pmn_introduction = |spki: &[u8]| crate::core::access::Introduction {
+        owner: spki.to_vec(),
+        signature: vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
     };
     let mut request = AccessRequest::new(
         device,
@@ -238,6 +240,7 @@ fn write_fuzz_seeds() {
                 jid: network.clone(),
                 fingerprint: DeviceFingerprint([9; 32]),
             }],
+            introduction: Some(pmn_introduction(&owner_spki)),
         }),
     );
     seeds.put(
@@ -494,10 +497,7 @@ fn write_fuzz_seeds() {
         &xml(wrap(
             "session",
             vec![
-                OwnerKey {
-                    key: owner_spki.clone(),
-                }
-                .into(),
+                OwnerKey::register(owner_spki.clone()).into(),
                 answer,
                 notification,
             ],

@@ -62,6 +62,7 @@ pub fn ffi_config(device: &str) -> pmn::ConnectionConfig {
         rpc_timeout_ms: 10_000,
         keepalive_ms: 0,
         probe_timeout_ms: 0,
+        call_retries: 0,
         e2e: None,
         owner: None,
         guests: None,

@@ -18,9 +18,10 @@ usage: cargo xtask <command>
 commands:
   demo              start a local Prosody and run `pmn demo` against it
   test              the whole suite: fmt, clippy, cargo test (with the fuzz corpus replay),
-                    bindings, Kotlin JVM tests; PMN_FUZZ_SMOKE=1 adds a few seconds of
-                    fuzzing per target
+                    a few seconds of fuzzing per target (PMN_FUZZ_SMOKE=0: none),
+                    bindings, Kotlin JVM tests, the mobile compile gates
   bindings          build libpmn and generate the Kotlin and Swift bindings
+  kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody)
   bench [NAME]      run the benchmarks (only NAME when given)
   mobile-check      phone compile gates: cargo check for 4 Android/iOS targets, the
                     aarch64-android release staticlib (size), the Swift syntax gate
@@ -41,6 +42,10 @@ fn main() -> ExitCode {
         Some("demo") if args.len() == 1 => demo(&mut ctx),
         Some("test") if args.len() == 1 => test(&mut ctx),
         Some("bindings") if args.len() == 1 => ctx.stage("bindings", bindings),
+        Some("kotlin") if args.len() == 1 => ctx
+            .stage("prerequisites", install_prosody)
+            .and_then(|()| ctx.stage("bindings", bindings))
+            .and_then(|()| ctx.stage("kotlin jvm tests", kotlin_jvm_tests)),
         Some("bench") if args.len() <= 2 => bench(&mut ctx, args.get(1).map(String::as_str)),
         Some("mobile-check") if args.len() == 1 => mobile_check(&mut ctx),
         Some("fuzz") if args.len() <= 3 => match FuzzArgs::parse(&args[1..]) {
@@ -327,8 +332,9 @@ fn install_prosody(_: &mut Ctx) -> Result {
 }
 
 /// The integration tests that run against ejabberd as well as Prosody: login, discovery, RPC,
-/// events, the tunnel, pairing, XEP-0189, the guest flow, restarts and the reader's limits. The
-/// tamper tests need Prosody's attacker module and stay Prosody-only.
+/// events, the tunnel, pairing, XEP-0189, the guest flow, restarts, the reader's limits and call
+/// semantics. The tamper tests need Prosody's attacker module and stay Prosody-only, and so does
+/// tests/foreground.rs (the test ejabberd has no CSI module).
 const EJABBERD_TESTS: &[&str] = &[
     "session",
     "control",
@@ -337,6 +343,7 @@ const EJABBERD_TESTS: &[&str] = &[
     "guest",
     "recovery",
     "stream_limits",
+    "calls",
 ];
 
 /// The environment variable through which tests and benches find the Python that has slixmpp.
@@ -499,8 +506,8 @@ fn test(ctx: &mut Ctx) -> Result {
         result
     })?;
     ctx.stage("vendored crates' tests", vendored_tests)?;
-    // The corpus replay runs inside `cargo test` (stable); with PMN_FUZZ_SMOKE=1 this builds the
-    // targets with libFuzzer and fuzzes each for a few seconds on top of its corpus.
+    // The corpus replay runs inside `cargo test` (stable); this builds the targets with libFuzzer
+    // and fuzzes each for a few seconds on top of its corpus.
     ctx.stage("fuzz smoke", fuzz_smoke)?;
     ctx.stage("bindings", bindings)?;
     ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
@@ -698,6 +705,11 @@ fn kotlin_jvm_tests(ctx: &mut Ctx) -> Result {
         apt_install(STEP, &["maven", "default-jdk-headless"])?;
     }
     let server = start_prosody(ctx)?;
+    // The password-rotation test changes its account's password: it gets an account of its own.
+    let (rotate_user, rotate_password) = ("rotate", "rotate-old");
+    server
+        .register(rotate_user, "home.test", rotate_password)
+        .map_err(|e| Failure::new(STEP, format!("registering {rotate_user}@home.test: {e}")))?;
     let mut cmd = Command::new("mvn");
     // Not -q: Surefire's "Tests run: …" summary is the record that the JVM tests ran.
     cmd.current_dir(&dir)
@@ -705,6 +717,8 @@ fn kotlin_jvm_tests(ctx: &mut Ctx) -> Result {
     for (key, value) in kotlin_system_properties(ctx, &server) {
         cmd.arg(format!("-D{key}={value}"));
     }
+    cmd.arg(format!("-Dpmn.rotate.network={rotate_user}@home.test"))
+        .arg(format!("-Dpmn.rotate.password={rotate_password}"));
     let result = run_counting(STEP, &mut cmd, &mut ctx.counts);
     drop(server);
     result
@@ -971,20 +985,21 @@ fn fuzz(ctx: &mut Ctx, args: FuzzArgs) -> Result {
     }
 }
 
-/// Set to `1` to make `cargo xtask test` build the fuzz targets and fuzz each for a few seconds.
+/// Set to `0` to leave the fuzz smoke out of `cargo xtask test` (the corpus replay in `cargo test`
+/// still runs every committed input).
 const FUZZ_SMOKE_ENV: &str = "PMN_FUZZ_SMOKE";
 
-/// The suite's stage: every target for [`FUZZ_SMOKE_SECONDS`] on top of its corpus, when
-/// [`FUZZ_SMOKE_ENV`] is `1`. Off by default because the instrumented nightly build of pmn does not
-/// fit the suite's budget on a 2-core machine in a cold CI clone (~10 min; after a change to pmn
-/// 1.8–4.8 min depending on the load, and the twelve runs ~66 s); the corpus replay in
-/// `cargo test` runs every committed input on stable either way. Skipped with a message when the nightly toolchain or cargo-fuzz cannot be
-/// installed.
+/// The suite's stage: every target for [`FUZZ_SMOKE_SECONDS`] on top of its corpus, so a change
+/// that breaks an inbound parser under mutation fails the suite, not only a later fuzzing run. It
+/// builds what `cargo xtask fuzz` builds (release with debug assertions, AddressSanitizer), so a
+/// local fuzzing run afterwards starts at once; cold that build is the stage's cost (about 5 min
+/// on 2 idle cores, plus the nightly toolchain and cargo-fuzz the first time). Skipped with a
+/// message when the nightly toolchain or cargo-fuzz cannot be installed, and when
+/// [`FUZZ_SMOKE_ENV`] is `0`.
 fn fuzz_smoke(ctx: &mut Ctx) -> Result {
-    if env::var(FUZZ_SMOKE_ENV).as_deref() != Ok("1") {
+    if env::var(FUZZ_SMOKE_ENV).as_deref() == Ok("0") {
         println!(
-            "xtask: fuzz smoke off (set {FUZZ_SMOKE_ENV}=1 to build and run every fuzz target \
-             for {FUZZ_SMOKE_SECONDS} s); the fuzz corpus replay ran in cargo test"
+            "xtask: SKIPPING fuzz smoke ({FUZZ_SMOKE_ENV}=0); the fuzz corpus replay ran in cargo test"
         );
         return Ok(());
     }

@@ -156,6 +156,10 @@ struct AclFile {
     /// provider is configured with.
     #[serde(default)]
     owners: Vec<String>,
+    /// Which device (TLS key fingerprint, hex) holds each registered owner key (fingerprint, hex):
+    /// those devices are the household's owners, the only ones that register or remove owner keys.
+    #[serde(default)]
+    owner_devices: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -193,7 +197,13 @@ pub struct Acl {
     tombstones: BTreeMap<GrantId, u64>,
     audit: AuditLog,
     path: Option<PathBuf>,
+    /// Owner key → the device (TLS key) that registered it; keys configured at start have none.
+    owner_devices: BTreeMap<DeviceFingerprint, DeviceFingerprint>,
 }
+
+/// Most owner-approval keys one network registers with a provider (phones of the household's
+/// owners): a bound on what a device can make a provider keep.
+pub const MAX_OWNER_KEYS: usize = 16;
 
 impl Acl {
     /// An ACL that lives only in memory (tests, controllers that cache a provider's state).
@@ -205,6 +215,7 @@ impl Acl {
             tombstones: BTreeMap::new(),
             audit: AuditLog::default(),
             path: None,
+            owner_devices: BTreeMap::new(),
         }
     }
 
@@ -271,6 +282,18 @@ impl Acl {
                 .add(&spki)
                 .map_err(|e| corrupt(format!("bad owner key: {e}")))?;
         }
+        for (key, device) in &file.owner_devices {
+            let (Some(key), Some(device)) = (
+                DeviceFingerprint::from_hex(key),
+                DeviceFingerprint::from_hex(device),
+            ) else {
+                return Err(corrupt(format!("bad owner device {key} → {device}")));
+            };
+            if !self.owners.contains(&key) {
+                return Err(corrupt(format!("owner device for an unknown key {key}")));
+            }
+            self.owner_devices.insert(key, device);
+        }
         self.version = file.version;
         for stored in file.grants {
             let grant: SignedGrant = xso::from_bytes(stored.xml.as_bytes())
@@ -322,21 +345,123 @@ impl Acl {
         &self.owners
     }
 
-    /// Adds one owner-approval key (a paired owner device registered it through the tunnel) and
-    /// stores it, so grants it signs verify after a restart too. Returns its fingerprint and whether
-    /// it is new.
-    pub fn add_owner_key(&mut self, spki: &[u8]) -> Result<(DeviceFingerprint, bool), AccessError> {
+    /// Adds one owner-approval key, held by `device` (its TLS key), registered through the tunnel
+    /// of device `by`, and stores it, so grants it signs verify after a restart too. Returns its
+    /// fingerprint and whether it is new.
+    ///
+    /// Owner keys are a privilege: the first key is taken from the first device that registers one
+    /// (the household's set-up, when no key is configured or registered yet); after that only an
+    /// owner device (one holding a registered key) registers keys, its own or another phone's.
+    /// Anyone else — a stolen phone of the network that is not an owner — is refused
+    /// ([`AccessError::NotOwner`]). At most [`MAX_OWNER_KEYS`].
+    pub fn add_owner_key(
+        &mut self,
+        spki: &[u8],
+        device: DeviceFingerprint,
+        by: DeviceFingerprint,
+    ) -> Result<(DeviceFingerprint, bool), AccessError> {
         let fp = DeviceFingerprint::from_spki(spki);
         if self.owners.contains(&fp) {
             return Ok((fp, false));
         }
+        if !self.owners.is_empty() && !self.is_owner_device(&by) {
+            return Err(AccessError::NotOwner {
+                device: by.to_hex(),
+            });
+        }
+        if self.owners.len() >= MAX_OWNER_KEYS {
+            return Err(AccessError::TooManyOwners(MAX_OWNER_KEYS));
+        }
         let before = self.owners.clone();
         self.owners.add(spki)?;
+        self.owner_devices.insert(fp, device);
         if let Err(e) = self.persist() {
             self.owners = before;
+            self.owner_devices.remove(&fp);
             return Err(e);
         }
         Ok((fp, true))
+    }
+
+    /// Whether `device` (a TLS key) holds one of the registered owner keys.
+    pub fn is_owner_device(&self, device: &DeviceFingerprint) -> bool {
+        self.owner_devices.values().any(|d| d == device)
+    }
+
+    /// The registered owner keys with the device holding each (configured keys are not listed).
+    pub fn owner_devices(&self) -> Vec<(DeviceFingerprint, DeviceFingerprint)> {
+        self.owner_devices.iter().map(|(k, d)| (*k, *d)).collect()
+    }
+
+    /// Removes the owner key `key` at the request of owner device `by`; every grant it signed ends
+    /// at once. Returns whether it was there.
+    pub fn remove_owner_key(
+        &mut self,
+        key: &DeviceFingerprint,
+        by: &DeviceFingerprint,
+        now: u64,
+    ) -> Result<bool, AccessError> {
+        if !self.is_owner_device(by) {
+            return Err(AccessError::NotOwner {
+                device: by.to_hex(),
+            });
+        }
+        self.drop_owner_keys(&[*key], now, "owner key removed")
+    }
+
+    /// Ends the owner role of every device `revoked` names (a key revoked on the network, issue
+    /// 12): their owner keys go, and so do the grants those keys signed. Returns how many keys went.
+    pub fn drop_revoked_owners(
+        &mut self,
+        revoked: impl Fn(&DeviceFingerprint) -> bool,
+        now: u64,
+    ) -> Result<usize, AccessError> {
+        let keys: Vec<DeviceFingerprint> = self
+            .owner_devices
+            .iter()
+            .filter(|(_, device)| revoked(device))
+            .map(|(key, _)| *key)
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.drop_owner_keys(&keys, now, "owner device revoked")?;
+        Ok(keys.len())
+    }
+
+    fn drop_owner_keys(
+        &mut self,
+        keys: &[DeviceFingerprint],
+        now: u64,
+        why: &str,
+    ) -> Result<bool, AccessError> {
+        let mut removed = false;
+        for key in keys {
+            removed |= self.owners.remove(key);
+            self.owner_devices.remove(key);
+        }
+        if !removed {
+            return Ok(false);
+        }
+        let dropped: Vec<GrantId> = self
+            .grants
+            .values()
+            .filter(|e| !self.owners.contains(&e.grant.issuer))
+            .map(|e| e.grant.id.clone())
+            .collect();
+        for id in &dropped {
+            if let Some(entry) = self.grants.remove(id) {
+                self.audit_grant(now, AuditKind::Revoke, &entry.grant, why);
+            }
+        }
+        tracing::info!(
+            keys = keys.len(),
+            grants = dropped.len(),
+            why,
+            "owner keys removed"
+        );
+        self.persist()?;
+        Ok(true)
     }
 
     /// Whether `guest`'s device `device` holds a grant that allows calls at `now` (the provider
@@ -373,6 +498,8 @@ impl Acl {
             });
         }
         self.owners = owners;
+        let owners = &self.owners;
+        self.owner_devices.retain(|key, _| owners.contains(key));
         let dropped: Vec<GrantId> = self
             .grants
             .values()
@@ -679,6 +806,11 @@ impl Acl {
                 .iter()
                 .map(|k| base64::engine::general_purpose::STANDARD.encode(k))
                 .collect(),
+            owner_devices: self
+                .owner_devices
+                .iter()
+                .map(|(k, d)| (k.to_hex(), d.to_hex()))
+                .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file)
             .map_err(|e| AccessError::Storage(format!("cannot serialise the ACL: {e}")))?;
@@ -726,7 +858,7 @@ fn scopes_text(grant: &SignedGrant) -> String {
 }
 
 #[cfg(unix)]
-fn check_permissions(path: &Path) -> Result<(), AccessError> {
+pub(super) fn check_permissions(path: &Path) -> Result<(), AccessError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = fs::metadata(path)
         .map_err(|e| AccessError::Storage(format!("cannot stat {}: {e}", path.display())))?;
@@ -741,13 +873,13 @@ fn check_permissions(path: &Path) -> Result<(), AccessError> {
 }
 
 #[cfg(not(unix))]
-fn check_permissions(_path: &Path) -> Result<(), AccessError> {
+pub(super) fn check_permissions(_path: &Path) -> Result<(), AccessError> {
     // No POSIX mode bits; desktop providers run on Linux and macOS.
     Ok(())
 }
 
 /// Writes `bytes` to `path` via `<path>.tmp` (created `0600`), fsync and rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AccessError> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AccessError> {
     let storage = |what: &str, p: &Path, e: std::io::Error| {
         AccessError::Storage(format!("cannot {what} {}: {e}", p.display()))
     };

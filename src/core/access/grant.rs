@@ -302,6 +302,11 @@ impl OwnerKeys {
         self.keys.is_empty()
     }
 
+    /// The DER SPKI of key `fingerprint`.
+    pub fn spki(&self, fingerprint: &DeviceFingerprint) -> Option<&[u8]> {
+        self.keys.get(fingerprint).map(|(_, spki)| spki.as_slice())
+    }
+
     /// The keys as DER SPKIs, in fingerprint order (what an ACL file stores).
     pub fn spkis(&self) -> Vec<Vec<u8>> {
         let mut keys: Vec<_> = self.keys.iter().collect();

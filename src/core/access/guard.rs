@@ -48,7 +48,21 @@ pub struct AccessGuard {
     requests: Mutex<RequestIntake>,
     /// The highest audit sequence number already handed out as an event.
     emitted: Mutex<u64>,
+    /// Whether a device key is revoked on the network (the provider's end-to-end trust store):
+    /// an owner device revoked there loses its owner keys here, and its grants with them.
+    revoked: std::sync::OnceLock<Revocations>,
 }
+
+struct Revocations(RevokedCheck);
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Revocations")
+    }
+}
+
+/// Tells whether a device key (TLS SPKI fingerprint) of the network has been revoked.
+pub type RevokedCheck = std::sync::Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section leaves the ACL consistent (it persists before it commits).
@@ -83,17 +97,41 @@ impl AccessGuard {
             requests: Mutex::new(RequestIntake::new(IntakeLimits::default())),
             emitted: Mutex::new(acl.audit().records().last().map_or(0, |r| r.seq)),
             acl: Mutex::new(acl),
+            revoked: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Connects the network's revocations (set once, by the provider that has the trust store):
+    /// from then on an owner device whose key is revoked stops being an owner, and every grant its
+    /// owner keys signed stops working, before any decision is made.
+    pub fn watch_revocations(&self, revoked: RevokedCheck) {
+        let _ = self.revoked.set(Revocations(revoked));
+    }
+
+    /// The ACL, with the owner keys of revoked devices dropped first.
+    fn acl(&self) -> std::sync::MutexGuard<'_, Acl> {
+        let mut acl = lock(&self.acl);
+        if let Some(revoked) = self.revoked.get() {
+            match acl.drop_revoked_owners(|d| (revoked.0)(&d.0), unix_now()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "owner keys of revoked devices removed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not store the removal of revoked owners")
+                }
+            }
+        }
+        acl
     }
 
     /// Whether the tunnel of `guest`'s device `device` may be accepted (an active grant names it).
     pub fn admits(&self, guest: &BareJid, device: &[u8; 32]) -> bool {
-        lock(&self.acl).admits(guest, &DeviceFingerprint(*device), unix_now())
+        self.acl()
+            .admits(guest, &DeviceFingerprint(*device), unix_now())
     }
 
     /// Whether `guest` holds an active grant (then it may read disco#info in clear).
     pub fn knows_guest(&self, guest: &BareJid) -> bool {
-        lock(&self.acl).knows_guest(guest, unix_now())
+        self.acl().knows_guest(guest, unix_now())
     }
 
     /// The decision for a guest's call; `item` is the item a `library.*` call targets.
@@ -105,7 +143,8 @@ impl AccessGuard {
         item: Option<&str>,
     ) -> Decision {
         let device = device.map(|d| DeviceFingerprint(*d));
-        lock(&self.acl).check_item(caller, device.as_ref(), method, item, unix_now())
+        self.acl()
+            .check_item(caller, device.as_ref(), method, item, unix_now())
     }
 
     /// Whether `guest`'s device `device` holds an active `library-item` grant for item `id` of
@@ -114,7 +153,7 @@ impl AccessGuard {
         let Some(device) = device.map(|d| DeviceFingerprint(*d)) else {
             return false;
         };
-        lock(&self.acl).grants(unix_now()).iter().any(|g| {
+        self.acl().grants(unix_now()).iter().any(|g| {
             g.active
                 && g.grant.guest == *guest
                 && g.grant.device == device
@@ -171,6 +210,16 @@ impl AccessGuard {
         true
     }
 
+    /// The grants that allow calls now (after dropping those of revoked owner devices).
+    pub fn active_grants(&self) -> Vec<super::GrantInfo> {
+        self.acl().active_grants(unix_now())
+    }
+
+    /// The registered owner keys, each with the device (TLS key) that holds it.
+    pub fn owner_devices(&self) -> Vec<(DeviceFingerprint, DeviceFingerprint)> {
+        self.acl().owner_devices()
+    }
+
     /// The ACL version now.
     pub fn version(&self) -> u64 {
         lock(&self.acl).version()
@@ -193,9 +242,16 @@ impl AccessGuard {
 
     /// Answers a management request of an own-network device (the dispatcher has checked that it
     /// came through a tunnel). Returns the iq result payload and what changed.
-    pub fn manage(&self, payload: Element, is_set: bool) -> Result<(Element, Change)> {
+    /// `device` is the TLS key of the asking device's tunnel: owner-key changes are an owner
+    /// device's privilege.
+    pub fn manage(
+        &self,
+        payload: Element,
+        is_set: bool,
+        device: Option<&[u8; 32]>,
+    ) -> Result<(Element, Change)> {
         let now = unix_now();
-        let mut acl = lock(&self.acl);
+        let mut acl = self.acl();
         let state = |acl: &Acl| AclState {
             version: acl.version(),
             entries: vec![],
@@ -204,9 +260,20 @@ impl AccessGuard {
             ("owner", true) => {
                 let owner = OwnerKey::try_from(payload)
                     .map_err(|e| AccessError::Malformed(format!("<owner>: {e}")))?;
-                let (fp, new) = acl.add_owner_key(&owner.key)?;
-                if new {
-                    tracing::info!(owner = %fp, "owner-approval key registered");
+                let by = device.map(|d| DeviceFingerprint(*d)).ok_or_else(|| {
+                    AccessError::Malformed("owner keys are managed through a tunnel".into())
+                })?;
+                if owner.remove {
+                    let key = DeviceFingerprint::from_spki(&owner.key);
+                    if acl.remove_owner_key(&key, &by, now)? {
+                        tracing::info!(owner = %key, "owner-approval key removed");
+                    }
+                } else {
+                    let holder = owner.device.unwrap_or(by);
+                    let (fp, new) = acl.add_owner_key(&owner.key, holder, by)?;
+                    if new {
+                        tracing::info!(owner = %fp, device = %holder, "owner-approval key registered");
+                    }
                 }
                 Ok((state(&acl).into(), Change::None))
             }
@@ -226,6 +293,20 @@ impl AccessGuard {
                     _ => Change::None,
                 };
                 Ok((state(&acl).into(), change))
+            }
+            ("owners", false) => {
+                let devices: std::collections::BTreeMap<_, _> =
+                    acl.owner_devices().into_iter().collect();
+                let mut owners = Vec::new();
+                for spki in acl.owner_keys().spkis() {
+                    let fp = DeviceFingerprint::from_spki(&spki);
+                    owners.push(OwnerKey {
+                        key: spki,
+                        device: devices.get(&fp).copied(),
+                        remove: false,
+                    });
+                }
+                Ok((super::OwnerList { owners }.into(), Change::None))
             }
             ("acl", false) => {
                 let entries = acl

@@ -29,6 +29,8 @@ mod audit;
 mod grant;
 mod guard;
 mod intake;
+mod introduction;
+mod revoked;
 mod scope;
 mod wire;
 mod xml;
@@ -43,16 +45,20 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::core::error::{Error, ErrorKind};
 use crate::core::identity::{fingerprint_hex, spki_sha256, KeyStoreError};
 
-pub use acl::{Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS};
+pub use acl::{
+    Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS, MAX_OWNER_KEYS,
+};
 pub use audit::{AuditEvictions, AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_CAPACITY};
 pub(crate) use grant::{put_field, sign_with};
 pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
-pub use guard::{AccessGuard, AccessSettings, Change as AccessChange};
+pub use guard::{AccessGuard, AccessSettings, Change as AccessChange, RevokedCheck};
 pub use intake::{Intake, IntakeLimits, IntakeStats, PendingRequest, RequestIntake};
+pub use introduction::{Introduction, Transcript};
+pub use revoked::{RevokedGrants, MAX_REVOKED_REMEMBERED};
 pub use scope::Scope;
 pub use wire::{
     AclEntry, AclState, AuditEntry, AuditPage, Decision as AccessDecision, DecisionDevice,
-    OwnerKey, APPROVED, DENIED, MAX_AUDIT_PAGE, MAX_DECISION_DEVICES,
+    OwnerKey, OwnerList, APPROVED, DENIED, MAX_AUDIT_PAGE, MAX_DECISION_DEVICES,
 };
 pub use xml::{
     AccessRequest, GrantId, ItemId, Reason, SignedGrant, SignedRevoke, MAX_ITEM_ID_BYTES,
@@ -217,6 +223,15 @@ pub enum AccessError {
         /// Its expiry, seconds since the epoch.
         expires: u64,
     },
+    /// Only an owner device (one holding a registered owner key) may do this.
+    #[error("device {device} is not an owner device of this network")]
+    NotOwner {
+        /// The asking device's TLS key fingerprint (hex).
+        device: String,
+    },
+    /// The provider holds [`MAX_OWNER_KEYS`] owner keys already.
+    #[error("too many owner keys (at most {0}); remove one first")]
+    TooManyOwners(usize),
     /// The store holds [`MAX_GRANTS`] live grants already.
     #[error("too many grants (at most {0}); revoke some first")]
     TooManyGrants(usize),
@@ -255,7 +270,9 @@ impl From<AccessError> for Error {
             | AccessError::Replayed { .. }
             | AccessError::Revoked { .. }
             | AccessError::Expired { .. }
-            | AccessError::TooManyGrants(_) => ErrorKind::Forbidden,
+            | AccessError::TooManyGrants(_)
+            | AccessError::NotOwner { .. }
+            | AccessError::TooManyOwners(_) => ErrorKind::Forbidden,
             AccessError::Signing(KeyStoreError::UserAuthenticationRequired { .. }) => {
                 ErrorKind::Forbidden
             }

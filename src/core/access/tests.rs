@@ -52,6 +52,20 @@ fn household() -> Household {
     }
 }
 
+/// A fresh P-256 owner-approval SPKI.
+fn fresh_spki() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SoftwareKeyStore::open(dir.path().join("keys")).expect("store");
+    store
+        .generate(
+            OWNER_KEY,
+            KeyPolicy::OwnerApproval {
+                user_presence: false,
+            },
+        )
+        .expect("owner key")
+}
+
 impl Household {
     fn draft(&self, guest: &str, scopes: Vec<Scope>) -> GrantDraft {
         GrantDraft::new(
@@ -948,10 +962,16 @@ fn owner_keys_registered_at_run_time_survive_a_restart() {
     let path = dir.path().join("acl.json");
     let none = OwnerKeys::new(bare(NETWORK));
     let mut acl = Acl::open(&path, none.clone(), NOW).expect("open");
-    for spki in h.owners.spkis() {
-        let (_, new) = acl.add_owner_key(&spki).expect("register");
+    // The first phone registers its key (the household's set-up), then the others' for them.
+    let first = DeviceFingerprint([0xA1; 32]);
+    for (n, spki) in h.owners.spkis().into_iter().enumerate() {
+        let holder = DeviceFingerprint([0xA1 + n as u8; 32]);
+        let (_, new) = acl.add_owner_key(&spki, holder, first).expect("register");
         assert!(new);
-        assert!(!acl.add_owner_key(&spki).expect("again").1, "idempotent");
+        assert!(
+            !acl.add_owner_key(&spki, holder, first).expect("again").1,
+            "idempotent"
+        );
     }
     acl.install(h.playback_grant(), NOW).expect("install");
     drop(acl);
@@ -1264,4 +1284,92 @@ fn request_flood_of_100000_keeps_memory_bounded() {
         Intake::Notify(_)
     ));
     assert_eq!(intake.pending_len(), 1);
+}
+
+/// Issue 12: owner keys are a privilege. The first key comes from the household's set-up; after
+/// that only an owner device adds keys (its own or another phone's); a device of the network that
+/// is not an owner (a stolen tablet) is refused; removing a key, or revoking the device that holds
+/// it, ends every grant it signed; the owner devices survive a restart; the count is bounded.
+#[test]
+fn only_owner_devices_manage_owner_keys_and_a_revoked_owner_takes_its_grants_with_it() {
+    let h = household();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("acl.json");
+    let none = OwnerKeys::new(bare(NETWORK));
+    let mut acl = Acl::open(&path, none.clone(), NOW).expect("open");
+    let spkis = h.owners.spkis();
+    let (phone, tablet, thief) = (
+        DeviceFingerprint([1; 32]),
+        DeviceFingerprint([2; 32]),
+        DeviceFingerprint([3; 32]),
+    );
+    let (first_key, _) = acl.add_owner_key(&spkis[0], phone, phone).expect("set-up");
+    assert!(acl.is_owner_device(&phone));
+    // The thief is a device of the network but no owner: refused, and nothing changed.
+    let rogue = fresh_spki();
+    assert_eq!(
+        acl.add_owner_key(&rogue, thief, thief),
+        Err(AccessError::NotOwner {
+            device: thief.to_hex()
+        })
+    );
+    assert_eq!(acl.owner_keys().len(), 1);
+    assert_eq!(
+        acl.remove_owner_key(&first_key, &thief, NOW),
+        Err(AccessError::NotOwner {
+            device: thief.to_hex()
+        })
+    );
+    // The grant signed by the phone's key works.
+    acl.install(h.playback_grant(), NOW).expect("install");
+    assert_eq!(acl.active_grants(NOW).len(), 1);
+    // The phone makes the tablet an owner too; the tablet may then add keys itself.
+    acl.add_owner_key(&fresh_spki(), tablet, phone)
+        .expect("the phone adds the tablet");
+    assert!(acl.is_owner_device(&tablet));
+    acl.add_owner_key(&fresh_spki(), tablet, tablet)
+        .expect("an owner adds keys itself");
+    drop(acl);
+    let mut acl = Acl::open(&path, none, NOW).expect("reopen");
+    assert!(acl.is_owner_device(&phone), "owner devices are stored");
+    assert_eq!(acl.owner_devices().len(), 3);
+    // The phone is revoked on the network: its key goes, and the grant it signed with it.
+    let dropped = acl.drop_revoked_owners(|d| *d == phone, NOW).expect("drop");
+    assert_eq!(dropped, 1);
+    assert!(!acl.is_owner_device(&phone));
+    assert!(
+        acl.active_grants(NOW).is_empty(),
+        "the revoked owner's grant ended"
+    );
+    assert!(!acl.admits(&romeo().to_bare(), &ROMEO_DEVICE, NOW));
+    // Nothing left to drop the second time.
+    assert_eq!(
+        acl.drop_revoked_owners(|d| *d == phone, NOW)
+            .expect("again"),
+        0
+    );
+}
+
+#[test]
+fn owner_keys_are_bounded() {
+    let mut acl = Acl::in_memory(OwnerKeys::new(bare(NETWORK)));
+    let owner = DeviceFingerprint([1; 32]);
+    for n in 0..crate::core::access::MAX_OWNER_KEYS {
+        let spki = fresh_spki();
+        // The first key is the owner's own; it then registers the others.
+        let holder = if n == 0 {
+            owner
+        } else {
+            DeviceFingerprint([n as u8 + 1; 32])
+        };
+        acl.add_owner_key(&spki, holder, owner)
+            .expect("within the bound");
+    }
+    let spki = fresh_spki();
+    assert_eq!(
+        acl.add_owner_key(&spki, owner, owner),
+        Err(AccessError::TooManyOwners(
+            crate::core::access::MAX_OWNER_KEYS
+        ))
+    );
 }

@@ -32,13 +32,33 @@ pub const MAX_DECISION_DEVICES: usize = 64;
 /// How many audit records one `<audit>` answer carries at most.
 pub const MAX_AUDIT_PAGE: usize = 200;
 
-/// An owner device registers its owner-approval key with a provider (iq set, through the tunnel).
+/// An owner device registers an owner-approval key with a provider, or removes one (iq set,
+/// through the tunnel). Only the first key of a household, and keys an owner device registers,
+/// are accepted ([`super::Acl::add_owner_key`]).
 #[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
 #[xml(namespace = NS_ACCESS, name = "owner", on_unknown_child = Fail, on_unknown_attribute = Fail)]
 pub struct OwnerKey {
     /// DER `SubjectPublicKeyInfo` of the P-256 owner-approval key.
     #[xml(attribute(codec = Base64))]
     pub key: Vec<u8>,
+    /// The TLS key of the device that holds it, when an owner registers another phone's key;
+    /// absent: the registering device's own.
+    #[xml(attribute(default))]
+    pub device: Option<DeviceFingerprint>,
+    /// Remove the key instead (its grants end everywhere it is removed).
+    #[xml(attribute(default))]
+    pub remove: bool,
+}
+
+impl OwnerKey {
+    /// Registers `key` as held by the sending device.
+    pub fn register(key: Vec<u8>) -> Self {
+        OwnerKey {
+            key,
+            device: None,
+            remove: false,
+        }
+    }
 }
 
 /// One grant of a provider's ACL as the owner lists it.
@@ -68,7 +88,19 @@ pub struct AclState {
     pub entries: Vec<AclEntry>,
 }
 
+/// The owner keys a provider holds (iq get with no children; the result lists them, each with the
+/// device that holds it when known). At most [`super::MAX_OWNER_KEYS`] (and the configured ones).
+#[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
+#[xml(namespace = NS_ACCESS, name = "owners", on_unknown_child = Fail, on_unknown_attribute = Fail)]
+pub struct OwnerList {
+    /// The keys.
+    #[xml(child(n = ..))]
+    pub owners: Vec<OwnerKey>,
+}
+
 impl xmpp_parsers::iq::IqSetPayload for OwnerKey {}
+impl xmpp_parsers::iq::IqGetPayload for OwnerList {}
+impl xmpp_parsers::iq::IqResultPayload for OwnerList {}
 impl xmpp_parsers::iq::IqGetPayload for AclState {}
 impl xmpp_parsers::iq::IqResultPayload for AclState {}
 
@@ -213,6 +245,9 @@ pub struct Decision {
     /// The host's devices that hold the grant, with the keys to pin for them.
     #[xml(child(n = ..))]
     pub devices: Vec<DecisionDevice>,
+    /// The owner's signature over the introduction (required on an approval).
+    #[xml(child(default))]
+    pub introduction: Option<super::Introduction>,
 }
 
 /// A host device named in a [`Decision`].
@@ -248,6 +283,10 @@ mod tests {
                 jid: "home@home.test".parse().expect("jid"),
                 fingerprint: DeviceFingerprint([9; 32]),
             }],
+            introduction: Some(super::super::Introduction {
+                owner: vec![1, 2, 3],
+                signature: vec![4, 5],
+            }),
         };
         let el = Element::from(d.clone());
         assert_eq!(Decision::try_from(el).expect("parses"), d);

@@ -27,8 +27,9 @@ use super::{lock, Controller, Dispatcher, Shared};
 use crate::core::access::{
     unix_now, AccessDecision, AccessError, AccessRequest, AclEntry, AclState, AuditPage,
     AuditRecord, DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, GrantInfo, Intake,
-    IntakeLimits, ItemId, OwnerKey, PendingRequest, Reason, RequestIntake, Scope, SignedGrant,
-    SignedRevoke, APPROVED, DENIED, MAX_DECISION_DEVICES, NS_ACCESS,
+    IntakeLimits, ItemId, OwnerKey, OwnerList, PendingRequest, Reason, RequestIntake,
+    RevokedGrants, Scope, SignedGrant, SignedRevoke, Transcript, APPROVED, DENIED,
+    MAX_DECISION_DEVICES, NS_ACCESS,
 };
 use crate::core::e2e::{E2eEndpoint, TrustSource};
 use crate::core::error::{Error, ErrorKind, Result};
@@ -47,6 +48,10 @@ pub struct OwnerAccess {
     pub user_presence: bool,
     /// How guest requests are de-duplicated and rate-limited before they reach the owner.
     pub limits: IntakeLimits,
+    /// Where the ids of the grants this phone revoked are kept (0600), so that no provider that
+    /// missed a revocation spreads the grant back, even after the phone restarts. `None`: only in
+    /// memory.
+    pub revoked_grants_file: Option<std::path::PathBuf>,
 }
 
 impl OwnerAccess {
@@ -57,6 +62,7 @@ impl OwnerAccess {
             alias: alias.into(),
             user_presence: false,
             limits: IntakeLimits::default(),
+            revoked_grants_file: None,
         }
     }
 }
@@ -78,6 +84,8 @@ pub(super) struct OwnerState {
     spki: Vec<u8>,
     intake: Mutex<RequestIntake>,
     requests: broadcast::Sender<PendingRequest>,
+    /// The grants this phone revoked: never copied to a provider, revoked wherever still held.
+    revoked: Mutex<RevokedGrants>,
 }
 
 impl OwnerState {
@@ -95,7 +103,12 @@ impl OwnerState {
                 .map_err(|e| Error::from(AccessError::Signing(e)))?,
             Err(e) => return Err(AccessError::Signing(e).into()),
         };
+        let revoked = match &config.revoked_grants_file {
+            Some(path) => RevokedGrants::open(path)?,
+            None => RevokedGrants::in_memory(),
+        };
         Ok(OwnerState {
+            revoked: Mutex::new(revoked),
             intake: Mutex::new(RequestIntake::new(config.limits.clone())),
             requests: broadcast::channel(REQUEST_CAPACITY).0,
             spki,
@@ -111,6 +124,9 @@ pub(super) struct GuestState {
     /// Networks that approved us (guest side) or that we approved (owner side): their
     /// subscription requests and disco#info queries are answered.
     pub(super) granted: Mutex<HashSet<BareJid>>,
+    /// Approvals this guest device received whose confirmation code the user has not confirmed
+    /// yet: their host keys are not pinned (at most one per host, as asks are).
+    pub(super) introduced: Mutex<HashMap<BareJid, GuestAccess>>,
 }
 
 /// A grant delivered to the providers of this network.
@@ -122,6 +138,23 @@ pub struct Issued {
     pub installed_on: Vec<(FullJid, [u8; 32])>,
     /// The providers that refused it or could not be reached, and why.
     pub failed: Vec<(FullJid, Error)>,
+    /// For an approved request: the six digits the owner's phone shows, which the guest's phone
+    /// must show too ([`GuestAccess::confirmation_code`]); `None` for a grant without a request.
+    pub confirmation_code: Option<String>,
+}
+
+/// An owner-approval key of the network, as its providers hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerKeyInfo {
+    /// The key's fingerprint.
+    pub key: DeviceFingerprint,
+    /// The key (DER SPKI), what [`Controller::remove_owner`] takes.
+    pub spki: Vec<u8>,
+    /// The device (TLS key) that holds it, when the provider knows (keys configured at a
+    /// provider's start have none).
+    pub device: Option<DeviceFingerprint>,
+    /// The online providers that hold it.
+    pub providers: Vec<FullJid>,
 }
 
 /// A revocation delivered to the providers of this network.
@@ -142,8 +175,13 @@ pub struct GuestAccess {
     pub grant: GrantId,
     /// When it expires (host's clock, seconds since the epoch).
     pub expires: u64,
-    /// The host devices whose keys are now pinned for this network.
+    /// The host devices whose keys [`Controller::confirm_access`] pins.
     pub devices: Vec<[u8; 32]>,
+    /// The six digits to compare with the ones on the owner's phone ([`Issued::confirmation_code`])
+    /// before confirming: different digits mean the server changed a key on the way.
+    pub confirmation_code: String,
+    /// Fingerprint of the owner-approval key that signed the approval.
+    pub owner_key: [u8; 32],
 }
 
 impl Controller {
@@ -199,22 +237,40 @@ impl Controller {
                 .session
                 .send(Presence::new(type_).with_to(Jid::from(guest.clone())))?;
         }
+        let devices: Vec<DeviceFingerprint> = issued
+            .installed_on
+            .iter()
+            .map(|(_, fp)| DeviceFingerprint(*fp))
+            .collect();
+        let transcript = Transcript {
+            host: &self.shared.network,
+            guest: &guest,
+            guest_device: &pending.device,
+            grant: &issued.grant.id,
+            expires: issued.grant.expires,
+            devices: &devices,
+        };
+        let introduction = transcript.sign(owner.config.store.as_ref(), &owner.config.alias)?;
+        let code = transcript.confirmation_code(&introduction.owner);
         let decision = AccessDecision {
             result: APPROVED.into(),
             for_device: pending.device,
             grant: Some(issued.grant.id.clone()),
             expires: Some(issued.grant.expires),
-            devices: issued
-                .installed_on
+            devices: devices
                 .iter()
-                .map(|(_, fp)| DecisionDevice {
+                .map(|fp| DecisionDevice {
                     jid: self.shared.network.clone(),
-                    fingerprint: DeviceFingerprint(*fp),
+                    fingerprint: *fp,
                 })
                 .collect(),
+            introduction: Some(introduction),
         };
         self.send_decision(&pending.guest, decision)?;
-        Ok(issued)
+        Ok(Issued {
+            confirmation_code: Some(code),
+            ..issued
+        })
     }
 
     /// Refuses request `request` and tells the guest.
@@ -232,6 +288,7 @@ impl Controller {
             grant: None,
             expires: None,
             devices: vec![],
+            introduction: None,
         };
         self.send_decision(&pending.guest, decision)
     }
@@ -256,9 +313,7 @@ impl Controller {
     ) -> Result<Issued> {
         let owner = self.owner()?;
         let targets = self.shared.own_providers()?;
-        let register = Element::from(OwnerKey {
-            key: owner.spki.clone(),
-        });
+        let register = Element::from(OwnerKey::register(owner.spki.clone()));
         let (ready, mut failed) = self.shared.each_provider(&targets, true, register).await;
         let version = ready.values().map(|s| s.version).max().unwrap_or(0);
         let now = unix_now();
@@ -297,7 +352,97 @@ impl Controller {
             grant,
             installed_on,
             failed,
+            confirmation_code: None,
         })
+    }
+
+    /// This phone's owner-approval key (DER SPKI). Another owner phone makes this one an owner
+    /// with [`Controller::add_owner`]; until then the providers refuse this key (it is not the
+    /// household's first).
+    pub fn owner_public_key(&self) -> Result<Vec<u8>> {
+        Ok(self.owner()?.spki.clone())
+    }
+
+    /// The owner keys the network's online providers hold (merged by key), with the device that
+    /// holds each when known.
+    pub async fn owner_keys(&self) -> Result<Vec<OwnerKeyInfo>> {
+        self.owner()?;
+        let targets = self.shared.own_providers()?;
+        let calls = targets.iter().map(|jid| async move {
+            let query = Element::from(OwnerList { owners: vec![] });
+            let answer = self.shared.access_iq(jid, false, query).await;
+            (
+                jid,
+                answer.and_then(|el| {
+                    OwnerList::try_from(el)
+                        .map_err(|e| Error::new(ErrorKind::Protocol, format!("<owners>: {e}")))
+                }),
+            )
+        });
+        let mut merged: BTreeMap<DeviceFingerprint, OwnerKeyInfo> = BTreeMap::new();
+        let mut failed = Vec::new();
+        for (jid, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(list) => {
+                    for owner in list.owners {
+                        let key = DeviceFingerprint::from_spki(&owner.key);
+                        let info = merged.entry(key).or_insert_with(|| OwnerKeyInfo {
+                            key,
+                            spki: owner.key.clone(),
+                            device: None,
+                            providers: vec![],
+                        });
+                        info.device = info.device.or(owner.device);
+                        info.providers.push(jid.clone());
+                    }
+                }
+                Err(e) => failed.push((jid.clone(), e)),
+            }
+        }
+        if merged.is_empty() && !failed.is_empty() {
+            return Err(first_failure(failed, "no provider listed its owner keys"));
+        }
+        Ok(merged.into_values().collect())
+    }
+
+    /// Makes another phone an owner: registers its owner-approval key `spki` (from
+    /// [`Controller::owner_public_key`] on that phone), held by the device whose TLS key is
+    /// `device`, on every online provider. Only an owner device may; returns where it took.
+    pub async fn add_owner(
+        &self,
+        spki: Vec<u8>,
+        device: DeviceFingerprint,
+    ) -> Result<Vec<FullJid>> {
+        self.owner_change(OwnerKey {
+            key: spki,
+            device: Some(device),
+            remove: false,
+        })
+        .await
+    }
+
+    /// Removes the owner key `spki` on every online provider: every grant it signed ends there.
+    /// Only an owner device may; returns where it took.
+    pub async fn remove_owner(&self, spki: Vec<u8>) -> Result<Vec<FullJid>> {
+        self.owner_change(OwnerKey {
+            key: spki,
+            device: None,
+            remove: true,
+        })
+        .await
+    }
+
+    async fn owner_change(&self, change: OwnerKey) -> Result<Vec<FullJid>> {
+        self.owner()?;
+        let targets = self.shared.own_providers()?;
+        let (applied, failed) = self
+            .shared
+            .each_provider(&targets, true, Element::from(change))
+            .await;
+        if applied.is_empty() {
+            return Err(first_failure(failed, "no provider took the owner change"));
+        }
+        Ok(applied.into_keys().collect())
     }
 
     /// Every grant held by the online providers of this network (merged by id; a grant revoked
@@ -341,6 +486,9 @@ impl Controller {
         failed.extend(refused);
         if applied.is_empty() {
             return Err(first_failure(failed, "no provider applied the revocation"));
+        }
+        if let Err(e) = lock(&owner.revoked).insert(id.clone()) {
+            tracing::warn!(grant = %id, error = %e, "could not store the revocation on this phone");
         }
         let guest = grants
             .iter()
@@ -452,25 +600,79 @@ impl Controller {
                 "approval without grant id or expiry",
             ));
         };
-        let mut devices = Vec::new();
-        for device in &decision.devices {
+        let Some(introduction) = decision.introduction.as_ref() else {
+            self.distrust(&network);
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                "an approval without the owner's signature (a server answering for the host?)",
+            ));
+        };
+        let fingerprints: Vec<DeviceFingerprint> =
+            decision.devices.iter().map(|d| d.fingerprint).collect();
+        let transcript = Transcript {
+            host: &network,
+            guest: &self.shared.network,
+            guest_device: &DeviceFingerprint(e2e.fingerprint()),
+            grant: &grant,
+            expires,
+            devices: &fingerprints,
+        };
+        if let Err(e) = transcript.verify(introduction) {
+            self.distrust(&network);
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!("the approval's signature does not verify: {e}"),
+            ));
+        }
+        let access = GuestAccess {
+            confirmation_code: transcript.confirmation_code(&introduction.owner),
+            owner_key: DeviceFingerprint::from_spki(&introduction.owner).0,
+            network: network.clone(),
+            grant: grant.clone(),
+            expires,
+            devices: fingerprints.iter().map(|d| d.0).collect(),
+        };
+        lock(&self.shared.guest.introduced).insert(network.clone(), access.clone());
+        tracing::info!(%network, %grant, "guest access approved; waiting for the user to confirm the code");
+        Ok(access)
+    }
+
+    /// The user saw the same confirmation code on both phones: pins the host's device keys (for
+    /// as long as the grant lasts) so its providers can be driven. Until then nothing of the host
+    /// is trusted. `Forbidden` when there is no approval from `network` waiting.
+    pub fn confirm_access(&self, network: &BareJid) -> Result<GuestAccess> {
+        let e2e = self.tunnel_layer()?;
+        let access = lock(&self.shared.guest.introduced)
+            .remove(network)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Forbidden,
+                    format!("no approval from {network} is waiting for confirmation"),
+                )
+            })?;
+        for device in &access.devices {
             e2e.trust().pin(
-                &network,
-                &device.fingerprint.0,
+                network,
+                device,
                 TrustSource::Host {
-                    grant: grant.to_string(),
+                    grant: access.grant.to_string(),
+                    expires: access.expires,
                 },
             )?;
-            devices.push(device.fingerprint.0);
         }
         lock(&self.shared.guest.granted).insert(network.clone());
-        tracing::info!(%network, %grant, devices = devices.len(), "guest access granted");
-        Ok(GuestAccess {
-            network,
-            grant,
-            expires,
-            devices,
-        })
+        tracing::info!(%network, grant = %access.grant, devices = access.devices.len(), "guest access confirmed");
+        Ok(access)
+    }
+
+    /// The codes differed (or the user changed his mind): forgets the approval; nothing of the
+    /// host was trusted. Returns whether one was waiting.
+    pub fn reject_access(&self, network: &BareJid) -> bool {
+        let had = lock(&self.shared.guest.introduced)
+            .remove(network)
+            .is_some();
+        self.distrust(network);
+        had
     }
 
     fn distrust(&self, network: &BareJid) {
@@ -582,9 +784,7 @@ impl Shared {
         let Ok(targets) = self.own_providers() else {
             return;
         };
-        let register = Element::from(OwnerKey {
-            key: owner.spki.clone(),
-        });
+        let register = Element::from(OwnerKey::register(owner.spki.clone()));
         if let Err(e) = self.access_iq(&newcomer, true, register).await {
             // A provider that takes no guests, or not reachable: nothing to keep in agreement.
             tracing::debug!(provider = %newcomer, error = %e, "no access sync");
@@ -608,9 +808,23 @@ impl Shared {
             .map(|e| (e.grant.id.clone(), e))
             .collect();
         let version = states.values().map(|s| s.version).max().unwrap_or(0) + 1;
-        for info in others {
+        // What this phone revoked counts as revoked, whatever the providers online say: the one
+        // that knew may be off, and the newcomer (or the only other one) may have missed it.
+        let revoked_here = |id: &GrantId| lock(&owner.revoked).contains(id);
+        let mut infos = others;
+        for entry in &theirs.entries {
+            if revoked_here(&entry.grant.id) && !infos.iter().any(|i| i.grant.id == entry.grant.id)
+            {
+                infos.push(GrantInfo {
+                    grant: entry.grant.clone(),
+                    revoked_at: Some(unix_now()),
+                    active: false,
+                });
+            }
+        }
+        for info in infos {
             let mine = held.get(&info.grant.id);
-            let revoked_elsewhere = info.revoked_at.is_some();
+            let revoked_elsewhere = info.revoked_at.is_some() || revoked_here(&info.grant.id);
             let payload = match (mine, revoked_elsewhere) {
                 (Some(entry), true) if entry.revoked_at.is_none() => {
                     match SignedRevoke::sign(

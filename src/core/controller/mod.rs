@@ -12,13 +12,13 @@
 
 mod access;
 
-pub use access::{GuestAccess, Issued, OwnerAccess, Revoked};
+pub use access::{GuestAccess, Issued, OwnerAccess, OwnerKeyInfo, Revoked};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
@@ -35,11 +35,11 @@ use crate::core::discovery::{
 use crate::core::e2e::settings::next_inbound;
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
 use crate::core::pubsub::{Playlists, PlaylistsConfig, VerifiedEntry};
-use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::Value};
+use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::MethodCall, xmlrpc::Value, CallId};
 use crate::core::services::library::LibraryClient;
 use crate::core::services::player::{self, PlayerStatus, Queue, VolumeState};
 use crate::core::services::recorder::RecorderClient;
@@ -49,6 +49,10 @@ use crate::core::session::{ConnectionState, Inbound, IqReply, Session, SessionCo
 /// Capacity of the update and event broadcast channels; a receiver that falls further behind is
 /// told it lagged (and should re-read [`Controller::providers`]).
 const BROADCAST_CAPACITY: usize = 1024;
+/// The pause before the first retry of a call (doubling for each further one, at most 2 s).
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How long a subscription to restore waits for the session to be online.
+const RESTORE_WAIT: Duration = Duration::from_secs(30);
 
 /// How to start a controller.
 #[derive(Debug, Clone)]
@@ -65,6 +69,10 @@ pub struct ControllerConfig {
     pub access: Option<OwnerAccess>,
     /// Bounds on decoding providers' answers and events ([`Limits::DEFAULT`] unless set).
     pub rpc_limits: Limits,
+    /// How [`Controller::call`] (and so every typed client) retries a call whose way was lost;
+    /// [`RetryPolicy::NONE`] unless set. Retries reuse the call id, so they never run a call twice
+    /// on a provider that remembers it.
+    pub retry: RetryPolicy,
 }
 
 impl ControllerConfig {
@@ -86,6 +94,7 @@ impl ControllerConfig {
             e2e: None,
             access: None,
             rpc_limits: Limits::DEFAULT,
+            retry: RetryPolicy::NONE,
         }
     }
 }
@@ -125,6 +134,7 @@ struct Shared {
     require_tunnel: bool,
     rpc_timeout: Duration,
     rpc_limits: Limits,
+    retry: RetryPolicy,
     directory: Mutex<ProviderDirectory>,
     updates: broadcast::Sender<DirectoryUpdate>,
     events: broadcast::Sender<ServiceEvent>,
@@ -167,35 +177,200 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Resolves when the session is not online (now, or from some later change): the moment a call
+/// in flight can no longer count on its answer.
+async fn interrupted(mut state: watch::Receiver<ConnectionState>) {
+    loop {
+        if !matches!(*state.borrow_and_update(), ConnectionState::Online { .. }) {
+            return;
+        }
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Shared {
     /// The one way calls leave this controller: through the tunnel when configured (no plaintext
     /// fallback, so a refused or failed tunnel is the caller's error), else in clear.
-    async fn call(&self, provider: &FullJid, method: &str, params: Vec<Value>) -> Result<Value> {
+    ///
+    /// A call is never sent while the session is not online (`NotConnected`, not run), and a call
+    /// in flight fails **at once** when the session is interrupted (`NotConnected`, outcome
+    /// unknown), tunnelled or not, instead of waiting out its timeout: the caller learns at once
+    /// that it must retry — with the same `id`, which the provider de-duplicates, see
+    /// [`Controller::call_with_retry`].
+    async fn call(
+        &self,
+        provider: &FullJid,
+        method: &str,
+        params: Vec<Value>,
+        id: &CallId,
+    ) -> Result<Value> {
         let to = Jid::from(provider.clone());
-        match &self.e2e {
-            Some(e2e) => {
-                rpc::call_with(
-                    |iq, t| e2e.request(iq, t),
-                    &to,
-                    method,
-                    params,
-                    self.rpc_timeout,
-                    &self.rpc_limits,
-                )
-                .await
+        let call = MethodCall::new(method, params);
+        let state = self.session.watch_state();
+        if !matches!(*state.borrow(), ConnectionState::Online { .. }) {
+            return Err(Error::new(
+                ErrorKind::NotConnected,
+                format!("{method}: not sent, the session is not online"),
+            ));
+        }
+        let lost = || {
+            Error::new(
+                ErrorKind::NotConnected,
+                format!("{method} on {provider}: the connection was lost before the answer came"),
+            )
+            .with_outcome(CallOutcome::Unknown)
+        };
+        let sent = async {
+            match &self.e2e {
+                Some(e2e) => {
+                    rpc::call_with(
+                        |iq, t| e2e.request(iq, t),
+                        &to,
+                        &call,
+                        self.rpc_timeout,
+                        &self.rpc_limits,
+                        Some(id),
+                    )
+                    .await
+                }
+                None => {
+                    rpc::call_with(
+                        |iq, t| self.session.request(iq, t),
+                        &to,
+                        &call,
+                        self.rpc_timeout,
+                        &self.rpc_limits,
+                        Some(id),
+                    )
+                    .await
+                }
             }
-            None => {
-                rpc::call_with(
-                    |iq, t| self.session.request(iq, t),
-                    &to,
-                    method,
-                    params,
-                    self.rpc_timeout,
-                    &self.rpc_limits,
-                )
-                .await
+        };
+        let result = tokio::select! {
+            result = sent => result,
+            () = interrupted(state) => {
+                tracing::debug!(%provider, %method, %id, "call in flight failed: the session was interrupted");
+                if let Some(e2e) = &self.e2e {
+                    // The next call (a retry) starts on a fresh tunnel, whatever the interruption
+                    // did to this one's bytes.
+                    e2e.reset_tunnel(provider, "a call in it was cut off by a session interruption");
+                }
+                Err(lost())
+            }
+        };
+        if let Err(e) = &result {
+            tracing::debug!(%provider, %method, %id, error = %e, outcome = %e.outcome(), "call failed");
+        }
+        result
+    }
+
+    /// Waits until the session is online, at most `within`; false if it did not come back.
+    async fn wait_online(&self, within: Duration) -> bool {
+        let mut state = self.session.watch_state();
+        tokio::time::timeout(within, async {
+            loop {
+                match &*state.borrow_and_update() {
+                    ConnectionState::Online { .. } => return true,
+                    ConnectionState::Offline { .. } => return false,
+                    _ => {}
+                }
+                if state.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// [`Shared::call`] under `retry`: one call id for every attempt; see
+    /// [`Controller::call_with_retry`].
+    async fn call_with_retry(
+        &self,
+        provider: &FullJid,
+        method: &str,
+        params: Vec<Value>,
+        retry: &RetryPolicy,
+    ) -> Result<Value> {
+        let id = CallId::new();
+        let attempts = retry.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let result = self.call(provider, method, params.clone(), &id).await;
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            if attempt >= attempts || !RetryPolicy::may_retry(&error) {
+                return Err(error);
+            }
+            attempt += 1;
+            tracing::info!(%provider, %method, %id, attempt, error = %error, outcome = %error.outcome(), "retrying the call with the same id");
+            // A short pause first, growing (0.2, 0.4, … 2 s): a provider that is itself just
+            // reconnecting gets a moment, and a retry loop never spins.
+            let pause = RETRY_PAUSE
+                .saturating_mul(1 << (attempt - 2).min(4))
+                .min(Duration::from_secs(2));
+            tokio::time::sleep(pause).await;
+            if !self.wait_online(retry.reconnect_wait).await {
+                return Err(error);
             }
         }
+    }
+}
+
+/// How [`Controller::call_with_retry`] (and every call, with [`ControllerConfig::retry`]) tries
+/// again.
+///
+/// Only calls that may be retried safely are: every attempt carries the **same** [`CallId`], so
+/// a provider that already ran the call answers with its first answer (for
+/// [`crate::core::provider::ProviderLimits::call_memory`], 2 minutes by default) instead of
+/// running it again. Retried are errors whose outcome is not [`CallOutcome::Ran`] and whose kind
+/// says the way was lost (`Timeout`, `NotConnected`, `ProviderUnavailable`); a refusal or a fault
+/// is returned at once. Before each retry: a pause (0.2 s, doubling, at most 2 s), then the
+/// session must be online again, waited for at most `reconnect_wait`.
+///
+/// What it cannot promise: a provider that restarted in between has forgotten the call (it may
+/// run twice), and a foreign provider (one that ignores call ids) may run it twice too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1: no retry).
+    pub attempts: u32,
+    /// How long to wait for the session to be online again before a retry.
+    pub reconnect_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// One attempt, no retry: the error of the call is the caller's to judge.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        attempts: 1,
+        reconnect_wait: Duration::ZERO,
+    };
+
+    /// `attempts` in all, waiting at most `reconnect_wait` for the session before each retry.
+    pub fn new(attempts: u32, reconnect_wait: Duration) -> Self {
+        RetryPolicy {
+            attempts,
+            reconnect_wait,
+        }
+    }
+
+    /// Whether an attempt that ended in `error` is retried.
+    pub fn may_retry(error: &Error) -> bool {
+        error.outcome() != CallOutcome::Ran
+            && matches!(
+                error.kind(),
+                ErrorKind::Timeout | ErrorKind::NotConnected | ErrorKind::ProviderUnavailable
+            )
+    }
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, waiting up to 30 s for the connection before each retry.
+    fn default() -> Self {
+        RetryPolicy::new(3, Duration::from_secs(30))
     }
 }
 
@@ -253,6 +428,7 @@ impl Controller {
             require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
             rpc_timeout: config.rpc_timeout,
             rpc_limits: config.rpc_limits,
+            retry: config.retry,
             directory: Mutex::new(ProviderDirectory::new(network.clone())),
             updates,
             events,
@@ -377,14 +553,58 @@ impl Controller {
         .map_err(|_| Error::new(ErrorKind::Timeout, "no matching provider came online"))?
     }
 
-    /// Calls `method` (`<service>.<verb>`) on `provider`.
+    /// Calls `method` (`<service>.<verb>`) on `provider`, retrying as
+    /// [`ControllerConfig::retry`] says (by default not at all).
+    ///
+    /// Call semantics — what an error says about whether the call ran ([`Error::outcome`]):
+    /// - `NotRun`: refused before the method ran (`Forbidden`, `UnknownMethod`, `BadParams`, a
+    ///   bound hit), or never sent (`NotConnected` while the session is not online, a tunnel that
+    ///   could not be opened).
+    /// - `Ran`: the method ran and failed (`Fault`).
+    /// - `Unknown`: sent, and no answer came: `Timeout`, or `NotConnected` when the session (or
+    ///   the tunnel) was lost with the call in flight — which fails the call at once, not at its
+    ///   timeout. Retry with the same id: [`Controller::call_as`] or
+    ///   [`Controller::call_with_retry`].
     pub async fn call(
         &self,
         provider: &FullJid,
         method: &str,
         params: Vec<Value>,
     ) -> Result<Value> {
-        self.shared.call(provider, method, params).await
+        let retry = self.shared.retry;
+        self.shared
+            .call_with_retry(provider, method, params, &retry)
+            .await
+    }
+
+    /// Calls `method` on `provider` once, as the call `id`: pass the id of an earlier attempt
+    /// whose outcome was [`CallOutcome::Unknown`] and the provider, if it ran that attempt,
+    /// answers with its first answer instead of running the method again.
+    pub async fn call_as(
+        &self,
+        provider: &FullJid,
+        method: &str,
+        params: Vec<Value>,
+        id: &CallId,
+    ) -> Result<Value> {
+        self.shared.call(provider, method, params, id).await
+    }
+
+    /// Calls `method` on `provider`, retrying under `retry` with one call id for all attempts,
+    /// so that the call runs at most once on a provider that remembers call ids (every pmn
+    /// provider does, see [`RetryPolicy`]): after a timeout or a lost connection, the retry waits
+    /// for the session to be back and gets the first run's answer, or runs the call if the first
+    /// attempt never arrived.
+    pub async fn call_with_retry(
+        &self,
+        provider: &FullJid,
+        method: &str,
+        params: Vec<Value>,
+        retry: &RetryPolicy,
+    ) -> Result<Value> {
+        self.shared
+            .call_with_retry(provider, method, params, retry)
+            .await
     }
 
     /// A typed client for the media player of `provider`.
@@ -469,6 +689,14 @@ impl Controller {
             id,
             runtime: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// The app went to the foreground (`true`) or the background: XEP-0352 client state and the
+    /// keepalive, see [`Session::set_foreground`]. In the background the server may hold back
+    /// events sent in clear (headline messages) until the app is active again; calls work
+    /// either way.
+    pub fn set_foreground(&self, foreground: bool) {
+        self.shared.session.set_foreground(foreground);
     }
 
     /// Goes offline and ends the session. Pending calls fail with `NotConnected`.
@@ -772,7 +1000,17 @@ impl Dispatcher {
             tokio::spawn(async move {
                 let method = format!("{service}.subscribe");
                 let params = subscribe_params(&filter);
-                match shared.call(&provider, &method, params).await {
+                // A tunnel may go down while the session reconnects: subscribe once it is back
+                // (calls are not sent while it is not online).
+                if !shared.wait_online(RESTORE_WAIT).await {
+                    tracing::warn!(%provider, %service, "could not restore subscription: offline");
+                    return;
+                }
+                let retry = RetryPolicy::new(2, RESTORE_WAIT);
+                match shared
+                    .call_with_retry(&provider, &method, params, &retry)
+                    .await
+                {
                     Ok(_) => tracing::info!(%provider, %service, "subscription restored"),
                     Err(e) => {
                         tracing::warn!(%provider, %service, error = %e, "could not restore subscription")
@@ -1010,5 +1248,31 @@ impl Dispatcher {
             _ => plumbing::answer_get(from, id, &payload, &self.info, &self.caps_ver),
         };
         self.reply(reply, via_tunnel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_way_is_retried_and_never_a_call_that_ran() {
+        let lost = Error::new(ErrorKind::NotConnected, "x").with_outcome(CallOutcome::Unknown);
+        let not_sent = Error::new(ErrorKind::NotConnected, "x");
+        let timeout = Error::new(ErrorKind::Timeout, "x");
+        assert!(RetryPolicy::may_retry(&lost));
+        assert!(RetryPolicy::may_retry(&not_sent));
+        assert!(RetryPolicy::may_retry(&timeout));
+        for refused in [
+            Error::new(ErrorKind::Forbidden, "x"),
+            Error::new(ErrorKind::UnknownMethod, "x"),
+            Error::new(ErrorKind::BadParams, "x"),
+            Error::fault(409, "x"),
+            Error::new(ErrorKind::Protocol, "x").with_outcome(CallOutcome::Unknown),
+        ] {
+            assert!(!RetryPolicy::may_retry(&refused), "{refused}");
+        }
+        assert_eq!(RetryPolicy::NONE.attempts, 1);
+        assert_eq!(RetryPolicy::default().attempts, 3);
     }
 }

@@ -31,7 +31,7 @@ pub mod trust;
 pub mod tunnel;
 pub mod xml;
 
-pub use endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound};
+pub use endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound, PasswordRotation};
 pub use ibb::{IbbStream, TransportHooks};
 pub use limits::{E2eLimits, E2eStats};
 pub use settings::{E2eSettings, TunnelFailure};

@@ -277,3 +277,78 @@ async fn a_request_dropped_by_its_caller_leaves_no_pending_entry() {
     assert_eq!(tunnel.pending_len(), 0, "cancelled requests were forgotten");
     assert!(tunnel.is_up());
 }
+
+/// Issue 12: the server delivers the phone's tunnel for `home/tv` to another trusted device of
+/// the network (`home/tablet`). TLS succeeds (both keys are trusted), but each side sees the other
+/// wrote different ends than its tunnel has: the phone's call fails `Forbidden` and the tablet
+/// delivers nothing.
+#[tokio::test]
+async fn a_tunnel_redirected_to_another_device_of_the_network_is_refused_by_both_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tablet) = (identity(&dir, "phone"), identity(&dir, "tablet"));
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        handshake(a, TlsRole::Initiator, &phone, tablet.fingerprint(), T),
+        handshake(b, TlsRole::Responder, &tablet, phone.fingerprint(), T),
+    );
+    let (pj, tv, tab) = (
+        jid("home@home.test/phone"),
+        jid("home@home.test/tv"),
+        jid("home@home.test/tablet"),
+    );
+    // The phone believes it talks to the TV; the tablet knows it is the tablet.
+    let (phone_t, _phone_rx) = Tunnel::start(client.unwrap(), pj.clone(), tv.clone());
+    let (tablet_t, mut tablet_rx) = Tunnel::start(server.unwrap(), tab.clone(), pj);
+    let ping: minidom::Element = "<ping xmlns='urn:xmpp:ping'/>".parse().unwrap();
+    let iq = Iq::Get {
+        from: None,
+        to: Some(tv.into()),
+        id: String::new(),
+        payload: ping.clone(),
+    };
+    let call = tokio::spawn(async move { phone_t.request(iq, T).await });
+    // The tablet refuses what was addressed to the TV: nothing is delivered, the tunnel ends.
+    let delivered = tokio::time::timeout(T, tablet_rx.recv()).await.unwrap();
+    assert!(delivered.is_none(), "a redirected stanza was delivered");
+    let reason = tokio::time::timeout(T, tablet_t.closed())
+        .await
+        .unwrap()
+        .expect("refused with a reason");
+    assert_eq!(reason.kind(), ErrorKind::Forbidden, "{reason}");
+    assert!(reason.to_string().contains("redirected"), "{reason}");
+    // The phone's call fails instead of reaching the wrong device.
+    let err = tokio::time::timeout(T, call)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect_err("no answer from the wrong device");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::NotConnected | ErrorKind::Forbidden | ErrorKind::Tls
+        ),
+        "{err}"
+    );
+
+    // And the other way: the tablet answers as itself to a phone that asked the TV.
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::join!(
+        handshake(a, TlsRole::Initiator, &phone, tablet.fingerprint(), T),
+        handshake(b, TlsRole::Responder, &tablet, phone.fingerprint(), T),
+    );
+    let (pj, tv, tab) = (
+        jid("home@home.test/phone"),
+        jid("home@home.test/tv"),
+        jid("home@home.test/tablet"),
+    );
+    let (phone_t, _phone_rx) = Tunnel::start(client.unwrap(), pj.clone(), tv);
+    let (tablet_t, _tablet_rx) = Tunnel::start(server.unwrap(), tab, pj);
+    let hello = xmpp_parsers::message::Message::new(None)
+        .with_body(xmpp_parsers::message::Lang::default(), "hi".into());
+    tablet_t.send(hello).unwrap();
+    let reason = tokio::time::timeout(T, phone_t.closed())
+        .await
+        .unwrap()
+        .expect("refused with a reason");
+    assert_eq!(reason.kind(), ErrorKind::Forbidden, "{reason}");
+}

@@ -51,6 +51,10 @@ pub enum TrustSource {
     Host {
         /// The grant id.
         grant: String,
+        /// When the grant ends (seconds since the epoch, host's clock): the pin counts for nothing
+        /// after. 0 in trust files written before pins expired: never.
+        #[serde(default)]
+        expires: u64,
     },
 }
 

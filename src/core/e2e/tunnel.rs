@@ -29,7 +29,7 @@ use xmpp_parsers::stanza::Stanza;
 
 use super::limits::E2eCounters;
 use super::tls::SecureChannel;
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::identity::fingerprint_hex;
 use crate::core::session::IqReply;
 
@@ -242,7 +242,9 @@ impl Tunnel {
     }
 
     /// Sends an iq `get`/`set` through the tunnel and waits at most `timeout` for the answer.
-    /// The iq's id is replaced by a fresh one.
+    /// The iq's id is replaced by a fresh one. Errors say whether the request left
+    /// ([`CallOutcome`]): `NotRun` when it could not be queued, `Unknown` once it was (the tunnel
+    /// ended, or the deadline passed).
     pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<IqReply> {
         let id = format!(
             "e2e-{}",
@@ -269,17 +271,22 @@ impl Tunnel {
             tunnel: self,
             id: &id,
         };
-        self.send_within(Stanza::Iq(iq), deadline).await?;
+        // Not queued: it never left.
+        self.send_within(Stanza::Iq(iq), deadline)
+            .await
+            .map_err(|e| e.with_outcome(CallOutcome::NotRun))?;
+        // Queued: the peer may act on it whatever happens to the answer.
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(self.down_error()),
+            Ok(Err(_)) => Err(self.down_error().with_outcome(CallOutcome::Unknown)),
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
                     "{} did not answer within {timeout:?} (end-to-end tunnel)",
                     self.shared.peer
                 ),
-            )),
+            )
+            .with_outcome(CallOutcome::Unknown)),
         }
     }
 
@@ -401,6 +408,36 @@ fn address(stanza: &mut Stanza, local: &FullJid, peer: &FullJid) {
     }
 }
 
+/// Why a stanza that came out of the tunnel was not written for it: its `from` is not the peer
+/// this tunnel was opened with, or its `to` not this device. Every sender sets both ([`address`]).
+fn misaddressed(stanza: &Stanza, local: &FullJid, peer: &FullJid) -> Option<String> {
+    let (from, to) = match stanza {
+        Stanza::Iq(iq) => (iq.from(), iq.to()),
+        Stanza::Message(m) => (m.from.as_ref(), m.to.as_ref()),
+        Stanza::Presence(p) => (p.from.as_ref(), p.to.as_ref()),
+    };
+    let is = |jid: Option<&Jid>, want: &FullJid| {
+        jid.is_some_and(|j| j.try_as_full().is_ok_and(|f| f == want))
+    };
+    if !is(from, peer) {
+        Some(format!(
+            "the end-to-end tunnel opened for {peer} reached {}: the server redirected it",
+            from.map_or_else(
+                || "a device that did not say who it is".into(),
+                Jid::to_string
+            )
+        ))
+    } else if !is(to, local) {
+        Some(format!(
+            "{peer} addressed its tunnel to {}, not to this device ({local}): the server \
+             redirected it",
+            to.map_or_else(|| "nobody".into(), Jid::to_string)
+        ))
+    } else {
+        None
+    }
+}
+
 async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
@@ -463,7 +500,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 ))
             }
         };
-        // The peer is who TLS authenticated, whatever it wrote.
+        // The ends each side wrote (inside TLS, so the server cannot change them) must be the
+        // ends this tunnel was opened for: otherwise the server delivered our Jingle to another
+        // device of the network than the one we asked for (both hold trusted keys, so TLS alone
+        // cannot tell `home/tv` from `home/tablet`).
+        if let Some(why) = misaddressed(&stanza, &shared.local, &shared.peer) {
+            break Some(Error::new(ErrorKind::Forbidden, why));
+        }
+        // The peer is who TLS authenticated.
         let from = Jid::from(shared.peer.clone());
         let to = Jid::from(shared.local.clone());
         match &mut stanza {

@@ -157,6 +157,15 @@ impl Caller {
         self.jid().and_then(|j| j.clone().try_into_full().ok())
     }
 
+    /// The key its tunnel pinned (`None` in clear). Part of the caller's identity in the
+    /// provider's call log too, so an answer given through a tunnel is never repeated in clear.
+    pub(crate) fn tunnel_key(&self) -> Option<&[u8; 32]> {
+        match self {
+            Caller::OwnDeviceTunnel { key, .. } | Caller::Guest { key, .. } => key.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Whether the caller is a device of this network (either way in).
     pub(crate) fn is_own_device(&self) -> bool {
         matches!(

@@ -5,6 +5,13 @@
 //! the guests' share is full, the caller is answered `resource-constraint` (type `wait`) at once
 //! instead of queueing without bound. An admitted call then waits for one of the
 //! [`ProviderLimits::calls_running`] places to run its service: that wait is bounded by the slots.
+//!
+//! A call that carries a call id is remembered ([`CallLog`]) from the moment it is admitted until
+//! [`ProviderLimits::call_memory`] after it finished: a repeat of it (a controller's retry after a
+//! timeout or a lost connection) gets the first answer, or waits for the run still going, and
+//! never runs the method again. Refusals (policy, unknown method, bad parameters, a bound hit) are
+//! not remembered: they ran nothing, and a retry is judged afresh. `<service>.subscribe` and
+//! `unsubscribe` are idempotent and not remembered either.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -12,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
@@ -23,8 +31,10 @@ use super::limits::{Counters, ProviderLimits};
 use super::policy::{Decision, Request};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plumbing;
+use crate::core::rpc::call_id::{self, CallIdField};
+use crate::core::rpc::dedup::Begin;
 use crate::core::rpc::xmlrpc::{self, MethodResponse, RpcPayload, Value};
-use crate::core::rpc::{stanza_error_for, CallContext};
+use crate::core::rpc::{stanza_error_for, CallContext, CallLog};
 
 /// How a call ended, as far as its answer goes.
 pub(crate) enum Outcome {
@@ -32,6 +42,21 @@ pub(crate) enum Outcome {
     Done(Result<Value>),
     /// A bound was hit: `resource-constraint`, with the bound's name.
     Busy(String),
+    /// A repeat of a call that is running (or whose run vanished) could not be given the run's
+    /// answer: `unexpected-request` (type `wait`), which callers read as "may have run", never
+    /// as a refusal — a refusal would invite a retry with a new id, and a second run.
+    Unsure(String),
+}
+
+/// Who a remembered call belongs to: the caller's full JID and the key of the tunnel it came
+/// through (`None` in clear). Established by the provider, never taken from the payload.
+pub(crate) type CallerKey = (FullJid, Option<[u8; 32]>);
+
+/// The provider's memory of recent calls by call id.
+pub(crate) type SharedCallLog = Arc<Mutex<CallLog<CallerKey>>>;
+
+fn lock_log(log: &SharedCallLog) -> std::sync::MutexGuard<'_, CallLog<CallerKey>> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +77,12 @@ pub(crate) struct InFlight {
     /// Places for services to run; admitted calls wait here (at most `total` of them).
     running: Arc<Semaphore>,
     stats: Arc<Counters>,
+    /// Recent calls of the household's own devices by (caller, call id), so that a retry runs
+    /// once.
+    log: SharedCallLog,
+    /// The same for guests, with its own bounds: a guest's flood never pushes out what the
+    /// household's devices need remembered.
+    guest_log: SharedCallLog,
 }
 
 /// A call's slot; given back when dropped (the call task ended, however it ended).
@@ -90,6 +121,33 @@ impl InFlight {
             for_guests: limits.calls_for_guests,
             running: Arc::new(Semaphore::new(limits.calls_running)),
             stats,
+            log: Arc::new(Mutex::new(CallLog::new(
+                limits.call_memory,
+                limits.calls_remembered_per_caller,
+                limits.calls_remembered,
+                limits.calls_remembered_bytes,
+            ))),
+            guest_log: Arc::new(Mutex::new(CallLog::new(
+                limits.call_memory,
+                limits.calls_remembered_per_caller,
+                limits.calls_remembered_for_guests,
+                limits.calls_remembered_bytes / 4,
+            ))),
+        }
+    }
+
+    /// The memories of recent calls, own devices' and guests' (shared with
+    /// [`super::Provider::stats`]).
+    pub(crate) fn logs(&self) -> [&SharedCallLog; 2] {
+        [&self.log, &self.guest_log]
+    }
+
+    /// The memory a caller's calls go to.
+    fn log_for(&self, guest: bool) -> &SharedCallLog {
+        if guest {
+            &self.guest_log
+        } else {
+            &self.log
         }
     }
 
@@ -130,6 +188,14 @@ impl Dispatcher {
         let Some(full) = caller.full() else {
             let e = Error::new(ErrorKind::BadParams, "caller has no resource");
             return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+        };
+        let call_id = match call_id::of_query(&query) {
+            CallIdField::Absent => None,
+            CallIdField::Present(call_id) => Some(call_id),
+            CallIdField::Invalid => {
+                let e = Error::new(ErrorKind::BadParams, "malformed call id");
+                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+            }
         };
         let call = match self.router.parse_query(&query) {
             Ok(RpcPayload::Call(call)) => call,
@@ -172,15 +238,39 @@ impl Dispatcher {
             let outcome = self.on_subscription(caller, full, &service, &verb, call.params, route);
             return self.reply(route, answer(to, id, outcome));
         }
+        // Checked after the policy, so a retry is refused like the first attempt would be now
+        // (a revoked guest gets no remembered answer).
+        let key: CallerKey = (full.clone(), caller.tunnel_key().copied());
+        let log = self.calls.log_for(!caller.is_own_device());
+        let ticket = match &call_id {
+            None => None,
+            Some(call_id) => match lock_log(log).begin(&key, call_id, Instant::now()) {
+                Begin::Run(ticket) => Some((call_id.clone(), ticket)),
+                Begin::Done(remembered) => {
+                    tracing::debug!(from = %full, method = %call.method, %call_id, "repeat of a finished call: its first answer");
+                    return self.reply(route, answer(to, id, Outcome::Done(remembered)));
+                }
+                Begin::Wait(run) => {
+                    tracing::debug!(from = %full, method = %call.method, %call_id, "repeat of a running call: waits for that run");
+                    return self.await_run(caller, full, to, id, run, route);
+                }
+            },
+        };
         let slot = match self.calls.admit(&full, !caller.is_own_device()) {
             Ok(slot) => slot,
             Err(why) => {
                 tracing::info!(from = %full, method = %call.method, %why, "call refused: busy");
+                if let Some((call_id, ticket)) = ticket {
+                    // Not run: a retry may run it; a repeat waiting meanwhile hears the refusal.
+                    let busy = Err(Error::new(ErrorKind::ProviderUnavailable, why.clone()));
+                    lock_log(log).abandon(&key, &call_id, ticket, busy);
+                }
                 return self.reply(route, answer(to, id, Outcome::Busy(why)));
             }
         };
         let route = route.clone();
         let running = self.calls.running.clone();
+        let log = log.clone();
         tokio::spawn(async move {
             // The semaphore is never closed; if it were, running without a place beats no answer.
             let _place = running.acquire_owned().await.ok();
@@ -194,9 +284,51 @@ impl Dispatcher {
                     tracing::error!(service = service.name(), %verb, "service call panicked");
                     Err(Error::new(ErrorKind::Internal, "the service failed"))
                 });
+            // Remembered before the caller can learn the answer, so its retry finds it.
+            if let Some((call_id, ticket)) = ticket {
+                lock_log(&log).finish(&key, &call_id, ticket, outcome.clone(), Instant::now());
+            }
             // Free the slot before the caller can learn the answer and send its next call.
             drop(slot);
             if route.send(answer(to, id, Outcome::Done(outcome))).is_err() {
+                tracing::debug!("reply dropped: session or tunnel ended");
+            }
+        });
+    }
+}
+
+impl Dispatcher {
+    /// A repeat of a call that is running: wait (in a slot of the caller's, like any call) for
+    /// that run's answer and give it to this request too.
+    fn await_run(
+        &self,
+        caller: &Caller,
+        full: FullJid,
+        to: Jid,
+        id: String,
+        mut run: tokio::sync::watch::Receiver<Option<crate::core::rpc::dedup::Answer>>,
+        route: &Route,
+    ) {
+        let slot = match self.calls.admit(&full, !caller.is_own_device()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::info!(from = %full, %why, "repeat of a running call: no slot to wait in");
+                let why = format!("the call is still running ({why}); ask again later");
+                return self.reply(route, answer(to, id, Outcome::Unsure(why)));
+            }
+        };
+        let route = route.clone();
+        tokio::spawn(async move {
+            let outcome = loop {
+                if let Some(answer) = run.borrow_and_update().clone() {
+                    break Outcome::Done(answer);
+                }
+                if run.changed().await.is_err() {
+                    break Outcome::Unsure("the call's first run ended without an answer".into());
+                }
+            };
+            drop(slot);
+            if route.send(answer(to, id, outcome)).is_err() {
                 tracing::debug!("reply dropped: session or tunnel ended");
             }
         });
@@ -218,6 +350,11 @@ pub(crate) fn answer(to: Jid, id: String, outcome: Outcome) -> Iq {
             let busy =
                 plumbing::condition(ErrorType::Wait, DefinedCondition::ResourceConstraint, &why);
             return plumbing::error(Some(to), id, busy);
+        }
+        Outcome::Unsure(why) => {
+            let unsure =
+                plumbing::condition(ErrorType::Wait, DefinedCondition::UnexpectedRequest, &why);
+            return plumbing::error(Some(to), id, unsure);
         }
         Outcome::Done(outcome) => outcome,
     };

@@ -14,6 +14,7 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 use super::caller::{Caller, Route};
 use super::calls::InFlight;
+use super::expiry::{GuestExpiry, CHECK_EVERY};
 use super::feed::{self, Subscriptions};
 use super::limits::Counters;
 use super::policy::{Decision, Policy, Request};
@@ -42,18 +43,22 @@ pub(super) struct Dispatcher {
     pub(super) subscriptions: Arc<Mutex<Subscriptions>>,
     pub(super) calls: InFlight,
     pub(super) stats: Arc<Counters>,
+    pub(super) expiry: GuestExpiry,
 }
 
 impl Dispatcher {
     pub(super) async fn run(
-        self,
+        mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut events: mpsc::UnboundedReceiver<EventNotice>,
         mut e2e_rx: Option<mpsc::Receiver<E2eInbound>>,
     ) {
         let plain = Route::Plain(self.session.clone());
+        let mut expiry_check = tokio::time::interval(CHECK_EVERY);
+        expiry_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = expiry_check.tick(), if self.access.is_some() => self.end_expired_guests(),
                 item = inbound.recv() => match item {
                     Some(Inbound::Online { resumed, .. }) => self.on_online(resumed),
                     Some(Inbound::Stanza(stanza)) => {
@@ -200,7 +205,10 @@ impl Dispatcher {
                 self.reply(route, plumbing::error(to, id, refusal));
             }
             Decision::Allow => match request {
-                Request::Manage => self.on_management(to, id, payload, is_set, route),
+                Request::Manage => {
+                    let key = caller.tunnel_key().copied();
+                    self.on_management(to, id, payload, is_set, key, route)
+                }
                 Request::Rpc => self.on_rpc(&caller, id, payload, route),
                 Request::Get => self.reply(
                     route,
@@ -221,12 +229,13 @@ impl Dispatcher {
         id: String,
         payload: Element,
         is_set: bool,
+        key: Option<[u8; 32]>,
         route: &Route,
     ) {
         let Some(guard) = &self.access else {
             return self.reply(route, plumbing::unsupported(to, id));
         };
-        let answer = match guard.manage(payload, is_set) {
+        let answer = match guard.manage(payload, is_set, key.as_ref()) {
             Ok((element, change)) => {
                 if let AccessChange::Revoked(guest) = change {
                     self.end_guest(&guest);
@@ -239,13 +248,29 @@ impl Dispatcher {
         self.emit_audit();
     }
 
+    /// Guests whose last grant expired since the last look: they lose the household's presence
+    /// (unsubscribed both ways, as a revocation does), their tunnels and their subscriptions.
+    fn end_expired_guests(&mut self) {
+        let Some(guard) = &self.access else { return };
+        for guest in self.expiry.ended(guard) {
+            tracing::info!(%guest, "the guest's last grant expired; ending its presence");
+            for type_ in [PresenceType::Unsubscribed, PresenceType::Unsubscribe] {
+                let presence = Presence::new(type_).with_to(Jid::from(guest.clone()));
+                if self.session.send(presence).is_err() {
+                    return;
+                }
+            }
+            self.end_guest(&guest);
+        }
+    }
+
     /// A guest's grant was revoked: its tunnels close and its subscriptions end now (the ACL
     /// refuses its next call anyway; this stops events and frees the tunnel at once).
     fn end_guest(&self, guest: &BareJid) {
         feed::lock(&self.subscriptions).end_guest(guest);
         if let Some(e2e) = &self.e2e {
-            let closed = e2e.close_peer(guest, "the guest's grant was revoked");
-            tracing::info!(%guest, closed, "guest access revoked");
+            let closed = e2e.close_peer(guest, "the guest's grant ended");
+            tracing::info!(%guest, closed, "guest access ended");
         }
     }
 }

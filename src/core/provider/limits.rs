@@ -6,6 +6,7 @@
 //! Guests get a share, never the whole: a household's own devices always find room.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::core::error::{Error, ErrorKind, Result};
 
@@ -35,6 +36,24 @@ pub struct ProviderLimits {
     pub subscriptions_for_guests: usize,
     /// Records the access audit log keeps ([`crate::core::access::DEFAULT_AUDIT_CAPACITY`]).
     pub audit_records: usize,
+    /// How long the answer of a call that carried a call id is remembered after it finished, so
+    /// that a retry of it gets that answer instead of running the method again
+    /// ([`crate::core::rpc::CallLog`]).
+    pub call_memory: Duration,
+    /// Calls remembered for one caller (full JID and tunnel key); its oldest is forgotten first.
+    /// As large as [`ProviderLimits::calls_per_caller`] by default, so calls in flight are never
+    /// pushed out by their own caller's newer calls.
+    pub calls_remembered_per_caller: usize,
+    /// Calls remembered for the household's own devices together; the oldest is forgotten
+    /// first.
+    pub calls_remembered: usize,
+    /// Calls remembered for all guests together, apart from the household's (so a guest's
+    /// flood of fresh ids never pushes out an own device's call); the oldest is forgotten first.
+    pub calls_remembered_for_guests: usize,
+    /// Bytes the remembered answers of own devices may take together (an estimate; guests get a
+    /// quarter of it on top); the oldest are forgotten first. An answer over [`crate::core::rpc::dedup::MAX_REMEMBERED_ANSWER`] is remembered
+    /// only as "it ran" ([`crate::core::rpc::dedup::FAULT_ANSWER_NOT_KEPT`]).
+    pub calls_remembered_bytes: usize,
 }
 
 impl Default for ProviderLimits {
@@ -47,6 +66,11 @@ impl Default for ProviderLimits {
             subscriptions_per_guest: 8,
             subscriptions_for_guests: 256,
             audit_records: crate::core::access::DEFAULT_AUDIT_CAPACITY,
+            call_memory: crate::core::rpc::dedup::DEFAULT_WINDOW,
+            calls_remembered_per_caller: 128,
+            calls_remembered: 1024,
+            calls_remembered_for_guests: 256,
+            calls_remembered_bytes: crate::core::rpc::dedup::DEFAULT_BYTES,
         }
     }
 }
@@ -60,10 +84,15 @@ impl ProviderLimits {
             self.calls_per_caller,
             self.calls_running,
             self.audit_records,
+            self.calls_remembered_per_caller,
+            self.calls_remembered,
+            self.calls_remembered_for_guests,
         ]
         .contains(&0)
         {
-            return bad("calls in flight, per caller, running, and audit records must be ≥ 1");
+            return bad(
+                "calls in flight, per caller, running, remembered, and audit records must be ≥ 1",
+            );
         }
         if self.calls_for_guests >= self.calls_in_flight.min(self.calls_running) {
             // Else slow guest calls could hold every place where services run.
@@ -85,6 +114,12 @@ pub struct ProviderStats {
     pub subscriptions_refused: u64,
     /// `player.play` / `player.enqueue` refused by the media policy.
     pub media_refused: u64,
+    /// Calls remembered now (by call id, for retries).
+    pub calls_remembered: u64,
+    /// Retries answered from memory (or by waiting for the first run) instead of running again.
+    pub calls_deduplicated: u64,
+    /// Remembered calls forgotten early because a bound on the memory was reached.
+    pub calls_forgotten: u64,
 }
 
 /// The live counters behind [`ProviderStats`].
@@ -106,6 +141,7 @@ impl Counters {
             calls_refused_busy: self.calls_refused_busy.load(Ordering::Relaxed),
             subscriptions_refused: self.subscriptions_refused.load(Ordering::Relaxed),
             media_refused: self.media_refused.load(Ordering::Relaxed),
+            ..ProviderStats::default()
         }
     }
 }

@@ -30,6 +30,10 @@
 //! §5). Owner devices manage the grants through their tunnel (`<owner/>`, `<grant/>`, `<revoke/>`,
 //! `<acl/>`, `<audit/>`) and read the audit log as `access.audit` events after `access.subscribe`.
 //!
+//! Calls that carry a call id ([`crate::core::rpc::CallId`]) are remembered for a while
+//! ([`ProviderLimits::call_memory`]): a controller's retry of a call gets the first answer and the
+//! method runs once (`calls.rs`).
+//!
 //! Everything keyed by input from outside is bounded ([`ProviderLimits`]); a caller that hits a
 //! bound gets a typed stanza error (`resource-constraint`) and the refusal is counted
 //! ([`ProviderStats`]).
@@ -37,6 +41,7 @@
 mod caller;
 mod calls;
 mod dispatch;
+mod expiry;
 mod feed;
 mod limits;
 mod media;
@@ -142,6 +147,8 @@ pub struct Provider {
     access: Option<Arc<AccessGuard>>,
     subscriptions: Arc<Mutex<feed::Subscriptions>>,
     stats: Arc<limits::Counters>,
+    /// The memories of recent calls, own devices' and guests' (for [`Provider::stats`]).
+    call_logs: [calls::SharedCallLog; 2],
     task: JoinHandle<()>,
 }
 
@@ -221,6 +228,11 @@ impl Provider {
                     admit
                 });
                 let (endpoint, rx) = settings.endpoint(session.clone(), admission);
+                if let Some(guard) = &access {
+                    let trust = endpoint.trust().clone();
+                    let network = network.clone();
+                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, fp)));
+                }
                 (Some(endpoint), Some(rx))
             }
             None => (None, None),
@@ -236,6 +248,8 @@ impl Provider {
             media: config.media.clone(),
             stats: stats.clone(),
         };
+        let in_flight = calls::InFlight::new(&config.limits, stats.clone());
+        let call_logs = in_flight.logs().map(Arc::clone);
         let task = tokio::spawn(
             dispatch::Dispatcher {
                 pairings: pairings.clone(),
@@ -249,8 +263,9 @@ impl Provider {
                 caps_ver: plumbing::caps_ver(&info),
                 info,
                 subscriptions: subscriptions.clone(),
-                calls: calls::InFlight::new(&config.limits, stats.clone()),
+                calls: in_flight,
                 stats: stats.clone(),
+                expiry: expiry::GuestExpiry::new(access.as_deref()),
             }
             .run(inbound, events_rx, e2e_rx),
         );
@@ -262,6 +277,7 @@ impl Provider {
             access,
             subscriptions,
             stats,
+            call_logs,
             task,
         })
     }
@@ -296,9 +312,24 @@ impl Provider {
         feed::lock(&self.subscriptions).len()
     }
 
-    /// How often callers hit a bound or were refused by the media policy, since the start.
+    /// How often callers hit a bound or were refused by the media policy, and what the memory
+    /// of recent calls holds and did, since the start.
     pub fn stats(&self) -> ProviderStats {
-        self.stats.snapshot()
+        let mut stats = self.stats.snapshot();
+        for log in &self.call_logs {
+            let log = log.lock().unwrap_or_else(|e| e.into_inner()).stats();
+            stats.calls_remembered += log.entries;
+            stats.calls_deduplicated += log.deduplicated;
+            stats.calls_forgotten += log.forgotten;
+        }
+        stats
+    }
+
+    /// The device went to the foreground (`true`) or the background (a TV whose app is not
+    /// shown): XEP-0352 client state and the keepalive, see [`Session::set_foreground`]. Calls
+    /// are iq requests, which the server delivers at once either way.
+    pub fn set_foreground(&self, foreground: bool) {
+        self.session.set_foreground(foreground);
     }
 
     /// Goes offline: unavailable presence, stream closed.

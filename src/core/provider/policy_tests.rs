@@ -86,7 +86,7 @@ impl Fixture {
     fn install(&self, draft: GrantDraft) {
         let grant = draft.sign(&self.store, OWNER_KEY).expect("sign");
         self.guard
-            .manage(Element::from(grant), true)
+            .manage(Element::from(grant), true, None)
             .expect("grant installed");
     }
 

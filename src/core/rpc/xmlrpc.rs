@@ -438,7 +438,8 @@ pub fn parse_query(query: &Element, limits: &Limits) -> Result<RpcPayload, Codec
     }
     let mut walker = Walker::new(limits);
     walker.enter(query)?;
-    let children = walker.children(query, "query")?;
+    // Our call-id element (super::call_id) rides beside the payload; it is not XML-RPC.
+    let children = walker.children_except(query, "query", super::call_id::is_call_element)?;
     let payload = match children.as_slice() {
         [] => return Err(CodecError::Empty("query")),
         [one] => *one,
@@ -577,12 +578,17 @@ impl<'l> Walker<'l> {
 
     /// Counts `el` and checks its namespace.
     fn enter(&mut self, el: &Element) -> Result<(), CodecError> {
+        self.count_node()?;
+        if !el.has_ns(NS) {
+            return Err(CodecError::WrongNamespace(snippet(&el.ns())));
+        }
+        Ok(())
+    }
+
+    fn count_node(&mut self) -> Result<(), CodecError> {
         self.nodes = self.nodes.saturating_add(1);
         if self.nodes > self.limits.max_nodes {
             return Err(CodecError::TooLarge(LimitKind::Nodes));
-        }
-        if !el.has_ns(NS) {
-            return Err(CodecError::WrongNamespace(snippet(&el.ns())));
         }
         Ok(())
     }
@@ -601,9 +607,21 @@ impl<'l> Walker<'l> {
         el: &'e Element,
         context: &'static str,
     ) -> Result<Vec<&'e Element>, CodecError> {
+        self.children_except(el, context, |_| false)
+    }
+
+    /// [`Walker::children`] without the children `skip` names (counted as one node each, never
+    /// walked: they are not XML-RPC).
+    fn children_except<'e>(
+        &mut self,
+        el: &'e Element,
+        context: &'static str,
+        skip: impl Fn(&Element) -> bool,
+    ) -> Result<Vec<&'e Element>, CodecError> {
         let mut out = Vec::new();
         for node in el.nodes() {
             match node {
+                Node::Element(child) if skip(child) => self.count_node()?,
                 Node::Element(child) => {
                     self.enter(child)?;
                     out.push(child);

@@ -16,6 +16,7 @@
 mod backoff;
 mod connector;
 mod link;
+mod password;
 mod tls;
 
 use std::collections::HashMap;
@@ -42,7 +43,8 @@ pub use connector::{ConnectorError, PmnConnector, ServerAddress};
 pub use tls::{client_config, ServerTrust};
 pub use tokio_xmpp::xmlstream::{MAX_ELEMENT_BYTES, MAX_ELEMENT_DEPTH};
 
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
+use password::NetworkPassword;
 
 /// How to log in.
 #[derive(Debug, Clone)]
@@ -65,9 +67,16 @@ pub struct SessionConfig {
     /// noticed at most `keepalive + probe_timeout` after the last byte; the app can shorten that
     /// with [`Session::network_changed`].
     pub probe_timeout: Duration,
+    /// The keepalive while the app is in the background ([`Session::set_foreground`]): longer,
+    /// so an idle phone wakes its radio less often. Takes effect on the next connection (a
+    /// stream's timeouts are fixed when it is made).
+    pub background_keepalive: Duration,
     /// For tests and diagnostics: receives a copy of every stanza this session sends.
     pub outbound_tap: Option<mpsc::UnboundedSender<Stanza>>,
 }
+
+/// Default [`SessionConfig::background_keepalive`].
+pub const DEFAULT_BACKGROUND_KEEPALIVE: Duration = Duration::from_secs(120);
 
 /// Default [`SessionConfig::keepalive`]: with the default probe timeout a dead link is noticed
 /// within 20 s of silence.
@@ -89,6 +98,7 @@ impl SessionConfig {
             connect_timeout: Duration::from_secs(15),
             keepalive: DEFAULT_KEEPALIVE,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            background_keepalive: DEFAULT_BACKGROUND_KEEPALIVE,
             outbound_tap: None,
         }
     }
@@ -131,6 +141,9 @@ pub enum Inbound {
     Stanza(Box<Stanza>),
 }
 
+/// XEP-0077 in-band registration, used here only for changing the password.
+const NS_REGISTER: &str = "jabber:iq:register";
+
 /// The answer to an iq request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IqReply {
@@ -148,6 +161,8 @@ enum Command {
         reply: oneshot::Sender<Result<IqReply>>,
     },
     Close(oneshot::Sender<()>),
+    /// XEP-0352: the app went to the foreground (`true`) or the background.
+    SetForeground(bool),
 }
 
 struct Shared {
@@ -160,6 +175,12 @@ struct Shared {
     link: link::LinkSwitch,
     /// Our server's JID, the target of the network-change probe.
     server: Jid,
+    /// The keepalives in the foreground and in the background.
+    keepalives: (Duration, Duration),
+    /// The password logins use (and the one a rotation announced).
+    password: NetworkPassword,
+    /// How this session logged in (no tap), for [`Session::evict`].
+    config: SessionConfig,
 }
 
 /// What the session has counted since it started (see [`Session::stats`]).
@@ -174,6 +195,10 @@ pub struct SessionStats {
     pub over_limit_stanzas: u64,
     /// Connections cut by [`Session::network_changed`] because the server did not answer.
     pub links_cut: u64,
+    /// XEP-0352 client states (`<active/>`, `<inactive/>`) sent to a server that advertised
+    /// `urn:xmpp:csi:0` (each [`Session::set_foreground`], and again on every new or resumed
+    /// stream once one was set).
+    pub client_states_sent: u64,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +207,9 @@ struct Counters {
     invalid_stanzas: AtomicU64,
     over_limit_stanzas: AtomicU64,
     links_cut: AtomicU64,
+    /// Shared with the stream worker, which counts the client states it queued (set once the
+    /// stream exists).
+    client_states: std::sync::OnceLock<Arc<AtomicU64>>,
 }
 
 impl Counters {
@@ -191,6 +219,10 @@ impl Counters {
             invalid_stanzas: self.invalid_stanzas.load(Ordering::Relaxed),
             over_limit_stanzas: self.over_limit_stanzas.load(Ordering::Relaxed),
             links_cut: self.links_cut.load(Ordering::Relaxed),
+            client_states_sent: self
+                .client_states
+                .get()
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
         }
     }
 }
@@ -208,6 +240,8 @@ struct ReconnectState {
     backoff: Backoff,
     /// When the connection in use was handed to the stream.
     up_since: Option<Instant>,
+    /// The keepalive for the next connection, when the app set one ([`Session::set_foreground`]).
+    keepalive: Option<Duration>,
 }
 
 impl ReconnectShared {
@@ -265,11 +299,12 @@ impl Session {
         reconnect.lock().up_since = Some(Instant::now());
         let stats = Arc::new(Counters::default());
         let link = connector.link_switch().clone();
+        let password = NetworkPassword::new(config.password.clone());
         let reconnector = Reconnector {
             first: Some(first),
             connector,
             jid,
-            password: config.password.clone(),
+            password: password.clone(),
             timeouts,
             connect_timeout: config.connect_timeout,
             failures: failures_tx,
@@ -277,6 +312,7 @@ impl Session {
             stats: stats.clone(),
         };
         let stream = StanzaStream::new(Box::new(reconnector.into_fn()), QUEUE_DEPTH);
+        let _ = stats.client_states.set(stream.client_states_queued());
 
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting);
@@ -323,6 +359,12 @@ impl Session {
                 stats,
                 link,
                 server: xmpp_parsers::jid::BareJid::from_parts(None, config.jid.domain()).into(),
+                keepalives: (config.keepalive, config.background_keepalive),
+                password,
+                config: SessionConfig {
+                    outbound_tap: None,
+                    ..config.clone()
+                },
             }),
         };
         match bound {
@@ -348,6 +390,8 @@ impl Session {
 
     /// Sends an iq `get` or `set` and waits at most `timeout` for its answer.
     ///
+    /// Errors say whether the request left ([`CallOutcome`]): `NotRun` when the session had ended
+    /// before it was queued, `Unknown` for anything after (deadline, reset, end of the session).
     /// The iq's `id` is replaced by a fresh one. A response is accepted only from the JID the
     /// request was sent to, so another entity cannot answer in its place.
     pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<IqReply> {
@@ -370,9 +414,11 @@ impl Session {
                 reply: reply_tx,
             })
             .map_err(|_| not_connected())?;
+        // From here on the request may have left: whatever fails it (its deadline, a reset, the
+        // session ending) cannot tell whether the peer acted on it.
         match reply_rx.await {
-            Ok(reply) => reply,
-            Err(_) => Err(not_connected()),
+            Ok(reply) => reply.map_err(|e| e.with_outcome(CallOutcome::Unknown)),
+            Err(_) => Err(not_connected().with_outcome(CallOutcome::Unknown)),
         }
     }
 
@@ -431,6 +477,138 @@ impl Session {
             }
             Err(e) => tracing::debug!(error = %e, "network changed; probe ended"),
         }
+    }
+
+    /// Tells the session whether the app is in the foreground. Call it from the platform's
+    /// lifecycle (Android `ProcessLifecycleOwner` `onStart`/`onStop`, iOS
+    /// `didBecomeActive`/`didEnterBackground`).
+    ///
+    /// - XEP-0352: the server is told `<active/>` or `<inactive/>` when it advertised
+    ///   `urn:xmpp:csi:0` (and told again on every new or resumed stream): an inactive client's
+    ///   server may hold back what is not urgent (presence, headline events) until it is active
+    ///   again or something urgent comes (iq requests and answers always go at once, so calls
+    ///   keep working). Counted in [`SessionStats::client_states_sent`].
+    /// - Keepalive: [`SessionConfig::background_keepalive`] in the background,
+    ///   [`SessionConfig::keepalive`] in the foreground, from the next connection on.
+    ///
+    /// Never fails; does nothing once the session has ended.
+    pub fn set_foreground(&self, foreground: bool) {
+        let (fore, back) = self.shared.keepalives;
+        self.shared.reconnect.lock().keepalive = Some(if foreground { fore } else { back });
+        if self
+            .shared
+            .commands
+            .send(Command::SetForeground(foreground))
+            .is_ok()
+        {
+            tracing::debug!(foreground, "app lifecycle changed");
+        }
+    }
+
+    /// The network password this session logs in with, as it changes: after a rotation this
+    /// device made ([`Session::change_password`]) or learnt of (a login with the announced password
+    /// succeeded, or the rotating device confirmed it). The app stores the new value where it keeps
+    /// the password, so its next start logs in.
+    pub fn watch_password(&self) -> watch::Receiver<String> {
+        self.shared.password.watch()
+    }
+
+    /// Remembers `next` as the password another device of the network is about to set: when the
+    /// server refuses the current one, the next login tries `next` (and keeps it if it works).
+    pub(crate) fn offer_password(&self, next: String) {
+        self.shared.password.offer(next);
+    }
+
+    /// The rotating device confirmed that the announced `password` is now the account's.
+    pub(crate) fn confirm_password(&self, password: &str) -> bool {
+        self.shared.password.promote(Some(password))
+    }
+
+    /// Changes the account's password on the server (XEP-0077 §3.3) and logs in with it from now
+    /// on. The server closes the account's other sessions (Prosody does, with `reset`): every
+    /// other device must hold the new password first ([`crate::core::e2e::E2eEndpoint::rotate_network_password`]
+    /// does that). Errors: the server's refusal as a typed error (`Forbidden` when it does not
+    /// allow changes or has no XEP-0077, `NotConnected`, `Timeout`).
+    pub async fn change_password(&self, new: &str, timeout: Duration) -> Result<()> {
+        let Some(jid) = self.jid() else {
+            return Err(not_connected());
+        };
+        let Some(node) = jid.node() else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the network identifier has no local part",
+            ));
+        };
+        if new.is_empty() {
+            return Err(Error::new(ErrorKind::BadParams, "an empty password"));
+        }
+        let query = Element::builder("query", NS_REGISTER)
+            .append(
+                Element::builder("username", NS_REGISTER)
+                    .append(node.as_str())
+                    .build(),
+            )
+            .append(
+                Element::builder("password", NS_REGISTER)
+                    .append(new)
+                    .build(),
+            )
+            .build();
+        let iq = Iq::Set {
+            from: None,
+            to: Some(self.shared.server.clone()),
+            id: String::new(),
+            payload: query,
+        };
+        match self.request(iq, timeout).await? {
+            IqReply::Result(_) => {
+                self.shared.password.set(new.to_owned());
+                tracing::info!("the network password was changed on the server");
+                Ok(())
+            }
+            IqReply::Error(error) => {
+                let kind = match error.defined_condition {
+                    DefinedCondition::NotAllowed
+                    | DefinedCondition::Forbidden
+                    | DefinedCondition::NotAuthorized
+                    // No in-band password change on this server: as far as we can tell, no.
+                    | DefinedCondition::FeatureNotImplemented
+                    | DefinedCondition::ServiceUnavailable => ErrorKind::Forbidden,
+                    _ => ErrorKind::Protocol,
+                };
+                Err(Error::new(
+                    kind,
+                    format!(
+                        "the server refused the password change ({:?})",
+                        error.defined_condition
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Ends the session of another resource of this account: logs in briefly as `device` (same
+    /// server, current password), which makes the server close the session holding that resource
+    /// (`conflict`; Prosody's default `kick_old`, ejabberd's only policy), then leaves. Used after
+    /// a password rotation: servers that keep the other sessions open (ejabberd) would otherwise
+    /// leave a revoked device connected until it drops.
+    pub async fn evict(&self, device: &FullJid) -> Result<()> {
+        let own = self.jid().ok_or_else(not_connected)?;
+        if device.to_bare() != own.to_bare() || *device == own {
+            return Err(Error::new(
+                ErrorKind::BadParams,
+                "only another resource of this account can be evicted",
+            ));
+        }
+        let config = SessionConfig {
+            jid: device.clone(),
+            password: self.shared.password.current(),
+            ..self.shared.config.clone()
+        };
+        let (session, _inbound) = Box::pin(Session::connect(config)).await?;
+        session.close().await;
+        tracing::info!(%device, "evicted a session of this account");
+        Ok(())
     }
 
     /// Ends the session: sends unavailable presence (the server does that for us on stream close),
@@ -622,6 +800,31 @@ async fn login_bounded(
     }
 }
 
+/// [`login_bounded`] with the current password and, when the server refuses it and another
+/// device announced a new one (a rotation, [`Session::offer_password`]), with that one, which then
+/// becomes the current password.
+async fn login_rotating(
+    connector: &PmnConnector,
+    jid: &Jid,
+    password: &NetworkPassword,
+    timeouts: Timeouts,
+    limit: Duration,
+) -> Result<Connection> {
+    match login_bounded(connector, jid, &password.current(), timeouts, limit).await {
+        Err(e) if e.kind() == ErrorKind::Auth => {
+            let Some(next) = password.next() else {
+                return Err(e);
+            };
+            let conn = login_bounded(connector, jid, &next, timeouts, limit).await?;
+            if password.promote(Some(&next)) {
+                tracing::info!(%jid, "logged in with the network's new password");
+            }
+            Ok(conn)
+        }
+        other => other,
+    }
+}
+
 /// Produces connections for the [`StanzaStream`]: first the one [`Session::connect`] already made,
 /// then fresh logins with backoff ([`Backoff`]: a connection that drops soon after it was made
 /// backs off like a failed login, so no server answer can make us log in in a tight loop). A
@@ -631,7 +834,7 @@ struct Reconnector {
     first: Option<Connection>,
     connector: PmnConnector,
     jid: Jid,
-    password: String,
+    password: NetworkPassword,
     timeouts: Timeouts,
     connect_timeout: Duration,
     failures: mpsc::UnboundedSender<Error>,
@@ -667,7 +870,10 @@ impl Reconnector {
             let connector = self.connector.clone();
             let jid = self.jid.clone();
             let password = self.password.clone();
-            let timeouts = self.timeouts;
+            let mut timeouts = self.timeouts;
+            if let Some(keepalive) = self.shared.lock().keepalive {
+                timeouts.read_timeout = keepalive;
+            }
             let limit = self.connect_timeout;
             let failures = self.failures.clone();
             let shared = self.shared.clone();
@@ -687,7 +893,7 @@ impl Reconnector {
                 }
                 loop {
                     stats.relogins.fetch_add(1, Ordering::Relaxed);
-                    match login_bounded(&connector, &jid, &password, timeouts, limit).await {
+                    match login_rotating(&connector, &jid, &password, timeouts, limit).await {
                         Ok(conn) => {
                             shared.lock().up_since = Some(Instant::now());
                             let _ = slot.send(conn);
@@ -764,6 +970,8 @@ impl SessionTask {
                         close_ack = Some(ack);
                         break;
                     }
+                    // Sent now if the server advertised CSI, and on every later stream.
+                    Some(Command::SetForeground(foreground)) => self.stream.set_client_state(foreground),
                     // Every handle is gone: nobody can use this session any more.
                     None => break,
                 },

@@ -56,6 +56,30 @@ impl E2eEndpoint {
         }
     }
 
+    /// Ends the tunnel to `peer`, if one is up, with `NotConnected` (requests waiting in it fail
+    /// at once), so that the next request opens a fresh one. The controller does this when a call
+    /// in the tunnel was cut off by an interruption of the session: whether the tunnel's bytes
+    /// survived depends on both sides' streams resuming, which this device cannot see; a new
+    /// tunnel costs one handshake and is certain. Returns whether a tunnel was ended.
+    pub fn reset_tunnel(&self, peer: &FullJid, why: &str) -> bool {
+        // Left in the map: the tunnel's task removes it and tells the peer (session-terminate,
+        // sent once the session is back); a failed tunnel is never reused meanwhile.
+        let tunnel = lock(&self.inner.tunnels)
+            .get(peer)
+            .map(|e| e.tunnel.clone())
+            .filter(Tunnel::is_up);
+        match tunnel {
+            Some(tunnel) => {
+                tunnel.fail(Error::new(
+                    ErrorKind::NotConnected,
+                    format!("the end-to-end tunnel to {peer} was reset: {why}"),
+                ));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes `fingerprint` of `jid` from the trust store and closes every tunnel using it.
     pub fn revoke(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
         let removed = self.inner.config.trust.revoke(jid, fingerprint)?;
@@ -233,12 +257,24 @@ impl E2eEndpoint {
             peer: peer.clone(),
             fingerprint: tunnel.peer_fingerprint(),
         });
+        self.send_revocations(&tunnel);
         let this = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     next = rx.recv() => match next {
                         Some(stanza) => {
+                            // The revocation list and the password hand-over are the
+                            // endpoint's own business.
+                            if this.on_tunnel_revocations(&stanza) {
+                                continue;
+                            }
+                            if let Some(reply) = this.on_tunnel_password(&stanza) {
+                                if let Err(e) = tunnel.send(reply) {
+                                    tracing::debug!(error = %e, "password hand-over answer not sent");
+                                }
+                                continue;
+                            }
                             if this.inner.events.send(E2eInbound::Stanza(Box::new(stanza))).await.is_err() {
                                 break;
                             }

@@ -196,7 +196,7 @@ impl E2eEndpoint {
     }
 
     /// Closes the tunnels of keys a revocation list just dropped.
-    fn close_revoked(&self, jid: &BareJid, dropped: &[[u8; 32]]) {
+    pub(super) fn close_revoked(&self, jid: &BareJid, dropped: &[[u8; 32]]) {
         for revoked in dropped {
             let closed = self.close_where(
                 |peer, fp| peer.to_bare() == *jid && fp == revoked,
@@ -231,8 +231,9 @@ impl E2eEndpoint {
             return false;
         }
         let source = trust.source(jid, fingerprint);
-        if matches!(source, Some(TrustSource::Host { .. })) {
-            return true;
+        if let Some(TrustSource::Host { expires, .. }) = source {
+            // A guest's pin lives as long as its grant: after, the host is a stranger again.
+            return expires == 0 || crate::core::access::unix_now() < expires;
         }
         if !self.is_own_network(jid) {
             return matches!(source, Some(TrustSource::Paired | TrustSource::Manual));

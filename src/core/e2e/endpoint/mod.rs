@@ -40,16 +40,19 @@ use super::gate::PairingGate;
 use super::ibb::{IbbRegistry, TransportHooks, MAX_BLOCK_SIZE, NS_IBB};
 use super::limits::{E2eCounters, E2eLimits, E2eStats, HalfOpenSlots};
 use super::trust::TrustStore;
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::identity::{fingerprint_hex, DeviceIdentity};
 use crate::core::session::{ConnectionState, IqReply, Session};
 
 mod cache;
 mod directory;
+mod gossip;
 mod jingle;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use jingle::{parse_accept, parse_offer};
 mod pairing;
+mod rotation;
+pub use rotation::{PasswordRotation, NS_PASSWORD};
 
 use cache::TunnelEntry;
 
@@ -176,6 +179,9 @@ struct Inner {
     /// the session was never interrupted (its first online), so there is nothing to lose.
     state_seen: Mutex<watch::Receiver<ConnectionState>>,
     events: mpsc::Sender<E2eInbound>,
+    /// The network's other resources online, as presence told us (bounded): who gets a new
+    /// password when it is rotated.
+    own_online: Mutex<std::collections::BTreeSet<FullJid>>,
 }
 
 /// The end-to-end layer of one device on one [`Session`]. Cheap to clone.
@@ -257,6 +263,7 @@ impl E2eEndpoint {
             opening: Mutex::new(HashMap::new()),
             gate: Mutex::new(PairingGate::default()),
             events,
+            own_online: Mutex::new(Default::default()),
         };
         (
             E2eEndpoint {
@@ -324,9 +331,12 @@ impl E2eEndpoint {
                 }
                 true
             }
-            Stanza::Presence(p) if p.type_ == PresenceType::Unavailable => {
-                if let Some(Ok(peer)) = p.from.clone().map(Jid::try_into_full) {
-                    self.peer_unavailable(&peer);
+            Stanza::Presence(p) => {
+                self.track_own_presence(p);
+                if p.type_ == PresenceType::Unavailable {
+                    if let Some(Ok(peer)) = p.from.clone().map(Jid::try_into_full) {
+                        self.peer_unavailable(&peer);
+                    }
                 }
                 false
             }
@@ -349,9 +359,15 @@ impl E2eEndpoint {
 
     /// Sends an iq request to its `to` JID through the tunnel (opened or reused) and waits at most
     /// `timeout` for the answer. Tunnel setup has its own bound ([`E2eConfig::timeout`]).
+    ///
+    /// Errors say whether the request left: a tunnel that could not be opened is
+    /// [`CallOutcome::NotRun`]; see [`super::tunnel::Tunnel::request`] for the rest.
     pub async fn request(&self, iq: Iq, timeout: Duration) -> Result<IqReply> {
         let peer = stanza_to(&Stanza::Iq(iq.clone()))?;
-        let tunnel = self.tunnel(&peer).await?;
+        let tunnel = self
+            .tunnel(&peer)
+            .await
+            .map_err(|e| e.with_outcome(CallOutcome::NotRun))?;
         tunnel.request(iq, timeout).await
     }
 

@@ -69,6 +69,9 @@ pub(super) enum ConnectedState {
     Ready {
         /// Stream management state, if any.
         sm_state: Option<SmState>,
+
+        /// pmn patch: a XEP-0352 client state (`true`: active) to send before the next data.
+        pending_csi: Option<bool>,
     },
 
     SendStreamError {
@@ -193,13 +196,46 @@ impl ConnectedState {
         Poll::Ready(Ok(()))
     }
 
+    /// pmn patch: writes a pending XEP-0352 client state nonza (not counted by XEP-0198).
+    fn poll_write_csi(
+        pending_csi: &mut Option<bool>,
+        mut stream: Pin<&mut XmppStream>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        let Some(active) = *pending_csi else {
+            return Poll::Ready(Ok(()));
+        };
+        match ready!(<XmppStream as Sink<&XmppStreamElement>>::poll_ready(
+            stream.as_mut(),
+            cx,
+        )) {
+            Ok(()) => (),
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        let nonza = if active {
+            XmppStreamElement::CsiActive(xmpp_parsers::csi::Active)
+        } else {
+            XmppStreamElement::CsiInactive(xmpp_parsers::csi::Inactive)
+        };
+        if let Err(e) = stream.as_mut().start_send(&nonza) {
+            return Poll::Ready(Err(e));
+        }
+        *pending_csi = None;
+        Poll::Ready(Ok(()))
+    }
+
     fn poll_writes_inner(
         mut sm_state: Option<&mut SmState>,
+        pending_csi: &mut Option<bool>,
         mut stream: Pin<&mut XmppStream>,
         transmit_queue: &mut TransmitQueue<QueueEntry>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         let mut depleted = false;
+
+        // pmn patch: the client state goes before data, so that what follows is already
+        // handled (buffered or not) the way the client asked.
+        ready!(Self::poll_write_csi(pending_csi, stream.as_mut(), cx))?;
 
         // We prefer sending SM reqs before actual data.
         // SM requests are used in response to soft timeouts as a way to
@@ -352,8 +388,12 @@ impl ConnectedState {
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         match self {
-            Self::Ready { sm_state, .. } => match ready!(Self::poll_writes_inner(
+            Self::Ready {
+                sm_state,
+                pending_csi,
+            } => match ready!(Self::poll_writes_inner(
                 sm_state.as_mut(),
+                pending_csi,
                 stream,
                 transmit_queue,
                 cx
@@ -400,7 +440,10 @@ impl ConnectedState {
                         sm_state,
                         bound_jid,
                     }) => {
-                        *self = Self::Ready { sm_state };
+                        *self = Self::Ready {
+                            sm_state,
+                            pending_csi: None,
+                        };
                         Poll::Ready(Some(ConnectedEvent::Worker(WorkerEvent::Reset {
                             bound_jid,
                             features: features.clone(),
@@ -409,6 +452,7 @@ impl ConnectedState {
                     Break(NegotiationResult::StreamResumed { sm_state }) => {
                         *self = Self::Ready {
                             sm_state: Some(sm_state),
+                            pending_csi: None,
                         };
                         Poll::Ready(Some(ConnectedEvent::Worker(WorkerEvent::Resumed)))
                     }
@@ -505,9 +549,13 @@ impl ConnectedState {
                 Poll::Ready(None)
             }
 
-            Self::Ready { ref mut sm_state } => {
+            Self::Ready {
+                ref mut sm_state,
+                ref mut pending_csi,
+            } => {
                 match Self::poll_writes_inner(
                     sm_state.as_mut(),
+                    pending_csi,
                     stream.as_mut(),
                     transmit_queue,
                     cx,
@@ -840,6 +888,18 @@ impl ConnectedState {
             stream_error: Some(error),
             io_error: None,
         };
+    }
+
+    /// pmn patch: queues a XEP-0352 client state (`true`: active) for sending. Returns false
+    /// when the stream is not ready (the caller sends it again once it is).
+    pub fn queue_csi(&mut self, active: bool) -> bool {
+        match self {
+            Self::Ready { pending_csi, .. } => {
+                *pending_csi = Some(active);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn queue_sm_request(&mut self) -> bool {

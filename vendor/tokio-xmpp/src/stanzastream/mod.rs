@@ -122,6 +122,10 @@ pub struct InvalidStanza {
 pub struct StanzaStream {
     rx: mpsc::Receiver<Event>,
     tx: mpsc::Sender<QueueEntry>,
+    /// pmn patch: the XEP-0352 client state the application asked for (`None`: never asked).
+    client_state: tokio::sync::watch::Sender<Option<bool>>,
+    /// pmn patch: client state nonzas handed to a stream that advertised CSI.
+    client_states_queued: Arc<core::sync::atomic::AtomicU64>,
 }
 
 impl StanzaStream {
@@ -244,11 +248,34 @@ impl StanzaStream {
         queue_depth: usize,
     ) -> Self {
         // c2f = core to frontend, f2c = frontend to core
-        let (f2c_tx, c2f_rx) = StanzaStreamWorker::spawn(connector, queue_depth);
+        let (client_state, client_state_rx) = tokio::sync::watch::channel(None);
+        let client_states_queued = Arc::new(core::sync::atomic::AtomicU64::new(0));
+        let (f2c_tx, c2f_rx) = StanzaStreamWorker::spawn(
+            connector,
+            queue_depth,
+            client_state_rx,
+            client_states_queued.clone(),
+        );
         Self {
             tx: f2c_tx,
             rx: c2f_rx,
+            client_state,
+            client_states_queued,
         }
+    }
+
+    /// pmn patch: sets the XEP-0352 client state (`true`: active, `false`: inactive). It is
+    /// sent at once on a stream whose server advertised `urn:xmpp:csi:0` (and not at all on
+    /// one that did not), and again on every new or resumed stream, so the server always knows
+    /// the latest state. Nonzas are not counted by XEP-0198.
+    pub fn set_client_state(&self, active: bool) {
+        self.client_state.send_replace(Some(active));
+    }
+
+    /// pmn patch: counts the client state nonzas handed to a stream that advertised CSI (a
+    /// shared counter, so the application can read it while the stream is owned elsewhere).
+    pub fn client_states_queued(&self) -> Arc<core::sync::atomic::AtomicU64> {
+        self.client_states_queued.clone()
     }
 
     async fn assert_send(&self, cmd: QueueEntry) {

@@ -354,6 +354,23 @@ impl WorkerStream {
             Self::Connected { substate, .. } => substate.queue_sm_request(),
         }
     }
+
+    /// pmn patch: queues a XEP-0352 client state if the stream is ready and its server
+    /// advertised `urn:xmpp:csi:0`. Returns whether it was queued.
+    fn queue_csi(&mut self, active: bool) -> bool {
+        match self {
+            Self::Terminated | Self::Connecting { .. } => false,
+            Self::Connected {
+                substate, features, ..
+            } => {
+                let advertised = features
+                    .others
+                    .iter()
+                    .any(|f| f.is("csi", xmpp_parsers::ns::CSI));
+                advertised && substate.queue_csi(active)
+            }
+        }
+    }
 }
 
 struct DriveDuplex<'x> {
@@ -413,6 +430,10 @@ pub(super) struct StanzaStreamWorker {
     frontend_tx: mpsc::Sender<Event>,
     stream: WorkerStream,
     transmit_queue: TransmitQueue<QueueEntry>,
+    /// pmn patch: the XEP-0352 client state the frontend asked for.
+    client_state: tokio::sync::watch::Receiver<Option<bool>>,
+    /// pmn patch: client state nonzas queued on a stream that advertised CSI.
+    client_states_queued: std::sync::Arc<core::sync::atomic::AtomicU64>,
 }
 
 macro_rules! send_or_break {
@@ -442,6 +463,8 @@ impl StanzaStreamWorker {
             dyn FnMut(Option<String>, oneshot::Sender<Connection>) + Send + 'static,
         >,
         queue_depth: usize,
+        client_state: tokio::sync::watch::Receiver<Option<bool>>,
+        client_states_queued: std::sync::Arc<core::sync::atomic::AtomicU64>,
     ) -> (mpsc::Sender<QueueEntry>, mpsc::Receiver<Event>) {
         let (conn_tx, conn_rx) = oneshot::channel();
         reconnector(None, conn_tx);
@@ -458,9 +481,27 @@ impl StanzaStreamWorker {
                 notify: None,
             },
             transmit_queue,
+            client_state,
+            client_states_queued,
         };
         tokio::spawn(async move { worker.run().await });
         (f2c_tx, c2f_rx)
+    }
+
+    /// pmn patch: hands the client state the frontend asked for (if any) to the stream, when
+    /// it is ready and its server advertised CSI.
+    fn apply_client_state(
+        client_state: &mut tokio::sync::watch::Receiver<Option<bool>>,
+        stream: &mut WorkerStream,
+        queued: &core::sync::atomic::AtomicU64,
+    ) {
+        let Some(active) = *client_state.borrow_and_update() else {
+            return;
+        };
+        if stream.queue_csi(active) {
+            queued.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            log::debug!("queued XEP-0352 client state (active: {active})");
+        }
     }
 
     pub async fn run(&mut self) {
@@ -483,8 +524,20 @@ impl StanzaStreamWorker {
         // service stream writes in parallel (putting backpressure on the
         // sender while not blocking writes on our end).
         let mut permit = None;
+        // pmn patch: whether the frontend can still change the client state.
+        let mut client_state_open = true;
         loop {
             tokio::select! {
+                // pmn patch: a new client state from the frontend.
+                changed = self.client_state.changed(), if client_state_open => match changed {
+                    Ok(()) => Self::apply_client_state(
+                        &mut self.client_state,
+                        &mut self.stream,
+                        &self.client_states_queued,
+                    ),
+                    // The frontend is gone; the stream ends through the queues.
+                    Err(_) => client_state_open = false,
+                },
                 new_permit = self.frontend_tx.reserve(), if permit.is_none() && !self.frontend_tx.is_closed() => match new_permit {
                     Ok(new_permit) => permit = Some(new_permit),
                     // Receiver side dropped… That is stream closure, so we
@@ -497,10 +550,18 @@ impl StanzaStreamWorker {
                         break;
                     };
                     match ev {
-                        WorkerEvent::Reset { bound_jid, features } => send_or_break!(
-                            Event::Stream(StreamEvent::Reset { bound_jid, features }) => permit in self.frontend_tx,
-                            self.transmit_queue => self.stream,
-                        ),
+                        WorkerEvent::Reset { bound_jid, features } => {
+                            // pmn patch: a new stream starts active; tell it the state asked for.
+                            Self::apply_client_state(
+                                &mut self.client_state,
+                                &mut self.stream,
+                                &self.client_states_queued,
+                            );
+                            send_or_break!(
+                                Event::Stream(StreamEvent::Reset { bound_jid, features }) => permit in self.frontend_tx,
+                                self.transmit_queue => self.stream,
+                            )
+                        }
                         WorkerEvent::Disconnected { slot, error } => {
                             send_or_break!(
                                 Event::Stream(StreamEvent::Suspended) => permit in self.frontend_tx,
@@ -517,10 +578,19 @@ impl StanzaStreamWorker {
                             }
                             (self.reconnector)(None, slot);
                         }
-                        WorkerEvent::Resumed => send_or_break!(
-                            Event::Stream(StreamEvent::Resumed) => permit in self.frontend_tx,
-                            self.transmit_queue => self.stream,
-                        ),
+                        WorkerEvent::Resumed => {
+                            // pmn patch: XEP-0352 leaves the state of a resumed stream to the
+                            // server; say it again.
+                            Self::apply_client_state(
+                                &mut self.client_state,
+                                &mut self.stream,
+                                &self.client_states_queued,
+                            );
+                            send_or_break!(
+                                Event::Stream(StreamEvent::Resumed) => permit in self.frontend_tx,
+                                self.transmit_queue => self.stream,
+                            )
+                        }
                         WorkerEvent::Stanza(stanza) => send_or_break!(
                             Event::Stanza(stanza) => permit in self.frontend_tx,
                             self.transmit_queue => self.stream,

@@ -11,7 +11,7 @@ use rxml::NcNameStr;
 
 use xso::{error::Error, fromxml::FallibleBuilder, AsXml, FromEventsBuilder, FromXml};
 
-use xmpp_parsers::{component, sasl, sm, starttls, stream_error::ReceivedStreamError};
+use xmpp_parsers::{component, csi, sasl, sm, starttls, stream_error::ReceivedStreamError};
 
 use crate::Stanza;
 
@@ -44,6 +44,14 @@ pub enum XmppStreamElement {
     /// XEP-0198 nonzas
     #[xml(transparent)]
     SM(sm::Nonza),
+
+    /// XEP-0352 "the client is active" (pmn patch: sent by `StanzaStream::set_client_state`)
+    #[xml(transparent)]
+    CsiActive(csi::Active),
+
+    /// XEP-0352 "the client is inactive" (pmn patch)
+    #[xml(transparent)]
+    CsiInactive(csi::Inactive),
 }
 
 #[derive(Debug)]

@@ -66,14 +66,22 @@ object TestServer {
      * A device of the test household talking in clear (the service-layer tests); tests of the
      * tunnel replace it with `.copy(e2e = …, plainTransport = false)`.
      */
-    fun config(device: String, password: String = "home-secret") = ConnectionConfig(
-        network = "home@home.test",
+    fun config(
+        device: String,
+        password: String = "home-secret",
+        network: String = "home@home.test",
+    ) = ConnectionConfig(
+        network = network,
         password = password,
         device = "$device-${UUID.randomUUID().toString().take(8)}",
         server = server,
         testCaPem = caPem,
         plainTransport = true,
     )
+
+    /** An account of its own for the test that changes its password (registered by xtask). */
+    val rotateNetwork: String? = System.getProperty("pmn.rotate.network")?.takeIf { it.isNotBlank() }
+    val rotatePassword: String = System.getProperty("pmn.rotate.password") ?: ""
 }
 
 class ControllerTest {
@@ -117,13 +125,26 @@ class ControllerTest {
             controller.stop(tv.jid)
             val fault = assertThrows<PmnException.Fault> { runBlocking { controller.pause(tv.jid) } }
             assertEquals(409, fault.code)
+            // A fault ran; the error says so.
+            assertEquals(CallOutcome.RAN, fault.outcome())
+            assertTrue(fault.didRun())
+
+            // The app's lifecycle: calls work in the background and back in the foreground.
+            controller.setForeground(false)
+            assertEquals(PlaybackState.STOPPED, controller.status(tv.jid).state)
+            controller.setForeground(true)
+            assertEquals(PlaybackState.STOPPED, controller.status(tv.jid).state)
             assertThrows<PmnException.Config> { runBlocking { controller.play("not a jid", "x") } }
             assertIs<ConnectionState.Online>(controller.connectionState())
 
             provider.stop()
             val gone = listener.offline.poll(10, TimeUnit.SECONDS)
             assertEquals(tv.jid, gone)
-            assertThrows<PmnException.ProviderUnavailable> { runBlocking { controller.status(tv.jid) } }
+            val unavailable =
+                assertThrows<PmnException.ProviderUnavailable> { runBlocking { controller.status(tv.jid) } }
+            // The server refused to deliver it: certainly not run.
+            assertEquals(CallOutcome.NOT_RUN, unavailable.outcome)
+            assertEquals(CallOutcome.NOT_RUN, unavailable.outcome())
         }
         provider.close()
         // close() dropped the Rust objects.
@@ -143,7 +164,12 @@ class ControllerTest {
     @Test
     fun callsBeforeConnectAreNotConnected(): Unit = runBlocking {
         Controller(TestServer.config("phone"), RecordingListener()).use { controller ->
-            assertThrows<PmnException.NotConnected> { runBlocking { controller.status("home@home.test/tv") } }
+            val notSent =
+                assertThrows<PmnException.NotConnected> { runBlocking { controller.status("home@home.test/tv") } }
+            assertEquals(CallOutcome.NOT_RUN, notSent.outcome())
+            assertTrue(!notSent.didRun())
+            // Before connect there is nothing to tell the server.
+            controller.setForeground(false)
         }
     }
 

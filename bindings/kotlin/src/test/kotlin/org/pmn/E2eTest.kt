@@ -147,6 +147,83 @@ class E2eTest {
         assertEquals(LiveObjects(controllers = 0u, providers = 0u, taskHandles = 0u), liveObjects())
     }
 
+    /** Hears the network password change. */
+    class RecordingPassword : NetworkPasswordListener {
+        val changes = LinkedBlockingQueue<String>()
+
+        override fun onNetworkPasswordChanged(password: String) {
+            changes.add(password)
+        }
+    }
+
+    @Test
+    fun revokingAStolenDeviceAndRotatingThePasswordLocksItOut(
+        @TempDir tvDir: Path,
+        @TempDir phoneDir: Path,
+        @TempDir thiefDir: Path,
+    ): Unit = runBlocking {
+        val network = TestServer.rotateNetwork
+        assumeTrue(network != null, "needs -Dpmn.rotate.network (cargo xtask test registers it)")
+        network!!
+        val old = TestServer.rotatePassword
+        fun device(name: String, dir: Path, keys: DeviceKeyStore) = TestServer.config(name, old, network)
+            .copy(e2e = options(keys, dir), plainTransport = false)
+        val tvKeys = DeviceKeyStore.software(tvDir.resolve("keys").toString())
+        val phoneKeys = DeviceKeyStore.software(phoneDir.resolve("keys").toString())
+        val thiefKeys = DeviceKeyStore.software(thiefDir.resolve("keys").toString())
+        val provider = startSimulatedPlayer(device("tv", tvDir, tvKeys), "Rotating TV")
+        val tvHears = RecordingPassword()
+        val tvWatch = provider.watchNetworkPassword(tvHears)
+        val listener = RecordingListener()
+        val thiefListener = RecordingListener()
+        Controller(device("phone", phoneDir, phoneKeys), listener).use { phone ->
+            Controller(device("thief", thiefDir, thiefKeys), thiefListener).use { thief ->
+                phone.connect()
+                thief.connect()
+                val tv = listener.awaitProvider { it.name == "Rotating TV" }
+                phone.pair(tv.jid, provider.startPairing(), RecordingPairingListener())
+                assertTrue(phone.trustedDevices().isNotEmpty())
+
+                // The thief's device is revoked, then the password rotated from the phone.
+                phone.revokeDevice(network, thief.deviceFingerprint())
+                val phoneHears = RecordingPassword()
+                phone.watchNetworkPassword(phoneHears).use {
+                    val rotation = phone.rotateNetworkPassword()
+                    assertTrue(rotation.password != old && rotation.password.isNotEmpty())
+                    assertEquals(listOf(tv.jid), rotation.delivered)
+                    val missed = rotation.missed.single()
+                    assertTrue(missed.device.contains("/thief-"), missed.device)
+                    assertIs<PmnException.Forbidden>(missed.error)
+                    assertEquals(rotation.password, phoneHears.changes.poll(10, TimeUnit.SECONDS))
+                    // The TV learns it (it logs in with it after the server closed its session).
+                    assertEquals(rotation.password, tvHears.changes.poll(20, TimeUnit.SECONDS))
+                }
+                // The phone reaches the TV again once it is back.
+                var status: PlayerStatus? = null
+                val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20)
+                while (status == null && System.nanoTime() < deadline) {
+                    status = runCatching { phone.status(tv.jid) }.getOrNull()
+                    if (status == null) Thread.sleep(200)
+                }
+                assertTrue(status != null, "the TV is reachable after the rotation")
+                // The thief is out: its session ends and the old password is refused.
+                val deadlineOut = System.nanoTime() + TimeUnit.SECONDS.toNanos(20)
+                while (System.nanoTime() < deadlineOut &&
+                    thiefListener.states.none { it is ConnectionState.Offline }
+                ) {
+                    Thread.sleep(100)
+                }
+                val offline = thiefListener.states.filterIsInstance<ConnectionState.Offline>()
+                assertTrue(offline.isNotEmpty(), "the thief's session ended: ${thiefListener.states}")
+                assertIs<PmnException.Auth>(offline.first().error, "the old password is refused")
+            }
+        }
+        tvWatch.close()
+        provider.stop()
+        provider.close()
+        listOf(tvKeys, phoneKeys, thiefKeys).forEach { it.close() }
+    }
+
     @Test
     fun theTunnelIsTheDefaultAndPlainMustBeAskedFor(@TempDir dir: Path): Unit = runBlocking {
         val neither = TestServer.config("x").copy(plainTransport = false)

@@ -102,7 +102,12 @@ class GuestAccessTest {
         assertEquals(listOf(tvInfo.jid), approval.installedOn)
         assertEquals(listOf("playback"), approval.grant.scopes)
 
-        val access = asking.await()
+        val approved = asking.await()
+        // Both phones show the same six digits; Romeo confirms, and only then is the TV trusted.
+        assertEquals(6, approved.confirmationCode.length)
+        assertEquals(approval.confirmationCode, approved.confirmationCode)
+        assertThrows<PmnException.Forbidden> { romeo.confirmAccess("home@elsewhere.test") }
+        val access = romeo.confirmAccess("home@home.test")
         assertEquals("home@home.test", access.network)
         assertEquals(approval.grant.id, access.grantId)
         assertEquals(listOf(tv.deviceFingerprint()), access.devices)

@@ -1,0 +1,147 @@
+//! What an owner's phone remembers of the grants it revoked (issue 12), so a revocation cannot
+//! spread back: a provider that was off when a grant was revoked, and is now the only one online
+//! holding it, would otherwise be the source from which the owner's catch-up copies the grant to
+//! the next provider that comes online. Kept in a file (0600, written atomically) when the app
+//! gives one, so it survives the phone's restarts.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::acl::{check_permissions, write_atomically};
+use super::{AccessError, GrantId};
+
+/// Most revoked grant ids remembered; the oldest is forgotten first (a grant that old has long
+/// expired, and an expired grant cannot be installed anywhere).
+pub const MAX_REVOKED_REMEMBERED: usize = 4096;
+
+/// The revoked grant ids, oldest first.
+#[derive(Debug, Default)]
+pub struct RevokedGrants {
+    ids: VecDeque<GrantId>,
+    path: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    format: u32,
+    revoked: Vec<GrantId>,
+}
+
+impl RevokedGrants {
+    /// Only in memory (lost when the app restarts).
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Backed by `path` (created on first write); refused when others can read it.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, AccessError> {
+        let path = path.into();
+        let mut this = RevokedGrants {
+            ids: VecDeque::new(),
+            path: Some(path.clone()),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                check_permissions(&path)?;
+                let corrupt = |reason: String| AccessError::Corrupt {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let file: File = serde_json::from_str(&text)
+                    .map_err(|e| corrupt(format!("not a revoked-grants file: {e}")))?;
+                if file.format != 1 || file.revoked.len() > MAX_REVOKED_REMEMBERED {
+                    return Err(corrupt("unknown format or too many entries".into()));
+                }
+                this.ids = file.revoked.into();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(AccessError::Storage(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        Ok(this)
+    }
+
+    /// Whether the owner revoked `id`.
+    pub fn contains(&self, id: &GrantId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Remembers `id` (and stores the set).
+    pub fn insert(&mut self, id: GrantId) -> Result<(), AccessError> {
+        if self.contains(&id) {
+            return Ok(());
+        }
+        if self.ids.len() >= MAX_REVOKED_REMEMBERED {
+            self.ids.pop_front();
+        }
+        self.ids.push_back(id);
+        self.persist()
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn persist(&self) -> Result<(), AccessError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let file = File {
+            format: 1,
+            revoked: self.ids.iter().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec(&file)
+            .map_err(|e| AccessError::Storage(format!("cannot serialise: {e}")))?;
+        write_atomically(path, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoked_grants_survive_a_restart_and_are_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("revoked.json");
+        let mut r = RevokedGrants::open(&path).expect("open");
+        r.insert(GrantId::new("g1").unwrap()).expect("insert");
+        r.insert(GrantId::new("g1").unwrap()).expect("again");
+        assert_eq!(r.len(), 1);
+        let r = RevokedGrants::open(&path).expect("reopen");
+        assert!(r.contains(&GrantId::new("g1").unwrap()));
+        let mut m = RevokedGrants::in_memory();
+        for n in 0..=MAX_REVOKED_REMEMBERED {
+            m.insert(GrantId::new(format!("g{n}")).unwrap())
+                .expect("insert");
+        }
+        assert_eq!(m.len(), MAX_REVOKED_REMEMBERED);
+        assert!(
+            !m.contains(&GrantId::new("g0").unwrap()),
+            "the oldest went first"
+        );
+        // Group- or world-readable: refused.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(matches!(
+                RevokedGrants::open(&path),
+                Err(AccessError::InsecurePermissions { .. })
+            ));
+        }
+    }
+}
