@@ -9,6 +9,7 @@ pub mod events;
 pub mod identity;
 pub(crate) mod plumbing;
 pub mod provider;
+pub mod pubsub;
 pub mod rpc;
 pub mod services;
 pub mod session;

@@ -11,6 +11,7 @@ mod listener;
 mod logging;
 mod owners;
 mod password;
+mod playlists;
 mod provider;
 mod records;
 mod runtime;
@@ -29,6 +30,9 @@ pub use logging::{
 };
 pub use owners::OwnerKey;
 pub use password::{MissedDevice, NetworkPasswordListener, PasswordRotation};
+pub use playlists::{
+    MediaKind, PlaylistAccess, PlaylistChange, PlaylistEntry, PlaylistListener, Playlists,
+};
 pub use provider::{start_simulated_player, Provider};
 pub use records::{
     Channel, ConnectionConfig, ConnectionState, ItemKind, LibraryChunk, LibraryItem, LibraryPage,

@@ -433,6 +433,77 @@ fn write_fuzz_seeds() {
     let pubsub = Element::builder("pubsub", NS_PUBSUB).append(items).build();
     seeds.put("pubkey", "items", &xml(pubsub));
 
+    // ---- playlists: entries signed by the owner key above, an items answer, a notification
+    let entry = crate::core::pubsub::PlaylistEntry {
+        id: "e1".into(),
+        title: "Radio One".into(),
+        uri: "https://radio.example/one".into(),
+        kind: crate::core::pubsub::MediaKind::Stream,
+        duration_ms: None,
+        artwork: Some("https://radio.example/one.png".into()),
+        position: 1,
+    };
+    let signed = |e: &crate::core::pubsub::PlaylistEntry| {
+        let sig =
+            crate::core::pubsub::signature::sign_entry(&network, "radio", e, NOW, &store, "owner")
+                .expect("sign entry");
+        e.to_element(NOW, Some(sig))
+    };
+    let e2 = crate::core::pubsub::PlaylistEntry {
+        id: "e2".into(),
+        kind: crate::core::pubsub::MediaKind::Audio,
+        duration_ms: Some(1_800_000),
+        artwork: None,
+        ..entry.clone()
+    };
+    let pl_item = |id: &str, payload: Element, ns: &str| {
+        Element::builder("item", ns)
+            .attr(xso::exports::rxml::xml_ncname!("id").into(), id)
+            .append(payload)
+            .build()
+    };
+    let node = format!("{}/radio", crate::core::pubsub::NS_PLAYLIST);
+    let answer = Element::builder("pubsub", NS_PUBSUB)
+        .append(
+            Element::builder("items", NS_PUBSUB)
+                .attr(xso::exports::rxml::xml_ncname!("node").into(), node.clone())
+                .append(pl_item("e1", signed(&entry), NS_PUBSUB))
+                .append(pl_item("e2", e2.to_element(NOW, None), NS_PUBSUB))
+                .build(),
+        )
+        .build();
+    const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+    let notification = Element::builder("message", "jabber:client")
+        .attr(
+            xso::exports::rxml::xml_ncname!("from").into(),
+            "home@home.test",
+        )
+        .attr(xso::exports::rxml::xml_ncname!("type").into(), "headline")
+        .append(
+            Element::builder("event", NS_EVENT)
+                .append(
+                    Element::builder("items", NS_EVENT)
+                        .attr(xso::exports::rxml::xml_ncname!("node").into(), node)
+                        .append(pl_item("e2", signed(&e2), NS_EVENT))
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    seeds.put("playlist", "entry", &xml(signed(&entry)));
+    seeds.put(
+        "playlist",
+        "session",
+        &xml(wrap(
+            "session",
+            vec![
+                OwnerKey::register(owner_spki.clone()).into(),
+                answer,
+                notification,
+            ],
+        )),
+    );
+
     // ---- certificates, SPKIs, fingerprints
     seeds.put("cert", "certificate", tv.certificate());
     seeds.put("cert", "spki", tv.spki());
@@ -551,4 +622,42 @@ fn check_seeds_reach_the_deep_paths(corpus: &Path, network: &BareJid) {
     let advertised = Advertised::from_caps(&caps);
     let key = advertised.primary().expect("a usable caps hash");
     assert_eq!(key.verify(&HashInput::from_info(&info)), Ok(true));
+
+    // Playlists: the signed entry of the items answer verifies, the unsigned one does not, and
+    // the notification reaches the change stream.
+    use crate::core::pubsub::{entry::parse_item, fetch::answer_items, signature::verify_entry};
+    let session = read("playlist", "session");
+    let mut owners = OwnerKeys::new(network.clone());
+    let mut verdicts = Vec::new();
+    let watch = crate::core::pubsub::PlaylistWatch::new(Default::default());
+    let mut changes = watch.changes();
+    for child in session.children() {
+        match child.name() {
+            "owner" => {
+                owners
+                    .add(&OwnerKey::try_from(child.clone()).expect("owner").key)
+                    .expect("owner key");
+            }
+            "pubsub" => {
+                for (id, payload) in answer_items(child) {
+                    let parsed = parse_item(id.as_deref(), payload.as_ref()).expect("entry");
+                    verdicts.push(verify_entry(&owners, network, "radio", parsed).map(|_| ()));
+                }
+            }
+            _ => {
+                let message =
+                    xmpp_parsers::message::Message::try_from(child.clone()).expect("message");
+                watch.insert_subscription(network.clone(), "radio", owners.clone());
+                assert!(watch.handle_message(&message));
+            }
+        }
+    }
+    assert_eq!(
+        verdicts,
+        vec![Ok(()), Err(crate::core::pubsub::IgnoredReason::Unsigned)]
+    );
+    assert!(matches!(
+        changes.try_recv(),
+        Ok(crate::core::pubsub::PlaylistChange::Published { .. })
+    ));
 }

@@ -37,7 +37,9 @@ pub const MAX_GRANT_LIFETIME_SECS: u64 = 90 * 24 * 3600;
 const GRANT_TAG: &[u8] = b"pmn/access/grant/v1";
 const REVOKE_TAG: &[u8] = b"pmn/access/revoke/v1";
 
-fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
+/// Appends `bytes` with its u32 length prefix (the canonical encoding of every signed field; also
+/// used by the owner-signed playlist entries of [`crate::core::pubsub`]).
+pub(crate) fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
     // Every field we sign is bounded far below 4 GiB (ids 64 B, JIDs 3 KiB, items 256 B).
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
@@ -84,8 +86,9 @@ pub(super) fn revoke_signed_bytes(r: &SignedRevoke) -> Vec<u8> {
 
 /// Signs `message` with `alias` and returns the signature and the fingerprint of the key.
 /// The signature is checked against the store's own public key before it leaves, so a broken
-/// backend is found on the owner's phone, not as a mysterious refusal on the TV.
-pub(super) fn sign_with(
+/// backend is found on the owner's phone, not as a mysterious refusal on the TV. Shared with the
+/// owner-signed playlist entries of [`crate::core::pubsub`], so the owner key signs one way.
+pub(crate) fn sign_with(
     store: &dyn KeyStore,
     alias: &str,
     message: impl Fn(&DeviceFingerprint) -> Vec<u8>,
@@ -336,6 +339,25 @@ impl OwnerKeys {
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
             .verify(message, signature)
             .map_err(|_| AccessError::BadSignature { id: id.to_string() })
+    }
+
+    /// Checks an owner signature over `message` by `issuer` (not bound to a grant id): the
+    /// playlist entries of [`crate::core::pubsub`] reuse the owner keys a household already keeps.
+    pub(crate) fn verify_signature(
+        &self,
+        issuer: &DeviceFingerprint,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), AccessError> {
+        let (point, _) = self
+            .keys
+            .get(issuer)
+            .ok_or_else(|| AccessError::UnknownIssuer {
+                issuer: issuer.to_hex(),
+            })?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+            .verify(message, signature)
+            .map_err(|_| AccessError::BadSignature { id: String::new() })
     }
 
     /// Checks a grant's fields, network, issuer and signature (not its time window: that is the

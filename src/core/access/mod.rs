@@ -49,6 +49,7 @@ pub use acl::{
     Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS, MAX_OWNER_KEYS,
 };
 pub use audit::{AuditEvictions, AuditKind, AuditLog, AuditRecord, DEFAULT_AUDIT_CAPACITY};
+pub(crate) use grant::{put_field, sign_with};
 pub use grant::{GrantDraft, OwnerKeys, MAX_GRANT_LIFETIME_SECS};
 pub use guard::{AccessGuard, AccessSettings, Change as AccessChange, RevokedCheck};
 pub use intake::{Intake, IntakeLimits, IntakeStats, PendingRequest, RequestIntake};

@@ -27,6 +27,7 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::presence::Presence;
 
+use crate::core::access::OwnerKeys;
 use crate::core::discovery::{
     disco_info_for, presence_for, Advertised, DirectoryUpdate, DiscoAnswer, InfoQueries,
     PresenceOutcome, ProviderDirectory, ProviderInfo, QueryStart, Verdict,
@@ -37,6 +38,7 @@ use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
+use crate::core::pubsub::{Playlists, PlaylistsConfig, VerifiedEntry};
 use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::MethodCall, xmlrpc::Value, CallId};
 use crate::core::services::library::LibraryClient;
 use crate::core::services::player::{self, PlayerStatus, Queue, VolumeState};
@@ -142,6 +144,9 @@ struct Shared {
     /// The provider holds their union.
     subscriptions: Mutex<HashMap<SubscriptionKey, Vec<(u64, EventFilter)>>>,
     next_subscription: std::sync::atomic::AtomicU64,
+    /// Shared playlists (XEP-0060): ours, signed with the owner key when there is one, and the
+    /// friends' we follow; their notifications are routed here by the dispatcher.
+    playlists: Playlists,
 }
 
 /// A connected controller. Cheap to clone; [`Controller::close`] ends it for every clone.
@@ -390,8 +395,21 @@ impl Controller {
     /// ```
     pub async fn connect(config: ControllerConfig) -> Result<Self> {
         let network = config.session.jid.to_bare();
+        // The owner-approval key also signs the household's playlist entries.
+        let playlist_key = config
+            .access
+            .as_ref()
+            .map(|a| (a.store.clone(), a.alias.clone()));
         let owner = config.access.map(access::OwnerState::open).transpose()?;
         let (session, inbound) = Session::connect(config.session).await?;
+        let playlists = Playlists::new(
+            session.clone(),
+            PlaylistsConfig {
+                owner_key: playlist_key,
+                timeout: config.rpc_timeout,
+                ..PlaylistsConfig::default()
+            },
+        );
         let (e2e, e2e_rx) = match &config.e2e {
             Some(settings) => {
                 let (endpoint, rx) = settings.endpoint(session.clone(), None);
@@ -417,6 +435,7 @@ impl Controller {
             failures: broadcast::channel(FAILURE_CAPACITY).0,
             subscriptions: Mutex::new(HashMap::new()),
             next_subscription: std::sync::atomic::AtomicU64::new(1),
+            playlists,
         });
         // No service feature (spec §6); with the tunnel, interest in the network's device keys.
         let notify: &[&str] = if shared.e2e.is_some() {
@@ -454,6 +473,28 @@ impl Controller {
     /// Events of subscribed services from now on.
     pub fn events(&self) -> broadcast::Receiver<ServiceEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// The household's shared playlists and the friends' ones this device follows (spec §3.2).
+    /// Publishing signs with the owner key of [`ControllerConfig::access`]; without it the
+    /// handle only reads and follows.
+    pub fn playlists(&self) -> &Playlists {
+        &self.shared.playlists
+    }
+
+    /// Fetches `publisher`'s playlist `name` (entries verified against `owners`) and appends it,
+    /// in order, to the queue of the media player `tv` (spec §3.2: a shared playlist plays like a
+    /// local one). Returns the queue.
+    pub async fn enqueue_playlist(
+        &self,
+        tv: FullJid,
+        publisher: &BareJid,
+        name: &str,
+        owners: &OwnerKeys,
+    ) -> Result<Queue> {
+        let fetched = self.shared.playlists.fetch(publisher, name, owners).await?;
+        tracing::debug!(%publisher, playlist = name, entries = fetched.entries.len(), "enqueueing a playlist");
+        self.player(tv).enqueue_entries(&fetched.entries).await
     }
 
     /// End-to-end tunnels that fail or are refused from now on (the call that needed one also
@@ -853,6 +894,21 @@ impl PlayerClient {
             .await
     }
 
+    /// Appends playlist `entries` to the queue in the order given (a fetch returns them in
+    /// playlist order), each with its title: the TV then plays the playlist with `next`. Stops at
+    /// the first refusal (a full queue is fault [`player::FAULT_QUEUE_FULL`]) with what was
+    /// enqueued before it left in place.
+    pub async fn enqueue_entries(&self, entries: &[VerifiedEntry]) -> Result<Queue> {
+        let mut queue = None;
+        for e in entries {
+            queue = Some(self.enqueue(&e.entry.uri, Some(&e.entry.title)).await?);
+        }
+        match queue {
+            Some(q) => Ok(q),
+            None => self.queue().await,
+        }
+    }
+
     /// Empties the queue except the current item.
     pub async fn clear_queue(&self) -> Result<Queue> {
         self.invoke::<player::ClearQueue>(()).await
@@ -899,7 +955,9 @@ impl Dispatcher {
                     Some(Inbound::Online { jid, resumed }) => self.on_online(jid, resumed),
                     Some(Inbound::Stanza(stanza)) => {
                         // Jingle/IBB belong to the tunnel layer, which answers them itself.
-                        if !self.shared.e2e.as_ref().is_some_and(|e| e.handle_stanza(&stanza)) {
+                        if !self.shared.e2e.as_ref().is_some_and(|e| e.handle_stanza(&stanza))
+                            && !self.shared.playlists.handle_stanza(&stanza)
+                        {
                             self.on_stanza(*stanza);
                         }
                     }

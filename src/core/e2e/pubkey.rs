@@ -27,6 +27,7 @@ use super::trust::{Accepted, TrustSource, TrustStore};
 use super::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::{certificate_spki, fingerprint_hex, spki_sha256, DeviceIdentity};
+use crate::core::pubsub::iq::{expect_result, pubsub_iq, NS_PUBSUB};
 use crate::core::session::{IqReply, Session};
 
 /// The PEP node and payload namespace of XEP-0189.
@@ -35,7 +36,6 @@ pub const NS_PUBKEY: &str = "urn:xmpp:pubkey:2";
 pub const NOTIFY_PUBKEY: &str = "urn:xmpp:pubkey:2+notify";
 /// Namespace of our attestation element.
 pub const NS_ATTEST: &str = "urn:xmpp:tmp:pmn:attest:0";
-const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const ATTEST_CONTEXT: &[u8] = b"pmn-attest-v2\0";
 
 /// `<key>` of XEP-0189: the DER certificate, base64.
@@ -125,39 +125,6 @@ pub fn verify_attestation(
                 &attestation.signature,
             )
             .is_ok()
-}
-
-fn pubsub_iq(set: bool, to: Option<Jid>, child: Element) -> Iq {
-    let payload = Element::builder("pubsub", NS_PUBSUB).append(child).build();
-    let iq = if set {
-        Iq::Set {
-            from: None,
-            to: None,
-            id: String::new(),
-            payload,
-        }
-    } else {
-        Iq::Get {
-            from: None,
-            to: None,
-            id: String::new(),
-            payload,
-        }
-    };
-    match to {
-        Some(to) => iq.with_to(to),
-        None => iq,
-    }
-}
-
-fn expect_result(reply: IqReply, what: &str) -> Result<Option<Element>> {
-    match reply {
-        IqReply::Result(payload) => Ok(payload),
-        IqReply::Error(e) => Err(Error::new(
-            ErrorKind::Protocol,
-            format!("{what} refused by the server ({:?})", e.defined_condition),
-        )),
-    }
 }
 
 /// Publishes `certificate` (with `attestations`) as item `fingerprint hex` of our own PEP node.
