@@ -344,6 +344,7 @@ const EJABBERD_TESTS: &[&str] = &[
     "recovery",
     "stream_limits",
     "calls",
+    "pubsub",
 ];
 
 /// The environment variable through which tests and benches find the Python that has slixmpp.
