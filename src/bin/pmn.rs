@@ -40,7 +40,19 @@ const USAGE: &str = "usage:
   pmn demo     --server HOST:PORT [--ca CA.pem] [--network home@home.test] [--password PW]
                [--guest-network home@friend.test] [--guest-password PW]
   pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device tv]
-               [--name NAME] [--state DIR] [--plain]";
+               [--name NAME] [--state DIR] [--plain]
+  pmn help     this text
+
+  demo      the whole story on one server: a TV, the owner's phone pairing with it (a code
+            typed, keys pinned), control and events through the end-to-end tunnel, then a guest
+            asking, the owner approving playback, both phones showing the same confirmation code,
+            the guest playing, the audit log, the revocation
+  provider  a simulated media player on the network; prints the 6-digit pairing code a phone
+            types (valid 5 minutes); keys, pins and guest ACL are kept in --state (0600)
+
+  --server  the XMPP server, HOST:PORT
+  --ca      a PEM CA file to trust for the server instead of the system store
+  PMN_LOG   log filter, e.g. PMN_LOG=pmn=debug (default: warn)";
 
 struct Args {
     command: String,
@@ -505,6 +517,13 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if matches!(
+        std::env::args().nth(1).as_deref(),
+        Some("help" | "--help" | "-h")
+    ) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -72,8 +72,11 @@ impl Controller {
     ) -> Result<Vec<String>, PmnError> {
         let core = self.core()?;
         let spki = self::public_key(&public_key)?;
-        let device = DeviceFingerprint::from_hex(&device_fingerprint)
-            .ok_or_else(|| config(format!("{device_fingerprint:?} is not a fingerprint in hex")))?;
+        let device = DeviceFingerprint::from_hex(&device_fingerprint).ok_or_else(|| {
+            config(format!(
+                "{device_fingerprint:?} is not a fingerprint in hex"
+            ))
+        })?;
         runtime::run(async move {
             let took = core.add_owner(spki, device).await?;
             Ok(took.iter().map(ToString::to_string).collect())
