@@ -1,87 +1,133 @@
-//! RPC round trip phone → Prosody → provider → phone, against the floor measured in the same run.
+//! RPC round trip phone → Prosody → provider → phone against two floors, call by call in the same
+//! run, with the controller and the provider in separate processes (as on real devices).
 //!
 //! - **pmn**: `player.status` through the controller API (XML-RPC encode, iq tracking, provider
 //!   authorisation, routing, service call, XML-RPC decode, typed result).
-//! - **floor**: the same two kinds of connection (same Prosody, same TLS, same session layer) sending
-//!   an iq of the same size that the peer answers at once with an equally large payload, without RPC
-//!   decoding or dispatch. The ratio is what pmn's protocol layers cost on top of the transport.
+//! - **floor "echo"**: the controller's own session sends an iq as large as the call to a plain
+//!   session in the provider's process, which answers at once with a payload as large as the
+//!   provider's answer, without RPC decoding or dispatch. Same processes, same Prosody, same bytes:
+//!   the ratio pmn / echo is what pmn's protocol layers cost on top of the transport.
+//! - **floor "ping"**: an XEP-0199 ping from the controller's session to the provider itself
+//!   (answered by its plumbing after the authorisation check): the very same two connections with
+//!   the smallest payload.
 //!
-//! Run: `cargo xtask bench rpc` (or `cargo bench --features test-ca --bench rpc`). The machine is
-//! shared and noisy: compare the ratio, not the absolute figures, and only within one run.
+//! The three are interleaved call by call (the order rotating every call), so a burst of load on
+//! this shared machine hits all of them alike. Each run starts a fresh provider process and a fresh
+//! controller; the runs are repeated and the spread of the ratios is printed: a ratio that flips
+//! between runs is a bug in the bench, not a property of pmn.
+//!
+//! With `PMN_BENCH_STRACE=1` (needs `strace`) it then counts Prosody's write syscalls and bytes per
+//! call of each path (one path at a time, `strace -f -p <prosody>`).
+//!
+//! Run: `cargo xtask bench rpc` (or `cargo bench --features test-ca --bench rpc`). Environment:
+//! `PMN_BENCH_RUNS` (default 3), `PMN_BENCH_CALLS` per path and run (default 2000),
+//! `PMN_BENCH_PROVIDER_THREADS` (the provider process's tokio workers, default 1; the controller
+//! has 2).
 
 mod common;
 
+use std::env;
+use std::process::Stdio;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use minidom::Element;
 use pmn::core::controller::{Controller, ControllerConfig};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::rpc::xmlrpc::{self, MethodCall, MethodResponse};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
-use pmn::core::session::{Inbound, Session, SessionConfig};
+use pmn::core::session::{Inbound, Session};
 use pmn_testkit::{TestServer, HOME};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
+use xmpp_parsers::ping::Ping;
 
-const WARMUP: usize = 100;
-const CALLS: usize = 1000;
+/// Set to `provider` in the child process.
+const ROLE_ENV: &str = "PMN_BENCH_RPC_ROLE";
+const PORT_ENV: &str = "PMN_BENCH_RPC_PORT";
+const CA_ENV: &str = "PMN_BENCH_RPC_CA";
+const RUN_ENV: &str = "PMN_BENCH_RPC_RUN";
+const RUNS_ENV: &str = "PMN_BENCH_RUNS";
+const CALLS_ENV: &str = "PMN_BENCH_CALLS";
+const STRACE_ENV: &str = "PMN_BENCH_STRACE";
+const THREADS_ENV: &str = "PMN_BENCH_PROVIDER_THREADS";
 
-fn config(server: &TestServer, device: &str) -> SessionConfig {
-    common::session_config(server, &HOME, device)
+const DEFAULT_RUNS: usize = 3;
+const DEFAULT_CALLS: usize = 2000;
+/// Rounds (one call of each path) before measuring.
+const WARMUP: usize = 300;
+/// Calls per path while Prosody is traced.
+const STRACE_CALLS: usize = 300;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn env_usize(name: &str, default: usize) -> usize {
+    env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
 }
 
-struct Figures {
-    median: Duration,
-    p99: Duration,
+/// A runtime with `threads` workers (1: current-thread).
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    }
+    .enable_all()
+    .build()
+    .expect("tokio runtime")
 }
 
-fn figures(mut samples: Vec<Duration>) -> Figures {
-    samples.sort();
-    Figures {
-        median: samples[samples.len() / 2],
-        p99: samples[samples.len() * 99 / 100],
+fn main() {
+    // The provider's process on one thread by default (PMN_BENCH_PROVIDER_THREADS): the echo
+    // floor and the provider then share one scheduler, so neither pays for waking another
+    // worker thread that the other path does not.
+    if env::var(ROLE_ENV).as_deref() == Ok("provider") {
+        runtime(env_usize(THREADS_ENV, 1)).block_on(provider_process());
+    } else {
+        runtime(2).block_on(controller_process());
     }
 }
 
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
+// ---- the provider's process ------------------------------------------------------------------
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let server = TestServer::start().expect("prosody");
+/// The child: a provider with a simulated player and the echo peer of the floor, until stdin closes.
+///
+/// Protocol on stdio: prints `ECHO <jid>`, reads the echo's answer payload (one line of XML),
+/// prints `READY`, then runs until stdin is closed.
+async fn provider_process() {
+    let port: u16 = env::var(PORT_ENV).expect(PORT_ENV).parse().expect("port");
+    let ca = std::fs::read_to_string(env::var(CA_ENV).expect(CA_ENV)).expect("CA file");
+    let run = env::var(RUN_ENV).expect(RUN_ENV);
+    let config = |device: &str| common::session_config_at(port, ca.clone(), &HOME, device);
 
-    // pmn: provider + controller.
     let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
     let provider = Provider::start(
-        ProviderConfig::plain(config(&server, "bench-tv"), "Bench TV"),
+        ProviderConfig::plain(
+            config(&format!("bench-tv-r{run}")),
+            format!("Bench TV {run}"),
+        ),
         vec![player],
     )
     .await
     .expect("provider");
-    let controller = Controller::connect(ControllerConfig::plain(config(&server, "bench-phone")))
-        .await
-        .expect("controller");
-    let tv = controller
-        .wait_for_provider(|p| p.name == "Bench TV", Duration::from_secs(10))
-        .await
-        .expect("discovered")
-        .jid;
-    let remote = controller.player(tv.clone());
-    remote.play("file:///bench.mkv").await.expect("play");
-
-    // Floor: an echo peer answering with a payload as large as the provider's answer.
-    let call_payload =
-        xmlrpc::call_to_query(&MethodCall::new("player.status", vec![])).expect("encodes");
-    let status = remote.status().await.expect("status").to_value();
-    let answer_payload =
-        xmlrpc::response_to_query(&MethodResponse::Success(status)).expect("encodes");
-    let (echo, mut echo_inbound) = Session::connect(config(&server, "bench-echo"))
+    let (echo, mut echo_inbound) = Session::connect(config(&format!("bench-echo-r{run}")))
         .await
         .expect("echo peer");
+    println!("ECHO {}", echo.jid().expect("echo online"));
+
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let line = stdin.next_line().await.expect("stdin").expect("answer");
+    let answer = Element::from_str(&line).expect("answer payload");
     let echo_sender = echo.clone();
-    let answer_for_echo = answer_payload.clone();
     let echo_task = tokio::spawn(async move {
         while let Some(item) = echo_inbound.recv().await {
             if let Inbound::Stanza(stanza) = item {
@@ -90,72 +136,295 @@ async fn main() {
                         from: None,
                         to: from,
                         id,
-                        payload: Some(answer_for_echo.clone()),
+                        payload: Some(answer.clone()),
                     });
                 }
             }
         }
     });
-    let (floor_client, _floor_inbound) = Session::connect(config(&server, "bench-floor"))
-        .await
-        .expect("floor client");
-    let echo_jid = Jid::from(echo.jid().expect("echo online"));
-
-    let pmn_call = || async {
-        let t = Instant::now();
-        remote.status().await.expect("status");
-        t.elapsed()
-    };
-    let floor_call = || async {
-        let iq = Iq::Set {
-            from: None,
-            to: Some(echo_jid.clone()),
-            id: String::new(),
-            payload: call_payload.clone(),
-        };
-        let t = Instant::now();
-        floor_client
-            .request(iq, Duration::from_secs(5))
-            .await
-            .expect("echo");
-        t.elapsed()
-    };
-
-    for _ in 0..WARMUP {
-        pmn_call().await;
-        floor_call().await;
-    }
-    // Interleaved, so both see the same machine load.
-    let mut pmn = Vec::with_capacity(CALLS);
-    let mut floor = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        pmn.push(pmn_call().await);
-        floor.push(floor_call().await);
-    }
-    let pmn = figures(pmn);
-    let floor = figures(floor);
-    println!(
-        "rpc round trip through Prosody, {CALLS} sequential calls after {WARMUP} warm-up (µs)"
-    );
-    println!(
-        "  floor (same-size iq echo)  median {:8.1}  p99 {:8.1}",
-        us(floor.median),
-        us(floor.p99)
-    );
-    println!(
-        "  pmn player.status          median {:8.1}  p99 {:8.1}",
-        us(pmn.median),
-        us(pmn.p99)
-    );
-    println!(
-        "  ratio pmn/floor            median {:8.2}x p99 {:8.2}x",
-        us(pmn.median) / us(floor.median),
-        us(pmn.p99) / us(floor.p99)
-    );
-
+    println!("READY");
+    while let Ok(Some(_)) = stdin.next_line().await {}
     echo_task.abort();
-    floor_client.close().await;
     echo.close().await;
-    controller.close().await;
     provider.stop().await;
+}
+
+// ---- the controller's process ----------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Rpc,
+    Echo,
+    Ping,
+}
+
+const PATHS: [Path; 3] = [Path::Rpc, Path::Echo, Path::Ping];
+
+impl Path {
+    fn name(self) -> &'static str {
+        match self {
+            Path::Rpc => "pmn player.status",
+            Path::Echo => "floor: same-size iq echo",
+            Path::Ping => "floor: ping to the provider",
+        }
+    }
+}
+
+/// Median and p99 of one path in one run, µs.
+#[derive(Clone, Copy)]
+struct Figures {
+    median: f64,
+    p99: f64,
+}
+
+fn figures(samples: Vec<Duration>) -> Figures {
+    let (median, p99) = common::median_p99(samples);
+    Figures { median, p99 }
+}
+
+/// One run's connections: the controller, the provider's process, what the floors need.
+struct Bench {
+    controller: Controller,
+    remote: pmn::core::controller::PlayerClient,
+    tv: Jid,
+    echo: Jid,
+    call_payload: Element,
+    child: tokio::process::Child,
+    child_stdin: tokio::process::ChildStdin,
+}
+
+impl Bench {
+    async fn start(server: &TestServer, run: usize) -> Bench {
+        let mut child = tokio::process::Command::new(env::current_exe().expect("bench binary"))
+            .env(ROLE_ENV, "provider")
+            .env(PORT_ENV, server.port().to_string())
+            .env(CA_ENV, server.ca_path())
+            .env(RUN_ENV, run.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("provider process");
+        let mut child_stdin = child.stdin.take().expect("stdin");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut expect_line = async |prefix: &str| loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("provider process answers")
+                .expect("provider stdout")
+                .expect("provider process exited");
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_string();
+            }
+        };
+        let echo: Jid = expect_line("ECHO ").await.parse().expect("echo JID");
+
+        let controller = Controller::connect(ControllerConfig::plain(common::session_config(
+            server,
+            &HOME,
+            &format!("bench-phone-r{run}"),
+        )))
+        .await
+        .expect("controller");
+        let name = format!("Bench TV {run}");
+        let tv = controller
+            .wait_for_provider(|p| p.name == name, Duration::from_secs(20))
+            .await
+            .expect("discovered")
+            .jid;
+        let remote = controller.player(tv.clone());
+        remote.play("file:///bench.mkv").await.expect("play");
+
+        let call_payload =
+            xmlrpc::call_to_query(&MethodCall::new("player.status", vec![])).expect("encodes");
+        let status = remote.status().await.expect("status").to_value();
+        let answer = xmlrpc::response_to_query(&MethodResponse::Success(status)).expect("encodes");
+        let mut line = String::from(&answer);
+        assert!(!line.contains('\n'), "the answer payload fits one line");
+        line.push('\n');
+        child_stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("to child");
+        child_stdin.flush().await.expect("to child");
+        expect_line("READY").await;
+        Bench {
+            controller,
+            remote,
+            tv: Jid::from(tv),
+            echo,
+            call_payload,
+            child,
+            child_stdin,
+        }
+    }
+
+    async fn call(&self, path: Path) -> Duration {
+        let session = self.controller.session();
+        let t = Instant::now();
+        match path {
+            Path::Rpc => {
+                self.remote.status().await.expect("status");
+            }
+            Path::Echo => {
+                let iq = Iq::Set {
+                    from: None,
+                    to: Some(self.echo.clone()),
+                    id: String::new(),
+                    payload: self.call_payload.clone(),
+                };
+                session.request(iq, TIMEOUT).await.expect("echo");
+            }
+            Path::Ping => {
+                let iq = Iq::from_get(String::new(), Ping).with_to(self.tv.clone());
+                session.request(iq, TIMEOUT).await.expect("ping");
+            }
+        }
+        t.elapsed()
+    }
+
+    async fn stop(mut self) {
+        self.controller.close().await;
+        drop(self.child_stdin); // the child stops its sessions and exits
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// One run: warm-up, then `calls` rounds of one call per path, the order rotating every round.
+async fn measure(bench: &Bench, calls: usize) -> [Figures; 3] {
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    for round in 0..WARMUP + calls {
+        for k in 0..PATHS.len() {
+            let i = (round + k) % PATHS.len();
+            let d = bench.call(PATHS[i]).await;
+            if round >= WARMUP {
+                samples[i].push(d);
+            }
+        }
+    }
+    samples.map(figures)
+}
+
+/// Prosody's write syscalls and bytes per call of each path (`strace` attached to its pid while
+/// [`STRACE_CALLS`] calls of one path run).
+async fn count_writes(bench: &Bench, server: &TestServer) -> Option<Vec<(Path, f64, f64)>> {
+    let pid = std::fs::read_to_string(server.dir().join("prosody.pid")).ok()?;
+    let pid = pid.trim().to_string();
+    let mut out = Vec::new();
+    for path in PATHS {
+        let log = server.dir().join("bench-strace.txt");
+        let mut strace = std::process::Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=write,writev,sendto,sendmsg",
+                "-e",
+                "signal=none",
+            ])
+            .arg("-o")
+            .arg(&log)
+            .args(["-p", &pid])
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        tokio::time::sleep(Duration::from_millis(500)).await; // attached
+        for _ in 0..STRACE_CALLS {
+            bench.call(path).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // the last writes
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &strace.id().to_string()])
+            .status();
+        let _ = strace.wait();
+        let text = std::fs::read_to_string(&log).ok()?;
+        let (mut calls, mut bytes) = (0u64, 0u64);
+        for line in text.lines() {
+            if let Some((_, result)) = line.rsplit_once(") = ") {
+                if let Ok(n) = result
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .parse::<u64>()
+                {
+                    calls += 1;
+                    bytes += n;
+                }
+            }
+        }
+        let n = STRACE_CALLS as f64;
+        out.push((path, calls as f64 / n, bytes as f64 / n));
+    }
+    Some(out)
+}
+
+/// min / median / max of `values`.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[0],
+        values[values.len() / 2],
+        values[values.len() - 1],
+    )
+}
+
+async fn controller_process() {
+    let runs = env_usize(RUNS_ENV, DEFAULT_RUNS);
+    let calls = env_usize(CALLS_ENV, DEFAULT_CALLS);
+    let server = TestServer::start().expect("prosody");
+    println!(
+        "rpc round trip through Prosody, controller and provider in separate processes: {runs} \
+         runs × {calls} calls per path after {WARMUP} warm-up rounds, interleaved call by call (µs)"
+    );
+    let mut ratio_echo = (Vec::new(), Vec::new());
+    let mut ratio_ping = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let bench = Bench::start(&server, run).await;
+        let [rpc, echo, ping] = measure(&bench, calls).await;
+        println!("run {run}/{runs}");
+        for (path, f) in PATHS.iter().zip([rpc, echo, ping]) {
+            println!(
+                "  {:<30} median {:8.1}  p99 {:8.1}",
+                path.name(),
+                f.median,
+                f.p99
+            );
+        }
+        let (em, ep) = (rpc.median / echo.median, rpc.p99 / echo.p99);
+        let (pm, pp) = (rpc.median / ping.median, rpc.p99 / ping.p99);
+        println!("  ratio pmn / echo floor         median {em:8.2}x p99 {ep:8.2}x");
+        println!("  ratio pmn / ping floor         median {pm:8.2}x p99 {pp:8.2}x");
+        ratio_echo.0.push(em);
+        ratio_echo.1.push(ep);
+        ratio_ping.0.push(pm);
+        ratio_ping.1.push(pp);
+        if run == runs && env::var(STRACE_ENV).as_deref() == Ok("1") {
+            match count_writes(&bench, &server).await {
+                Some(rows) => {
+                    println!("Prosody's writes per call ({STRACE_CALLS} calls per path, strace)");
+                    for (path, writes, bytes) in rows {
+                        println!(
+                            "  {:<30} {writes:6.2} write syscalls  {bytes:8.1} bytes",
+                            path.name()
+                        );
+                    }
+                }
+                None => println!("Prosody's writes per call: strace not available"),
+            }
+        }
+        bench.stop().await;
+    }
+    println!("spread over {runs} runs (min / median / max, max÷min)");
+    for (name, values) in [
+        ("pmn / echo floor, median", ratio_echo.0),
+        ("pmn / echo floor, p99", ratio_echo.1),
+        ("pmn / ping floor, median", ratio_ping.0),
+        ("pmn / ping floor, p99", ratio_ping.1),
+    ] {
+        let (lo, mid, hi) = spread(values);
+        println!(
+            "  {name:<26} {lo:6.2}x {mid:6.2}x {hi:6.2}x   ({:.2}×)",
+            hi / lo
+        );
+    }
 }

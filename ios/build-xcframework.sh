@@ -21,9 +21,13 @@ macs=(aarch64-apple-darwin x86_64-apple-darwin)
 
 rustup target add "$device" "${simulators[@]}" "${macs[@]}"
 cd "$root"
+# Each crate type on its own (`cargo rustc --crate-type`): built together with the others, the
+# artefacts are not optimised as a whole (android/build-rust.sh has the figures).
 for target in "$device" "${simulators[@]}" "${macs[@]}"; do
-    cargo build -p pmn --lib --profile "$profile" --target "$target"
+    cargo rustc -p pmn --lib --crate-type staticlib --profile "$profile" --target "$target"
 done
+host_target="$(uname -m | sed 's/arm64/aarch64/')-apple-darwin"
+cargo rustc -p pmn --lib --crate-type cdylib --profile "$profile" --target "$host_target"
 
 lib() { echo "$root/target/$1/$profile/libpmn.a"; }
 rm -rf "$build" "$here/PMNFFI.xcframework"
@@ -33,7 +37,7 @@ lipo -create "$(lib "${simulators[0]}")" "$(lib "${simulators[1]}")" -output "$b
 lipo -create "$(lib "${macs[0]}")" "$(lib "${macs[1]}")" -output "$build/macos/libpmn.a"
 
 # Bindings in library mode from the host's dylib (same code, same metadata as the static slices).
-host_dylib="$root/target/$(uname -m | sed 's/arm64/aarch64/')-apple-darwin/$profile/libpmn.dylib"
+host_dylib="$root/target/$host_target/$profile/libpmn.dylib"
 cargo run -q -p uniffi-bindgen -- generate --library "$host_dylib" --language swift \
     --out-dir "$build/generated" --no-format
 cp "$build/generated/PMNFFI.h" "$build/headers/"

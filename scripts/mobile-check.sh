@@ -4,8 +4,14 @@
 #
 #   scripts/mobile-check.sh [TARGET...]              (default: all four targets below)
 #   scripts/mobile-check.sh --staticlib [TARGET]     release-small staticlib (default aarch64-linux-android)
+#   scripts/mobile-check.sh --cdylib [TARGET]        release-small cdylib, Android only (default
+#                                                    aarch64-linux-android), for its size: see below
 #
-# Checks and staticlibs only: cdylibs for phones cannot be linked here (no NDK linker, no Xcode).
+# Checks and staticlibs: cdylibs for phones cannot be linked for real here (no NDK linker, no
+# Xcode). `--cdylib` links one anyway with Debian's clang + lld against *empty* stand-ins for the
+# NDK's libc, libm, libdl, liblog and libunwind (`-nostdlib`, the system symbols stay undefined):
+# not loadable, but its code and data are what the NDK link would produce minus the NDK's static
+# libunwind (~100 KB), so its size is the phone's `.so` size (`cargo xtask size` prints it).
 # These clang settings are a compile gate, not a release recipe: releases build with the NDK
 # (android/build-rust.sh, cargo-ndk) and Xcode (ios/build-xcframework.sh).
 # aarch64-apple-ios-sim is not in the default list because its std cannot be downloaded on this
@@ -18,8 +24,9 @@ cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/mobile}"
 
 staticlib=0
-if [ "${1:-}" = "--staticlib" ]; then
-    staticlib=1
+cdylib=0
+if [ "${1:-}" = "--staticlib" ] || [ "${1:-}" = "--cdylib" ]; then
+    [ "$1" = "--staticlib" ] && staticlib=1 || cdylib=1
     shift
     [ $# -gt 0 ] || set -- aarch64-linux-android
 fi
@@ -71,6 +78,21 @@ for target in "${targets[@]}"; do
     esac
     if [ $staticlib = 1 ]; then
         cmd=(cargo rustc -p pmn --lib --crate-type staticlib --profile release-small --target "$target")
+    elif [ $cdylib = 1 ]; then
+        case "$target" in
+            *-android*) ;;
+            *) echo "mobile-check: --cdylib is for Android targets only" >&2; exit 2 ;;
+        esac
+        clang_target="${cflags%% *}"
+        stubs="$CARGO_TARGET_DIR/ndk-stubs"
+        mkdir -p "$stubs"
+        for l in c m dl log unwind gcc; do
+            [ -f "$stubs/lib$l.a" ] || llvm-ar rc "$stubs/lib$l.a"
+        done
+        # Flags for the final crate only (after --): the dependencies stay those of --staticlib.
+        cmd=(cargo rustc -p pmn --lib --crate-type cdylib --profile release-small --target "$target"
+            -- -C linker=clang -C "link-arg=$clang_target" -C link-arg=-fuse-ld=lld
+            -C link-arg=-nostdlib -C "link-arg=-L$stubs")
     else
         cmd=(cargo check -p pmn --lib --target "$target")
     fi
@@ -83,6 +105,10 @@ for target in "${targets[@]}"; do
             lib="$CARGO_TARGET_DIR/$target/release-small/libpmn.a"
             bytes=$(stat -c %s "$lib")
             echo "== $target staticlib: $lib $bytes bytes ($((bytes / 1024 / 1024)) MiB)"
+        elif [ $cdylib = 1 ]; then
+            lib="$CARGO_TARGET_DIR/$target/release-small/libpmn.so"
+            bytes=$(stat -c %s "$lib")
+            echo "== $target cdylib (stub-linked): $lib $bytes bytes ($((bytes / 1024 / 1024)) MiB)"
         fi
     else
         echo "== $target: FAILED"

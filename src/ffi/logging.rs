@@ -16,9 +16,10 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tracing::field::{Field, Visit};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+use tracing_subscriber::{reload, Layer, Registry};
 
 use super::error::{config, CallOutcome, PmnError};
 
@@ -42,21 +43,24 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    fn as_str(self) -> &'static str {
+    fn level_filter(self) -> LevelFilter {
         match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
+            LogLevel::Error => LevelFilter::ERROR,
+            LogLevel::Warn => LevelFilter::WARN,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Trace => LevelFilter::TRACE,
         }
     }
 
     /// The filter for `level`: pmn's own targets at `level`, its dependencies (tokio-xmpp, rustls,
-    /// …) at most at `warn` — their debug output is rarely what an app developer wants.
-    fn filter(self) -> EnvFilter {
-        let deps = self.min(LogLevel::Warn).as_str();
-        EnvFilter::new(format!("{deps},pmn={}", self.as_str()))
+    /// …) at most at `warn` — their debug output is rarely what an app developer wants. A
+    /// `Targets` filter (target prefixes and levels), not an `EnvFilter`: that one's directive
+    /// parser brings the `regex` crates into the library for nothing here.
+    fn filter(self) -> Targets {
+        Targets::new()
+            .with_default(self.min(LogLevel::Warn).level_filter())
+            .with_target("pmn", self.level_filter())
     }
 }
 
@@ -108,7 +112,7 @@ struct Record {
 static QUEUE: RwLock<Option<SyncSender<Record>>> = RwLock::new(None);
 
 /// The handle to change the filter of the installed subscriber.
-static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+static FILTER: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
 
 /// Serialises sink changes (installation, thread start, swap).
 static SETUP: Mutex<()> = Mutex::new(());

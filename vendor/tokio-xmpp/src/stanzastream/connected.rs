@@ -191,6 +191,7 @@ impl ConnectedState {
                     }
                 }
                 sm_state.pending_req = false;
+                sm_state.ack_requested();
             }
         }
         Poll::Ready(Ok(()))
@@ -255,7 +256,6 @@ impl ConnectedState {
             cx
         ))?;
 
-        let mut transmitted = false;
         // We prefer sending actual data before stream-management ACKs.
         // While the other side may be waiting for our ACK, we are not obliged
         // to send it straight away (XEP-0198 explicitly allows us to delay it
@@ -297,7 +297,6 @@ impl ConnectedState {
                     if let Some(sm_state) = sm_state.as_mut() {
                         sm_state.enqueue(next);
                     }
-                    transmitted = true;
                 }
                 // Serialisation error, report back to the queue item.
                 Err(e) => {
@@ -308,9 +307,13 @@ impl ConnectedState {
         }
 
         if let Some(sm_state) = sm_state.as_mut() {
-            // We can set it to transmitted directly, because it has been
-            // cleared by the previous call to poll_write_sm_req.
-            sm_state.pending_req = transmitted;
+            // pmn patch: upstream set `pending_req = transmitted` here, one `<sm:r/>` per write
+            // (and one `<sm:a/>` written by the server for it). Now a request goes out per
+            // ACK_REQUEST_BATCH stanzas or ACK_REQUEST_DELAY after the first unrequested one.
+            // `pending_req` was cleared by the previous call to poll_write_sm_req.
+            if sm_state.ack_request_due(cx) {
+                sm_state.pending_req = true;
+            }
             ready!(Self::poll_write_sm_req(Some(sm_state), stream.as_mut(), cx))?;
         }
 

@@ -5,6 +5,10 @@
 // file, You can obtain one at http://mozilla.org/MPL/2.0/.
 
 use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::Context;
+use core::time::Duration;
 use std::collections::{vec_deque, VecDeque};
 
 use xmpp_parsers::sm;
@@ -44,6 +48,14 @@ pub(super) struct SmState {
     /// Flag indicating that a `<sm:r/>` request should be sent.
     pub(super) pending_req: bool,
 
+    /// pmn patch: stanzas sent since the last `<sm:r/>`. Upstream requested an ack after every
+    /// batch of stanzas written, so every stanza cost the server one more write (its `<sm:a/>`).
+    pub(super) unrequested: usize,
+
+    /// pmn patch: when the oldest of the [`Self::unrequested`] stanzas must have been covered by
+    /// a `<sm:r/>` at the latest.
+    request_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+
     /// Information about resumability of the stream
     resumption: SmResumeInfo,
 
@@ -63,6 +75,7 @@ impl fmt::Debug for SmState {
             .field("inbound_ctr", &self.inbound_ctr)
             .field("resumption", &self.resumption)
             .field("len(unacked_stanzas)", &self.unacked_stanzas.len())
+            .field("unrequested", &self.unrequested)
             .finish()
     }
 }
@@ -123,7 +136,43 @@ impl fmt::Display for SmError {
     }
 }
 
+/// pmn patch: a `<sm:r/>` is sent once this many stanzas went out since the last one…
+pub(super) const ACK_REQUEST_BATCH: usize = 32;
+
+/// pmn patch: …or this long after the first of them, whichever comes first.
+///
+/// XEP-0198 leaves it to the client when to request acks (§4 "Acks": it MAY request one at any
+/// time). Fewer requests do not weaken resumption: every sent stanza stays in the unacked queue
+/// until the server acks it, and a resumption retransmits exactly those the server's `h` does not
+/// cover. What is delayed is only the moment a stanza counts as acked, and the queue holds at
+/// most this batch (plus what is sent within the delay) instead of one stanza.
+pub(super) const ACK_REQUEST_DELAY: Duration = Duration::from_secs(1);
+
 impl SmState {
+    /// pmn patch: whether a `<sm:r/>` is due for the stanzas sent since the last one (see
+    /// [`ACK_REQUEST_BATCH`], [`ACK_REQUEST_DELAY`]). Registers `cx` with the deadline's timer so
+    /// the stream is polled again when it expires.
+    pub(super) fn ack_request_due(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.unrequested == 0 {
+            self.request_deadline = None;
+            return false;
+        }
+        if self.unrequested >= ACK_REQUEST_BATCH {
+            return true;
+        }
+        self.request_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(ACK_REQUEST_DELAY)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+    }
+
+    /// pmn patch: a `<sm:r/>` went out; it covers every stanza sent so far.
+    pub(super) fn ack_requested(&mut self) {
+        self.unrequested = 0;
+        self.request_deadline = None;
+    }
+
     /// Mark a stanza as sent and keep it in the stream management queue.
     pub fn enqueue(&mut self, entry: QueueEntry) {
         // This may seem like an arbitrary limit, but there's some thought
@@ -150,6 +199,7 @@ impl SmState {
         }
 
         self.unacked_stanzas.push_back(entry);
+        self.unrequested += 1;
         log::trace!(
             "Stored stanza in SmState. We are now at {} unacked stanzas.",
             self.unacked_stanzas.len()
@@ -254,8 +304,61 @@ impl From<sm::Enabled> for SmState {
             inbound_ctr: 0,
             pending_acks: 0,
             pending_req: false,
+            unrequested: 0,
+            request_deadline: None,
             resumption,
             unacked_stanzas: VecDeque::new(),
         }
+    }
+}
+
+/// pmn patch: acks are requested per batch of stanzas or after a delay, not per write.
+#[cfg(test)]
+mod ack_request_tests {
+    use super::*;
+    use futures::task::noop_waker_ref;
+    use xmpp_parsers::message::Message;
+
+    fn state() -> SmState {
+        SmState::from(sm::Enabled {
+            id: None,
+            location: None,
+            max: None,
+            resume: false,
+        })
+    }
+
+    fn send_one(sm: &mut SmState) {
+        sm.enqueue(QueueEntry::untracked(Box::new(Message::new(None).into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_per_batch_or_after_the_delay() {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut sm = state();
+        assert!(!sm.ack_request_due(&mut cx), "nothing sent, nothing to request");
+        for _ in 1..ACK_REQUEST_BATCH {
+            send_one(&mut sm);
+            assert!(!sm.ack_request_due(&mut cx));
+        }
+        send_one(&mut sm);
+        assert!(sm.ack_request_due(&mut cx), "a full batch is requested at once");
+        sm.ack_requested();
+        assert!(!sm.ack_request_due(&mut cx));
+
+        send_one(&mut sm);
+        assert!(!sm.ack_request_due(&mut cx));
+        tokio::time::advance(ACK_REQUEST_DELAY / 2).await;
+        send_one(&mut sm);
+        assert!(!sm.ack_request_due(&mut cx));
+        tokio::time::advance(ACK_REQUEST_DELAY / 2).await;
+        assert!(
+            sm.ack_request_due(&mut cx),
+            "the delay runs from the first unrequested stanza"
+        );
+        sm.ack_requested();
+        assert_eq!(sm.unacked_stanzas.len(), ACK_REQUEST_BATCH + 2, "kept until acked");
+        sm.remote_acked(ACK_REQUEST_BATCH as u32 + 2).unwrap();
+        assert!(sm.unacked_stanzas.is_empty());
     }
 }
