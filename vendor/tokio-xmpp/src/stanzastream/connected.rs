@@ -234,6 +234,21 @@ impl ConnectedState {
     ) -> Poll<io::Result<()>> {
         let mut depleted = false;
 
+        // pmn patch: going inactive, first ask for the ack the batching (ACK_REQUEST_DELAY)
+        // would otherwise ask for later: a `<sm:r/>` arriving while the server holds stanzas
+        // for an inactive client makes Prosody flush them, waking the app in the background.
+        if *pending_csi == Some(false) {
+            if let Some(sm_state) = sm_state.as_mut() {
+                if sm_state.unrequested > 0 {
+                    sm_state.pending_req = true;
+                }
+            }
+            ready!(Self::poll_write_sm_req(
+                sm_state.as_deref_mut(),
+                stream.as_mut(),
+                cx
+            ))?;
+        }
         // pmn patch: the client state goes before data, so that what follows is already
         // handled (buffered or not) the way the client asked.
         ready!(Self::poll_write_csi(pending_csi, stream.as_mut(), cx))?;
