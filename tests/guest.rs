@@ -873,19 +873,8 @@ async fn forged_replayed_rolled_back_expired_and_malformed_grants_are_refused_on
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_that_was_off_catches_up_on_grants_and_revocations() {
     let host = Host::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let acl = dir.path().join("tv2-acl.json");
-    let tv2_keys = keys("tv2");
-    tv2_keys.pin(HOME.jid, &host.phone_keys);
-    host.phone_keys.pin(HOME.jid, &tv2_keys);
-    let start_tv2 = || {
-        start_provider(
-            session_config(&HOME, "tv2"),
-            &tv2_keys,
-            Some(acl.clone()),
-            all_services(),
-        )
-    };
+    let bedroom = BedroomTv::new(&host);
+    let start_tv2 = || bedroom.start();
     let tv2 = start_tv2().await;
     discover(&host.phone, &tv2).await;
     tv2.stop().await;
@@ -1173,19 +1162,8 @@ async fn a_decision_forged_by_the_server_pins_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revocation_cannot_spread_back_from_a_provider_that_missed_it() {
     let host = Host::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let acl = dir.path().join("tv2-acl.json");
-    let tv2_keys = keys("tv2");
-    tv2_keys.pin(HOME.jid, &host.phone_keys);
-    host.phone_keys.pin(HOME.jid, &tv2_keys);
-    let start_tv2 = || {
-        start_provider(
-            session_config(&HOME, "tv2"),
-            &tv2_keys,
-            Some(acl.clone()),
-            all_services(),
-        )
-    };
+    let bedroom = BedroomTv::new(&host);
+    let start_tv2 = || bedroom.start();
     let tv2 = start_tv2().await;
     discover(&host.phone, &tv2).await;
     let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
@@ -1298,4 +1276,37 @@ async fn an_owner_adds_lists_and_removes_a_second_owner() {
     tablet.close().await;
     romeo.close().await;
     host.stop().await;
+}
+
+/// A second TV of Julia's household whose ACL lives in a file, so it can be stopped and started
+/// again with what it held (the catch-up and spread-back tests).
+struct BedroomTv {
+    _dir: tempfile::TempDir,
+    acl: std::path::PathBuf,
+    keys: Keys,
+}
+
+impl BedroomTv {
+    fn new(host: &Host) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let acl = dir.path().join("tv2-acl.json");
+        let keys = keys("tv2");
+        keys.pin(HOME.jid, &host.phone_keys);
+        host.phone_keys.pin(HOME.jid, &keys);
+        BedroomTv {
+            _dir: dir,
+            acl,
+            keys,
+        }
+    }
+
+    async fn start(&self) -> Provider {
+        start_provider(
+            session_config(&HOME, "tv2"),
+            &self.keys,
+            Some(self.acl.clone()),
+            all_services(),
+        )
+        .await
+    }
 }

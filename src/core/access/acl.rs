@@ -429,6 +429,23 @@ impl Acl {
         Ok(keys.len())
     }
 
+    /// Drops every grant whose issuer is no longer an owner key (audited as a revocation with
+    /// `why`); returns how many.
+    fn drop_orphaned_grants(&mut self, now: u64, why: &str) -> usize {
+        let dropped: Vec<GrantId> = self
+            .grants
+            .values()
+            .filter(|e| !self.owners.contains(&e.grant.issuer))
+            .map(|e| e.grant.id.clone())
+            .collect();
+        for id in &dropped {
+            if let Some(entry) = self.grants.remove(id) {
+                self.audit_grant(now, AuditKind::Revoke, &entry.grant, why);
+            }
+        }
+        dropped.len()
+    }
+
     fn drop_owner_keys(
         &mut self,
         keys: &[DeviceFingerprint],
@@ -443,20 +460,10 @@ impl Acl {
         if !removed {
             return Ok(false);
         }
-        let dropped: Vec<GrantId> = self
-            .grants
-            .values()
-            .filter(|e| !self.owners.contains(&e.grant.issuer))
-            .map(|e| e.grant.id.clone())
-            .collect();
-        for id in &dropped {
-            if let Some(entry) = self.grants.remove(id) {
-                self.audit_grant(now, AuditKind::Revoke, &entry.grant, why);
-            }
-        }
+        let dropped = self.drop_orphaned_grants(now, why);
         tracing::info!(
             keys = keys.len(),
-            grants = dropped.len(),
+            grants = dropped,
             why,
             "owner keys removed"
         );
@@ -500,22 +507,9 @@ impl Acl {
         self.owners = owners;
         let owners = &self.owners;
         self.owner_devices.retain(|key, _| owners.contains(key));
-        let dropped: Vec<GrantId> = self
-            .grants
-            .values()
-            .filter(|e| !self.owners.contains(&e.grant.issuer))
-            .map(|e| e.grant.id.clone())
-            .collect();
-        for id in &dropped {
-            if let Some(entry) = self.grants.remove(id) {
-                self.audit_grant(now, AuditKind::Revoke, &entry.grant, "issuer removed");
-            }
-        }
+        self.drop_orphaned_grants(now, "issuer removed");
         // The owner set itself is stored too (keys registered through the tunnel), so always write.
-        let _ = dropped;
-        {
-            self.persist()
-        }
+        self.persist()
     }
 
     /// The decision for a call of `method` by `caller`, whose tunnel presented `device` (`None`
