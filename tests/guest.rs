@@ -1310,3 +1310,53 @@ impl BedroomTv {
         .await
     }
 }
+
+/// Issue 12: removing an owner key reaches a provider that was off: Julia's phone remembers the
+/// removal and tells the bedroom TV when it comes back, so the removed phone's grants end there
+/// too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_owner_key_is_removed_from_a_provider_that_was_off() {
+    let host = Host::start().await;
+    let bedroom = BedroomTv::new(&host);
+    let tv2 = bedroom.start().await;
+    discover(&host.phone, &tv2).await;
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
+    grant_romeo_on(&host, &romeo, 2).await; // Julia's key is the first on both TVs
+    let tablet_keys = keys("julia-tablet");
+    let tablet = start_phone(session_config(&HOME, "tablet"), &tablet_keys, true).await;
+    let tablet_spki = tablet.owner_public_key().expect("owner role configured");
+    let took = host
+        .phone
+        .add_owner(
+            tablet_spki.clone(),
+            DeviceFingerprint(tablet_keys.fingerprint()),
+        )
+        .await
+        .expect("add");
+    assert_eq!(took.len(), 2, "{took:?}");
+    let tablet_key = DeviceFingerprint::from_spki(&tablet_spki);
+    let held = |tv: &Provider| {
+        tv.access()
+            .unwrap()
+            .owner_devices()
+            .iter()
+            .any(|(k, _)| *k == tablet_key)
+    };
+    assert!(held(&tv2));
+    tv2.stop().await;
+    host.phone.remove_owner(tablet_spki).await.expect("remove");
+    assert!(!held(&host.tv));
+    let tv2 = bedroom.start().await;
+    let deadline = tokio::time::Instant::now() + T;
+    while held(&tv2) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bedroom TV kept the removed owner key"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tablet.close().await;
+    romeo.close().await;
+    tv2.stop().await;
+    host.stop().await;
+}

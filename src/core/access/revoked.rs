@@ -20,14 +20,22 @@ pub const MAX_REVOKED_REMEMBERED: usize = 4096;
 #[derive(Debug, Default)]
 pub struct RevokedGrants {
     ids: VecDeque<GrantId>,
+    /// Owner keys (DER SPKI) this phone removed: a provider that missed the removal is told again.
+    removed_owners: VecDeque<Vec<u8>>,
     path: Option<PathBuf>,
 }
+
+/// Most removed owner keys remembered (a household has at most [`super::MAX_OWNER_KEYS`] at once).
+pub const MAX_REMOVED_OWNERS_REMEMBERED: usize = 64;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     format: u32,
     revoked: Vec<GrantId>,
+    /// Base64 DER SPKIs of the owner keys this phone removed.
+    #[serde(default)]
+    removed_owners: Vec<String>,
 }
 
 impl RevokedGrants {
@@ -41,6 +49,7 @@ impl RevokedGrants {
         let path = path.into();
         let mut this = RevokedGrants {
             ids: VecDeque::new(),
+            removed_owners: VecDeque::new(),
             path: Some(path.clone()),
         };
         match std::fs::read_to_string(&path) {
@@ -54,6 +63,16 @@ impl RevokedGrants {
                     .map_err(|e| corrupt(format!("not a revoked-grants file: {e}")))?;
                 if file.format != 1 || file.revoked.len() > MAX_REVOKED_REMEMBERED {
                     return Err(corrupt("unknown format or too many entries".into()));
+                }
+                if file.removed_owners.len() > MAX_REMOVED_OWNERS_REMEMBERED {
+                    return Err(corrupt("too many removed owner keys".into()));
+                }
+                use base64::Engine;
+                for key in &file.removed_owners {
+                    let spki = base64::engine::general_purpose::STANDARD
+                        .decode(key)
+                        .map_err(|e| corrupt(format!("bad owner key: {e}")))?;
+                    this.removed_owners.push_back(spki);
                 }
                 this.ids = file.revoked.into();
             }
@@ -85,6 +104,23 @@ impl RevokedGrants {
         self.persist()
     }
 
+    /// Remembers that this phone removed the owner key `spki` (and stores the set).
+    pub fn remove_owner(&mut self, spki: Vec<u8>) -> Result<(), AccessError> {
+        if self.removed_owners.contains(&spki) {
+            return Ok(());
+        }
+        if self.removed_owners.len() >= MAX_REMOVED_OWNERS_REMEMBERED {
+            self.removed_owners.pop_front();
+        }
+        self.removed_owners.push_back(spki);
+        self.persist()
+    }
+
+    /// Whether this phone removed the owner key `spki`.
+    pub fn owner_removed(&self, spki: &[u8]) -> bool {
+        self.removed_owners.iter().any(|k| k == spki)
+    }
+
     /// How many are remembered.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -99,9 +135,15 @@ impl RevokedGrants {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        use base64::Engine;
         let file = File {
             format: 1,
             revoked: self.ids.iter().cloned().collect(),
+            removed_owners: self
+                .removed_owners
+                .iter()
+                .map(|k| base64::engine::general_purpose::STANDARD.encode(k))
+                .collect(),
         };
         let bytes = serde_json::to_vec(&file)
             .map_err(|e| AccessError::Storage(format!("cannot serialise: {e}")))?;
@@ -121,8 +163,12 @@ mod tests {
         r.insert(GrantId::new("g1").unwrap()).expect("insert");
         r.insert(GrantId::new("g1").unwrap()).expect("again");
         assert_eq!(r.len(), 1);
+        r.remove_owner(vec![1, 2, 3])
+            .expect("remember a removed owner");
         let r = RevokedGrants::open(&path).expect("reopen");
         assert!(r.contains(&GrantId::new("g1").unwrap()));
+        assert!(r.owner_removed(&[1, 2, 3]));
+        assert!(!r.owner_removed(&[4]));
         let mut m = RevokedGrants::in_memory();
         for n in 0..=MAX_REVOKED_REMEMBERED {
             m.insert(GrantId::new(format!("g{n}")).unwrap())

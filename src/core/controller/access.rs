@@ -424,12 +424,18 @@ impl Controller {
     /// Removes the owner key `spki` on every online provider: every grant it signed ends there.
     /// Only an owner device may; returns where it took.
     pub async fn remove_owner(&self, spki: Vec<u8>) -> Result<Vec<FullJid>> {
-        self.owner_change(OwnerKey {
-            key: spki,
-            device: None,
-            remove: true,
-        })
-        .await
+        let took = self
+            .owner_change(OwnerKey {
+                key: spki.clone(),
+                device: None,
+                remove: true,
+            })
+            .await?;
+        // Remembered, so a provider that was off hears of it when it comes back (sync_access).
+        if let Err(e) = lock(&self.owner()?.revoked).remove_owner(spki) {
+            tracing::warn!(error = %e, "could not store the owner key's removal on this phone");
+        }
+        Ok(took)
     }
 
     async fn owner_change(&self, change: OwnerKey) -> Result<Vec<FullJid>> {
@@ -789,6 +795,38 @@ impl Shared {
             // A provider that takes no guests, or not reachable: nothing to keep in agreement.
             tracing::debug!(provider = %newcomer, error = %e, "no access sync");
             return;
+        }
+        // Owner keys this phone removed while the newcomer was away go there too (their grants
+        // with them).
+        if let Ok(el) = self
+            .access_iq(
+                &newcomer,
+                false,
+                Element::from(OwnerList { owners: vec![] }),
+            )
+            .await
+        {
+            for held in OwnerList::try_from(el)
+                .map(|l| l.owners)
+                .unwrap_or_default()
+            {
+                if !lock(&owner.revoked).owner_removed(&held.key) {
+                    continue;
+                }
+                let removal = OwnerKey {
+                    key: held.key,
+                    device: None,
+                    remove: true,
+                };
+                match self
+                    .access_iq(&newcomer, true, Element::from(removal))
+                    .await
+                {
+                    Ok(_) => tracing::info!(provider = %newcomer, "removed owner key caught up"),
+                    Err(e) => tracing::info!(provider = %newcomer, error = %e,
+                        "owner key removal refused"),
+                }
+            }
         }
         let (states, _) = self
             .each_provider(&targets, false, Element::from(empty_acl()))
