@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::controller::{parse_provider, Controller};
-use super::error::{config, PmnError};
+use super::error::{bare_jid, config, PmnError};
 use super::keystore::DeviceKeyStore;
 use super::records::ConnectionConfig;
 use super::runtime;
@@ -346,9 +346,7 @@ impl Controller {
         expires_at: u64,
     ) -> Result<Approval, PmnError> {
         let core = self.core()?;
-        let guest = guest_network
-            .parse()
-            .map_err(|e| config(format!("{guest_network:?} is not a bare JID: {e}")))?;
+        let guest = bare_jid(&guest_network)?;
         let device = DeviceFingerprint::from_hex(&device_fingerprint)
             .ok_or_else(|| config("device_fingerprint must be 64 hex digits"))?;
         let item = ItemId::new(item).map_err(|e| config(e.to_string()))?;
@@ -425,9 +423,7 @@ impl Controller {
         timeout_ms: u64,
     ) -> Result<GuestAccess, PmnError> {
         let core = self.core()?;
-        let network = network
-            .parse()
-            .map_err(|e| config(format!("{network:?} is not a bare JID: {e}")))?;
+        let network = bare_jid(&network)?;
         let scopes = self::scopes(&scopes)?;
         let timeout = std::time::Duration::from_millis(timeout_ms);
         runtime::run(async move {
@@ -443,18 +439,14 @@ impl Controller {
     /// keys so its providers can be driven (nothing of the host is trusted before). No approval
     /// from `network` waiting → `PmnError.Forbidden`.
     pub fn confirm_access(&self, network: String) -> Result<GuestAccess, PmnError> {
-        let network = network
-            .parse()
-            .map_err(|e| config(format!("{network:?} is not a bare JID: {e}")))?;
+        let network = bare_jid(&network)?;
         Ok(self.core()?.confirm_access(&network)?.into())
     }
 
     /// Guests: the codes differed (a server in the middle) or the user declined; forgets the
     /// approval. Returns whether one was waiting.
     pub fn reject_access(&self, network: String) -> Result<bool, PmnError> {
-        let network = network
-            .parse()
-            .map_err(|e| config(format!("{network:?} is not a bare JID: {e}")))?;
+        let network = bare_jid(&network)?;
         Ok(self.core()?.reject_access(&network))
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::controller::{parse_provider, Controller};
-use super::error::{config, PmnError};
+use super::error::{bare_jid, config, PmnError};
 use super::keystore::DeviceKeyStore;
 use super::provider::Provider;
 use super::records::ConnectionConfig;
@@ -230,9 +230,7 @@ fn trusted_devices(e2e: &E2eEndpoint) -> Vec<TrustedDevice> {
 }
 
 async fn revoke(e2e: E2eEndpoint, jid: String, fingerprint_hex: String) -> Result<bool, PmnError> {
-    let jid: xmpp_parsers::jid::BareJid = jid
-        .parse()
-        .map_err(|e| config(format!("{jid:?} is not a bare JID: {e}")))?;
+    let jid = bare_jid(&jid)?;
     let fingerprint = parse_fingerprint_hex(&fingerprint_hex).ok_or_else(|| {
         config(format!(
             "{fingerprint_hex:?} is not a SHA-256 fingerprint in hex"

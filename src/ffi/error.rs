@@ -224,6 +224,12 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for PmnError {
     }
 }
 
+/// A bare JID the app passed in (a network, a guest household), or `PmnError.Config` saying why not.
+pub(crate) fn bare_jid(jid: &str) -> Result<xmpp_parsers::jid::BareJid, PmnError> {
+    jid.parse()
+        .map_err(|e| config(format!("{jid:?} is not a bare JID: {e}")))
+}
+
 pub(crate) fn config(detail: impl Into<String>) -> PmnError {
     PmnError::Config {
         detail: detail.into(),
