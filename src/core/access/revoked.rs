@@ -116,6 +116,11 @@ impl RevokedGrants {
         self.persist()
     }
 
+    /// Whether this phone ever removed an owner key (else there is nothing to catch up on).
+    pub fn removed_any_owner(&self) -> bool {
+        !self.removed_owners.is_empty()
+    }
+
     /// Whether this phone removed the owner key `spki`.
     pub fn owner_removed(&self, spki: &[u8]) -> bool {
         self.removed_owners.iter().any(|k| k == spki)

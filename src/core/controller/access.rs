@@ -797,15 +797,20 @@ impl Shared {
             return;
         }
         // Owner keys this phone removed while the newcomer was away go there too (their grants
-        // with them).
-        if let Ok(el) = self
-            .access_iq(
+        // with them). Only asked when there is something to catch up on: one iq less per sync.
+        let removed_any = lock(&owner.revoked).removed_any_owner();
+        let listed = if removed_any {
+            self.access_iq(
                 &newcomer,
                 false,
                 Element::from(OwnerList { owners: vec![] }),
             )
             .await
-        {
+            .ok()
+        } else {
+            None
+        };
+        if let Some(el) = listed {
             for held in OwnerList::try_from(el)
                 .map(|l| l.owners)
                 .unwrap_or_default()
