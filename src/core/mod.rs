@@ -13,3 +13,4 @@ pub mod pubsub;
 pub mod rpc;
 pub mod services;
 pub mod session;
+pub(crate) mod sync;

@@ -1,5 +1,6 @@
 //! The `Controller` object: what a remote-control app uses.
 
+use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -75,8 +76,7 @@ fn report(result: Result<(), PmnError>, what: &str) {
 impl Controller {
     pub(super) fn core(&self) -> Result<CoreController, PmnError> {
         self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .clone()
             .ok_or_else(|| PmnError::NotConnected {
                 detail: "call connect() first".into(),
@@ -140,14 +140,11 @@ impl Controller {
                 }
             }
         });
-        self.forwarders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend([
-                directory.abort_handle(),
-                events.abort_handle(),
-                states.abort_handle(),
-            ]);
+        self.forwarders.locked().extend([
+            directory.abort_handle(),
+            events.abort_handle(),
+            states.abort_handle(),
+        ]);
     }
 }
 
@@ -173,12 +170,7 @@ impl Controller {
 
     /// Logs in and starts discovery. Providers then arrive through the listener.
     pub async fn connect(&self) -> Result<(), PmnError> {
-        if self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-        {
+        if self.inner.locked().is_some() {
             return Err(config("already connected"));
         }
         let core_config = CoreConfig {
@@ -195,7 +187,7 @@ impl Controller {
         })
         .await?;
         self.start_forwarding(&core);
-        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(core);
+        *self.inner.locked() = Some(core);
         Ok(())
     }
 

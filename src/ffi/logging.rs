@@ -9,6 +9,7 @@
 //! Events raised on the forwarding thread itself (e.g. by the FFI layer while calling the sink) are
 //! discarded, so a sink can never feed itself.
 
+use crate::core::sync::Locked;
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,7 +130,7 @@ thread_local! {
 /// `tracing` subscriber (a Rust host app that set up its own logging).
 #[uniffi::export]
 pub fn set_log_sink(sink: Arc<dyn LogSink>, level: LogLevel) -> Result<(), PmnError> {
-    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let _setup = SETUP.locked();
     install(level)?;
     let (tx, rx) = sync_channel::<Record>(QUEUE_CAPACITY);
     std::thread::Builder::new()
@@ -168,7 +169,7 @@ pub fn set_log_level(level: LogLevel) {
 /// Stops delivering logs; records already queued are still delivered.
 #[uniffi::export]
 pub fn clear_log_sink() {
-    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let _setup = SETUP.locked();
     let old = QUEUE.write().unwrap_or_else(|e| e.into_inner()).take();
     drop(old);
 }
@@ -314,7 +315,7 @@ mod tests {
 
     #[test]
     fn records_reach_the_sink_with_level_target_and_fields_and_the_level_changes_at_run_time() {
-        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = TURN.locked();
         let (sink, rx) = recording();
         set_log_sink(sink, LogLevel::Info).unwrap();
 
@@ -351,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_throwing_or_panicking_sink_loses_only_its_record() {
-        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = TURN.locked();
         let failed = log_stats().failed;
         set_log_sink(Arc::new(Throwing), LogLevel::Info).unwrap();
         tracing::info!("sink-test throw");
@@ -382,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_slow_sink_never_blocks_the_logging_code_and_the_excess_is_dropped_and_counted() {
-        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = TURN.locked();
         let dropped = log_stats().dropped;
         set_log_sink(Arc::new(Stuck(Duration::from_millis(50))), LogLevel::Info).unwrap();
         let n = 5 * QUEUE_CAPACITY;

@@ -1,6 +1,7 @@
 //! The `Provider` object: a device that offers services. Apps can be providers too (a phone acting
 //! as a player); this version offers the simulated media player, used by demos and tests.
 
+use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex};
 
 use super::diagnostics::{self, Live};
@@ -43,8 +44,7 @@ impl Provider {
     /// Runs `f` on the core provider; `PmnError.NotConnected` once stopped.
     pub(super) fn with_core<T>(&self, f: impl FnOnce(&CoreProvider) -> T) -> Result<T, PmnError> {
         self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .as_ref()
             .map(f)
             .ok_or_else(|| PmnError::NotConnected {
@@ -70,8 +70,7 @@ impl Provider {
     /// How many controllers are subscribed (summed over services).
     pub fn subscription_count(&self) -> u32 {
         self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .as_ref()
             .map(|p| u32::try_from(p.subscription_count()).unwrap_or(u32::MAX))
             .unwrap_or(0)
@@ -80,8 +79,7 @@ impl Provider {
     /// The provider's full JID while online.
     pub fn jid(&self) -> Option<String> {
         self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .as_ref()
             .and_then(|p| p.session().jid())
             .map(|j| j.to_string())
@@ -90,12 +88,7 @@ impl Provider {
     /// Tells the library the device's network changed (see `Controller.networkChanged`): a
     /// waiting reconnect starts at once, a dead connection is replaced and the session resumed.
     pub async fn network_changed(&self) {
-        let session = self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|p| p.session().clone());
+        let session = self.inner.locked().as_ref().map(|p| p.session().clone());
         if let Some(session) = session {
             let _ = runtime::run(async move {
                 session.network_changed().await;
@@ -108,19 +101,14 @@ impl Provider {
     /// Tells the library whether the app is in the foreground (see
     /// `Controller.setForeground`). Does nothing before `start` or after `stop`.
     pub fn set_foreground(&self, foreground: bool) {
-        if let Some(p) = self
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(p) = self.inner.locked().as_ref() {
             p.set_foreground(foreground);
         }
     }
 
     /// Goes offline. Idempotent.
     pub async fn stop(&self) {
-        let core = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let core = self.inner.locked().take();
         if let Some(core) = core {
             let _ = runtime::run(async move {
                 core.stop().await;

@@ -1,6 +1,7 @@
 //! Handles for things that run until cancelled (subscriptions). UniFFI cannot cancel a foreign
 //! future, so long-lived work is owned by a handle the app keeps and cancels or closes.
 
+use crate::core::sync::Locked;
 use std::sync::Mutex;
 
 use super::diagnostics::{self, Live};
@@ -35,17 +36,14 @@ impl TaskHandle {
 impl TaskHandle {
     /// Stops the work. Idempotent.
     pub fn cancel(&self) {
-        let work = self.work.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let work = self.work.locked().take();
         // Dropped outside the lock: dropping may spawn (an unsubscribe) but never calls back.
         drop(work);
     }
 
     /// Whether the work has stopped.
     pub fn is_finished(&self) -> bool {
-        self.work
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        self.work.locked().is_none()
     }
 }
 

@@ -19,6 +19,7 @@
 //! certificate uses), and stores key + certificate with `setKeyEntry`. On Android the provider makes
 //! its own certificate and none of this is needed.
 
+use crate::core::sync::Locked;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -189,10 +190,7 @@ impl JvmKeyStore {
         f: impl FnOnce(&mut Env<'_>, &JObject<'static>) -> Result<T, JvmFailure>,
     ) -> Result<T, KeyStoreError> {
         let vm = java_vm()?;
-        let mut loaded = self
-            .keystore
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut loaded = self.keystore.locked();
         // Scoped: the library's runtime threads live as long as the process, and a thread left
         // attached is a non-daemon Java thread, so `DestroyJavaVM` would wait for it for ever
         // (a desktop JVM never exited after using this store). A key operation is one per

@@ -4,6 +4,7 @@
 //! that group or others can access is refused with [`KeyStoreError::InsecurePermissions`] instead of
 //! being used, and no key bytes ever reach a log line or an error message.
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{ErrorKind, Write};
@@ -78,9 +79,7 @@ impl SoftwareKeyStore {
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<EcdsaKeyPair>>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
-        self.loaded
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.loaded.locked()
     }
 
     fn load(&self, alias: &str) -> Result<Arc<EcdsaKeyPair>, KeyStoreError> {

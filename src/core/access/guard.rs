@@ -5,6 +5,7 @@
 //! requests only from an own-network device through its end-to-end tunnel, guest calls only
 //! through a tunnel whose key the ACL admits. This type never reads a JID or key from a payload.
 
+use crate::core::sync::Locked;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -64,11 +65,6 @@ impl std::fmt::Debug for Revocations {
 /// Tells whether a device key (TLS SPKI fingerprint) of the network has been revoked.
 pub type RevokedCheck = std::sync::Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section leaves the ACL consistent (it persists before it commits).
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl AccessGuard {
     /// Opens the ACL of `network` as `settings` say, with an audit log of the default size.
     pub fn open(network: BareJid, settings: &AccessSettings) -> Result<Self> {
@@ -110,7 +106,7 @@ impl AccessGuard {
 
     /// The ACL, with the owner keys of revoked devices dropped first.
     fn acl(&self) -> std::sync::MutexGuard<'_, Acl> {
-        let mut acl = lock(&self.acl);
+        let mut acl = self.acl.locked();
         if let Some(revoked) = self.revoked.get() {
             match acl.drop_revoked_owners(|d| (revoked.0)(&d.0), unix_now()) {
                 Ok(0) => {}
@@ -175,7 +171,7 @@ impl AccessGuard {
         reason: &str,
     ) {
         let device = device.map(|d| DeviceFingerprint(*d).to_hex());
-        lock(&self.acl).audit_mut().record(
+        self.acl.locked().audit_mut().record(
             unix_now(),
             AuditKind::Deny,
             caller.as_str(),
@@ -188,7 +184,7 @@ impl AccessGuard {
 
     /// How many audit records were evicted (or not kept), by kind, since the provider started.
     pub fn audit_evictions(&self) -> AuditEvictions {
-        lock(&self.acl).audit().evictions()
+        self.acl.locked().audit().evictions()
     }
 
     /// Records a guest's request that this provider saw (the owner decides elsewhere). Repeats
@@ -196,7 +192,7 @@ impl AccessGuard {
     /// phone. Returns whether it was recorded.
     pub fn record_request(&self, from: &FullJid, request: &AccessRequest) -> bool {
         let now = unix_now();
-        let fresh = match lock(&self.requests).offer(from, request, now) {
+        let fresh = match self.requests.locked().offer(from, request, now) {
             Intake::Notify(p) => Some(p.id),
             Intake::Queued(id) => Some(id),
             Intake::Duplicate(_) | Intake::RateLimited | Intake::Full => None,
@@ -205,8 +201,8 @@ impl AccessGuard {
             return false;
         };
         // Only the window counts here; nothing waits for an answer on a provider.
-        lock(&self.requests).take(id);
-        lock(&self.acl).record_request(from, request, now);
+        self.requests.locked().take(id);
+        self.acl.locked().record_request(from, request, now);
         true
     }
 
@@ -222,13 +218,13 @@ impl AccessGuard {
 
     /// The ACL version now.
     pub fn version(&self) -> u64 {
-        lock(&self.acl).version()
+        self.acl.locked().version()
     }
 
     /// Audit records not handed out yet (the provider sends them to the owner as events).
     pub fn new_records(&self) -> Vec<AuditRecord> {
-        let mut emitted = lock(&self.emitted);
-        let records = lock(&self.acl).audit().since(*emitted);
+        let mut emitted = self.emitted.locked();
+        let records = self.acl.locked().audit().since(*emitted);
         if let Some(last) = records.last() {
             *emitted = last.seq;
         }

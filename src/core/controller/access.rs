@@ -12,6 +12,7 @@
 //!
 //! The providers decide; nothing here is enforcement. The owner side only signs and delivers.
 
+use crate::core::sync::Locked;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
-use super::{lock, Controller, Dispatcher, Shared};
+use super::{Controller, Dispatcher, Shared};
 use crate::core::access::{
     unix_now, AccessDecision, AccessError, AccessRequest, AclEntry, AclState, AuditPage,
     AuditRecord, DecisionDevice, DeviceFingerprint, GrantDraft, GrantId, GrantInfo, Intake,
@@ -206,7 +207,7 @@ impl Controller {
 
     /// The requests waiting for an answer.
     pub fn pending_access_requests(&self) -> Result<Vec<PendingRequest>> {
-        Ok(lock(&self.owner()?.intake).pending())
+        Ok(self.owner()?.intake.locked().pending())
     }
 
     /// Approves request `request` for `scopes` until `expires` (seconds since the epoch): signs
@@ -215,7 +216,9 @@ impl Controller {
     /// provider installed the grant.
     pub async fn approve(&self, request: u64, scopes: Vec<Scope>, expires: u64) -> Result<Issued> {
         let owner = self.owner()?;
-        let pending = lock(&owner.intake)
+        let pending = owner
+            .intake
+            .locked()
             .pending()
             .into_iter()
             .find(|p| p.id == request)
@@ -229,8 +232,8 @@ impl Controller {
         let issued = self
             .grant_access(guest.clone(), pending.device, scopes, item, expires)
             .await?;
-        lock(&owner.intake).take(request);
-        lock(&self.shared.guest.granted).insert(guest.clone());
+        owner.intake.locked().take(request);
+        self.shared.guest.granted.locked().insert(guest.clone());
         // Mutual subscription (spec §6): the guest sees the providers, they see him leave.
         for type_ in [PresenceType::Subscribed, PresenceType::Subscribe] {
             self.shared
@@ -276,7 +279,9 @@ impl Controller {
     /// Refuses request `request` and tells the guest.
     pub async fn deny(&self, request: u64) -> Result<()> {
         let owner = self.owner()?;
-        let pending = lock(&owner.intake)
+        let pending = owner
+            .intake
+            .locked()
             .take(request)
             .ok_or_else(|| no_request(request))?;
         self.shared.session.send(
@@ -432,7 +437,7 @@ impl Controller {
             })
             .await?;
         // Remembered, so a provider that was off hears of it when it comes back (sync_access).
-        if let Err(e) = lock(&self.owner()?.revoked).remove_owner(spki) {
+        if let Err(e) = self.owner()?.revoked.locked().remove_owner(spki) {
             tracing::warn!(error = %e, "could not store the owner key's removal on this phone");
         }
         Ok(took)
@@ -493,7 +498,7 @@ impl Controller {
         if applied.is_empty() {
             return Err(first_failure(failed, "no provider applied the revocation"));
         }
-        if let Err(e) = lock(&owner.revoked).insert(id.clone()) {
+        if let Err(e) = owner.revoked.locked().insert(id.clone()) {
             tracing::warn!(grant = %id, error = %e, "could not store the revocation on this phone");
         }
         let guest = grants
@@ -505,7 +510,7 @@ impl Controller {
                 .iter()
                 .any(|g| g.active && &g.grant.id != id && g.grant.guest == guest);
             if !still {
-                lock(&self.shared.guest.granted).remove(&guest);
+                self.shared.guest.granted.locked().remove(&guest);
                 for type_ in [PresenceType::Unsubscribed, PresenceType::Unsubscribe] {
                     self.shared
                         .session
@@ -560,7 +565,7 @@ impl Controller {
         request.validate()?;
         let (tx, rx) = oneshot::channel();
         {
-            let mut asked = lock(&self.shared.guest.asked);
+            let mut asked = self.shared.guest.asked.locked();
             if asked
                 .get(&network)
                 .is_some_and(|waiter| !waiter.is_closed())
@@ -573,7 +578,10 @@ impl Controller {
             asked.insert(network.clone(), tx);
         }
         // Presence of the host arrives as soon as it accepts: be ready to list its providers.
-        lock(&self.shared.directory).trust_network(network.clone());
+        self.shared
+            .directory
+            .locked()
+            .trust_network(network.clone());
         let to = Jid::from(network.clone());
         self.shared
             .session
@@ -585,7 +593,7 @@ impl Controller {
             Ok(Ok(d)) => d,
             Ok(Err(_)) => return Err(Error::new(ErrorKind::Cancelled, "controller closed")),
             Err(_) => {
-                lock(&self.shared.guest.asked).remove(&network);
+                self.shared.guest.asked.locked().remove(&network);
                 self.distrust(&network);
                 return Err(Error::new(
                     ErrorKind::Timeout,
@@ -638,7 +646,11 @@ impl Controller {
             expires,
             devices: fingerprints.iter().map(|d| d.0).collect(),
         };
-        lock(&self.shared.guest.introduced).insert(network.clone(), access.clone());
+        self.shared
+            .guest
+            .introduced
+            .locked()
+            .insert(network.clone(), access.clone());
         tracing::info!(%network, %grant, "guest access approved; waiting for the user to confirm the code");
         Ok(access)
     }
@@ -648,7 +660,11 @@ impl Controller {
     /// is trusted. `Forbidden` when there is no approval from `network` waiting.
     pub fn confirm_access(&self, network: &BareJid) -> Result<GuestAccess> {
         let e2e = self.tunnel_layer()?;
-        let access = lock(&self.shared.guest.introduced)
+        let access = self
+            .shared
+            .guest
+            .introduced
+            .locked()
             .remove(network)
             .ok_or_else(|| {
                 Error::new(
@@ -666,7 +682,7 @@ impl Controller {
                 },
             )?;
         }
-        lock(&self.shared.guest.granted).insert(network.clone());
+        self.shared.guest.granted.locked().insert(network.clone());
         tracing::info!(%network, grant = %access.grant, devices = access.devices.len(), "guest access confirmed");
         Ok(access)
     }
@@ -674,7 +690,11 @@ impl Controller {
     /// The codes differed (or the user changed his mind): forgets the approval; nothing of the
     /// host was trusted. Returns whether one was waiting.
     pub fn reject_access(&self, network: &BareJid) -> bool {
-        let had = lock(&self.shared.guest.introduced)
+        let had = self
+            .shared
+            .guest
+            .introduced
+            .locked()
             .remove(network)
             .is_some();
         self.distrust(network);
@@ -682,7 +702,7 @@ impl Controller {
     }
 
     fn distrust(&self, network: &BareJid) {
-        let gone = lock(&self.shared.directory).distrust_network(network);
+        let gone = self.shared.directory.locked().distrust_network(network);
         for update in gone {
             let _ = self.shared.updates.send(update);
         }
@@ -701,7 +721,9 @@ impl Shared {
     /// Online providers of our own network.
     pub(super) fn own_providers(&self) -> Result<Vec<FullJid>> {
         let network = &self.network;
-        let targets: Vec<FullJid> = lock(&self.directory)
+        let targets: Vec<FullJid> = self
+            .directory
+            .locked()
             .providers()
             .into_iter()
             .map(|p| p.jid)
@@ -798,7 +820,7 @@ impl Shared {
         }
         // Owner keys this phone removed while the newcomer was away go there too (their grants
         // with them). Only asked when there is something to catch up on: one iq less per sync.
-        let removed_any = lock(&owner.revoked).removed_any_owner();
+        let removed_any = owner.revoked.locked().removed_any_owner();
         let listed = if removed_any {
             self.access_iq(
                 &newcomer,
@@ -815,7 +837,7 @@ impl Shared {
                 .map(|l| l.owners)
                 .unwrap_or_default()
             {
-                if !lock(&owner.revoked).owner_removed(&held.key) {
+                if !owner.revoked.locked().owner_removed(&held.key) {
                     continue;
                 }
                 let removal = OwnerKey {
@@ -853,7 +875,7 @@ impl Shared {
         let version = states.values().map(|s| s.version).max().unwrap_or(0) + 1;
         // What this phone revoked counts as revoked, whatever the providers online say: the one
         // that knew may be off, and the newcomer (or the only other one) may have missed it.
-        let revoked_here = |id: &GrantId| lock(&owner.revoked).contains(id);
+        let revoked_here = |id: &GrantId| owner.revoked.locked().contains(id);
         let mut infos = others;
         for entry in &theirs.entries {
             if revoked_here(&entry.grant.id) && !infos.iter().any(|i| i.grant.id == entry.grant.id)
@@ -976,7 +998,7 @@ impl Dispatcher {
                 return;
             }
         };
-        let intake = lock(&owner.intake).offer(&from, &request, unix_now());
+        let intake = owner.intake.locked().offer(&from, &request, unix_now());
         match intake {
             Intake::Notify(pending) => {
                 tracing::info!(%from, id = pending.id, "access request");
@@ -1007,7 +1029,7 @@ impl Dispatcher {
             tracing::debug!(%from, "access decision for another device ignored");
             return;
         }
-        match lock(&self.shared.guest.asked).remove(&network) {
+        match self.shared.guest.asked.locked().remove(&network) {
             Some(waiter) => {
                 let _ = waiter.send(decision);
             }
@@ -1021,8 +1043,8 @@ impl Dispatcher {
         let Some(from) = presence.from.as_ref().map(Jid::to_bare) else {
             return;
         };
-        let known = lock(&self.shared.guest.asked).contains_key(&from)
-            || lock(&self.shared.guest.granted).contains(&from);
+        let known = self.shared.guest.asked.locked().contains_key(&from)
+            || self.shared.guest.granted.locked().contains(&from);
         if !known {
             tracing::debug!(%from, "subscription request left pending");
             return;

@@ -14,6 +14,7 @@ mod access;
 
 pub use access::{GuestAccess, Issued, OwnerAccess, OwnerKeyInfo, Revoked};
 
+use crate::core::sync::Locked;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -171,10 +172,6 @@ impl std::fmt::Debug for Controller {
             .field("session", &self.shared.session)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Resolves when the session is not online (now, or from some later change): the moment a call
@@ -462,7 +459,7 @@ impl Controller {
 
     /// The providers online now.
     pub fn providers(&self) -> Vec<ProviderInfo> {
-        lock(&self.shared.directory).providers()
+        self.shared.directory.locked().providers()
     }
 
     /// Changes of the provider list from now on.
@@ -661,7 +658,7 @@ impl Controller {
             .next_subscription
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let union = {
-            let mut subs = lock(&self.shared.subscriptions);
+            let mut subs = self.shared.subscriptions.locked();
             let entry = subs.entry(key.clone()).or_default();
             entry.push((id, filter));
             union_of(entry)
@@ -674,7 +671,7 @@ impl Controller {
             )
             .await
         {
-            let mut subs = lock(&self.shared.subscriptions);
+            let mut subs = self.shared.subscriptions.locked();
             if let Some(entry) = subs.get_mut(&key) {
                 entry.retain(|(i, _)| *i != id);
                 if entry.is_empty() {
@@ -764,7 +761,7 @@ impl Subscription {
     fn release(&mut self) -> Option<(Controller, FullJid, String, Release)> {
         let controller = self.controller.take()?;
         let action = {
-            let mut subs = lock(&controller.shared.subscriptions);
+            let mut subs = controller.shared.subscriptions.locked();
             match subs.get_mut(&self.key) {
                 Some(entry) => {
                     let before = union_of(entry);
@@ -967,7 +964,7 @@ impl Dispatcher {
                 Some(item) = next_inbound(&mut e2e_rx) => self.on_e2e(item),
             }
         }
-        let gone = lock(&self.shared.directory).clear();
+        let gone = self.shared.directory.locked().clear();
         self.publish(gone);
     }
 
@@ -990,7 +987,10 @@ impl Dispatcher {
 
     /// A provider we had subscribed to came (back) online: it forgot us, so subscribe again.
     fn restore_subscriptions(&self, providers: &HashSet<FullJid>) {
-        let wanted: Vec<(FullJid, String, EventFilter)> = lock(&self.shared.subscriptions)
+        let wanted: Vec<(FullJid, String, EventFilter)> = self
+            .shared
+            .subscriptions
+            .locked()
             .iter()
             .filter(|((p, _), _)| providers.contains(p))
             .map(|((p, s), entries)| (p.clone(), s.clone(), union_of(entries)))
@@ -1023,7 +1023,7 @@ impl Dispatcher {
     fn on_online(&mut self, jid: FullJid, resumed: bool) {
         if !resumed {
             let gone = {
-                let mut dir = lock(&self.shared.directory);
+                let mut dir = self.shared.directory.locked();
                 dir.set_own(jid);
                 dir.clear()
             };
@@ -1068,7 +1068,7 @@ impl Dispatcher {
                 }
                 // The provider now has no way to send us its events: if it is still online,
                 // subscribe again, which opens a new tunnel.
-                if lock(&self.shared.directory).get(&peer).is_some() {
+                if self.shared.directory.locked().get(&peer).is_some() {
                     self.restore_subscriptions(&HashSet::from([peer]));
                 }
             }
@@ -1099,7 +1099,7 @@ impl Dispatcher {
         if presence.type_ == xmpp_parsers::presence::Type::Subscribe {
             return self.on_subscription(presence);
         }
-        let outcome = lock(&self.shared.directory).on_presence(presence);
+        let outcome = self.shared.directory.locked().on_presence(presence);
         match outcome {
             PresenceOutcome::Ignored => {}
             PresenceOutcome::Updated(updates) => self.publish(updates),
@@ -1114,7 +1114,7 @@ impl Dispatcher {
             QueryStart::Send => self.query_info(jid, caps),
             QueryStart::Joined | QueryStart::Queued => {}
             // Its next presence will be looked at afresh, instead of being taken for a status change.
-            QueryStart::Dropped => lock(&self.shared.directory).forget(&jid),
+            QueryStart::Dropped => self.shared.directory.locked().forget(&jid),
         }
     }
 
@@ -1148,14 +1148,14 @@ impl Dispatcher {
             Ok(info) => {
                 let mut updates = Vec::new();
                 let verdict = {
-                    let mut dir = lock(&self.shared.directory);
+                    let mut dir = self.shared.directory.locked();
                     let (u, verdict) = dir.on_info(answer.jid, answer.caps.as_ref(), &info);
                     updates.extend(u);
                     verdict
                 };
                 if verdict == Some(Verdict::Verified) {
                     // Everyone who announced the same hash gets the verified answer.
-                    let mut dir = lock(&self.shared.directory);
+                    let mut dir = self.shared.directory.locked();
                     for jid in waiting {
                         updates.extend(dir.on_info(jid, answer.caps.as_ref(), &info).0);
                     }
@@ -1200,7 +1200,7 @@ impl Dispatcher {
             return;
         };
         // Events count only from providers we know (our network, or one that granted us access).
-        if lock(&self.shared.directory).get(&from).is_none() {
+        if self.shared.directory.locked().get(&from).is_none() {
             tracing::debug!(%from, "event from an unknown device ignored");
             return;
         }
@@ -1241,7 +1241,7 @@ impl Dispatcher {
             Some(f)
                 if f.to_bare() != self.network
                     && !is_own_server(f)
-                    && !lock(&self.shared.guest.granted).contains(&f.to_bare()) =>
+                    && !self.shared.guest.granted.locked().contains(&f.to_bare()) =>
             {
                 plumbing::error(from.clone(), id, plumbing::forbidden())
             }

@@ -21,6 +21,7 @@
 //! flight split across blocks costs no extra round trip; each block waits for its acknowledgement with
 //! a timeout, and a refused block ends the stream.
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -171,7 +172,7 @@ impl IbbRegistry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(FullJid, String), InboundState>> {
         // Single map operations: a poisoned lock still holds a consistent map.
-        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+        self.streams.locked()
     }
 
     /// Registers the stream `sid` with `peer`; returns the receiver of its blocks. A live stream
@@ -384,7 +385,7 @@ pub(crate) struct IbbStatus {
 
 impl IbbStatus {
     fn set(&self, e: Error) {
-        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = self.reason.locked();
         if r.is_none() {
             *r = Some(e);
         }
@@ -392,10 +393,7 @@ impl IbbStatus {
 
     /// The error that ended the stream, if one did.
     pub(crate) fn reason(&self) -> Option<Error> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.reason.locked().clone()
     }
 }
 

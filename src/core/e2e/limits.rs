@@ -11,6 +11,7 @@
 //! share at most [`E2eLimits::half_open_foreign`] of the [`E2eLimits::half_open_total`] slots, so
 //! a flood from outside never leaves the network's own devices without a slot.
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -213,7 +214,7 @@ impl HalfOpenSlots {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
         // Counter updates only: a poisoned lock still holds consistent numbers.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// A slot for a session from `peer` (`foreign`: of another network; `pairing`: method pake).

@@ -6,6 +6,7 @@
 //!
 //! The responder (the device showing the code) counts attempts in its [`PairingGate`].
 
+use crate::core::sync::Locked;
 use std::time::{Duration, Instant};
 
 use super::gate::PairingGate;
@@ -179,7 +180,7 @@ pub(crate) async fn pair_as_responder(
         ));
     };
     let code = {
-        let mut gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let mut gate = gate.locked();
         gate.begin(tunnel.peer(), Instant::now())
     };
     let code = match code {
@@ -221,9 +222,7 @@ pub(crate) async fn pair_as_responder(
         })?;
     match second.confirm {
         Some(confirm) if verify(&key, INITIATOR_LABEL, &binding, &confirm.mac) => {
-            gate.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .succeeded(tunnel.peer());
+            gate.locked().succeeded(tunnel.peer());
             tunnel.send(Iq::from_result(id, None::<Pair>))?;
             Ok(())
         }

@@ -19,6 +19,7 @@
 //! new file, never a mix. Opening refuses a file that group or others can access (a pin list
 //! anyone on the machine can edit would let them add keys).
 
+use crate::core::sync::Locked;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -168,7 +169,7 @@ impl TrustStore {
 
     fn lock_revocations(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Revocations>> {
         // Every change is one insert of a complete value: a poisoned lock is still consistent.
-        self.revocations.lock().unwrap_or_else(|p| p.into_inner())
+        self.revocations.locked()
     }
 
     /// What this device knows of `jid`'s revocations.
@@ -285,7 +286,7 @@ impl TrustStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, [u8; 32]), TrustedDevice>> {
         // Single inserts/removes cannot leave the map inconsistent, so a poisoned lock is usable.
-        self.devices.lock().unwrap_or_else(|p| p.into_inner())
+        self.devices.locked()
     }
 
     /// Whether `fingerprint` is pinned for devices of `jid` (and no revocation list named it).

@@ -16,6 +16,7 @@
 //! event for a slow subscriber is dropped and logged), [`Tunnel::request`] waits for room within
 //! its own timeout (backpressure).
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,10 +66,7 @@ impl TunnelShared {
             }
         });
         // Fail pending requests now rather than at their deadlines.
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.pending.locked().clear();
     }
 }
 
@@ -261,11 +259,7 @@ impl Tunnel {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), tx);
+        self.shared.pending.locked().insert(id.clone(), tx);
         // However this call ends (error, timeout, or the caller dropping it), its entry goes.
         let _forget = Forget {
             tunnel: self,
@@ -293,19 +287,11 @@ impl Tunnel {
     /// Requests waiting for their answer.
     #[cfg(test)]
     pub(crate) fn pending_len(&self) -> usize {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.shared.pending.locked().len()
     }
 
     fn forget(&self, id: &str) {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.shared.pending.locked().remove(id);
     }
 
     /// Closes the tunnel (TLS close_notify, then the transport ends). Idempotent.
@@ -515,11 +501,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 *iq.from_mut() = Some(from);
                 *iq.to_mut() = Some(to);
                 if matches!(iq, Iq::Result { .. } | Iq::Error { .. }) {
-                    let waiter = shared
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(iq.id());
+                    let waiter = shared.pending.locked().remove(iq.id());
                     if let Some(waiter) = waiter {
                         let reply = match std::mem::replace(
                             iq,

@@ -13,6 +13,7 @@
 //! not remembered: they ran nothing, and a retry is judged afresh. `<service>.subscribe` and
 //! `unsubscribe` are idempotent and not remembered either.
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -55,10 +56,6 @@ pub(crate) type CallerKey = (FullJid, Option<[u8; 32]>);
 /// The provider's memory of recent calls by call id.
 pub(crate) type SharedCallLog = Arc<Mutex<CallLog<CallerKey>>>;
 
-fn lock_log(log: &SharedCallLog) -> std::sync::MutexGuard<'_, CallLog<CallerKey>> {
-    log.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
@@ -92,13 +89,9 @@ pub(crate) struct Slot {
     guest: bool,
 }
 
-fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
-    counts.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut counts = lock(&self.counts);
+        let mut counts = self.counts.locked();
         counts.total = counts.total.saturating_sub(1);
         if self.guest {
             counts.guests = counts.guests.saturating_sub(1);
@@ -153,7 +146,7 @@ impl InFlight {
 
     /// A slot for a call of `caller`, or the name of the bound that is full.
     pub(crate) fn admit(&self, caller: &FullJid, guest: bool) -> std::result::Result<Slot, String> {
-        let mut counts = lock(&self.counts);
+        let mut counts = self.counts.locked();
         let mine = counts.per_caller.get(caller).copied().unwrap_or(0);
         let full = if counts.total >= self.total {
             Some("too many calls in flight")
@@ -244,7 +237,7 @@ impl Dispatcher {
         let log = self.calls.log_for(!caller.is_own_device());
         let ticket = match &call_id {
             None => None,
-            Some(call_id) => match lock_log(log).begin(&key, call_id, Instant::now()) {
+            Some(call_id) => match log.locked().begin(&key, call_id, Instant::now()) {
                 Begin::Run(ticket) => Some((call_id.clone(), ticket)),
                 Begin::Done(remembered) => {
                     tracing::debug!(from = %full, method = %call.method, %call_id, "repeat of a finished call: its first answer");
@@ -263,7 +256,7 @@ impl Dispatcher {
                 if let Some((call_id, ticket)) = ticket {
                     // Not run: a retry may run it; a repeat waiting meanwhile hears the refusal.
                     let busy = Err(Error::new(ErrorKind::ProviderUnavailable, why.clone()));
-                    lock_log(log).abandon(&key, &call_id, ticket, busy);
+                    log.locked().abandon(&key, &call_id, ticket, busy);
                 }
                 return self.reply(route, answer(to, id, Outcome::Busy(why)));
             }
@@ -286,7 +279,8 @@ impl Dispatcher {
                 });
             // Remembered before the caller can learn the answer, so its retry finds it.
             if let Some((call_id, ticket)) = ticket {
-                lock_log(&log).finish(&key, &call_id, ticket, outcome.clone(), Instant::now());
+                log.locked()
+                    .finish(&key, &call_id, ticket, outcome.clone(), Instant::now());
             }
             // Free the slot before the caller can learn the answer and send its next call.
             drop(slot);
@@ -419,7 +413,7 @@ mod tests {
         drop(_b);
         drop(_g1);
         drop(_g2);
-        assert!(lock(&calls.counts).per_caller.is_empty());
+        assert!(calls.counts.locked().per_caller.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The provider's one task: reads the session, the tunnels and the services' events, classifies
 //! each inbound stanza once ([`Caller`]), asks the [`Policy`], and routes what it allows.
 
+use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -15,7 +16,7 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use super::caller::{Caller, Route};
 use super::calls::InFlight;
 use super::expiry::{GuestExpiry, CHECK_EVERY};
-use super::feed::{self, Subscriptions};
+use super::feed::Subscriptions;
 use super::limits::Counters;
 use super::policy::{Decision, Policy, Request};
 use super::PairingOutcome;
@@ -79,7 +80,7 @@ impl Dispatcher {
     fn on_online(&self, resumed: bool) {
         if !resumed {
             // The server forgot us: subscribers will have to subscribe again (they see us come back).
-            feed::lock(&self.subscriptions).reset();
+            self.subscriptions.locked().reset();
             // And the IBB sessions of our tunnels died with the old stream: drop them so that
             // the controllers' next calls open new ones instead of writing into the void.
             if let Some(e2e) = &self.e2e {
@@ -163,7 +164,7 @@ impl Dispatcher {
         let Some(from) = presence.from.clone().and_then(|j| j.try_into_full().ok()) else {
             return;
         };
-        if feed::lock(&self.subscriptions).forget(&from) {
+        if self.subscriptions.locked().forget(&from) {
             tracing::debug!(%from, "subscriber left; forgotten");
         }
     }
@@ -267,7 +268,7 @@ impl Dispatcher {
     /// A guest's grant was revoked: its tunnels close and its subscriptions end now (the ACL
     /// refuses its next call anyway; this stops events and frees the tunnel at once).
     fn end_guest(&self, guest: &BareJid) {
-        feed::lock(&self.subscriptions).end_guest(guest);
+        self.subscriptions.locked().end_guest(guest);
         if let Some(e2e) = &self.e2e {
             let closed = e2e.close_peer(guest, "the guest's grant ended");
             tracing::info!(%guest, closed, "guest access ended");

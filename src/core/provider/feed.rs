@@ -7,8 +7,9 @@
 //! ([`super::ProviderLimits::subscriptions_per_guest`]) and all guests' against their share
 //! ([`super::ProviderLimits::subscriptions_for_guests`]), so the household always finds room.
 
+use crate::core::sync::Locked;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -93,11 +94,6 @@ pub(crate) struct Subscriptions {
     guests: HashMap<BareJid, BTreeSet<(String, FullJid)>>,
     per_guest: usize,
     for_guests: usize,
-}
-
-pub(crate) fn lock(state: &Mutex<Subscriptions>) -> MutexGuard<'_, Subscriptions> {
-    // Every critical section leaves the maps consistent; a panic elsewhere must not stop events.
-    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Subscriptions {
@@ -236,7 +232,7 @@ impl Dispatcher {
                     format!("{method} takes no parameters"),
                 )));
             }
-            let had = lock(&self.subscriptions).unsubscribe(name, &full);
+            let had = self.subscriptions.locked().unsubscribe(name, &full);
             return Outcome::Done(Ok(Value::Bool(had)));
         }
         let filter = match event_filter(&method, service.events(), params) {
@@ -244,7 +240,7 @@ impl Dispatcher {
             Err(e) => return Outcome::Done(Err(e)),
         };
         let guest = !caller.is_own_device();
-        let taken = lock(&self.subscriptions).subscribe(
+        let taken = self.subscriptions.locked().subscribe(
             name,
             full.clone(),
             filter,
@@ -291,7 +287,10 @@ impl Dispatcher {
 
     /// Sends one event to the subscribers that want it, each the way it subscribed.
     pub(super) fn fan_out(&self, notice: EventNotice) {
-        let subscribers = lock(&self.subscriptions).for_event(&notice.service, &notice.name);
+        let subscribers = self
+            .subscriptions
+            .locked()
+            .for_event(&notice.service, &notice.name);
         if subscribers.is_empty() {
             return;
         }

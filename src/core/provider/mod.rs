@@ -47,6 +47,7 @@ mod limits;
 mod media;
 mod policy;
 
+use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -309,7 +310,7 @@ impl Provider {
 
     /// How many (service, controller) subscriptions are active.
     pub fn subscription_count(&self) -> usize {
-        feed::lock(&self.subscriptions).len()
+        self.subscriptions.locked().len()
     }
 
     /// How often callers hit a bound or were refused by the media policy, and what the memory
@@ -317,7 +318,7 @@ impl Provider {
     pub fn stats(&self) -> ProviderStats {
         let mut stats = self.stats.snapshot();
         for log in &self.call_logs {
-            let log = log.lock().unwrap_or_else(|e| e.into_inner()).stats();
+            let log = log.locked().stats();
             stats.calls_remembered += log.entries;
             stats.calls_deduplicated += log.deduplicated;
             stats.calls_forgotten += log.forgotten;

@@ -9,6 +9,7 @@
 //! published entry only with a valid owner signature of that publisher; anything else is counted
 //! and dropped, never an error of the session.
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,13 +102,9 @@ pub struct PlaylistWatch {
 impl std::fmt::Debug for PlaylistWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlaylistWatch")
-            .field("subscriptions", &lock(&self.subscriptions).len())
+            .field("subscriptions", &self.subscriptions.locked().len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl PlaylistWatch {
@@ -127,7 +124,7 @@ impl PlaylistWatch {
 
     /// The subscriptions held, as (publisher, playlist).
     pub fn subscriptions(&self) -> Vec<(BareJid, String)> {
-        let mut subs: Vec<_> = lock(&self.subscriptions).keys().cloned().collect();
+        let mut subs: Vec<_> = self.subscriptions.locked().keys().cloned().collect();
         subs.sort();
         subs
     }
@@ -152,7 +149,7 @@ impl PlaylistWatch {
         })?;
         let key = (publisher.clone(), playlist.to_owned());
         {
-            let mut subs = lock(&self.subscriptions);
+            let mut subs = self.subscriptions.locked();
             if !subs.contains_key(&key) && subs.len() >= MAX_SUBSCRIPTIONS {
                 return Err(PlaylistError::TooManySubscriptions(MAX_SUBSCRIPTIONS));
             }
@@ -177,7 +174,7 @@ impl PlaylistWatch {
         )
         .await;
         if let Err(e) = answer {
-            lock(&self.subscriptions).remove(&key);
+            self.subscriptions.locked().remove(&key);
             return Err(e);
         }
         tracing::debug!(%publisher, playlist, "subscribed to playlist");
@@ -193,7 +190,9 @@ impl PlaylistWatch {
         timeout: Duration,
     ) -> Result<(), PlaylistError> {
         let node = playlist_node(playlist)?;
-        lock(&self.subscriptions).remove(&(publisher.clone(), playlist.to_owned()));
+        self.subscriptions
+            .locked()
+            .remove(&(publisher.clone(), playlist.to_owned()));
         let own = session.jid().map(|j| Jid::from(j.to_bare()));
         let Some(own) = own else {
             return Ok(());
@@ -225,7 +224,9 @@ impl PlaylistWatch {
         playlist: &str,
         owners: OwnerKeys,
     ) {
-        lock(&self.subscriptions).insert((publisher, playlist.to_owned()), Arc::new(owners));
+        self.subscriptions
+            .locked()
+            .insert((publisher, playlist.to_owned()), Arc::new(owners));
     }
 
     /// Offers an inbound message to the playlist layer. Returns `true` when it was a pubsub
@@ -258,7 +259,9 @@ impl PlaylistWatch {
             self.counters.ignore(IgnoredReason::Malformed, 1);
             return true;
         };
-        let owners = lock(&self.subscriptions)
+        let owners = self
+            .subscriptions
+            .locked()
             .get(&(publisher.clone(), playlist.clone()))
             .cloned();
         let Some(owners) = owners else {
@@ -314,7 +317,9 @@ impl PlaylistWatch {
                 playlist,
             }),
             Payload::Delete { .. } => {
-                lock(&self.subscriptions).remove(&(publisher.clone(), playlist.clone()));
+                self.subscriptions
+                    .locked()
+                    .remove(&(publisher.clone(), playlist.clone()));
                 self.emit(PlaylistChange::Deleted {
                     publisher,
                     playlist,

@@ -17,6 +17,7 @@ pub mod mpv;
 pub mod player;
 pub mod recorder;
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -254,7 +255,7 @@ impl<S: ServiceSpec> TypedService<S> {
     /// Runs `f` once, when a provider starts offering the service (inside its runtime): the place to
     /// start background work such as periodic events.
     pub fn on_bind(self, f: impl FnOnce() + Send + 'static) -> Self {
-        *self.on_bind.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+        *self.on_bind.locked() = Some(Box::new(f));
         self
     }
 
@@ -331,11 +332,7 @@ impl<S: ServiceSpec> Service for TypedService<S> {
 
     fn bind_events(&self, sink: EventSink) {
         self.emitter.bind(sink);
-        let f = self
-            .on_bind
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let f = self.on_bind.locked().take();
         if let Some(f) = f {
             f();
         }

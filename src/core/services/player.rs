@@ -11,6 +11,7 @@
 //! only plays one URI at a time (the simulated one, mpv, a chained remote player, or an app's own
 //! player implemented in Kotlin/Swift).
 
+use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -324,7 +325,7 @@ impl SimulatedPlayer {
         T: Send + 'static,
     {
         // A poisoned lock only means another call panicked mid-update; the state is still usable.
-        let out = f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        let out = f(&mut self.state.locked());
         async move { Ok(out) }.boxed()
     }
 }
@@ -591,7 +592,7 @@ impl Engine {
 
     /// Sends a `position` event when the throttle allows (or always, for an explicit seek).
     fn position(&self, status: &PlayerStatus, seek: bool) {
-        let ready = lock(&self.position_throttle).ready(Instant::now());
+        let ready = self.position_throttle.locked().ready(Instant::now());
         if ready || seek {
             self.emitter.emit::<Position>(&PositionUpdate {
                 position_ms: status.position_ms,
@@ -696,10 +697,6 @@ impl Engine {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl PlayerService {

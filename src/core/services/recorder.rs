@@ -12,6 +12,7 @@
 //! The recording itself is simulated: at the start time the recording starts (or fails, on a channel
 //! configured as failing), at the end time it finishes.
 
+use crate::core::sync::Locked;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -341,10 +342,6 @@ impl std::fmt::Debug for RecorderService {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl RecorderService {
     /// A recorder of `channels`; recordings on a channel listed in `failing` fail at their start
     /// (a tuner without signal).
@@ -359,17 +356,18 @@ impl RecorderService {
         }));
         let b = book.clone();
         let typed = typed.handle::<Channels, _, _>(move |(), _| {
-            let out = lock(&b).channels.clone();
+            let out = b.locked().channels.clone();
             async move { Ok(out) }
         });
         let b = book.clone();
         let typed = typed.handle::<Schedule, _, _>(move |(channel, start, end, title), _| {
-            let out = lock(&b).schedule(channel, start, end, title);
+            let out = b.locked().schedule(channel, start, end, title);
             async move { out }
         });
         let b = book.clone();
         let typed = typed.handle::<Scheduled, _, _>(move |(), _| {
-            let out: Vec<Recording> = lock(&b)
+            let out: Vec<Recording> = b
+                .locked()
                 .entries
                 .iter()
                 .map(|e| e.recording.clone())
@@ -378,7 +376,7 @@ impl RecorderService {
         });
         let b = book.clone();
         let typed = typed.handle::<Cancel, _, _>(move |(id,), _| {
-            let out = lock(&b).cancel(id);
+            let out = b.locked().cancel(id);
             async move { out }
         });
         let weak = Arc::downgrade(&book);
@@ -409,7 +407,7 @@ impl RecorderService {
         loop {
             timer.tick().await;
             let Some(book) = book.upgrade() else { break };
-            let mut b = lock(&book);
+            let mut b = book.locked();
             if b.emitter.is_closed() {
                 break;
             }

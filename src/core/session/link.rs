@@ -9,6 +9,7 @@
 //! connection while keeping stream-management state; failing the transport is the one way that
 //! goes through its ordinary recovery path.
 
+use crate::core::sync::Locked;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,17 +49,13 @@ impl LinkSwitch {
     /// Wraps the transport of a new connection; it becomes the one [`LinkSwitch::cut`] acts on.
     pub(crate) fn wrap<S>(&self, inner: S) -> Link<S> {
         let switch = Arc::new(Switch::default());
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&switch);
+        *self.current.locked() = Arc::downgrade(&switch);
         Link { inner, switch }
     }
 
     /// Cuts the newest connection, if it is still open. Returns whether there was one.
     pub(crate) fn cut(&self) -> bool {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .upgrade();
+        let current = self.current.locked().upgrade();
         match current {
             Some(switch) => {
                 switch.cut.store(true, Ordering::Release);

@@ -19,6 +19,7 @@ mod link;
 mod password;
 mod tls;
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -246,7 +247,7 @@ struct ReconnectState {
 
 impl ReconnectShared {
     fn lock(&self) -> std::sync::MutexGuard<'_, ReconnectState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 }
 

@@ -6,6 +6,7 @@
 //! password when that happens, or it is locked out. Until the change is proven, the old one stays
 //! first: a rotation that failed on the server costs nothing.
 
+use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -37,7 +38,7 @@ impl NetworkPassword {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Passwords> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     /// The password to log in with first.

@@ -2,6 +2,7 @@
 //! a time per peer), installed once established, and closed when the peer goes offline, its key is
 //! revoked, or our session is gone.
 
+use crate::core::sync::Locked;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use xmpp_parsers::jingle::Reason;
 use xmpp_parsers::stanza::Stanza;
 
 use super::jingle::{explain, Mode};
-use super::{lock, E2eEndpoint, E2eInbound};
+use super::{E2eEndpoint, E2eInbound};
 use crate::core::e2e::ibb::IbbStatus;
 use crate::core::e2e::limits::E2eCounters;
 use crate::core::e2e::tunnel::Tunnel;
@@ -27,7 +28,7 @@ pub(super) struct Opening {
 
 impl Drop for Opening {
     fn drop(&mut self) {
-        let mut opening = lock(&self.endpoint.inner.opening);
+        let mut opening = self.endpoint.inner.opening.locked();
         // The map's reference and ours: nobody else waits (clones are made under this lock).
         let last = opening
             .get(&self.peer)
@@ -47,7 +48,7 @@ pub(super) struct TunnelEntry {
 impl E2eEndpoint {
     /// Closes the tunnel to `peer` (it went offline); the next request opens a new one.
     pub fn peer_unavailable(&self, peer: &FullJid) {
-        let entry = lock(&self.inner.tunnels).remove(peer);
+        let entry = self.inner.tunnels.locked().remove(peer);
         if let Some(entry) = entry {
             entry.tunnel.fail(Error::new(
                 ErrorKind::ProviderUnavailable,
@@ -64,7 +65,10 @@ impl E2eEndpoint {
     pub fn reset_tunnel(&self, peer: &FullJid, why: &str) -> bool {
         // Left in the map: the tunnel's task removes it and tells the peer (session-terminate,
         // sent once the session is back); a failed tunnel is never reused meanwhile.
-        let tunnel = lock(&self.inner.tunnels)
+        let tunnel = self
+            .inner
+            .tunnels
+            .locked()
             .get(peer)
             .map(|e| e.tunnel.clone())
             .filter(Tunnel::is_up);
@@ -109,7 +113,7 @@ impl E2eEndpoint {
     pub fn close_all(&self, why: &str) -> usize {
         let inner = &self.inner;
         let interrupted = {
-            let mut seen = lock(&inner.state_seen);
+            let mut seen = inner.state_seen.locked();
             let changed = seen.has_changed().unwrap_or(true);
             seen.borrow_and_update();
             changed
@@ -119,7 +123,9 @@ impl E2eEndpoint {
             return 0;
         }
         inner.resets.fetch_add(1, Ordering::SeqCst);
-        let closing: Vec<Tunnel> = lock(&inner.tunnels)
+        let closing: Vec<Tunnel> = inner
+            .tunnels
+            .locked()
             .drain()
             .map(|(_, e)| e.tunnel)
             .collect();
@@ -132,7 +138,7 @@ impl E2eEndpoint {
         // Dropping the pending accepts' senders wakes their openers (which see the reset); the
         // IBB streams' pumps see their registrations go and end.
         let abandoned = {
-            let mut pending = lock(&inner.pending_accepts);
+            let mut pending = inner.pending_accepts.locked();
             let n = pending.len();
             pending.clear();
             n
@@ -150,7 +156,7 @@ impl E2eEndpoint {
     /// peers are being opened already.
     pub(super) fn opening(&self, peer: &FullJid) -> Result<Opening> {
         let inner = &self.inner;
-        let mut opening = lock(&inner.opening);
+        let mut opening = inner.opening.locked();
         let gate = match opening.get(peer) {
             Some(gate) => gate.clone(),
             None => {
@@ -183,7 +189,7 @@ impl E2eEndpoint {
         why: &str,
     ) -> usize {
         let closing: Vec<Tunnel> = {
-            let mut tunnels = lock(&self.inner.tunnels);
+            let mut tunnels = self.inner.tunnels.locked();
             let peers: Vec<FullJid> = tunnels
                 .iter()
                 .filter(|(peer, e)| doomed(peer, &e.tunnel.peer_fingerprint()))
@@ -206,7 +212,9 @@ impl E2eEndpoint {
 
     /// The established tunnel to `peer`, if one is up.
     pub fn existing_tunnel(&self, peer: &FullJid) -> Option<Tunnel> {
-        lock(&self.inner.tunnels)
+        self.inner
+            .tunnels
+            .locked()
             .get(peer)
             .map(|e| e.tunnel.clone())
             .filter(Tunnel::is_up)
@@ -243,7 +251,7 @@ impl E2eEndpoint {
         status: Arc<IbbStatus>,
     ) {
         let peer = tunnel.peer().clone();
-        let old = lock(&self.inner.tunnels).insert(
+        let old = self.inner.tunnels.locked().insert(
             peer.clone(),
             TunnelEntry {
                 tunnel: tunnel.clone(),
@@ -291,7 +299,7 @@ impl E2eEndpoint {
             };
             // Still registered means the peer did not terminate: tell it.
             let ours = {
-                let mut tunnels = lock(&this.inner.tunnels);
+                let mut tunnels = this.inner.tunnels.locked();
                 match tunnels.get(&peer) {
                     Some(e) if e.jingle_sid == jingle_sid => {
                         tunnels.remove(&peer);

@@ -4,6 +4,7 @@
 //! [`HalfOpen`] guard, so whichever way setup ends (error, timeout, a dropped future), its pending
 //! accept and IBB registration are removed and, once the peer knows the session, it is terminated.
 
+use crate::core::sync::Locked;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
-use super::{iq_error, lock, random_id, E2eEndpoint, E2eInbound, PeerEnded};
+use super::{iq_error, random_id, E2eEndpoint, E2eInbound, PeerEnded};
 use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream, MAX_BLOCK_SIZE};
 use crate::core::e2e::limits::{E2eCounters, Slot, SlotRefusal};
 use crate::core::e2e::pairing::{pair_as_initiator, pair_as_responder};
@@ -135,7 +136,10 @@ impl E2eEndpoint {
             .register(&ibb_sid, peer.clone(), inner.config.block_size)
             .map_err(|refusal| refusal.error())?;
         let (accept_tx, accept_rx) = oneshot::channel();
-        lock(&inner.pending_accepts).insert(sid.clone(), (peer.clone(), accept_tx));
+        inner
+            .pending_accepts
+            .locked()
+            .insert(sid.clone(), (peer.clone(), accept_tx));
         let mut half = HalfOpen::new(self, peer, &sid, &ibb_sid, true);
 
         let initiate = self.build(
@@ -238,7 +242,7 @@ impl E2eEndpoint {
         // TLS is up and reads what arrives: the stream's setup allowance no longer applies.
         inner.ibb.established(peer, &ibb_sid);
         // Accepted: a late accept or terminate for this sid no longer concerns the opener.
-        lock(&inner.pending_accepts).remove(&sid);
+        inner.pending_accepts.locked().remove(&sid);
         let (tunnel, rx) = self.start_tunnel(channel, me, peer);
         half.holds(&tunnel);
         if let Mode::Pairing(code) = mode {
@@ -279,7 +283,7 @@ impl E2eEndpoint {
             Action::SessionInitiate => self.on_initiate(peer, id, jingle),
             Action::SessionAccept => {
                 let waiter = {
-                    let mut pending = lock(&self.inner.pending_accepts);
+                    let mut pending = self.inner.pending_accepts.locked();
                     match pending.get(&jingle.sid.0) {
                         Some((expected, _)) if *expected == peer => pending.remove(&jingle.sid.0),
                         _ => None,
@@ -295,21 +299,24 @@ impl E2eEndpoint {
             }
             Action::SessionTerminate => {
                 let found = {
-                    let mut tunnels = lock(&self.inner.tunnels);
+                    let mut tunnels = self.inner.tunnels.locked();
                     match tunnels.get(&peer) {
                         Some(e) if e.jingle_sid == jingle.sid.0 => tunnels.remove(&peer),
                         _ => None,
                     }
                 };
                 let pending = {
-                    let mut pending = lock(&self.inner.pending_accepts);
+                    let mut pending = self.inner.pending_accepts.locked();
                     match pending.get(&jingle.sid.0) {
                         Some((expected, _)) if *expected == peer => pending.remove(&jingle.sid.0),
                         _ => None,
                     }
                 };
-                let responding =
-                    lock(&self.inner.responding).remove(&(peer.clone(), jingle.sid.0.clone()));
+                let responding = self
+                    .inner
+                    .responding
+                    .locked()
+                    .remove(&(peer.clone(), jingle.sid.0.clone()));
                 if found.is_none() && pending.is_none() && responding.is_none() {
                     return reply_error(DefinedCondition::ItemNotFound, "unknown Jingle session");
                 }
@@ -402,7 +409,9 @@ impl E2eEndpoint {
         };
         match offer.method {
             SecurityMethod::Pake => {
-                let refusal = lock(&inner.gate)
+                let refusal = inner
+                    .gate
+                    .locked()
                     .is_open(&peer, Instant::now())
                     .err()
                     .map(|e| e.message().to_owned());
@@ -460,7 +469,7 @@ impl E2eEndpoint {
         }
         let block_size = offer.block_size.min(inner.config.block_size);
         let key = (peer.clone(), jingle.sid.0.clone());
-        if lock(&inner.responding).contains_key(&key) {
+        if inner.responding.locked().contains_key(&key) {
             let _ = inner.session.send(iq_error(
                 from,
                 &id,
@@ -485,7 +494,7 @@ impl E2eEndpoint {
         let mut half = HalfOpen::new(self, &peer, &jingle.sid.0, &offer.ibb_sid, false);
         half.slot = Some(slot);
         let (cancel_tx, cancel_rx) = oneshot::channel();
-        lock(&inner.responding).insert(key.clone(), cancel_tx);
+        inner.responding.locked().insert(key.clone(), cancel_tx);
         let _ = inner.session.send(Iq::empty_result(from, id));
         let this = self.clone();
         let lifetime = inner.config.limits.half_open_lifetime;
@@ -510,7 +519,7 @@ impl E2eEndpoint {
                 }),
                 Ok(ended) = cancel_rx => Err(peer_ended(&peer, pairing, ended)),
             };
-            lock(&this.inner.responding).remove(&key);
+            this.inner.responding.locked().remove(&key);
             if let Err(error) = outcome {
                 this.emit(if pairing {
                     E2eInbound::PairingFailed { peer, error }
@@ -685,7 +694,7 @@ impl Drop for HalfOpen {
         }
         let inner = &self.endpoint.inner;
         if self.initiator {
-            lock(&inner.pending_accepts).remove(&self.sid);
+            inner.pending_accepts.locked().remove(&self.sid);
         }
         inner.ibb.remove(&self.peer, &self.ibb_sid);
         if let Some(tunnel) = &self.tunnel {

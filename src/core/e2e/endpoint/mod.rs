@@ -22,6 +22,7 @@
 //! the sender is a device of this network and pairing is armed (and the sender not locked out).
 //! TLS then checks that the peer really holds the advertised key.
 
+use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -198,11 +199,6 @@ impl std::fmt::Debug for E2eEndpoint {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section here is a single map operation: a poisoned lock is still consistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn random_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
@@ -291,7 +287,7 @@ impl E2eEndpoint {
     /// How often each bound of [`E2eLimits`] was hit, and other refusals worth watching.
     pub fn stats(&self) -> E2eStats {
         let mut stats = self.inner.counters.snapshot();
-        let gate = lock(&self.inner.gate);
+        let gate = self.inner.gate.locked();
         stats.pairing_peers_evicted = gate.evicted;
         stats.pairing_codes_exhausted = gate.codes_exhausted;
         stats

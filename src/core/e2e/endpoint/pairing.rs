@@ -1,12 +1,13 @@
 //! The pairing gate as the endpoint applies it: arming and disarming the code this device shows, and
 //! pairing with a device that shows one (the state machine itself is [`crate::core::e2e::gate`]).
 
+use crate::core::sync::Locked;
 use std::time::Instant;
 
 use xmpp_parsers::jid::FullJid;
 
 use super::jingle::Mode;
-use super::{lock, E2eEndpoint};
+use super::E2eEndpoint;
 use crate::core::e2e::tunnel::Tunnel;
 use crate::core::error::{Error, ErrorKind, Result};
 
@@ -15,17 +16,17 @@ impl E2eEndpoint {
     /// single use). Only devices of this network can use it; a device that tried too many wrong
     /// codes is locked out on its own, the others keep their tries.
     pub fn start_pairing(&self) -> Result<String> {
-        lock(&self.inner.gate).arm(Instant::now())
+        self.inner.gate.locked().arm(Instant::now())
     }
 
     /// Arms pairing with a code chosen by the app (e.g. printed on a device label).
     pub fn start_pairing_with(&self, code: &str) -> Result<()> {
-        lock(&self.inner.gate).arm_with(code, Instant::now())
+        self.inner.gate.locked().arm_with(code, Instant::now())
     }
 
     /// Disarms pairing.
     pub fn stop_pairing(&self) {
-        lock(&self.inner.gate).disarm();
+        self.inner.gate.locked().disarm();
     }
 
     /// Pairs with `peer`, which shows `code`: opens a pairing-mode tunnel, runs SPAKE2, and on

@@ -8,6 +8,7 @@
 //! the next password once the old one is refused. A device that was offline, or refused (the
 //! revoked one), never learns it: it re-joins only when the user gives it the new password.
 
+use crate::core::sync::Locked;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
-use super::{iq_error, lock, E2eEndpoint};
+use super::{iq_error, E2eEndpoint};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::session::IqReply;
 
@@ -99,7 +100,7 @@ impl E2eEndpoint {
         {
             return;
         }
-        let mut online = lock(&self.inner.own_online);
+        let mut online = self.inner.own_online.locked();
         match presence.type_ {
             PresenceType::None => {
                 if online.len() < MAX_OWN_RESOURCES || online.contains(&from) {
@@ -117,7 +118,7 @@ impl E2eEndpoint {
 
     /// The network's other resources this device saw come online (and not leave).
     pub fn own_resources_online(&self) -> Vec<FullJid> {
-        lock(&self.inner.own_online).iter().cloned().collect()
+        self.inner.own_online.locked().iter().cloned().collect()
     }
 
     /// Changes the network password and hands the new one to every trusted device of the network
@@ -132,7 +133,7 @@ impl E2eEndpoint {
         let bytes: [u8; PASSWORD_BYTES] = rand::random();
         let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let timeout = self.inner.config.timeout;
-        let targets: BTreeSet<FullJid> = lock(&self.inner.own_online).clone();
+        let targets: BTreeSet<FullJid> = self.inner.own_online.locked().clone();
         let offers = targets.iter().map(|peer| {
             let password = password.clone();
             async move {
