@@ -38,12 +38,9 @@ mod xml;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::core::error::{Error, ErrorKind};
-use crate::core::identity::{fingerprint_hex, spki_sha256, KeyStoreError};
+pub use crate::core::identity::DeviceFingerprint;
+use crate::core::identity::KeyStoreError;
 
 pub use acl::{
     Acl, Allowed, Decision, DenyReason, GrantInfo, RevokeOutcome, MAX_GRANTS, MAX_OWNER_KEYS,
@@ -77,91 +74,6 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// A device's key fingerprint: SHA-256 of its `SubjectPublicKeyInfo` (DESIGN §4), shown and sent as
-/// 64 lower-case hex digits.
-///
-/// ```
-/// use pmn::core::access::DeviceFingerprint;
-/// let fp = DeviceFingerprint::from_spki(b"abc");
-/// assert_eq!(fp.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-/// assert_eq!(DeviceFingerprint::from_hex(&fp.to_hex()), Some(fp));
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeviceFingerprint(pub [u8; 32]);
-
-impl DeviceFingerprint {
-    /// The fingerprint of a DER `SubjectPublicKeyInfo`.
-    pub fn from_spki(spki: &[u8]) -> Self {
-        DeviceFingerprint(spki_sha256(spki))
-    }
-
-    /// Parses exactly 64 hex digits (either case); `None` for anything else.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
-        Some(DeviceFingerprint(out))
-    }
-
-    /// Lower-case hex, the form on the wire and in files.
-    pub fn to_hex(&self) -> String {
-        fingerprint_hex(&self.0)
-    }
-
-    /// The raw digest.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for DeviceFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for DeviceFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Eight bytes are enough to tell devices apart in logs and assertion failures.
-        write!(f, "DeviceFingerprint({}…)", &self.to_hex()[..16])
-    }
-}
-
-impl Serialize for DeviceFingerprint {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for DeviceFingerprint {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        DeviceFingerprint::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits (SHA-256 of an SPKI)"))
-    }
-}
-
-impl xso::FromXmlText for DeviceFingerprint {
-    fn from_xml_text(data: String) -> Result<Self, xso::error::Error> {
-        DeviceFingerprint::from_hex(&data).ok_or(xso::error::Error::Other(
-            "device fingerprint must be 64 hex digits",
-        ))
-    }
-}
-
-impl xso::AsXmlText for DeviceFingerprint {
-    fn as_xml_text(&self) -> Result<std::borrow::Cow<'_, str>, xso::error::Error> {
-        Ok(std::borrow::Cow::Owned(self.to_hex()))
-    }
 }
 
 /// Why an access operation (parse, sign, verify, install, revoke, load) was refused.

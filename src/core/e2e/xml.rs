@@ -90,7 +90,9 @@ impl Fingerprint {
 /// Only hex digits: `u8::from_str_radix`, used here before, also takes a sign, so `+f` read as
 /// `0f` and one fingerprint had many spellings (found by the `fingerprint` fuzz target).
 pub fn parse_fingerprint_hex(hex: &str) -> Option<[u8; 32]> {
-    crate::core::access::DeviceFingerprint::from_hex(hex.trim()).map(|fp| fp.0)
+    hex.parse::<crate::core::identity::DeviceFingerprint>()
+        .ok()
+        .map(|fp| fp.0)
 }
 
 /// `<method name='x509'/>` or `<method name='pake'/>`.

@@ -12,12 +12,14 @@
 //! `ECDSASignatureMessageX962SHA256` all agree on (shared/DESIGN.md §4 "Keys").
 
 mod cert;
+mod fingerprint;
 mod pinned;
 mod tls;
 
 use std::fmt;
 
 pub use cert::{certificate_spki, device_certificate, self_signed_certificate, DeviceIdentity};
+pub use fingerprint::DeviceFingerprint;
 pub use pinned::PinnedPeerKey;
 pub use tls::{KeyStoreSigner, KeyStoreSigningKey};
 
