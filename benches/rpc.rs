@@ -185,7 +185,7 @@ fn figures(samples: Vec<Duration>) -> Figures {
 /// One run's connections: the controller, the provider's process, what the floors need.
 struct Bench {
     controller: Controller,
-    remote: pmn::core::controller::PlayerClient,
+    remote: pmn::core::services::player::PlayerClient,
     tv: Jid,
     echo: Jid,
     call_payload: Element,

@@ -39,12 +39,12 @@ use crate::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TunnelFailure};
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
-use crate::core::pubsub::{Playlists, PlaylistsConfig, VerifiedEntry};
+use crate::core::pubsub::{Playlists, PlaylistsConfig};
 use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::MethodCall, xmlrpc::Value, CallId};
-use crate::core::services::library::LibraryClient;
-use crate::core::services::player::{self, PlayerStatus, Queue, VolumeState};
-use crate::core::services::recorder::RecorderClient;
-use crate::core::services::{self, Event, Method};
+use crate::core::rpc::{Caller, Event, Remote, ServiceSpec};
+use crate::core::services::library::Library;
+use crate::core::services::player::{Player, Queue};
+use crate::core::services::recorder::Recorder;
 use crate::core::session::{ConnectionState, Inbound, IqReply, Session, SessionConfig};
 
 /// Capacity of the update and event broadcast channels; a receiver that falls further behind is
@@ -112,9 +112,8 @@ pub struct ServiceEvent {
 impl ServiceEvent {
     /// The typed payload when this is event `E` (`None` for any other event).
     pub fn decode<E: Event>(&self) -> Option<Result<E::Payload>> {
-        use crate::core::services::ServiceSpec;
         (self.notice.service == E::Service::NAME && self.notice.name == E::NAME)
-            .then(|| services::decode_event::<E>(self.notice.params.clone()))
+            .then(|| rpc::decode_event::<E>(self.notice.params.clone()))
     }
 }
 
@@ -491,7 +490,17 @@ impl Controller {
     ) -> Result<Queue> {
         let fetched = self.shared.playlists.fetch(publisher, name, owners).await?;
         tracing::debug!(%publisher, playlist = name, entries = fetched.entries.len(), "enqueueing a playlist");
-        self.player(tv).enqueue_entries(&fetched.entries).await
+        // In playlist order, each with its title; the first refusal (a full queue is fault
+        // `player::FAULT_QUEUE_FULL`) stops here with what was enqueued before it left in place.
+        let player = self.player(tv);
+        let mut queue = None;
+        for e in &fetched.entries {
+            queue = Some(player.enqueue(&e.entry.uri, Some(&e.entry.title)).await?);
+        }
+        match queue {
+            Some(q) => Ok(q),
+            None => player.queue().await,
+        }
     }
 
     /// End-to-end tunnels that fail or are refused from now on (the call that needed one also
@@ -604,37 +613,26 @@ impl Controller {
             .await
     }
 
-    /// A typed client for the media player of `provider`.
-    pub fn player(&self, provider: FullJid) -> PlayerClient {
-        PlayerClient {
-            controller: self.clone(),
-            provider,
-        }
+    /// Service `S` of `provider`: typed calls through this controller (its tunnel, its retry
+    /// policy). Each service's file adds its named calls to `Remote<ItsSpec>` (`play`, `schedule`,
+    /// `browse`, …), so [`Controller::player`] and its siblings are only shorthands.
+    pub fn remote<S: ServiceSpec>(&self, provider: FullJid) -> Remote<S> {
+        Remote::new(Arc::new(self.clone()), provider)
     }
 
-    /// Calls method `M` on `provider` with typed parameters and a typed result (see
-    /// [`crate::core::services`]): the shapes are checked by the compiler here and by the provider
-    /// there.
-    pub async fn invoke<M: Method>(
-        &self,
-        provider: &FullJid,
-        params: &M::Params,
-    ) -> Result<M::Output> {
-        let params = services::encode_params::<M>(params)?;
-        let value = self
-            .call(provider, &services::method_name::<M>(), params)
-            .await?;
-        services::decode_output::<M>(value)
+    /// The media player of `provider`.
+    pub fn player(&self, provider: FullJid) -> Remote<Player> {
+        self.remote(provider)
     }
 
-    /// A typed client for the recorder of `provider`.
-    pub fn recorder(&self, provider: FullJid) -> RecorderClient {
-        RecorderClient::new(self.clone(), provider)
+    /// The recorder of `provider`.
+    pub fn recorder(&self, provider: FullJid) -> Remote<Recorder> {
+        self.remote(provider)
     }
 
-    /// A typed client for the media library of `provider`.
-    pub fn library(&self, provider: FullJid) -> LibraryClient {
-        LibraryClient::new(self.clone(), provider)
+    /// The media library of `provider`.
+    pub fn library(&self, provider: FullJid) -> Remote<Library> {
+        self.remote(provider)
     }
 
     /// Subscribes to every event of `service` on `provider`. Events arrive on
@@ -699,6 +697,18 @@ impl Controller {
     /// Goes offline and ends the session. Pending calls fail with `NotConnected`.
     pub async fn close(&self) {
         self.shared.session.close().await;
+    }
+}
+
+/// Typed remotes ([`Controller::remote`]) call through the controller: its tunnel, its retry policy.
+impl Caller for Controller {
+    fn call_method<'a>(
+        &'a self,
+        provider: &'a FullJid,
+        method: String,
+        params: Vec<Value>,
+    ) -> futures::future::BoxFuture<'a, Result<Value>> {
+        Box::pin(async move { self.call(provider, &method, params).await })
     }
 }
 
@@ -817,108 +827,6 @@ impl Drop for Subscription {
                 }
             });
         }
-    }
-}
-
-/// Typed calls to a media player provider.
-#[derive(Clone, Debug)]
-pub struct PlayerClient {
-    controller: Controller,
-    provider: FullJid,
-}
-
-impl PlayerClient {
-    /// The provider this client drives.
-    pub fn provider(&self) -> &FullJid {
-        &self.provider
-    }
-
-    async fn invoke<M: Method<Service = player::Player>>(
-        &self,
-        params: M::Params,
-    ) -> Result<M::Output> {
-        self.controller.invoke::<M>(&self.provider, &params).await
-    }
-
-    /// Replaces the queue with `uri` and plays it.
-    pub async fn play(&self, uri: &str) -> Result<PlayerStatus> {
-        self.invoke::<player::Play>((uri.to_owned(),)).await
-    }
-
-    /// Pauses.
-    pub async fn pause(&self) -> Result<PlayerStatus> {
-        self.invoke::<player::Pause>(()).await
-    }
-
-    /// Resumes after a pause.
-    pub async fn resume(&self) -> Result<PlayerStatus> {
-        self.invoke::<player::Resume>(()).await
-    }
-
-    /// Stops.
-    pub async fn stop(&self) -> Result<PlayerStatus> {
-        self.invoke::<player::Stop>(()).await
-    }
-
-    /// Jumps to `position_ms`.
-    pub async fn seek(&self, position_ms: u64) -> Result<PlayerStatus> {
-        self.invoke::<player::Seek>((position_ms,)).await
-    }
-
-    /// Sets the volume (0..=100).
-    pub async fn set_volume(&self, volume: u8) -> Result<VolumeState> {
-        self.invoke::<player::SetVolume>((volume,)).await
-    }
-
-    /// Mutes or unmutes.
-    pub async fn mute(&self, muted: bool) -> Result<VolumeState> {
-        self.invoke::<player::Mute>((muted,)).await
-    }
-
-    /// Plays the next queue item.
-    pub async fn next(&self) -> Result<PlayerStatus> {
-        self.invoke::<player::Next>(()).await
-    }
-
-    /// Plays the previous queue item.
-    pub async fn previous(&self) -> Result<PlayerStatus> {
-        self.invoke::<player::Previous>(()).await
-    }
-
-    /// Appends `uri` to the queue.
-    pub async fn enqueue(&self, uri: &str, title: Option<&str>) -> Result<Queue> {
-        self.invoke::<player::Enqueue>((uri.to_owned(), title.map(str::to_owned)))
-            .await
-    }
-
-    /// Appends playlist `entries` to the queue in the order given (a fetch returns them in
-    /// playlist order), each with its title: the TV then plays the playlist with `next`. Stops at
-    /// the first refusal (a full queue is fault [`player::FAULT_QUEUE_FULL`]) with what was
-    /// enqueued before it left in place.
-    pub async fn enqueue_entries(&self, entries: &[VerifiedEntry]) -> Result<Queue> {
-        let mut queue = None;
-        for e in entries {
-            queue = Some(self.enqueue(&e.entry.uri, Some(&e.entry.title)).await?);
-        }
-        match queue {
-            Some(q) => Ok(q),
-            None => self.queue().await,
-        }
-    }
-
-    /// Empties the queue except the current item.
-    pub async fn clear_queue(&self) -> Result<Queue> {
-        self.invoke::<player::ClearQueue>(()).await
-    }
-
-    /// The queue.
-    pub async fn queue(&self) -> Result<Queue> {
-        self.invoke::<player::GetQueue>(()).await
-    }
-
-    /// The current status.
-    pub async fn status(&self) -> Result<PlayerStatus> {
-        self.invoke::<player::Status>(()).await
     }
 }
 

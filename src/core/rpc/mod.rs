@@ -1,4 +1,6 @@
-//! RPC in iq stanzas: XEP-0009 Jabber-RPC (XML-RPC in `<query xmlns='jabber:iq:rpc'/>`).
+//! RPC in iq stanzas: XEP-0009 Jabber-RPC (XML-RPC in `<query xmlns='jabber:iq:rpc'/>`), and the
+//! typed layer on top: services declared once ([`ServiceSpec`], [`Method`], [`Event`]), answered by
+//! a [`TypedService`] and called through a [`Remote`] over any [`Caller`].
 //!
 //! Method names are `<service>.<verb>` (`player.play`). Failures travel two ways, kept distinct:
 //! protocol-level refusals are XMPP stanza errors (unknown method → `item-not-found`, wrong params or
@@ -14,7 +16,9 @@
 pub mod call_id;
 mod client;
 pub mod dedup;
+mod remote;
 mod router;
+mod typed;
 mod value_serde;
 pub mod xmlrpc;
 
@@ -22,7 +26,13 @@ pub use call_id::{CallId, NS_CALL};
 pub(crate) use client::call_with;
 pub use client::{call, call_as};
 pub use dedup::{CallLog, CallLogStats};
+pub use remote::{Caller, Remote};
 pub use router::{CallContext, RpcRouter, Service};
+pub use typed::{
+    decode_event, decode_output, decode_params, encode_event, encode_params, method_name, Emitter,
+    Event, Method, ServiceSpec, TypedService,
+};
+pub(crate) use typed::{event, method, service_via_typed};
 
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 

@@ -13,12 +13,10 @@ use std::sync::Arc;
 
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use xmpp_parsers::jid::FullJid;
 
-use super::{method, ServiceSpec, TypedService};
-use crate::core::controller::Controller;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::rpc::xmlrpc::Bytes;
+use crate::core::rpc::{method, Remote, ServiceSpec, TypedService};
 
 /// The disco#info feature of the media library.
 pub const FEATURE: &str = "urn:xmpp:tmp:pmn:media-library:0";
@@ -364,49 +362,32 @@ impl LibraryService {
     }
 }
 
-super::service_via_typed!(LibraryService);
+crate::core::rpc::service_via_typed!(LibraryService);
 
 /// Typed calls to a media library provider.
-#[derive(Clone, Debug)]
-pub struct LibraryClient {
-    controller: Controller,
-    provider: FullJid,
-}
+pub type LibraryClient = Remote<Library>;
 
-impl LibraryClient {
-    pub(crate) fn new(controller: Controller, provider: FullJid) -> Self {
-        Self {
-            controller,
-            provider,
-        }
-    }
-
+impl Remote<Library> {
     /// One page of `container`'s children.
     pub async fn browse(&self, container: &str, offset: u32, limit: u32) -> Result<Page> {
-        self.controller
-            .invoke::<Browse>(&self.provider, &(container.to_owned(), offset, limit))
+        self.call::<Browse>(&(container.to_owned(), offset, limit))
             .await
     }
 
     /// One page of search results.
     pub async fn search(&self, query: &str, offset: u32, limit: u32) -> Result<Page> {
-        self.controller
-            .invoke::<Search>(&self.provider, &(query.to_owned(), offset, limit))
+        self.call::<Search>(&(query.to_owned(), offset, limit))
             .await
     }
 
     /// One item's metadata.
     pub async fn item(&self, id: &str) -> Result<Item> {
-        self.controller
-            .invoke::<GetItem>(&self.provider, &(id.to_owned(),))
-            .await
+        self.call::<GetItem>(&(id.to_owned(),)).await
     }
 
     /// At most `length` (≤ [`MAX_CHUNK`]) bytes of item `id` from `offset`.
     pub async fn read(&self, id: &str, offset: u64, length: u32) -> Result<Chunk> {
-        self.controller
-            .invoke::<Read>(&self.provider, &(id.to_owned(), offset, length))
-            .await
+        self.call::<Read>(&(id.to_owned(), offset, length)).await
     }
 
     /// The whole content of item `id`, chunk by chunk; refuses items larger than `max_bytes` (the

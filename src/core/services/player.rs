@@ -19,10 +19,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use super::{event, method, Emitter, ServiceSpec, TypedService};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::Throttle;
 use crate::core::rpc::xmlrpc::{from_value, to_value, Value};
+use crate::core::rpc::{event, method, Emitter, Remote, ServiceSpec, TypedService};
 
 /// The disco#info feature of the media player (kept from the spec's example).
 pub const FEATURE: &str = "urn.xmpp.tmp.media.player";
@@ -384,12 +384,12 @@ impl MediaPlayer for SimulatedPlayer {
 /// forwards to the TV it is plugged into.
 #[derive(Debug, Clone)]
 pub struct RemotePlayer {
-    client: crate::core::controller::PlayerClient,
+    client: PlayerClient,
 }
 
 impl RemotePlayer {
     /// Forwards every call to the player behind `client`.
-    pub fn new(client: crate::core::controller::PlayerClient) -> Self {
+    pub fn new(client: PlayerClient) -> Self {
         Self { client }
     }
 }
@@ -749,7 +749,78 @@ impl PlayerService {
     }
 }
 
-super::service_via_typed!(PlayerService);
+crate::core::rpc::service_via_typed!(PlayerService);
+
+/// Typed calls to a media player provider: `controller.player(jid)`.
+pub type PlayerClient = Remote<Player>;
+
+impl Remote<Player> {
+    /// Replaces the queue with `uri` and plays it.
+    pub async fn play(&self, uri: &str) -> Result<PlayerStatus> {
+        self.call::<Play>(&(uri.to_owned(),)).await
+    }
+
+    /// Pauses.
+    pub async fn pause(&self) -> Result<PlayerStatus> {
+        self.call::<Pause>(&()).await
+    }
+
+    /// Resumes after a pause.
+    pub async fn resume(&self) -> Result<PlayerStatus> {
+        self.call::<Resume>(&()).await
+    }
+
+    /// Stops.
+    pub async fn stop(&self) -> Result<PlayerStatus> {
+        self.call::<Stop>(&()).await
+    }
+
+    /// Jumps to `position_ms`.
+    pub async fn seek(&self, position_ms: u64) -> Result<PlayerStatus> {
+        self.call::<Seek>(&(position_ms,)).await
+    }
+
+    /// Sets the volume (0..=100).
+    pub async fn set_volume(&self, volume: u8) -> Result<VolumeState> {
+        self.call::<SetVolume>(&(volume,)).await
+    }
+
+    /// Mutes or unmutes.
+    pub async fn mute(&self, muted: bool) -> Result<VolumeState> {
+        self.call::<Mute>(&(muted,)).await
+    }
+
+    /// Plays the next queue item.
+    pub async fn next(&self) -> Result<PlayerStatus> {
+        self.call::<Next>(&()).await
+    }
+
+    /// Plays the previous queue item.
+    pub async fn previous(&self) -> Result<PlayerStatus> {
+        self.call::<Previous>(&()).await
+    }
+
+    /// Appends `uri` to the queue.
+    pub async fn enqueue(&self, uri: &str, title: Option<&str>) -> Result<Queue> {
+        self.call::<Enqueue>(&(uri.to_owned(), title.map(str::to_owned)))
+            .await
+    }
+
+    /// Empties the queue except the current item.
+    pub async fn clear_queue(&self) -> Result<Queue> {
+        self.call::<ClearQueue>(&()).await
+    }
+
+    /// The queue.
+    pub async fn queue(&self) -> Result<Queue> {
+        self.call::<GetQueue>(&()).await
+    }
+
+    /// The current status.
+    pub async fn status(&self) -> Result<PlayerStatus> {
+        self.call::<Status>(&()).await
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -757,8 +828,8 @@ mod tests {
     use crate::core::events::EventNotice;
     use crate::core::events::EventSink;
     use crate::core::rpc::xmlrpc::Value;
+    use crate::core::rpc::{decode_event, decode_output, encode_params, Method};
     use crate::core::rpc::{CallContext, Service};
-    use crate::core::services::{decode_event, decode_output, encode_params, Method};
     use tokio::sync::mpsc;
 
     fn ctx() -> CallContext {

@@ -19,11 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{event, method, Emitter, ServiceSpec, TypedService};
-use crate::core::controller::Controller;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::rpc::xmlrpc::DateTime;
-use xmpp_parsers::jid::FullJid;
+use crate::core::rpc::{event, method, Emitter, Remote, ServiceSpec, TypedService};
 
 /// The disco#info feature of the recorder.
 pub const FEATURE: &str = "urn:xmpp:tmp:pmn:recorder:0";
@@ -416,28 +414,15 @@ impl RecorderService {
     }
 }
 
-super::service_via_typed!(RecorderService);
+crate::core::rpc::service_via_typed!(RecorderService);
 
 /// Typed calls to a recorder provider.
-#[derive(Clone, Debug)]
-pub struct RecorderClient {
-    controller: Controller,
-    provider: FullJid,
-}
+pub type RecorderClient = Remote<Recorder>;
 
-impl RecorderClient {
-    pub(crate) fn new(controller: Controller, provider: FullJid) -> Self {
-        Self {
-            controller,
-            provider,
-        }
-    }
-
+impl Remote<Recorder> {
     /// The channels.
     pub async fn channels(&self) -> Result<Vec<Channel>> {
-        self.controller
-            .invoke::<Channels>(&self.provider, &())
-            .await
+        self.call::<Channels>(&()).await
     }
 
     /// Schedules a recording of `channel` from `start` to `end` (Unix seconds, UTC).
@@ -454,23 +439,17 @@ impl RecorderClient {
             format_datetime(end),
             title.to_owned(),
         );
-        self.controller
-            .invoke::<Schedule>(&self.provider, &params)
-            .await
+        self.call::<Schedule>(&params).await
     }
 
     /// Recordings not yet finished.
     pub async fn scheduled(&self) -> Result<Vec<Recording>> {
-        self.controller
-            .invoke::<Scheduled>(&self.provider, &())
-            .await
+        self.call::<Scheduled>(&()).await
     }
 
     /// Cancels recording `id`.
     pub async fn cancel(&self, id: u32) -> Result<Recording> {
-        self.controller
-            .invoke::<Cancel>(&self.provider, &(id,))
-            .await
+        self.call::<Cancel>(&(id,)).await
     }
 }
 
@@ -479,8 +458,8 @@ mod tests {
     use super::*;
     use crate::core::events::EventSink;
     use crate::core::rpc::xmlrpc::Value;
+    use crate::core::rpc::{decode_output, encode_params, Method};
     use crate::core::rpc::{CallContext, Service};
-    use crate::core::services::{decode_output, encode_params, Method};
 
     fn ctx() -> CallContext {
         CallContext {
