@@ -86,12 +86,18 @@ async fn main() {
     .expect("guest");
 
     // The approval round, as the owner's phone sees it.
-    let mut requests = owner.access_requests().expect("owner role");
+    let mut requests = owner
+        .owner()
+        .expect("an owner device")
+        .access_requests()
+        .expect("owner role");
     let asking = {
         let guest = guest.clone();
         let home = home.clone();
         tokio::spawn(async move {
             guest
+                .guest()
+                .expect("the tunnel is on")
                 .request_access(home, vec![Scope::Playback], None, None, T)
                 .await
         })
@@ -102,6 +108,8 @@ async fn main() {
         .expect("request");
     let approving = Instant::now();
     owner
+        .owner()
+        .expect("an owner device")
         .approve(request.id, vec![Scope::Playback], unix_now() + 3600)
         .await
         .expect("approve");

@@ -198,19 +198,27 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
     let provider = tv("FFI tunnel TV", Some(tv_keys.options(false))).await;
     let mut phone = phone(Some(phone_keys.options(false))).await;
     let jid = phone.find("FFI tunnel TV").await;
-    assert!(provider.trusted_devices().unwrap().is_empty());
+    assert!(provider.trust().unwrap().trusted_devices().is_empty());
 
     // Not paired yet: the call is refused, nothing in clear; both apps are told.
     let phone_alerts = Arc::new(Alerts::default());
     let tv_alerts = Arc::new(Alerts::default());
     let _w1 = phone
         .controller
-        .watch_tunnel_failures(phone_alerts.clone())
-        .expect("watch");
+        .trust()
+        .expect("the tunnel is on")
+        .watch_tunnel_failures(phone_alerts.clone());
     let _w2 = provider
-        .watch_tunnel_failures(tv_alerts.clone())
-        .expect("watch");
-    let e = phone.controller.status(jid.clone()).await.unwrap_err();
+        .trust()
+        .expect("the tunnel is on")
+        .watch_tunnel_failures(tv_alerts.clone());
+    let e = phone
+        .controller
+        .player(jid.clone())
+        .unwrap()
+        .status()
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, PmnError::Forbidden { .. } | PmnError::Tls { .. }),
         "{e}"
@@ -222,13 +230,19 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
     assert!(matches!(alert, PmnError::Forbidden { .. }), "{alert:?}");
 
     let screen = Arc::new(TvScreen::default());
-    let _watch = provider.watch_pairing(screen.clone()).expect("watch");
-    let code = provider.start_pairing().expect("code");
+    let _watch = provider
+        .trust()
+        .unwrap()
+        .watch_pairing(screen.clone())
+        .expect("watch");
+    let code = provider.trust().unwrap().start_pairing().expect("code");
     assert_eq!(code.len(), 6);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let listener = Arc::new(Pairing::default());
     let e = phone
         .controller
+        .trust()
+        .unwrap()
         .pair(jid.clone(), wrong.into(), listener.clone())
         .await
         .unwrap_err();
@@ -240,15 +254,25 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
             ..
         })
     ));
-    assert!(phone.controller.trusted_devices().unwrap().is_empty());
+    assert!(phone
+        .controller
+        .trust()
+        .unwrap()
+        .trusted_devices()
+        .is_empty());
 
     let device = phone
         .controller
+        .trust()
+        .unwrap()
         .pair(jid.clone(), code.clone(), listener.clone())
         .await
         .expect("paired");
     assert_eq!(device.jid, bare(&jid));
-    assert_eq!(device.fingerprint, provider.device_fingerprint().unwrap());
+    assert_eq!(
+        device.fingerprint,
+        provider.trust().unwrap().device_fingerprint()
+    );
     assert_eq!(device.source, TrustSource::Paired);
     assert_eq!(
         listener.results.lock().unwrap().pop(),
@@ -261,12 +285,15 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
         listener.calls.lock().unwrap().last(),
         Some(&format!("{jid} {code}"))
     );
-    assert_eq!(phone.controller.trusted_devices().unwrap(), vec![device]);
-    let on_tv = provider.trusted_devices().unwrap();
+    assert_eq!(
+        phone.controller.trust().unwrap().trusted_devices(),
+        vec![device]
+    );
+    let on_tv = provider.trust().unwrap().trusted_devices();
     assert_eq!(on_tv.len(), 1);
     assert_eq!(
         on_tv[0].fingerprint,
-        phone.controller.device_fingerprint().unwrap()
+        phone.controller.trust().unwrap().device_fingerprint()
     );
     // The TV's screen heard both attempts: the wrong code, then the pairing.
     let ((failed_peer, error), (paired_peer, paired)) = screen.both().await;
@@ -282,11 +309,19 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
         .expect("subscribe through the tunnel");
     let playing = phone
         .controller
-        .play(jid.clone(), "file:///movies/a.mkv".into())
+        .player(jid.clone())
+        .unwrap()
+        .play("file:///movies/a.mkv".into())
         .await
         .expect("play");
     assert_eq!(playing.state, PlaybackState::Playing);
-    let paused = phone.controller.pause(jid.clone()).await.expect("pause");
+    let paused = phone
+        .controller
+        .player(jid.clone())
+        .unwrap()
+        .pause()
+        .await
+        .expect("pause");
     assert_eq!(paused.state, PlaybackState::Paused);
     assert_eq!(phone.state_event().await, PlaybackState::Playing);
     assert_eq!(phone.state_event().await, PlaybackState::Paused);
@@ -295,11 +330,24 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
     // The phone stops trusting the TV: its tunnel closes and the next call is refused.
     assert!(phone
         .controller
+        .trust()
+        .unwrap()
         .revoke_device(bare(&jid), device_fp(&provider))
         .await
         .unwrap());
-    assert!(phone.controller.trusted_devices().unwrap().is_empty());
-    let e = phone.controller.status(jid.clone()).await.unwrap_err();
+    assert!(phone
+        .controller
+        .trust()
+        .unwrap()
+        .trusted_devices()
+        .is_empty());
+    let e = phone
+        .controller
+        .player(jid.clone())
+        .unwrap()
+        .status()
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, PmnError::Forbidden { .. } | PmnError::Tls { .. }),
         "{e}"
@@ -309,7 +357,7 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
 }
 
 fn device_fp(provider: &Provider) -> String {
-    provider.device_fingerprint().unwrap()
+    provider.trust().unwrap().device_fingerprint()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,9 +367,11 @@ async fn a_provider_that_revokes_a_phone_refuses_its_next_call_and_pins_survive_
     let provider = tv("FFI revoking TV", Some(tv_keys.options(true))).await;
     let mut first = phone(Some(phone_keys.options(true))).await;
     let jid = first.find("FFI revoking TV").await;
-    let code = provider.start_pairing().unwrap();
+    let code = provider.trust().unwrap().start_pairing().unwrap();
     first
         .controller
+        .trust()
+        .unwrap()
         .pair(jid.clone(), code, Arc::new(Pairing::default()))
         .await
         .expect("paired");
@@ -329,24 +379,39 @@ async fn a_provider_that_revokes_a_phone_refuses_its_next_call_and_pins_survive_
 
     // The same phone (same key store, same trust file) comes back: no pairing needed.
     let mut again = phone(Some(phone_keys.options(true))).await;
-    assert_eq!(again.controller.trusted_devices().unwrap().len(), 1);
+    assert_eq!(again.controller.trust().unwrap().trusted_devices().len(), 1);
     let jid = again.find("FFI revoking TV").await;
     again
         .controller
-        .status(jid.clone())
+        .player(jid.clone())
+        .unwrap()
+        .status()
         .await
         .expect("pinned from the trust file");
 
     // The TV revokes the phone (lost): the next call is refused.
-    let phone_fp = again.controller.device_fingerprint().unwrap();
+    let phone_fp = again.controller.trust().unwrap().device_fingerprint();
     assert!(provider
+        .trust()
+        .unwrap()
         .revoke_device(bare(&jid), phone_fp.clone())
         .await
         .unwrap());
-    assert!(!provider.revoke_device(bare(&jid), phone_fp).await.unwrap());
-    let left = provider.trusted_devices().unwrap();
+    assert!(!provider
+        .trust()
+        .unwrap()
+        .revoke_device(bare(&jid), phone_fp)
+        .await
+        .unwrap());
+    let left = provider.trust().unwrap().trusted_devices();
     assert!(left.is_empty(), "{left:?}");
-    let e = again.controller.status(jid.clone()).await.unwrap_err();
+    let e = again
+        .controller
+        .player(jid.clone())
+        .unwrap()
+        .status()
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -358,7 +423,13 @@ async fn a_provider_that_revokes_a_phone_refuses_its_next_call_and_pins_survive_
         "{e}"
     );
     // And stays refused (a new tunnel is not accepted).
-    let e = again.controller.status(jid).await.unwrap_err();
+    let e = again
+        .controller
+        .player(jid)
+        .unwrap()
+        .status()
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, PmnError::Forbidden { .. } | PmnError::Tls { .. }),
         "{e}"
@@ -369,35 +440,19 @@ async fn a_provider_that_revokes_a_phone_refuses_its_next_call_and_pins_survive_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_tunnel_the_e2e_methods_are_config_errors() {
+    // Without ConnectionConfig.e2e there is no trust facet at all: every pairing, listing and
+    // revocation is refused where the app asks for it, before anything is sent.
     let provider = tv("FFI plain TV", None).await;
-    assert!(matches!(
-        provider.start_pairing(),
-        Err(PmnError::Config { .. })
-    ));
-    assert!(matches!(
-        provider.trusted_devices(),
-        Err(PmnError::Config { .. })
-    ));
+    assert!(matches!(provider.trust(), Err(PmnError::Config { .. })));
     let mut plain = phone(None).await;
-    let jid = plain.find("FFI plain TV").await;
+    let _jid = plain.find("FFI plain TV").await;
     assert!(matches!(
-        plain.controller.trusted_devices(),
-        Err(PmnError::Config { .. })
-    ));
-    assert!(matches!(
-        plain
-            .controller
-            .pair(jid, "123456".into(), Arc::new(Pairing::default()))
-            .await,
-        Err(PmnError::Config { .. })
-    ));
-    assert!(matches!(
-        plain.controller.device_fingerprint(),
+        plain.controller.trust(),
         Err(PmnError::Config { .. })
     ));
     provider.stop().await;
     assert!(matches!(
-        provider.stop_pairing(),
+        provider.trust(),
         Err(PmnError::NotConnected { .. })
     ));
     plain.controller.disconnect().await;
@@ -414,13 +469,19 @@ async fn bad_jids_fingerprints_and_trust_files_are_config_errors() {
     ] {
         assert!(
             matches!(
-                provider.revoke_device(jid.into(), fp.into()).await,
+                provider
+                    .trust()
+                    .unwrap()
+                    .revoke_device(jid.into(), fp.into())
+                    .await,
                 Err(PmnError::Config { .. })
             ),
             "{jid} {fp}"
         );
     }
     assert!(!provider
+        .trust()
+        .unwrap()
         .revoke_device("home@home.test".into(), "ab".repeat(32))
         .await
         .unwrap());

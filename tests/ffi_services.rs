@@ -163,7 +163,9 @@ async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
     let tv = phone.provider("App Player").await.jid;
     let c = phone.controller.clone();
     let s = c
-        .play(tv.clone(), "file:///one".into())
+        .player(tv.clone())
+        .unwrap()
+        .play("file:///one".into())
         .await
         .expect("play");
     assert_eq!(
@@ -171,19 +173,43 @@ async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
         (PlaybackState::Playing, Some(600_000))
     );
     assert_eq!(
-        c.seek(tv.clone(), 1234).await.expect("seek").position_ms,
+        c.player(tv.clone())
+            .unwrap()
+            .seek(1234)
+            .await
+            .expect("seek")
+            .position_ms,
         1234
     );
-    c.enqueue(tv.clone(), "file:///two".into(), Some("Two".into()))
+    c.player(tv.clone())
+        .unwrap()
+        .enqueue("file:///two".into(), Some("Two".into()))
         .await
         .expect("enqueue");
-    assert_eq!(c.queue(tv.clone()).await.expect("queue").items.len(), 2);
     assert_eq!(
-        c.next(tv.clone()).await.expect("next").title.as_deref(),
+        c.player(tv.clone())
+            .unwrap()
+            .queue()
+            .await
+            .expect("queue")
+            .items
+            .len(),
+        2
+    );
+    assert_eq!(
+        c.player(tv.clone())
+            .unwrap()
+            .next()
+            .await
+            .expect("next")
+            .title
+            .as_deref(),
         Some("Two")
     );
     assert_eq!(
-        c.previous(tv.clone())
+        c.player(tv.clone())
+            .unwrap()
+            .previous()
             .await
             .expect("previous")
             .uri
@@ -191,7 +217,13 @@ async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
         Some("file:///one")
     );
     assert_eq!(
-        c.clear_queue(tv.clone()).await.expect("clear").items.len(),
+        c.player(tv.clone())
+            .unwrap()
+            .clear_queue()
+            .await
+            .expect("clear")
+            .items
+            .len(),
         1
     );
     let handle = c
@@ -199,7 +231,11 @@ async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
         .await
         .expect("subscribe");
     assert_eq!(
-        c.set_volume(tv.clone(), 30).await.expect("volume"),
+        c.player(tv.clone())
+            .unwrap()
+            .set_volume(30)
+            .await
+            .expect("volume"),
         VolumeState {
             volume: 30,
             muted: false
@@ -209,18 +245,28 @@ async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
         .event(|e| matches!(e, ServiceEvent::PlayerVolumeChanged { .. }))
         .await;
     assert!(matches!(e, ServiceEvent::PlayerVolumeChanged { volume, .. } if volume.volume == 30));
-    assert!(c.mute(tv.clone(), true).await.expect("mute").muted);
+    assert!(
+        c.player(tv.clone())
+            .unwrap()
+            .mute(true)
+            .await
+            .expect("mute")
+            .muted
+    );
     handle.cancel();
     assert!(matches!(
-        c.set_volume(tv.clone(), 101).await,
+        c.player(tv.clone()).unwrap().set_volume(101).await,
         Err(PmnError::BadParams { .. })
     ));
     assert!(matches!(
-        c.seek(tv.clone(), 700_000).await,
+        c.player(tv.clone()).unwrap().seek(700_000).await,
         Err(PmnError::Fault { code: 416, .. })
     ));
     assert!(matches!(
-        c.browse(tv.clone(), String::new(), 0, 10).await,
+        c.library(tv.clone())
+            .unwrap()
+            .browse(String::new(), 0, 10)
+            .await,
         Err(PmnError::UnknownMethod { .. })
     ));
     assert!(matches!(
@@ -255,7 +301,10 @@ async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
     .expect("provider");
     let refusing = phone.provider("Refusing").await.jid;
     assert!(matches!(
-        c.play(refusing.clone(), "file:///x".into()).await,
+        c.player(refusing.clone())
+            .unwrap()
+            .play("file:///x".into())
+            .await,
         Err(PmnError::Fault { code: 451, .. })
     ));
     let broken = pmn::start_player_provider(
@@ -273,11 +322,19 @@ async fn an_app_player_is_a_provider_driven_through_the_exported_api() {
     .expect("provider");
     let broken_jid = phone.provider("Broken").await.jid;
     assert!(matches!(
-        c.play(broken_jid.clone(), "file:///x".into()).await,
+        c.player(broken_jid.clone())
+            .unwrap()
+            .play("file:///x".into())
+            .await,
         Err(PmnError::Fault { code: 500, .. })
     ));
     assert_eq!(
-        c.status(broken_jid).await.expect("still serving").state,
+        c.player(broken_jid)
+            .unwrap()
+            .status()
+            .await
+            .expect("still serving")
+            .state,
         PlaybackState::Stopped
     );
     for p in [provider, typed, broken] {
@@ -300,7 +357,9 @@ async fn recorder_and_library_through_the_exported_api() {
     assert_eq!(info.services.len(), 3);
     let (c, box_) = (phone.controller.clone(), info.jid);
     assert!(c
-        .channels(box_.clone())
+        .recorder(box_.clone())
+        .unwrap()
+        .channels()
         .await
         .expect("channels")
         .iter()
@@ -314,39 +373,45 @@ async fn recorder_and_library_through_the_exported_api() {
         .await
         .expect("subscribe");
     let rec = c
-        .schedule_recording(box_.clone(), "one".into(), now + 1, now + 2, "News".into())
+        .recorder(box_.clone())
+        .unwrap()
+        .schedule("one".into(), now + 1, now + 2, "News".into())
         .await
         .expect("schedule");
     assert_eq!((rec.start, rec.state), (now + 1, RecordingState::Scheduled));
     assert!(matches!(
-        c.schedule_recording(box_.clone(), "two".into(), now + 1, now + 3, "Clash".into())
+        c.recorder(box_.clone())
+            .unwrap()
+            .schedule("two".into(), now + 1, now + 3, "Clash".into())
             .await,
         Err(PmnError::Fault { code: 409, .. })
     ));
     assert!(matches!(
-        c.schedule_recording(box_.clone(), "two".into(), now - 9, now - 1, "Past".into())
+        c.recorder(box_.clone())
+            .unwrap()
+            .schedule("two".into(), now - 9, now - 1, "Past".into())
             .await,
         Err(PmnError::Fault { code: 422, .. })
     ));
     let later = c
-        .schedule_recording(
-            box_.clone(),
-            "two".into(),
-            now + 600,
-            now + 700,
-            "Later".into(),
-        )
+        .recorder(box_.clone())
+        .unwrap()
+        .schedule("two".into(), now + 600, now + 700, "Later".into())
         .await
         .expect("schedule");
     assert_eq!(
-        c.scheduled_recordings(box_.clone())
+        c.recorder(box_.clone())
+            .unwrap()
+            .scheduled()
             .await
             .expect("list")
             .len(),
         2
     );
     assert_eq!(
-        c.cancel_recording(box_.clone(), later.id)
+        c.recorder(box_.clone())
+            .unwrap()
+            .cancel(later.id)
             .await
             .expect("cancel")
             .id,
@@ -362,30 +427,44 @@ async fn recorder_and_library_through_the_exported_api() {
     );
 
     let page = c
-        .browse(box_.clone(), "videos".into(), 9_900, 200)
+        .library(box_.clone())
+        .unwrap()
+        .browse("videos".into(), 9_900, 200)
         .await
         .expect("browse");
     assert_eq!((page.items.len(), page.total), (100, 10_000));
     let hits = c
-        .search(box_.clone(), "Film 4242".into(), 0, 10)
+        .library(box_.clone())
+        .unwrap()
+        .search("Film 4242".into(), 0, 10)
         .await
         .expect("search");
     assert_eq!(hits.total, 1);
     let item = c
-        .library_item(box_.clone(), "videos/4242".into())
+        .library(box_.clone())
+        .unwrap()
+        .item("videos/4242".into())
         .await
         .expect("item");
     assert_eq!(item.kind, ItemKind::Video);
     assert!(matches!(
-        c.browse(box_.clone(), "videos".into(), 0, 0).await,
+        c.library(box_.clone())
+            .unwrap()
+            .browse("videos".into(), 0, 0)
+            .await,
         Err(PmnError::BadParams { .. })
     ));
     assert!(matches!(
-        c.library_item(box_.clone(), "videos/10000".into()).await,
+        c.library(box_.clone())
+            .unwrap()
+            .item("videos/10000".into())
+            .await,
         Err(PmnError::Fault { code: 404, .. })
     ));
     let chunk = c
-        .library_read(box_.clone(), "videos/4242".into(), 99_990, 1000)
+        .library(box_.clone())
+        .unwrap()
+        .read("videos/4242".into(), 99_990, 1000)
         .await
         .expect("read");
     assert_eq!(
@@ -397,16 +476,22 @@ async fn recorder_and_library_through_the_exported_api() {
         pmn::core::services::library::generated_bytes(4242, 99_990, 10)
     );
     assert!(matches!(
-        c.library_read(box_.clone(), "videos/4242".into(), 0, 1 << 20)
+        c.library(box_.clone())
+            .unwrap()
+            .read("videos/4242".into(), 0, 1 << 20)
             .await,
         Err(PmnError::BadParams { .. })
     ));
     assert!(matches!(
-        c.library_read(box_.clone(), "videos".into(), 0, 10).await,
+        c.library(box_.clone())
+            .unwrap()
+            .read("videos".into(), 0, 10)
+            .await,
         Err(PmnError::Fault { code: 404, .. })
     ));
+    // The provider's JID is parsed once, when the app takes the facet.
     assert!(matches!(
-        c.channels("not a jid".into()).await,
+        c.recorder("not a jid".into()),
         Err(PmnError::Config { .. })
     ));
     provider.stop().await;

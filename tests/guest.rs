@@ -194,11 +194,18 @@ async fn ask(
     romeo: &Controller,
     reason: Option<&'static str>,
 ) -> (Asking, pmn::core::access::PendingRequest) {
-    let mut requests = host.phone.access_requests().expect("owner");
+    let mut requests = host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .access_requests()
+        .expect("owner");
     let asking = {
         let romeo = romeo.clone();
         tokio::spawn(async move {
             romeo
+                .guest()
+                .expect("the tunnel is on")
                 .request_access(home(), vec![Scope::Playback], None, reason, ASK)
                 .await
         })
@@ -228,6 +235,8 @@ async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> Str
     );
     let issued = host
         .phone
+        .owner()
+        .expect("an owner device")
         .approve(request.id, scopes, unix_now() + TWO_HOURS)
         .await
         .expect("approve");
@@ -243,7 +252,11 @@ async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> Str
         romeo.player(host.tv_jid()).status().await.is_err(),
         "TV trusted before confirming"
     );
-    let access = romeo.confirm_access(&home()).expect("confirmed");
+    let access = romeo
+        .guest()
+        .expect("the tunnel is on")
+        .confirm_access(&home())
+        .expect("confirmed");
     assert_eq!(access.network, home());
     assert_eq!(access.devices, vec![host.tv_keys.fingerprint()]);
     assert_eq!(access.grant, issued.grant.id);
@@ -293,7 +306,13 @@ async fn guest_asks_owner_approves_playback_guest_plays_revoke_ends_it() {
     assert!(is_forbidden(&player.clear_queue().await));
 
     // The owner lists the grant and reads the audit log.
-    let grants = host.phone.access_grants().await.expect("list");
+    let grants = host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .access_grants()
+        .await
+        .expect("list");
     let listed: Vec<_> = grants
         .iter()
         .filter(|g| g.grant.id.as_str() == grant)
@@ -304,7 +323,13 @@ async fn guest_asks_owner_approves_playback_guest_plays_revoke_ends_it() {
         listed[0].grant.guest,
         romeo.session().jid().unwrap().to_bare()
     );
-    let audit = host.phone.access_audit(&tv, 0).await.expect("audit");
+    let audit = host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .access_audit(&tv, 0)
+        .await
+        .expect("audit");
     let has = |kind: AuditKind, method: Option<&str>| {
         audit
             .iter()
@@ -344,6 +369,8 @@ async fn guest_asks_owner_approves_playback_guest_plays_revoke_ends_it() {
     let mut updates = romeo.updates();
     let revoked = host
         .phone
+        .owner()
+        .expect("an owner device")
         .revoke_grant(&pmn::core::access::GrantId::new(grant.clone()).unwrap())
         .await
         .expect("revoke");
@@ -365,7 +392,13 @@ async fn guest_asks_owner_approves_playback_guest_plays_revoke_ends_it() {
     })
     .await
     .expect("the TV leaves the guest's directory after revocation");
-    let grants = host.phone.access_grants().await.expect("list");
+    let grants = host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .access_grants()
+        .await
+        .expect("list");
     assert!(grants
         .iter()
         .filter(|g| g.grant.id.as_str() == grant)
@@ -381,16 +414,35 @@ async fn denied_guest_gets_forbidden_and_no_tunnel() {
     let (ask, request) = ask(&host, &romeo, None).await;
     // Asking the same network again while waiting is a typed error, not a lost answer.
     let twice = romeo
+        .guest()
+        .expect("the tunnel is on")
         .request_access(home(), vec![Scope::Playback], None, None, ASK)
         .await;
     assert_eq!(twice.unwrap_err().kind(), ErrorKind::BadParams);
-    host.phone.deny(request.id).await.expect("deny");
+    host.phone
+        .owner()
+        .expect("an owner device")
+        .deny(request.id)
+        .await
+        .expect("deny");
     let outcome = ask.await.expect("task");
     assert!(is_forbidden(&outcome), "{outcome:?}");
-    assert!(host.phone.pending_access_requests().unwrap().is_empty());
+    assert!(host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .pending_access_requests()
+        .unwrap()
+        .is_empty());
     // Answering twice is a typed error, not a panic.
     assert_eq!(
-        host.phone.deny(request.id).await.unwrap_err().kind(),
+        host.phone
+            .owner()
+            .expect("an owner device")
+            .deny(request.id)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::BadParams
     );
     // Nothing trusted, nothing granted: a call to the TV fails before any control is sent.
@@ -488,7 +540,12 @@ async fn a_request_flood_neither_grows_memory_nor_spams_the_owner() {
     let (flooder, _rx) = Session::connect(session_config(&flood_account, "flood"))
         .await
         .expect("session");
-    let mut requests = host.phone.access_requests().expect("owner");
+    let mut requests = host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .access_requests()
+        .expect("owner");
     let network = Jid::from(home());
     for i in 0..1000u32 {
         let mut fp = [0u8; 32];
@@ -511,7 +568,12 @@ async fn a_request_flood_neither_grows_memory_nor_spams_the_owner() {
     let limits = pmn::core::access::IntakeLimits::default();
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        let pending = host.phone.pending_access_requests().unwrap();
+        let pending = host
+            .phone
+            .owner()
+            .expect("an owner device")
+            .pending_access_requests()
+            .unwrap();
         if pending
             .iter()
             .any(|p| p.device == DeviceFingerprint([0xee; 32]))
@@ -546,6 +608,8 @@ async fn a_request_flood_neither_grows_memory_nor_spams_the_owner() {
     // The TV, which hears every request too, logged only the guest's first burst.
     let audit = host
         .phone
+        .owner()
+        .expect("an owner device")
         .access_audit(&host.tv_jid(), 0)
         .await
         .expect("audit");
@@ -662,6 +726,8 @@ async fn the_host_tv_reads_only_the_one_shared_item() {
 
     let item = "videos/7";
     let issued = phone
+        .owner()
+        .expect("an owner device")
         .grant_access(
             home(),
             DeviceFingerprint(tv_keys.fingerprint()),
@@ -726,7 +792,13 @@ async fn malformed_requests_are_ignored_by_the_owner() {
         eve.send(message).expect("send");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(host.phone.pending_access_requests().unwrap().is_empty());
+    assert!(host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .pending_access_requests()
+        .unwrap()
+        .is_empty());
     assert!(host.phone.player(host.tv_jid()).status().await.is_ok());
     eve.close().await;
     host.stop().await;
@@ -809,6 +881,8 @@ async fn forged_replayed_rolled_back_expired_and_malformed_grants_are_refused_on
     // Replayed: the grant Romeo holds, installed a second time.
     let held = host
         .phone
+        .owner()
+        .expect("an owner device")
         .access_grants()
         .await
         .expect("list")
@@ -847,7 +921,12 @@ async fn forged_replayed_rolled_back_expired_and_malformed_grants_are_refused_on
     // Rolled back: after a revocation the ACL version moved on; a grant signed for the old one
     // (e.g. captured earlier and replayed by a device) is refused.
     let stale = sign(draft(version, unix_now() + 600));
-    host.phone.revoke_grant(&held.id).await.expect("revoke");
+    host.phone
+        .owner()
+        .expect("an owner device")
+        .revoke_grant(&held.id)
+        .await
+        .expect("revoke");
     assert!(host.tv.access().unwrap().version() > version);
     assert_eq!(push(stale.into()).await, Some(DefinedCondition::Forbidden));
     // Malformed: bad-request, and the provider keeps serving.
@@ -857,7 +936,13 @@ async fn forged_replayed_rolled_back_expired_and_malformed_grants_are_refused_on
     assert_eq!(push(malformed).await, Some(DefinedCondition::BadRequest));
     assert!(host.phone.player(tv.clone()).status().await.is_ok());
     // The audit log recorded the refusals.
-    let audit = host.phone.access_audit(&tv, 0).await.expect("audit");
+    let audit = host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .access_audit(&tv, 0)
+        .await
+        .expect("audit");
     let refused = audit
         .iter()
         .filter(|r| r.kind == AuditKind::Deny && r.detail.starts_with("grant refused"))
@@ -901,6 +986,8 @@ async fn a_provider_that_was_off_catches_up_on_grants_and_revocations() {
     // file, and the owner's phone revokes it there at once.
     let revoked = host
         .phone
+        .owner()
+        .expect("an owner device")
         .revoke_grant(&pmn::core::access::GrantId::new(grant).unwrap())
         .await
         .expect("revoke");
@@ -945,6 +1032,8 @@ async fn a_non_owner_device_cannot_grant_and_a_revoked_owners_grants_end() {
     );
     let accomplice = DeviceFingerprint([0x66; 32]);
     let refused = tablet
+        .owner()
+        .expect("an owner device")
         .grant_access(
             "mallory@friend.test".parse().unwrap(),
             accomplice,
@@ -996,11 +1085,17 @@ async fn an_expired_guest_loses_the_households_presence() {
     let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     let (asking, request) = ask(&host, &romeo, None).await;
     host.phone
+        .owner()
+        .expect("an owner device")
         .approve(request.id, vec![Scope::Playback], unix_now() + 6)
         .await
         .expect("approve");
     asking.await.expect("task").expect("granted");
-    romeo.confirm_access(&home()).expect("confirmed");
+    romeo
+        .guest()
+        .expect("the tunnel is on")
+        .confirm_access(&home())
+        .expect("confirmed");
     let home_jid = home();
     let subscription = |romeo: Controller| {
         let home_jid = home_jid.clone();
@@ -1114,6 +1209,8 @@ async fn a_decision_forged_by_the_server_pins_nothing() {
             let romeo = romeo.clone();
             tokio::spawn(async move {
                 romeo
+                    .guest()
+                    .expect("the tunnel is on")
                     .request_access(home(), vec![Scope::Playback], None, None, ASK)
                     .await
             })
@@ -1130,7 +1227,10 @@ async fn a_decision_forged_by_the_server_pins_nothing() {
                 "nothing pinned before the user confirms"
             );
             // The owner's phone shows no code for this (it never approved): Romeo rejects.
-            assert!(romeo.reject_access(&home()));
+            assert!(romeo
+                .guest()
+                .expect("the tunnel is on")
+                .reject_access(&home()));
             assert!(!romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv.0));
         } else {
             let e = outcome.expect_err("an unsigned approval");
@@ -1139,13 +1239,29 @@ async fn a_decision_forged_by_the_server_pins_nothing() {
         }
         // Julia's phone got the request too: deny it, and let the denial land (Romeo ignores it,
         // nothing is pending) before the next round asks again.
-        for p in host.phone.pending_access_requests().unwrap() {
-            let _ = host.phone.deny(p.id).await;
+        for p in host
+            .phone
+            .owner()
+            .expect("an owner device")
+            .pending_access_requests()
+            .unwrap()
+        {
+            let _ = host
+                .phone
+                .owner()
+                .expect("an owner device")
+                .deny(p.id)
+                .await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(
-        romeo.confirm_access(&home()).unwrap_err().kind(),
+        romeo
+            .guest()
+            .expect("the tunnel is on")
+            .confirm_access(&home())
+            .unwrap_err()
+            .kind(),
         ErrorKind::Forbidden,
         "nothing waits for confirmation"
     );
@@ -1174,6 +1290,8 @@ async fn a_revocation_cannot_spread_back_from_a_provider_that_missed_it() {
     tv2.stop().await;
     let revoked = host
         .phone
+        .owner()
+        .expect("an owner device")
         .revoke_grant(&pmn::core::access::GrantId::new(grant).unwrap())
         .await
         .expect("revoke");
@@ -1207,12 +1325,18 @@ async fn grant_romeo_on(host: &Host, romeo: &Controller, providers: usize) -> St
     let (ask, request) = ask(host, romeo, Some("film night")).await;
     let issued = host
         .phone
+        .owner()
+        .expect("an owner device")
         .approve(request.id, vec![Scope::Playback], unix_now() + TWO_HOURS)
         .await
         .expect("approve");
     assert_eq!(issued.installed_on.len(), providers, "{issued:?}");
     ask.await.expect("task").expect("granted");
-    romeo.confirm_access(&home()).expect("confirmed");
+    romeo
+        .guest()
+        .expect("the tunnel is on")
+        .confirm_access(&home())
+        .expect("confirmed");
     issued.grant.id.to_string()
 }
 
@@ -1230,6 +1354,8 @@ async fn an_owner_adds_lists_and_removes_a_second_owner() {
     discover(&tablet, &host.tv).await;
     let mallory = || async {
         tablet
+            .owner()
+            .expect("an owner device")
             .grant_access(
                 "mallory@friend.test".parse().unwrap(),
                 DeviceFingerprint([0x66; 32]),
@@ -1241,10 +1367,16 @@ async fn an_owner_adds_lists_and_removes_a_second_owner() {
     };
     assert_eq!(mallory().await.unwrap_err().kind(), ErrorKind::Forbidden);
     // The non-owner cannot add itself either.
-    let tablet_spki = tablet.owner_public_key().expect("owner role configured");
+    let tablet_spki = tablet
+        .owner()
+        .expect("an owner device")
+        .owner_public_key()
+        .expect("owner role configured");
     let tablet_fp = DeviceFingerprint(tablet_keys.fingerprint());
     assert_eq!(
         tablet
+            .owner()
+            .expect("an owner device")
             .add_owner(tablet_spki.clone(), tablet_fp)
             .await
             .unwrap_err()
@@ -1254,11 +1386,19 @@ async fn an_owner_adds_lists_and_removes_a_second_owner() {
     // Julia's phone adds it.
     let took = host
         .phone
+        .owner()
+        .expect("an owner device")
         .add_owner(tablet_spki.clone(), tablet_fp)
         .await
         .expect("add");
     assert_eq!(took, vec![host.tv_jid()]);
-    let owners = host.phone.owner_keys().await.expect("list");
+    let owners = host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .owner_keys()
+        .await
+        .expect("list");
     assert_eq!(owners.len(), 2, "{owners:?}");
     let phone_fp = DeviceFingerprint(host.phone_keys.fingerprint());
     assert!(owners.iter().any(|o| o.device == Some(phone_fp)));
@@ -1269,9 +1409,23 @@ async fn an_owner_adds_lists_and_removes_a_second_owner() {
     mallory().await.expect("an owner's grant");
     assert_eq!(host.tv.access().unwrap().active_grants().len(), 2);
     // …until Julia removes its key: they end, Romeo's (signed by Julia) stays.
-    host.phone.remove_owner(tablet_spki).await.expect("remove");
+    host.phone
+        .owner()
+        .expect("an owner device")
+        .remove_owner(tablet_spki)
+        .await
+        .expect("remove");
     assert_eq!(host.tv.access().unwrap().active_grants().len(), 1);
-    assert_eq!(host.phone.owner_keys().await.expect("list").len(), 1);
+    assert_eq!(
+        host.phone
+            .owner()
+            .expect("an owner device")
+            .owner_keys()
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     assert!(romeo.player(host.tv_jid()).status().await.is_ok());
     tablet.close().await;
     romeo.close().await;
@@ -1324,9 +1478,15 @@ async fn a_removed_owner_key_is_removed_from_a_provider_that_was_off() {
     grant_romeo_on(&host, &romeo, 2).await; // Julia's key is the first on both TVs
     let tablet_keys = keys("julia-tablet");
     let tablet = start_phone(session_config(&HOME, "tablet"), &tablet_keys, true).await;
-    let tablet_spki = tablet.owner_public_key().expect("owner role configured");
+    let tablet_spki = tablet
+        .owner()
+        .expect("an owner device")
+        .owner_public_key()
+        .expect("owner role configured");
     let took = host
         .phone
+        .owner()
+        .expect("an owner device")
         .add_owner(
             tablet_spki.clone(),
             DeviceFingerprint(tablet_keys.fingerprint()),
@@ -1344,7 +1504,12 @@ async fn a_removed_owner_key_is_removed_from_a_provider_that_was_off() {
     };
     assert!(held(&tv2));
     tv2.stop().await;
-    host.phone.remove_owner(tablet_spki).await.expect("remove");
+    host.phone
+        .owner()
+        .expect("an owner device")
+        .remove_owner(tablet_spki)
+        .await
+        .expect("remove");
     assert!(!held(&host.tv));
     let tv2 = bedroom.start().await;
     let deadline = tokio::time::Instant::now() + T;

@@ -197,7 +197,13 @@ async fn guests_play_only_what_is_shared_and_nobody_plays_mpv_pseudo_protocols()
         refused_for_guest.len() as u64 + 8
     );
     // Each refusal is in the owner's audit log with its reason.
-    let audit = home.phone.access_audit(&tv, 0).await.expect("audit");
+    let audit = home
+        .phone
+        .owner()
+        .expect("an owner device")
+        .access_audit(&tv, 0)
+        .await
+        .expect("audit");
     let reasons: Vec<&str> = audit
         .iter()
         .filter(|r| r.kind == AuditKind::Deny)

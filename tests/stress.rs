@@ -35,14 +35,18 @@ async fn ten_thousand_sequential_and_ten_thousand_concurrent_calls_lose_nothing(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     controller
-        .play(tv.clone(), "file:///stress".into())
+        .player(tv.clone())
+        .unwrap()
+        .play("file:///stress".into())
         .await
         .expect("play");
 
     let started = Instant::now();
     for i in 0..CALLS {
         let status = controller
-            .status(tv.clone())
+            .player(tv.clone())
+            .unwrap()
+            .status()
             .await
             .unwrap_or_else(|e| panic!("sequential call {i} failed: {e}"));
         assert_eq!(status.uri.as_deref(), Some("file:///stress"));
@@ -56,7 +60,9 @@ async fn ten_thousand_sequential_and_ten_thousand_concurrent_calls_lose_nothing(
             let tv = tv.clone();
             async move {
                 controller_ref
-                    .status(tv)
+                    .player(tv)
+                    .unwrap()
+                    .status()
                     .await
                     .err()
                     .map(|e| format!("concurrent call {i}: {e}"))

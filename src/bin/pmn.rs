@@ -147,9 +147,8 @@ fn session_of(
     password: &str,
     device: &str,
 ) -> std::result::Result<SessionConfig, String> {
-    let jid = format!("{network}/{device}")
-        .parse()
-        .map_err(|e| format!("bad network {network:?}: {e}"))?;
+    let jid =
+        pmn::core::config::device_jid(network, device).map_err(|e| format!("--network: {e}"))?;
     let mut config = SessionConfig::new(jid, password.to_owned());
     if let Some(server) = &args.server {
         config.server = server.parse().map_err(|e| format!("--server: {e}"))?;
@@ -392,11 +391,13 @@ async fn guest_visit(
         .network
         .parse()
         .map_err(|err| format!("bad network: {err}"))?;
-    let mut requests = julia.access_requests().map_err(e)?;
+    let owner = julia.owner().map_err(e)?;
+    let guest = romeo.guest().map_err(e)?;
+    let mut requests = owner.access_requests().map_err(e)?;
     let asking = {
-        let romeo = romeo.clone();
+        let guest = guest.clone();
         tokio::spawn(async move {
-            romeo
+            guest
                 .request_access(
                     network,
                     vec![Scope::Playback],
@@ -420,7 +421,7 @@ async fn guest_visit(
         request.scopes.iter().map(|s| s.name()).collect::<Vec<_>>(),
         request.reason.as_ref().map(|r| r.as_str()).unwrap_or("")
     );
-    let issued = julia
+    let issued = owner
         .approve(request.id, vec![Scope::Playback], unix_now() + 2 * 3600)
         .await
         .map_err(e)?;
@@ -437,10 +438,10 @@ async fn guest_visit(
         access.confirmation_code
     );
     if access.confirmation_code != owner_code {
-        romeo.reject_access(&access.network);
+        guest.reject_access(&access.network);
         return Err("the confirmation codes differ: a key was changed on the way".into());
     }
-    let access = romeo.confirm_access(&access.network).map_err(e)?;
+    let access = guest.confirm_access(&access.network).map_err(e)?;
     println!("[romeo] granted until {} (host clock)", access.expires);
     romeo
         .wait_for_provider(|p| &p.jid == tv, Duration::from_secs(10))
@@ -456,7 +457,7 @@ async fn guest_visit(
         Err(err) => println!("[romeo] recorder.channels → refused as expected: {err}"),
         Ok(_) => return Err("a playback guest used the recorder".into()),
     }
-    let audit = julia.access_audit(tv, 0).await.map_err(e)?;
+    let audit = owner.access_audit(tv, 0).await.map_err(e)?;
     for record in &audit {
         println!(
             "[phone] audit #{} {} {} {} {}",
@@ -467,7 +468,7 @@ async fn guest_visit(
             record.detail
         );
     }
-    julia.revoke_grant(&issued.grant.id).await.map_err(e)?;
+    owner.revoke_grant(&issued.grant.id).await.map_err(e)?;
     println!("[phone] revoked grant {}", issued.grant.id);
     // The first call may race the tunnel's close; none may succeed.
     for _ in 0..2 {

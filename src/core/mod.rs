@@ -1,6 +1,7 @@
 //! The protocol core: pure Rust, no UniFFI. See shared/DESIGN.md §1 for the module map.
 
 pub mod access;
+pub mod config;
 pub mod controller;
 pub mod discovery;
 pub mod e2e;
@@ -14,3 +15,4 @@ pub mod rpc;
 pub mod services;
 pub mod session;
 pub(crate) mod sync;
+pub mod trust;

@@ -6,15 +6,12 @@
 
 use std::sync::Arc;
 
-use super::controller::{parse_provider, Controller};
-use super::error::{bare_jid, config, PmnError};
+use super::error::{config, PmnError};
 use super::keystore::DeviceKeyStore;
 use super::records::ConnectionConfig;
-use super::runtime;
-use super::task::{forward, TaskHandle};
 use crate::core::access::{
-    AccessSettings, AuditRecord as CoreAuditRecord, DeviceFingerprint, GrantId, GrantInfo,
-    IntakeLimits, ItemId, PendingRequest, Scope, SignedGrant,
+    AccessSettings, AuditRecord as CoreAuditRecord, GrantInfo, IntakeLimits, PendingRequest, Scope,
+    SignedGrant,
 };
 use crate::core::controller::{GuestAccess as CoreGuestAccess, Issued, OwnerAccess};
 use crate::core::provider::MediaPolicy;
@@ -274,179 +271,9 @@ pub trait AccessListener: Send + Sync {
     fn on_access_request(&self, request: AccessRequest) -> Result<(), PmnError>;
 }
 
-fn scopes(names: &[String]) -> Result<Vec<Scope>, PmnError> {
+pub(super) fn scopes(names: &[String]) -> Result<Vec<Scope>, PmnError> {
     names
         .iter()
         .map(|n| Scope::from_name(n).ok_or_else(|| config(format!("unknown scope {n:?}"))))
         .collect()
-}
-
-#[uniffi::export]
-impl Controller {
-    /// Owner devices: delivers the pending requests, then each new one, to `listener` until the
-    /// handle is cancelled.
-    pub fn watch_access_requests(
-        &self,
-        listener: Arc<dyn AccessListener>,
-    ) -> Result<Arc<TaskHandle>, PmnError> {
-        let core = self.core()?;
-        let requests = core.access_requests()?;
-        let pending = core.pending_access_requests()?;
-        Ok(forward(
-            pending,
-            requests,
-            "access listener (see pending_access_requests)",
-            move |r: PendingRequest| {
-                if let Err(e) = listener.on_access_request(r.into()) {
-                    tracing::warn!(error = %e, "listener on_access_request failed");
-                }
-            },
-        ))
-    }
-
-    /// Owner devices: the requests not answered yet.
-    pub fn pending_access_requests(&self) -> Result<Vec<AccessRequest>, PmnError> {
-        Ok(self
-            .core()?
-            .pending_access_requests()?
-            .into_iter()
-            .map(Into::into)
-            .collect())
-    }
-
-    /// Owner devices: approves request `request_id` for `scopes` until `expires_at` (seconds
-    /// since the epoch, at most 30 days ahead). The owner key signs (it may ask for the user), the
-    /// providers install the grant, and the guest is told.
-    pub async fn approve_access(
-        &self,
-        request_id: u64,
-        scopes: Vec<String>,
-        expires_at: u64,
-    ) -> Result<Approval, PmnError> {
-        let core = self.core()?;
-        let scopes = self::scopes(&scopes)?;
-        runtime::run(async move { Ok(core.approve(request_id, scopes, expires_at).await?.into()) })
-            .await
-    }
-
-    /// Owner devices: refuses request `request_id` and tells the guest.
-    pub async fn deny_access(&self, request_id: u64) -> Result<(), PmnError> {
-        let core = self.core()?;
-        runtime::run(async move { Ok(core.deny(request_id).await?) }).await
-    }
-
-    /// Owner devices: grants `device_fingerprint` (hex) of `guest_network` read access to one
-    /// `item` of this network's library until `expires_at` — e.g. a guest lets the host's TV
-    /// play the one film he shares.
-    pub async fn grant_item_access(
-        &self,
-        guest_network: String,
-        device_fingerprint: String,
-        item: String,
-        expires_at: u64,
-    ) -> Result<Approval, PmnError> {
-        let core = self.core()?;
-        let guest = bare_jid(&guest_network)?;
-        let device = DeviceFingerprint::from_hex(&device_fingerprint)
-            .ok_or_else(|| config("device_fingerprint must be 64 hex digits"))?;
-        let item = ItemId::new(item).map_err(|e| config(e.to_string()))?;
-        runtime::run(async move {
-            Ok(core
-                .grant_access(
-                    guest,
-                    device,
-                    vec![Scope::LibraryItem],
-                    Some(item),
-                    expires_at,
-                )
-                .await?
-                .into())
-        })
-        .await
-    }
-
-    /// Owner devices: every grant the online providers hold.
-    pub async fn access_grants(&self) -> Result<Vec<Grant>, PmnError> {
-        let core = self.core()?;
-        runtime::run(async move {
-            Ok(core
-                .access_grants()
-                .await?
-                .into_iter()
-                .map(Into::into)
-                .collect())
-        })
-        .await
-    }
-
-    /// Owner devices: revokes grant `grant_id` on every online provider; the guest's next call
-    /// is refused. Returns the providers that applied it.
-    pub async fn revoke_grant(&self, grant_id: String) -> Result<Vec<String>, PmnError> {
-        let core = self.core()?;
-        let id = GrantId::new(grant_id).map_err(|e| config(e.to_string()))?;
-        runtime::run(async move {
-            let revoked = core.revoke_grant(&id).await?;
-            Ok(revoked.applied_on.iter().map(ToString::to_string).collect())
-        })
-        .await
-    }
-
-    /// Owner devices: the audit records of `provider` after sequence number `after`. New records
-    /// also arrive as events of service `access` after `subscribe(provider, "access")`.
-    pub async fn access_audit(
-        &self,
-        provider: String,
-        after: u64,
-    ) -> Result<Vec<AuditRecord>, PmnError> {
-        let core = self.core()?;
-        let provider = parse_provider(&provider)?;
-        runtime::run(async move {
-            Ok(core
-                .access_audit(&provider, after)
-                .await?
-                .into_iter()
-                .map(Into::into)
-                .collect())
-        })
-        .await
-    }
-
-    /// Guests: asks `network` (the host household, a bare JID) for `scopes`, and waits at most
-    /// `timeout_ms` for its owner to answer. Denied → `PmnError.Forbidden`. Approved: show
-    /// `confirmationCode`, have the user compare it with the owner's phone, then `confirmAccess`;
-    /// the host's providers arrive through the listener like the network's own.
-    pub async fn request_access(
-        &self,
-        network: String,
-        scopes: Vec<String>,
-        reason: Option<String>,
-        timeout_ms: u64,
-    ) -> Result<GuestAccess, PmnError> {
-        let core = self.core()?;
-        let network = bare_jid(&network)?;
-        let scopes = self::scopes(&scopes)?;
-        let timeout = std::time::Duration::from_millis(timeout_ms);
-        runtime::run(async move {
-            Ok(core
-                .request_access(network, scopes, None, reason.as_deref(), timeout)
-                .await?
-                .into())
-        })
-        .await
-    }
-
-    /// Guests: the user saw the same confirmation code on both phones; pins the host's device
-    /// keys so its providers can be driven (nothing of the host is trusted before). No approval
-    /// from `network` waiting → `PmnError.Forbidden`.
-    pub fn confirm_access(&self, network: String) -> Result<GuestAccess, PmnError> {
-        let network = bare_jid(&network)?;
-        Ok(self.core()?.confirm_access(&network)?.into())
-    }
-
-    /// Guests: the codes differed (a server in the middle) or the user declined; forgets the
-    /// approval. Returns whether one was waiting.
-    pub fn reject_access(&self, network: String) -> Result<bool, PmnError> {
-        let network = bare_jid(&network)?;
-        Ok(self.core()?.reject_access(&network))
-    }
 }

@@ -8,10 +8,17 @@ use xmpp_parsers::jid::FullJid;
 
 use super::diagnostics::{self, Live};
 use super::error::{config, CallOutcome, PmnError};
+use super::guest::GuestPass;
+use super::library::Library;
 use super::listener::ControllerListener;
-use super::records::{ConnectionConfig, ConnectionState, PlayerStatus, ProviderInfo};
+use super::owner::OwnerConsole;
+use super::player::Player;
+use super::playlists::Playlists;
+use super::recorder::Recorder;
+use super::records::{ConnectionConfig, ConnectionState, ProviderInfo};
 use super::runtime;
 use super::task::TaskHandle;
+use super::trust::Trust;
 use crate::core::controller::{Controller as CoreController, ControllerConfig as CoreConfig};
 use crate::core::discovery::DirectoryUpdate;
 use crate::core::session::ConnectionState as CoreState;
@@ -23,7 +30,7 @@ use crate::core::session::ConnectionState as CoreState;
 /// Controller(config, listener).use { c ->
 ///     c.connect()
 ///     val tv = c.providers().first { "urn.xmpp.tmp.media.player" in it.services }
-///     c.play(tv.jid, "file:///movies/a.mkv")
+///     c.player(tv.jid).play("file:///movies/a.mkv")
 /// }
 /// ```
 #[derive(uniffi::Object)]
@@ -158,7 +165,7 @@ impl Controller {
         listener: Arc<dyn ControllerListener>,
     ) -> Result<Arc<Self>, PmnError> {
         config.to_session()?;
-        config.check_transport()?;
+        crate::core::config::check_transport(config.e2e.is_some(), config.plain_transport)?;
         Ok(Arc::new(Self {
             config,
             listener,
@@ -207,34 +214,50 @@ impl Controller {
         }
     }
 
-    /// Plays `uri` on the media player `provider` (a full JID from [`ProviderInfo::jid`]).
-    pub async fn play(&self, provider: String, uri: String) -> Result<PlayerStatus, PmnError> {
-        let player = self.core()?.player(parse_provider(&provider)?);
-        runtime::run(async move { Ok(player.play(&uri).await?.into()) }).await
+    /// The media player of `provider` (a full JID from [`ProviderInfo::jid`]): the JID is parsed
+    /// once here (`PmnError.Config` if it is not a provider's full JID), and every call of the
+    /// returned object goes through this controller.
+    pub fn player(&self, provider: String) -> Result<Arc<Player>, PmnError> {
+        Ok(Arc::new(Player::new(
+            self.core()?.player(parse_provider(&provider)?),
+        )))
     }
 
-    /// Pauses the media player `provider`.
-    pub async fn pause(&self, provider: String) -> Result<PlayerStatus, PmnError> {
-        let player = self.core()?.player(parse_provider(&provider)?);
-        runtime::run(async move { Ok(player.pause().await?.into()) }).await
+    /// The recorder of `provider` (a full JID).
+    pub fn recorder(&self, provider: String) -> Result<Arc<Recorder>, PmnError> {
+        Ok(Arc::new(Recorder::new(
+            self.core()?.recorder(parse_provider(&provider)?),
+        )))
     }
 
-    /// Resumes the media player `provider`.
-    pub async fn resume(&self, provider: String) -> Result<PlayerStatus, PmnError> {
-        let player = self.core()?.player(parse_provider(&provider)?);
-        runtime::run(async move { Ok(player.resume().await?.into()) }).await
+    /// The media library of `provider` (a full JID).
+    pub fn library(&self, provider: String) -> Result<Arc<Library>, PmnError> {
+        Ok(Arc::new(Library::new(
+            self.core()?.library(parse_provider(&provider)?),
+        )))
     }
 
-    /// Stops the media player `provider`.
-    pub async fn stop(&self, provider: String) -> Result<PlayerStatus, PmnError> {
-        let player = self.core()?.player(parse_provider(&provider)?);
-        runtime::run(async move { Ok(player.stop().await?.into()) }).await
+    /// This device's trust: pairing, trusted devices, revocation, the network password.
+    /// `PmnError.Config` without `ConnectionConfig.e2e`.
+    pub fn trust(&self) -> Result<Arc<Trust>, PmnError> {
+        Ok(Arc::new(Trust::new(self.core()?.trust()?)))
     }
 
-    /// The status of the media player `provider`.
-    pub async fn status(&self, provider: String) -> Result<PlayerStatus, PmnError> {
-        let player = self.core()?.player(parse_provider(&provider)?);
-        runtime::run(async move { Ok(player.status().await?.into()) }).await
+    /// The owner console (guests' requests, grants, owner keys, audit). `PmnError.Config` unless
+    /// this is an owner device (`ConnectionConfig.owner`).
+    pub fn owner(&self) -> Result<Arc<OwnerConsole>, PmnError> {
+        Ok(Arc::new(OwnerConsole::new(self.core()?.owner()?)))
+    }
+
+    /// The household's shared playlists and the friends' ones this device follows.
+    pub fn playlists(&self) -> Result<Arc<Playlists>, PmnError> {
+        Ok(Arc::new(Playlists::new(self.core()?.playlists().clone())))
+    }
+
+    /// The guest side: ask another household for access. `PmnError.Config` without
+    /// `ConnectionConfig.e2e`.
+    pub fn guest(&self) -> Result<Arc<GuestPass>, PmnError> {
+        Ok(Arc::new(GuestPass::new(self.core()?.guest()?)))
     }
 
     /// Subscribes to the events of `service` (e.g. `player`) on `provider`; they arrive through
@@ -248,6 +271,27 @@ impl Controller {
         let provider = parse_provider(&provider)?;
         let subscription = runtime::run(async move {
             core.subscribe(&provider, &service)
+                .await
+                .map_err(PmnError::from)
+        })
+        .await?;
+        Ok(Arc::new(TaskHandle::new(subscription)))
+    }
+
+    /// Subscribes to the events of `service` on `provider` named in `events` (e.g.
+    /// `["state-changed"]`); an unknown name is `PmnError.BadParams`. They arrive through
+    /// `ControllerListener.on_event` until the handle is cancelled or closed.
+    pub async fn subscribe_events(
+        &self,
+        provider: String,
+        service: String,
+        events: Vec<String>,
+    ) -> Result<Arc<TaskHandle>, PmnError> {
+        let core = self.core()?;
+        let provider = parse_provider(&provider)?;
+        let subscription = runtime::run(async move {
+            let names: Vec<&str> = events.iter().map(String::as_str).collect();
+            core.subscribe_events(&provider, &service, Some(&names))
                 .await
                 .map_err(PmnError::from)
         })

@@ -1,24 +1,17 @@
-//! The end-to-end tunnel through UniFFI (issue 5, item 6): the options that turn it on for a role
-//! ([`E2eOptions`] in [`ConnectionConfig::e2e`]), pairing (the provider shows a code, the controller
-//! types it), the trusted-device list and revocation. Conversions only; every rule (pinning, SPAKE2,
-//! rate limits, which traffic must be tunnelled) lives in `crate::core::e2e`.
+//! The end-to-end tunnel through UniFFI: the options that turn it on for a role ([`E2eOptions`] in
+//! `ConnectionConfig::e2e`), and the records and listeners of pairing and trust that
+//! [`Trust`](super::Trust) hands out. Conversions only; every rule (pinning, SPAKE2, rate limits,
+//! which traffic must be tunnelled) lives in `crate::core::e2e`.
 
 use std::sync::Arc;
 
-use super::controller::{parse_provider, Controller};
-use super::error::{bare_jid, config, PmnError};
+use super::error::{config, PmnError};
 use super::keystore::DeviceKeyStore;
-use super::provider::Provider;
 use super::records::ConnectionConfig;
-use super::runtime;
-use super::task::{forward, TaskHandle};
-use crate::core::e2e::xml::parse_fingerprint_hex;
 use crate::core::e2e::{
-    E2eEndpoint, E2eSettings, TrustSource as CoreSource, TrustStore,
-    TrustedDevice as CoreTrustedDevice,
+    E2eSettings, TrustSource as CoreSource, TrustStore, TrustedDevice as CoreTrustedDevice,
 };
-use crate::core::identity::{fingerprint_hex, DeviceIdentity};
-use crate::core::provider::PairingOutcome;
+use crate::core::identity::DeviceIdentity;
 
 /// Turns on the end-to-end tunnel for a controller or provider (put it in
 /// [`ConnectionConfig::e2e`]). The TLS key `key_alias` of `key_store` is created on first use and
@@ -63,21 +56,9 @@ impl E2eOptions {
 }
 
 impl ConnectionConfig {
-    /// Checks the transport policy: the tunnel, or plain only when asked for explicitly.
-    pub(crate) fn check_transport(&self) -> Result<(), PmnError> {
-        match (&self.e2e, self.plain_transport) {
-            (Some(_), false) | (None, true) => Ok(()),
-            (Some(_), true) => Err(config("set either e2e or plain_transport, not both")),
-            (None, false) => Err(config(
-                "the end-to-end tunnel is required: set e2e (and pair the device), or \
-                 plain_transport = true for a peer without the tunnel",
-            )),
-        }
-    }
-
     /// The end-to-end settings of this configuration: `None` only with `plain_transport`.
     pub(crate) fn e2e_settings(&self) -> Result<Option<E2eSettings>, PmnError> {
-        self.check_transport()?;
+        crate::core::config::check_transport(self.e2e.is_some(), self.plain_transport)?;
         self.e2e
             .as_ref()
             .map(|o| o.to_settings(&self.device))
@@ -182,223 +163,4 @@ pub trait ProviderPairingListener: Send + Sync {
 pub trait TunnelFailureListener: Send + Sync {
     /// The tunnel with `peer` (full JID) failed or was refused.
     fn on_tunnel_failure(&self, peer: String, error: PmnError) -> Result<(), PmnError>;
-}
-
-/// Forwards `failures` to `listener` until the returned handle is cancelled.
-fn forward_failures(
-    failures: tokio::sync::broadcast::Receiver<crate::core::e2e::TunnelFailure>,
-    listener: Arc<dyn TunnelFailureListener>,
-) -> Arc<TaskHandle> {
-    forward(vec![], failures, "tunnel failure listener", move |f| {
-        report(
-            listener.on_tunnel_failure(f.peer.to_string(), f.error.into()),
-            "on_tunnel_failure",
-        )
-    })
-}
-
-fn report(result: Result<(), PmnError>, what: &str) {
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "pairing listener {what} failed");
-    }
-}
-
-fn no_tunnel() -> PmnError {
-    config("the end-to-end tunnel is off: set ConnectionConfig.e2e")
-}
-
-/// The trusted-device record of a peer just paired with.
-fn paired_device(
-    e2e: &E2eEndpoint,
-    peer: &xmpp_parsers::jid::FullJid,
-    fingerprint: &[u8; 32],
-) -> TrustedDevice {
-    let bare = peer.to_bare();
-    TrustedDevice {
-        jid: bare.to_string(),
-        fingerprint: fingerprint_hex(fingerprint),
-        source: e2e
-            .trust()
-            .source(&bare, fingerprint)
-            .map(Into::into)
-            .unwrap_or(TrustSource::Paired),
-    }
-}
-
-fn trusted_devices(e2e: &E2eEndpoint) -> Vec<TrustedDevice> {
-    e2e.trust().list().into_iter().map(Into::into).collect()
-}
-
-async fn revoke(e2e: E2eEndpoint, jid: String, fingerprint_hex: String) -> Result<bool, PmnError> {
-    let jid = bare_jid(&jid)?;
-    let fingerprint = parse_fingerprint_hex(&fingerprint_hex).ok_or_else(|| {
-        config(format!(
-            "{fingerprint_hex:?} is not a SHA-256 fingerprint in hex"
-        ))
-    })?;
-    // Awaited: the caller must learn whether the network was told (the signed revocation list
-    // published), not just this device.
-    runtime::run(async move { Ok(e2e.revoke_everywhere(&jid, &fingerprint).await?) }).await
-}
-
-impl Controller {
-    pub(super) fn e2e(&self) -> Result<E2eEndpoint, PmnError> {
-        self.core()?.e2e().cloned().ok_or_else(no_tunnel)
-    }
-}
-
-#[uniffi::export]
-impl Controller {
-    /// Pairs with the provider `provider` (full JID), which shows `code` (`Provider.start_pairing`).
-    /// On success both devices pin each other's key, the tunnel stays up for the calls that follow,
-    /// and the provider is returned as now trusted. A wrong, expired or reused code is
-    /// `PmnError.Forbidden` (and counts towards the provider's lock-out). `listener` hears the same.
-    pub async fn pair(
-        &self,
-        provider: String,
-        code: String,
-        listener: Arc<dyn PairingListener>,
-    ) -> Result<TrustedDevice, PmnError> {
-        let e2e = self.e2e()?;
-        let peer = parse_provider(&provider)?;
-        let result = runtime::run({
-            let listener = listener.clone();
-            async move {
-                report(
-                    listener.on_pairing_code(peer.to_string(), code.clone()),
-                    "on_pairing_code",
-                );
-                let tunnel = e2e.pair(&peer, &code).await?;
-                Ok(paired_device(&e2e, &peer, &tunnel.peer_fingerprint()))
-            }
-        })
-        .await;
-        let outcome = match &result {
-            Ok(device) => PairingResult::Paired {
-                provider,
-                device: device.clone(),
-            },
-            Err(error) => PairingResult::Failed {
-                provider,
-                error: error.clone(),
-            },
-        };
-        report(listener.on_pairing_result(outcome), "on_pairing_result");
-        result
-    }
-
-    /// Reports every end-to-end tunnel of this controller that fails or is refused until the
-    /// handle is cancelled (the call that needed the tunnel fails with the same error).
-    pub fn watch_tunnel_failures(
-        &self,
-        listener: Arc<dyn TunnelFailureListener>,
-    ) -> Result<Arc<TaskHandle>, PmnError> {
-        self.e2e()?;
-        Ok(forward_failures(self.core()?.tunnel_failures(), listener))
-    }
-
-    /// The devices whose keys this controller trusts. `PmnError.Config` without `ConnectionConfig.e2e`.
-    pub fn trusted_devices(&self) -> Result<Vec<TrustedDevice>, PmnError> {
-        Ok(trusted_devices(&self.e2e()?))
-    }
-
-    /// Stops trusting the key `fingerprint_hex` of the devices of `jid` (bare JID) and closes every
-    /// tunnel using it; calls to such a device then fail. For a device of this network it also
-    /// publishes a signed revocation list, so every device of the network drops the key (paired
-    /// ones too) and never takes it back, and re-attests the devices this one still trusts.
-    /// Returns, once the list is published, whether the key was trusted here; an error means the
-    /// network was not told (repeat the call).
-    pub async fn revoke_device(
-        &self,
-        jid: String,
-        fingerprint_hex: String,
-    ) -> Result<bool, PmnError> {
-        revoke(self.e2e()?, jid, fingerprint_hex).await
-    }
-
-    /// This device's key fingerprint (hex), to show or to revoke elsewhere.
-    pub fn device_fingerprint(&self) -> Result<String, PmnError> {
-        Ok(fingerprint_hex(&self.e2e()?.fingerprint()))
-    }
-}
-
-impl Provider {
-    pub(super) fn e2e(&self) -> Result<E2eEndpoint, PmnError> {
-        self.with_core(|core| core.e2e().cloned())?
-            .ok_or_else(no_tunnel)
-    }
-}
-
-#[uniffi::export]
-impl Provider {
-    /// Arms pairing and returns a fresh 6-digit code to show on this device's screen (valid 5
-    /// minutes, single use). Only devices of this network can use it; a device that tried too
-    /// many wrong codes is locked out by itself and does not stop the screen from showing a code.
-    pub fn start_pairing(&self) -> Result<String, PmnError> {
-        Ok(self.e2e()?.start_pairing()?)
-    }
-
-    /// Reports every pairing attempt's outcome to `listener` (close the screen showing the code
-    /// on success, say "wrong code" on failure) until the handle is cancelled.
-    pub fn watch_pairing(
-        &self,
-        listener: Arc<dyn ProviderPairingListener>,
-    ) -> Result<Arc<TaskHandle>, PmnError> {
-        let e2e = self.e2e()?;
-        let outcomes = self.with_core(|core| core.pairing_outcomes())?;
-        Ok(forward(
-            vec![],
-            outcomes,
-            "pairing listener",
-            move |outcome| match outcome {
-                PairingOutcome::Paired { peer, fingerprint } => {
-                    let device = paired_device(&e2e, &peer, &fingerprint);
-                    report(listener.on_paired(peer.to_string(), device), "on_paired");
-                }
-                PairingOutcome::Failed { peer, error } => report(
-                    listener.on_pairing_failed(peer.to_string(), error.into()),
-                    "on_pairing_failed",
-                ),
-            },
-        ))
-    }
-
-    /// Reports every end-to-end tunnel to this provider that fails or is refused (tampering in the
-    /// path, an unknown device) until the handle is cancelled.
-    pub fn watch_tunnel_failures(
-        &self,
-        listener: Arc<dyn TunnelFailureListener>,
-    ) -> Result<Arc<TaskHandle>, PmnError> {
-        self.e2e()?;
-        let failures = self.with_core(|core| core.tunnel_failures())?;
-        Ok(forward_failures(failures, listener))
-    }
-
-    /// Disarms pairing (the code shown is no longer accepted).
-    pub fn stop_pairing(&self) -> Result<(), PmnError> {
-        self.e2e()?.stop_pairing();
-        Ok(())
-    }
-
-    /// The devices whose keys this provider trusts.
-    pub fn trusted_devices(&self) -> Result<Vec<TrustedDevice>, PmnError> {
-        Ok(trusted_devices(&self.e2e()?))
-    }
-
-    /// Stops trusting the key `fingerprint_hex` of the devices of `jid` (bare JID), e.g. a lost
-    /// phone, and closes its tunnels; for a device of this network, publishes the signed
-    /// revocation list as [`Controller::revoke_device`] does. Returns, once published, whether
-    /// the key was trusted here.
-    pub async fn revoke_device(
-        &self,
-        jid: String,
-        fingerprint_hex: String,
-    ) -> Result<bool, PmnError> {
-        revoke(self.e2e()?, jid, fingerprint_hex).await
-    }
-
-    /// This device's key fingerprint (hex).
-    pub fn device_fingerprint(&self) -> Result<String, PmnError> {
-        Ok(fingerprint_hex(&self.e2e()?.fingerprint()))
-    }
 }

@@ -6,34 +6,41 @@ mod controller;
 mod diagnostics;
 mod e2e;
 mod error;
+mod guest;
 mod keystore;
+mod library;
 mod listener;
 mod logging;
-mod owners;
-mod password;
+mod owner;
+mod player;
 mod playlists;
 mod provider;
+mod recorder;
 mod records;
 mod runtime;
 mod services;
 mod task;
+mod trust;
 
 pub use access::*;
 pub use controller::Controller;
 pub use diagnostics::{live_objects, LiveObjects};
 pub use e2e::*;
 pub use error::{CallOutcome, PmnError};
+pub use guest::GuestPass;
 pub use keystore::*;
+pub use library::Library;
 pub use listener::ControllerListener;
 pub use logging::{
     clear_log_sink, log_stats, set_log_level, set_log_sink, LogLevel, LogSink, LogStats,
 };
-pub use owners::OwnerKey;
-pub use password::{MissedDevice, NetworkPasswordListener, PasswordRotation};
+pub use owner::{OwnerConsole, OwnerKey};
+pub use player::Player;
 pub use playlists::{
     MediaKind, PlaylistAccess, PlaylistChange, PlaylistEntry, PlaylistListener, Playlists,
 };
 pub use provider::{start_simulated_player, Provider};
+pub use recorder::Recorder;
 pub use records::{
     Channel, ConnectionConfig, ConnectionState, ItemKind, LibraryChunk, LibraryItem, LibraryPage,
     Playback, PlaybackState, PlayerStatus, ProviderInfo, Queue, QueueItem, Recording,
@@ -41,3 +48,4 @@ pub use records::{
 };
 pub use services::{start_demo_provider, start_player_provider, MediaPlayerBackend};
 pub use task::TaskHandle;
+pub use trust::{MissedDevice, NetworkPasswordListener, PasswordRotation, Trust};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use xmpp_parsers::jid::BareJid;
 
-use super::controller::Controller;
 use super::error::{config, PmnError};
 use super::runtime;
 use super::task::TaskHandle;
@@ -227,13 +226,9 @@ fn owners(publisher: &BareJid, keys: &[Vec<u8>]) -> Result<OwnerKeys, PmnError> 
     Ok(owners)
 }
 
-#[uniffi::export]
-impl Controller {
-    /// The playlists facet (needs `connect()` first).
-    pub fn playlists(&self) -> Result<Arc<Playlists>, PmnError> {
-        Ok(Arc::new(Playlists {
-            inner: self.core()?.playlists().clone(),
-        }))
+impl Playlists {
+    pub(super) fn new(inner: CorePlaylists) -> Self {
+        Self { inner }
     }
 }
 

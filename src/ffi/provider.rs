@@ -8,6 +8,7 @@ use super::diagnostics::{self, Live};
 use super::error::{CallOutcome, PmnError};
 use super::records::ConnectionConfig;
 use super::runtime;
+use super::trust::Trust;
 use crate::core::provider::Provider as CoreProvider;
 use crate::core::services::player::{PlayerService, SimulatedPlayer};
 
@@ -67,6 +68,12 @@ pub async fn start_simulated_player(
 
 #[uniffi::export]
 impl Provider {
+    /// This device's trust: pairing (show a code), trusted devices, revocation, the network
+    /// password. `PmnError.Config` without `ConnectionConfig.e2e`.
+    pub fn trust(&self) -> Result<Arc<Trust>, PmnError> {
+        Ok(Arc::new(Trust::new(self.with_core(|core| core.trust())??)))
+    }
+
     /// How many controllers are subscribed (summed over services).
     pub fn subscription_count(&self) -> u32 {
         self.inner

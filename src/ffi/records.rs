@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use xmpp_parsers::jid::{BareJid, FullJid};
-
 use super::access::{GuestPolicy, OwnerOptions};
 use super::e2e::E2eOptions;
 use super::error::{config, PmnError};
@@ -71,24 +69,7 @@ pub struct ConnectionConfig {
 
 impl ConnectionConfig {
     pub(crate) fn to_session(&self) -> Result<SessionConfig, PmnError> {
-        let network: BareJid = self
-            .network
-            .parse()
-            .map_err(|e| config(format!("network {:?} is not a bare JID: {e}", self.network)))?;
-        if network.node().is_none() {
-            return Err(config(
-                "the network identifier needs a local part (name@domain)",
-            ));
-        }
-        if self.device.is_empty() {
-            return Err(config("device must not be empty"));
-        }
-        let jid: FullJid = network.with_resource_str(&self.device).map_err(|e| {
-            config(format!(
-                "device {:?} is not a valid resource: {e}",
-                self.device
-            ))
-        })?;
+        let jid = crate::core::config::device_jid(&self.network, &self.device)?;
         let server = match &self.server {
             None => ServerAddress::Srv,
             Some(s) => s.parse().map_err(config)?,

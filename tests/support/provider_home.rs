@@ -253,6 +253,8 @@ impl Home {
         keys.pin(HOME.jid, &self.tv_keys);
         let issued = self
             .phone
+            .owner()
+            .expect("an owner device")
             .grant_access(
                 account.jid.parse().expect("jid"),
                 DeviceFingerprint(keys.identity.fingerprint()),

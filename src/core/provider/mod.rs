@@ -48,12 +48,13 @@ mod media;
 mod policy;
 
 use crate::core::sync::Locked;
+pub use crate::core::trust::PairingOutcome;
+use crate::core::trust::Trust;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use xmpp_parsers::jid::FullJid;
 
 use crate::core::access::{AccessGuard, AccessSettings};
 use crate::core::discovery::disco_info_for;
@@ -118,25 +119,6 @@ impl ProviderConfig {
             rpc_limits: Limits::DEFAULT,
         }
     }
-}
-
-/// How a pairing attempt on this (code-showing) provider ended.
-#[derive(Debug, Clone)]
-pub enum PairingOutcome {
-    /// `peer`'s key `fingerprint` is now pinned.
-    Paired {
-        /// The controller that paired.
-        peer: FullJid,
-        /// Its key.
-        fingerprint: [u8; 32],
-    },
-    /// The attempt failed (wrong or expired code, pairing not armed or locked); nothing pinned.
-    Failed {
-        /// Who tried.
-        peer: FullJid,
-        /// Why it failed.
-        error: Error,
-    },
 }
 
 /// A running provider. Stops when [`Provider::stop`] is called or the value is dropped.
@@ -296,6 +278,22 @@ impl Provider {
     /// End-to-end tunnels that fail or are refused from now on: altered bytes, an unknown key.
     pub fn tunnel_failures(&self) -> tokio::sync::broadcast::Receiver<TunnelFailure> {
         self.failures.subscribe()
+    }
+
+    /// The trust facet (pairing, trusted devices, revocation, the network password): `Config`
+    /// error without the end-to-end tunnel.
+    pub fn trust(&self) -> Result<Trust> {
+        let e2e = self.e2e.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "the end-to-end tunnel is off (set ProviderConfig::e2e)",
+            )
+        })?;
+        Ok(Trust::new(
+            e2e,
+            self.failures.clone(),
+            Some(self.pairings.clone()),
+        ))
     }
 
     /// How pairing attempts end from now on (the app's "pairing…" screen on the TV).

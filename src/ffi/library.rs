@@ -1,0 +1,78 @@
+//! The media library of one provider, as one object
+//! ([`Controller::library`](super::Controller::library)). Conversions only; the methods are
+//! declared in `crate::core::services::library`.
+
+use crate::core::rpc::Remote;
+use crate::core::services::library::Library as LibrarySpec;
+
+use super::error::PmnError;
+use super::records::{LibraryChunk, LibraryItem, LibraryPage};
+use super::runtime;
+
+/// The media library of one provider (`controller.library(nas.jid)`).
+#[derive(uniffi::Object)]
+pub struct Library {
+    inner: Remote<LibrarySpec>,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Library")
+            .field(self.inner.provider())
+            .finish()
+    }
+}
+
+impl Library {
+    pub(super) fn new(inner: Remote<LibrarySpec>) -> Self {
+        Self { inner }
+    }
+}
+
+#[uniffi::export]
+impl Library {
+    /// The provider's full JID.
+    pub fn provider(&self) -> String {
+        self.inner.provider().to_string()
+    }
+
+    /// One page (`limit` ≤ 200) of the children of `container` (`""`: the root).
+    pub async fn browse(
+        &self,
+        container: String,
+        offset: u32,
+        limit: u32,
+    ) -> Result<LibraryPage, PmnError> {
+        let l = self.inner.clone();
+        runtime::run(async move { Ok(l.browse(&container, offset, limit).await?.into()) }).await
+    }
+
+    /// One page of the items whose title contains `query`.
+    pub async fn search(
+        &self,
+        query: String,
+        offset: u32,
+        limit: u32,
+    ) -> Result<LibraryPage, PmnError> {
+        let l = self.inner.clone();
+        runtime::run(async move { Ok(l.search(&query, offset, limit).await?.into()) }).await
+    }
+
+    /// One item.
+    pub async fn item(&self, id: String) -> Result<LibraryItem, PmnError> {
+        let l = self.inner.clone();
+        runtime::run(async move { Ok(l.item(&id).await?.into()) }).await
+    }
+
+    /// At most `length` (≤ 48 KiB) bytes of item `id` from `offset`. Under a `library-item`
+    /// grant this is how the host's TV fetches the one shared file.
+    pub async fn read(
+        &self,
+        id: String,
+        offset: u64,
+        length: u32,
+    ) -> Result<LibraryChunk, PmnError> {
+        let l = self.inner.clone();
+        runtime::run(async move { Ok(l.read(&id, offset, length).await?.into()) }).await
+    }
+}
