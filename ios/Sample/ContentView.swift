@@ -74,11 +74,11 @@ struct ContentView: View {
     private func toggle(_ player: ProviderInfo) async {
         guard let controller = remote?.controller else { return }
         do {
-            let now = try await controller.status(provider: player.jid)
+            let now = try await controller.player(provider: player.jid).status()
             if now.state == .playing {
-                _ = try await controller.pause(provider: player.jid)
+                _ = try await controller.player(provider: player.jid).pause()
             } else {
-                _ = try await controller.resume(provider: player.jid)
+                _ = try await controller.player(provider: player.jid).resume()
             }
         } catch {
             status = "\(player.name): \(error)"

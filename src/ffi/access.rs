@@ -8,13 +8,10 @@ use std::sync::Arc;
 
 use super::error::{config, PmnError};
 use super::keystore::DeviceKeyStore;
-use super::records::ConnectionConfig;
 use crate::core::access::{
-    AccessSettings, AuditRecord as CoreAuditRecord, GrantInfo, IntakeLimits, PendingRequest, Scope,
-    SignedGrant,
+    AuditRecord as CoreAuditRecord, GrantInfo, PendingRequest, Scope, SignedGrant,
 };
-use crate::core::controller::{GuestAccess as CoreGuestAccess, Issued, OwnerAccess};
-use crate::core::provider::MediaPolicy;
+use crate::core::controller::{GuestAccess as CoreGuestAccess, Issued};
 
 /// Makes a controller an owner device of its network: it hears guests' requests and signs grants
 /// with the owner-approval key `key_alias` of `key_store` (created on first use).
@@ -45,44 +42,6 @@ pub struct GuestPolicy {
     /// network.
     #[uniffi(default = [])]
     pub guest_media_schemes: Vec<String>,
-}
-
-impl ConnectionConfig {
-    /// The core owner role, if this configuration asks for it.
-    pub(crate) fn owner_access(&self) -> Option<OwnerAccess> {
-        self.owner.as_ref().map(|o| OwnerAccess {
-            store: o.key_store.key_store(),
-            alias: o.key_alias.clone(),
-            user_presence: o.user_presence,
-            limits: IntakeLimits::default(),
-            revoked_grants_file: o.revoked_grants_file.as_ref().map(Into::into),
-        })
-    }
-
-    /// The core media policy of a provider: the guest schemes its owner allows.
-    pub(crate) fn media_policy(&self) -> MediaPolicy {
-        MediaPolicy {
-            guest_schemes: self
-                .guests
-                .as_ref()
-                .map(|g| {
-                    g.guest_media_schemes
-                        .iter()
-                        .map(|s| s.to_ascii_lowercase())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            ..MediaPolicy::default()
-        }
-    }
-
-    /// The core access settings of a provider, if this configuration asks for guests.
-    pub(crate) fn access_settings(&self) -> Option<AccessSettings> {
-        self.guests.as_ref().map(|g| AccessSettings {
-            acl_path: g.acl_file.as_ref().map(Into::into),
-            owner_keys: vec![],
-        })
-    }
 }
 
 /// A guest's request, as the owner's phone shows it.

@@ -4,18 +4,18 @@ use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
-use xmpp_parsers::jid::FullJid;
 
+use super::config::ConnectionConfig;
 use super::diagnostics::{self, Live};
-use super::error::{config, CallOutcome, PmnError};
+use super::error::{config, parse_provider, CallOutcome, PmnError};
 use super::guest::GuestPass;
-use super::library::Library;
+use super::library::MediaLibrary;
 use super::listener::ControllerListener;
 use super::owner::OwnerConsole;
 use super::player::Player;
 use super::playlists::Playlists;
 use super::recorder::Recorder;
-use super::records::{ConnectionConfig, ConnectionState, ProviderInfo};
+use super::records::{ConnectionState, ProviderInfo};
 use super::runtime;
 use super::task::TaskHandle;
 use super::trust::Trust;
@@ -67,11 +67,6 @@ impl Drop for Controller {
         }
         tracing::debug!("controller dropped");
     }
-}
-
-pub(super) fn parse_provider(jid: &str) -> Result<FullJid, PmnError> {
-    jid.parse()
-        .map_err(|e| config(format!("{jid:?} is not a provider's full JID: {e}")))
 }
 
 fn report(result: Result<(), PmnError>, what: &str) {
@@ -231,8 +226,8 @@ impl Controller {
     }
 
     /// The media library of `provider` (a full JID).
-    pub fn library(&self, provider: String) -> Result<Arc<Library>, PmnError> {
-        Ok(Arc::new(Library::new(
+    pub fn library(&self, provider: String) -> Result<Arc<MediaLibrary>, PmnError> {
+        Ok(Arc::new(MediaLibrary::new(
             self.core()?.library(parse_provider(&provider)?),
         )))
     }

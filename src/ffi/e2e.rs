@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use super::error::{config, PmnError};
 use super::keystore::DeviceKeyStore;
-use super::records::ConnectionConfig;
 use crate::core::e2e::{
     E2eSettings, TrustSource as CoreSource, TrustStore, TrustedDevice as CoreTrustedDevice,
 };
@@ -52,17 +51,6 @@ impl E2eOptions {
         let mut settings = E2eSettings::new(identity, Arc::new(trust));
         settings.require_tunnel = self.require_tunnel;
         Ok(settings)
-    }
-}
-
-impl ConnectionConfig {
-    /// The end-to-end settings of this configuration: `None` only with `plain_transport`.
-    pub(crate) fn e2e_settings(&self) -> Result<Option<E2eSettings>, PmnError> {
-        crate::core::config::check_transport(self.e2e.is_some(), self.plain_transport)?;
-        self.e2e
-            .as_ref()
-            .map(|o| o.to_settings(&self.device))
-            .transpose()
     }
 }
 

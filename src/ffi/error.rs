@@ -1,6 +1,7 @@
 //! The one error type that crosses the FFI boundary.
 
 use crate::core::error::{CallOutcome as CoreOutcome, Error, ErrorKind};
+use xmpp_parsers::jid::FullJid;
 
 /// Whether a call ran on the provider, as far as this device can know (every `PmnError` says it:
 /// `outcome()`).
@@ -234,4 +235,10 @@ pub(crate) fn config(detail: impl Into<String>) -> PmnError {
     PmnError::Config {
         detail: detail.into(),
     }
+}
+
+/// A provider's full JID the app passed in, or `PmnError.Config` saying why not.
+pub(crate) fn parse_provider(jid: &str) -> Result<FullJid, PmnError> {
+    jid.parse()
+        .map_err(|e| config(format!("{jid:?} is not a provider's full JID: {e}")))
 }

@@ -9,28 +9,29 @@ use super::error::PmnError;
 use super::records::{LibraryChunk, LibraryItem, LibraryPage};
 use super::runtime;
 
-/// The media library of one provider (`controller.library(nas.jid)`).
+/// The media library of one provider (`controller.library(nas.jid)`). Named `MediaLibrary`
+/// because Kotlin bindings already use `Library` (JNA's).
 #[derive(uniffi::Object)]
-pub struct Library {
+pub struct MediaLibrary {
     inner: Remote<LibrarySpec>,
 }
 
-impl std::fmt::Debug for Library {
+impl std::fmt::Debug for MediaLibrary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Library")
+        f.debug_tuple("MediaLibrary")
             .field(self.inner.provider())
             .finish()
     }
 }
 
-impl Library {
+impl MediaLibrary {
     pub(super) fn new(inner: Remote<LibrarySpec>) -> Self {
         Self { inner }
     }
 }
 
 #[uniffi::export]
-impl Library {
+impl MediaLibrary {
     /// The provider's full JID.
     pub fn provider(&self) -> String {
         self.inner.provider().to_string()

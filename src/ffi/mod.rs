@@ -2,6 +2,7 @@
 //! lives here; everything exported is also a plain Rust API tested in Rust.
 
 mod access;
+mod config;
 mod controller;
 mod diagnostics;
 mod e2e;
@@ -23,13 +24,14 @@ mod task;
 mod trust;
 
 pub use access::*;
+pub use config::ConnectionConfig;
 pub use controller::Controller;
 pub use diagnostics::{live_objects, LiveObjects};
 pub use e2e::*;
 pub use error::{CallOutcome, PmnError};
 pub use guest::GuestPass;
 pub use keystore::*;
-pub use library::Library;
+pub use library::MediaLibrary;
 pub use listener::ControllerListener;
 pub use logging::{
     clear_log_sink, log_stats, set_log_level, set_log_sink, LogLevel, LogSink, LogStats,
@@ -42,9 +44,9 @@ pub use playlists::{
 pub use provider::{start_simulated_player, Provider};
 pub use recorder::Recorder;
 pub use records::{
-    Channel, ConnectionConfig, ConnectionState, ItemKind, LibraryChunk, LibraryItem, LibraryPage,
-    Playback, PlaybackState, PlayerStatus, ProviderInfo, Queue, QueueItem, Recording,
-    RecordingState, ServiceEvent, VolumeState,
+    Channel, ConnectionState, ItemKind, LibraryChunk, LibraryItem, LibraryPage, Playback,
+    PlaybackState, PlayerStatus, ProviderInfo, Queue, QueueItem, Recording, RecordingState,
+    ServiceEvent, VolumeState,
 };
 pub use services::{start_demo_provider, start_player_provider, MediaPlayerBackend};
 pub use task::TaskHandle;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use base64::Engine;
 
 use super::access::{scopes, AccessListener, AccessRequest, Approval, AuditRecord, Grant};
-use super::controller::parse_provider;
+use super::error::parse_provider;
 use super::error::{bare_jid, config, PmnError};
 use super::runtime;
 use super::task::{forward, TaskHandle};

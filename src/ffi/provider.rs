@@ -4,12 +4,13 @@
 use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex};
 
+use super::config::ConnectionConfig;
 use super::diagnostics::{self, Live};
-use super::error::{CallOutcome, PmnError};
-use super::records::ConnectionConfig;
+use super::error::{config as config_error, CallOutcome, PmnError};
 use super::runtime;
 use super::trust::Trust;
-use crate::core::provider::Provider as CoreProvider;
+use crate::core::provider::{Provider as CoreProvider, ProviderConfig};
+use crate::core::rpc::Service;
 use crate::core::services::player::{PlayerService, SimulatedPlayer};
 
 /// A running provider. `stop()` takes it offline; dropping it does too.
@@ -63,7 +64,7 @@ pub async fn start_simulated_player(
     name: String,
 ) -> Result<Arc<Provider>, PmnError> {
     let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
-    super::services::start(config, name, vec![player]).await
+    start(config, name, vec![player]).await
 }
 
 #[uniffi::export]
@@ -124,4 +125,32 @@ impl Provider {
             .await;
         }
     }
+}
+
+/// Starts a core provider offering `services` under `config` and wraps it.
+pub(super) async fn start(
+    config: ConnectionConfig,
+    name: String,
+    services: Vec<Arc<dyn Service>>,
+) -> Result<Arc<Provider>, PmnError> {
+    if name.trim().is_empty() {
+        return Err(config_error("the provider needs a name"));
+    }
+    let session = config.to_session()?;
+    let e2e = config.e2e_settings()?;
+    let access = config.access_settings();
+    let media = config.media_policy();
+    let core = runtime::run(async move {
+        let provider_config = ProviderConfig {
+            e2e,
+            access,
+            media,
+            ..ProviderConfig::plain(session, name)
+        };
+        CoreProvider::start(provider_config, services)
+            .await
+            .map_err(PmnError::from)
+    })
+    .await?;
+    Ok(Provider::from_core(core))
 }

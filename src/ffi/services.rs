@@ -8,12 +8,11 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::error::{config, PmnError};
+use super::config::ConnectionConfig;
+use super::error::PmnError;
 use super::provider::Provider;
-use super::records::{ConnectionConfig, Playback};
-use super::runtime;
+use super::records::Playback;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::provider::{Provider as CoreProvider, ProviderConfig};
 use crate::core::rpc::Service;
 use crate::core::services::library::{GeneratedLibrary, LibraryService};
 use crate::core::services::player::{self, MediaPlayer, PlayerService, SimulatedPlayer};
@@ -119,37 +118,6 @@ impl MediaPlayer for ForeignPlayer {
     }
 }
 
-pub(super) async fn start(
-    config: ConnectionConfig,
-    name: String,
-    services: Vec<Arc<dyn Service>>,
-) -> Result<Arc<Provider>, PmnError> {
-    if name.trim().is_empty() {
-        return Err(config_error("the provider needs a name"));
-    }
-    let session = config.to_session()?;
-    let e2e = config.e2e_settings()?;
-    let access = config.access_settings();
-    let media = config.media_policy();
-    let core = runtime::run(async move {
-        let provider_config = ProviderConfig {
-            e2e,
-            access,
-            media,
-            ..ProviderConfig::plain(session, name)
-        };
-        CoreProvider::start(provider_config, services)
-            .await
-            .map_err(PmnError::from)
-    })
-    .await?;
-    Ok(Provider::from_core(core))
-}
-
-fn config_error(detail: &str) -> PmnError {
-    config(detail)
-}
-
 /// Starts a provider named `name` whose media player is `backend`, implemented by the app: the
 /// phone (or TV app) becomes a player other devices can drive.
 #[uniffi::export]
@@ -159,7 +127,7 @@ pub async fn start_player_provider(
     backend: Arc<dyn MediaPlayerBackend>,
 ) -> Result<Arc<Provider>, PmnError> {
     let player: Arc<dyn Service> = Arc::new(PlayerService::new(Arc::new(ForeignPlayer(backend))));
-    start(config, name, vec![player]).await
+    super::provider::start(config, name, vec![player]).await
 }
 
 /// Starts a demo provider named `name` offering all three services, simulated: a media player, a
@@ -176,5 +144,5 @@ pub async fn start_demo_provider(
         Arc::new(RecorderService::simulated()),
         Arc::new(LibraryService::new(Arc::new(GeneratedLibrary::new(videos)))),
     ];
-    start(config, name, services).await
+    super::provider::start(config, name, services).await
 }

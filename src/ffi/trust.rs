@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use super::controller::parse_provider;
 use super::e2e::{
     PairingListener, PairingResult, ProviderPairingListener, TrustedDevice, TunnelFailureListener,
 };
+use super::error::parse_provider;
 use super::error::{bare_jid, config, PmnError};
 use super::runtime;
 use super::task::{forward, AbortOnDrop, TaskHandle};

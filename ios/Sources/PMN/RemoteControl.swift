@@ -6,7 +6,7 @@
 //     try await remote.connect()
 //     for await players in remote.providers(offering: RemoteControl.playerFeature) { … }
 //     for try await event in remote.events(provider: tv.jid, service: "player") { … } // subscribed while iterated
-//     _ = try await remote.controller.play(provider: tv.jid, uri: "file:///movies/a.mkv")
+//     _ = try await remote.controller.player(provider: tv.jid).play(uri: "file:///movies/a.mkv")
 //     remote.close()
 
 import Foundation

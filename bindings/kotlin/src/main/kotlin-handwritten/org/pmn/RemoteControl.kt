@@ -20,7 +20,7 @@ import kotlinx.coroutines.launch
 /**
  * The idiomatic Kotlin face of a pmn [Controller]: state as [StateFlow]s, events as cold [Flow]s
  * whose collection *is* the subscription, and every suspend call of the generated controller
- * (`play`, `pause`, `browse`, …) by delegation — a method added to the Rust API appears here
+ * (`player`, `trust`, `owner`, …) by delegation — a method added to the Rust API appears here
  * without a change to this class.
  *
  * ```kotlin
@@ -28,7 +28,7 @@ import kotlinx.coroutines.launch
  *     remote.connect()
  *     val tv = remote.providersOffering(PLAYER_FEATURE).first { it.isNotEmpty() }.first()
  *     val job = scope.launch { remote.events(tv.jid, "player").collect { show(it) } } // subscribes
- *     remote.play(tv.jid, "file:///movies/a.mkv")
+ *     remote.player(tv.jid).play("file:///movies/a.mkv")
  *     job.cancel()                                                               // unsubscribes
  * }
  * ```

@@ -68,7 +68,7 @@ class AndroidLifecycleTest {
                 app.lifecycleCallbacks.single().onActivityStarted(Activity())
                 app.lifecycleCallbacks.single().onActivityStopped(Activity()) // background
                 // Calls still work in the background, and after the change.
-                assertEquals(PlaybackState.PLAYING, controller.play(tv.jid, "file:///m.mkv").state)
+                assertEquals(PlaybackState.PLAYING, controller.player(tv.jid).play("file:///m.mkv").state)
             }
         }
         provider.stop()

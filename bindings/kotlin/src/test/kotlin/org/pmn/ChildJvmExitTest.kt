@@ -53,8 +53,8 @@ object ChildJvmMain {
             phone.connect()
             val info = listener.awaitProvider { it.name == "Child TV" }
             // Pairing signs with both keys on pmn's runtime threads (JNI into the key store).
-            phone.pair(info.jid, tv.startPairing(), RecordingPairingListener())
-            phone.status(info.jid)
+            phone.trust().pair(info.jid, tv.trust().startPairing(), RecordingPairingListener())
+            phone.player(info.jid).status()
         }
         tv.stop()
         tv.close()

@@ -102,12 +102,12 @@ class ControllerTest {
 
             controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use { subscription ->
                 assertEquals(1u, provider.subscriptionCount())
-                val playing = controller.play(tv.jid, "file:///movies/kotlin.mkv")
+                val playing = controller.player(tv.jid).play("file:///movies/kotlin.mkv")
                 assertEquals(PlaybackState.PLAYING, playing.state)
                 assertEquals("file:///movies/kotlin.mkv", playing.uri)
-                val paused = controller.pause(tv.jid)
+                val paused = controller.player(tv.jid).pause()
                 assertEquals(PlaybackState.PAUSED, paused.state)
-                assertEquals(paused, controller.status(tv.jid))
+                assertEquals(paused, controller.player(tv.jid).status())
 
                 val first = assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
                 assertEquals(tv.jid, first.provider)
@@ -122,8 +122,8 @@ class ControllerTest {
             assertEquals(0u, provider.subscriptionCount())
 
             // Typed errors.
-            controller.stop(tv.jid)
-            val fault = assertThrows<PmnException.Fault> { runBlocking { controller.pause(tv.jid) } }
+            controller.player(tv.jid).stop()
+            val fault = assertThrows<PmnException.Fault> { runBlocking { controller.player(tv.jid).pause() } }
             assertEquals(409, fault.code)
             // A fault ran; the error says so.
             assertEquals(CallOutcome.RAN, fault.outcome())
@@ -131,17 +131,17 @@ class ControllerTest {
 
             // The app's lifecycle: calls work in the background and back in the foreground.
             controller.setForeground(false)
-            assertEquals(PlaybackState.STOPPED, controller.status(tv.jid).state)
+            assertEquals(PlaybackState.STOPPED, controller.player(tv.jid).status().state)
             controller.setForeground(true)
-            assertEquals(PlaybackState.STOPPED, controller.status(tv.jid).state)
-            assertThrows<PmnException.Config> { runBlocking { controller.play("not a jid", "x") } }
+            assertEquals(PlaybackState.STOPPED, controller.player(tv.jid).status().state)
+            assertThrows<PmnException.Config> { runBlocking { controller.player("not a jid").play("x") } }
             assertIs<ConnectionState.Online>(controller.connectionState())
 
             provider.stop()
             val gone = listener.offline.poll(10, TimeUnit.SECONDS)
             assertEquals(tv.jid, gone)
             val unavailable =
-                assertThrows<PmnException.ProviderUnavailable> { runBlocking { controller.status(tv.jid) } }
+                assertThrows<PmnException.ProviderUnavailable> { runBlocking { controller.player(tv.jid).status() } }
             // The server refused to deliver it: certainly not run.
             assertEquals(CallOutcome.NOT_RUN, unavailable.outcome)
             assertEquals(CallOutcome.NOT_RUN, unavailable.outcome())
@@ -165,7 +165,7 @@ class ControllerTest {
     fun callsBeforeConnectAreNotConnected(): Unit = runBlocking {
         Controller(TestServer.config("phone"), RecordingListener()).use { controller ->
             val notSent =
-                assertThrows<PmnException.NotConnected> { runBlocking { controller.status("home@home.test/tv") } }
+                assertThrows<PmnException.NotConnected> { runBlocking { controller.player("home@home.test/tv").status() } }
             assertEquals(CallOutcome.NOT_RUN, notSent.outcome())
             assertTrue(!notSent.didRun())
             // Before connect there is nothing to tell the server.
@@ -187,8 +187,8 @@ class ControllerTest {
             controller.connect()
             val tv = listener.awaitProvider { it.name == "Fragile TV" }
             controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use {
-                controller.play(tv.jid, "file:///a")
-                controller.pause(tv.jid)
+                controller.player(tv.jid).play("file:///a")
+                controller.player(tv.jid).pause()
                 // Both events arrive although the listener threw on the first.
                 assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
                 assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())

@@ -67,7 +67,7 @@ class E2eTest {
         val phoneKeys = DeviceKeyStore.software(phoneDir.resolve("keys").toString())
         val tvConfig = TestServer.config("tv").copy(e2e = options(tvKeys, tvDir), plainTransport = false)
         val provider = startSimulatedPlayer(tvConfig, "Kotlin tunnel TV")
-        assertTrue(provider.trustedDevices().isEmpty())
+        assertTrue(provider.trust().trustedDevices().isEmpty())
         val listener = RecordingListener()
         val phoneConfig = TestServer.config("phone").copy(e2e = options(phoneKeys, phoneDir), plainTransport = false)
         Controller(phoneConfig, listener).use { controller ->
@@ -77,41 +77,41 @@ class E2eTest {
             // Not paired: the tunnel is required and the keys are unknown, so the call is refused,
             // and the TV's app hears of the refused tunnel.
             val alerts = LinkedBlockingQueue<PmnException>()
-            val alerting = provider.watchTunnelFailures(object : TunnelFailureListener {
+            val alerting = provider.trust().watchTunnelFailures(object : TunnelFailureListener {
                 override fun onTunnelFailure(peer: String, error: PmnException) {
                     alerts.add(error)
                 }
             })
-            val refused = assertThrows<PmnException> { runBlocking { controller.status(tv.jid) } }
+            val refused = assertThrows<PmnException> { runBlocking { controller.player(tv.jid).status() } }
             assertTrue(refused is PmnException.Forbidden || refused is PmnException.Tls, "$refused")
             assertIs<PmnException.Forbidden>(alerts.poll(10, TimeUnit.SECONDS))
             alerting.close()
 
             // The TV shows a code; a wrong one is a typed error and pins nothing.
             val screen = RecordingTvScreen()
-            val watch = provider.watchPairing(screen)
-            val code = provider.startPairing()
+            val watch = provider.trust().watchPairing(screen)
+            val code = provider.trust().startPairing()
             assertEquals(6, code.length)
             val pairing = RecordingPairingListener()
             val wrong = if (code == "000000") "111111" else "000000"
             assertThrows<PmnException.Forbidden> {
-                runBlocking { controller.pair(tv.jid, wrong, pairing) }
+                runBlocking { controller.trust().pair(tv.jid, wrong, pairing) }
             }
             val failed = assertIs<PairingResult.Failed>(pairing.awaitResult())
             assertIs<PmnException.Forbidden>(failed.error)
-            assertTrue(controller.trustedDevices().isEmpty())
+            assertTrue(controller.trust().trustedDevices().isEmpty())
 
             // The right code pins both keys.
-            val device = controller.pair(tv.jid, code, pairing)
+            val device = controller.trust().pair(tv.jid, code, pairing)
             assertEquals(listOf(wrong, code), pairing.codes.toList())
             val paired = assertIs<PairingResult.Paired>(pairing.awaitResult())
             assertEquals(device, paired.device)
             assertEquals(tv.jid, paired.provider)
-            assertEquals(provider.deviceFingerprint(), device.fingerprint)
+            assertEquals(provider.trust().deviceFingerprint(), device.fingerprint)
             assertEquals(TrustSource.Paired, device.source)
-            assertEquals(listOf(device), controller.trustedDevices())
-            val phoneOnTv = provider.trustedDevices().single()
-            assertEquals(controller.deviceFingerprint(), phoneOnTv.fingerprint)
+            assertEquals(listOf(device), controller.trust().trustedDevices())
+            val phoneOnTv = provider.trust().trustedDevices().single()
+            assertEquals(controller.trust().deviceFingerprint(), phoneOnTv.fingerprint)
             // The TV's screen heard both: the wrong code, then the phone it now trusts.
             assertIs<PmnException.Forbidden>(screen.failed.poll(10, TimeUnit.SECONDS))
             assertEquals(phoneOnTv, screen.paired.poll(10, TimeUnit.SECONDS))
@@ -119,8 +119,8 @@ class E2eTest {
 
             // Control and events through the tunnel.
             controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use {
-                assertEquals(PlaybackState.PLAYING, controller.play(tv.jid, "file:///movies/e2e.mkv").state)
-                assertEquals(PlaybackState.PAUSED, controller.pause(tv.jid).state)
+                assertEquals(PlaybackState.PLAYING, controller.player(tv.jid).play("file:///movies/e2e.mkv").state)
+                assertEquals(PlaybackState.PAUSED, controller.player(tv.jid).pause().state)
                 val first = assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
                 assertEquals(tv.jid, first.provider)
                 assertEquals(PlaybackState.PLAYING, first.status.state)
@@ -130,15 +130,15 @@ class E2eTest {
 
             // The phone stops trusting the TV: the next call is refused.
             val network = tv.jid.substringBefore('/')
-            assertTrue(runBlocking { controller.revokeDevice(network, device.fingerprint) })
-            assertTrue(controller.trustedDevices().isEmpty())
-            val afterRevoke = assertThrows<PmnException> { runBlocking { controller.status(tv.jid) } }
+            assertTrue(runBlocking { controller.trust().revokeDevice(network, device.fingerprint) })
+            assertTrue(controller.trust().trustedDevices().isEmpty())
+            val afterRevoke = assertThrows<PmnException> { runBlocking { controller.player(tv.jid).status() } }
             assertTrue(
                 afterRevoke is PmnException.Forbidden || afterRevoke is PmnException.Tls,
                 "$afterRevoke",
             )
             // Bad input to revoke is a config error.
-            assertThrows<PmnException.Config> { runBlocking { controller.revokeDevice(network, "not hex") } }
+            assertThrows<PmnException.Config> { runBlocking { controller.trust().revokeDevice(network, "not hex") } }
         }
         provider.stop()
         provider.close()
@@ -173,7 +173,7 @@ class E2eTest {
         val thiefKeys = DeviceKeyStore.software(thiefDir.resolve("keys").toString())
         val provider = startSimulatedPlayer(device("tv", tvDir, tvKeys), "Rotating TV")
         val tvHears = RecordingPassword()
-        val tvWatch = provider.watchNetworkPassword(tvHears)
+        val tvWatch = provider.trust().watchNetworkPassword(tvHears)
         val listener = RecordingListener()
         val thiefListener = RecordingListener()
         Controller(device("phone", phoneDir, phoneKeys), listener).use { phone ->
@@ -181,14 +181,14 @@ class E2eTest {
                 phone.connect()
                 thief.connect()
                 val tv = listener.awaitProvider { it.name == "Rotating TV" }
-                phone.pair(tv.jid, provider.startPairing(), RecordingPairingListener())
-                assertTrue(phone.trustedDevices().isNotEmpty())
+                phone.trust().pair(tv.jid, provider.trust().startPairing(), RecordingPairingListener())
+                assertTrue(phone.trust().trustedDevices().isNotEmpty())
 
                 // The thief's device is revoked, then the password rotated from the phone.
-                phone.revokeDevice(network, thief.deviceFingerprint())
+                phone.trust().revokeDevice(network, thief.trust().deviceFingerprint())
                 val phoneHears = RecordingPassword()
-                phone.watchNetworkPassword(phoneHears).use {
-                    val rotation = phone.rotateNetworkPassword()
+                phone.trust().watchNetworkPassword(phoneHears).use {
+                    val rotation = phone.trust().rotateNetworkPassword()
                     assertTrue(rotation.password != old && rotation.password.isNotEmpty())
                     assertEquals(listOf(tv.jid), rotation.delivered)
                     val missed = rotation.missed.single()
@@ -202,7 +202,7 @@ class E2eTest {
                 var status: PlayerStatus? = null
                 val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20)
                 while (status == null && System.nanoTime() < deadline) {
-                    status = runCatching { phone.status(tv.jid) }.getOrNull()
+                    status = runCatching { phone.player(tv.jid).status() }.getOrNull()
                     if (status == null) Thread.sleep(200)
                 }
                 assertTrue(status != null, "the TV is reachable after the rotation")
@@ -238,8 +238,8 @@ class E2eTest {
     @Test
     fun withoutTheTunnelPairingIsAConfigError(): Unit = runBlocking {
         val provider = startSimulatedPlayer(TestServer.config("tv"), "Kotlin plain TV")
-        assertThrows<PmnException.Config> { provider.startPairing() }
-        assertThrows<PmnException.Config> { provider.trustedDevices() }
+        assertThrows<PmnException.Config> { provider.trust().startPairing() }
+        assertThrows<PmnException.Config> { provider.trust().trustedDevices() }
         provider.stop()
         provider.close()
     }

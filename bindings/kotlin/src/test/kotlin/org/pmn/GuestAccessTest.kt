@@ -72,10 +72,10 @@ class GuestAccessTest {
         val julia = Controller(juliaConfig, juliaListener)
         julia.connect()
         val tvInfo = juliaListener.awaitProvider { it.name == "Julia's TV" }
-        julia.pair(tvInfo.jid, tv.startPairing(), RecordingPairingListener())
+        julia.trust().pair(tvInfo.jid, tv.trust().startPairing(), RecordingPairingListener())
 
         val requests = RecordingAccessListener()
-        val watch = julia.watchAccessRequests(requests)
+        val watch = julia.owner().watchAccessRequests(requests)
 
         // Romeo's phone, in his own household.
         val romeoConfig = TestServer.config("romeo").copy(
@@ -88,66 +88,66 @@ class GuestAccessTest {
         val romeo = Controller(romeoConfig, romeoListener)
         romeo.connect()
         val asking = async(Dispatchers.IO) {
-            romeo.requestAccess("home@home.test", listOf("playback"), "film night", 30_000uL)
+            romeo.guest().requestAccess("home@home.test", listOf("playback"), "film night", 30_000uL)
         }
 
         // Julia's phone shows who asks, from which device, for what.
         val request = requests.await()
         assertEquals("home@friend.test", request.guestNetwork)
-        assertEquals(romeo.deviceFingerprint(), request.deviceFingerprint)
+        assertEquals(romeo.trust().deviceFingerprint(), request.deviceFingerprint)
         assertEquals(listOf("playback"), request.scopes)
         assertEquals("film night", request.reason)
         val twoHours = System.currentTimeMillis() / 1000 + 2 * 3600
-        val approval = julia.approveAccess(request.id, listOf("playback"), twoHours.toULong())
+        val approval = julia.owner().approveAccess(request.id, listOf("playback"), twoHours.toULong())
         assertEquals(listOf(tvInfo.jid), approval.installedOn)
         assertEquals(listOf("playback"), approval.grant.scopes)
 
         // Julia's phone is the household's owner (its key came first); the TV lists it.
-        val owners = julia.ownerKeys()
+        val owners = julia.owner().ownerKeys()
         assertEquals(1, owners.size)
-        assertEquals(julia.deviceFingerprint(), owners.single().device)
-        assertEquals(julia.ownerPublicKey(), owners.single().publicKey)
+        assertEquals(julia.trust().deviceFingerprint(), owners.single().device)
+        assertEquals(julia.owner().ownerPublicKey(), owners.single().publicKey)
 
         val approved = asking.await()
         // Both phones show the same six digits; Romeo confirms, and only then is the TV trusted.
         assertEquals(6, approved.confirmationCode.length)
         assertEquals(approval.confirmationCode, approved.confirmationCode)
-        assertThrows<PmnException.Forbidden> { romeo.confirmAccess("home@elsewhere.test") }
-        val access = romeo.confirmAccess("home@home.test")
+        assertThrows<PmnException.Forbidden> { romeo.guest().confirmAccess("home@elsewhere.test") }
+        val access = romeo.guest().confirmAccess("home@home.test")
         assertEquals("home@home.test", access.network)
         assertEquals(approval.grant.id, access.grantId)
-        assertEquals(listOf(tv.deviceFingerprint()), access.devices)
+        assertEquals(listOf(tv.trust().deviceFingerprint()), access.devices)
 
         // Romeo discovers the TV (mutual presence) and plays through the tunnel.
         romeoListener.awaitProvider { it.jid == tvInfo.jid }
-        assertThrows<PmnException.Forbidden> { runBlocking { romeo.play(tvInfo.jid, "file:///etc/passwd") } }
-        assertEquals(PlaybackState.PLAYING, romeo.play(tvInfo.jid, "https://romeo.example/film.mkv").state)
-        assertEquals(PlaybackState.PAUSED, romeo.pause(tvInfo.jid).state)
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.player(tvInfo.jid).play("file:///etc/passwd") } }
+        assertEquals(PlaybackState.PLAYING, romeo.player(tvInfo.jid).play("https://romeo.example/film.mkv").state)
+        assertEquals(PlaybackState.PAUSED, romeo.player(tvInfo.jid).pause().state)
         // The recorder and the library are outside `playback`: the TV refuses them.
-        assertThrows<PmnException.Forbidden> { runBlocking { romeo.channels(tvInfo.jid) } }
-        assertThrows<PmnException.Forbidden> { runBlocking { romeo.browse(tvInfo.jid, "videos", 0u, 10u) } }
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.recorder(tvInfo.jid).channels() } }
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.library(tvInfo.jid).browse("videos", 0u, 10u) } }
 
         // Julia lists the grant and reads the TV's audit log.
-        val grant = julia.accessGrants().single { it.id == approval.grant.id }
+        val grant = julia.owner().accessGrants().single { it.id == approval.grant.id }
         assertTrue(grant.active)
         assertEquals("home@friend.test", grant.guest)
-        assertEquals(romeo.deviceFingerprint(), grant.deviceFingerprint)
-        val audit = julia.accessAudit(tvInfo.jid, 0uL)
+        assertEquals(romeo.trust().deviceFingerprint(), grant.deviceFingerprint)
+        val audit = julia.owner().accessAudit(tvInfo.jid, 0uL)
         assertTrue(audit.any { it.kind == "use" && it.method == "player.play" }, "$audit")
         assertTrue(audit.any { it.kind == "deny" && it.method == "recorder.channels" }, "$audit")
 
         // Julia revokes: the TV refuses Romeo at once (a call racing the tunnel's close may see
         // the tunnel end instead; none succeeds).
-        assertEquals(listOf(tvInfo.jid), julia.revokeGrant(approval.grant.id))
-        runCatching { romeo.status(tvInfo.jid) }.onSuccess { fail("a revoked guest was served: $it") }
-        assertThrows<PmnException.Forbidden> { runBlocking { romeo.status(tvInfo.jid) } }
-        assertTrue(julia.accessGrants().none { it.id == approval.grant.id && it.active })
+        assertEquals(listOf(tvInfo.jid), julia.owner().revokeGrant(approval.grant.id))
+        runCatching { romeo.player(tvInfo.jid).status() }.onSuccess { fail("a revoked guest was served: $it") }
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.player(tvInfo.jid).status() } }
+        assertTrue(julia.owner().accessGrants().none { it.id == approval.grant.id && it.active })
 
         // Bad input from the app is a typed error.
         assertThrows<PmnException.Config> {
-            runBlocking { julia.approveAccess(request.id, listOf("root"), twoHours.toULong()) }
+            runBlocking { julia.owner().approveAccess(request.id, listOf("root"), twoHours.toULong()) }
         }
-        assertThrows<PmnException.BadParams> { runBlocking { julia.denyAccess(999_999uL) } }
+        assertThrows<PmnException.BadParams> { runBlocking { julia.owner().denyAccess(999_999uL) } }
 
         watch.close()
         romeo.disconnect()

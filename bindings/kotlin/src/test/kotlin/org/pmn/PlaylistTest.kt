@@ -54,7 +54,7 @@ class PlaylistTest {
                 val name = "film-night-${System.nanoTime()}"
                 val mine = julia.playlists()
                 mine.create(name, PlaylistAccess.Friends(listOf("home@friend.test")))
-                val owner = Base64.getDecoder().decode(julia.ownerPublicKey())
+                val owner = Base64.getDecoder().decode(julia.owner().ownerPublicKey())
                 val heard = RecordingPlaylist()
                 romeo.playlists().follow("home@home.test", name, listOf(owner), heard).use {
                     val film = PlaylistEntry(

@@ -53,7 +53,7 @@ class RemoteControlTest {
             awaitSubscriptions(tv, 1u)
             // The provider may see the subscription before subscribe() has returned its handle.
             withTimeout(5_000) { while (liveObjects().taskHandles != 1uL) delay(10) }
-            remote.play(jid, "file:///movies/flow.mkv") // delegated to the generated Controller
+            remote.player(jid).play("file:///movies/flow.mkv") // delegated to the generated Controller
             // play also reports the queue; every variant knows its provider.
             var event: ServiceEvent
             do {
@@ -70,8 +70,8 @@ class RemoteControlTest {
                 remote.events(jid, "player").filterIsInstance<ServiceEvent.PlayerStateChanged>().take(2).toList()
             }
             awaitSubscriptions(tv, 1u)
-            remote.pause(jid)
-            remote.resume(jid)
+            remote.player(jid).pause()
+            remote.player(jid).resume()
             val states = withTimeout(10_000) { two.await() }.map { it.status.state }
             assertEquals(listOf(PlaybackState.PAUSED, PlaybackState.PLAYING), states)
             awaitSubscriptions(tv, 0u)

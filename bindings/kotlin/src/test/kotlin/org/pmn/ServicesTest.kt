@@ -68,22 +68,22 @@ class ServicesTest {
             val tv = listener.awaitProvider { it.name == "Kotlin Player" }
             assertEquals(listOf("urn.xmpp.tmp.media.player"), tv.services)
 
-            val playing = controller.play(tv.jid, "file:///kotlin/one.mkv")
+            val playing = controller.player(tv.jid).play("file:///kotlin/one.mkv")
             assertEquals(PlaybackState.PLAYING, playing.state)
             assertEquals("file:///kotlin/one.mkv", playing.uri)
             assertEquals(600_000uL, playing.durationMs)
-            assertEquals(123_000uL, controller.seek(tv.jid, 123_000uL).positionMs)
-            controller.enqueue(tv.jid, "file:///kotlin/two.mkv", "Two")
-            assertEquals(2, controller.queue(tv.jid).items.size)
-            val next = controller.next(tv.jid)
+            assertEquals(123_000uL, controller.player(tv.jid).seek(123_000uL).positionMs)
+            controller.player(tv.jid).enqueue("file:///kotlin/two.mkv", "Two")
+            assertEquals(2, controller.player(tv.jid).queue().items.size)
+            val next = controller.player(tv.jid).next()
             assertEquals("Two", next.title)
-            assertEquals(PlaybackState.PAUSED, controller.pause(tv.jid).state)
+            assertEquals(PlaybackState.PAUSED, controller.player(tv.jid).pause().state)
 
             controller.subscribeEvents(tv.jid, "player", listOf("volume-changed")).use {
-                assertEquals(VolumeState(30u, false), controller.setVolume(tv.jid, 30u))
+                assertEquals(VolumeState(30u, false), controller.player(tv.jid).setVolume(30u))
                 val event = listener.awaitEventOf<ServiceEvent.PlayerVolumeChanged>()
                 assertEquals(VolumeState(30u, false), event.volume)
-                assertTrue(controller.mute(tv.jid, true).muted)
+                assertTrue(controller.player(tv.jid).mute(true).muted)
             }
             assertEquals(
                 listOf("load file:///kotlin/one.mkv", "seek 123000", "load file:///kotlin/two.mkv",
@@ -91,9 +91,9 @@ class ServicesTest {
                 backend.calls.toList(),
             )
             // pmn checks arguments before the app's player sees them.
-            assertThrows<PmnException.BadParams> { runBlocking { controller.setVolume(tv.jid, 101u) } }
-            assertThrows<PmnException.Fault> { runBlocking { controller.seek(tv.jid, 700_000uL) } }
-            assertThrows<PmnException.UnknownMethod> { runBlocking { controller.browse(tv.jid, "", 0u, 10u) } }
+            assertThrows<PmnException.BadParams> { runBlocking { controller.player(tv.jid).setVolume(101u) } }
+            assertThrows<PmnException.Fault> { runBlocking { controller.player(tv.jid).seek(700_000uL) } }
+            assertThrows<PmnException.UnknownMethod> { runBlocking { controller.library(tv.jid).browse("", 0u, 10u) } }
             assertEquals(6, backend.calls.size)
         }
         provider.stop()
@@ -111,12 +111,12 @@ class ServicesTest {
             controller.connect()
             val t = listener.awaitProvider { it.name == "Typed refusal" }
             val b = listener.awaitProvider { it.name == "Broken" }
-            val fault = assertThrows<PmnException.Fault> { runBlocking { controller.play(t.jid, "file:///x") } }
+            val fault = assertThrows<PmnException.Fault> { runBlocking { controller.player(t.jid).play("file:///x") } }
             assertEquals(451, fault.code)
-            val bug = assertThrows<PmnException.Fault> { runBlocking { controller.play(b.jid, "file:///x") } }
+            val bug = assertThrows<PmnException.Fault> { runBlocking { controller.player(b.jid).play("file:///x") } }
             assertEquals(500, bug.code)
             // Both keep serving.
-            assertEquals(PlaybackState.STOPPED, controller.status(b.jid).state)
+            assertEquals(PlaybackState.STOPPED, controller.player(b.jid).status().state)
         }
         typed.stop(); typed.close()
         broken.stop(); broken.close()
@@ -132,26 +132,26 @@ class ServicesTest {
             assertEquals(3, box.services.size)
 
             // Recorder.
-            assertTrue(controller.channels(box.jid).any { it.id == "one" })
+            assertTrue(controller.recorder(box.jid).channels().any { it.id == "one" })
             val now = System.currentTimeMillis() / 1000
             controller.subscribe(box.jid, "recorder").use {
-                val rec = controller.scheduleRecording(box.jid, "one", now + 1, now + 2, "Kotlin news")
+                val rec = controller.recorder(box.jid).schedule("one", now + 1, now + 2, "Kotlin news")
                 assertEquals(RecordingState.SCHEDULED, rec.state)
                 assertEquals(now + 1, rec.start)
                 val clash = assertThrows<PmnException.Fault> {
-                    runBlocking { controller.scheduleRecording(box.jid, "two", now + 1, now + 5, "Clash") }
+                    runBlocking { controller.recorder(box.jid).schedule("two", now + 1, now + 5, "Clash") }
                 }
                 assertEquals(409, clash.code)
                 val past = assertThrows<PmnException.Fault> {
-                    runBlocking { controller.scheduleRecording(box.jid, "two", now - 100, now - 50, "Past") }
+                    runBlocking { controller.recorder(box.jid).schedule("two", now - 100, now - 50, "Past") }
                 }
                 assertEquals(422, past.code)
                 assertThrows<PmnException.BadParams> {
-                    runBlocking { controller.scheduleRecording(box.jid, "two", now + 50, now + 10, "Backwards") }
+                    runBlocking { controller.recorder(box.jid).schedule("two", now + 50, now + 10, "Backwards") }
                 }
-                val later = controller.scheduleRecording(box.jid, "two", now + 600, now + 700, "Later")
-                assertEquals(2, controller.scheduledRecordings(box.jid).size)
-                assertEquals(later.id, controller.cancelRecording(box.jid, later.id).id)
+                val later = controller.recorder(box.jid).schedule("two", now + 600, now + 700, "Later")
+                assertEquals(2, controller.recorder(box.jid).scheduled().size)
+                assertEquals(later.id, controller.recorder(box.jid).cancel(later.id).id)
                 val started = listener.awaitEventOf<ServiceEvent.Recording>()
                 assertEquals(RecordingState.RECORDING, started.recording.state)
                 val finished = listener.awaitEventOf<ServiceEvent.Recording>()
@@ -160,25 +160,25 @@ class ServicesTest {
             }
 
             // Library: page through 10 000 items without holding them.
-            val root = controller.browse(box.jid, "", 0u, 10u)
+            val root = controller.library(box.jid).browse("", 0u, 10u)
             assertEquals(10_000u, root.items.first { it.id == "videos" }.childCount)
             var offset = 0u
             var seen = 0
             while (true) {
-                val page = controller.browse(box.jid, "videos", offset, 200u)
+                val page = controller.library(box.jid).browse("videos", offset, 200u)
                 if (page.items.isEmpty()) break
                 seen += page.items.size
                 offset += page.items.size.toUInt()
             }
             assertEquals(10_000, seen)
-            val hits = controller.search(box.jid, "Film 4242", 0u, 10u)
+            val hits = controller.library(box.jid).search("Film 4242", 0u, 10u)
             assertEquals(1u, hits.total)
-            val item = controller.libraryItem(box.jid, "videos/4242")
+            val item = controller.library(box.jid).item("videos/4242")
             assertEquals(ItemKind.VIDEO, item.kind)
             assertNull(item.childCount)
-            assertThrows<PmnException.BadParams> { runBlocking { controller.browse(box.jid, "videos", 0u, 0u) } }
+            assertThrows<PmnException.BadParams> { runBlocking { controller.library(box.jid).browse("videos", 0u, 0u) } }
             assertEquals(404, assertThrows<PmnException.Fault> {
-                runBlocking { controller.libraryItem(box.jid, "videos/10000") }
+                runBlocking { controller.library(box.jid).item("videos/10000") }
             }.code)
             assertThrows<PmnException.BadParams> {
                 runBlocking { controller.subscribeEvents(box.jid, "player", listOf("no-such-event")) }

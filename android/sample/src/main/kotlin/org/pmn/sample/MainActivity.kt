@@ -84,8 +84,8 @@ class MainActivity : ComponentActivity() {
         setOnClickListener {
             lifecycleScope.launch {
                 try {
-                    val now = remote.status(player.jid)
-                    if (now.state == PlaybackState.PLAYING) remote.pause(player.jid) else remote.resume(player.jid)
+                    val now = remote.player(player.jid).status()
+                    if (now.state == PlaybackState.PLAYING) remote.player(player.jid).pause() else remote.player(player.jid).resume()
                 } catch (e: PmnException) {
                     status.text = "${player.name}: ${e.message}"
                 }

@@ -101,15 +101,15 @@ class RemoteShell(
             "", "help" -> out.println("commands: list, pair N CODE, play N URI, pause N, resume N, stop N, status N, watch N, unwatch N, wait NAME, quit")
             "pair" -> {
                 val code = words.getOrNull(2) ?: return usage("pair N CODE")
-                val device = remote.controller.pair(player(words).jid, code, QuietPairing)
+                val device = remote.controller.trust().pair(player(words).jid, code, QuietPairing)
                 out.println("paired: key ${device.fingerprint.take(16)}…")
             }
             "list" -> players().forEachIndexed { i, p -> out.println("${i + 1}. ${p.name} (${p.jid})") }
-            "play" -> show(remote.play(player(words).jid, words.getOrNull(2) ?: return usage("play N URI")))
-            "pause" -> show(remote.pause(player(words).jid))
-            "resume" -> show(remote.resume(player(words).jid))
-            "stop" -> show(remote.stop(player(words).jid))
-            "status" -> show(remote.status(player(words).jid))
+            "play" -> show(remote.player(player(words).jid).play(words.getOrNull(2) ?: return usage("play N URI")))
+            "pause" -> show(remote.player(player(words).jid).pause())
+            "resume" -> show(remote.player(player(words).jid).resume())
+            "stop" -> show(remote.player(player(words).jid).stop())
+            "status" -> show(remote.player(player(words).jid).status())
             "watch" -> {
                 val p = player(words)
                 watches.remove(p.jid)?.cancel()
