@@ -180,41 +180,34 @@ pub enum ServiceEvent {
 
 impl From<crate::core::controller::ServiceEvent> for ServiceEvent {
     fn from(e: crate::core::controller::ServiceEvent) -> Self {
-        use crate::core::services::{player, recorder};
+        use crate::core::services::player::PlayerEvent;
+        use crate::core::services::recorder::RecorderEvent;
         let provider = e.provider.to_string();
-        if let Some(Ok(status)) = e.decode::<player::StateChanged>() {
-            return ServiceEvent::PlayerStateChanged {
-                provider,
-                status: status.into(),
+        if let Some(Ok(event)) = PlayerEvent::decode(&e.notice) {
+            return match event {
+                PlayerEvent::StateChanged(status) => ServiceEvent::PlayerStateChanged {
+                    provider,
+                    status: status.into(),
+                },
+                PlayerEvent::Position(p) => ServiceEvent::PlayerPosition {
+                    provider,
+                    position_ms: p.position_ms,
+                    duration_ms: p.duration_ms,
+                },
+                PlayerEvent::QueueChanged(q) => ServiceEvent::PlayerQueueChanged {
+                    provider,
+                    queue: q.into(),
+                },
+                PlayerEvent::VolumeChanged(v) => ServiceEvent::PlayerVolumeChanged {
+                    provider,
+                    volume: v.into(),
+                },
             };
         }
-        if let Some(Ok(p)) = e.decode::<player::Position>() {
-            return ServiceEvent::PlayerPosition {
-                provider,
-                position_ms: p.position_ms,
-                duration_ms: p.duration_ms,
-            };
-        }
-        if let Some(Ok(q)) = e.decode::<player::QueueChanged>() {
-            return ServiceEvent::PlayerQueueChanged {
-                provider,
-                queue: q.into(),
-            };
-        }
-        if let Some(Ok(v)) = e.decode::<player::VolumeChanged>() {
-            return ServiceEvent::PlayerVolumeChanged {
-                provider,
-                volume: v.into(),
-            };
-        }
-        let recording = e
-            .decode::<recorder::Started>()
-            .or_else(|| e.decode::<recorder::Finished>())
-            .or_else(|| e.decode::<recorder::Failed>());
-        if let Some(Ok(r)) = recording {
+        if let Some(Ok(event)) = RecorderEvent::decode(&e.notice) {
             return ServiceEvent::Recording {
                 provider,
-                recording: r.into(),
+                recording: event.recording().clone().into(),
             };
         }
         ServiceEvent::Other {

@@ -116,8 +116,7 @@ pub struct ServiceEvent {
 impl ServiceEvent {
     /// The typed payload when this is event `E` (`None` for any other event).
     pub fn decode<E: Event>(&self) -> Option<Result<E::Payload>> {
-        (self.notice.service == E::Service::NAME && self.notice.name == E::NAME)
-            .then(|| rpc::decode_event::<E>(self.notice.params.clone()))
+        rpc::decode_notice::<E>(&self.notice)
     }
 }
 

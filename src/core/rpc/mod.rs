@@ -29,8 +29,8 @@ pub use dedup::{CallLog, CallLogStats};
 pub use remote::{Caller, Remote};
 pub use router::{CallContext, RpcRouter, Service};
 pub use typed::{
-    decode_event, decode_output, decode_params, encode_event, encode_params, method_name, Emitter,
-    Event, Method, ServiceSpec, TypedService,
+    decode_event, decode_notice, decode_output, decode_params, encode_event, encode_params,
+    method_name, Emitter, Event, Method, ServiceSpec, TypedService,
 };
 pub(crate) use typed::{event, method, service_via_typed};
 

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::xmlrpc::{from_value, to_value, Value};
 use super::{CallContext, Service};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::EventSink;
+use crate::core::events::{EventNotice, EventSink};
 use crate::core::sync::Locked;
 
 /// What identifies a service on the wire.
@@ -124,6 +124,13 @@ pub fn decode_event<E: Event>(mut params: Vec<Value>) -> Result<E::Payload> {
             format!("{}.{}: bad payload: {e}", E::Service::NAME, E::NAME),
         )
     })
+}
+
+/// The payload of `notice` when it is event `E` (`None` for any other event; `Some(Err)` for a
+/// payload of the wrong shape, a `Protocol` error).
+pub fn decode_notice<E: Event>(notice: &EventNotice) -> Option<Result<E::Payload>> {
+    (notice.service == E::Service::NAME && notice.name == E::NAME)
+        .then(|| decode_event::<E>(notice.params.clone()))
 }
 
 type Handler =

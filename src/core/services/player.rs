@@ -20,9 +20,10 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::events::EventNotice;
 use crate::core::events::Throttle;
 use crate::core::rpc::xmlrpc::{from_value, to_value, Value};
-use crate::core::rpc::{event, method, Emitter, Remote, ServiceSpec, TypedService};
+use crate::core::rpc::{decode_notice, event, method, Emitter, Remote, ServiceSpec, TypedService};
 
 /// The disco#info feature of the media player (kept from the spec's example).
 pub const FEATURE: &str = "urn.xmpp.tmp.media.player";
@@ -123,6 +124,31 @@ event!(
 event!(
     /// `volume-changed`.
     VolumeChanged, Player, EVENT_VOLUME_CHANGED, VolumeState);
+
+/// Every event a media player sends, typed: what a controller's app shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayerEvent {
+    /// `state-changed`.
+    StateChanged(PlayerStatus),
+    /// `position`.
+    Position(PositionUpdate),
+    /// `queue-changed`.
+    QueueChanged(Queue),
+    /// `volume-changed`.
+    VolumeChanged(VolumeState),
+}
+
+impl PlayerEvent {
+    /// The player event `notice` carries; `None` for another service's or an unknown event,
+    /// `Some(Err)` (`Protocol`) for a payload of the wrong shape.
+    pub fn decode(notice: &EventNotice) -> Option<Result<Self>> {
+        decode_notice::<StateChanged>(notice)
+            .map(|r| r.map(Self::StateChanged))
+            .or_else(|| decode_notice::<Position>(notice).map(|r| r.map(Self::Position)))
+            .or_else(|| decode_notice::<QueueChanged>(notice).map(|r| r.map(Self::QueueChanged)))
+            .or_else(|| decode_notice::<VolumeChanged>(notice).map(|r| r.map(Self::VolumeChanged)))
+    }
+}
 
 /// Playback state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -825,8 +851,8 @@ impl Remote<Player> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::events::EventNotice;
     use crate::core::events::EventSink;
+    use crate::core::rpc::encode_event;
     use crate::core::rpc::xmlrpc::Value;
     use crate::core::rpc::{decode_event, decode_output, encode_params, Method};
     use crate::core::rpc::{CallContext, Service};
@@ -1044,5 +1070,39 @@ mod tests {
             ("position".into(), Value::Int(0)),
         ]);
         assert!(PlayerStatus::from_value(&unknown_state).is_err());
+    }
+
+    #[test]
+    fn a_notice_decodes_to_its_typed_player_event_and_nothing_else() {
+        let update = PositionUpdate {
+            position_ms: 1500,
+            duration_ms: Some(9000),
+        };
+        let notice = EventNotice {
+            service: "player".into(),
+            name: EVENT_POSITION.into(),
+            params: encode_event::<Position>(&update).expect("encode"),
+        };
+        assert_eq!(
+            PlayerEvent::decode(&notice)
+                .expect("a player event")
+                .expect("its shape"),
+            PlayerEvent::Position(update)
+        );
+        // Another service's event of the same name is not a player event.
+        let other = EventNotice {
+            service: "recorder".into(),
+            ..notice.clone()
+        };
+        assert!(PlayerEvent::decode(&other).is_none());
+        // The right name with the wrong payload is a protocol error, not a silent drop.
+        let wrong = EventNotice {
+            params: vec![Value::Int(3)],
+            ..notice
+        };
+        let e = PlayerEvent::decode(&wrong)
+            .expect("named")
+            .expect_err("shape");
+        assert_eq!(e.kind(), ErrorKind::Protocol);
     }
 }

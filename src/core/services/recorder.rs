@@ -20,8 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::events::EventNotice;
 use crate::core::rpc::xmlrpc::DateTime;
-use crate::core::rpc::{event, method, Emitter, Remote, ServiceSpec, TypedService};
+use crate::core::rpc::{decode_notice, event, method, Emitter, Remote, ServiceSpec, TypedService};
 
 /// The disco#info feature of the recorder.
 pub const FEATURE: &str = "urn:xmpp:tmp:pmn:recorder:0";
@@ -80,6 +81,35 @@ event!(
 event!(
     /// `recording-failed`.
     Failed, Recorder, EVENT_FAILED, Recording);
+
+/// Every event a recorder sends, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecorderEvent {
+    /// `recording-started`.
+    Started(Recording),
+    /// `recording-finished`.
+    Finished(Recording),
+    /// `recording-failed`.
+    Failed(Recording),
+}
+
+impl RecorderEvent {
+    /// The recorder event `notice` carries; `None` for another service's or an unknown event,
+    /// `Some(Err)` (`Protocol`) for a payload of the wrong shape.
+    pub fn decode(notice: &EventNotice) -> Option<Result<Self>> {
+        decode_notice::<Started>(notice)
+            .map(|r| r.map(Self::Started))
+            .or_else(|| decode_notice::<Finished>(notice).map(|r| r.map(Self::Finished)))
+            .or_else(|| decode_notice::<Failed>(notice).map(|r| r.map(Self::Failed)))
+    }
+
+    /// The recording the event is about.
+    pub fn recording(&self) -> &Recording {
+        match self {
+            Self::Started(r) | Self::Finished(r) | Self::Failed(r) => r,
+        }
+    }
+}
 
 /// A channel that can be recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
