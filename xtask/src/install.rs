@@ -78,36 +78,50 @@ pub(crate) fn install_interop_peers(ctx: &mut Ctx) -> Result<PathBuf> {
     if !have("python3") {
         apt_install(STEP, &["python3", "python3-venv"])?;
     }
-    if !python.is_file() {
-        let made = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status();
-        if !made.is_ok_and(|s| s.success()) {
-            // Debian's python3 lacks ensurepip without python3-venv.
-            apt_install(STEP, &["python3-venv"])?;
-            run(
-                STEP,
-                Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            )?;
-        }
-    }
-    run(
-        STEP,
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("slixmpp=={SLIXMPP_VERSION}"),
-        ]),
-    )?;
+    make_venv(STEP, &venv, &["python3-venv"])?;
+    pip_install(STEP, &python, &[&format!("slixmpp=={SLIXMPP_VERSION}")])?;
     if !has_slixmpp(&python) {
         return Err(Failure::new(STEP, "slixmpp did not install"));
     }
     Ok(python)
+}
+
+/// Makes the venv `venv` (`python3 -m venv`) unless it has a python already. When that fails,
+/// installs `apt_packages` (Debian's python3 lacks ensurepip without python3-venv) and tries once
+/// more.
+pub(crate) fn make_venv(step: &str, venv: &Path, apt_packages: &[&str]) -> Result {
+    if venv.join("bin").join("python").is_file() {
+        return Ok(());
+    }
+    let made = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(venv)
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        apt_install(step, apt_packages)?;
+        run(
+            step,
+            Command::new("python3").arg("-m").arg("venv").arg(venv),
+        )?;
+    }
+    Ok(())
+}
+
+/// `python -m pip install` of the pinned `packages`, quietly.
+pub(crate) fn pip_install(step: &str, python: &Path, packages: &[&str]) -> Result {
+    run(
+        step,
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages),
+    )
 }
 
 /// Starts a fresh test Prosody (stopped when the returned server drops).

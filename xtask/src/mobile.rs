@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::bindings::bindings;
 use crate::ctx::{have, run, Ctx, Result};
-use crate::install::apt_install;
+use crate::install::{apt_install, make_venv, pip_install};
 
 /// `cargo xtask mobile-check`: every phone compile gate this machine can run (no NDK, no Xcode).
 pub(crate) fn mobile_check(ctx: &mut Ctx) -> Result {
@@ -50,32 +50,8 @@ pub(crate) fn swift_syntax(ctx: &mut Ctx) -> Result {
             .is_ok_and(|s| s.success())
     };
     if !(python.is_file() && ready(&python)) {
-        if !python.is_file() {
-            let made = Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .status();
-            if !made.is_ok_and(|s| s.success()) {
-                apt_install(STEP, &["python3", "python3-venv"])?;
-                run(
-                    STEP,
-                    Command::new("python3").arg("-m").arg("venv").arg(&venv),
-                )?;
-            }
-        }
-        run(
-            STEP,
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .args(TREE_SITTER),
-        )?;
+        make_venv(STEP, &venv, &["python3", "python3-venv"])?;
+        pip_install(STEP, &python, &TREE_SITTER)?;
     }
     let script = ctx.root.join("scripts").join("swift-syntax-check.py");
     run(STEP, Command::new(&python).arg(&script).arg("--self-test"))?;
