@@ -17,7 +17,7 @@ use crate::core::identity::KeyStoreError;
 #[cfg(target_os = "android")]
 use super::caught;
 #[cfg(target_os = "android")]
-use super::java::key_pair_generator;
+use super::java::{generate_key_pair, p256_spec};
 use super::JvmFailure;
 
 /// Generates a key inside the Android Keystore: StrongBox first, and without it when the device has
@@ -109,12 +109,7 @@ fn android_generate_with<'local>(
         jni_sig!("(Ljava/lang/String;I)V"),
         &[JValue::from(name), JValue::Int(PURPOSE_SIGN)],
     )?;
-    let curve = env.new_string("secp256r1")?;
-    let curve_spec = env.new_object(
-        jni_str!("java/security/spec/ECGenParameterSpec"),
-        jni_sig!("(Ljava/lang/String;)V"),
-        &[JValue::from(&curve)],
-    )?;
+    let curve_spec = p256_spec(env)?;
     env.call_method(
         &builder,
         jni_str!("setAlgorithmParameterSpec"),
@@ -160,20 +155,7 @@ fn android_generate_with<'local>(
             &[],
         )?
         .l()?;
-    let generator = key_pair_generator(env, Some("AndroidKeyStore"))?;
-    env.call_method(
-        &generator,
-        jni_str!("initialize"),
-        jni_sig!("(Ljava/security/spec/AlgorithmParameterSpec;)V"),
-        &[JValue::from(&spec)],
-    )?;
-    env.call_method(
-        &generator,
-        jni_str!("generateKeyPair"),
-        jni_sig!("()Ljava/security/KeyPair;"),
-        &[],
-    )?
-    .l()
+    generate_key_pair(env, Some("AndroidKeyStore"), &spec)
 }
 
 #[cfg(not(target_os = "android"))]

@@ -6,7 +6,7 @@ use jni::objects::{JByteArray, JObject, JValue};
 use jni::{jni_sig, jni_str, Env};
 
 /// `KeyPairGenerator.getInstance("EC"[, provider])`.
-pub(super) fn key_pair_generator<'local>(
+fn key_pair_generator<'local>(
     env: &mut Env<'local>,
     provider: Option<&str>,
 ) -> Result<JObject<'local>, JniError> {
@@ -31,6 +31,53 @@ pub(super) fn key_pair_generator<'local>(
             .l()
         }
     }
+}
+
+/// A new key pair from `KeyPairGenerator.getInstance("EC"[, provider])` initialised with `spec`
+/// (an [`p256_spec`] for the desktop store, a `KeyGenParameterSpec` for the Android Keystore).
+pub(super) fn generate_key_pair<'local>(
+    env: &mut Env<'local>,
+    provider: Option<&str>,
+    spec: &JObject<'_>,
+) -> Result<JObject<'local>, JniError> {
+    let generator = key_pair_generator(env, provider)?;
+    env.call_method(
+        &generator,
+        jni_str!("initialize"),
+        jni_sig!("(Ljava/security/spec/AlgorithmParameterSpec;)V"),
+        &[JValue::from(spec)],
+    )?;
+    env.call_method(
+        &generator,
+        jni_str!("generateKeyPair"),
+        jni_sig!("()Ljava/security/KeyPair;"),
+        &[],
+    )?
+    .l()
+}
+
+/// `new ECGenParameterSpec("secp256r1")`: the curve of every key either store makes.
+pub(super) fn p256_spec<'local>(env: &mut Env<'local>) -> Result<JObject<'local>, JniError> {
+    let curve = env.new_string("secp256r1")?;
+    env.new_object(
+        jni_str!("java/security/spec/ECGenParameterSpec"),
+        jni_sig!("(Ljava/lang/String;)V"),
+        &[JValue::from(&curve)],
+    )
+}
+
+/// `pair.getPublic()` of a `java.security.KeyPair`.
+pub(super) fn public_of<'local>(
+    env: &mut Env<'local>,
+    pair: &JObject<'_>,
+) -> Result<JObject<'local>, JniError> {
+    env.call_method(
+        pair,
+        jni_str!("getPublic"),
+        jni_sig!("()Ljava/security/PublicKey;"),
+        &[],
+    )?
+    .l()
 }
 
 /// `key.getEncoded()` as bytes (SPKI DER for a public key).

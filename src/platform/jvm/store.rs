@@ -12,7 +12,7 @@ use crate::core::identity::{check_p256_spki, self_signed_certificate, KeyPolicy,
 use crate::core::sync::Locked;
 
 use super::android::android_generate;
-use super::java::{encoded, java_sign, key_pair_generator};
+use super::java::{encoded, generate_key_pair, java_sign, p256_spec, public_of};
 use super::{java_vm, Backing, JvmFailure, JvmKeyStore};
 
 /// Password of the desktop PKCS12 file. The desktop JVM store is a test vehicle: its secrecy rests on
@@ -173,14 +173,7 @@ impl JvmKeyStore {
         match self.backing {
             Backing::AndroidKeyStore => {
                 let pair = android_generate(env, name, policy)?;
-                let public = env
-                    .call_method(
-                        &pair,
-                        jni_str!("getPublic"),
-                        jni_sig!("()Ljava/security/PublicKey;"),
-                        &[],
-                    )?
-                    .l()?;
+                let public = public_of(env, &pair)?;
                 Ok(encoded(env, &public)?)
             }
             Backing::Pkcs12File(_) => {
@@ -190,35 +183,9 @@ impl JvmKeyStore {
                     )
                     .into());
                 }
-                let generator = key_pair_generator(env, None)?;
-                let curve = env.new_string("secp256r1")?;
-                let spec = env.new_object(
-                    jni_str!("java/security/spec/ECGenParameterSpec"),
-                    jni_sig!("(Ljava/lang/String;)V"),
-                    &[JValue::from(&curve)],
-                )?;
-                env.call_method(
-                    &generator,
-                    jni_str!("initialize"),
-                    jni_sig!("(Ljava/security/spec/AlgorithmParameterSpec;)V"),
-                    &[JValue::from(&spec)],
-                )?;
-                let pair = env
-                    .call_method(
-                        &generator,
-                        jni_str!("generateKeyPair"),
-                        jni_sig!("()Ljava/security/KeyPair;"),
-                        &[],
-                    )?
-                    .l()?;
-                let public = env
-                    .call_method(
-                        &pair,
-                        jni_str!("getPublic"),
-                        jni_sig!("()Ljava/security/PublicKey;"),
-                        &[],
-                    )?
-                    .l()?;
+                let spec = p256_spec(env)?;
+                let pair = generate_key_pair(env, None, &spec)?;
+                let public = public_of(env, &pair)?;
                 let private = env
                     .call_method(
                         &pair,
