@@ -82,23 +82,30 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// `openssl s_client` with STARTTLS to `host` on `server`, the chain verified against the test CA
+/// and the host name checked; callers add their own options.
+fn s_client_verified(server: &TestServer, host: &str) -> Command {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-starttls",
+        "xmpp",
+        "-xmpphost",
+        host,
+        "-connect",
+    ])
+    .arg(server.addr())
+    .arg("-CAfile")
+    .arg(server.ca_path())
+    .args(["-verify_return_error", "-verify_hostname", host]);
+    cmd
+}
+
 /// STARTTLS (chain verified against the test CA, host name checked) + SASL PLAIN through
 /// `openssl s_client`. Returns whether the server answered `<success/>`.
 fn sasl_plain_login(server: &TestServer, user: &str, host: &str, password: &str) -> bool {
-    let mut child = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-starttls",
-            "xmpp",
-            "-xmpphost",
-            host,
-            "-connect",
-        ])
-        .arg(server.addr())
-        .arg("-CAfile")
-        .arg(server.ca_path())
-        .args(["-verify_return_error", "-verify_hostname", host])
+    let mut child = s_client_verified(server, host)
+        .arg("-quiet")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -194,21 +201,7 @@ fn shared_server_is_one_per_process() {
 fn certificate_chain_verifies_for_every_host() {
     let server = TestServer::shared();
     for host in [HOME_HOST, FRIEND_HOST, TAMPER_HOST] {
-        let out = run_bounded(
-            Command::new("openssl")
-                .args([
-                    "s_client",
-                    "-starttls",
-                    "xmpp",
-                    "-xmpphost",
-                    host,
-                    "-connect",
-                ])
-                .arg(server.addr())
-                .arg("-CAfile")
-                .arg(server.ca_path())
-                .args(["-verify_return_error", "-verify_hostname", host]),
-        );
+        let out = run_bounded(&mut s_client_verified(server, host));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && stdout.contains("Verify return code: 0 (ok)"),

@@ -1,0 +1,116 @@
+//! `cargo xtask test`: the whole suite, stage by stage (fmt, clippy, cargo test against Prosody
+//! and ejabberd, the vendored crates' tests, the fuzz smoke, bindings, Kotlin JVM tests, the
+//! mobile gates that fit the CI budget).
+
+use crate::bindings::{bindings, kotlin_jvm_tests};
+use crate::ctx::{run, run_counting, Ctx, Result};
+use crate::fuzz::fuzz_smoke;
+use crate::install::{install_interop_peers, install_prosody, SLIXMPP_PYTHON_ENV};
+use crate::mobile::{mobile_script, swift_syntax};
+
+/// The integration tests that run against ejabberd as well as Prosody: login, discovery, RPC,
+/// events, the tunnel, pairing, XEP-0189, the guest flow, restarts, the reader's limits and call
+/// semantics. The tamper tests need Prosody's attacker module and stay Prosody-only, and so does
+/// tests/foreground.rs (the test ejabberd has no CSI module).
+pub(crate) const EJABBERD_TESTS: &[&str] = &[
+    "session",
+    "control",
+    "e2e_tunnel",
+    "e2e_control",
+    "guest",
+    "recovery",
+    "stream_limits",
+    "calls",
+    "pubsub",
+];
+/// `cargo xtask test`: every stage in order, stopping at the first that fails.
+pub(crate) fn test(ctx: &mut Ctx) -> Result {
+    ctx.stage("prerequisites", install_prosody)?;
+    let python = ctx.stage("interop peers", install_interop_peers)?;
+    ctx.stage("fmt", |ctx| {
+        run("fmt", ctx.cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    ctx.stage("clippy", |ctx| {
+        run(
+            "clippy",
+            ctx.cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "test-ca",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )
+    })?;
+    ctx.stage("cargo test", |ctx| {
+        let mut counts = ctx.counts;
+        let result = run_counting(
+            "cargo test",
+            ctx.cargo()
+                .args(["test", "--workspace", "--features", "test-ca"])
+                // Set, so the interop tests fail instead of skipping when the peer is broken.
+                .env(SLIXMPP_PYTHON_ENV, &python),
+            &mut counts,
+        );
+        ctx.counts = counts;
+        result
+    })?;
+    ctx.stage("cargo test (ejabberd)", |ctx| {
+        let mut counts = ctx.counts;
+        let mut cmd = ctx.cargo();
+        cmd.args(["test", "--features", "test-ca"]);
+        for test in EJABBERD_TESTS {
+            cmd.args(["--test", test]);
+        }
+        cmd.env("PMN_TEST_SERVER", "ejabberd");
+        let result = run_counting("cargo test (ejabberd)", &mut cmd, &mut counts);
+        ctx.counts = counts;
+        result
+    })?;
+    ctx.stage("vendored crates' tests", vendored_tests)?;
+    // The corpus replay runs inside `cargo test` (stable); this builds the targets with libFuzzer
+    // and fuzzes each for a few seconds on top of its corpus.
+    ctx.stage("fuzz smoke", fuzz_smoke)?;
+    ctx.stage("bindings", bindings)?;
+    ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
+    // The part of the mobile gates that fits the CI budget: the shipped aarch64-android artefact
+    // built for real (release-small staticlib, size printed; a build is also a check) and a check of
+    // iOS (`cargo xtask mobile-check` adds the other two Android ABIs).
+    ctx.stage("mobile: cargo check aarch64-apple-ios", |ctx| {
+        mobile_script(ctx, &["aarch64-apple-ios"])
+    })?;
+    ctx.stage("mobile: staticlib aarch64-linux-android", |ctx| {
+        mobile_script(ctx, &["--staticlib", "aarch64-linux-android"])
+    })?;
+    ctx.stage("mobile: swift syntax", swift_syntax)?;
+    Ok(())
+}
+
+/// The tests of the patched crates in vendor/ that cover pmn's patches (vendor/README.md): all
+/// of rxml and tokio-xmpp (small), xmpp-parsers' `sm` module. Their own target directory, so the
+/// workspace build is not invalidated.
+pub(crate) fn vendored_tests(ctx: &mut Ctx) -> Result {
+    let target = ctx.target_dir().join("vendor-tests");
+    let mut counts = ctx.counts;
+    // tokio-xmpp with the features pmn uses (its defaults would build aws-lc as well).
+    for (krate, extra) in [
+        ("rxml", &[][..]),
+        (
+            "tokio-xmpp",
+            &["--no-default-features", "--features", "starttls,ring"][..],
+        ),
+        ("xmpp-parsers", &["sm::"][..]),
+    ] {
+        let manifest = format!("vendor/{krate}/Cargo.toml");
+        let mut cmd = ctx.cargo();
+        cmd.args(["test", "--manifest-path", &manifest, "--lib"])
+            .args(extra)
+            .env("CARGO_TARGET_DIR", &target);
+        run_counting(&format!("cargo test ({krate})"), &mut cmd, &mut counts)?;
+    }
+    ctx.counts = counts;
+    Ok(())
+}
