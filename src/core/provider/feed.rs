@@ -9,22 +9,23 @@
 
 use crate::core::sync::Locked;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 
-use super::caller::{Caller, Route};
-use super::calls::Outcome;
-use super::dispatch::Dispatcher;
+use super::answer::Outcome;
 use super::limits::{Counters, ProviderLimits};
 use super::{ACCESS_SERVICE, AUDIT_EVENT};
+use crate::core::access::AccessGuard;
+use crate::core::e2e::E2eEndpoint;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{EventFilter, EventNotice, Subscribers};
 use crate::core::rpc::xmlrpc::{self, Value};
 use crate::core::rpc::{CallContext, Service};
+use crate::core::session::Session;
 
 /// The owner's audit feed as a routed service: `access.subscribe` / `access.unsubscribe` are
 /// handled like every service's, and its only event is `audit` (one record each). Registered only
@@ -212,16 +213,33 @@ impl Subscriptions {
     }
 }
 
-impl Dispatcher {
+/// The provider's side of events: who is subscribed, and the ways events go out to them.
+#[derive(Clone)]
+pub(super) struct Feed {
+    /// Events in clear go out here.
+    pub(super) session: Session,
+    /// Events to tunnel subscribers go out here (and only here).
+    pub(super) e2e: Option<E2eEndpoint>,
+    /// The ACL (guests hear events only while a grant holds) and the audit log it feeds.
+    pub(super) access: Option<Arc<AccessGuard>>,
+    /// This provider's network: its devices always hear.
+    pub(super) network: BareJid,
+    /// Who hears what (shared with [`super::Provider::subscription_count`]).
+    pub(super) subscriptions: Arc<Mutex<Subscriptions>>,
+    /// Where refused subscriptions are counted.
+    pub(super) stats: Arc<Counters>,
+}
+
+impl Feed {
     /// `<service>.subscribe` / `<service>.unsubscribe` (any service, `access` included).
     pub(super) fn on_subscription(
         &self,
-        caller: &Caller,
+        guest: bool,
         full: FullJid,
         service: &Arc<dyn Service>,
         verb: &str,
         params: Vec<Value>,
-        route: &Route,
+        tunnel: bool,
     ) -> Outcome {
         let name = service.name();
         let method = format!("{name}.{verb}");
@@ -239,14 +257,10 @@ impl Dispatcher {
             Ok(filter) => filter,
             Err(e) => return Outcome::Done(Err(e)),
         };
-        let guest = !caller.is_own_device();
-        let taken = self.subscriptions.locked().subscribe(
-            name,
-            full.clone(),
-            filter,
-            route.is_tunnel(),
-            guest,
-        );
+        let taken =
+            self.subscriptions
+                .locked()
+                .subscribe(name, full.clone(), filter, tunnel, guest);
         match taken {
             Ok(()) => Outcome::Done(Ok(Value::Bool(true))),
             Err(full_because) => {

@@ -38,6 +38,7 @@
 //! bound gets a typed stanza error (`resource-constraint`) and the refusal is counted
 //! ([`ProviderStats`]).
 
+mod answer;
 mod caller;
 mod calls;
 mod dispatch;
@@ -259,13 +260,19 @@ impl Provider {
                 e2e: e2e.clone(),
                 access: access.clone(),
                 policy,
-                network,
+                network: network.clone(),
                 router: Arc::new(router),
                 caps_ver: plumbing::caps_ver(&info),
                 info,
-                subscriptions: subscriptions.clone(),
+                feed: feed::Feed {
+                    session: session.clone(),
+                    e2e: e2e.clone(),
+                    access: access.clone(),
+                    network,
+                    subscriptions: subscriptions.clone(),
+                    stats: stats.clone(),
+                },
                 calls: in_flight,
-                stats: stats.clone(),
                 expiry: expiry::GuestExpiry::new(access.as_deref()),
             }
             .run(inbound, events_rx, e2e_rx),
