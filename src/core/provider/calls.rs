@@ -11,7 +11,7 @@
 //! timeout or a lost connection) gets the first answer, or waits for the run still going, and
 //! never runs the method again. Refusals (policy, unknown method, bad parameters, a bound hit) are
 //! not remembered: they ran nothing, and a retry is judged afresh. `<service>.subscribe` and
-//! `unsubscribe` are idempotent and not remembered either.
+//! `unsubscribe` ([`run_at_once`]) are idempotent and not remembered either.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -29,7 +29,8 @@ use super::limits::{Counters, ProviderLimits};
 use crate::core::error::{Error, ErrorKind};
 use crate::core::rpc::dedup::Begin;
 use crate::core::rpc::xmlrpc::Value;
-use crate::core::rpc::{CallContext, CallId, CallLog, Service};
+use crate::core::rpc::Target;
+use crate::core::rpc::{CallContext, CallId, CallLog};
 use crate::core::sync::Locked;
 
 /// Who a remembered call belongs to: the caller's full JID and the key of the tunnel it came
@@ -173,10 +174,8 @@ pub(super) struct Call {
     pub(super) call_id: Option<CallId>,
     /// `<service>.<verb>`, for the logs.
     pub(super) method: String,
-    /// The service that runs it.
-    pub(super) service: Arc<dyn Service>,
-    /// The verb.
-    pub(super) verb: String,
+    /// Where the router sends it.
+    pub(super) target: Target,
     /// Its parameters.
     pub(super) params: Vec<Value>,
 }
@@ -193,8 +192,7 @@ impl InFlight {
             id,
             call_id,
             method,
-            service,
-            verb,
+            target,
             params,
         } = call;
         let reply = |iq: Iq| {
@@ -232,20 +230,25 @@ impl InFlight {
                 return reply(answer(to, id, Outcome::Busy(why)));
             }
         };
+        let tunnel = route.is_tunnel();
         let route = route.clone();
         let running = self.running.clone();
         let log = log.clone();
         tokio::spawn(async move {
             // The semaphore is never closed; if it were, running without a place beats no answer.
             let _place = running.acquire_owned().await.ok();
-            let ctx = CallContext { caller: full };
+            let ctx = CallContext {
+                caller: full,
+                tunnel,
+            };
             // A service that panics must not leave its caller waiting for an answer that never
             // comes: the panic becomes an error answer, like any unexpected failure.
-            let outcome = AssertUnwindSafe(service.call(&verb, params, &ctx))
+            let outcome = AssertUnwindSafe(target.call(params, &ctx))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
-                    tracing::error!(service = service.name(), %verb, "service call panicked");
+                    let (service, verb) = (target.service().name(), target.verb());
+                    tracing::error!(service, verb, "service call panicked");
                     Err(Error::new(ErrorKind::Internal, "the service failed"))
                 });
             // Remembered before the caller can learn the answer, so its retry finds it.
@@ -298,6 +301,24 @@ impl InFlight {
                 tracing::debug!("reply dropped: session or tunnel ended");
             }
         });
+    }
+}
+
+/// Runs a verb served for every service ([`Target::EveryService`]: the subscriptions) at once,
+/// in the dispatcher: it only touches the provider's tables, so it takes no slot, and it is
+/// idempotent, so it is not remembered. Its "no room" ([`ErrorKind::ProviderUnavailable`]) is a
+/// bound hit, answered `resource-constraint`.
+pub(super) fn run_at_once(target: &Target, params: Vec<Value>, ctx: &CallContext) -> Outcome {
+    match target.call(params, ctx).now_or_never() {
+        Some(Err(e)) if e.kind() == ErrorKind::ProviderUnavailable => {
+            Outcome::Busy(e.message().to_owned())
+        }
+        Some(outcome) => Outcome::Done(outcome),
+        // Never for the provider's own verbs; an answer beats a dispatcher that waits.
+        None => Outcome::Done(Err(Error::new(
+            ErrorKind::Internal,
+            "the provider's verb did not answer at once",
+        ))),
     }
 }
 

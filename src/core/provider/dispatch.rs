@@ -14,7 +14,7 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 use super::answer::{answer, Outcome};
 use super::caller::{Caller, Route};
-use super::calls::{Call, InFlight};
+use super::calls::{self, Call, InFlight};
 use super::expiry::{GuestExpiry, CHECK_EVERY};
 use super::feed::Feed;
 use super::policy::{Decision, Policy, Request};
@@ -28,7 +28,8 @@ use crate::core::events::EventNotice;
 use crate::core::plumbing;
 use crate::core::rpc::call_id::{self, CallIdField};
 use crate::core::rpc::xmlrpc::{self, RpcPayload};
-use crate::core::rpc::{stanza_error_for, RpcRouter};
+use crate::core::rpc::Target;
+use crate::core::rpc::{stanza_error_for, CallContext, RpcRouter};
 use crate::core::session::{Inbound, Session};
 use crate::core::sync::Locked;
 
@@ -269,33 +270,27 @@ impl Dispatcher {
             }
         }
         let Some(to) = to else { return };
-        let (service, verb) = match self.router.resolve(&call.method) {
-            Ok((service, verb)) => (service.clone(), verb.to_owned()),
+        let target = match self.router.route(&call.method) {
+            Ok(target) => target,
             Err(e) => return self.reply(route, answer(to, id, Outcome::Done(Err(e)))),
         };
-        let guest = !caller.is_own_device();
-        // Subscriptions are the provider's business, the same for every service.
-        if matches!(verb.as_str(), "subscribe" | "unsubscribe") {
-            let outcome = self.feed.on_subscription(
-                guest,
-                full,
-                &service,
-                &verb,
-                call.params,
-                route.is_tunnel(),
-            );
+        if let Target::EveryService { .. } = target {
+            let ctx = CallContext {
+                caller: full,
+                tunnel: route.is_tunnel(),
+            };
+            let outcome = calls::run_at_once(&target, call.params, &ctx);
             return self.reply(route, answer(to, id, outcome));
         }
         let call = Call {
             full,
             key: caller.tunnel_key().copied(),
-            guest,
+            guest: !caller.is_own_device(),
             to,
             id,
             call_id,
             method: call.method,
-            service,
-            verb,
+            target,
             params: call.params,
         };
         self.calls.run(call, route);

@@ -1,5 +1,6 @@
-//! Subscriptions and events: `<service>.subscribe` / `unsubscribe` for every service (the audit
-//! feed, [`AuditFeed`], is one of them), the bounds on what guests may hold, and the fan-out.
+//! Subscriptions and events: who is subscribed to what ([`Subscriptions`], filled by the routed
+//! `<service>.subscribe` verbs of `subscription.rs`), the bounds on what guests may hold, and the
+//! fan-out of services' events and audit records ([`Feed`]).
 //!
 //! Events go only to full JIDs that subscribed and are still online, and to a subscriber that
 //! asked through a tunnel only through it (spec §4: never a stanza to someone who did not write
@@ -11,58 +12,16 @@ use crate::core::sync::Locked;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 
-use super::answer::Outcome;
-use super::limits::{Counters, ProviderLimits};
+use super::limits::ProviderLimits;
 use super::{ACCESS_SERVICE, AUDIT_EVENT};
 use crate::core::access::AccessGuard;
 use crate::core::e2e::E2eEndpoint;
-use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{EventFilter, EventNotice, Subscribers};
-use crate::core::rpc::xmlrpc::{self, Value};
-use crate::core::rpc::{CallContext, Service};
+use crate::core::rpc::xmlrpc;
 use crate::core::session::Session;
-
-/// The owner's audit feed as a routed service: `access.subscribe` / `access.unsubscribe` are
-/// handled like every service's, and its only event is `audit` (one record each). Registered only
-/// when the provider takes guests; the policy lets only own devices through the tunnel reach it.
-pub(crate) struct AuditFeed;
-
-impl Service for AuditFeed {
-    fn name(&self) -> &str {
-        ACCESS_SERVICE
-    }
-
-    fn feature(&self) -> &str {
-        // Never announced (see Provider::start); the access namespace is its closest name.
-        crate::core::access::NS_ACCESS
-    }
-
-    fn call<'a>(
-        &'a self,
-        verb: &'a str,
-        _params: Vec<Value>,
-        _ctx: &'a CallContext,
-    ) -> BoxFuture<'a, Result<Value>> {
-        // The log itself is read with the `<audit/>` management request; here are only the
-        // subscription verbs, which the provider handles for every service.
-        async move {
-            Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("no method {ACCESS_SERVICE}.{verb}"),
-            ))
-        }
-        .boxed()
-    }
-
-    fn events(&self) -> &[&str] {
-        &[AUDIT_EVENT]
-    }
-}
 
 /// Why a subscription was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +35,8 @@ pub(crate) enum Full {
 }
 
 impl Full {
-    fn text(self) -> &'static str {
+    /// What the refused caller reads.
+    pub(super) fn text(self) -> &'static str {
         match self {
             Full::GuestQuota => "too many subscriptions for this guest",
             Full::GuestsShare => "too many guest subscriptions",
@@ -226,51 +186,9 @@ pub(super) struct Feed {
     pub(super) network: BareJid,
     /// Who hears what (shared with [`super::Provider::subscription_count`]).
     pub(super) subscriptions: Arc<Mutex<Subscriptions>>,
-    /// Where refused subscriptions are counted.
-    pub(super) stats: Arc<Counters>,
 }
 
 impl Feed {
-    /// `<service>.subscribe` / `<service>.unsubscribe` (any service, `access` included).
-    pub(super) fn on_subscription(
-        &self,
-        guest: bool,
-        full: FullJid,
-        service: &Arc<dyn Service>,
-        verb: &str,
-        params: Vec<Value>,
-        tunnel: bool,
-    ) -> Outcome {
-        let name = service.name();
-        let method = format!("{name}.{verb}");
-        if verb == "unsubscribe" {
-            if !params.is_empty() {
-                return Outcome::Done(Err(Error::new(
-                    ErrorKind::BadParams,
-                    format!("{method} takes no parameters"),
-                )));
-            }
-            let had = self.subscriptions.locked().unsubscribe(name, &full);
-            return Outcome::Done(Ok(Value::Bool(had)));
-        }
-        let filter = match event_filter(&method, service.events(), params) {
-            Ok(filter) => filter,
-            Err(e) => return Outcome::Done(Err(e)),
-        };
-        let taken =
-            self.subscriptions
-                .locked()
-                .subscribe(name, full.clone(), filter, tunnel, guest);
-        match taken {
-            Ok(()) => Outcome::Done(Ok(Value::Bool(true))),
-            Err(full_because) => {
-                Counters::bump(&self.stats.subscriptions_refused);
-                tracing::info!(%full, service = name, why = full_because.text(), "subscription refused");
-                Outcome::Busy(full_because.text().to_owned())
-            }
-        }
-    }
-
     /// Sends the audit records made since the last call to the owners subscribed to `access`.
     pub(super) fn emit_audit(&self) {
         let Some(guard) = &self.access else { return };
@@ -332,34 +250,6 @@ impl Feed {
     }
 }
 
-/// The parameters of `<service>.subscribe`: none (every event) or one array naming the wanted events,
-/// each of which the service must send.
-fn event_filter(method: &str, known: &[&str], params: Vec<Value>) -> Result<EventFilter> {
-    let bad = |why: String| Error::new(ErrorKind::BadParams, format!("{method}: {why}"));
-    match params.as_slice() {
-        [] => Ok(None),
-        [Value::Array(names)] => {
-            let mut wanted = BTreeSet::new();
-            for name in names {
-                let name = name
-                    .as_str()
-                    .ok_or_else(|| bad("event names are strings".into()))?;
-                if !known.contains(&name) {
-                    return Err(bad(format!("no event {name:?} (known: {known:?})")));
-                }
-                wanted.insert(name.to_owned());
-            }
-            if wanted.is_empty() {
-                return Err(bad(
-                    "an empty event list selects nothing; unsubscribe instead".into(),
-                ));
-            }
-            Ok(Some(wanted))
-        }
-        _ => Err(bad("takes nothing or one array of event names".into())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,24 +306,5 @@ mod tests {
         assert!(!subs
             .guests
             .contains_key(&"romeo@friend.test".parse::<BareJid>().expect("jid")));
-    }
-
-    #[test]
-    fn event_filters_name_known_events_only() {
-        let known = ["state-changed", "position"];
-        assert_eq!(
-            event_filter("player.subscribe", &known, vec![]).ok(),
-            Some(None)
-        );
-        let one = vec![Value::Array(vec![Value::String("position".into())])];
-        assert!(event_filter("player.subscribe", &known, one).is_ok_and(|f| f.is_some()));
-        for bad in [
-            vec![Value::Array(vec![])],
-            vec![Value::Array(vec![Value::String("x".into())])],
-            vec![Value::Int(1)],
-        ] {
-            let e = event_filter("player.subscribe", &known, bad).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::BadParams);
-        }
     }
 }

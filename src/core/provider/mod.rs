@@ -12,9 +12,14 @@
 //! 2. `policy.rs` decides what that caller may ask: one table, every allow/deny rule of the provider
 //!    (the guest grants' scope table itself lives in [`crate::core::access`]);
 //! 3. `dispatch.rs` routes what is allowed: plumbing (disco#info, ping), access management, or an
-//!    RPC call, which `calls.rs` runs under the in-flight bounds. `<service>.subscribe` /
-//!    `unsubscribe` and the owner's audit feed (`access.*`) are methods like the others, routed by
-//!    the router; `feed.rs` holds the subscriptions and sends the events.
+//!    RPC call, which the [`RpcRouter`] sends to its target and `calls.rs` runs under the in-flight
+//!    bounds. `<service>.subscribe` / `unsubscribe` (served for every service,
+//!    [`crate::core::rpc::EveryServiceVerbs`]) and the owner's audit feed (`access.*`) are routed
+//!    services like the others (`subscription.rs`); `feed.rs` holds the subscriptions and sends the
+//!    events.
+//!
+//! Imports run one way: `dispatch.rs` on top; `calls.rs`, `feed.rs`, `subscription.rs` below it;
+//! `policy.rs`, `caller.rs`, `answer.rs`, `limits.rs` at the bottom.
 //!
 //! **It never sends a stanza to a JID that has not contacted it first** (spec §4): presence goes to
 //! the server (no `to`), iq answers go to the requester (through the way it came),
@@ -47,6 +52,7 @@ mod feed;
 mod limits;
 mod media;
 mod policy;
+mod subscription;
 
 use crate::core::sync::Locked;
 use std::sync::{Arc, Mutex};
@@ -189,7 +195,16 @@ impl Provider {
             ));
         }
         config.limits.validate()?;
+        let subscriptions = Arc::new(Mutex::new(feed::Subscriptions::new(&config.limits)));
+        let stats = Arc::new(limits::Counters::default());
+        let network = config.session.jid.to_bare();
         let mut router = RpcRouter::with_limits(config.rpc_limits);
+        // `<service>.subscribe` / `unsubscribe`: the provider's, the same for every service.
+        router.serve_for_every_service(Arc::new(subscription::SubscriptionVerbs {
+            network: network.clone(),
+            subscriptions: subscriptions.clone(),
+            stats: stats.clone(),
+        }));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         for service in services {
             service.bind_events(EventSink::new(service.name(), events_tx.clone()));
@@ -201,7 +216,6 @@ impl Provider {
             features.push(crate::core::e2e::pubkey::NOTIFY_PUBKEY);
         }
         let info = disco_info_for(Some(&config.name), &features);
-        let network = config.session.jid.to_bare();
         let access = match (&config.access, &config.e2e) {
             (Some(settings), Some(_)) => Some(Arc::new(AccessGuard::open_with_audit_capacity(
                 network.clone(),
@@ -219,7 +233,7 @@ impl Provider {
         if access.is_some() {
             // The audit feed is routed like any service (`access.subscribe`); it is not announced
             // in disco#info: only the owner's devices may use it, and they know it is there.
-            router.add(Arc::new(feed::AuditFeed))?;
+            router.add(Arc::new(subscription::AuditFeed))?;
         }
         let (session, inbound) = Session::connect(config.session).await?;
         let (e2e, e2e_rx) = match &config.e2e {
@@ -239,8 +253,6 @@ impl Provider {
             }
             None => (None, None),
         };
-        let subscriptions = Arc::new(Mutex::new(feed::Subscriptions::new(&config.limits)));
-        let stats = Arc::new(limits::Counters::default());
         let (pairings, _) = tokio::sync::broadcast::channel(16);
         let (failures, _) = tokio::sync::broadcast::channel(FAILURE_CAPACITY);
         let policy = policy::Policy {
@@ -270,7 +282,6 @@ impl Provider {
                     access: access.clone(),
                     network,
                     subscriptions: subscriptions.clone(),
-                    stats: stats.clone(),
                 },
                 calls: in_flight,
                 expiry: expiry::GuestExpiry::new(access.as_deref()),

@@ -22,7 +22,7 @@ pub use call_id::{CallId, NS_CALL};
 pub(crate) use client::call_with;
 pub use client::{call, call_as};
 pub use dedup::{CallLog, CallLogStats};
-pub use router::{CallContext, RpcRouter, Service};
+pub use router::{CallContext, EveryServiceVerbs, RpcRouter, Service, Target};
 
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
