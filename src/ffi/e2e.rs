@@ -352,7 +352,7 @@ impl Provider {
             "pairing listener",
             move |outcome| match outcome {
                 PairingOutcome::Paired { peer, fingerprint } => {
-                    let device = paired_device(&e2e, &peer, &fingerprint);
+                    let device = paired_device(&e2e, &peer, &fingerprint.0);
                     report(listener.on_paired(peer.to_string(), device), "on_paired");
                 }
                 PairingOutcome::Failed { peer, error } => report(

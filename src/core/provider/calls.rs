@@ -26,6 +26,7 @@ use xmpp_parsers::jid::{FullJid, Jid};
 use super::answer::{answer, Outcome};
 use super::caller::Route;
 use super::limits::{Counters, ProviderLimits};
+use crate::core::access::DeviceFingerprint;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::rpc::dedup::Begin;
 use crate::core::rpc::xmlrpc::Value;
@@ -35,7 +36,7 @@ use crate::core::sync::Locked;
 
 /// Who a remembered call belongs to: the caller's full JID and the key of the tunnel it came
 /// through (`None` in clear). Established by the provider, never taken from the payload.
-pub(crate) type CallerKey = (FullJid, Option<[u8; 32]>);
+pub(crate) type CallerKey = (FullJid, Option<DeviceFingerprint>);
 
 /// The provider's memory of recent calls by call id.
 pub(crate) type SharedCallLog = Arc<Mutex<CallLog<CallerKey>>>;
@@ -163,7 +164,7 @@ pub(super) struct Call {
     /// The caller's full JID (every call needs a resource).
     pub(super) full: FullJid,
     /// The key of the tunnel the call came through; `None` in clear.
-    pub(super) key: Option<[u8; 32]>,
+    pub(super) key: Option<DeviceFingerprint>,
     /// Whether the caller is a guest (its calls count against the guests' share).
     pub(super) guest: bool,
     /// Where the answer goes.

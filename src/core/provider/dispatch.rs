@@ -19,7 +19,7 @@ use super::expiry::{GuestExpiry, CHECK_EVERY};
 use super::feed::Feed;
 use super::policy::{Decision, Policy, Request};
 use super::PairingOutcome;
-use crate::core::access::{AccessChange, AccessGuard, AccessRequest, NS_ACCESS};
+use crate::core::access::{AccessChange, AccessGuard, AccessRequest, DeviceFingerprint, NS_ACCESS};
 use crate::core::discovery::presence_for;
 use crate::core::e2e::settings::next_inbound;
 use crate::core::e2e::{E2eEndpoint, E2eInbound, TunnelFailure};
@@ -120,9 +120,10 @@ impl Dispatcher {
             }
             E2eInbound::Paired { peer, fingerprint } => {
                 tracing::info!(%peer, "paired");
-                let _ = self
-                    .pairings
-                    .send(PairingOutcome::Paired { peer, fingerprint });
+                let _ = self.pairings.send(PairingOutcome::Paired {
+                    peer,
+                    fingerprint: DeviceFingerprint::from(fingerprint),
+                });
             }
             E2eInbound::PairingFailed { peer, error } => {
                 tracing::info!(%peer, %error, "pairing failed");
@@ -303,7 +304,7 @@ impl Dispatcher {
         id: String,
         payload: Element,
         is_set: bool,
-        key: Option<[u8; 32]>,
+        key: Option<DeviceFingerprint>,
         route: &Route,
     ) {
         let Some(guard) = &self.access else {

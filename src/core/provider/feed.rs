@@ -17,7 +17,7 @@ use xmpp_parsers::message::{Message, MessageType};
 
 use super::limits::ProviderLimits;
 use super::{ACCESS_SERVICE, AUDIT_EVENT};
-use crate::core::access::AccessGuard;
+use crate::core::access::{AccessGuard, DeviceFingerprint};
 use crate::core::e2e::E2eEndpoint;
 use crate::core::events::{EventFilter, EventNotice, Subscribers};
 use crate::core::rpc::xmlrpc;
@@ -213,8 +213,12 @@ impl Feed {
         let (Some(guard), Some(e2e)) = (&self.access, &self.e2e) else {
             return false;
         };
-        e2e.existing_tunnel(to)
-            .is_some_and(|t| guard.admits(&to.to_bare(), &t.peer_fingerprint()))
+        e2e.existing_tunnel(to).is_some_and(|t| {
+            guard.admits(
+                &to.to_bare(),
+                &DeviceFingerprint::from(t.peer_fingerprint()),
+            )
+        })
     }
 
     /// Sends one event to the subscribers that want it, each the way it subscribed.

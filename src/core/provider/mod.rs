@@ -62,7 +62,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use xmpp_parsers::jid::FullJid;
 
-use crate::core::access::{AccessGuard, AccessSettings};
+use crate::core::access::{AccessGuard, AccessSettings, DeviceFingerprint};
 use crate::core::discovery::disco_info_for;
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
@@ -135,7 +135,7 @@ pub enum PairingOutcome {
         /// The controller that paired.
         peer: FullJid,
         /// Its key.
-        fingerprint: [u8; 32],
+        fingerprint: DeviceFingerprint,
     },
     /// The attempt failed (wrong or expired code, pairing not armed or locked); nothing pinned.
     Failed {
@@ -240,14 +240,14 @@ impl Provider {
             Some(settings) => {
                 let admission = access.clone().map(|guard| {
                     let admit: crate::core::e2e::Admission =
-                        Arc::new(move |jid, fp| guard.admits(jid, fp));
+                        Arc::new(move |jid, fp| guard.admits(jid, &DeviceFingerprint::from(*fp)));
                     admit
                 });
                 let (endpoint, rx) = settings.endpoint(session.clone(), admission);
                 if let Some(guard) = &access {
                     let trust = endpoint.trust().clone();
                     let network = network.clone();
-                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, fp)));
+                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, &fp.0)));
                 }
                 (Some(endpoint), Some(rx))
             }

@@ -43,7 +43,7 @@ use super::caller::Caller;
 use super::limits::Counters;
 use super::media::{MediaPolicy, SharedItem};
 use super::ACCESS_SERVICE;
-use crate::core::access::{self, AccessGuard};
+use crate::core::access::{self, AccessGuard, DeviceFingerprint};
 use crate::core::rpc::xmlrpc::Value;
 use crate::core::services::player;
 
@@ -163,7 +163,7 @@ impl Policy {
         &self,
         caller: &Caller,
         bare: &BareJid,
-        key: Option<&[u8; 32]>,
+        key: Option<&DeviceFingerprint>,
         method: &str,
         params: &[Value],
     ) -> Decision {
@@ -195,7 +195,7 @@ impl Policy {
         &self,
         guard: &AccessGuard,
         guest: &BareJid,
-        key: Option<&[u8; 32]>,
+        key: Option<&DeviceFingerprint>,
         uri: &str,
     ) -> bool {
         if let Some(item) = SharedItem::parse(uri) {
@@ -211,7 +211,7 @@ impl Policy {
     fn refuse_media(
         &self,
         caller: &Caller,
-        key: Option<&[u8; 32]>,
+        key: Option<&DeviceFingerprint>,
         method: &str,
         reason: &str,
     ) -> Decision {

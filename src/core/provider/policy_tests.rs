@@ -18,7 +18,7 @@ use crate::platform::software::SoftwareKeyStore;
 
 const NETWORK: &str = "home@home.test";
 const ROMEO: &str = "romeo@friend.test";
-const ROMEO_KEY: [u8; 32] = [0x52; 32];
+const ROMEO_KEY: DeviceFingerprint = DeviceFingerprint([0x52; 32]);
 const OWNER_KEY: &str = "owner-approval";
 
 fn jid(s: &str) -> Jid {
@@ -61,7 +61,7 @@ fn fixture() -> Fixture {
     fixture.install(GrantDraft::new(
         bare(NETWORK),
         bare(ROMEO),
-        DeviceFingerprint(ROMEO_KEY),
+        ROMEO_KEY,
         vec![Scope::Playback],
         unix_now() - 60,
         unix_now() + 3600,
@@ -71,7 +71,7 @@ fn fixture() -> Fixture {
         GrantDraft::new(
             bare(NETWORK),
             bare(ROMEO),
-            DeviceFingerprint(ROMEO_KEY),
+            ROMEO_KEY,
             vec![Scope::LibraryItem],
             unix_now() - 60,
             unix_now() + 3600,
@@ -114,7 +114,7 @@ fn no_guests(require_tunnel: bool) -> Policy {
 fn own_tunnel() -> Caller {
     Caller::OwnDeviceTunnel {
         jid: jid("home@home.test/phone"),
-        key: Some([1; 32]),
+        key: Some(DeviceFingerprint([1; 32])),
     }
 }
 
@@ -443,7 +443,7 @@ fn g6_g7_guests_read_disco_while_granted_and_nothing_else() {
     let juliet = Caller::Guest {
         jid: jid("juliet@friend.test/phone"),
         bare: bare("juliet@friend.test"),
-        key: Some([9; 32]),
+        key: Some(DeviceFingerprint([9; 32])),
         tunnel: true,
     };
     assert_eq!(text(&p.decide(&juliet, &Request::Get)), "no access granted");
