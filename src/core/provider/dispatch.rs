@@ -40,7 +40,7 @@ pub(super) struct Dispatcher {
     pub(super) session: Session,
     pub(super) e2e: Option<E2eEndpoint>,
     pub(super) access: Option<Arc<AccessGuard>>,
-    pub(super) policy: Policy,
+    pub(super) policy: Arc<Policy>,
     pub(super) network: BareJid,
     pub(super) router: Arc<RpcRouter>,
     pub(super) info: DiscoInfoResult,
@@ -147,7 +147,7 @@ impl Dispatcher {
         let Some(Ok(from)) = message.from.clone().map(Jid::try_into_full) else {
             return;
         };
-        if from.to_bare() == self.network {
+        if !self.policy.takes_access_request(&from.to_bare()) {
             return;
         }
         for payload in &message.payloads {

@@ -16,6 +16,7 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 
 use super::limits::ProviderLimits;
+use super::policy::Policy;
 use super::{ACCESS_SERVICE, AUDIT_EVENT};
 use crate::core::access::{AccessGuard, DeviceFingerprint};
 use crate::core::e2e::E2eEndpoint;
@@ -182,8 +183,8 @@ pub(super) struct Feed {
     pub(super) e2e: Option<E2eEndpoint>,
     /// The ACL (guests hear events only while a grant holds) and the audit log it feeds.
     pub(super) access: Option<Arc<AccessGuard>>,
-    /// This provider's network: its devices always hear.
-    pub(super) network: BareJid,
+    /// Who may hear events (rows E1, E2).
+    pub(super) policy: Arc<Policy>,
     /// Who hears what (shared with [`super::Provider::subscription_count`]).
     pub(super) subscriptions: Arc<Mutex<Subscriptions>>,
 }
@@ -204,23 +205,6 @@ impl Feed {
         }
     }
 
-    /// Whether events may still go to `to`: devices of the network always; a guest only while
-    /// its tunnel's key holds an active grant (an expired guest stops hearing at once).
-    fn may_hear(&self, to: &FullJid) -> bool {
-        if to.to_bare() == self.network {
-            return true;
-        }
-        let (Some(guard), Some(e2e)) = (&self.access, &self.e2e) else {
-            return false;
-        };
-        e2e.existing_tunnel(to).is_some_and(|t| {
-            guard.admits(
-                &to.to_bare(),
-                &DeviceFingerprint::from(t.peer_fingerprint()),
-            )
-        })
-    }
-
     /// Sends one event to the subscribers that want it, each the way it subscribed.
     pub(super) fn fan_out(&self, notice: EventNotice) {
         let subscribers = self
@@ -235,7 +219,11 @@ impl Feed {
             Err(e) => return tracing::warn!(error = %e, "event dropped: does not encode"),
         };
         for (to, through_tunnel) in subscribers {
-            if !self.may_hear(&to) {
+            let key = || {
+                let tunnel = self.e2e.as_ref()?.existing_tunnel(&to)?;
+                Some(DeviceFingerprint::from(tunnel.peer_fingerprint()))
+            };
+            if !self.policy.may_hear(&to, key) {
                 continue;
             }
             let mut message =

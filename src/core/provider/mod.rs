@@ -235,12 +235,21 @@ impl Provider {
             // in disco#info: only the owner's devices may use it, and they know it is there.
             router.add(Arc::new(subscription::AuditFeed))?;
         }
+        let policy = Arc::new(policy::Policy {
+            network: network.clone(),
+            require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
+            access: access.clone(),
+            media: config.media.clone(),
+            stats: stats.clone(),
+        });
         let (session, inbound) = Session::connect(config.session).await?;
         let (e2e, e2e_rx) = match &config.e2e {
             Some(settings) => {
-                let admission = access.clone().map(|guard| {
-                    let admit: crate::core::e2e::Admission =
-                        Arc::new(move |jid, fp| guard.admits(jid, &DeviceFingerprint::from(*fp)));
+                let admission = access.is_some().then(|| {
+                    let policy = policy.clone();
+                    let admit: crate::core::e2e::Admission = Arc::new(move |jid, fp| {
+                        policy.admits_tunnel(jid, &DeviceFingerprint::from(*fp))
+                    });
                     admit
                 });
                 let (endpoint, rx) = settings.endpoint(session.clone(), admission);
@@ -255,13 +264,6 @@ impl Provider {
         };
         let (pairings, _) = tokio::sync::broadcast::channel(16);
         let (failures, _) = tokio::sync::broadcast::channel(FAILURE_CAPACITY);
-        let policy = policy::Policy {
-            network: network.clone(),
-            require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
-            access: access.clone(),
-            media: config.media.clone(),
-            stats: stats.clone(),
-        };
         let in_flight = calls::InFlight::new(&config.limits, stats.clone());
         let call_logs = in_flight.logs().map(Arc::clone);
         let task = tokio::spawn(
@@ -271,7 +273,7 @@ impl Provider {
                 session: session.clone(),
                 e2e: e2e.clone(),
                 access: access.clone(),
-                policy,
+                policy: policy.clone(),
                 network: network.clone(),
                 router: Arc::new(router),
                 caps_ver: plumbing::caps_ver(&info),
@@ -280,7 +282,7 @@ impl Provider {
                     session: session.clone(),
                     e2e: e2e.clone(),
                     access: access.clone(),
-                    network,
+                    policy,
                     subscriptions: subscriptions.clone(),
                 },
                 calls: in_flight,

@@ -452,3 +452,27 @@ fn g6_g7_guests_read_disco_while_granted_and_nothing_else() {
         "access denied: no-grant"
     );
 }
+
+#[test]
+fn t1_e1_e2_r1_r2_tunnels_events_and_requests_outside_iq() {
+    let f = fixture();
+    let policy = f.policy(true, MediaPolicy::default());
+    let romeo_phone: xmpp_parsers::jid::FullJid = "romeo@friend.test/phone".parse().expect("jid");
+    let own_phone: xmpp_parsers::jid::FullJid = "home@home.test/phone".parse().expect("jid");
+    let other_key = DeviceFingerprint([0x99; 32]);
+    // T1: the granted key opens a tunnel, another key of the same guest does not.
+    assert!(policy.admits_tunnel(&bare(ROMEO), &ROMEO_KEY));
+    assert!(!policy.admits_tunnel(&bare(ROMEO), &other_key));
+    assert!(!no_guests(true).admits_tunnel(&bare(ROMEO), &ROMEO_KEY));
+    // E1: the household hears without its key being asked.
+    assert!(policy.may_hear(&own_phone, || panic!("no key asked for own devices")));
+    // E2: a guest hears only through a tunnel whose key holds an active grant.
+    assert!(policy.may_hear(&romeo_phone, || Some(ROMEO_KEY)));
+    assert!(!policy.may_hear(&romeo_phone, || Some(other_key)));
+    assert!(!policy.may_hear(&romeo_phone, || None));
+    assert!(!no_guests(true).may_hear(&romeo_phone, || Some(ROMEO_KEY)));
+    // R1/R2: requests from outside are recorded, the household's own are not.
+    assert!(policy.takes_access_request(&bare(ROMEO)));
+    assert!(!policy.takes_access_request(&bare(NETWORK)));
+    assert!(!no_guests(true).takes_access_request(&bare(ROMEO)));
+}
