@@ -335,4 +335,51 @@ mod tests {
             Some("plain.get")
         );
     }
+
+    struct Subscriptions;
+
+    impl EveryServiceVerbs for Subscriptions {
+        fn verbs(&self) -> &[&str] {
+            &["subscribe", "unsubscribe"]
+        }
+        fn call<'a>(
+            &'a self,
+            service: &'a Arc<dyn Service>,
+            verb: &'a str,
+            _params: Vec<Value>,
+            _ctx: &'a CallContext,
+        ) -> BoxFuture<'a, Result<Value>> {
+            let answer = format!("{verb} to {}", service.name());
+            Box::pin(async move { Ok(Value::String(answer)) })
+        }
+    }
+
+    #[test]
+    fn verbs_served_for_every_service_take_precedence_and_name_the_service() {
+        let mut router = RpcRouter::default();
+        router
+            .add(Arc::new(Svc {
+                name: "player",
+                limits: None,
+            }))
+            .expect("add");
+        router.serve_for_every_service(Arc::new(Subscriptions));
+        let ctx = CallContext {
+            caller: "home@home.test/phone".parse().expect("jid"),
+            tunnel: true,
+        };
+        let sub = router.route("player.subscribe").expect("routed");
+        assert!(matches!(sub, Target::EveryService { .. }));
+        assert_eq!((sub.service().name(), sub.verb()), ("player", "subscribe"));
+        let answer = futures::FutureExt::now_or_never(sub.call(vec![], &ctx));
+        assert_eq!(
+            answer.and_then(|a| a.ok()),
+            Some(Value::String("subscribe to player".into()))
+        );
+        // The service's own verbs still go to the service; unknown services stay unknown.
+        let play = router.route("player.play").expect("routed");
+        assert!(matches!(play, Target::Service { .. }));
+        let unknown = router.route("nosuch.subscribe").err().map(|e| e.kind());
+        assert_eq!(unknown, Some(ErrorKind::UnknownMethod));
+    }
 }
