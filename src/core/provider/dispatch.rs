@@ -1,5 +1,9 @@
 //! The provider's one task: reads the session, the tunnels and the services' events, classifies
-//! each inbound stanza once ([`Caller`]), asks the [`Policy`], and routes what it allows.
+//! each inbound stanza once ([`Caller`]), asks the [`Policy`], and routes what it allows: plumbing
+//! and access management here, calls through the [`RpcRouter`] to [`InFlight::run`] (or, for the
+//! verbs served for every service, [`calls::run_at_once`]), events to the [`Feed`].
+//!
+//! The top floor of the provider: it imports the modules below it, none of them imports it.
 
 use std::sync::Arc;
 

@@ -9,8 +9,9 @@
 //!
 //! 1. `caller.rs` classifies it **once**: an own device through its tunnel, an own device in clear,
 //!    a guest (with the key of its tunnel), a stranger;
-//! 2. `policy.rs` decides what that caller may ask: one table, every allow/deny rule of the provider
-//!    (the guest grants' scope table itself lives in [`crate::core::access`]);
+//! 2. `policy.rs` decides what that caller may ask: every allow/deny rule of the provider, iq
+//!    requests, tunnels, events and access requests alike (the guest grants' scope table itself
+//!    lives in [`crate::core::access`]);
 //! 3. `dispatch.rs` routes what is allowed: plumbing (disco#info, ping), access management, or an
 //!    RPC call, which the [`RpcRouter`] sends to its target and `calls.rs` runs under the in-flight
 //!    bounds. `<service>.subscribe` / `unsubscribe` (served for every service,

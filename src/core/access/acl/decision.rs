@@ -50,7 +50,7 @@ impl DenyReason {
     }
 }
 
-/// The answer of [`Acl::check`].
+/// The answer of [`Acl::check`](super::Acl::check).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Dispatch the call.
