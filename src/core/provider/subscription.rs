@@ -183,4 +183,53 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::BadParams);
         }
     }
+
+    #[test]
+    fn subscription_verbs_hold_guests_to_their_quota_and_say_when_full() {
+        use super::super::limits::ProviderLimits;
+        let limits = ProviderLimits {
+            subscriptions_per_guest: 1,
+            ..ProviderLimits::default()
+        };
+        let verbs = SubscriptionVerbs {
+            network: "home@home.test".parse().expect("jid"),
+            subscriptions: Arc::new(Mutex::new(Subscriptions::new(&limits))),
+            stats: Arc::new(Counters::default()),
+        };
+        let audit: Arc<dyn Service> = Arc::new(AuditFeed);
+        let ctx = |jid: &str| CallContext {
+            caller: jid.parse().expect("jid"),
+            tunnel: true,
+        };
+        let call = |verb: &str, params: Vec<Value>, who: &str| {
+            verbs.serve(&audit, verb, params, &ctx(who))
+        };
+        let romeo = "romeo@friend.test/a";
+        assert_eq!(
+            call("subscribe", vec![], romeo).ok(),
+            Some(Value::Bool(true))
+        );
+        // A second device of the same guest network: over its quota, a bound hit.
+        let full = call("subscribe", vec![], "romeo@friend.test/b").err();
+        assert_eq!(full.map(|e| e.kind()), Some(ErrorKind::ProviderUnavailable));
+        assert_eq!(verbs.stats.snapshot().subscriptions_refused, 1);
+        // The household is not held to a guest's quota.
+        for device in ["home@home.test/a", "home@home.test/b"] {
+            assert_eq!(
+                call("subscribe", vec![], device).ok(),
+                Some(Value::Bool(true))
+            );
+        }
+        assert_eq!(
+            call("unsubscribe", vec![], romeo).ok(),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(
+            call("unsubscribe", vec![], romeo).ok(),
+            Some(Value::Bool(false))
+        );
+        let bad = call("unsubscribe", vec![Value::Int(1)], romeo).err();
+        assert_eq!(bad.map(|e| e.kind()), Some(ErrorKind::BadParams));
+        assert_eq!(verbs.subscriptions.locked().len(), 2);
+    }
 }
