@@ -968,7 +968,7 @@ async fn a_provider_that_was_off_catches_up_on_grants_and_revocations() {
     let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     let grant = grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
     let romeo_bare = romeo.session().jid().unwrap().to_bare();
-    let romeo_fp = romeo.e2e().unwrap().fingerprint();
+    let romeo_fp = DeviceFingerprint::from(romeo.e2e().unwrap().fingerprint());
     // …and once it is back, the owner's phone installs it there too.
     let tv2 = start_tv2().await;
     let guard = tv2.access().expect("access").clone();
@@ -1285,7 +1285,7 @@ async fn a_revocation_cannot_spread_back_from_a_provider_that_missed_it() {
     let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     let grant = grant_romeo_on(&host, &romeo, 2).await;
     let romeo_bare = romeo.session().jid().unwrap().to_bare();
-    let romeo_fp = romeo.e2e().unwrap().fingerprint();
+    let romeo_fp = DeviceFingerprint::from(romeo.e2e().unwrap().fingerprint());
     assert!(tv2.access().unwrap().admits(&romeo_bare, &romeo_fp));
     tv2.stop().await;
     let revoked = host

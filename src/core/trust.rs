@@ -9,7 +9,7 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 
 use crate::core::e2e::{E2eEndpoint, PasswordRotation, TrustSource, TrustedDevice, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::{fingerprint_hex, DeviceFingerprint};
+use crate::core::identity::DeviceFingerprint;
 
 /// How a pairing attempt on a (code-showing) provider ended.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub enum PairingOutcome {
         /// The controller that paired.
         peer: FullJid,
         /// Its key.
-        fingerprint: [u8; 32],
+        fingerprint: DeviceFingerprint,
     },
     /// The attempt failed (wrong or expired code, pairing not armed or locked); nothing pinned.
     Failed {
@@ -60,7 +60,10 @@ impl Trust {
     /// a device of another network (a guest asks the owner instead).
     pub async fn pair(&self, provider: &FullJid, code: &str) -> Result<TrustedDevice> {
         let tunnel = self.e2e.pair(provider, code).await?;
-        Ok(self.trusted(&provider.to_bare(), &tunnel.peer_fingerprint()))
+        Ok(self.trusted(
+            &provider.to_bare(),
+            &DeviceFingerprint(tunnel.peer_fingerprint()),
+        ))
     }
 
     /// Arms pairing on this device and returns a fresh 6-digit code to show (valid 5 minutes,
@@ -89,14 +92,14 @@ impl Trust {
     }
 
     /// The trusted-device record of `fingerprint` of `jid` as this device holds it.
-    pub fn trusted(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> TrustedDevice {
+    pub fn trusted(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> TrustedDevice {
         TrustedDevice {
             jid: jid.to_string(),
-            fingerprint: fingerprint_hex(fingerprint),
+            fingerprint: fingerprint.to_hex(),
             source: self
                 .e2e
                 .trust()
-                .source(jid, fingerprint)
+                .source(jid, &fingerprint.0)
                 .unwrap_or(TrustSource::Paired),
         }
     }

@@ -9,6 +9,9 @@
 //! rollbacks (ACL version lower than the store's) and expired grants. [`Acl::revoke`] applies at once
 //! and moves the version forward, so nothing issued before the revocation can come back.
 //!
+//! This file holds the grants, the owner keys and the checks; `acl/decision.rs` the answer types
+//! and the rule that judges one grant against a call; `acl/store.rs` the file.
+//!
 //! Persistence: a JSON file, written `0600` through a temporary file and a rename, so a crash leaves
 //! the old or the new ACL, never half of one. Grants are stored as the signed XML the owner sent and
 //! re-verified on load (the file is not trusted more than the network). A file that exists but does
@@ -16,20 +19,22 @@
 //! would silently forget revocations. This type does blocking file I/O on install/revoke (small
 //! files, rare events); callers hold it in a `Mutex` and never across an `.await`.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod decision;
+mod store;
 
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use xmpp_parsers::jid::{BareJid, FullJid};
+
+use decision::evaluate;
+pub use decision::{Allowed, Decision, DenyReason};
+pub(super) use store::{check_permissions, write_atomically};
 
 use super::audit::{AuditKind, AuditLog};
 use super::grant::MAX_GRANT_LIFETIME_SECS;
 use super::{AccessError, AccessRequest, DeviceFingerprint, GrantId, OwnerKeys};
 use super::{SignedGrant, SignedRevoke};
-use crate::core::error::{Error, ErrorKind};
 
 /// Most grants (live, revoked or recently expired) one provider holds; a bound on memory and on the
 /// file, far above what a household hands out.
@@ -39,79 +44,6 @@ const MAX_TOMBSTONES: usize = 1024;
 /// An expired or revoked grant is kept this long after its expiry, so the guest is told "expired" or
 /// "revoked" rather than "no grant", and then forgotten.
 const EXPIRED_GRACE_SECS: u64 = 24 * 3600;
-/// Version of the file layout.
-const FILE_FORMAT: u32 = 1;
-
-/// Who was allowed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Allowed {
-    /// A device of the network itself.
-    Owner,
-    /// A guest, by this grant.
-    Guest {
-        /// The grant that allowed the call.
-        grant_id: GrantId,
-    },
-}
-
-/// Why a call was refused. Ordered by how far the check got: with several grants, the guest is told
-/// the reason of the grant that came closest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DenyReason {
-    /// No grant names the caller's bare JID (a stranger).
-    NoGrant,
-    /// The grant was revoked.
-    Revoked,
-    /// The call came from another device than the one the grant names (or without a tunnel).
-    WrongDevice,
-    /// The grant is not valid yet (provider's clock).
-    NotYetValid,
-    /// The grant has expired (provider's clock).
-    Expired,
-    /// The grant does not cover this method (or this item).
-    OutOfScope,
-}
-
-impl DenyReason {
-    /// A short stable name for logs, audit records and error messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DenyReason::NoGrant => "no-grant",
-            DenyReason::Revoked => "revoked",
-            DenyReason::WrongDevice => "wrong-device",
-            DenyReason::NotYetValid => "not-yet-valid",
-            DenyReason::Expired => "expired",
-            DenyReason::OutOfScope => "out-of-scope",
-        }
-    }
-}
-
-/// The answer of [`Acl::check`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Dispatch the call.
-    Allow(Allowed),
-    /// Answer `<forbidden/>`.
-    Deny(DenyReason),
-}
-
-impl Decision {
-    /// Whether the call may proceed.
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow(_))
-    }
-
-    /// `Ok` to dispatch, or a [`ErrorKind::Forbidden`] error (→ XMPP `forbidden`) naming the reason.
-    pub fn into_result(self) -> Result<Allowed, Error> {
-        match self {
-            Decision::Allow(who) => Ok(who),
-            Decision::Deny(reason) => Err(Error::new(
-                ErrorKind::Forbidden,
-                format!("access denied: {}", reason.as_str()),
-            )),
-        }
-    }
-}
 
 /// What [`Acl::revoke`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,39 +74,6 @@ pub struct GrantInfo {
 struct Entry {
     grant: SignedGrant,
     revoked_at: Option<u64>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AclFile {
-    format: u32,
-    network: String,
-    version: u64,
-    grants: Vec<StoredGrant>,
-    tombstones: Vec<StoredTombstone>,
-    /// Owner-approval keys registered over the tunnel (base64 DER SPKI), on top of those the
-    /// provider is configured with.
-    #[serde(default)]
-    owners: Vec<String>,
-    /// Which device (TLS key fingerprint, hex) holds each registered owner key (fingerprint, hex):
-    /// those devices are the household's owners, the only ones that register or remove owner keys.
-    #[serde(default)]
-    owner_devices: BTreeMap<String, String>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoredGrant {
-    /// The `<grant>` exactly as parsed from the owner, re-verified on load.
-    xml: String,
-    revoked_at: Option<u64>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoredTombstone {
-    id: GrantId,
-    forget_after: u64,
 }
 
 /// The provider's ACL.
@@ -217,117 +116,6 @@ impl Acl {
             path: None,
             owner_devices: BTreeMap::new(),
         }
-    }
-
-    /// Opens the ACL file at `path`, or starts an empty ACL (and writes it) if there is none.
-    /// A file that exists but cannot be trusted is an error, never an empty ACL.
-    pub fn open(
-        path: impl Into<PathBuf>,
-        owners: OwnerKeys,
-        now: u64,
-    ) -> Result<Self, AccessError> {
-        let path = path.into();
-        let mut acl = Acl::in_memory(owners);
-        acl.path = Some(path.clone());
-        match fs::metadata(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                acl.persist()?;
-                return Ok(acl);
-            }
-            Err(e) => {
-                return Err(AccessError::Storage(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )))
-            }
-        }
-        check_permissions(&path)?;
-        let text = fs::read_to_string(&path)
-            .map_err(|e| AccessError::Storage(format!("cannot read {}: {e}", path.display())))?;
-        acl.load(&path, &text, now)?;
-        Ok(acl)
-    }
-
-    fn load(&mut self, path: &Path, text: &str, now: u64) -> Result<(), AccessError> {
-        let corrupt = |reason: String| AccessError::Corrupt {
-            path: path.display().to_string(),
-            reason,
-        };
-        let file: AclFile =
-            serde_json::from_str(text).map_err(|e| corrupt(format!("not an ACL file: {e}")))?;
-        if file.format != FILE_FORMAT {
-            return Err(corrupt(format!("unknown format {}", file.format)));
-        }
-        let network: BareJid = file
-            .network
-            .parse()
-            .map_err(|e| corrupt(format!("bad network JID: {e}")))?;
-        if &network != self.owners.network() {
-            return Err(corrupt(format!(
-                "ACL of network {network}, this provider is {}",
-                self.owners.network()
-            )));
-        }
-        if file.grants.len() > MAX_GRANTS || file.tombstones.len() > MAX_TOMBSTONES {
-            return Err(corrupt(
-                "more entries than a provider ever holds".to_owned(),
-            ));
-        }
-        for owner in &file.owners {
-            let spki = base64::engine::general_purpose::STANDARD
-                .decode(owner)
-                .map_err(|e| corrupt(format!("bad owner key: {e}")))?;
-            self.owners
-                .add(&spki)
-                .map_err(|e| corrupt(format!("bad owner key: {e}")))?;
-        }
-        for (key, device) in &file.owner_devices {
-            let (Some(key), Some(device)) = (
-                DeviceFingerprint::from_hex(key),
-                DeviceFingerprint::from_hex(device),
-            ) else {
-                return Err(corrupt(format!("bad owner device {key} → {device}")));
-            };
-            if !self.owners.contains(&key) {
-                return Err(corrupt(format!("owner device for an unknown key {key}")));
-            }
-            self.owner_devices.insert(key, device);
-        }
-        self.version = file.version;
-        for stored in file.grants {
-            let grant: SignedGrant = xso::from_bytes(stored.xml.as_bytes())
-                .map_err(|e| corrupt(format!("unreadable grant: {e}")))?;
-            if grant.version > file.version {
-                return Err(corrupt(format!(
-                    "grant {} is newer than the ACL version",
-                    grant.id
-                )));
-            }
-            match self.owners.verify_grant(&grant) {
-                Ok(()) => {}
-                // The issuing device left the network: its grants end (never grants more access).
-                Err(AccessError::UnknownIssuer { issuer }) => {
-                    self.audit_grant(now, AuditKind::Revoke, &grant, "issuer removed");
-                    tracing::info!(grant = %grant.id, %issuer, "dropping grant of a removed owner device");
-                    continue;
-                }
-                Err(e) => return Err(corrupt(format!("grant {}: {e}", grant.id))),
-            }
-            if self.grants.contains_key(&grant.id) {
-                return Err(corrupt(format!("grant {} stored twice", grant.id)));
-            }
-            let entry = Entry {
-                grant,
-                revoked_at: stored.revoked_at,
-            };
-            self.grants.insert(entry.grant.id.clone(), entry);
-        }
-        for t in file.tombstones {
-            self.tombstones.insert(t.id, t.forget_after);
-        }
-        self.prune(now);
-        Ok(())
     }
 
     /// The network whose ACL this is.
@@ -765,141 +553,9 @@ impl Acl {
             detail,
         );
     }
-
-    fn persist(&self) -> Result<(), AccessError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let mut grants = Vec::with_capacity(self.grants.len());
-        for entry in self.grants.values() {
-            let xml = xso::to_vec(&entry.grant)
-                .map_err(|e| AccessError::Storage(format!("cannot serialise a grant: {e}")))?;
-            let xml = String::from_utf8(xml)
-                .map_err(|e| AccessError::Storage(format!("grant is not UTF-8: {e}")))?;
-            grants.push(StoredGrant {
-                xml,
-                revoked_at: entry.revoked_at,
-            });
-        }
-        let file = AclFile {
-            format: FILE_FORMAT,
-            network: self.owners.network().to_string(),
-            version: self.version,
-            grants,
-            tombstones: self
-                .tombstones
-                .iter()
-                .map(|(id, until)| StoredTombstone {
-                    id: id.clone(),
-                    forget_after: *until,
-                })
-                .collect(),
-            owners: self
-                .owners
-                .spkis()
-                .iter()
-                .map(|k| base64::engine::general_purpose::STANDARD.encode(k))
-                .collect(),
-            owner_devices: self
-                .owner_devices
-                .iter()
-                .map(|(k, d)| (k.to_hex(), d.to_hex()))
-                .collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file)
-            .map_err(|e| AccessError::Storage(format!("cannot serialise the ACL: {e}")))?;
-        write_atomically(path, &bytes)
-    }
-}
-
-/// Whether `entry` allows the call; otherwise why not. The order of the checks defines the reason a
-/// guest is given: revoked, device, time, scope.
-fn evaluate(
-    entry: &Entry,
-    device: Option<&DeviceFingerprint>,
-    method: &str,
-    item: Option<&str>,
-    now: u64,
-) -> Result<(), DenyReason> {
-    let g = &entry.grant;
-    if entry.revoked_at.is_some() {
-        return Err(DenyReason::Revoked);
-    }
-    if device != Some(&g.device) {
-        return Err(DenyReason::WrongDevice);
-    }
-    if now < g.not_before {
-        return Err(DenyReason::NotYetValid);
-    }
-    if now >= g.expires {
-        return Err(DenyReason::Expired);
-    }
-    let in_scope = g.scopes.iter().any(|s| {
-        s.allows(method)
-            && (!s.targets_one_item()
-                || matches!((item, &g.item), (Some(asked), Some(granted)) if asked == granted.as_str()))
-    });
-    if in_scope {
-        Ok(())
-    } else {
-        Err(DenyReason::OutOfScope)
-    }
 }
 
 fn scopes_text(grant: &SignedGrant) -> String {
     let names: Vec<&str> = grant.scopes.iter().map(|s| s.name()).collect();
     names.join(" ")
-}
-
-#[cfg(unix)]
-pub(super) fn check_permissions(path: &Path) -> Result<(), AccessError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = fs::metadata(path)
-        .map_err(|e| AccessError::Storage(format!("cannot stat {}: {e}", path.display())))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(AccessError::InsecurePermissions {
-            path: path.display().to_string(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-pub(super) fn check_permissions(_path: &Path) -> Result<(), AccessError> {
-    // No POSIX mode bits; desktop providers run on Linux and macOS.
-    Ok(())
-}
-
-/// Writes `bytes` to `path` via `<path>.tmp` (created `0600`), fsync and rename.
-pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AccessError> {
-    let storage = |what: &str, p: &Path, e: std::io::Error| {
-        AccessError::Storage(format!("cannot {what} {}: {e}", p.display()))
-    };
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(storage("remove", &tmp, e)),
-    }
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).map_err(|e| storage("create", &tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| storage("write", &tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| storage("replace", path, e))?;
-    // Make the rename itself durable; not every platform lets a directory be opened, so best effort.
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }

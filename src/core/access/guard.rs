@@ -63,7 +63,7 @@ impl std::fmt::Debug for Revocations {
 }
 
 /// Tells whether a device key (TLS SPKI fingerprint) of the network has been revoked.
-pub type RevokedCheck = std::sync::Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
+pub type RevokedCheck = std::sync::Arc<dyn Fn(&DeviceFingerprint) -> bool + Send + Sync>;
 
 impl AccessGuard {
     /// Opens the ACL of `network` as `settings` say, with an audit log of the default size.
@@ -108,7 +108,7 @@ impl AccessGuard {
     fn acl(&self) -> std::sync::MutexGuard<'_, Acl> {
         let mut acl = self.acl.locked();
         if let Some(revoked) = self.revoked.get() {
-            match acl.drop_revoked_owners(|d| (revoked.0)(&d.0), unix_now()) {
+            match acl.drop_revoked_owners(|d| (revoked.0)(d), unix_now()) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(keys = n, "owner keys of revoked devices removed"),
                 Err(e) => {
@@ -120,9 +120,8 @@ impl AccessGuard {
     }
 
     /// Whether the tunnel of `guest`'s device `device` may be accepted (an active grant names it).
-    pub fn admits(&self, guest: &BareJid, device: &[u8; 32]) -> bool {
-        self.acl()
-            .admits(guest, &DeviceFingerprint(*device), unix_now())
+    pub fn admits(&self, guest: &BareJid, device: &DeviceFingerprint) -> bool {
+        self.acl().admits(guest, device, unix_now())
     }
 
     /// Whether `guest` holds an active grant (then it may read disco#info in clear).
@@ -134,19 +133,23 @@ impl AccessGuard {
     pub fn check(
         &self,
         caller: &FullJid,
-        device: Option<&[u8; 32]>,
+        device: Option<&DeviceFingerprint>,
         method: &str,
         item: Option<&str>,
     ) -> Decision {
-        let device = device.map(|d| DeviceFingerprint(*d));
         self.acl()
-            .check_item(caller, device.as_ref(), method, item, unix_now())
+            .check_item(caller, device, method, item, unix_now())
     }
 
     /// Whether `guest`'s device `device` holds an active `library-item` grant for item `id` of
     /// this network (the one item shared with it).
-    pub fn shares_item(&self, guest: &BareJid, device: Option<&[u8; 32]>, id: &str) -> bool {
-        let Some(device) = device.map(|d| DeviceFingerprint(*d)) else {
+    pub fn shares_item(
+        &self,
+        guest: &BareJid,
+        device: Option<&DeviceFingerprint>,
+        id: &str,
+    ) -> bool {
+        let Some(device) = device.copied() else {
             return false;
         };
         self.acl().grants(unix_now()).iter().any(|g| {
@@ -166,11 +169,11 @@ impl AccessGuard {
     pub fn record_refusal(
         &self,
         caller: &FullJid,
-        device: Option<&[u8; 32]>,
+        device: Option<&DeviceFingerprint>,
         method: &str,
         reason: &str,
     ) {
-        let device = device.map(|d| DeviceFingerprint(*d).to_hex());
+        let device = device.map(DeviceFingerprint::to_hex);
         self.acl.locked().audit_mut().record(
             unix_now(),
             AuditKind::Deny,
@@ -244,7 +247,7 @@ impl AccessGuard {
         &self,
         payload: Element,
         is_set: bool,
-        device: Option<&[u8; 32]>,
+        device: Option<&DeviceFingerprint>,
     ) -> Result<(Element, Change)> {
         let now = unix_now();
         let mut acl = self.acl();
@@ -256,7 +259,7 @@ impl AccessGuard {
             ("owner", true) => {
                 let owner = OwnerKey::try_from(payload)
                     .map_err(|e| AccessError::Malformed(format!("<owner>: {e}")))?;
-                let by = device.map(|d| DeviceFingerprint(*d)).ok_or_else(|| {
+                let by = device.copied().ok_or_else(|| {
                     AccessError::Malformed("owner keys are managed through a tunnel".into())
                 })?;
                 if owner.remove {

@@ -61,10 +61,12 @@ impl Transcript<'_> {
         field(&self.guest_device.0);
         field(self.grant.as_str().as_bytes());
         field(&self.expires.to_be_bytes());
-        let mut devices: Vec<[u8; 32]> = self.devices.iter().map(|d| d.0).collect();
+        // Sorted by bytes (the fingerprints' order), once each: the list is a set.
+        let mut devices: Vec<DeviceFingerprint> = self.devices.to_vec();
         devices.sort_unstable();
         devices.dedup();
-        field(&devices.concat());
+        let devices: Vec<u8> = devices.iter().flat_map(|d| d.0).collect();
+        field(&devices);
         field(owner_spki);
         out
     }

@@ -5,7 +5,7 @@
 
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
-use crate::core::access::AccessGuard;
+use crate::core::access::{AccessGuard, DeviceFingerprint};
 use crate::core::e2e::E2eEndpoint;
 use crate::core::error::Result;
 use crate::core::session::Session;
@@ -36,12 +36,13 @@ impl Route {
 
     /// The key the tunnel to `from` pinned; `None` in clear, or when that tunnel closed between
     /// delivering the stanza and this question (then the caller counts as having no key).
-    fn key_of(&self, from: &Jid) -> Option<[u8; 32]> {
+    fn key_of(&self, from: &Jid) -> Option<DeviceFingerprint> {
         let Route::Tunnel(e2e) = self else {
             return None;
         };
         let full = from.clone().try_into_full().ok()?;
-        e2e.existing_tunnel(&full).map(|t| t.peer_fingerprint())
+        e2e.existing_tunnel(&full)
+            .map(|t| DeviceFingerprint::from(t.peer_fingerprint()))
     }
 }
 
@@ -62,7 +63,7 @@ pub(crate) enum Caller {
         /// Its JID (full, unless the server stamped a bare one).
         jid: Jid,
         /// The key its tunnel pinned.
-        key: Option<[u8; 32]>,
+        key: Option<DeviceFingerprint>,
     },
     /// A device of this network, in clear through the server.
     OwnDevicePlain {
@@ -77,7 +78,7 @@ pub(crate) enum Caller {
         /// Its network.
         bare: BareJid,
         /// The key its tunnel pinned; `None` in clear.
-        key: Option<[u8; 32]>,
+        key: Option<DeviceFingerprint>,
         /// Whether the request came out of a tunnel.
         tunnel: bool,
     },
@@ -105,7 +106,7 @@ impl Caller {
     fn from_facts(
         from: Option<&Jid>,
         tunnel: bool,
-        key: Option<[u8; 32]>,
+        key: Option<DeviceFingerprint>,
         network: &BareJid,
         access: Option<&AccessGuard>,
     ) -> Caller {
@@ -159,7 +160,7 @@ impl Caller {
 
     /// The key its tunnel pinned (`None` in clear). Part of the caller's identity in the
     /// provider's call log too, so an answer given through a tunnel is never repeated in clear.
-    pub(crate) fn tunnel_key(&self) -> Option<&[u8; 32]> {
+    pub(crate) fn tunnel_key(&self) -> Option<&DeviceFingerprint> {
         match self {
             Caller::OwnDeviceTunnel { key, .. } | Caller::Guest { key, .. } => key.as_ref(),
             _ => None,
@@ -210,16 +211,16 @@ mod tests {
             Caller::OwnDevicePlain { jid: own.clone() }
         );
         assert_eq!(
-            classify(Some(&own), true, Some([1; 32]), None),
+            classify(Some(&own), true, Some(DeviceFingerprint([1; 32])), None),
             Caller::OwnDeviceTunnel {
                 jid: own.clone(),
-                key: Some([1; 32])
+                key: Some(DeviceFingerprint([1; 32]))
             }
         );
         let eve = jid("eve@evil.test/x");
         // Without guest access everyone outside is a stranger, tunnel or not.
         assert_eq!(
-            classify(Some(&eve), true, Some([2; 32]), None),
+            classify(Some(&eve), true, Some(DeviceFingerprint([2; 32])), None),
             Caller::Stranger { jid: eve.clone() }
         );
         // With it, outsiders in clear without an active grant are strangers…
@@ -229,11 +230,16 @@ mod tests {
         );
         // …and anyone out of a tunnel (admitted by the ACL) is a guest, with the tunnel's key.
         assert_eq!(
-            classify(Some(&eve), true, Some([2; 32]), Some(&guard)),
+            classify(
+                Some(&eve),
+                true,
+                Some(DeviceFingerprint([2; 32])),
+                Some(&guard)
+            ),
             Caller::Guest {
                 jid: eve.clone(),
                 bare: eve.to_bare(),
-                key: Some([2; 32]),
+                key: Some(DeviceFingerprint([2; 32])),
                 tunnel: true
             }
         );

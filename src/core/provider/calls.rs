@@ -1,5 +1,5 @@
-//! Running an RPC call: read the query, ask the policy about the method, route it (subscriptions
-//! here, everything else to its service) and answer — under the bounds on calls in flight.
+//! Running an RPC call the dispatcher read, the policy allowed and the router resolved ([`Call`]),
+//! and answering it — under the bounds on calls in flight. Knows nothing of who may call what.
 //!
 //! A call takes its slot **before** a task is spawned for it: when the provider, the caller, or
 //! the guests' share is full, the caller is answered `resource-constraint` (type `wait`) at once
@@ -11,9 +11,8 @@
 //! timeout or a lost connection) gets the first answer, or waits for the run still going, and
 //! never runs the method again. Refusals (policy, unknown method, bad parameters, a bound hit) are
 //! not remembered: they ran nothing, and a retry is judged afresh. `<service>.subscribe` and
-//! `unsubscribe` are idempotent and not remembered either.
+//! `unsubscribe` ([`run_at_once`]) are idempotent and not remembered either.
 
-use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -23,35 +22,21 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
-use xmpp_parsers::minidom::Element;
-use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::caller::{Caller, Route};
-use super::dispatch::Dispatcher;
+use super::answer::{answer, Outcome};
+use super::caller::Route;
 use super::limits::{Counters, ProviderLimits};
-use super::policy::{Decision, Request};
-use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::plumbing;
-use crate::core::rpc::call_id::{self, CallIdField};
+use crate::core::access::DeviceFingerprint;
+use crate::core::error::{Error, ErrorKind};
 use crate::core::rpc::dedup::Begin;
-use crate::core::rpc::xmlrpc::{self, MethodResponse, RpcPayload, Value};
-use crate::core::rpc::{stanza_error_for, CallContext, CallLog};
-
-/// How a call ended, as far as its answer goes.
-pub(crate) enum Outcome {
-    /// The method's result or error (refusals become stanza errors, failures XML-RPC faults).
-    Done(Result<Value>),
-    /// A bound was hit: `resource-constraint`, with the bound's name.
-    Busy(String),
-    /// A repeat of a call that is running (or whose run vanished) could not be given the run's
-    /// answer: `unexpected-request` (type `wait`), which callers read as "may have run", never
-    /// as a refusal — a refusal would invite a retry with a new id, and a second run.
-    Unsure(String),
-}
+use crate::core::rpc::xmlrpc::Value;
+use crate::core::rpc::Target;
+use crate::core::rpc::{CallContext, CallId, CallLog};
+use crate::core::sync::Locked;
 
 /// Who a remembered call belongs to: the caller's full JID and the key of the tunnel it came
 /// through (`None` in clear). Established by the provider, never taken from the payload.
-pub(crate) type CallerKey = (FullJid, Option<[u8; 32]>);
+pub(crate) type CallerKey = (FullJid, Option<DeviceFingerprint>);
 
 /// The provider's memory of recent calls by call id.
 pub(crate) type SharedCallLog = Arc<Mutex<CallLog<CallerKey>>>;
@@ -174,107 +159,97 @@ impl InFlight {
     }
 }
 
-impl Dispatcher {
-    /// A Jabber-RPC query the policy let this caller send ([`Request::Rpc`]).
-    pub(super) fn on_rpc(&self, caller: &Caller, id: String, query: Element, route: &Route) {
-        let to = caller.jid().cloned();
-        let Some(full) = caller.full() else {
-            let e = Error::new(ErrorKind::BadParams, "caller has no resource");
-            return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
-        };
-        let call_id = match call_id::of_query(&query) {
-            CallIdField::Absent => None,
-            CallIdField::Present(call_id) => Some(call_id),
-            CallIdField::Invalid => {
-                let e = Error::new(ErrorKind::BadParams, "malformed call id");
-                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+/// A call the policy allowed and the router resolved, ready to run.
+pub(super) struct Call {
+    /// The caller's full JID (every call needs a resource).
+    pub(super) full: FullJid,
+    /// The key of the tunnel the call came through; `None` in clear.
+    pub(super) key: Option<DeviceFingerprint>,
+    /// Whether the caller is a guest (its calls count against the guests' share).
+    pub(super) guest: bool,
+    /// Where the answer goes.
+    pub(super) to: Jid,
+    /// The iq id the answer carries.
+    pub(super) id: String,
+    /// The call id, when the caller sent one: the call is remembered under it.
+    pub(super) call_id: Option<CallId>,
+    /// `<service>.<verb>`, for the logs.
+    pub(super) method: String,
+    /// Where the router sends it.
+    pub(super) target: Target,
+    /// Its parameters.
+    pub(super) params: Vec<Value>,
+}
+
+impl InFlight {
+    /// Runs `call` under the bounds and answers it by `route`: a repeat of a remembered call gets
+    /// the first answer, a full bound `resource-constraint`.
+    pub(super) fn run(&self, call: Call, route: &Route) {
+        let Call {
+            full,
+            key,
+            guest,
+            to,
+            id,
+            call_id,
+            method,
+            target,
+            params,
+        } = call;
+        let reply = |iq: Iq| {
+            if route.send(iq).is_err() {
+                tracing::debug!("reply dropped: session or tunnel ended");
             }
         };
-        let call = match self.router.parse_query(&query) {
-            Ok(RpcPayload::Call(call)) => call,
-            Ok(RpcPayload::Response(_)) => {
-                let e = Error::new(ErrorKind::BadParams, "expected a methodCall");
-                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
-            }
-            Err(e) => {
-                let e = Error::new(ErrorKind::BadParams, format!("malformed call: {e}"));
-                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
-            }
-        };
-        let request = Request::Call {
-            method: &call.method,
-            params: &call.params,
-        };
-        let decision = self.policy.decide(caller, &request);
-        // The ACL recorded the guest's use or refusal, the policy a media refusal.
-        self.emit_audit();
-        match decision {
-            Decision::Allow => {}
-            Decision::Unsupported => return self.reply(route, plumbing::unsupported(to, id)),
-            Decision::Forbid(text) => {
-                tracing::info!(from = %full, method = %call.method, %text, "call refused");
-                let refusal = plumbing::forbidden_because(&text);
-                return self.reply(route, plumbing::error(to, id, refusal));
-            }
-        }
-        let Some(to) = to else { return };
-        let target = match self.router.resolve(&call.method) {
-            Ok((service, verb)) => Ok((service.clone(), verb.to_owned())),
-            Err(e) => Err(e),
-        };
-        let (service, verb) = match target {
-            Ok(found) => found,
-            Err(e) => return self.reply(route, answer(to, id, Outcome::Done(Err(e)))),
-        };
-        // Subscriptions are the provider's business, the same for every service.
-        if matches!(verb.as_str(), "subscribe" | "unsubscribe") {
-            let outcome = self.on_subscription(caller, full, &service, &verb, call.params, route);
-            return self.reply(route, answer(to, id, outcome));
-        }
         // Checked after the policy, so a retry is refused like the first attempt would be now
         // (a revoked guest gets no remembered answer).
-        let key: CallerKey = (full.clone(), caller.tunnel_key().copied());
-        let log = self.calls.log_for(!caller.is_own_device());
+        let key: CallerKey = (full.clone(), key);
+        let log = self.log_for(guest);
         let ticket = match &call_id {
             None => None,
             Some(call_id) => match log.locked().begin(&key, call_id, Instant::now()) {
                 Begin::Run(ticket) => Some((call_id.clone(), ticket)),
                 Begin::Done(remembered) => {
-                    tracing::debug!(from = %full, method = %call.method, %call_id, "repeat of a finished call: its first answer");
-                    return self.reply(route, answer(to, id, Outcome::Done(remembered)));
+                    tracing::debug!(from = %full, %method, %call_id, "repeat of a finished call: its first answer");
+                    return reply(answer(to, id, Outcome::Done(remembered)));
                 }
                 Begin::Wait(run) => {
-                    tracing::debug!(from = %full, method = %call.method, %call_id, "repeat of a running call: waits for that run");
-                    return self.await_run(caller, full, to, id, run, route);
+                    tracing::debug!(from = %full, %method, %call_id, "repeat of a running call: waits for that run");
+                    return self.await_run(full, guest, to, id, run, route);
                 }
             },
         };
-        let slot = match self.calls.admit(&full, !caller.is_own_device()) {
+        let slot = match self.admit(&full, guest) {
             Ok(slot) => slot,
             Err(why) => {
-                tracing::info!(from = %full, method = %call.method, %why, "call refused: busy");
+                tracing::info!(from = %full, %method, %why, "call refused: busy");
                 if let Some((call_id, ticket)) = ticket {
                     // Not run: a retry may run it; a repeat waiting meanwhile hears the refusal.
                     let busy = Err(Error::new(ErrorKind::ProviderUnavailable, why.clone()));
                     log.locked().abandon(&key, &call_id, ticket, busy);
                 }
-                return self.reply(route, answer(to, id, Outcome::Busy(why)));
+                return reply(answer(to, id, Outcome::Busy(why)));
             }
         };
+        let tunnel = route.is_tunnel();
         let route = route.clone();
-        let running = self.calls.running.clone();
+        let running = self.running.clone();
         let log = log.clone();
         tokio::spawn(async move {
             // The semaphore is never closed; if it were, running without a place beats no answer.
             let _place = running.acquire_owned().await.ok();
-            let ctx = CallContext { caller: full };
+            let ctx = CallContext {
+                caller: full,
+                tunnel,
+            };
             // A service that panics must not leave its caller waiting for an answer that never
             // comes: the panic becomes an error answer, like any unexpected failure.
-            let outcome = AssertUnwindSafe(service.call(&verb, call.params, &ctx))
+            let outcome = AssertUnwindSafe(target.call(params, &ctx))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
-                    tracing::error!(service = service.name(), %verb, "service call panicked");
+                    let (service, verb) = (target.service().name(), target.verb());
+                    tracing::error!(service, verb, "service call panicked");
                     Err(Error::new(ErrorKind::Internal, "the service failed"))
                 });
             // Remembered before the caller can learn the answer, so its retry finds it.
@@ -289,26 +264,27 @@ impl Dispatcher {
             }
         });
     }
-}
 
-impl Dispatcher {
     /// A repeat of a call that is running: wait (in a slot of the caller's, like any call) for
     /// that run's answer and give it to this request too.
     fn await_run(
         &self,
-        caller: &Caller,
         full: FullJid,
+        guest: bool,
         to: Jid,
         id: String,
         mut run: tokio::sync::watch::Receiver<Option<crate::core::rpc::dedup::Answer>>,
         route: &Route,
     ) {
-        let slot = match self.calls.admit(&full, !caller.is_own_device()) {
+        let slot = match self.admit(&full, guest) {
             Ok(slot) => slot,
             Err(why) => {
                 tracing::info!(from = %full, %why, "repeat of a running call: no slot to wait in");
                 let why = format!("the call is still running ({why}); ask again later");
-                return self.reply(route, answer(to, id, Outcome::Unsure(why)));
+                if route.send(answer(to, id, Outcome::Unsure(why))).is_err() {
+                    tracing::debug!("reply dropped: session or tunnel ended");
+                }
+                return;
             }
         };
         let route = route.clone();
@@ -329,55 +305,22 @@ impl Dispatcher {
     }
 }
 
-/// The iq answering a call: result with a methodResponse (success or fault), or a stanza error for
-/// refusals (unknown method, bad params, forbidden, a bound hit).
-pub(crate) fn answer(to: Jid, id: String, outcome: Outcome) -> Iq {
-    let fault = |code: i32, message: String| {
-        plumbing::result(
-            Some(to.clone()),
-            id.clone(),
-            Some(xmlrpc::fault_to_query(code, &message)),
-        )
-    };
-    let outcome = match outcome {
-        Outcome::Busy(why) => {
-            let busy =
-                plumbing::condition(ErrorType::Wait, DefinedCondition::ResourceConstraint, &why);
-            return plumbing::error(Some(to), id, busy);
+/// Runs a verb served for every service ([`Target::EveryService`]: the subscriptions) at once,
+/// in the dispatcher: it only touches the provider's tables, so it takes no slot, and it is
+/// idempotent, so it is not remembered. Its "no room" ([`ErrorKind::ProviderUnavailable`]) is a
+/// bound hit, answered `resource-constraint`.
+pub(super) fn run_at_once(target: &Target, params: Vec<Value>, ctx: &CallContext) -> Outcome {
+    match target.call(params, ctx).now_or_never() {
+        Some(Err(e)) if e.kind() == ErrorKind::ProviderUnavailable => {
+            Outcome::Busy(e.message().to_owned())
         }
-        Outcome::Unsure(why) => {
-            let unsure =
-                plumbing::condition(ErrorType::Wait, DefinedCondition::UnexpectedRequest, &why);
-            return plumbing::error(Some(to), id, unsure);
-        }
-        Outcome::Done(outcome) => outcome,
-    };
-    match outcome {
-        Ok(value) => match xmlrpc::response_to_query(&MethodResponse::Success(value)) {
-            Ok(query) => plumbing::result(Some(to), id, Some(query)),
-            Err(e) => {
-                // The service built a value no reader accepts: answer a fault, never that payload.
-                tracing::warn!(error = %e, "service result does not encode");
-                fault(500, format!("result does not encode: {e}"))
-            }
-        },
-        Err(e) if e.kind() == ErrorKind::Fault => {
-            fault(e.fault_code().unwrap_or(0), e.message().to_owned())
-        }
-        Err(e) if is_refusal(e.kind()) => plumbing::error(Some(to), id, stanza_error_for(&e)),
-        Err(e) => {
-            // An unexpected failure inside the service: a fault, so the caller learns it failed.
-            tracing::warn!(error = %e, "service call failed");
-            fault(500, e.to_string())
-        }
+        Some(outcome) => Outcome::Done(outcome),
+        // Never for the provider's own verbs; an answer beats a dispatcher that waits.
+        None => Outcome::Done(Err(Error::new(
+            ErrorKind::Internal,
+            "the provider's verb did not answer at once",
+        ))),
     }
-}
-
-fn is_refusal(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::UnknownMethod | ErrorKind::BadParams | ErrorKind::Forbidden
-    )
 }
 
 #[cfg(test)]
@@ -414,20 +357,5 @@ mod tests {
         drop(_g1);
         drop(_g2);
         assert!(calls.counts.locked().per_caller.is_empty());
-    }
-
-    #[test]
-    fn busy_is_resource_constraint_of_type_wait() {
-        let to: Jid = "home@home.test/phone".parse().expect("jid");
-        match answer(to, "1".into(), Outcome::Busy("full".into())) {
-            Iq::Error { error, .. } => {
-                assert_eq!(
-                    error.defined_condition,
-                    DefinedCondition::ResourceConstraint
-                );
-                assert_eq!(error.type_, ErrorType::Wait);
-            }
-            other => panic!("expected an error, got {other:?}"),
-        }
     }
 }

@@ -1,8 +1,11 @@
 //! The provider's one task: reads the session, the tunnels and the services' events, classifies
-//! each inbound stanza once ([`Caller`]), asks the [`Policy`], and routes what it allows.
+//! each inbound stanza once ([`Caller`]), asks the [`Policy`], and routes what it allows: plumbing
+//! and access management here, calls through the [`RpcRouter`] to [`InFlight::run`] (or, for the
+//! verbs served for every service, [`calls::run_at_once`]), events to the [`Feed`].
+//!
+//! The top floor of the provider: it imports the modules below it, none of them imports it.
 
-use crate::core::sync::Locked;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_xmpp::Stanza;
@@ -13,21 +16,26 @@ use xmpp_parsers::message::Message;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
+use super::answer::{answer, Outcome};
 use super::caller::{Caller, Route};
-use super::calls::InFlight;
+use super::calls::{self, Call, InFlight};
 use super::expiry::{GuestExpiry, CHECK_EVERY};
-use super::feed::Subscriptions;
-use super::limits::Counters;
+use super::feed::Feed;
 use super::policy::{Decision, Policy, Request};
 use super::PairingOutcome;
-use crate::core::access::{AccessChange, AccessGuard, AccessRequest, NS_ACCESS};
+use crate::core::access::{AccessChange, AccessGuard, AccessRequest, DeviceFingerprint, NS_ACCESS};
 use crate::core::discovery::presence_for;
 use crate::core::e2e::settings::next_inbound;
 use crate::core::e2e::{E2eEndpoint, E2eInbound, TunnelFailure};
+use crate::core::error::{Error, ErrorKind};
 use crate::core::events::EventNotice;
 use crate::core::plumbing;
-use crate::core::rpc::{stanza_error_for, xmlrpc, RpcRouter};
+use crate::core::rpc::call_id::{self, CallIdField};
+use crate::core::rpc::xmlrpc::{self, RpcPayload};
+use crate::core::rpc::Target;
+use crate::core::rpc::{stanza_error_for, CallContext, RpcRouter};
 use crate::core::session::{Inbound, Session};
+use crate::core::sync::Locked;
 
 /// Everything the provider's task holds.
 pub(super) struct Dispatcher {
@@ -36,14 +44,13 @@ pub(super) struct Dispatcher {
     pub(super) session: Session,
     pub(super) e2e: Option<E2eEndpoint>,
     pub(super) access: Option<Arc<AccessGuard>>,
-    pub(super) policy: Policy,
+    pub(super) policy: Arc<Policy>,
     pub(super) network: BareJid,
     pub(super) router: Arc<RpcRouter>,
     pub(super) info: DiscoInfoResult,
     pub(super) caps_ver: String,
-    pub(super) subscriptions: Arc<Mutex<Subscriptions>>,
+    pub(super) feed: Feed,
     pub(super) calls: InFlight,
-    pub(super) stats: Arc<Counters>,
     pub(super) expiry: GuestExpiry,
 }
 
@@ -70,7 +77,7 @@ impl Dispatcher {
                     }
                     None => break,
                 },
-                Some(notice) = events.recv() => self.fan_out(notice),
+                Some(notice) = events.recv() => self.feed.fan_out(notice),
                 Some(item) = next_inbound(&mut e2e_rx) => self.on_e2e(item),
             }
         }
@@ -80,7 +87,7 @@ impl Dispatcher {
     fn on_online(&self, resumed: bool) {
         if !resumed {
             // The server forgot us: subscribers will have to subscribe again (they see us come back).
-            self.subscriptions.locked().reset();
+            self.feed.subscriptions.locked().reset();
             // And the IBB sessions of our tunnels died with the old stream: drop them so that
             // the controllers' next calls open new ones instead of writing into the void.
             if let Some(e2e) = &self.e2e {
@@ -117,9 +124,10 @@ impl Dispatcher {
             }
             E2eInbound::Paired { peer, fingerprint } => {
                 tracing::info!(%peer, "paired");
-                let _ = self
-                    .pairings
-                    .send(PairingOutcome::Paired { peer, fingerprint });
+                let _ = self.pairings.send(PairingOutcome::Paired {
+                    peer,
+                    fingerprint: DeviceFingerprint::from(fingerprint),
+                });
             }
             E2eInbound::PairingFailed { peer, error } => {
                 tracing::info!(%peer, %error, "pairing failed");
@@ -143,14 +151,14 @@ impl Dispatcher {
         let Some(Ok(from)) = message.from.clone().map(Jid::try_into_full) else {
             return;
         };
-        if from.to_bare() == self.network {
+        if !self.policy.takes_access_request(&from.to_bare()) {
             return;
         }
         for payload in &message.payloads {
             if payload.is("request", NS_ACCESS) {
                 if let Ok(request) = AccessRequest::parse(payload.clone()) {
                     if guard.record_request(&from, &request) {
-                        self.emit_audit();
+                        self.feed.emit_audit();
                     }
                 }
             }
@@ -164,12 +172,12 @@ impl Dispatcher {
         let Some(from) = presence.from.clone().and_then(|j| j.try_into_full().ok()) else {
             return;
         };
-        if self.subscriptions.locked().forget(&from) {
+        if self.feed.subscriptions.locked().forget(&from) {
             tracing::debug!(%from, "subscriber left; forgotten");
         }
     }
 
-    pub(super) fn reply(&self, route: &Route, iq: Iq) {
+    fn reply(&self, route: &Route, iq: Iq) {
         if route.send(iq).is_err() {
             tracing::debug!("reply dropped: session or tunnel ended");
         }
@@ -223,6 +231,76 @@ impl Dispatcher {
         }
     }
 
+    /// A Jabber-RPC query the policy let this caller send ([`Request::Rpc`]): read it, ask the
+    /// policy about the method, route it and hand it to the runner ([`InFlight::run`]).
+    fn on_rpc(&self, caller: &Caller, id: String, query: Element, route: &Route) {
+        let to = caller.jid().cloned();
+        let Some(full) = caller.full() else {
+            let e = Error::new(ErrorKind::BadParams, "caller has no resource");
+            return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+        };
+        let call_id = match call_id::of_query(&query) {
+            CallIdField::Absent => None,
+            CallIdField::Present(call_id) => Some(call_id),
+            CallIdField::Invalid => {
+                let e = Error::new(ErrorKind::BadParams, "malformed call id");
+                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+            }
+        };
+        let call = match self.router.parse_query(&query) {
+            Ok(RpcPayload::Call(call)) => call,
+            Ok(RpcPayload::Response(_)) => {
+                let e = Error::new(ErrorKind::BadParams, "expected a methodCall");
+                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+            }
+            Err(e) => {
+                let e = Error::new(ErrorKind::BadParams, format!("malformed call: {e}"));
+                return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
+            }
+        };
+        let request = Request::Call {
+            method: &call.method,
+            params: &call.params,
+        };
+        let decision = self.policy.decide(caller, &request);
+        // The ACL recorded the guest's use or refusal, the policy a media refusal.
+        self.feed.emit_audit();
+        match decision {
+            Decision::Allow => {}
+            Decision::Unsupported => return self.reply(route, plumbing::unsupported(to, id)),
+            Decision::Forbid(text) => {
+                tracing::info!(from = %full, method = %call.method, %text, "call refused");
+                let refusal = plumbing::forbidden_because(&text);
+                return self.reply(route, plumbing::error(to, id, refusal));
+            }
+        }
+        let Some(to) = to else { return };
+        let target = match self.router.route(&call.method) {
+            Ok(target) => target,
+            Err(e) => return self.reply(route, answer(to, id, Outcome::Done(Err(e)))),
+        };
+        if let Target::EveryService { .. } = target {
+            let ctx = CallContext {
+                caller: full,
+                tunnel: route.is_tunnel(),
+            };
+            let outcome = calls::run_at_once(&target, call.params, &ctx);
+            return self.reply(route, answer(to, id, outcome));
+        }
+        let call = Call {
+            full,
+            key: caller.tunnel_key().copied(),
+            guest: !caller.is_own_device(),
+            to,
+            id,
+            call_id,
+            method: call.method,
+            target,
+            params: call.params,
+        };
+        self.calls.run(call, route);
+    }
+
     /// An owner device manages guest access (the policy checked: own network, its tunnel).
     fn on_management(
         &self,
@@ -230,7 +308,7 @@ impl Dispatcher {
         id: String,
         payload: Element,
         is_set: bool,
-        key: Option<[u8; 32]>,
+        key: Option<DeviceFingerprint>,
         route: &Route,
     ) {
         let Some(guard) = &self.access else {
@@ -246,7 +324,7 @@ impl Dispatcher {
             Err(e) => plumbing::error(to, id, stanza_error_for(&e)),
         };
         self.reply(route, answer);
-        self.emit_audit();
+        self.feed.emit_audit();
     }
 
     /// Guests whose last grant expired since the last look: they lose the household's presence
@@ -268,7 +346,7 @@ impl Dispatcher {
     /// A guest's grant was revoked: its tunnels close and its subscriptions end now (the ACL
     /// refuses its next call anyway; this stops events and frees the tunnel at once).
     fn end_guest(&self, guest: &BareJid) {
-        self.subscriptions.locked().end_guest(guest);
+        self.feed.subscriptions.locked().end_guest(guest);
         if let Some(e2e) = &self.e2e {
             let closed = e2e.close_peer(guest, "the guest's grant ended");
             tracing::info!(%guest, closed, "guest access ended");

@@ -1,5 +1,6 @@
-//! Subscriptions and events: `<service>.subscribe` / `unsubscribe` for every service (the audit
-//! feed, [`AuditFeed`], is one of them), the bounds on what guests may hold, and the fan-out.
+//! Subscriptions and events: who is subscribed to what ([`Subscriptions`], filled by the routed
+//! `<service>.subscribe` verbs of `subscription.rs`), the bounds on what guests may hold, and the
+//! fan-out of services' events and audit records ([`Feed`]).
 //!
 //! Events go only to full JIDs that subscribed and are still online, and to a subscriber that
 //! asked through a tunnel only through it (spec §4: never a stanza to someone who did not write
@@ -9,59 +10,19 @@
 
 use crate::core::sync::Locked;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
 
-use super::caller::{Caller, Route};
-use super::calls::Outcome;
-use super::dispatch::Dispatcher;
-use super::limits::{Counters, ProviderLimits};
+use super::limits::ProviderLimits;
+use super::policy::Policy;
 use super::{ACCESS_SERVICE, AUDIT_EVENT};
-use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::access::{AccessGuard, DeviceFingerprint};
+use crate::core::e2e::E2eEndpoint;
 use crate::core::events::{EventFilter, EventNotice, Subscribers};
-use crate::core::rpc::xmlrpc::{self, Value};
-use crate::core::rpc::{CallContext, Service};
-
-/// The owner's audit feed as a routed service: `access.subscribe` / `access.unsubscribe` are
-/// handled like every service's, and its only event is `audit` (one record each). Registered only
-/// when the provider takes guests; the policy lets only own devices through the tunnel reach it.
-pub(crate) struct AuditFeed;
-
-impl Service for AuditFeed {
-    fn name(&self) -> &str {
-        ACCESS_SERVICE
-    }
-
-    fn feature(&self) -> &str {
-        // Never announced (see Provider::start); the access namespace is its closest name.
-        crate::core::access::NS_ACCESS
-    }
-
-    fn call<'a>(
-        &'a self,
-        verb: &'a str,
-        _params: Vec<Value>,
-        _ctx: &'a CallContext,
-    ) -> BoxFuture<'a, Result<Value>> {
-        // The log itself is read with the `<audit/>` management request; here are only the
-        // subscription verbs, which the provider handles for every service.
-        async move {
-            Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("no method {ACCESS_SERVICE}.{verb}"),
-            ))
-        }
-        .boxed()
-    }
-
-    fn events(&self) -> &[&str] {
-        &[AUDIT_EVENT]
-    }
-}
+use crate::core::rpc::xmlrpc;
+use crate::core::session::Session;
 
 /// Why a subscription was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +36,8 @@ pub(crate) enum Full {
 }
 
 impl Full {
-    fn text(self) -> &'static str {
+    /// What the refused caller reads.
+    pub(super) fn text(self) -> &'static str {
         match self {
             Full::GuestQuota => "too many subscriptions for this guest",
             Full::GuestsShare => "too many guest subscriptions",
@@ -212,51 +174,22 @@ impl Subscriptions {
     }
 }
 
-impl Dispatcher {
-    /// `<service>.subscribe` / `<service>.unsubscribe` (any service, `access` included).
-    pub(super) fn on_subscription(
-        &self,
-        caller: &Caller,
-        full: FullJid,
-        service: &Arc<dyn Service>,
-        verb: &str,
-        params: Vec<Value>,
-        route: &Route,
-    ) -> Outcome {
-        let name = service.name();
-        let method = format!("{name}.{verb}");
-        if verb == "unsubscribe" {
-            if !params.is_empty() {
-                return Outcome::Done(Err(Error::new(
-                    ErrorKind::BadParams,
-                    format!("{method} takes no parameters"),
-                )));
-            }
-            let had = self.subscriptions.locked().unsubscribe(name, &full);
-            return Outcome::Done(Ok(Value::Bool(had)));
-        }
-        let filter = match event_filter(&method, service.events(), params) {
-            Ok(filter) => filter,
-            Err(e) => return Outcome::Done(Err(e)),
-        };
-        let guest = !caller.is_own_device();
-        let taken = self.subscriptions.locked().subscribe(
-            name,
-            full.clone(),
-            filter,
-            route.is_tunnel(),
-            guest,
-        );
-        match taken {
-            Ok(()) => Outcome::Done(Ok(Value::Bool(true))),
-            Err(full_because) => {
-                Counters::bump(&self.stats.subscriptions_refused);
-                tracing::info!(%full, service = name, why = full_because.text(), "subscription refused");
-                Outcome::Busy(full_because.text().to_owned())
-            }
-        }
-    }
+/// The provider's side of events: who is subscribed, and the ways events go out to them.
+#[derive(Clone)]
+pub(super) struct Feed {
+    /// Events in clear go out here.
+    pub(super) session: Session,
+    /// Events to tunnel subscribers go out here (and only here).
+    pub(super) e2e: Option<E2eEndpoint>,
+    /// The ACL (guests hear events only while a grant holds) and the audit log it feeds.
+    pub(super) access: Option<Arc<AccessGuard>>,
+    /// Who may hear events (rows E1, E2).
+    pub(super) policy: Arc<Policy>,
+    /// Who hears what (shared with [`super::Provider::subscription_count`]).
+    pub(super) subscriptions: Arc<Mutex<Subscriptions>>,
+}
 
+impl Feed {
     /// Sends the audit records made since the last call to the owners subscribed to `access`.
     pub(super) fn emit_audit(&self) {
         let Some(guard) = &self.access else { return };
@@ -270,19 +203,6 @@ impl Dispatcher {
                 Err(e) => tracing::warn!(error = %e, "audit record not encodable"),
             }
         }
-    }
-
-    /// Whether events may still go to `to`: devices of the network always; a guest only while
-    /// its tunnel's key holds an active grant (an expired guest stops hearing at once).
-    fn may_hear(&self, to: &FullJid) -> bool {
-        if to.to_bare() == self.network {
-            return true;
-        }
-        let (Some(guard), Some(e2e)) = (&self.access, &self.e2e) else {
-            return false;
-        };
-        e2e.existing_tunnel(to)
-            .is_some_and(|t| guard.admits(&to.to_bare(), &t.peer_fingerprint()))
     }
 
     /// Sends one event to the subscribers that want it, each the way it subscribed.
@@ -299,7 +219,11 @@ impl Dispatcher {
             Err(e) => return tracing::warn!(error = %e, "event dropped: does not encode"),
         };
         for (to, through_tunnel) in subscribers {
-            if !self.may_hear(&to) {
+            let key = || {
+                let tunnel = self.e2e.as_ref()?.existing_tunnel(&to)?;
+                Some(DeviceFingerprint::from(tunnel.peer_fingerprint()))
+            };
+            if !self.policy.may_hear(&to, key) {
                 continue;
             }
             let mut message =
@@ -315,34 +239,6 @@ impl Dispatcher {
                 return;
             }
         }
-    }
-}
-
-/// The parameters of `<service>.subscribe`: none (every event) or one array naming the wanted events,
-/// each of which the service must send.
-fn event_filter(method: &str, known: &[&str], params: Vec<Value>) -> Result<EventFilter> {
-    let bad = |why: String| Error::new(ErrorKind::BadParams, format!("{method}: {why}"));
-    match params.as_slice() {
-        [] => Ok(None),
-        [Value::Array(names)] => {
-            let mut wanted = BTreeSet::new();
-            for name in names {
-                let name = name
-                    .as_str()
-                    .ok_or_else(|| bad("event names are strings".into()))?;
-                if !known.contains(&name) {
-                    return Err(bad(format!("no event {name:?} (known: {known:?})")));
-                }
-                wanted.insert(name.to_owned());
-            }
-            if wanted.is_empty() {
-                return Err(bad(
-                    "an empty event list selects nothing; unsubscribe instead".into(),
-                ));
-            }
-            Ok(Some(wanted))
-        }
-        _ => Err(bad("takes nothing or one array of event names".into())),
     }
 }
 
@@ -402,24 +298,5 @@ mod tests {
         assert!(!subs
             .guests
             .contains_key(&"romeo@friend.test".parse::<BareJid>().expect("jid")));
-    }
-
-    #[test]
-    fn event_filters_name_known_events_only() {
-        let known = ["state-changed", "position"];
-        assert_eq!(
-            event_filter("player.subscribe", &known, vec![]).ok(),
-            Some(None)
-        );
-        let one = vec![Value::Array(vec![Value::String("position".into())])];
-        assert!(event_filter("player.subscribe", &known, one).is_ok_and(|f| f.is_some()));
-        for bad in [
-            vec![Value::Array(vec![])],
-            vec![Value::Array(vec![Value::String("x".into())])],
-            vec![Value::Int(1)],
-        ] {
-            let e = event_filter("player.subscribe", &known, bad).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::BadParams);
-        }
     }
 }

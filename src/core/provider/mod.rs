@@ -9,12 +9,18 @@
 //!
 //! 1. `caller.rs` classifies it **once**: an own device through its tunnel, an own device in clear,
 //!    a guest (with the key of its tunnel), a stranger;
-//! 2. `policy.rs` decides what that caller may ask: one table, every allow/deny rule of the provider
-//!    (the guest grants' scope table itself lives in [`crate::core::access`]);
+//! 2. `policy.rs` decides what that caller may ask: every allow/deny rule of the provider, iq
+//!    requests, tunnels, events and access requests alike (the guest grants' scope table itself
+//!    lives in [`crate::core::access`]);
 //! 3. `dispatch.rs` routes what is allowed: plumbing (disco#info, ping), access management, or an
-//!    RPC call, which `calls.rs` runs under the in-flight bounds. `<service>.subscribe` /
-//!    `unsubscribe` and the owner's audit feed (`access.*`) are methods like the others, routed by
-//!    the router; `feed.rs` holds the subscriptions and sends the events.
+//!    RPC call, which the [`RpcRouter`] sends to its target and `calls.rs` runs under the in-flight
+//!    bounds. `<service>.subscribe` / `unsubscribe` (served for every service,
+//!    [`crate::core::rpc::EveryServiceVerbs`]) and the owner's audit feed (`access.*`) are routed
+//!    services like the others (`subscription.rs`); `feed.rs` holds the subscriptions and sends the
+//!    events.
+//!
+//! Imports run one way: `dispatch.rs` on top; `calls.rs`, `feed.rs`, `subscription.rs` below it;
+//! `policy.rs`, `caller.rs`, `answer.rs`, `limits.rs` at the bottom.
 //!
 //! **It never sends a stanza to a JID that has not contacted it first** (spec §4): presence goes to
 //! the server (no `to`), iq answers go to the requester (through the way it came),
@@ -38,6 +44,7 @@
 //! bound gets a typed stanza error (`resource-constraint`) and the refusal is counted
 //! ([`ProviderStats`]).
 
+mod answer;
 mod caller;
 mod calls;
 mod dispatch;
@@ -46,6 +53,7 @@ mod feed;
 mod limits;
 mod media;
 mod policy;
+mod subscription;
 
 use crate::core::sync::Locked;
 pub use crate::core::trust::PairingOutcome;
@@ -56,7 +64,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::core::access::{AccessGuard, AccessSettings};
+use crate::core::access::{AccessGuard, AccessSettings, DeviceFingerprint};
 use crate::core::discovery::disco_info_for;
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
@@ -170,7 +178,16 @@ impl Provider {
             ));
         }
         config.limits.validate()?;
+        let subscriptions = Arc::new(Mutex::new(feed::Subscriptions::new(&config.limits)));
+        let stats = Arc::new(limits::Counters::default());
+        let network = config.session.jid.to_bare();
         let mut router = RpcRouter::with_limits(config.rpc_limits);
+        // `<service>.subscribe` / `unsubscribe`: the provider's, the same for every service.
+        router.serve_for_every_service(Arc::new(subscription::SubscriptionVerbs {
+            network: network.clone(),
+            subscriptions: subscriptions.clone(),
+            stats: stats.clone(),
+        }));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         for service in services {
             service.bind_events(EventSink::new(service.name(), events_tx.clone()));
@@ -182,7 +199,6 @@ impl Provider {
             features.push(crate::core::e2e::pubkey::NOTIFY_PUBKEY);
         }
         let info = disco_info_for(Some(&config.name), &features);
-        let network = config.session.jid.to_bare();
         let access = match (&config.access, &config.e2e) {
             (Some(settings), Some(_)) => Some(Arc::new(AccessGuard::open_with_audit_capacity(
                 network.clone(),
@@ -200,37 +216,37 @@ impl Provider {
         if access.is_some() {
             // The audit feed is routed like any service (`access.subscribe`); it is not announced
             // in disco#info: only the owner's devices may use it, and they know it is there.
-            router.add(Arc::new(feed::AuditFeed))?;
+            router.add(Arc::new(subscription::AuditFeed))?;
         }
+        let policy = Arc::new(policy::Policy {
+            network: network.clone(),
+            require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
+            access: access.clone(),
+            media: config.media.clone(),
+            stats: stats.clone(),
+        });
         let (session, inbound) = Session::connect(config.session).await?;
         let (e2e, e2e_rx) = match &config.e2e {
             Some(settings) => {
-                let admission = access.clone().map(|guard| {
-                    let admit: crate::core::e2e::Admission =
-                        Arc::new(move |jid, fp| guard.admits(jid, fp));
+                let admission = access.is_some().then(|| {
+                    let policy = policy.clone();
+                    let admit: crate::core::e2e::Admission = Arc::new(move |jid, fp| {
+                        policy.admits_tunnel(jid, &DeviceFingerprint::from(*fp))
+                    });
                     admit
                 });
                 let (endpoint, rx) = settings.endpoint(session.clone(), admission);
                 if let Some(guard) = &access {
                     let trust = endpoint.trust().clone();
                     let network = network.clone();
-                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, fp)));
+                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, &fp.0)));
                 }
                 (Some(endpoint), Some(rx))
             }
             None => (None, None),
         };
-        let subscriptions = Arc::new(Mutex::new(feed::Subscriptions::new(&config.limits)));
-        let stats = Arc::new(limits::Counters::default());
         let (pairings, _) = tokio::sync::broadcast::channel(16);
         let (failures, _) = tokio::sync::broadcast::channel(FAILURE_CAPACITY);
-        let policy = policy::Policy {
-            network: network.clone(),
-            require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
-            access: access.clone(),
-            media: config.media.clone(),
-            stats: stats.clone(),
-        };
         let in_flight = calls::InFlight::new(&config.limits, stats.clone());
         let call_logs = in_flight.logs().map(Arc::clone);
         let task = tokio::spawn(
@@ -240,14 +256,19 @@ impl Provider {
                 session: session.clone(),
                 e2e: e2e.clone(),
                 access: access.clone(),
-                policy,
-                network,
+                policy: policy.clone(),
+                network: network.clone(),
                 router: Arc::new(router),
                 caps_ver: plumbing::caps_ver(&info),
                 info,
-                subscriptions: subscriptions.clone(),
+                feed: feed::Feed {
+                    session: session.clone(),
+                    e2e: e2e.clone(),
+                    access: access.clone(),
+                    policy,
+                    subscriptions: subscriptions.clone(),
+                },
                 calls: in_flight,
-                stats: stats.clone(),
                 expiry: expiry::GuestExpiry::new(access.as_deref()),
             }
             .run(inbound, events_rx, e2e_rx),

@@ -1,4 +1,8 @@
-//! Who may ask what: **every allow/deny rule of the provider, in one function**, [`Policy::decide`].
+//! Who may ask what: **every allow/deny rule of the provider, here** — [`Policy::decide`] for
+//! every iq request (the table below), and three small questions outside iq requests (the second
+//! table): who may open a tunnel, who may still hear events, whose access requests are recorded.
+//! Nothing else in the provider refuses anyone; other modules only bound what an allowed caller
+//! may hold (`limits.rs`, `calls.rs`, `feed.rs`).
 //!
 //! The dispatcher asks twice per RPC: once for [`Request::Rpc`] (may this caller call at all, this
 //! way?) before it reads the payload — a stranger's malformed call is `forbidden`, not
@@ -33,17 +37,28 @@
 //! | G6  | guest with an active grant | iq get | allow (plumbing answers) |
 //! | G7  | guest | anything else | `forbidden` |
 //!
+//! And outside iq requests ([`Policy::admits_tunnel`], [`Policy::may_hear`],
+//! [`Policy::takes_access_request`]):
+//!
+//! | row | who | asks | decision |
+//! |-----|-----|------|----------|
+//! | T1  | a device of another network | an end-to-end tunnel | accepted only while an active grant names its key (own devices: pairing, in the e2e trust store) |
+//! | E1  | own device | events it subscribed to | sent |
+//! | E2  | guest | events it subscribed to | sent only while its tunnel's key holds an active grant (an expired guest stops hearing at once) |
+//! | R1  | own device | an access request message | ignored (owners approve, they do not ask) |
+//! | R2  | anyone else, provider takes guests | an access request message | recorded in the audit log, never answered (the owner decides, elsewhere) |
+//!
 //! Refusals of calls go into the audit log with their reason (the ACL's rows by the ACL).
 
 use std::sync::Arc;
 
-use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::jid::{BareJid, FullJid};
 
 use super::caller::Caller;
 use super::limits::Counters;
 use super::media::{MediaPolicy, SharedItem};
 use super::ACCESS_SERVICE;
-use crate::core::access::{self, AccessGuard};
+use crate::core::access::{self, AccessGuard, DeviceFingerprint};
 use crate::core::rpc::xmlrpc::Value;
 use crate::core::services::player;
 
@@ -139,6 +154,34 @@ impl Policy {
         }
     }
 
+    /// T1: whether the tunnel a device of `network` (not ours) opens with key `key` is accepted.
+    pub(crate) fn admits_tunnel(&self, network: &BareJid, key: &DeviceFingerprint) -> bool {
+        self.access.as_ref().is_some_and(|g| g.admits(network, key))
+    }
+
+    /// E1/E2: whether events may still go to subscriber `to`; `key` tells the key of its tunnel
+    /// (if one is up), asked only for guests.
+    pub(crate) fn may_hear(
+        &self,
+        to: &FullJid,
+        key: impl FnOnce() -> Option<DeviceFingerprint>,
+    ) -> bool {
+        let bare = to.to_bare();
+        if bare == self.network {
+            return true; // E1
+        }
+        // E2
+        match (&self.access, key()) {
+            (Some(guard), Some(key)) => guard.admits(&bare, &key),
+            _ => false,
+        }
+    }
+
+    /// R1/R2: whether an access request from `from` goes into the audit log.
+    pub(crate) fn takes_access_request(&self, from: &BareJid) -> bool {
+        self.access.is_some() && from != &self.network
+    }
+
     fn own_call(&self, caller: &Caller, method: &str, params: &[Value]) -> Decision {
         if service_of(method) == ACCESS_SERVICE
             && (self.access.is_none() || !matches!(caller, Caller::OwnDeviceTunnel { .. }))
@@ -163,7 +206,7 @@ impl Policy {
         &self,
         caller: &Caller,
         bare: &BareJid,
-        key: Option<&[u8; 32]>,
+        key: Option<&DeviceFingerprint>,
         method: &str,
         params: &[Value],
     ) -> Decision {
@@ -195,7 +238,7 @@ impl Policy {
         &self,
         guard: &AccessGuard,
         guest: &BareJid,
-        key: Option<&[u8; 32]>,
+        key: Option<&DeviceFingerprint>,
         uri: &str,
     ) -> bool {
         if let Some(item) = SharedItem::parse(uri) {
@@ -211,7 +254,7 @@ impl Policy {
     fn refuse_media(
         &self,
         caller: &Caller,
-        key: Option<&[u8; 32]>,
+        key: Option<&DeviceFingerprint>,
         method: &str,
         reason: &str,
     ) -> Decision {

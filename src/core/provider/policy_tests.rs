@@ -18,7 +18,7 @@ use crate::platform::software::SoftwareKeyStore;
 
 const NETWORK: &str = "home@home.test";
 const ROMEO: &str = "romeo@friend.test";
-const ROMEO_KEY: [u8; 32] = [0x52; 32];
+const ROMEO_KEY: DeviceFingerprint = DeviceFingerprint([0x52; 32]);
 const OWNER_KEY: &str = "owner-approval";
 
 fn jid(s: &str) -> Jid {
@@ -61,7 +61,7 @@ fn fixture() -> Fixture {
     fixture.install(GrantDraft::new(
         bare(NETWORK),
         bare(ROMEO),
-        DeviceFingerprint(ROMEO_KEY),
+        ROMEO_KEY,
         vec![Scope::Playback],
         unix_now() - 60,
         unix_now() + 3600,
@@ -71,7 +71,7 @@ fn fixture() -> Fixture {
         GrantDraft::new(
             bare(NETWORK),
             bare(ROMEO),
-            DeviceFingerprint(ROMEO_KEY),
+            ROMEO_KEY,
             vec![Scope::LibraryItem],
             unix_now() - 60,
             unix_now() + 3600,
@@ -114,7 +114,7 @@ fn no_guests(require_tunnel: bool) -> Policy {
 fn own_tunnel() -> Caller {
     Caller::OwnDeviceTunnel {
         jid: jid("home@home.test/phone"),
-        key: Some([1; 32]),
+        key: Some(DeviceFingerprint([1; 32])),
     }
 }
 
@@ -443,7 +443,7 @@ fn g6_g7_guests_read_disco_while_granted_and_nothing_else() {
     let juliet = Caller::Guest {
         jid: jid("juliet@friend.test/phone"),
         bare: bare("juliet@friend.test"),
-        key: Some([9; 32]),
+        key: Some(DeviceFingerprint([9; 32])),
         tunnel: true,
     };
     assert_eq!(text(&p.decide(&juliet, &Request::Get)), "no access granted");
@@ -451,4 +451,28 @@ fn g6_g7_guests_read_disco_while_granted_and_nothing_else() {
         text(&p.decide(&juliet, &call("player.status", &[]))),
         "access denied: no-grant"
     );
+}
+
+#[test]
+fn t1_e1_e2_r1_r2_tunnels_events_and_requests_outside_iq() {
+    let f = fixture();
+    let policy = f.policy(true, MediaPolicy::default());
+    let romeo_phone: xmpp_parsers::jid::FullJid = "romeo@friend.test/phone".parse().expect("jid");
+    let own_phone: xmpp_parsers::jid::FullJid = "home@home.test/phone".parse().expect("jid");
+    let other_key = DeviceFingerprint([0x99; 32]);
+    // T1: the granted key opens a tunnel, another key of the same guest does not.
+    assert!(policy.admits_tunnel(&bare(ROMEO), &ROMEO_KEY));
+    assert!(!policy.admits_tunnel(&bare(ROMEO), &other_key));
+    assert!(!no_guests(true).admits_tunnel(&bare(ROMEO), &ROMEO_KEY));
+    // E1: the household hears without its key being asked.
+    assert!(policy.may_hear(&own_phone, || panic!("no key asked for own devices")));
+    // E2: a guest hears only through a tunnel whose key holds an active grant.
+    assert!(policy.may_hear(&romeo_phone, || Some(ROMEO_KEY)));
+    assert!(!policy.may_hear(&romeo_phone, || Some(other_key)));
+    assert!(!policy.may_hear(&romeo_phone, || None));
+    assert!(!no_guests(true).may_hear(&romeo_phone, || Some(ROMEO_KEY)));
+    // R1/R2: requests from outside are recorded, the household's own are not.
+    assert!(policy.takes_access_request(&bare(ROMEO)));
+    assert!(!policy.takes_access_request(&bare(NETWORK)));
+    assert!(!no_guests(true).takes_access_request(&bare(ROMEO)));
 }

@@ -27,7 +27,7 @@ pub(crate) use client::call_with;
 pub use client::{call, call_as};
 pub use dedup::{CallLog, CallLogStats};
 pub use remote::{Caller, Remote};
-pub use router::{CallContext, RpcRouter, Service};
+pub use router::{CallContext, EveryServiceVerbs, RpcRouter, Service, Target};
 pub use typed::{
     decode_event, decode_notice, decode_output, decode_params, encode_event, encode_params,
     method_name, Emitter, Event, Method, ServiceSpec, TypedService,

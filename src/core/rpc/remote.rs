@@ -131,6 +131,7 @@ mod tests {
                 })?;
                 let ctx = CallContext {
                     caller: "home@home.test/phone".parse().expect("jid"),
+                    tunnel: false,
                 };
                 self.service.call(verb, params, &ctx).await
             }

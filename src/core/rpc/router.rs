@@ -1,4 +1,8 @@
 //! The answering side: services register under their name, calls are routed by `<service>.<verb>`.
+//!
+//! A host may also serve a few verbs **for every service** the same way ([`EveryServiceVerbs`],
+//! [`RpcRouter::serve_for_every_service`]): a provider's `<service>.subscribe` / `unsubscribe`.
+//! [`RpcRouter::route`] is the one place that says where a method goes, either way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +20,9 @@ use crate::core::events::EventSink;
 pub struct CallContext {
     /// The caller's full JID.
     pub caller: FullJid,
+    /// Whether the call came out of an end-to-end tunnel: its answer, and the events it
+    /// subscribes to, go back only that way.
+    pub tunnel: bool,
 }
 
 /// A service a provider offers: a disco#info feature plus the methods behind it.
@@ -54,10 +61,80 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
+/// Verbs the host serves for every registered service, the same way for all (a provider's
+/// `<service>.subscribe` / `unsubscribe`: who hears which events is the provider's business, not
+/// the service's). They take precedence over a service's own verbs of the same name.
+pub trait EveryServiceVerbs: Send + Sync + 'static {
+    /// The verbs served, e.g. `["subscribe", "unsubscribe"]`.
+    fn verbs(&self) -> &[&str];
+    /// Handles `<service>.<verb>` for the service the method named.
+    fn call<'a>(
+        &'a self,
+        service: &'a Arc<dyn Service>,
+        verb: &'a str,
+        params: Vec<Value>,
+        ctx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<Value>>;
+}
+
+/// Where a method goes ([`RpcRouter::route`]).
+#[derive(Clone)]
+pub enum Target {
+    /// One of the service's own methods.
+    Service {
+        /// The service.
+        service: Arc<dyn Service>,
+        /// The verb it runs.
+        verb: String,
+    },
+    /// A verb served for every service ([`EveryServiceVerbs`]), for the service named.
+    EveryService {
+        /// What serves the verb.
+        verbs: Arc<dyn EveryServiceVerbs>,
+        /// The service the method named.
+        service: Arc<dyn Service>,
+        /// The verb.
+        verb: String,
+    },
+}
+
+impl Target {
+    /// The service the method named.
+    pub fn service(&self) -> &Arc<dyn Service> {
+        match self {
+            Target::Service { service, .. } | Target::EveryService { service, .. } => service,
+        }
+    }
+
+    /// The verb.
+    pub fn verb(&self) -> &str {
+        match self {
+            Target::Service { verb, .. } | Target::EveryService { verb, .. } => verb,
+        }
+    }
+
+    /// Runs the call.
+    pub fn call<'a>(
+        &'a self,
+        params: Vec<Value>,
+        ctx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<Value>> {
+        match self {
+            Target::Service { service, verb } => service.call(verb, params, ctx),
+            Target::EveryService {
+                verbs,
+                service,
+                verb,
+            } => verbs.call(service, verb, params, ctx),
+        }
+    }
+}
+
 /// Routes method names to services, and decodes their calls under the right [`Limits`].
 #[derive(Default, Clone)]
 pub struct RpcRouter {
     services: BTreeMap<String, Arc<dyn Service>>,
+    every_service: Option<Arc<dyn EveryServiceVerbs>>,
     limits: Limits,
 }
 
@@ -65,6 +142,10 @@ impl std::fmt::Debug for RpcRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RpcRouter")
             .field("services", &self.services.keys().collect::<Vec<_>>())
+            .field(
+                "every_service",
+                &self.every_service.as_ref().map(|v| v.verbs().to_vec()),
+            )
             .field("limits", &self.limits)
             .finish()
     }
@@ -75,6 +156,7 @@ impl RpcRouter {
     pub fn with_limits(limits: Limits) -> Self {
         RpcRouter {
             services: BTreeMap::new(),
+            every_service: None,
             limits,
         }
     }
@@ -136,7 +218,31 @@ impl RpcRouter {
         self.services.get(name)
     }
 
-    /// Splits `player.play` into the service and the verb, or fails with `UnknownMethod`.
+    /// Serves `verbs` for every service, those added before and after (one set per router: a
+    /// second call replaces the first).
+    pub fn serve_for_every_service(&mut self, verbs: Arc<dyn EveryServiceVerbs>) {
+        self.every_service = Some(verbs);
+    }
+
+    /// Where `method` goes: a verb served for every service, else the service's own; fails with
+    /// `UnknownMethod` when no service has that name.
+    pub fn route(&self, method: &str) -> Result<Target> {
+        let (service, verb) = self.resolve(method)?;
+        let service = service.clone();
+        let verb = verb.to_owned();
+        Ok(match &self.every_service {
+            Some(verbs) if verbs.verbs().contains(&verb.as_str()) => Target::EveryService {
+                verbs: verbs.clone(),
+                service,
+                verb,
+            },
+            _ => Target::Service { service, verb },
+        })
+    }
+
+    /// Splits `player.play` into the service and the verb, or fails with `UnknownMethod`. Knows
+    /// only the services' own verbs; [`RpcRouter::route`] knows the verbs served for every
+    /// service too.
     pub fn resolve<'m>(&self, method: &'m str) -> Result<(&Arc<dyn Service>, &'m str)> {
         let unknown = || Error::new(ErrorKind::UnknownMethod, format!("no method {method}"));
         let (service, verb) = method.split_once('.').ok_or_else(unknown)?;
@@ -228,5 +334,52 @@ mod tests {
             xmlrpc::peek_method_name(&call(" plain.get ", 0)).as_deref(),
             Some("plain.get")
         );
+    }
+
+    struct Subscriptions;
+
+    impl EveryServiceVerbs for Subscriptions {
+        fn verbs(&self) -> &[&str] {
+            &["subscribe", "unsubscribe"]
+        }
+        fn call<'a>(
+            &'a self,
+            service: &'a Arc<dyn Service>,
+            verb: &'a str,
+            _params: Vec<Value>,
+            _ctx: &'a CallContext,
+        ) -> BoxFuture<'a, Result<Value>> {
+            let answer = format!("{verb} to {}", service.name());
+            Box::pin(async move { Ok(Value::String(answer)) })
+        }
+    }
+
+    #[test]
+    fn verbs_served_for_every_service_take_precedence_and_name_the_service() {
+        let mut router = RpcRouter::default();
+        router
+            .add(Arc::new(Svc {
+                name: "player",
+                limits: None,
+            }))
+            .expect("add");
+        router.serve_for_every_service(Arc::new(Subscriptions));
+        let ctx = CallContext {
+            caller: "home@home.test/phone".parse().expect("jid"),
+            tunnel: true,
+        };
+        let sub = router.route("player.subscribe").expect("routed");
+        assert!(matches!(sub, Target::EveryService { .. }));
+        assert_eq!((sub.service().name(), sub.verb()), ("player", "subscribe"));
+        let answer = futures::FutureExt::now_or_never(sub.call(vec![], &ctx));
+        assert_eq!(
+            answer.and_then(|a| a.ok()),
+            Some(Value::String("subscribe to player".into()))
+        );
+        // The service's own verbs still go to the service; unknown services stay unknown.
+        let play = router.route("player.play").expect("routed");
+        assert!(matches!(play, Target::Service { .. }));
+        let unknown = router.route("nosuch.subscribe").err().map(|e| e.kind());
+        assert_eq!(unknown, Some(ErrorKind::UnknownMethod));
     }
 }

@@ -506,6 +506,7 @@ mod tests {
         let s = LibraryService::new(Arc::new(GeneratedLibrary::new(10)));
         let ctx = CallContext {
             caller: "home@home.test/phone".parse().expect("jid"),
+            tunnel: false,
         };
         for params in [
             vec![Value::String("videos".into()), Value::Int(0), Value::Int(0)],

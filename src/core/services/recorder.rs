@@ -494,6 +494,7 @@ mod tests {
     fn ctx() -> CallContext {
         CallContext {
             caller: "home@home.test/phone".parse().expect("jid"),
+            tunnel: false,
         }
     }
 
