@@ -36,6 +36,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use pep::parse_directory;
 pub use pep::{
     ensure_own_published, fetch, fetch_directory, publish, publish_item, publish_own,
