@@ -1,7 +1,8 @@
 //! The end-to-end endpoint of one device: what the role layer talks to. This file owns the wiring
 //! and the routing of stanzas into and out of tunnels; each job has its own file:
-//! - `jingle.rs`: Jingle negotiation (XEP-0166) of tunnels, opening and answering, with a drop
-//!   guard that cleans up every half-open session however it ends, and the half-open bounds;
+//! - `jingle.rs`: Jingle negotiation (XEP-0166) of tunnels, opening and answering, and the
+//!   half-open bounds; `half_open.rs`: the drop guard that cleans up every half-open session
+//!   however it ends; `offer.rs`: reading a peer's offer and accept;
 //! - `cache.rs`: the per-peer tunnel cache (one tunnel per full JID), the bounded queue of
 //!   openers, closing, revoking, and the session-reset hook [`E2eEndpoint::close_all`];
 //! - `pairing.rs`: the pairing gate as the endpoint applies it (arming codes, pairing with a
@@ -48,9 +49,11 @@ use crate::core::session::{ConnectionState, IqReply, Session};
 mod cache;
 mod directory;
 mod gossip;
+mod half_open;
 mod jingle;
+mod offer;
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) use jingle::{parse_accept, parse_offer};
+pub(crate) use offer::{parse_accept, parse_offer};
 mod pairing;
 mod rotation;
 pub use rotation::{PasswordRotation, NS_PASSWORD};
