@@ -120,7 +120,7 @@ impl E2eEndpoint {
 
     pub(super) async fn open(&self, peer: &FullJid, mode: Mode<'_>) -> Result<Tunnel> {
         let inner = &self.inner;
-        let timeout = inner.config.timeout;
+        let timeout = inner.config.setup_timeout;
         let me = inner
             .session
             .jid()
@@ -540,7 +540,7 @@ impl E2eEndpoint {
         ibb_rx: mpsc::Receiver<IbbEvent>,
     ) -> Result<()> {
         let inner = &self.inner;
-        let timeout = inner.config.timeout;
+        let timeout = inner.config.setup_timeout;
         let sid = half.sid.clone();
         let me = inner
             .session
