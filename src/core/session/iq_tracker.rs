@@ -25,6 +25,7 @@ pub(crate) const MAX_OUTSTANDING: usize = 4096;
 /// Where a request's answer goes.
 pub(crate) type ReplySender = oneshot::Sender<Result<IqReply>>;
 
+/// One request waiting for its answer.
 struct PendingIq {
     /// The addressee: the only entity whose response is taken (see [`response_from_matches`]).
     to: Option<Jid>,

@@ -35,6 +35,7 @@ pub(super) enum Command {
     SetForeground(bool),
 }
 
+/// The session task's state: the stream it owns, its inputs, and the requests it tracks.
 pub(super) struct SessionTask {
     pub(super) stream: StanzaStream,
     pub(super) commands: mpsc::UnboundedReceiver<Command>,
