@@ -12,7 +12,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pmn::core::e2e::{E2eConfig, E2eEndpoint, E2eInbound, TrustSource, TrustStore};
+use pmn::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TrustSource, TrustStore};
 use pmn::core::identity::DeviceIdentity;
 use pmn::core::session::{Inbound, IqReply, Session, SessionConfig};
 use pmn::platform::software::SoftwareKeyStore;
@@ -55,7 +55,7 @@ async fn device(server: &TestServer, name: &str, dir: &std::path::Path) -> Devic
     let identity = DeviceIdentity::load_or_generate(store, "tls", name).expect("identity");
     let (endpoint, events) = E2eEndpoint::new(
         session.clone(),
-        E2eConfig::new(identity, Arc::new(TrustStore::in_memory())),
+        E2eSettings::new(identity, Arc::new(TrustStore::in_memory())),
     );
     let (ep, s) = (endpoint.clone(), session.clone());
     tokio::spawn(async move {

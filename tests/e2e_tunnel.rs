@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{session_config, HOME, STRANGER};
-use pmn::core::e2e::{E2eConfig, E2eEndpoint, E2eInbound, E2eLimits, TrustSource, TrustStore};
+use pmn::core::e2e::{E2eEndpoint, E2eInbound, E2eLimits, E2eSettings, TrustSource, TrustStore};
 use pmn::core::error::ErrorKind;
 use pmn::core::identity::DeviceIdentity;
 use pmn::core::session::{ConnectionState, Inbound, IqReply, Session};
@@ -31,7 +31,7 @@ struct Device {
     _dir: tempfile::TempDir,
 }
 
-async fn device_with(name: &str, tweak: impl FnOnce(&mut E2eConfig)) -> Device {
+async fn device_with(name: &str, tweak: impl FnOnce(&mut E2eSettings)) -> Device {
     device_on(session_config(&HOME, name), name, tweak).await
 }
 
@@ -39,7 +39,7 @@ async fn device_with(name: &str, tweak: impl FnOnce(&mut E2eConfig)) -> Device {
 async fn device_on(
     mut config: pmn::core::session::SessionConfig,
     name: &str,
-    tweak: impl FnOnce(&mut E2eConfig),
+    tweak: impl FnOnce(&mut E2eSettings),
 ) -> Device {
     let dir = tempfile::tempdir().unwrap();
     let (tap_tx, tap) = mpsc::unbounded_channel();
@@ -47,8 +47,8 @@ async fn device_on(
     let (session, mut inbound) = Session::connect(config).await.expect("session");
     let store = Arc::new(SoftwareKeyStore::open(dir.path().join("keys")).unwrap());
     let identity = DeviceIdentity::load_or_generate(store, "tls", name).unwrap();
-    let mut e2e = E2eConfig::new(identity, Arc::new(TrustStore::in_memory()));
-    e2e.timeout = Duration::from_secs(5);
+    let mut e2e = E2eSettings::new(identity, Arc::new(TrustStore::in_memory()));
+    e2e.setup_timeout = Duration::from_secs(5);
     tweak(&mut e2e);
     let (endpoint, events) = E2eEndpoint::new(session.clone(), e2e);
     // The role layer's dispatch loop, reduced to the one hook the e2e layer needs.

@@ -31,10 +31,10 @@ pub mod trust;
 pub mod tunnel;
 pub mod xml;
 
-pub use endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound, PasswordRotation};
+pub use endpoint::{Admission, E2eEndpoint, E2eInbound, PasswordRotation};
 pub use ibb::{IbbStream, TransportHooks};
 pub use limits::{E2eLimits, E2eStats};
-pub use settings::{E2eSettings, TunnelFailure};
+pub use settings::{E2eSettings, TunnelFailure, DEFAULT_SETUP_TIMEOUT};
 pub use tls::{handshake, SecureChannel, TlsRole};
 pub use trust::{TrustSource, TrustStore, TrustedDevice};
 pub use tunnel::Tunnel;

@@ -1,19 +1,26 @@
 //! How the roles ([`Provider`](crate::core::provider::Provider),
-//! [`Controller`](crate::core::controller::Controller)) opt into the end-to-end tunnel.
+//! [`Controller`](crate::core::controller::Controller)) opt into the end-to-end tunnel: the one
+//! end-to-end configuration type ([`E2eSettings`]), and what a role needs around its endpoint.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::endpoint::{Admission, E2eConfig, E2eEndpoint, E2eInbound};
+use super::endpoint::{Admission, E2eEndpoint, E2eInbound};
+use super::ibb::{TransportHooks, MAX_BLOCK_SIZE};
 use super::limits::E2eLimits;
 use super::trust::TrustStore;
 use crate::core::identity::{fingerprint_hex, DeviceIdentity};
 use crate::core::session::Session;
 
-/// End-to-end settings of a role: this device's TLS identity, the keys it pins, and the policy.
+/// The end-to-end configuration of a device: its TLS identity, the keys it pins, the policy of
+/// its role, and the bounds and knobs of its [`E2eEndpoint`]. One type for both levels: a role
+/// ([`Provider`](crate::core::provider::Provider), [`Controller`](crate::core::controller::Controller))
+/// takes it and builds its endpoint from it (adding its own [`Admission`]), and a bare endpoint
+/// ([`E2eEndpoint::new`]) runs with it directly; `require_tunnel` is read by the roles only.
 ///
-/// With settings, a controller sends every RPC call (and subscribe/unsubscribe) through a tunnel
+/// With it, a controller sends every RPC call (and subscribe/unsubscribe) through a tunnel
 /// to the provider, never in clear, and a provider answers tunnelled calls and sends events to
 /// tunnel subscribers only through the tunnel.
 #[derive(Clone)]
@@ -28,37 +35,52 @@ pub struct E2eSettings {
     /// lack the tunnel), but what came through a tunnel is answered only through it.
     pub require_tunnel: bool,
     /// Bound on each step of tunnel setup (each Jingle exchange, the TLS handshake, pairing);
-    /// `None` keeps the endpoint's default of 10 s. A phone on a slow mobile link may want more.
-    pub setup_timeout: Option<std::time::Duration>,
+    /// 10 s by default. A phone on a slow mobile link may want more.
+    pub setup_timeout: Duration,
     /// The bounds on what peers can make this device hold (half-open sessions, pairing sessions,
     /// IBB buffers, tunnel queues); the defaults suit a household.
     pub limits: E2eLimits,
+    /// IBB block size offered (at most 4096).
+    pub block_size: u16,
+    /// Besides the trust store, who may open a tunnel to us: a provider admits a guest device
+    /// whose key an active grant names (see [`crate::core::access::AccessGuard::admits`]); a
+    /// provider sets its own when it builds its endpoint.
+    pub admission: Option<Admission>,
+    /// Attack-test knob: corrupt outbound transport bytes (never set in production).
+    pub hooks: TransportHooks,
+    /// Attack-test knob: advertise this fingerprint in Jingle instead of our own (a relay that
+    /// substitutes its key). Never set in production.
+    pub advertise_fingerprint: Option<[u8; 32]>,
 }
 
+/// Default [`E2eSettings::setup_timeout`].
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl E2eSettings {
-    /// Settings that require the tunnel (the default policy of DESIGN §4).
+    /// Settings that require the tunnel (the default policy of DESIGN §4), with 4096-byte
+    /// blocks, [`DEFAULT_SETUP_TIMEOUT`], default [`E2eLimits`] and no test knobs.
     pub fn new(identity: DeviceIdentity, trust: Arc<TrustStore>) -> Self {
         Self {
             identity,
             trust,
             require_tunnel: true,
-            setup_timeout: None,
+            setup_timeout: DEFAULT_SETUP_TIMEOUT,
             limits: E2eLimits::default(),
+            block_size: MAX_BLOCK_SIZE,
+            admission: None,
+            hooks: TransportHooks::default(),
+            advertise_fingerprint: None,
         }
     }
 
-    /// The endpoint over `session` with these settings.
+    /// The endpoint of a role over `session` with these settings and the role's `admission`.
     pub(crate) fn endpoint(
         &self,
         session: Session,
         admission: Option<Admission>,
     ) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
-        let mut config = E2eConfig::new(self.identity.clone(), self.trust.clone());
+        let mut config = self.clone();
         config.admission = admission;
-        config.limits = self.limits.clone();
-        if let Some(timeout) = self.setup_timeout {
-            config.timeout = timeout;
-        }
         let (endpoint, events) = E2eEndpoint::new(session, config);
         // Our key on the network's XEP-0189 node: what lets an owner attest us and the network's
         // devices verify that attestation.
@@ -81,7 +103,9 @@ impl std::fmt::Debug for E2eSettings {
             )
             .field("trusted", &self.trust.list().len())
             .field("require_tunnel", &self.require_tunnel)
-            .finish()
+            .field("block_size", &self.block_size)
+            .field("setup_timeout", &self.setup_timeout)
+            .finish_non_exhaustive()
     }
 }
 

@@ -17,7 +17,6 @@
 //! its own timeout (backpressure).
 
 use crate::core::sync::Locked;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +31,7 @@ use super::limits::E2eCounters;
 use super::tls::SecureChannel;
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::identity::fingerprint_hex;
+use crate::core::session::iq_tracker::IqTracker;
 use crate::core::session::IqReply;
 
 /// Largest stanza accepted inside a tunnel.
@@ -49,7 +49,8 @@ struct TunnelShared {
     outbound: mpsc::Sender<Stanza>,
     outbound_depth: usize,
     counters: Option<Arc<E2eCounters>>,
-    pending: Mutex<HashMap<String, oneshot::Sender<IqReply>>>,
+    /// Our requests waiting for their answer (the session's tracker type, with its bound).
+    pending: Mutex<IqTracker>,
     next_id: AtomicU64,
     /// `None` while up; `Some(reason)` once ended (`reason` is `None` for a clean close).
     ended: watch::Sender<Option<Option<Error>>>,
@@ -125,7 +126,7 @@ impl Tunnel {
             outbound: out_tx,
             outbound_depth,
             counters,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(IqTracker::default()),
             next_id: AtomicU64::new(1),
             ended,
         });
@@ -259,7 +260,18 @@ impl Tunnel {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
-        self.shared.pending.locked().insert(id.clone(), tx);
+        // The peer is the only one who can answer inside the tunnel; a full tracker means it
+        // never left.
+        self.shared
+            .pending
+            .locked()
+            .track(
+                id.clone(),
+                Some(Jid::from(self.shared.peer.clone())),
+                deadline,
+                tx,
+            )
+            .map_err(|e| e.with_outcome(CallOutcome::NotRun))?;
         // However this call ends (error, timeout, or the caller dropping it), its entry goes.
         let _forget = Forget {
             tunnel: self,
@@ -271,7 +283,8 @@ impl Tunnel {
             .map_err(|e| e.with_outcome(CallOutcome::NotRun))?;
         // Queued: the peer may act on it whatever happens to the answer.
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(e))) => Err(e.with_outcome(CallOutcome::Unknown)),
             Ok(Err(_)) => Err(self.down_error().with_outcome(CallOutcome::Unknown)),
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
@@ -291,7 +304,7 @@ impl Tunnel {
     }
 
     fn forget(&self, id: &str) {
-        self.shared.pending.locked().remove(id);
+        self.shared.pending.locked().forget(id);
     }
 
     /// Closes the tunnel (TLS close_notify, then the transport ends). Idempotent.
@@ -501,20 +514,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 *iq.from_mut() = Some(from);
                 *iq.to_mut() = Some(to);
                 if matches!(iq, Iq::Result { .. } | Iq::Error { .. }) {
-                    let waiter = shared.pending.locked().remove(iq.id());
-                    if let Some(waiter) = waiter {
-                        let reply = match std::mem::replace(
-                            iq,
-                            Iq::empty_result(Jid::from(shared.peer.clone()), ""),
-                        ) {
-                            Iq::Result { payload, .. } => IqReply::Result(payload),
-                            Iq::Error { error, .. } => IqReply::Error(error),
-                            _ => continue,
-                        };
-                        let _ = waiter.send(reply);
-                        continue;
-                    }
+                    let id = iq.id().to_owned();
+                    let reply = match std::mem::replace(
+                        iq,
+                        Iq::empty_result(Jid::from(shared.peer.clone()), ""),
+                    ) {
+                        Iq::Result { payload, .. } => IqReply::Result(payload),
+                        Iq::Error { error, .. } => IqReply::Error(error),
+                        _ => continue,
+                    };
                     // An unsolicited response is dropped, as on the server stream.
+                    let from = Jid::from(shared.peer.clone());
+                    let _ =
+                        shared
+                            .pending
+                            .locked()
+                            .answer(&id, Some(&from), &shared.local, Ok(reply));
                     continue;
                 }
             }

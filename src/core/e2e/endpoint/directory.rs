@@ -37,7 +37,7 @@ impl E2eEndpoint {
         pubkey::ensure_own_published(
             &self.inner.session,
             &self.inner.config.identity,
-            self.inner.config.timeout,
+            self.inner.config.setup_timeout,
         )
         .await
     }
@@ -50,7 +50,7 @@ impl E2eEndpoint {
         let inner = &self.inner;
         let network = self.own_network()?;
         let directory =
-            pubkey::fetch_directory(&inner.session, &network, inner.config.timeout).await?;
+            pubkey::fetch_directory(&inner.session, &network, inner.config.setup_timeout).await?;
         let own = inner.config.identity.fingerprint();
         let (dropped, _refused) =
             pubkey::apply_revocations(&inner.config.trust, &network, &own, &directory.lists);
@@ -104,7 +104,7 @@ impl E2eEndpoint {
             &inner.session,
             &key.certificate,
             attestations,
-            inner.config.timeout,
+            inner.config.setup_timeout,
         )
         .await
     }
@@ -131,7 +131,7 @@ impl E2eEndpoint {
             return Ok(removed);
         }
         let trust = &inner.config.trust;
-        let timeout = inner.config.timeout;
+        let timeout = inner.config.setup_timeout;
         // Catch up first: the new list must be newer than any list out there and repeat it.
         let directory = pubkey::fetch_directory(&inner.session, jid, timeout).await?;
         let (dropped, _refused) = pubkey::apply_revocations(trust, jid, &own, &directory.lists);
@@ -267,7 +267,7 @@ impl E2eEndpoint {
             &inner.config.trust,
             jid,
             Some(&own),
-            inner.config.timeout,
+            inner.config.setup_timeout,
         )
         .await?;
         self.close_revoked(jid, &outcome.revoked);

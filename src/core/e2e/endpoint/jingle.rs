@@ -1,8 +1,9 @@
 //! Jingle negotiation (XEP-0166) of tunnels: opening one (session-initiate, wait for the accept,
 //! TLS, optionally pairing) and answering one (trust decision, session-accept, TLS, optionally
-//! pairing), plus the parsing of offers and accepts. Every half-open session is held by a
-//! [`HalfOpen`] guard, so whichever way setup ends (error, timeout, a dropped future), its pending
-//! accept and IBB registration are removed and, once the peer knows the session, it is terminated.
+//! pairing); the offers and accepts are read by `offer.rs`. Every half-open session is held by a
+//! [`HalfOpen`] guard (`half_open.rs`), so whichever way setup ends (error, timeout, a dropped
+//! future), its pending accept and IBB registration are removed and, once the peer knows the
+//! session, it is terminated.
 
 use crate::core::sync::Locked;
 use std::sync::atomic::Ordering;
@@ -20,16 +21,16 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
+use super::half_open::HalfOpen;
+use super::offer::{parse_accept, parse_offer, Offer};
 use super::{iq_error, random_id, E2eEndpoint, E2eInbound, PeerEnded};
-use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream, MAX_BLOCK_SIZE};
+use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream};
 use crate::core::e2e::limits::{E2eCounters, Slot, SlotRefusal};
 use crate::core::e2e::pairing::{pair_as_initiator, pair_as_responder};
 use crate::core::e2e::tls::{handshake, SecureChannel, TlsRole};
 use crate::core::e2e::trust::TrustSource;
 use crate::core::e2e::tunnel::Tunnel;
-use crate::core::e2e::xml::{
-    SecurityMethod, XmlStreamDescription, XtlsSecurity, NS_XMLSTREAM, NS_XTLS,
-};
+use crate::core::e2e::xml::{SecurityMethod, XmlStreamDescription, XtlsSecurity};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::fingerprint_hex;
 use crate::core::session::IqReply;
@@ -119,7 +120,7 @@ impl E2eEndpoint {
 
     pub(super) async fn open(&self, peer: &FullJid, mode: Mode<'_>) -> Result<Tunnel> {
         let inner = &self.inner;
-        let timeout = inner.config.timeout;
+        let timeout = inner.config.setup_timeout;
         let me = inner
             .session
             .jid()
@@ -539,7 +540,7 @@ impl E2eEndpoint {
         ibb_rx: mpsc::Receiver<IbbEvent>,
     ) -> Result<()> {
         let inner = &self.inner;
-        let timeout = inner.config.timeout;
+        let timeout = inner.config.setup_timeout;
         let sid = half.sid.clone();
         let me = inner
             .session
@@ -613,101 +614,6 @@ impl E2eEndpoint {
     }
 }
 
-/// A Jingle session being set up, in either direction. Dropping it before [`Self::established`]
-/// undoes the setup: the pending accept and the IBB registration go, a tunnel started on it is
-/// closed, and, once the peer knows the session, a session-terminate tells it why. This replaces
-/// a cleanup in every error branch (and covers the ones a `?` or a cancelled future would miss).
-pub(super) struct HalfOpen {
-    endpoint: E2eEndpoint,
-    peer: FullJid,
-    sid: String,
-    ibb_sid: String,
-    /// How to end the session at the peer; `None` while (or once) the peer needs no terminate.
-    terminate: Option<(Reason, String)>,
-    tunnel: Option<Tunnel>,
-    /// The inbound half-open slot this session holds (freed with the guard).
-    slot: Option<Slot>,
-    /// We opened the session, so its accept may still be pending in `pending_accepts`.
-    initiator: bool,
-    done: bool,
-}
-
-impl HalfOpen {
-    fn new(
-        endpoint: &E2eEndpoint,
-        peer: &FullJid,
-        sid: &str,
-        ibb_sid: &str,
-        initiator: bool,
-    ) -> HalfOpen {
-        HalfOpen {
-            endpoint: endpoint.clone(),
-            peer: peer.clone(),
-            sid: sid.to_owned(),
-            ibb_sid: ibb_sid.to_owned(),
-            terminate: None,
-            tunnel: None,
-            slot: None,
-            initiator,
-            done: false,
-        }
-    }
-
-    /// The peer acknowledged the session: from now on, giving up means terminating it.
-    fn known_to_peer(&mut self) {
-        self.terminate = Some((Reason::Cancel, "session setup abandoned".to_owned()));
-    }
-
-    /// The peer ended the session itself: nothing to terminate.
-    fn gone_at_peer(&mut self) {
-        self.terminate = None;
-    }
-
-    /// Gives up with this reason for the peer (if it knows the session).
-    fn end_with(&mut self, reason: Reason, text: &str) {
-        if self.terminate.is_some() {
-            self.terminate = Some((reason, text.to_owned()));
-        }
-    }
-
-    /// Gives up because of `error` (its message is the peer's reason text); returns it.
-    fn failed(&mut self, reason: Reason, error: Error) -> Error {
-        self.end_with(reason, error.message());
-        error
-    }
-
-    /// A tunnel runs on this session now; it is closed if setup still fails.
-    fn holds(&mut self, tunnel: &Tunnel) {
-        self.tunnel = Some(tunnel.clone());
-    }
-
-    /// Setup succeeded: the tunnel cache owns the session from here on.
-    fn established(mut self) {
-        self.done = true;
-    }
-}
-
-impl Drop for HalfOpen {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let inner = &self.endpoint.inner;
-        if self.initiator {
-            inner.pending_accepts.locked().remove(&self.sid);
-        }
-        inner.ibb.remove(&self.peer, &self.ibb_sid);
-        if let Some(tunnel) = &self.tunnel {
-            tunnel.close();
-        }
-        if let Some((reason, text)) = self.terminate.take() {
-            tracing::debug!(peer = %self.peer, sid = %self.sid, %text, "abandoning a half-open Jingle session");
-            self.endpoint
-                .terminate(&self.peer, &self.sid, reason, &text);
-        }
-    }
-}
-
 /// The error of a setup the peer ended, in the terms the setup itself would have failed with: for
 /// pairing, the other device rejected the exchange (a wrong code, as the gate sees it); otherwise
 /// the peer's reason (a failed handshake is `Tls`, as on our side).
@@ -740,95 +646,4 @@ pub(super) fn explain(e: Error, status: &IbbStatus) -> Error {
         ),
         _ => e,
     }
-}
-
-/// What a session-initiate offers (`pub(crate)` for the fuzz targets in `crate::fuzzing`).
-pub(crate) struct Offer {
-    pub(crate) fingerprint: [u8; 32],
-    pub(crate) method: SecurityMethod,
-    pub(crate) ibb_sid: String,
-    pub(crate) block_size: u16,
-}
-
-fn security_of(jingle: &Jingle) -> std::result::Result<XtlsSecurity, String> {
-    let mut found = jingle.other.iter().filter(|e| e.is("security", NS_XTLS));
-    let elem = found
-        .next()
-        .ok_or_else(|| "no XTLS security element".to_owned())?;
-    if found.next().is_some() {
-        return Err("more than one XTLS security element".into());
-    }
-    XtlsSecurity::try_from(elem.clone()).map_err(|e| format!("malformed XTLS security: {e}"))
-}
-
-fn single_content(
-    jingle: &Jingle,
-) -> std::result::Result<(&Content, &IbbTransport), (DefinedCondition, String)> {
-    let bad = |t: &str| (DefinedCondition::BadRequest, t.to_owned());
-    let [content] = jingle.contents.as_slice() else {
-        return Err(bad("exactly one content expected"));
-    };
-    match &content.description {
-        Some(Description::Unknown(d)) if d.is("description", NS_XMLSTREAM) => {
-            XmlStreamDescription::try_from(d.clone()).map_err(|_| bad("malformed description"))?;
-        }
-        _ => {
-            return Err((
-                DefinedCondition::FeatureNotImplemented,
-                "unsupported application (want urn:xmpp:jingle:apps:xmlstream:0)".into(),
-            ))
-        }
-    }
-    match &content.transport {
-        Some(Transport::Ibb(t)) if t.stanza == xmpp_parsers::ibb::Stanza::Iq => {
-            if t.block_size == 0 || t.sid.0.is_empty() || t.sid.0.len() > 64 {
-                return Err(bad("bad IBB transport parameters"));
-            }
-            Ok((content, t))
-        }
-        _ => Err((
-            DefinedCondition::FeatureNotImplemented,
-            "unsupported transport (want IBB over iq)".into(),
-        )),
-    }
-}
-
-pub(crate) fn parse_offer(
-    jingle: &Jingle,
-) -> std::result::Result<Offer, (DefinedCondition, String)> {
-    let (_, transport) = single_content(jingle)?;
-    let security = security_of(jingle).map_err(|t| (DefinedCondition::BadRequest, t))?;
-    let fingerprint = security.fingerprint.sha256().ok_or_else(|| {
-        (
-            DefinedCondition::BadRequest,
-            "fingerprint must be sha-256 hex".to_owned(),
-        )
-    })?;
-    Ok(Offer {
-        fingerprint,
-        method: security.method.name,
-        ibb_sid: transport.sid.0.clone(),
-        block_size: transport.block_size.min(MAX_BLOCK_SIZE),
-    })
-}
-
-pub(crate) fn parse_accept(
-    jingle: &Jingle,
-    ibb_sid: &str,
-    method: SecurityMethod,
-) -> Result<([u8; 32], u16)> {
-    let protocol = |t: String| Error::new(ErrorKind::Protocol, format!("bad session-accept: {t}"));
-    let (_, transport) = single_content(jingle).map_err(|(_, t)| protocol(t))?;
-    if transport.sid.0 != ibb_sid {
-        return Err(protocol("transport sid changed".into()));
-    }
-    let security = security_of(jingle).map_err(protocol)?;
-    if security.method.name != method {
-        return Err(protocol("security method changed".into()));
-    }
-    let fp = security
-        .fingerprint
-        .sha256()
-        .ok_or_else(|| protocol("fingerprint must be sha-256 hex".into()))?;
-    Ok((fp, transport.block_size))
 }

@@ -1,7 +1,8 @@
 //! The end-to-end endpoint of one device: what the role layer talks to. This file owns the wiring
 //! and the routing of stanzas into and out of tunnels; each job has its own file:
-//! - `jingle.rs`: Jingle negotiation (XEP-0166) of tunnels, opening and answering, with a drop
-//!   guard that cleans up every half-open session however it ends, and the half-open bounds;
+//! - `jingle.rs`: Jingle negotiation (XEP-0166) of tunnels, opening and answering, and the
+//!   half-open bounds; `half_open.rs`: the drop guard that cleans up every half-open session
+//!   however it ends; `offer.rs`: reading a peer's offer and accept;
 //! - `cache.rs`: the per-peer tunnel cache (one tunnel per full JID), the bounded queue of
 //!   openers, closing, revoking, and the session-reset hook [`E2eEndpoint::close_all`];
 //! - `pairing.rs`: the pairing gate as the endpoint applies it (arming codes, pairing with a
@@ -38,80 +39,30 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::gate::PairingGate;
-use super::ibb::{IbbRegistry, TransportHooks, MAX_BLOCK_SIZE, NS_IBB};
-use super::limits::{E2eCounters, E2eLimits, E2eStats, HalfOpenSlots};
+use super::ibb::{IbbRegistry, MAX_BLOCK_SIZE, NS_IBB};
+use super::limits::{E2eCounters, E2eStats, HalfOpenSlots};
+use super::settings::E2eSettings;
 use super::trust::TrustStore;
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
-use crate::core::identity::{fingerprint_hex, DeviceIdentity};
 use crate::core::session::{ConnectionState, IqReply, Session};
 
 mod cache;
 mod directory;
 mod gossip;
+mod half_open;
 mod jingle;
+mod offer;
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) use jingle::{parse_accept, parse_offer};
+pub(crate) use offer::{parse_accept, parse_offer};
 mod pairing;
 mod rotation;
 pub use rotation::{PasswordRotation, NS_PASSWORD};
 
 use cache::TunnelEntry;
 
-/// Configuration of an [`E2eEndpoint`].
-#[derive(Clone)]
-pub struct E2eConfig {
-    /// This device's TLS identity (key in a KeyStore).
-    pub identity: DeviceIdentity,
-    /// The pinned peer keys.
-    pub trust: Arc<TrustStore>,
-    /// IBB block size offered (at most 4096).
-    pub block_size: u16,
-    /// Bound on each step of tunnel setup (each Jingle exchange, the TLS handshake, pairing).
-    pub timeout: Duration,
-    /// Attack-test knob: corrupt outbound transport bytes (never set in production).
-    pub hooks: TransportHooks,
-    /// Attack-test knob: advertise this fingerprint in Jingle instead of our own (a relay that
-    /// substitutes its key). Never set in production.
-    pub advertise_fingerprint: Option<[u8; 32]>,
-    /// Besides the trust store, who may open a tunnel to us: a provider admits a guest device
-    /// whose key an active grant names (see [`crate::core::access::AccessGuard::admits`]).
-    pub admission: Option<Admission>,
-    /// The bounds on what peers can make this device hold (see [`E2eLimits`]).
-    pub limits: E2eLimits,
-}
-
 /// Decides whether an inbound tunnel from (bare JID, key fingerprint) is accepted although the key
 /// is not in the trust store.
 pub type Admission = Arc<dyn Fn(&BareJid, &[u8; 32]) -> bool + Send + Sync>;
-
-impl std::fmt::Debug for E2eConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("E2eConfig")
-            .field(
-                "fingerprint",
-                &fingerprint_hex(&self.identity.fingerprint()),
-            )
-            .field("block_size", &self.block_size)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl E2eConfig {
-    /// Defaults: 4096-byte blocks, 10 s per setup step, default [`E2eLimits`], no test knobs.
-    pub fn new(identity: DeviceIdentity, trust: Arc<TrustStore>) -> Self {
-        E2eConfig {
-            identity,
-            trust,
-            block_size: MAX_BLOCK_SIZE,
-            timeout: Duration::from_secs(10),
-            hooks: TransportHooks::default(),
-            advertise_fingerprint: None,
-            admission: None,
-            limits: E2eLimits::default(),
-        }
-    }
-}
 
 /// What the endpoint hands to the role layer.
 #[derive(Debug)]
@@ -159,7 +110,7 @@ pub enum E2eInbound {
 
 struct Inner {
     session: Session,
-    config: E2eConfig,
+    config: E2eSettings,
     ibb: IbbRegistry,
     /// Our own session-initiates waiting for their accept, by Jingle sid (with the peer asked).
     pending_accepts: Mutex<HashMap<String, (FullJid, oneshot::Sender<Jingle>)>>,
@@ -233,7 +184,7 @@ const EVENT_DEPTH: usize = 256;
 impl E2eEndpoint {
     /// Creates the endpoint over `session`; returns it and the receiver of [`E2eInbound`] events
     /// (tunnelled stanzas and tunnel state), which the role layer must keep draining.
-    pub fn new(session: Session, config: E2eConfig) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
+    pub fn new(session: Session, config: E2eSettings) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
         let (events, rx) = mpsc::channel(EVENT_DEPTH);
         let mut config = config;
         config.block_size = config.block_size.clamp(1, MAX_BLOCK_SIZE);
@@ -354,7 +305,7 @@ impl E2eEndpoint {
     }
 
     /// Sends an iq request to its `to` JID through the tunnel (opened or reused) and waits at most
-    /// `timeout` for the answer. Tunnel setup has its own bound ([`E2eConfig::timeout`]).
+    /// `timeout` for the answer. Tunnel setup has its own bound ([`E2eSettings::setup_timeout`]).
     ///
     /// Errors say whether the request left: a tunnel that could not be opened is
     /// [`CallOutcome::NotRun`]; see [`super::tunnel::Tunnel::request`] for the rest.

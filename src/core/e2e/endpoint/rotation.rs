@@ -132,7 +132,7 @@ impl E2eEndpoint {
     pub async fn rotate_network_password(&self) -> Result<PasswordRotation> {
         let bytes: [u8; PASSWORD_BYTES] = rand::random();
         let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let timeout = self.inner.config.timeout;
+        let timeout = self.inner.config.setup_timeout;
         let targets: BTreeSet<FullJid> = self.inner.own_online.locked().clone();
         let offers = targets.iter().map(|peer| {
             let password = password.clone();
