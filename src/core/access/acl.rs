@@ -33,7 +33,7 @@ pub(super) use store::{check_permissions, write_atomically};
 
 use super::audit::{AuditKind, AuditLog};
 use super::grant::MAX_GRANT_LIFETIME_SECS;
-use super::{AccessError, AccessRequest, DeviceFingerprint, GrantId, OwnerKeys};
+use super::{AccessError, AccessRequest, DeviceFingerprint, GrantId, OwnerKeys, Scope};
 use super::{SignedGrant, SignedRevoke};
 
 /// Most grants (live, revoked or recently expired) one provider holds; a bound on memory and on the
@@ -79,13 +79,15 @@ struct Entry {
 /// The provider's ACL.
 ///
 /// ```
-/// use pmn::core::access::{Acl, Decision, DenyReason, OwnerKeys};
+/// use pmn::core::access::{Acl, Decision, DenyReason, OwnerKeys, Scope};
 /// let mut acl = Acl::in_memory(OwnerKeys::new("home@home.test".parse().unwrap()));
 /// let now = 1_700_000_000;
 /// let owner = "home@home.test/phone".parse().unwrap();
-/// assert!(acl.check(&owner, None, "recorder.schedule", now).is_allowed());
+/// // The household's own devices need no scope; `recorder.schedule` declares none.
+/// assert!(acl.check(&owner, None, "recorder.schedule", None, now).is_allowed());
 /// let stranger = "eve@evil.test/x".parse().unwrap();
-/// assert_eq!(acl.check(&stranger, None, "player.play", now), Decision::Deny(DenyReason::NoGrant));
+/// let play = Some(Scope::Playback); // what `player.play` declares
+/// assert_eq!(acl.check(&stranger, None, "player.play", play, now), Decision::Deny(DenyReason::NoGrant));
 /// ```
 #[derive(Debug)]
 pub struct Acl {
@@ -301,16 +303,19 @@ impl Acl {
     }
 
     /// The decision for a call of `method` by `caller`, whose tunnel presented `device` (`None`
-    /// without a tunnel), at `now` by the provider's clock. Use [`Acl::check_item`] for methods that
-    /// take an item id (`library.item`, `library.read`).
+    /// without a tunnel), at `now` by the provider's clock. `scope` is the grant scope the method
+    /// declares (the provider's router reports it, [`crate::core::rpc::RpcRouter::scope_of`]);
+    /// `None` closes it to guests. Use [`Acl::check_item`] for methods that take an item id
+    /// (`library.item`, `library.read`).
     pub fn check(
         &mut self,
         caller: &FullJid,
         device: Option<&DeviceFingerprint>,
         method: &str,
+        scope: Option<Scope>,
         now: u64,
     ) -> Decision {
-        self.check_item(caller, device, method, None, now)
+        self.check_item(caller, device, method, scope, None, now)
     }
 
     /// As [`Acl::check`], for a call that targets `item`: a `library-item` grant allows it only for
@@ -321,6 +326,7 @@ impl Acl {
         caller: &FullJid,
         device: Option<&DeviceFingerprint>,
         method: &str,
+        scope: Option<Scope>,
         item: Option<&str>,
         now: u64,
     ) -> Decision {
@@ -331,7 +337,7 @@ impl Acl {
         let mut best = DenyReason::NoGrant;
         let mut allowed_by = None;
         for entry in self.grants.values().filter(|e| e.grant.guest == bare) {
-            match evaluate(entry, device, method, item, now) {
+            match evaluate(entry, device, scope, item, now) {
                 Ok(()) => {
                     allowed_by = Some(entry.grant.id.clone());
                     break;

@@ -135,10 +135,11 @@ impl AccessGuard {
         caller: &FullJid,
         device: Option<&DeviceFingerprint>,
         method: &str,
+        scope: Option<Scope>,
         item: Option<&str>,
     ) -> Decision {
         self.acl()
-            .check_item(caller, device, method, item, unix_now())
+            .check_item(caller, device, method, scope, item, unix_now())
     }
 
     /// Whether `guest`'s device `device` holds an active `library-item` grant for item `id` of

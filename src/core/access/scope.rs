@@ -1,6 +1,9 @@
-//! The scope table: which methods each named scope allows. One table, read by [`Scope::allows`]; a
-//! method not listed under a scope is refused for it, so a new method (or a new service) is closed to
-//! guests until someone adds it here on purpose.
+//! The named scopes an owner can grant a guest. Which methods a scope opens is not listed here: each
+//! method declares its scope where it is declared (`method!(…, scope = Playback)` in
+//! `crate::core::services`, [`crate::core::rpc::Method::SCOPE`]), a service the scope of its
+//! events, and the provider's router reports the scope a call needs. A method that declares none
+//! is closed to guests, so a new method (or a new service) stays closed until its declaration
+//! opens it on purpose.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,10 +15,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// ```
 /// use pmn::core::access::Scope;
+/// use pmn::core::rpc::Method;
+/// use pmn::core::services::{library, player};
 /// let s: Scope = "playback".parse().unwrap();
-/// assert!(s.allows("player.pause"));
-/// assert!(!s.allows("library.browse"));
-/// assert!(!s.allows("recorder.schedule"));
+/// assert_eq!(player::Pause::SCOPE, Some(s));
+/// assert_eq!(library::Browse::SCOPE, None); // closed to guests
+/// assert_eq!(library::Read::SCOPE, Some(Scope::LibraryItem));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
@@ -26,28 +31,6 @@ pub enum Scope {
     /// guest's media library gives a host's TV.
     LibraryItem,
 }
-
-/// `playback`: exactly these. `player.enqueue` / `clear_queue` / `queue` stay out: they let a guest
-/// see and rewrite what the household queued, which is more than "control the film I brought".
-const PLAYBACK_METHODS: &[&str] = &[
-    "player.play",
-    "player.pause",
-    "player.resume",
-    "player.stop",
-    "player.seek",
-    "player.set_volume",
-    "player.mute",
-    "player.next",
-    "player.previous",
-    "player.status",
-    "player.subscribe",
-    "player.unsubscribe",
-];
-
-/// `library-item`: the read methods that take an item id. The ACL additionally requires the id to be
-/// the grant's item ([`crate::core::access::Acl::check_item`]); browse and search are never allowed
-/// because they would reveal the rest of the library.
-const LIBRARY_ITEM_METHODS: &[&str] = &["library.item", "library.read"];
 
 impl Scope {
     /// Every scope, in a stable order.
@@ -64,19 +47,6 @@ impl Scope {
     /// The scope with this wire name; `None` for an unknown name (refused, never ignored).
     pub fn from_name(name: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    /// The methods this scope allows (`<service>.<verb>`).
-    pub fn methods(self) -> &'static [&'static str] {
-        match self {
-            Scope::Playback => PLAYBACK_METHODS,
-            Scope::LibraryItem => LIBRARY_ITEM_METHODS,
-        }
-    }
-
-    /// Whether `method` is in this scope. Exact match only: no prefixes, no wildcards.
-    pub fn allows(self, method: &str) -> bool {
-        self.methods().contains(&method)
     }
 
     /// Whether a grant of this scope must name one item (and calls must target that item).
@@ -128,6 +98,7 @@ impl xso::AsXmlText for Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::services::shipped;
 
     #[test]
     fn playback_is_exactly_the_twelve_player_controls() {
@@ -145,7 +116,11 @@ mod tests {
             "player.subscribe",
             "player.unsubscribe",
         ];
-        assert_eq!(Scope::Playback.methods(), &expected[..]);
+        let mut declared = shipped::methods_in(Scope::Playback);
+        declared.sort();
+        let mut expected = expected.map(String::from).to_vec();
+        expected.sort();
+        assert_eq!(declared, expected);
         for m in [
             "player.enqueue",
             "player.clear_queue",
@@ -158,21 +133,23 @@ mod tests {
             "recorder.schedule",
             "access.revoke",
         ] {
-            assert!(!Scope::Playback.allows(m), "{m}");
+            assert_ne!(shipped::scope(m), Some(Scope::Playback), "{m}");
         }
     }
 
     #[test]
     fn library_item_reads_one_item_and_never_browses() {
-        assert!(Scope::LibraryItem.allows("library.item"));
-        assert!(Scope::LibraryItem.allows("library.read"));
+        assert_eq!(
+            shipped::methods_in(Scope::LibraryItem),
+            vec!["library.item", "library.read"]
+        );
         for m in [
             "library.browse",
             "library.search",
             "library.subscribe",
             "player.play",
         ] {
-            assert!(!Scope::LibraryItem.allows(m), "{m}");
+            assert_ne!(shipped::scope(m), Some(Scope::LibraryItem), "{m}");
         }
         assert!(Scope::LibraryItem.targets_one_item());
         assert!(!Scope::Playback.targets_one_item());

@@ -9,6 +9,7 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 use super::*;
 use crate::core::error::ErrorKind;
 use crate::core::identity::{KeyPolicy, KeyStore};
+use crate::core::services::shipped;
 use crate::platform::software::SoftwareKeyStore;
 
 const NOW: u64 = 1_700_000_000;
@@ -469,7 +470,13 @@ fn installed_grant_allows_its_guest_device_and_scope_only() {
     let g = h.playback_grant();
     acl.install(g.clone(), NOW).expect("install");
     assert_eq!(
-        acl.check(&romeo(), Some(&ROMEO_DEVICE), "player.play", NOW),
+        acl.check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "player.play",
+            shipped::scope("player.play"),
+            NOW
+        ),
         Decision::Allow(Allowed::Guest {
             grant_id: g.id.clone()
         })
@@ -480,6 +487,7 @@ fn installed_grant_allows_its_guest_device_and_scope_only() {
             &jid("romeo@friend.test/tablet"),
             Some(&ROMEO_DEVICE),
             "player.pause",
+            shipped::scope("player.pause"),
             NOW
         )
         .is_allowed());
@@ -488,21 +496,40 @@ fn installed_grant_allows_its_guest_device_and_scope_only() {
             &romeo(),
             Some(&DeviceFingerprint([1; 32])),
             "player.play",
+            shipped::scope("player.play"),
             NOW
         ),
         Decision::Deny(DenyReason::WrongDevice)
     );
     assert_eq!(
-        acl.check(&romeo(), None, "player.play", NOW),
+        acl.check(
+            &romeo(),
+            None,
+            "player.play",
+            shipped::scope("player.play"),
+            NOW
+        ),
         Decision::Deny(DenyReason::WrongDevice),
         "a guest without a tunnel has no device key"
     );
     assert_eq!(
-        acl.check(&romeo(), Some(&ROMEO_DEVICE), "recorder.schedule", NOW),
+        acl.check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "recorder.schedule",
+            shipped::scope("recorder.schedule"),
+            NOW
+        ),
         Decision::Deny(DenyReason::OutOfScope)
     );
     let e = acl
-        .check(&romeo(), Some(&ROMEO_DEVICE), "library.browse", NOW)
+        .check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "library.browse",
+            shipped::scope("library.browse"),
+            NOW,
+        )
         .into_result()
         .expect_err("forbidden");
     assert_eq!(e.kind(), ErrorKind::Forbidden);
@@ -518,7 +545,15 @@ fn expiry_and_not_before_follow_the_providers_clock() {
     d.expires = NOW + 2 * HOUR;
     acl.install(h.sign(d), NOW)
         .expect("a future grant may be installed");
-    let check = |acl: &mut Acl, t| acl.check(&romeo(), Some(&ROMEO_DEVICE), "player.play", t);
+    let check = |acl: &mut Acl, t| {
+        acl.check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "player.play",
+            shipped::scope("player.play"),
+            t,
+        )
+    };
     assert_eq!(
         check(&mut acl, NOW),
         Decision::Deny(DenyReason::NotYetValid)
@@ -562,7 +597,13 @@ fn revocation_applies_at_once_bumps_the_version_and_cannot_be_undone() {
     acl.install(g.clone(), NOW).expect("install");
     assert_eq!(acl.version(), 0);
     assert!(acl
-        .check(&romeo(), Some(&ROMEO_DEVICE), "player.play", NOW)
+        .check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "player.play",
+            shipped::scope("player.play"),
+            NOW
+        )
         .is_allowed());
 
     let outcome = acl.revoke(&h.revoke(&g.id, 0), NOW + 1).expect("revoke");
@@ -574,7 +615,13 @@ fn revocation_applies_at_once_bumps_the_version_and_cannot_be_undone() {
     );
     assert_eq!(acl.version(), 1, "revocation moves the version forward");
     assert_eq!(
-        acl.check(&romeo(), Some(&ROMEO_DEVICE), "player.play", NOW + 1),
+        acl.check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "player.play",
+            shipped::scope("player.play"),
+            NOW + 1
+        ),
         Decision::Deny(DenyReason::Revoked)
     );
     // Replaying the revocation changes nothing.
@@ -668,7 +715,13 @@ fn forged_or_foreign_grants_never_enter_the_acl() {
     ));
     assert!(acl.grants(NOW).is_empty());
     assert_eq!(
-        acl.check(&romeo(), Some(&ROMEO_DEVICE), "player.play", NOW),
+        acl.check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "player.play",
+            shipped::scope("player.play"),
+            NOW
+        ),
         Decision::Deny(DenyReason::NoGrant)
     );
     let denies = acl
@@ -706,7 +759,14 @@ fn single_item_grant_reads_only_that_item() {
     );
     acl.install(g, NOW).expect("install");
     let mut check = |method: &str, item: Option<&str>| {
-        acl.check_item(&tv, Some(&ROMEO_DEVICE), method, item, NOW)
+        acl.check_item(
+            &tv,
+            Some(&ROMEO_DEVICE),
+            method,
+            shipped::scope(method),
+            item,
+            NOW,
+        )
     };
     assert!(check("library.item", Some("videos/film-1")).is_allowed());
     assert!(check("library.read", Some("videos/film-1")).is_allowed());
@@ -761,9 +821,27 @@ fn audit_log_records_request_grant_use_deny_and_revoke() {
     acl.record_request(&romeo(), &req, NOW);
     let g = h.playback_grant();
     acl.install(g.clone(), NOW).expect("install");
-    acl.check(&romeo(), Some(&ROMEO_DEVICE), "player.play", NOW);
-    acl.check(&romeo(), Some(&ROMEO_DEVICE), "recorder.channels", NOW);
-    acl.check(&jid("home@home.test/phone"), None, "player.play", NOW);
+    acl.check(
+        &romeo(),
+        Some(&ROMEO_DEVICE),
+        "player.play",
+        shipped::scope("player.play"),
+        NOW,
+    );
+    acl.check(
+        &romeo(),
+        Some(&ROMEO_DEVICE),
+        "recorder.channels",
+        shipped::scope("recorder.channels"),
+        NOW,
+    );
+    acl.check(
+        &jid("home@home.test/phone"),
+        None,
+        "player.play",
+        shipped::scope("player.play"),
+        NOW,
+    );
     acl.revoke(&h.revoke(&g.id, 0), NOW).expect("revoke");
     let kinds: Vec<AuditKind> = acl.audit().records().iter().map(|r| r.kind).collect();
     assert_eq!(
@@ -792,7 +870,13 @@ fn audit_log_stays_bounded_under_a_stranger_flood() {
     acl.install(h.playback_grant(), NOW).expect("install");
     for i in 0..20_000u64 {
         let caller = jid(&format!("eve{}@evil.test/x", i % 5000));
-        acl.check(&caller, None, "player.play", NOW + i);
+        acl.check(
+            &caller,
+            None,
+            "player.play",
+            shipped::scope("player.play"),
+            NOW + i,
+        );
     }
     assert!(acl.audit().len() <= DEFAULT_AUDIT_CAPACITY);
 }
@@ -827,13 +911,20 @@ fn grants_and_revocations_survive_a_provider_restart() {
     let mut acl = Acl::open(&path, h.owners.clone(), NOW + 10).expect("reopen");
     assert_eq!(acl.version(), 1);
     assert!(acl
-        .check(&romeo(), Some(&ROMEO_DEVICE), "player.play", NOW + 10)
+        .check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "player.play",
+            shipped::scope("player.play"),
+            NOW + 10
+        )
         .is_allowed());
     assert_eq!(
         acl.check(
             &jid("tybalt@friend.test/p"),
             Some(&ROMEO_DEVICE),
             "player.play",
+            shipped::scope("player.play"),
             NOW + 10
         ),
         Decision::Deny(DenyReason::Revoked)
@@ -935,7 +1026,13 @@ fn grants_of_a_removed_owner_device_end() {
     let without = OwnerKeys::new(bare(NETWORK));
     acl.set_owner_keys(without.clone(), NOW).expect("set keys");
     assert_eq!(
-        acl.check(&romeo(), Some(&ROMEO_DEVICE), "player.play", NOW),
+        acl.check(
+            &romeo(),
+            Some(&ROMEO_DEVICE),
+            "player.play",
+            shipped::scope("player.play"),
+            NOW
+        ),
         Decision::Deny(DenyReason::NoGrant)
     );
     // And on load from a file written while the device was still an owner.
@@ -1072,7 +1169,7 @@ fn role_method_matrix_every_decision() {
         for item in [None, Some(SHARED_ITEM), Some("letters/rosaline")] {
             let mut check = |who: &FullJid, device: Option<&DeviceFingerprint>| {
                 decisions += 1;
-                acl.check_item(who, device, method, item, NOW)
+                acl.check_item(who, device, method, shipped::scope(method), item, NOW)
             };
             // Owner devices: always.
             assert_eq!(
@@ -1134,8 +1231,11 @@ fn role_method_matrix_every_decision() {
 
     // Every method the scope table allows appears in the matrix (no untested permission).
     for scope in Scope::ALL {
-        for m in scope.methods() {
-            assert!(ALL_METHODS.contains(m), "{m} is not in the matrix");
+        for m in shipped::methods_in(scope) {
+            assert!(
+                ALL_METHODS.contains(&m.as_str()),
+                "{m} is not in the matrix"
+            );
         }
     }
 
@@ -1143,7 +1243,13 @@ fn role_method_matrix_every_decision() {
     let later = playback.expires;
     for &method in EXPECTED_PLAYBACK {
         assert_eq!(
-            acl.check(&guest, Some(&ROMEO_DEVICE), method, later),
+            acl.check(
+                &guest,
+                Some(&ROMEO_DEVICE),
+                method,
+                shipped::scope(method),
+                later
+            ),
             Decision::Deny(DenyReason::Expired),
             "{method}"
         );
@@ -1152,12 +1258,18 @@ fn role_method_matrix_every_decision() {
     for &method in ALL_METHODS {
         // Romeo's only grant is revoked: every method, in scope or not, reports the revocation.
         assert_eq!(
-            acl.check(&guest, Some(&ROMEO_DEVICE), method, NOW),
+            acl.check(
+                &guest,
+                Some(&ROMEO_DEVICE),
+                method,
+                shipped::scope(method),
+                NOW
+            ),
             Decision::Deny(DenyReason::Revoked),
             "{method}"
         );
         assert_eq!(
-            acl.check(&owner, None, method, NOW),
+            acl.check(&owner, None, method, shipped::scope(method), NOW),
             Decision::Allow(Allowed::Owner)
         );
     }

@@ -261,6 +261,7 @@ impl Dispatcher {
         let request = Request::Call {
             method: &call.method,
             params: &call.params,
+            scope: self.router.scope_of(&call.method),
         };
         let decision = self.policy.decide(caller, &request);
         // The ACL recorded the guest's use or refusal, the policy a media refusal.

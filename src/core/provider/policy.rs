@@ -6,9 +6,10 @@
 //!
 //! The dispatcher asks twice per RPC: once for [`Request::Rpc`] (may this caller call at all, this
 //! way?) before it reads the payload — a stranger's malformed call is `forbidden`, not
-//! `bad-request` — and once for [`Request::Call`] with the method and parameters. Which methods a
-//! guest's grant covers is the scope table of [`crate::core::access::Scope`], applied by the ACL
-//! (row G2 below); everything else is here.
+//! `bad-request` — and once for [`Request::Call`] with the method, its parameters and the grant
+//! scope the method declares (`method!(…, scope = Playback)` in `crate::core::services`; the
+//! router reports it). Whether a guest's grant holds that scope is the ACL's judgement (row G2
+//! below); everything else is here.
 //!
 //! | row | caller | request | decision |
 //! |-----|--------|---------|----------|
@@ -58,7 +59,7 @@ use super::caller::Caller;
 use super::limits::Counters;
 use super::media::{MediaPolicy, SharedItem};
 use super::ACCESS_SERVICE;
-use crate::core::access::{self, AccessGuard, DeviceFingerprint};
+use crate::core::access::{self, AccessGuard, DeviceFingerprint, Scope};
 use crate::core::rpc::xmlrpc::Value;
 use crate::core::services::player;
 
@@ -80,6 +81,9 @@ pub(crate) enum Request<'a> {
         method: &'a str,
         /// Its parameters.
         params: &'a [Value],
+        /// The grant scope the method declares (the router's
+        /// [`scope_of`](crate::core::rpc::RpcRouter::scope_of)); `None`: closed to guests.
+        scope: Option<Scope>,
     },
 }
 
@@ -133,7 +137,7 @@ impl Policy {
             (OwnDeviceTunnel { .. } | OwnDevicePlain { .. }, OtherSet) => Decision::Unsupported, // O2
             (OwnDevicePlain { .. }, Rpc) if self.require_tunnel => forbid(TUNNEL_REQUIRED), // O3
             (OwnDeviceTunnel { .. } | OwnDevicePlain { .. }, Rpc) => Decision::Allow,       // O4
-            (OwnDeviceTunnel { .. } | OwnDevicePlain { .. }, Call { method, params }) => {
+            (OwnDeviceTunnel { .. } | OwnDevicePlain { .. }, Call { method, params, .. }) => {
                 self.own_call(caller, method, params) // O5–O7
             }
             (Stranger { .. }, _) if self.access.is_none() => {
@@ -142,8 +146,16 @@ impl Policy {
             (Stranger { .. } | Guest { tunnel: false, .. }, Rpc) => forbid(TUNNEL_REQUIRED), // X2
             (Stranger { .. }, _) => forbid("no access granted"),                             // X3
             (Guest { tunnel: true, .. }, Rpc) => Decision::Allow,                            // G1
-            (Guest { bare, key, .. }, Call { method, params }) => {
-                self.guest_call(caller, bare, key.as_ref(), method, params) // G2–G5
+            (
+                Guest { bare, key, .. },
+                Call {
+                    method,
+                    params,
+                    scope,
+                },
+            ) => {
+                self.guest_call(caller, bare, key.as_ref(), method, *scope, params)
+                // G2–G5
             }
             (Guest { bare, .. }, Get)
                 if self.access.as_ref().is_some_and(|g| g.knows_guest(bare)) =>
@@ -208,15 +220,16 @@ impl Policy {
         bare: &BareJid,
         key: Option<&DeviceFingerprint>,
         method: &str,
+        scope: Option<Scope>,
         params: &[Value],
     ) -> Decision {
         let (Some(guard), Some(full)) = (&self.access, caller.full()) else {
             return forbid("no access granted");
         };
-        // G2: the grant's scope table, validity and device, by the ACL (which audits the use or
+        // G2: the declared scope in the grant, validity and device, by the ACL (which audits the use or
         // the refusal).
         let item = params.first().and_then(Value::as_str);
-        if let access::Decision::Deny(reason) = guard.check(&full, key, method, item) {
+        if let access::Decision::Deny(reason) = guard.check(&full, key, method, scope, item) {
             tracing::info!(%full, method, reason = reason.as_str(), "guest call refused");
             return Decision::Forbid(format!("access denied: {}", reason.as_str()));
         }

@@ -14,6 +14,7 @@ use crate::core::provider::caller::Caller;
 use crate::core::provider::limits::Counters;
 use crate::core::provider::media::{shared_item_uri, MediaPolicy};
 use crate::core::rpc::xmlrpc::Value;
+use crate::core::services::shipped;
 use crate::platform::software::SoftwareKeyStore;
 
 const NETWORK: &str = "home@home.test";
@@ -139,8 +140,13 @@ fn stranger() -> Caller {
     }
 }
 
+/// A call as the dispatcher hands it to the policy: with the scope the method declares.
 fn call<'a>(method: &'a str, params: &'a [Value]) -> Request<'a> {
-    Request::Call { method, params }
+    Request::Call {
+        method,
+        params,
+        scope: shipped::scope(method),
+    }
 }
 
 fn is_forbidden(d: &Decision) -> bool {

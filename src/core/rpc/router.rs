@@ -12,6 +12,7 @@ use minidom::Element;
 use xmpp_parsers::jid::FullJid;
 
 use super::xmlrpc::{self, CodecError, Limits, RpcPayload, Value};
+use crate::core::access::Scope;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::EventSink;
 
@@ -49,6 +50,21 @@ pub trait Service: Send + Sync + 'static {
     /// the service sends none.
     fn events(&self) -> &[&str] {
         &[]
+    }
+    /// The service's own verbs (for listings and tests; routing does not need them).
+    fn verbs(&self) -> Vec<&str> {
+        Vec::new()
+    }
+    /// The grant scope that admits a guest to `verb` (as its declaration says, see
+    /// [`super::Method::SCOPE`]); `None`, the default: the household's own devices only.
+    fn scope_of(&self, verb: &str) -> Option<Scope> {
+        let _ = verb;
+        None
+    }
+    /// The grant scope that admits a guest to the service's events (`subscribe`/`unsubscribe`);
+    /// `None`, the default: the household's own devices only.
+    fn events_scope(&self) -> Option<Scope> {
+        None
     }
     /// Called once when the provider starts: where the service sends its events.
     fn bind_events(&self, sink: EventSink) {
@@ -238,6 +254,16 @@ impl RpcRouter {
             },
             _ => Target::Service { service, verb },
         })
+    }
+
+    /// The grant scope a guest needs for `method`: what the method's declaration says, or, for a
+    /// verb served for every service (`subscribe`/`unsubscribe`), the service's events scope.
+    /// `None` — the household's own devices only — for anything else, unknown methods included.
+    pub fn scope_of(&self, method: &str) -> Option<Scope> {
+        match self.route(method).ok()? {
+            Target::Service { service, verb } => service.scope_of(&verb),
+            Target::EveryService { service, .. } => service.events_scope(),
+        }
     }
 
     /// Splits `player.play` into the service and the verb, or fails with `UnknownMethod`. Knows

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use super::xmlrpc::{from_value, to_value, Value};
 use super::{CallContext, Service};
+use crate::core::access::Scope;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::{EventNotice, EventSink};
 use crate::core::sync::Locked;
@@ -33,6 +34,9 @@ pub trait ServiceSpec: Send + Sync + 'static {
     const FEATURE: &'static str;
     /// The names of the events the service sends.
     const EVENTS: &'static [&'static str];
+    /// The grant scope that admits a guest to the service's events (`<name>.subscribe` /
+    /// `unsubscribe`); `None`: the household's own devices only.
+    const EVENTS_SCOPE: Option<Scope> = None;
 }
 
 /// One method of a service: `<Service::NAME>.<VERB>(Params) -> Output`.
@@ -45,6 +49,10 @@ pub trait Method: Send + Sync + 'static {
     type Params: Serialize + DeserializeOwned + Send + 'static;
     /// The result.
     type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The grant scope that admits a guest to this method (`method!(…, scope = Playback)`);
+    /// `None`, the default: the household's own devices only, so a new method is closed to
+    /// guests until its declaration opens it on purpose.
+    const SCOPE: Option<Scope> = None;
 }
 
 /// One event of a service; its payload travels as the event's single parameter.
@@ -194,6 +202,8 @@ impl<S: ServiceSpec> Emitter<S> {
 /// Verbs without a handler are `item-not-found`.
 pub struct TypedService<S: ServiceSpec> {
     handlers: HashMap<&'static str, Handler>,
+    /// The scope each handled verb declares ([`Method::SCOPE`]).
+    scopes: HashMap<&'static str, Option<Scope>>,
     emitter: Emitter<S>,
     on_bind: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
@@ -211,6 +221,7 @@ impl<S: ServiceSpec> Default for TypedService<S> {
     fn default() -> Self {
         Self {
             handlers: HashMap::new(),
+            scopes: HashMap::new(),
             emitter: Emitter::default(),
             on_bind: Mutex::new(None),
         }
@@ -231,6 +242,7 @@ impl<S: ServiceSpec> TypedService<S> {
         Fut: Future<Output = Result<M::Output>> + Send + 'static,
     {
         let handler = Arc::new(handler);
+        self.scopes.insert(M::VERB, M::SCOPE);
         self.handlers.insert(
             M::VERB,
             Box::new(move |params, ctx| {
@@ -279,6 +291,15 @@ macro_rules! service_via_typed {
             fn events(&self) -> &[&str] {
                 self.typed.events()
             }
+            fn verbs(&self) -> Vec<&str> {
+                self.typed.verbs()
+            }
+            fn scope_of(&self, verb: &str) -> Option<$crate::core::access::Scope> {
+                self.typed.scope_of(verb)
+            }
+            fn events_scope(&self) -> Option<$crate::core::access::Scope> {
+                self.typed.events_scope()
+            }
             fn call<'a>(
                 &'a self,
                 verb: &'a str,
@@ -309,6 +330,20 @@ impl<S: ServiceSpec> Service for TypedService<S> {
 
     fn events(&self) -> &[&str] {
         S::EVENTS
+    }
+
+    fn verbs(&self) -> Vec<&str> {
+        let mut verbs: Vec<&str> = self.handlers.keys().copied().collect();
+        verbs.sort_unstable();
+        verbs
+    }
+
+    fn scope_of(&self, verb: &str) -> Option<Scope> {
+        self.scopes.get(verb).copied().flatten()
+    }
+
+    fn events_scope(&self) -> Option<Scope> {
+        S::EVENTS_SCOPE
     }
 
     fn call<'a>(
@@ -349,6 +384,19 @@ macro_rules! method {
             const VERB: &'static str = $verb;
             type Params = $params;
             type Output = $output;
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $service:ty, $verb:literal, $params:ty => $output:ty, scope = $scope:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+        impl $crate::core::rpc::Method for $name {
+            type Service = $service;
+            const VERB: &'static str = $verb;
+            type Params = $params;
+            type Output = $output;
+            const SCOPE: Option<$crate::core::access::Scope> =
+                Some($crate::core::access::Scope::$scope);
         }
     };
 }

@@ -44,6 +44,9 @@ impl ServiceSpec for Library {
     const EVENTS: &'static [&'static str] = &[];
 }
 
+// A `library-item` grant opens the two read methods that take an item id (the ACL also requires
+// the id to be the grant's item); browse and search stay closed: they would reveal the rest of
+// the library.
 method!(
     /// `library.browse(container, offset, limit)`.
     Browse, Library, "browse", (String, u32, u32) => Page);
@@ -52,10 +55,10 @@ method!(
     Search, Library, "search", (String, u32, u32) => Page);
 method!(
     /// `library.item(id)`.
-    GetItem, Library, "item", (String,) => Item);
+    GetItem, Library, "item", (String,) => Item, scope = LibraryItem);
 method!(
     /// `library.read(id, offset, length)`: at most `length` (≤ [`MAX_CHUNK`]) bytes of the item.
-    Read, Library, "read", (String, u64, u32) => Chunk);
+    Read, Library, "read", (String, u64, u32) => Chunk, scope = LibraryItem);
 
 /// Some bytes of an item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
+use crate::core::access::Scope;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::events::EventNotice;
 use crate::core::events::Throttle;
@@ -70,35 +71,40 @@ impl ServiceSpec for Player {
         EVENT_QUEUE_CHANGED,
         EVENT_VOLUME_CHANGED,
     ];
+    // A playback guest follows what the TV plays (its state, position, volume, queue).
+    const EVENTS_SCOPE: Option<Scope> = Some(Scope::Playback);
 }
 
+// Which methods a guest's `playback` grant opens is declared here, method by method:
+// `enqueue` / `clear_queue` / `queue` stay closed — they let a guest see and rewrite what the
+// household queued, which is more than "control the film I brought".
 method!(
     /// `player.play(uri)`: replaces the queue with `uri` and plays it.
-    Play, Player, "play", (String,) => PlayerStatus);
+    Play, Player, "play", (String,) => PlayerStatus, scope = Playback);
 method!(
     /// `player.pause()`.
-    Pause, Player, "pause", () => PlayerStatus);
+    Pause, Player, "pause", () => PlayerStatus, scope = Playback);
 method!(
     /// `player.resume()`.
-    Resume, Player, "resume", () => PlayerStatus);
+    Resume, Player, "resume", () => PlayerStatus, scope = Playback);
 method!(
     /// `player.stop()`: stops and unloads (the queue stays).
-    Stop, Player, "stop", () => PlayerStatus);
+    Stop, Player, "stop", () => PlayerStatus, scope = Playback);
 method!(
     /// `player.seek(position_ms)`.
-    Seek, Player, "seek", (u64,) => PlayerStatus);
+    Seek, Player, "seek", (u64,) => PlayerStatus, scope = Playback);
 method!(
     /// `player.set_volume(0..=100)`.
-    SetVolume, Player, "set_volume", (u8,) => VolumeState);
+    SetVolume, Player, "set_volume", (u8,) => VolumeState, scope = Playback);
 method!(
     /// `player.mute(muted)`.
-    Mute, Player, "mute", (bool,) => VolumeState);
+    Mute, Player, "mute", (bool,) => VolumeState, scope = Playback);
 method!(
     /// `player.next()`: plays the next queue item.
-    Next, Player, "next", () => PlayerStatus);
+    Next, Player, "next", () => PlayerStatus, scope = Playback);
 method!(
     /// `player.previous()`: plays the previous queue item.
-    Previous, Player, "previous", () => PlayerStatus);
+    Previous, Player, "previous", () => PlayerStatus, scope = Playback);
 method!(
     /// `player.enqueue(uri, title|nil)`: appends to the queue (does not start playing).
     Enqueue, Player, "enqueue", (String, Option<String>) => Queue);
@@ -110,7 +116,7 @@ method!(
     GetQueue, Player, "queue", () => Queue);
 method!(
     /// `player.status()`.
-    Status, Player, "status", () => PlayerStatus);
+    Status, Player, "status", () => PlayerStatus, scope = Playback);
 
 event!(
     /// `state-changed`.

@@ -3,7 +3,7 @@
 //! to judge and audits the answer.
 
 use super::Entry;
-use crate::core::access::{DeviceFingerprint, GrantId};
+use crate::core::access::{DeviceFingerprint, GrantId, Scope};
 use crate::core::error::{Error, ErrorKind};
 
 /// Who was allowed.
@@ -77,12 +77,12 @@ impl Decision {
     }
 }
 
-/// Whether `entry` allows the call; otherwise why not. The order of the checks defines the reason a
-/// guest is given: revoked, device, time, scope.
+/// Whether `entry` allows a call that needs `scope` (`None`: closed to guests); otherwise why not.
+/// The order of the checks defines the reason a guest is given: revoked, device, time, scope.
 pub(super) fn evaluate(
     entry: &Entry,
     device: Option<&DeviceFingerprint>,
-    method: &str,
+    scope: Option<Scope>,
     item: Option<&str>,
     now: u64,
 ) -> Result<(), DenyReason> {
@@ -99,9 +99,9 @@ pub(super) fn evaluate(
     if now >= g.expires {
         return Err(DenyReason::Expired);
     }
-    let in_scope = g.scopes.iter().any(|s| {
-        s.allows(method)
-            && (!s.targets_one_item()
+    let in_scope = scope.is_some_and(|needed| {
+        g.scopes.contains(&needed)
+            && (!needed.targets_one_item()
                 || matches!((item, &g.item), (Some(asked), Some(granted)) if asked == granted.as_str()))
     });
     if in_scope {
