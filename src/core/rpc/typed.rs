@@ -376,17 +376,13 @@ impl<S: ServiceSpec> Service for TypedService<S> {
 /// Declares a [`Method`] type.
 macro_rules! method {
     ($(#[$doc:meta])* $name:ident, $service:ty, $verb:literal, $params:ty => $output:ty) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy)]
-        pub struct $name;
-        impl $crate::core::rpc::Method for $name {
-            type Service = $service;
-            const VERB: &'static str = $verb;
-            type Params = $params;
-            type Output = $output;
-        }
+        $crate::core::rpc::method!(@declare $(#[$doc])* $name, $service, $verb, $params => $output, None);
     };
     ($(#[$doc:meta])* $name:ident, $service:ty, $verb:literal, $params:ty => $output:ty, scope = $scope:ident) => {
+        $crate::core::rpc::method!(@declare $(#[$doc])* $name, $service, $verb, $params => $output,
+            Some($crate::core::access::Scope::$scope));
+    };
+    (@declare $(#[$doc:meta])* $name:ident, $service:ty, $verb:literal, $params:ty => $output:ty, $scope:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub struct $name;
@@ -395,8 +391,7 @@ macro_rules! method {
             const VERB: &'static str = $verb;
             type Params = $params;
             type Output = $output;
-            const SCOPE: Option<$crate::core::access::Scope> =
-                Some($crate::core::access::Scope::$scope);
+            const SCOPE: Option<$crate::core::access::Scope> = $scope;
         }
     };
 }
