@@ -27,7 +27,7 @@ pub struct ConnectionConfig {
     #[uniffi(default = None)]
     pub server: Option<String>,
     /// Test builds only (`test-ca` feature): trust this CA (PEM) instead of the platform. Leave
-    /// `None` in apps; a release build refuses it with `PmnError.Config`.
+    /// `None` in apps; a release build refuses it with `PmnException.Config`.
     #[uniffi(default = None)]
     pub test_ca_pem: Option<String>,
     /// Bound on one login attempt, in milliseconds.
@@ -49,7 +49,7 @@ pub struct ConnectionConfig {
     /// connection lost with the call in flight, not connected): each retry waits for the
     /// connection to be back (up to 30 s) and reuses the call's id, so a provider that already ran
     /// it answers with its first answer instead of running it twice. 0: no retry; the error then
-    /// says whether the call ran (`PmnError.outcome()`).
+    /// says whether the call ran (`PmnException.outcome()`).
     #[uniffi(default = 0)]
     pub call_retries: u32,
     /// The end-to-end tunnel between devices (keys, pinned peers, policy). Required unless
@@ -58,7 +58,7 @@ pub struct ConnectionConfig {
     pub e2e: Option<E2eOptions>,
     /// Talk **in clear** through the server, which can then read and forge control traffic: only
     /// for peers without the tunnel (other XMPP clients) or a server you control. Mutually
-    /// exclusive with `e2e`; with neither, every role refuses to start (`PmnError.Config`).
+    /// exclusive with `e2e`; with neither, every role refuses to start (`PmnException.Config`).
     #[uniffi(default = false)]
     pub plain_transport: bool,
     /// Controllers: make this phone an owner device that approves guests (needs `e2e`).

@@ -153,7 +153,7 @@ impl Controller {
 #[uniffi::export]
 impl Controller {
     /// Creates a controller; nothing happens on the network until [`Controller::connect`].
-    /// Fails with `PmnError.Config` for an invalid configuration.
+    /// Fails with `PmnException.Config` for an invalid configuration.
     #[uniffi::constructor]
     pub fn new(
         config: ConnectionConfig,
@@ -210,7 +210,7 @@ impl Controller {
     }
 
     /// The media player of `provider` (a full JID from [`ProviderInfo::jid`]): the JID is parsed
-    /// once here (`PmnError.Config` if it is not a provider's full JID), and every call of the
+    /// once here (`PmnException.Config` if it is not a provider's full JID), and every call of the
     /// returned object goes through this controller.
     pub fn player(&self, provider: String) -> Result<Arc<Player>, PmnError> {
         Ok(Arc::new(Player::new(
@@ -233,12 +233,12 @@ impl Controller {
     }
 
     /// This device's trust: pairing, trusted devices, revocation, the network password.
-    /// `PmnError.Config` without `ConnectionConfig.e2e`.
+    /// `PmnException.Config` without `ConnectionConfig.e2e`.
     pub fn trust(&self) -> Result<Arc<Trust>, PmnError> {
         Ok(Arc::new(Trust::new(self.core()?.trust()?)))
     }
 
-    /// The owner console (guests' requests, grants, owner keys, audit). `PmnError.Config` unless
+    /// The owner console (guests' requests, grants, owner keys, audit). `PmnException.Config` unless
     /// this is an owner device (`ConnectionConfig.owner`).
     pub fn owner(&self) -> Result<Arc<OwnerConsole>, PmnError> {
         Ok(Arc::new(OwnerConsole::new(self.core()?.owner()?)))
@@ -249,7 +249,7 @@ impl Controller {
         Ok(Arc::new(Playlists::new(self.core()?.playlists().clone())))
     }
 
-    /// The guest side: ask another household for access. `PmnError.Config` without
+    /// The guest side: ask another household for access. `PmnException.Config` without
     /// `ConnectionConfig.e2e`.
     pub fn guest(&self) -> Result<Arc<GuestPass>, PmnError> {
         Ok(Arc::new(GuestPass::new(self.core()?.guest()?)))
@@ -274,7 +274,7 @@ impl Controller {
     }
 
     /// Subscribes to the events of `service` on `provider` named in `events` (e.g.
-    /// `["state-changed"]`); an unknown name is `PmnError.BadParams`. They arrive through
+    /// `["state-changed"]`); an unknown name is `PmnException.BadParams`. They arrive through
     /// `ControllerListener.on_event` until the handle is cancelled or closed.
     pub async fn subscribe_events(
         &self,

@@ -144,8 +144,8 @@ pub trait ProviderPairingListener: Send + Sync {
     fn on_pairing_failed(&self, peer: String, error: PmnError) -> Result<(), PmnError>;
 }
 
-/// Told of every end-to-end tunnel that fails or is refused: `error` is `PmnError.Tls` for altered
-/// bytes or a failed handshake (the server or the path tampers), `PmnError.Forbidden` for a key
+/// Told of every end-to-end tunnel that fails or is refused: `error` is `PmnException.Tls` for altered
+/// bytes or a failed handshake (the server or the path tampers), `PmnException.Forbidden` for a key
 /// that is not trusted. Called from a pmn thread; a method that throws is logged.
 #[uniffi::export(with_foreign)]
 pub trait TunnelFailureListener: Send + Sync {

@@ -43,7 +43,7 @@ impl From<CallOutcome> for CoreOutcome {
 }
 
 /// An error of pmn. Each variant is one stable kind (Kotlin: `PmnException.Timeout`, …; Swift:
-/// `PmnError.Timeout`); `detail` is a human-readable message for logs and screens.
+/// `PmnException.Timeout`); `detail` is a human-readable message for logs and screens.
 ///
 /// Whether a failed call ran is `outcome()` (Kotlin `e.outcome()`, Swift `e.outcome()`): the kinds
 /// that can mean either carry it as a field (`Timeout`, `NotConnected`, `ProviderUnavailable`,
@@ -225,7 +225,7 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for PmnError {
     }
 }
 
-/// A bare JID the app passed in (a network, a guest household), or `PmnError.Config` saying why not.
+/// A bare JID the app passed in (a network, a guest household), or `PmnException.Config` saying why not.
 pub(crate) fn bare_jid(jid: &str) -> Result<xmpp_parsers::jid::BareJid, PmnError> {
     jid.parse()
         .map_err(|e| config(format!("{jid:?} is not a bare JID: {e}")))
@@ -237,7 +237,7 @@ pub(crate) fn config(detail: impl Into<String>) -> PmnError {
     }
 }
 
-/// A provider's full JID the app passed in, or `PmnError.Config` saying why not.
+/// A provider's full JID the app passed in, or `PmnException.Config` saying why not.
 pub(crate) fn parse_provider(jid: &str) -> Result<FullJid, PmnError> {
     jid.parse()
         .map_err(|e| config(format!("{jid:?} is not a provider's full JID: {e}")))

@@ -28,7 +28,7 @@ impl GuestPass {
 #[uniffi::export]
 impl GuestPass {
     /// Guests: asks `network` (the host household, a bare JID) for `scopes`, and waits at most
-    /// `timeout_ms` for its owner to answer. Denied → `PmnError.Forbidden`. Approved: show
+    /// `timeout_ms` for its owner to answer. Denied → `PmnException.Forbidden`. Approved: show
     /// `confirmationCode`, have the user compare it with the owner's phone, then `confirmAccess`;
     /// the host's providers arrive through the listener like the network's own.
     pub async fn request_access(
@@ -53,7 +53,7 @@ impl GuestPass {
 
     /// Guests: the user saw the same confirmation code on both phones; pins the host's device
     /// keys so its providers can be driven (nothing of the host is trusted before). No approval
-    /// from `network` waiting → `PmnError.Forbidden`.
+    /// from `network` waiting → `PmnException.Forbidden`.
     pub fn confirm_access(&self, network: String) -> Result<GuestAccess, PmnError> {
         let network = bare_jid(&network)?;
         Ok(self.inner.confirm_access(&network)?.into())

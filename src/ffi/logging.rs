@@ -126,7 +126,7 @@ thread_local! {
 /// Sends pmn's logs at `level` and above to `sink`, replacing any previous sink (records already
 /// queued for the old sink still go to it). Safe to call at any time, from any thread.
 ///
-/// Fails with `PmnError.Config` only when something else already installed the process-wide
+/// Fails with `PmnException.Config` only when something else already installed the process-wide
 /// `tracing` subscriber (a Rust host app that set up its own logging).
 #[uniffi::export]
 pub fn set_log_sink(sink: Arc<dyn LogSink>, level: LogLevel) -> Result<(), PmnError> {

@@ -99,8 +99,9 @@ impl OwnerConsole {
     }
 
     /// Owner devices: approves request `request_id` for `scopes` until `expires_at` (seconds
-    /// since the epoch, at most 30 days ahead). The owner key signs (it may ask for the user), the
-    /// providers install the grant, and the guest is told.
+    /// since the epoch, at most 90 days ahead: the core's `MAX_GRANT_LIFETIME_SECS`). The owner
+    /// key signs (it may ask for the user), the providers install the grant, and the guest is
+    /// told.
     pub async fn approve_access(
         &self,
         request_id: u64,
@@ -218,7 +219,7 @@ impl OwnerConsole {
 
     /// Owner devices: makes another phone an owner — its `ownerPublicKey()` (base64), held by the
     /// device whose key fingerprint is `device_fingerprint` (hex). Returns the providers that
-    /// took it; a phone that is no owner itself gets `PmnError.Forbidden`.
+    /// took it; a phone that is no owner itself gets `PmnException.Forbidden`.
     pub async fn add_owner(
         &self,
         public_key: String,

@@ -43,7 +43,7 @@ impl Provider {
         })
     }
 
-    /// Runs `f` on the core provider; `PmnError.NotConnected` once stopped.
+    /// Runs `f` on the core provider; `PmnException.NotConnected` once stopped.
     pub(super) fn with_core<T>(&self, f: impl FnOnce(&CoreProvider) -> T) -> Result<T, PmnError> {
         self.inner
             .locked()
@@ -70,7 +70,7 @@ pub async fn start_simulated_player(
 #[uniffi::export]
 impl Provider {
     /// This device's trust: pairing (show a code), trusted devices, revocation, the network
-    /// password. `PmnError.Config` without `ConnectionConfig.e2e`.
+    /// password. `PmnException.Config` without `ConnectionConfig.e2e`.
     pub fn trust(&self) -> Result<Arc<Trust>, PmnError> {
         Ok(Arc::new(Trust::new(self.with_core(|core| core.trust())??)))
     }

@@ -43,7 +43,7 @@ impl Recorder {
     }
 
     /// Schedules a recording of `channel` from `start` to `end` (Unix seconds, UTC). A conflict,
-    /// a start in the past or an unknown channel is `PmnError.Fault` with code 409, 422 or 404.
+    /// a start in the past or an unknown channel is `PmnException.Fault` with code 409, 422 or 404.
     pub async fn schedule(
         &self,
         channel: String,

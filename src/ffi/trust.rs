@@ -93,7 +93,7 @@ impl Trust {
     /// Controllers: pairs with the provider `provider` (full JID), which shows `code`
     /// (`startPairing` there). On success both devices pin each other's key, the tunnel stays up
     /// for the calls that follow, and the provider is returned as now trusted. A wrong, expired
-    /// or reused code is `PmnError.Forbidden` (and counts towards the provider's lock-out).
+    /// or reused code is `PmnException.Forbidden` (and counts towards the provider's lock-out).
     /// `listener` hears the same.
     pub async fn pair(
         &self,
@@ -138,7 +138,7 @@ impl Trust {
 
     /// Providers: reports every pairing attempt's outcome to `listener` (close the screen showing
     /// the code on success, say "wrong code" on failure) until the handle is cancelled.
-    /// `PmnError.Config` on a controller.
+    /// `PmnException.Config` on a controller.
     pub fn watch_pairing(
         &self,
         listener: Arc<dyn ProviderPairingListener>,
