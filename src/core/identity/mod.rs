@@ -219,11 +219,6 @@ pub fn check_p256_spki(alias: &str, spki: Vec<u8>) -> Result<Vec<u8>, KeyStoreEr
     }
 }
 
-/// Lower-case hex of a fingerprint, for logs and the FFI.
-pub fn fingerprint_hex(fingerprint: &[u8; 32]) -> String {
-    fingerprint.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,7 +264,7 @@ mod tests {
     fn fingerprint_is_sha256_of_the_spki() {
         // SHA-256("abc") from FIPS 180-2.
         assert_eq!(
-            fingerprint_hex(&spki_sha256(b"abc")),
+            DeviceFingerprint::from_spki(b"abc").to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
