@@ -164,8 +164,9 @@ pub fn validate_alias(alias: &str) -> Result<(), KeyStoreError> {
     Ok(())
 }
 
-/// SHA-256 of a DER `SubjectPublicKeyInfo`: the device fingerprint that DESIGN §4 pins and that the
-/// XTLS `<fingerprint hash='sha-256'>` element carries.
+/// SHA-256 of a DER `SubjectPublicKeyInfo`: the digest behind the device fingerprint that DESIGN §4
+/// pins and that the XTLS `<fingerprint hash='sha-256'>` element carries. Code that handles a key
+/// fingerprint uses the typed [`DeviceFingerprint::from_spki`]; this is the bare hash.
 pub fn spki_sha256(spki: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, spki);
     let mut out = [0u8; 32];
