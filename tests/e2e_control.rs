@@ -14,7 +14,7 @@ use pmn::core::controller::{Controller, ControllerConfig, ServiceEvent};
 use pmn::core::discovery::DirectoryUpdate;
 use pmn::core::e2e::{E2eSettings, TrustSource, TrustStore};
 use pmn::core::error::ErrorKind;
-use pmn::core::identity::DeviceIdentity;
+use pmn::core::identity::{DeviceFingerprint, DeviceIdentity};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::services::player::{
     PlaybackState, PlayerService, PlayerStatus, SimulatedPlayer, EVENT_STATE_CHANGED,
@@ -349,7 +349,7 @@ async fn an_attested_device_is_trusted_without_pairing_and_revocation_reaches_th
         .expect("pair tablet");
     let tablet_fp = tablet_keys.identity.fingerprint();
     let phone_fp = phone_keys.identity.fingerprint();
-    let attested = |fp: [u8; 32]| {
+    let attested = |fp: DeviceFingerprint| {
         let session = phone.session().clone();
         let home = home.clone();
         async move {
@@ -358,7 +358,7 @@ async fn an_attested_device_is_trusted_without_pairing_and_revocation_reaches_th
                 .unwrap()
                 .iter()
                 .any(|k| {
-                    k.fingerprint == fp && k.attestations.iter().any(|a| a.by == hex(&phone_fp))
+                    k.fingerprint == fp && k.attestations.iter().any(|a| a.by == phone_fp.to_hex())
                 })
         }
     };
@@ -504,7 +504,7 @@ async fn household_of(account: &pmn_testkit::Account) -> Household {
         let deadline = tokio::time::Instant::now() + T;
         while !published(&phone, &home, &fp)
             .await
-            .is_some_and(|k| k.attestations.iter().any(|a| a.by == hex(&phone_fp)))
+            .is_some_and(|k| k.attestations.iter().any(|a| a.by == phone_fp.to_hex()))
         {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -531,7 +531,7 @@ async fn household_of(account: &pmn_testkit::Account) -> Household {
 async fn published(
     reader: &Controller,
     home: &BareJid,
-    fp: &[u8; 32],
+    fp: &DeviceFingerprint,
 ) -> Option<pmn::core::e2e::pubkey::PublishedKey> {
     pmn::core::e2e::pubkey::fetch(reader.session(), home, T)
         .await
@@ -601,7 +601,10 @@ async fn a_replayed_older_revocation_list_is_refused_and_the_newer_one_kept() {
         .await
         .expect("pair TV");
     let phone_fp = phone_keys.identity.fingerprint();
-    let (first, second) = ([0xa1u8; 32], [0xb2u8; 32]);
+    let (first, second) = (
+        DeviceFingerprint([0xa1u8; 32]),
+        DeviceFingerprint([0xb2u8; 32]),
+    );
     let phone_e2e = phone.e2e().unwrap();
     phone_e2e
         .revoke_everywhere(&home, &first)
@@ -615,7 +618,7 @@ async fn a_replayed_older_revocation_list_is_refused_and_the_newer_one_kept() {
             .lists
             .into_iter()
             .filter_map(Result::ok)
-            .find(|l| pmn::core::identity::spki_sha256(&l.signer.spki) == phone_fp)
+            .find(|l| DeviceFingerprint::from_spki(&l.signer.spki) == phone_fp)
             .expect("the phone's list")
     };
     let old = phone_list().await;
@@ -699,9 +702,11 @@ async fn a_stolen_paired_phone_revoked_from_the_tablet_loses_the_tv_and_the_tabl
     let tv_item = published(&h.tablet, &h.home, &tv_fp)
         .await
         .expect("TV item");
-    assert!(tv_item.attestations.iter().any(
-        |a| a.by == hex(&tablet_fp) && a.epoch == h.tablet_keys.trust.revocation_epoch(&h.home)
-    ));
+    assert!(tv_item
+        .attestations
+        .iter()
+        .any(|a| a.by == tablet_fp.to_hex()
+            && a.epoch == h.tablet_keys.trust.revocation_epoch(&h.home)));
 
     // The tablet restarts (new tunnel, both trust decisions made again).
     h.tablet.close().await;
@@ -883,10 +888,6 @@ async fn a_revocation_the_server_withheld_reaches_the_tv_through_the_next_tunnel
     h.tablet.close().await;
     h.phone.close().await;
     h.tv.stop().await;
-}
-
-fn hex(fp: &[u8; 32]) -> String {
-    pmn::core::identity::fingerprint_hex(fp)
 }
 
 /// The simulated player, except that setting the volume to 99 takes `delay` (a provider busy

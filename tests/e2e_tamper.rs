@@ -19,7 +19,7 @@ use common::{discover, server, session_config};
 use pmn::core::controller::{Controller, ControllerConfig};
 use pmn::core::e2e::{E2eSettings, TrustSource, TrustStore, TunnelFailure};
 use pmn::core::error::{Error, ErrorKind};
-use pmn::core::identity::DeviceIdentity;
+use pmn::core::identity::{DeviceFingerprint, DeviceIdentity};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::services::player::{PlaybackState, PlayerService, SimulatedPlayer};
 use pmn::core::session::{ConnectionState, IqReply, Session, SessionConfig};
@@ -97,7 +97,7 @@ struct Household {
     controller: Controller,
     tv: FullJid,
     phone: FullJid,
-    tv_fingerprint: [u8; 32],
+    tv_fingerprint: DeviceFingerprint,
     tv_tap: mpsc::UnboundedReceiver<Stanza>,
     phone_tap: mpsc::UnboundedReceiver<Stanza>,
     /// What the TV reports of failed or refused tunnels.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{session_config, HOME, STRANGER};
 use pmn::core::e2e::{E2eEndpoint, E2eInbound, E2eLimits, E2eSettings, TrustSource, TrustStore};
 use pmn::core::error::ErrorKind;
-use pmn::core::identity::DeviceIdentity;
+use pmn::core::identity::{DeviceFingerprint, DeviceIdentity};
 use pmn::core::session::{ConnectionState, Inbound, IqReply, Session};
 use pmn::platform::software::SoftwareKeyStore;
 use tokio::sync::mpsc;
@@ -555,8 +555,14 @@ fn sid_after(sent: &str, marker: &str) -> String {
 
 /// A raw Jingle session-initiate for the XTLS tunnel, as a peer that skips our own checks would
 /// send it.
-fn initiate(to: &FullJid, sid: &str, ibb_sid: &str, fingerprint: &[u8; 32], method: &str) -> Iq {
-    let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+fn initiate(
+    to: &FullJid,
+    sid: &str,
+    ibb_sid: &str,
+    fingerprint: &DeviceFingerprint,
+    method: &str,
+) -> Iq {
+    let hex = fingerprint.to_hex();
     let xml = format!(
         "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='{sid}'>\
          <content creator='initiator' name='xmlstream' senders='both'>\
@@ -611,7 +617,7 @@ async fn a_strangers_pairing_attempts_are_refused_and_leave_the_owner_phone_its_
             &tv.jid,
             &format!("j{i}"),
             &format!("i{i}"),
-            &[9; 32],
+            &DeviceFingerprint([9; 32]),
             "pake",
         );
         let reply = stranger.request(iq, T).await.unwrap();
@@ -662,7 +668,13 @@ async fn a_reused_live_sid_neither_hijacks_nor_kills_the_owners_stream() {
     let (mallory, _rx) = raw(&HOME, "mallory").await;
     let reply = mallory
         .request(
-            initiate(&tv.jid, &jingle_sid, &ibb_sid, &[9; 32], "pake"),
+            initiate(
+                &tv.jid,
+                &jingle_sid,
+                &ibb_sid,
+                &DeviceFingerprint([9; 32]),
+                "pake",
+            ),
             T,
         )
         .await
@@ -754,7 +766,13 @@ async fn the_household_keeps_tunnelling_while_others_hit_the_half_open_bounds() 
     let (mallory2, _m2) = raw(&HOME, "mallory2").await;
     let (guest, _g) = raw(&STRANGER, "guest").await;
     let ask = |s: &Session, sid: &str, method: &str| {
-        let iq = initiate(&tv.jid, sid, &format!("{sid}-ibb"), &[9; 32], method);
+        let iq = initiate(
+            &tv.jid,
+            sid,
+            &format!("{sid}-ibb"),
+            &DeviceFingerprint([9; 32]),
+            method,
+        );
         let s = s.clone();
         async move { condition(s.request(iq, T).await.unwrap()) }
     };
@@ -943,7 +961,16 @@ async fn data_parked_in_a_half_open_session_is_bounded_and_the_household_keeps_w
     // into its stream that nobody will read.
     let (mallory, _m) = raw(&HOME, "mallory").await;
     let reply = mallory
-        .request(initiate(&tv.jid, "park", "park-ibb", &[9; 32], "pake"), T)
+        .request(
+            initiate(
+                &tv.jid,
+                "park",
+                "park-ibb",
+                &DeviceFingerprint([9; 32]),
+                "pake",
+            ),
+            T,
+        )
         .await
         .unwrap();
     assert_eq!(condition(reply), None);

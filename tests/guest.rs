@@ -66,7 +66,7 @@ impl Keys {
     fn settings(&self) -> E2eSettings {
         E2eSettings::new(self.identity.clone(), self.trust.clone())
     }
-    fn fingerprint(&self) -> [u8; 32] {
+    fn fingerprint(&self) -> DeviceFingerprint {
         self.identity.fingerprint()
     }
     /// This device trusts `other`, a device of `network` (paired earlier, in real life).
@@ -224,10 +224,7 @@ async fn grant_romeo(host: &Host, romeo: &Controller, scopes: Vec<Scope>) -> Str
         request.guest.to_bare(),
         romeo.session().jid().unwrap().to_bare()
     );
-    assert_eq!(
-        request.device,
-        DeviceFingerprint(romeo.e2e().unwrap().fingerprint())
-    );
+    assert_eq!(request.device, romeo.e2e().unwrap().fingerprint());
     assert_eq!(request.scopes, vec![Scope::Playback]);
     assert_eq!(
         request.reason.as_ref().map(|r| r.as_str()),
@@ -746,7 +743,7 @@ async fn the_host_tv_reads_only_the_one_shared_item() {
         .expect("an owner device")
         .grant_access(
             home(),
-            DeviceFingerprint(tv_keys.fingerprint()),
+            tv_keys.fingerprint(),
             vec![Scope::LibraryItem],
             Some(ItemId::new(item).unwrap()),
             unix_now() + TWO_HOURS,
@@ -854,7 +851,7 @@ async fn forged_replayed_rolled_back_expired_and_malformed_grants_are_refused_on
         }
     };
     let romeo_bare = romeo.session().jid().unwrap().to_bare();
-    let romeo_device = DeviceFingerprint(romeo.e2e().unwrap().fingerprint());
+    let romeo_device = romeo.e2e().unwrap().fingerprint();
     let draft = |version: u64, expires: u64| {
         GrantDraft::new(
             home(),
@@ -984,7 +981,7 @@ async fn a_provider_that_was_off_catches_up_on_grants_and_revocations() {
     let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     let grant = grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
     let romeo_bare = romeo.session().jid().unwrap().to_bare();
-    let romeo_fp = DeviceFingerprint::from(romeo.e2e().unwrap().fingerprint());
+    let romeo_fp = romeo.e2e().unwrap().fingerprint();
     // …and once it is back, the owner's phone installs it there too.
     let tv2 = start_tv2().await;
     let guard = tv2.access().expect("access").clone();
@@ -1186,7 +1183,7 @@ async fn a_decision_forged_by_the_server_pins_nothing() {
         )
         .expect("key");
     let fake_tv = DeviceFingerprint([0x5e; 32]);
-    let romeo_device = DeviceFingerprint(romeo.e2e().unwrap().fingerprint());
+    let romeo_device = romeo.e2e().unwrap().fingerprint();
     let decide = |signed: bool| {
         let grant = GrantId::new("forged-1").unwrap();
         let expires = unix_now() + 3600;
@@ -1237,9 +1234,9 @@ async fn a_decision_forged_by_the_server_pins_nothing() {
         let outcome = asking.await.expect("task");
         if signed {
             let access = outcome.expect("a self-consistent forgery reads as an approval");
-            assert_eq!(access.devices, vec![fake_tv.0]);
+            assert_eq!(access.devices, vec![fake_tv]);
             assert!(
-                !romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv.0),
+                !romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv),
                 "nothing pinned before the user confirms"
             );
             // The owner's phone shows no code for this (it never approved): Romeo rejects.
@@ -1247,7 +1244,7 @@ async fn a_decision_forged_by_the_server_pins_nothing() {
                 .guest()
                 .expect("the tunnel is on")
                 .reject_access(&home()));
-            assert!(!romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv.0));
+            assert!(!romeo.e2e().unwrap().trust().is_trusted(&home(), &fake_tv));
         } else {
             let e = outcome.expect_err("an unsigned approval");
             assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
@@ -1301,7 +1298,7 @@ async fn a_revocation_cannot_spread_back_from_a_provider_that_missed_it() {
     let (romeo, _romeo_keys) = romeo_phone(&romeo_account()).await;
     let grant = grant_romeo_on(&host, &romeo, 2).await;
     let romeo_bare = romeo.session().jid().unwrap().to_bare();
-    let romeo_fp = DeviceFingerprint::from(romeo.e2e().unwrap().fingerprint());
+    let romeo_fp = romeo.e2e().unwrap().fingerprint();
     assert!(tv2.access().unwrap().admits(&romeo_bare, &romeo_fp));
     tv2.stop().await;
     let revoked = host
@@ -1388,7 +1385,7 @@ async fn an_owner_adds_lists_and_removes_a_second_owner() {
         .expect("an owner device")
         .owner_public_key()
         .expect("owner role configured");
-    let tablet_fp = DeviceFingerprint(tablet_keys.fingerprint());
+    let tablet_fp = tablet_keys.fingerprint();
     assert_eq!(
         tablet
             .owner()
@@ -1416,7 +1413,7 @@ async fn an_owner_adds_lists_and_removes_a_second_owner() {
         .await
         .expect("list");
     assert_eq!(owners.len(), 2, "{owners:?}");
-    let phone_fp = DeviceFingerprint(host.phone_keys.fingerprint());
+    let phone_fp = host.phone_keys.fingerprint();
     assert!(owners.iter().any(|o| o.device == Some(phone_fp)));
     assert!(owners
         .iter()
@@ -1503,10 +1500,7 @@ async fn a_removed_owner_key_is_removed_from_a_provider_that_was_off() {
         .phone
         .owner()
         .expect("an owner device")
-        .add_owner(
-            tablet_spki.clone(),
-            DeviceFingerprint(tablet_keys.fingerprint()),
-        )
+        .add_owner(tablet_spki.clone(), tablet_keys.fingerprint())
         .await
         .expect("add");
     assert_eq!(took.len(), 2, "{took:?}");

@@ -285,7 +285,7 @@ async fn demo_in(
     phone_e2e.pair(&found.jid, &code).await.map_err(e)?;
     println!(
         "[phone] paired with the TV (key {}…)",
-        &pmn::core::identity::fingerprint_hex(&tv_e2e.fingerprint())[..16]
+        &tv_e2e.fingerprint().to_hex()[..16]
     );
 
     let mut events = phone.events();

@@ -60,10 +60,7 @@ impl Trust {
     /// a device of another network (a guest asks the owner instead).
     pub async fn pair(&self, provider: &FullJid, code: &str) -> Result<TrustedDevice> {
         let tunnel = self.e2e.pair(provider, code).await?;
-        Ok(self.trusted(
-            &provider.to_bare(),
-            &DeviceFingerprint(tunnel.peer_fingerprint()),
-        ))
+        Ok(self.trusted(&provider.to_bare(), &tunnel.peer_fingerprint()))
     }
 
     /// Arms pairing on this device and returns a fresh 6-digit code to show (valid 5 minutes,
@@ -99,7 +96,7 @@ impl Trust {
             source: self
                 .e2e
                 .trust()
-                .source(jid, &fingerprint.0)
+                .source(jid, fingerprint)
                 .unwrap_or(TrustSource::Paired),
         }
     }
@@ -115,12 +112,12 @@ impl Trust {
     /// [`E2eEndpoint::revoke_everywhere`]). Returns, once the list is published, whether the key
     /// was trusted here; an error means the network was not told (repeat the call).
     pub async fn revoke(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> Result<bool> {
-        self.e2e.revoke_everywhere(jid, &fingerprint.0).await
+        self.e2e.revoke_everywhere(jid, fingerprint).await
     }
 
     /// This device's key fingerprint, to show or to revoke elsewhere.
     pub fn fingerprint(&self) -> DeviceFingerprint {
-        DeviceFingerprint(self.e2e.fingerprint())
+        self.e2e.fingerprint()
     }
 
     /// Tunnels that fail or are refused from now on: altered bytes in the path (`Tls`), an

@@ -216,7 +216,7 @@ impl From<CoreGuestAccess> for GuestAccess {
             devices: g
                 .devices
                 .iter()
-                .map(crate::core::identity::fingerprint_hex)
+                .map(crate::core::identity::DeviceFingerprint::to_hex)
                 .collect(),
             confirmation_code: g.confirmation_code,
         }

@@ -6,8 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::core::access::DeviceFingerprint;
 use crate::core::e2e::xml as e2e_xml;
 use crate::core::identity::{
-    certificate_spki, fingerprint_hex, p256_point_from_spki, p256_spki_from_point, spki_sha256,
-    PinnedPeerKey,
+    certificate_spki, p256_point_from_spki, p256_spki_from_point, PinnedPeerKey,
 };
 
 fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -38,7 +37,7 @@ pub fn cert(data: &[u8]) {
     if let Ok(point) = p256_point_from_spki(data) {
         assert_eq!(p256_spki_from_point(point).as_deref(), Ok(data));
     }
-    let verifier = PinnedPeerKey::new(spki_sha256(data), crypto_provider());
+    let verifier = PinnedPeerKey::new(DeviceFingerprint::from_spki(data), crypto_provider());
     if let Ok(name) = ServerName::try_from("pmn.invalid") {
         let _ = verifier.verify_server_cert(
             &CertificateDer::from(data),
@@ -59,12 +58,12 @@ pub fn fingerprint(data: &[u8]) {
     let parsed = e2e_xml::parse_fingerprint_hex(text);
     if let Some(fp) = parsed {
         assert!(
-            fingerprint_hex(&fp).eq_ignore_ascii_case(text.trim()),
+            fp.to_hex().eq_ignore_ascii_case(text.trim()),
             "{text:?} parsed as a fingerprint it does not spell"
         );
     }
     if let Some(device) = DeviceFingerprint::from_hex(text) {
         assert_eq!(device.to_hex(), text.to_ascii_lowercase());
-        assert_eq!(parsed, Some(device.0), "the two hex readers disagree");
+        assert_eq!(parsed, Some(device), "the two hex readers disagree");
     }
 }

@@ -8,7 +8,7 @@ use xmpp_parsers::jingle::Jingle;
 
 use crate::core::e2e::{endpoint, ibb, pairing, pubkey, xml as e2e_xml};
 
-use crate::core::identity::{certificate_spki, spki_sha256};
+use crate::core::identity::{certificate_spki, DeviceFingerprint};
 
 use super::{bare, element, full, round_trip};
 
@@ -117,7 +117,7 @@ pub fn pubkey(data: &[u8]) {
     let directory = pubkey::parse_directory(&el);
     let keys = &directory.keys;
     for key in keys {
-        assert_eq!(spki_sha256(&key.spki), key.fingerprint);
+        assert_eq!(DeviceFingerprint::from_spki(&key.spki), key.fingerprint);
         assert_eq!(
             certificate_spki(&key.certificate).ok(),
             Some(key.spki.as_slice())

@@ -28,7 +28,7 @@ use crate::core::e2e::xml::{
     ConfirmMessage, Pair, PakeMessage, SecurityMethod, XmlStreamDescription, XtlsSecurity,
 };
 use crate::core::events::EventNotice;
-use crate::core::identity::{fingerprint_hex, DeviceIdentity, KeyPolicy, KeyStore};
+use crate::core::identity::{DeviceIdentity, KeyPolicy, KeyStore};
 use crate::core::rpc::xmlrpc::{
     call_to_query, response_to_query, value_to_element, MethodCall, MethodResponse, Value,
 };
@@ -297,7 +297,7 @@ fn write_fuzz_seeds() {
     );
 
     // ---- Jingle / XTLS
-    let fp = [0xab; 32];
+    let fp = DeviceFingerprint([0xab; 32]);
     let content = Content::new(Creator::Initiator, ContentId("xmlstream".into()))
         .with_senders(Senders::Both)
         .with_description(Description::Unknown(Element::from(XmlStreamDescription)))
@@ -415,7 +415,7 @@ fn write_fuzz_seeds() {
         Element::builder("item", NS_PUBSUB)
             .attr(
                 xso::exports::rxml::xml_ncname!("id").into(),
-                fingerprint_hex(&id.fingerprint()),
+                id.fingerprint().to_hex(),
             )
             .append(Element::from(PubKey {
                 key: KeyData {
@@ -510,14 +510,12 @@ fn write_fuzz_seeds() {
     seeds.put(
         "fingerprint",
         "lower",
-        fingerprint_hex(&[0xab; 32]).as_bytes(),
+        DeviceFingerprint([0xab; 32]).to_hex().as_bytes(),
     );
     seeds.put(
         "fingerprint",
         "upper",
-        fingerprint_hex(&tv.fingerprint())
-            .to_ascii_uppercase()
-            .as_bytes(),
+        tv.fingerprint().to_hex().to_ascii_uppercase().as_bytes(),
     );
 
     // ---- the stream: header, stanzas of every kind pmn reads, whitespace keepalives, footer

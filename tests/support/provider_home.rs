@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::common::*;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use pmn::core::access::{unix_now, AccessSettings, DeviceFingerprint, Scope};
+use pmn::core::access::{unix_now, AccessSettings, Scope};
 use pmn::core::controller::{Controller, ControllerConfig, OwnerAccess};
 use pmn::core::e2e::{E2eSettings, TrustSource, TrustStore};
 use pmn::core::error::{Error, ErrorKind, Result};
@@ -257,7 +257,7 @@ impl Home {
             .expect("an owner device")
             .grant_access(
                 account.jid.parse().expect("jid"),
-                DeviceFingerprint(keys.identity.fingerprint()),
+                keys.identity.fingerprint(),
                 vec![Scope::Playback],
                 None,
                 unix_now() + 7200,

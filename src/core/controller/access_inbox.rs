@@ -77,7 +77,7 @@ impl Dispatcher {
             return;
         }
         let own_device = self.shared.e2e.as_ref().map(|e| e.fingerprint());
-        if own_device != Some(decision.for_device.0) {
+        if own_device != Some(decision.for_device) {
             tracing::debug!(%from, "access decision for another device ignored");
             return;
         }

@@ -42,12 +42,12 @@ pub struct GuestAccess {
     /// When it expires (host's clock, seconds since the epoch).
     pub expires: u64,
     /// The host devices whose keys [`Controller::confirm_access`] pins.
-    pub devices: Vec<[u8; 32]>,
+    pub devices: Vec<DeviceFingerprint>,
     /// The six digits to compare with the ones on the owner's phone ([`Issued::confirmation_code`])
     /// before confirming: different digits mean the server changed a key on the way.
     pub confirmation_code: String,
     /// Fingerprint of the owner-approval key that signed the approval.
-    pub owner_key: [u8; 32],
+    pub owner_key: DeviceFingerprint,
 }
 
 /// The guest side of a controller ([`Controller::guest`]): ask another household for access,
@@ -85,7 +85,7 @@ impl GuestPass {
             ));
         }
         let mut request = AccessRequest::new(
-            DeviceFingerprint(e2e.fingerprint()),
+            e2e.fingerprint(),
             scopes,
             reason.map(Reason::new).transpose()?,
         );
@@ -156,7 +156,7 @@ impl GuestPass {
         let transcript = Transcript {
             host: &network,
             guest: &self.controller.shared.network,
-            guest_device: &DeviceFingerprint(e2e.fingerprint()),
+            guest_device: &e2e.fingerprint(),
             grant: &grant,
             expires,
             devices: &fingerprints,
@@ -170,11 +170,11 @@ impl GuestPass {
         }
         let access = GuestAccess {
             confirmation_code: transcript.confirmation_code(&introduction.owner),
-            owner_key: DeviceFingerprint::from_spki(&introduction.owner).0,
+            owner_key: DeviceFingerprint::from_spki(&introduction.owner),
             network: network.clone(),
             grant: grant.clone(),
             expires,
-            devices: fingerprints.iter().map(|d| d.0).collect(),
+            devices: fingerprints,
         };
         self.controller
             .shared

@@ -113,7 +113,7 @@ pub struct Issued {
     /// The signed grant.
     pub grant: SignedGrant,
     /// The providers that installed it, with their tunnel key.
-    pub installed_on: Vec<(FullJid, [u8; 32])>,
+    pub installed_on: Vec<(FullJid, DeviceFingerprint)>,
     /// The providers that refused it or could not be reached, and why.
     pub failed: Vec<(FullJid, Error)>,
     /// For an approved request: the six digits the owner's phone shows, which the guest's phone
@@ -216,11 +216,8 @@ impl OwnerConsole {
                 .session
                 .send(Presence::new(type_).with_to(Jid::from(guest.clone())))?;
         }
-        let devices: Vec<DeviceFingerprint> = issued
-            .installed_on
-            .iter()
-            .map(|(_, fp)| DeviceFingerprint(*fp))
-            .collect();
+        let devices: Vec<DeviceFingerprint> =
+            issued.installed_on.iter().map(|(_, fp)| *fp).collect();
         let transcript = Transcript {
             host: &self.controller.shared.network,
             guest: &guest,
@@ -323,7 +320,7 @@ impl OwnerConsole {
             .await;
         failed.extend(refused);
         let e2e = self.tunnel_layer()?;
-        let installed_on: Vec<(FullJid, [u8; 32])> = installed
+        let installed_on: Vec<(FullJid, DeviceFingerprint)> = installed
             .into_keys()
             .filter_map(|jid| {
                 let fp = e2e.existing_tunnel(&jid)?.peer_fingerprint();

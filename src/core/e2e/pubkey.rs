@@ -29,7 +29,7 @@ use xso::{AsXml, FromXml};
 use super::revocation::RevocationList;
 use super::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::{fingerprint_hex, spki_sha256, DeviceIdentity};
+use crate::core::identity::{DeviceFingerprint, DeviceIdentity};
 
 mod pep;
 mod sync;
@@ -121,7 +121,7 @@ pub fn attest(
         .sign(&attest_message(jid, epoch, subject_spki))
         .map_err(|e| Error::new(ErrorKind::Internal, format!("attestation: {e}")))?;
     Ok(Attestation {
-        by: fingerprint_hex(&identity.fingerprint()),
+        by: identity.fingerprint().to_hex(),
         epoch,
         signature,
     })
@@ -138,7 +138,7 @@ pub fn verify_attestation(
     let Ok(point) = crate::core::identity::p256_point_from_spki(signer_spki) else {
         return false;
     };
-    parse_fingerprint_hex(&attestation.by) == Some(spki_sha256(signer_spki))
+    parse_fingerprint_hex(&attestation.by) == Some(DeviceFingerprint::from_spki(signer_spki))
         && UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
             .verify(
                 &attest_message(jid, attestation.epoch, subject_spki),

@@ -31,7 +31,7 @@ use xso::{AsXml, FromXml};
 
 use super::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::{fingerprint_hex, spki_sha256, DeviceIdentity};
+use crate::core::identity::{DeviceFingerprint, DeviceIdentity};
 
 /// Namespace of the revocation list payload.
 pub const NS_REVOCATIONS: &str = "urn:xmpp:tmp:pmn:revocations:0";
@@ -93,9 +93,9 @@ pub struct VerifiedList {
     /// Its epoch.
     pub epoch: u64,
     /// Fingerprint of the signing device.
-    pub signer: [u8; 32],
+    pub signer: DeviceFingerprint,
     /// The revoked fingerprints.
-    pub revoked: BTreeSet<[u8; 32]>,
+    pub revoked: BTreeSet<DeviceFingerprint>,
     /// The list as signed, to publish again if the server stops serving it.
     pub signed: RevocationList,
 }
@@ -113,9 +113,9 @@ pub enum ListError {
     /// The list names its own signer (a key cannot vouch for a list that revokes it).
     SignerRevokedInList,
     /// The signer is not trusted on this device (neither first-hand nor by attestation).
-    UnknownSigner([u8; 32]),
+    UnknownSigner(DeviceFingerprint),
     /// The signer was revoked by a list this device verified earlier.
-    RevokedSigner([u8; 32]),
+    RevokedSigner(DeviceFingerprint),
     /// The epoch is lower than the newest this device verified (a replay by the server).
     Rollback {
         /// The newest epoch this device knows.
@@ -139,16 +139,12 @@ impl std::fmt::Display for ListError {
             }
             ListError::BadSignature => write!(f, "revocation list signature does not verify"),
             ListError::SignerRevokedInList => write!(f, "revocation list revokes its own signer"),
-            ListError::UnknownSigner(fp) => write!(
-                f,
-                "revocation list signed by untrusted key {}",
-                fingerprint_hex(fp)
-            ),
-            ListError::RevokedSigner(fp) => write!(
-                f,
-                "revocation list signed by revoked key {}",
-                fingerprint_hex(fp)
-            ),
+            ListError::UnknownSigner(fp) => {
+                write!(f, "revocation list signed by untrusted key {}", fp.to_hex())
+            }
+            ListError::RevokedSigner(fp) => {
+                write!(f, "revocation list signed by revoked key {}", fp.to_hex())
+            }
             ListError::Rollback { known, got } => write!(
                 f,
                 "revocation list epoch {got} is older than the known epoch {known}"
@@ -175,7 +171,7 @@ fn signed_bytes(
     jid: &BareJid,
     epoch: u64,
     signer_spki: &[u8],
-    revoked: &BTreeSet<[u8; 32]>,
+    revoked: &BTreeSet<DeviceFingerprint>,
 ) -> Vec<u8> {
     let mut msg = CONTEXT.to_vec();
     msg.extend_from_slice(jid.as_str().as_bytes());
@@ -194,7 +190,7 @@ fn signed_bytes(
             .to_be_bytes(),
     );
     for fp in revoked {
-        msg.extend_from_slice(fp);
+        msg.extend_from_slice(fp.as_bytes());
     }
     msg
 }
@@ -204,7 +200,7 @@ pub fn sign_list(
     identity: &DeviceIdentity,
     jid: &BareJid,
     epoch: u64,
-    revoked: &BTreeSet<[u8; 32]>,
+    revoked: &BTreeSet<DeviceFingerprint>,
 ) -> Result<RevocationList> {
     if revoked.len() > MAX_REVOKED {
         return Err(ListError::TooLarge(revoked.len()).into());
@@ -224,7 +220,7 @@ pub fn sign_list(
         revoked: revoked
             .iter()
             .map(|fp| Revoked {
-                fingerprint: fingerprint_hex(fp),
+                fingerprint: fp.to_hex(),
             })
             .collect(),
         signature: ListSignature { der },
@@ -259,7 +255,7 @@ pub fn verify_list(
             &list.signature.der,
         )
         .map_err(|_| ListError::BadSignature)?;
-    let signer = spki_sha256(&list.signer.spki);
+    let signer = DeviceFingerprint::from_spki(&list.signer.spki);
     if revoked.contains(&signer) {
         return Err(ListError::SignerRevokedInList);
     }
@@ -288,7 +284,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let owner = identity(&dir, "owner");
         let jid: BareJid = "home@home.test".parse().unwrap();
-        let revoked: BTreeSet<_> = [[1u8; 32], [2u8; 32]].into();
+        let revoked: BTreeSet<_> =
+            [DeviceFingerprint([1u8; 32]), DeviceFingerprint([2u8; 32])].into();
         let list = sign_list(&owner, &jid, 3, &revoked).unwrap();
         let parsed = parse_list(&Element::from(list.clone())).unwrap();
         assert_eq!(parsed, list);
@@ -305,7 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (owner, thief) = (identity(&dir, "owner"), identity(&dir, "thief"));
         let jid: BareJid = "home@home.test".parse().unwrap();
-        let list = sign_list(&owner, &jid, 2, &[[1u8; 32]].into()).unwrap();
+        let list = sign_list(&owner, &jid, 2, &[DeviceFingerprint([1u8; 32])].into()).unwrap();
 
         // A higher epoch, an entry removed, or another signer's key: the signature breaks.
         let mut bumped = list.clone();

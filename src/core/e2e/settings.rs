@@ -11,7 +11,7 @@ use super::endpoint::{Admission, E2eEndpoint, E2eInbound};
 use super::ibb::{TransportHooks, MAX_BLOCK_SIZE};
 use super::limits::E2eLimits;
 use super::trust::TrustStore;
-use crate::core::identity::{fingerprint_hex, DeviceIdentity};
+use crate::core::identity::{DeviceFingerprint, DeviceIdentity};
 use crate::core::session::Session;
 
 /// The end-to-end configuration of a device: its TLS identity, the keys it pins, the policy of
@@ -50,7 +50,7 @@ pub struct E2eSettings {
     pub hooks: TransportHooks,
     /// Attack-test knob: advertise this fingerprint in Jingle instead of our own (a relay that
     /// substitutes its key). Never set in production.
-    pub advertise_fingerprint: Option<[u8; 32]>,
+    pub advertise_fingerprint: Option<DeviceFingerprint>,
 }
 
 /// Default [`E2eSettings::setup_timeout`].
@@ -97,10 +97,7 @@ impl E2eSettings {
 impl std::fmt::Debug for E2eSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("E2eSettings")
-            .field(
-                "fingerprint",
-                &fingerprint_hex(&self.identity.fingerprint()),
-            )
+            .field("fingerprint", &self.identity.fingerprint().to_hex())
             .field("trusted", &self.trust.list().len())
             .field("require_tunnel", &self.require_tunnel)
             .field("block_size", &self.block_size)

@@ -17,9 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::{
-    certificate_spki, fingerprint_hex, spki_sha256, DeviceIdentity, PinnedPeerKey,
-};
+use crate::core::identity::{certificate_spki, DeviceFingerprint, DeviceIdentity, PinnedPeerKey};
 
 /// Exporter label binding pairing to this TLS session (DESIGN §4).
 pub const PAIRING_EXPORTER_LABEL: &[u8] = b"EXPORTER-pmn-pair";
@@ -38,7 +36,7 @@ pub struct SecureChannel<S> {
     /// The TLS stream; read and write plaintext.
     pub stream: TlsStream<S>,
     /// SHA-256 of the peer's SPKI (equal to the expected one, or the handshake would have failed).
-    pub peer_fingerprint: [u8; 32],
+    pub peer_fingerprint: DeviceFingerprint,
     /// `export_keying_material(32, "EXPORTER-pmn-pair", initiator SPKI || responder SPKI)`: what
     /// pairing binds SPAKE2 to, so a relay with its own keys gets a different value on each side.
     pub pairing_binding: [u8; 32],
@@ -47,7 +45,7 @@ pub struct SecureChannel<S> {
 impl<S> std::fmt::Debug for SecureChannel<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureChannel")
-            .field("peer", &fingerprint_hex(&self.peer_fingerprint))
+            .field("peer", &self.peer_fingerprint.to_hex())
             .finish_non_exhaustive()
     }
 }
@@ -88,7 +86,7 @@ pub async fn handshake<S>(
     io: S,
     role: TlsRole,
     identity: &DeviceIdentity,
-    expected_peer: [u8; 32],
+    expected_peer: DeviceFingerprint,
     timeout: Duration,
 ) -> Result<SecureChannel<S>>
 where
@@ -120,7 +118,7 @@ where
                 let binding = export(conn, &own_spki, &peer)?;
                 Ok(SecureChannel {
                     stream: TlsStream::Client(stream),
-                    peer_fingerprint: spki_sha256(&peer),
+                    peer_fingerprint: DeviceFingerprint::from_spki(&peer),
                     pairing_binding: binding,
                 })
             }
@@ -142,7 +140,7 @@ where
                 let binding = export(conn, &peer, &own_spki)?;
                 Ok(SecureChannel {
                     stream: TlsStream::Server(stream),
-                    peer_fingerprint: spki_sha256(&peer),
+                    peer_fingerprint: DeviceFingerprint::from_spki(&peer),
                     pairing_binding: binding,
                 })
             }

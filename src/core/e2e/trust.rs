@@ -31,7 +31,7 @@ use xmpp_parsers::jid::BareJid;
 use super::revocation::{ListError, RevocationList, VerifiedList};
 use super::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::fingerprint_hex;
+use crate::core::identity::DeviceFingerprint;
 use xmpp_parsers::minidom::Element;
 
 /// How a key came to be trusted.
@@ -104,14 +104,14 @@ pub enum Accepted {
     /// The list was newer (or named more keys at the same epoch): kept; these pins were dropped.
     Newer {
         /// Pins removed because the list names them.
-        dropped: Vec<[u8; 32]>,
+        dropped: Vec<DeviceFingerprint>,
     },
 }
 
 /// The set of pinned peer keys. Thread-safe; share it as `Arc<TrustStore>`.
 #[derive(Debug)]
 pub struct TrustStore {
-    devices: Mutex<BTreeMap<(String, [u8; 32]), TrustedDevice>>,
+    devices: Mutex<BTreeMap<(String, DeviceFingerprint), TrustedDevice>>,
     path: Option<PathBuf>,
     /// Per network (bare JID): the revocations this device verified. Lock order: this, then
     /// `devices`.
@@ -188,7 +188,7 @@ impl TrustStore {
     }
 
     /// The signer of that list, whose attestations at its epoch count like a first-hand key's.
-    pub fn revocation_anchor(&self, jid: &BareJid) -> Option<[u8; 32]> {
+    pub fn revocation_anchor(&self, jid: &BareJid) -> Option<DeviceFingerprint> {
         self.lock_revocations()
             .get(jid.as_str())
             .and_then(|r| r.anchor.as_deref().and_then(parse_fingerprint_hex))
@@ -202,10 +202,10 @@ impl TrustStore {
     }
 
     /// Whether a verified revocation list of `jid` named `fingerprint`.
-    pub fn is_revoked(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> bool {
+    pub fn is_revoked(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> bool {
         self.lock_revocations()
             .get(jid.as_str())
-            .is_some_and(|r| r.revoked.contains(&fingerprint_hex(fingerprint)))
+            .is_some_and(|r| r.revoked.contains(&fingerprint.to_hex()))
     }
 
     /// Takes a list whose signature verified ([`crate::core::e2e::revocation::verify_list`]) as
@@ -218,11 +218,11 @@ impl TrustStore {
         &self,
         jid: &BareJid,
         list: &VerifiedList,
-        own: &[u8; 32],
+        own: &DeviceFingerprint,
     ) -> std::result::Result<Accepted, ListError> {
         let mut all = self.lock_revocations();
         let current = all.get(jid.as_str()).cloned().unwrap_or_default();
-        let signer_hex = fingerprint_hex(&list.signer);
+        let signer_hex = list.signer.to_hex();
         if current.revoked.contains(&signer_hex) {
             return Err(ListError::RevokedSigner(list.signer));
         }
@@ -245,7 +245,7 @@ impl TrustStore {
                 got: list.epoch,
             });
         }
-        let named: BTreeSet<String> = list.revoked.iter().map(fingerprint_hex).collect();
+        let named: BTreeSet<String> = list.revoked.iter().map(DeviceFingerprint::to_hex).collect();
         let mut next = current.clone();
         next.revoked.extend(named);
         if list.epoch > current.epoch {
@@ -284,19 +284,21 @@ impl TrustStore {
         Ok(Accepted::Newer { dropped })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, [u8; 32]), TrustedDevice>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<(String, DeviceFingerprint), TrustedDevice>> {
         // Single inserts/removes cannot leave the map inconsistent, so a poisoned lock is usable.
         self.devices.locked()
     }
 
     /// Whether `fingerprint` is pinned for devices of `jid` (and no revocation list named it).
-    pub fn is_trusted(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> bool {
+    pub fn is_trusted(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> bool {
         !self.is_revoked(jid, fingerprint)
             && self.lock().contains_key(&(jid.to_string(), *fingerprint))
     }
 
     /// How `fingerprint` of `jid` is trusted, if it is (never for a key a revocation list named).
-    pub fn source(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Option<TrustSource> {
+    pub fn source(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> Option<TrustSource> {
         if self.is_revoked(jid, fingerprint) {
             return None;
         }
@@ -308,19 +310,24 @@ impl TrustStore {
     /// Pins `fingerprint` for `jid`. Idempotent; an existing pin keeps its original source. If the
     /// file cannot be written the pin is not made. A key a revocation list of `jid` named is
     /// refused (`Forbidden`): it may not come back by pairing, attestation or by hand.
-    pub fn pin(&self, jid: &BareJid, fingerprint: &[u8; 32], source: TrustSource) -> Result<()> {
+    pub fn pin(
+        &self,
+        jid: &BareJid,
+        fingerprint: &DeviceFingerprint,
+        source: TrustSource,
+    ) -> Result<()> {
         let key = (jid.to_string(), *fingerprint);
         // Held across the pin, so a revocation list accepted meanwhile cannot be missed.
         let revocations = self.lock_revocations();
         if revocations
             .get(jid.as_str())
-            .is_some_and(|r| r.revoked.contains(&fingerprint_hex(fingerprint)))
+            .is_some_and(|r| r.revoked.contains(&fingerprint.to_hex()))
         {
             return Err(Error::new(
                 ErrorKind::Forbidden,
                 format!(
                     "key {} was revoked on {jid}; it cannot be trusted again",
-                    fingerprint_hex(fingerprint)
+                    fingerprint.to_hex()
                 ),
             ));
         }
@@ -332,7 +339,7 @@ impl TrustStore {
             key.clone(),
             TrustedDevice {
                 jid: jid.to_string(),
-                fingerprint: fingerprint_hex(fingerprint),
+                fingerprint: fingerprint.to_hex(),
                 source,
             },
         );
@@ -345,11 +352,11 @@ impl TrustStore {
 
     /// Removes the pin; true if there was one. The endpoint closes tunnels using the key. If the
     /// file cannot be written the pin stays (and the error says so).
-    pub fn revoke(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
+    pub fn revoke(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> Result<bool> {
         self.remove_pin(jid, fingerprint)
     }
 
-    fn remove_pin(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
+    fn remove_pin(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> Result<bool> {
         let key = (jid.to_string(), *fingerprint);
         let mut devices = self.lock();
         let Some(removed) = devices.remove(&key) else {
@@ -368,7 +375,7 @@ impl TrustStore {
     }
 
     /// Writes `devices` (the caller holds the lock, so this is the newest state).
-    fn save(&self, devices: &BTreeMap<(String, [u8; 32]), TrustedDevice>) -> Result<()> {
+    fn save(&self, devices: &BTreeMap<(String, DeviceFingerprint), TrustedDevice>) -> Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -500,7 +507,7 @@ mod tests {
         let path = dir.path().join("trust.json");
         let home: BareJid = "home@home.test".parse().unwrap();
         let other: BareJid = "romeo@away.test".parse().unwrap();
-        let fp = [7u8; 32];
+        let fp = DeviceFingerprint([7u8; 32]);
         {
             let store = TrustStore::open(&path).unwrap();
             store.pin(&home, &fp, TrustSource::Paired).unwrap();
@@ -537,7 +544,7 @@ mod tests {
         let home: BareJid = "home@home.test".parse().unwrap();
         TrustStore::open(&path)
             .unwrap()
-            .pin(&home, &[1; 32], TrustSource::Paired)
+            .pin(&home, &DeviceFingerprint([1; 32]), TrustSource::Paired)
             .unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "written owner-only");
@@ -548,7 +555,9 @@ mod tests {
             assert!(err.message().contains("chmod 600"), "{err}");
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(TrustStore::open(&path).unwrap().is_trusted(&home, &[1; 32]));
+        assert!(TrustStore::open(&path)
+            .unwrap()
+            .is_trusted(&home, &DeviceFingerprint([1; 32])));
     }
 
     #[test]
@@ -562,7 +571,7 @@ mod tests {
                 let (store, home) = (store.clone(), home.clone());
                 std::thread::spawn(move || {
                     for i in 0..25u8 {
-                        let fp = [t * 32 + i; 32];
+                        let fp = DeviceFingerprint([t * 32 + i; 32]);
                         store.pin(&home, &fp, TrustSource::Paired).unwrap();
                         // Every third pin is revoked again: the file must end without it.
                         if i % 3 == 0 {
@@ -594,7 +603,9 @@ mod tests {
         let path = dir.path().join("trust.json");
         let store = TrustStore::open(&path).unwrap();
         let home: BareJid = "home@home.test".parse().unwrap();
-        store.pin(&home, &[1; 32], TrustSource::Paired).unwrap();
+        store
+            .pin(&home, &DeviceFingerprint([1; 32]), TrustSource::Paired)
+            .unwrap();
         // A directory nobody may write to (root ignores modes: then there is nothing to test).
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
         let probe = dir.path().join("probe");
@@ -603,12 +614,17 @@ mod tests {
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
             return;
         }
-        let err = store.pin(&home, &[2; 32], TrustSource::Paired).unwrap_err();
+        let err = store
+            .pin(&home, &DeviceFingerprint([2; 32]), TrustSource::Paired)
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
-        assert!(!store.is_trusted(&home, &[2; 32]), "undone in memory");
-        assert!(store.revoke(&home, &[1; 32]).is_err());
         assert!(
-            store.is_trusted(&home, &[1; 32]),
+            !store.is_trusted(&home, &DeviceFingerprint([2; 32])),
+            "undone in memory"
+        );
+        assert!(store.revoke(&home, &DeviceFingerprint([1; 32])).is_err());
+        assert!(
+            store.is_trusted(&home, &DeviceFingerprint([1; 32])),
             "revocation undone in memory"
         );
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -616,7 +632,7 @@ mod tests {
         assert_eq!(reopened.list(), store.list());
     }
 
-    fn list(signer: [u8; 32], epoch: u64, revoked: &[[u8; 32]]) -> VerifiedList {
+    fn list(signer: DeviceFingerprint, epoch: u64, revoked: &[DeviceFingerprint]) -> VerifiedList {
         // The store trusts what `verify_list` checked; here only its decisions are under test.
         VerifiedList {
             epoch,
@@ -638,7 +654,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trust.json");
         let home: BareJid = "home@home.test".parse().unwrap();
-        let (owner, lost, me) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let (owner, lost, me) = (
+            DeviceFingerprint([1u8; 32]),
+            DeviceFingerprint([2u8; 32]),
+            DeviceFingerprint([3u8; 32]),
+        );
         {
             let store = TrustStore::open(&path).unwrap();
             store.pin(&home, &owner, TrustSource::Paired).unwrap();

@@ -30,7 +30,7 @@ use xmpp_parsers::stanza::Stanza;
 use super::limits::E2eCounters;
 use super::tls::SecureChannel;
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
-use crate::core::identity::fingerprint_hex;
+use crate::core::identity::DeviceFingerprint;
 use crate::core::session::iq_tracker::IqTracker;
 use crate::core::session::IqReply;
 
@@ -44,7 +44,7 @@ pub const DEFAULT_OUTBOUND_DEPTH: usize = 256;
 struct TunnelShared {
     peer: FullJid,
     local: FullJid,
-    fingerprint: [u8; 32],
+    fingerprint: DeviceFingerprint,
     pairing_binding: [u8; 32],
     outbound: mpsc::Sender<Stanza>,
     outbound_depth: usize,
@@ -81,7 +81,7 @@ impl std::fmt::Debug for Tunnel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tunnel")
             .field("peer", &self.shared.peer)
-            .field("fingerprint", &fingerprint_hex(&self.shared.fingerprint))
+            .field("fingerprint", &self.shared.fingerprint.to_hex())
             .field("up", &self.is_up())
             .finish()
     }
@@ -142,7 +142,7 @@ impl Tunnel {
     }
 
     /// SHA-256 of the peer's SPKI (authenticated by the TLS handshake).
-    pub fn peer_fingerprint(&self) -> [u8; 32] {
+    pub fn peer_fingerprint(&self) -> DeviceFingerprint {
         self.shared.fingerprint
     }
 

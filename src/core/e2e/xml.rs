@@ -13,6 +13,8 @@ use std::borrow::Cow;
 use xso::text::Base64;
 use xso::{AsXml, AsXmlText, FromXml, FromXmlText};
 
+use crate::core::identity::DeviceFingerprint;
+
 /// Namespace of the XTLS security element (new version; the 2009 draft's `:0` used SHA-1 and SRP).
 pub const NS_XTLS: &str = "urn:xmpp:jingle:security:xtls:1";
 /// Namespace of the Jingle application that carries an XML stream of stanzas.
@@ -69,15 +71,15 @@ pub struct Fingerprint {
 
 impl Fingerprint {
     /// A SHA-256 fingerprint element.
-    pub fn new(fingerprint: &[u8; 32]) -> Self {
+    pub fn new(fingerprint: &DeviceFingerprint) -> Self {
         Fingerprint {
             hash: HASH_SHA256.to_owned(),
-            value: crate::core::identity::fingerprint_hex(fingerprint),
+            value: fingerprint.to_hex(),
         }
     }
 
     /// The digest, if the hash is `sha-256` and the value is 64 hex digits.
-    pub fn sha256(&self) -> Option<[u8; 32]> {
+    pub fn sha256(&self) -> Option<DeviceFingerprint> {
         if self.hash != HASH_SHA256 {
             return None;
         }
@@ -89,10 +91,8 @@ impl Fingerprint {
 ///
 /// Only hex digits: `u8::from_str_radix`, used here before, also takes a sign, so `+f` read as
 /// `0f` and one fingerprint had many spellings (found by the `fingerprint` fuzz target).
-pub fn parse_fingerprint_hex(hex: &str) -> Option<[u8; 32]> {
-    hex.parse::<crate::core::identity::DeviceFingerprint>()
-        .ok()
-        .map(|fp| fp.0)
+pub fn parse_fingerprint_hex(hex: &str) -> Option<DeviceFingerprint> {
+    hex.parse().ok()
 }
 
 /// `<method name='x509'/>` or `<method name='pake'/>`.
@@ -118,7 +118,7 @@ pub struct XtlsSecurity {
 
 impl XtlsSecurity {
     /// A security element for `fingerprint` and `method`.
-    pub fn new(fingerprint: &[u8; 32], method: SecurityMethod) -> Self {
+    pub fn new(fingerprint: &DeviceFingerprint, method: SecurityMethod) -> Self {
         XtlsSecurity {
             fingerprint: Fingerprint::new(fingerprint),
             method: Method { name: method },
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn security_round_trips_and_carries_a_sha256_fingerprint() {
-        let fp = [0xabu8; 32];
+        let fp = DeviceFingerprint::from([0xabu8; 32]);
         let sec = XtlsSecurity::new(&fp, SecurityMethod::Pake);
         let elem = Element::from(sec.clone());
         assert!(elem.is("security", NS_XTLS));
@@ -211,10 +211,13 @@ mod tests {
     #[test]
     fn fingerprint_hex_is_hex_digits_only() {
         let hex = "ab".repeat(32);
-        assert_eq!(parse_fingerprint_hex(&hex), Some([0xab; 32]));
+        assert_eq!(
+            parse_fingerprint_hex(&hex),
+            Some(DeviceFingerprint::from([0xab; 32]))
+        );
         assert_eq!(
             parse_fingerprint_hex(&format!(" {} \n", hex.to_uppercase())),
-            Some([0xab; 32])
+            Some(DeviceFingerprint::from([0xab; 32]))
         );
         // A sign is not a digit: "+b" is not "0b" (fuzz/corpus/fingerprint/crash-plus-sign).
         assert_eq!(parse_fingerprint_hex(&format!("+b{}", &hex[2..])), None);

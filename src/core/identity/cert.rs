@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateDer;
 
 use super::{
-    check_p256_spki, p256_point_from_spki, spki_sha256, KeyPolicy, KeyStore, KeyStoreError,
+    check_p256_spki, p256_point_from_spki, DeviceFingerprint, KeyPolicy, KeyStore, KeyStoreError,
     KeyStoreSigningKey,
 };
 
@@ -190,7 +190,7 @@ fn tlv(input: &[u8]) -> Result<Tlv<'_>, String> {
 pub struct DeviceIdentity {
     cert: CertificateDer<'static>,
     key: Arc<KeyStoreSigningKey>,
-    fingerprint: [u8; 32],
+    fingerprint: DeviceFingerprint,
 }
 
 impl DeviceIdentity {
@@ -215,7 +215,7 @@ impl DeviceIdentity {
         }
         let cert = device_certificate(store.as_ref(), alias, device_name)?;
         let key = Arc::new(KeyStoreSigningKey::new(store, alias)?);
-        let fingerprint = spki_sha256(key.spki());
+        let fingerprint = DeviceFingerprint::from_spki(key.spki());
         Ok(DeviceIdentity {
             cert,
             key,
@@ -234,7 +234,7 @@ impl DeviceIdentity {
     }
 
     /// SHA-256 of the SPKI: what peers pin.
-    pub fn fingerprint(&self) -> [u8; 32] {
+    pub fn fingerprint(&self) -> DeviceFingerprint {
         self.fingerprint
     }
 

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{fingerprint_hex, spki_sha256};
+use super::spki_sha256;
 
 /// A device's key fingerprint: SHA-256 of its `SubjectPublicKeyInfo` (DESIGN §4), shown and sent as
 /// 64 lower-case hex digits.
@@ -44,7 +44,7 @@ impl DeviceFingerprint {
 
     /// Lower-case hex, the form on the wire and in files.
     pub fn to_hex(&self) -> String {
-        fingerprint_hex(&self.0)
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The raw digest.

@@ -164,8 +164,9 @@ pub fn validate_alias(alias: &str) -> Result<(), KeyStoreError> {
     Ok(())
 }
 
-/// SHA-256 of a DER `SubjectPublicKeyInfo`: the device fingerprint that DESIGN §4 pins and that the
-/// XTLS `<fingerprint hash='sha-256'>` element carries.
+/// SHA-256 of a DER `SubjectPublicKeyInfo`: the digest behind the device fingerprint that DESIGN §4
+/// pins and that the XTLS `<fingerprint hash='sha-256'>` element carries. Code that handles a key
+/// fingerprint uses the typed [`DeviceFingerprint::from_spki`]; this is the bare hash.
 pub fn spki_sha256(spki: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, spki);
     let mut out = [0u8; 32];
@@ -219,11 +220,6 @@ pub fn check_p256_spki(alias: &str, spki: Vec<u8>) -> Result<Vec<u8>, KeyStoreEr
     }
 }
 
-/// Lower-case hex of a fingerprint, for logs and the FFI.
-pub fn fingerprint_hex(fingerprint: &[u8; 32]) -> String {
-    fingerprint.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,7 +265,7 @@ mod tests {
     fn fingerprint_is_sha256_of_the_spki() {
         // SHA-256("abc") from FIPS 180-2.
         assert_eq!(
-            fingerprint_hex(&spki_sha256(b"abc")),
+            DeviceFingerprint::from_spki(b"abc").to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

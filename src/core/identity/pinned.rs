@@ -10,20 +10,20 @@ use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, Uni
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::{certificate_spki, spki_sha256};
+use super::{certificate_spki, DeviceFingerprint};
 
 /// Accepts exactly one peer key: SHA-256 of the certificate's SPKI must equal `expected`. Serves
 /// both directions of a mutually authenticated TLS 1.3 handshake (server and client certificates).
 #[derive(Debug)]
 pub struct PinnedPeerKey {
-    expected: [u8; 32],
+    expected: DeviceFingerprint,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedPeerKey {
     /// A verifier for the peer whose SPKI SHA-256 is `expected`, checking TLS 1.3 signatures with
     /// `provider`'s algorithms.
-    pub fn new(expected: [u8; 32], provider: Arc<CryptoProvider>) -> Self {
+    pub fn new(expected: DeviceFingerprint, provider: Arc<CryptoProvider>) -> Self {
         Self { expected, provider }
     }
 
@@ -31,7 +31,7 @@ impl PinnedPeerKey {
         let spki = certificate_spki(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         // Not constant-time on purpose: the fingerprint is public, only equality matters.
-        if spki_sha256(spki) == self.expected {
+        if DeviceFingerprint::from_spki(spki) == self.expected {
             Ok(())
         } else {
             Err(rustls::Error::InvalidCertificate(

@@ -105,8 +105,8 @@ fn handshake(client: &mut ClientConnection, server: &mut ServerConnection) -> Re
 fn configs(
     client_id: &DeviceIdentity,
     server_id: &DeviceIdentity,
-    client_pins: [u8; 32],
-    server_pins: [u8; 32],
+    client_pins: DeviceFingerprint,
+    server_pins: DeviceFingerprint,
 ) -> (ClientConnection, ServerConnection) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let client_config = ClientConfig::builder_with_provider(provider.clone())
@@ -162,7 +162,7 @@ fn tls13_mutual_handshake_signs_through_the_store_and_pins_spki() {
     );
     let seen_by_tv = server.peer_certificates().unwrap()[0].clone();
     assert_eq!(
-        spki_sha256(certificate_spki(&seen_by_tv).unwrap()),
+        DeviceFingerprint::from_spki(certificate_spki(&seen_by_tv).unwrap()),
         phone.fingerprint()
     );
 
@@ -184,7 +184,12 @@ fn tls13_handshake_with_an_unpinned_peer_fails() {
         DeviceIdentity::load_or_generate(counting_store(dir_a.path()), "tls", "phone").unwrap();
     let tv = DeviceIdentity::load_or_generate(counting_store(dir_b.path()), "tls", "tv").unwrap();
     // The phone pins some other key: the TV's certificate must be rejected.
-    let (mut client, mut server) = configs(&phone, &tv, [0u8; 32], phone.fingerprint());
+    let (mut client, mut server) = configs(
+        &phone,
+        &tv,
+        DeviceFingerprint::from([0u8; 32]),
+        phone.fingerprint(),
+    );
     let err = handshake(&mut client, &mut server).unwrap_err();
     assert_eq!(
         err,

@@ -41,8 +41,7 @@ impl Route {
             return None;
         };
         let full = from.clone().try_into_full().ok()?;
-        e2e.existing_tunnel(&full)
-            .map(|t| DeviceFingerprint::from(t.peer_fingerprint()))
+        e2e.existing_tunnel(&full).map(|t| t.peer_fingerprint())
     }
 }
 

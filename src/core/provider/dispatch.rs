@@ -124,10 +124,9 @@ impl Dispatcher {
             }
             E2eInbound::Paired { peer, fingerprint } => {
                 tracing::info!(%peer, "paired");
-                let _ = self.pairings.send(PairingOutcome::Paired {
-                    peer,
-                    fingerprint: DeviceFingerprint::from(fingerprint),
-                });
+                let _ = self
+                    .pairings
+                    .send(PairingOutcome::Paired { peer, fingerprint });
             }
             E2eInbound::PairingFailed { peer, error } => {
                 tracing::info!(%peer, %error, "pairing failed");

@@ -18,7 +18,7 @@ use xmpp_parsers::message::{Message, MessageType};
 use super::limits::ProviderLimits;
 use super::policy::Policy;
 use super::{ACCESS_SERVICE, AUDIT_EVENT};
-use crate::core::access::{AccessGuard, DeviceFingerprint};
+use crate::core::access::AccessGuard;
 use crate::core::e2e::E2eEndpoint;
 use crate::core::events::{EventFilter, EventNotice, Subscribers};
 use crate::core::rpc::xmlrpc;
@@ -221,7 +221,7 @@ impl Feed {
         for (to, through_tunnel) in subscribers {
             let key = || {
                 let tunnel = self.e2e.as_ref()?.existing_tunnel(&to)?;
-                Some(DeviceFingerprint::from(tunnel.peer_fingerprint()))
+                Some(tunnel.peer_fingerprint())
             };
             if !self.policy.may_hear(&to, key) {
                 continue;

@@ -64,7 +64,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::core::access::{AccessGuard, AccessSettings, DeviceFingerprint};
+use crate::core::access::{AccessGuard, AccessSettings};
 use crate::core::discovery::disco_info_for;
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
@@ -230,16 +230,15 @@ impl Provider {
             Some(settings) => {
                 let admission = access.is_some().then(|| {
                     let policy = policy.clone();
-                    let admit: crate::core::e2e::Admission = Arc::new(move |jid, fp| {
-                        policy.admits_tunnel(jid, &DeviceFingerprint::from(*fp))
-                    });
+                    let admit: crate::core::e2e::Admission =
+                        Arc::new(move |jid, fp| policy.admits_tunnel(jid, fp));
                     admit
                 });
                 let (endpoint, rx) = settings.endpoint(session.clone(), admission);
                 if let Some(guard) = &access {
                     let trust = endpoint.trust().clone();
                     let network = network.clone();
-                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, &fp.0)));
+                    guard.watch_revocations(Arc::new(move |fp| trust.is_revoked(&network, fp)));
                 }
                 (Some(endpoint), Some(rx))
             }

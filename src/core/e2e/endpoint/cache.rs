@@ -17,6 +17,7 @@ use crate::core::e2e::ibb::IbbStatus;
 use crate::core::e2e::limits::E2eCounters;
 use crate::core::e2e::tunnel::Tunnel;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::identity::DeviceFingerprint;
 
 /// A place in the queue of openers of one peer's tunnel; the map entry goes with its last holder,
 /// so `opening` holds only peers being opened right now (however the opener ends, cancelled too).
@@ -85,7 +86,7 @@ impl E2eEndpoint {
     }
 
     /// Removes `fingerprint` of `jid` from the trust store and closes every tunnel using it.
-    pub fn revoke(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
+    pub fn revoke(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> Result<bool> {
         let removed = self.inner.config.trust.revoke(jid, fingerprint)?;
         self.close_where(
             |peer, fp| peer.to_bare() == *jid && fp == fingerprint,
@@ -185,7 +186,7 @@ impl E2eEndpoint {
 
     pub(super) fn close_where(
         &self,
-        doomed: impl Fn(&FullJid, &[u8; 32]) -> bool,
+        doomed: impl Fn(&FullJid, &DeviceFingerprint) -> bool,
         why: &str,
     ) -> usize {
         let closing: Vec<Tunnel> = {

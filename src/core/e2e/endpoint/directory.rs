@@ -13,7 +13,7 @@ use crate::core::e2e::revocation;
 use crate::core::e2e::trust::TrustSource;
 use crate::core::e2e::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::fingerprint_hex;
+use crate::core::identity::DeviceFingerprint;
 
 impl E2eEndpoint {
     /// Whether `message` is our own account's PEP notification about the published keys.
@@ -46,7 +46,7 @@ impl E2eEndpoint {
     /// vouching for a device it paired with), at the newest revocation epoch published (read
     /// first, so the attestation is not void on devices that know a newer list than we did).
     /// Fails if that device has not published its key, or was revoked (`Forbidden`).
-    pub async fn attest(&self, fingerprint: &[u8; 32]) -> Result<()> {
+    pub async fn attest(&self, fingerprint: &DeviceFingerprint) -> Result<()> {
         let inner = &self.inner;
         let network = self.own_network()?;
         let directory =
@@ -60,7 +60,7 @@ impl E2eEndpoint {
                 ErrorKind::Forbidden,
                 format!(
                     "device key {} was revoked on {network}",
-                    fingerprint_hex(fingerprint)
+                    fingerprint.to_hex()
                 ),
             ));
         }
@@ -73,7 +73,7 @@ impl E2eEndpoint {
                     ErrorKind::ProviderUnavailable,
                     format!(
                         "device key {} is not published on {network}",
-                        fingerprint_hex(fingerprint)
+                        fingerprint.to_hex()
                     ),
                 )
             })?;
@@ -117,7 +117,11 @@ impl E2eEndpoint {
     /// pins included, and never takes it back. Returns once the list is published (whether the
     /// key was trusted here); an error means the network was not told, and the call may be
     /// repeated. This device's own key cannot be revoked by itself (`BadParams`).
-    pub async fn revoke_everywhere(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> Result<bool> {
+    pub async fn revoke_everywhere(
+        &self,
+        jid: &BareJid,
+        fingerprint: &DeviceFingerprint,
+    ) -> Result<bool> {
         let inner = &self.inner;
         let own = inner.config.identity.fingerprint();
         if self.is_own_network(jid) && *fingerprint == own {
@@ -150,7 +154,7 @@ impl E2eEndpoint {
             .max(trust.revocation_epoch(jid))
             .checked_add(1)
             .ok_or_else(|| Error::new(ErrorKind::Internal, "revocation epoch exhausted"))?;
-        let mut revoked: BTreeSet<[u8; 32]> = trust
+        let mut revoked: BTreeSet<DeviceFingerprint> = trust
             .revocations(jid)
             .revoked
             .iter()
@@ -175,7 +179,7 @@ impl E2eEndpoint {
             match self.publish_attestation(jid, key).await {
                 Ok(()) => reattested += 1,
                 Err(e) => tracing::warn!(
-                    key = %fingerprint_hex(&fp),
+                    key = %fp.to_hex(),
                     error = %e,
                     "could not re-attest a trusted device after a revocation"
                 ),
@@ -183,7 +187,7 @@ impl E2eEndpoint {
         }
         pubkey::publish_revocations(&inner.session, &own, list, timeout).await?;
         tracing::info!(
-            key = %fingerprint_hex(fingerprint),
+            key = %fingerprint.to_hex(),
             epoch,
             reattested,
             "revocation list published"
@@ -196,13 +200,13 @@ impl E2eEndpoint {
     }
 
     /// Closes the tunnels of keys a revocation list just dropped.
-    pub(super) fn close_revoked(&self, jid: &BareJid, dropped: &[[u8; 32]]) {
+    pub(super) fn close_revoked(&self, jid: &BareJid, dropped: &[DeviceFingerprint]) {
         for revoked in dropped {
             let closed = self.close_where(
                 |peer, fp| peer.to_bare() == *jid && fp == revoked,
                 "its key was revoked on the network",
             );
-            tracing::info!(key = %fingerprint_hex(revoked), closed, "key revoked");
+            tracing::info!(key = %revoked.to_hex(), closed, "key revoked");
         }
     }
 
@@ -224,7 +228,7 @@ impl E2eEndpoint {
     /// first-hand pin (paired, manual) still counts if that read fails (as it would without any
     /// server), unless the lists read name it; an attested pin or an unknown key is refused then:
     /// revocation must not depend on the server's goodwill.
-    pub(super) async fn trusted(&self, jid: &BareJid, fingerprint: &[u8; 32]) -> bool {
+    pub(super) async fn trusted(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> bool {
         let inner = &self.inner;
         let trust = &inner.config.trust;
         if trust.is_revoked(jid, fingerprint) {

@@ -32,7 +32,7 @@ use crate::core::e2e::trust::TrustSource;
 use crate::core::e2e::tunnel::Tunnel;
 use crate::core::e2e::xml::{SecurityMethod, XmlStreamDescription, XtlsSecurity};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::fingerprint_hex;
+use crate::core::identity::DeviceFingerprint;
 use crate::core::session::IqReply;
 
 /// How a tunnel is to be authenticated when we open it.
@@ -42,7 +42,7 @@ pub(super) enum Mode<'a> {
 }
 
 impl E2eEndpoint {
-    fn own_fingerprint_advertised(&self) -> [u8; 32] {
+    fn own_fingerprint_advertised(&self) -> DeviceFingerprint {
         self.inner
             .config
             .advertise_fingerprint
@@ -214,7 +214,7 @@ impl E2eEndpoint {
                 ErrorKind::Forbidden,
                 format!(
                     "{peer} uses key {} which is not trusted (pair with it first)",
-                    fingerprint_hex(&peer_fp)
+                    peer_fp.to_hex()
                 ),
             ));
         }
@@ -435,7 +435,7 @@ impl E2eEndpoint {
                     let refusal = (!ok).then(|| {
                         format!(
                             "key {} is neither paired with this device nor granted access",
-                            fingerprint_hex(&offer.fingerprint)
+                            offer.fingerprint.to_hex()
                         )
                     });
                     this.decided(peer, id, jingle, offer, slot, refusal);

@@ -44,6 +44,7 @@ use super::limits::{E2eCounters, E2eStats, HalfOpenSlots};
 use super::settings::E2eSettings;
 use super::trust::TrustStore;
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
+use crate::core::identity::DeviceFingerprint;
 use crate::core::session::{ConnectionState, IqReply, Session};
 
 mod cache;
@@ -62,7 +63,7 @@ use cache::TunnelEntry;
 
 /// Decides whether an inbound tunnel from (bare JID, key fingerprint) is accepted although the key
 /// is not in the trust store.
-pub type Admission = Arc<dyn Fn(&BareJid, &[u8; 32]) -> bool + Send + Sync>;
+pub type Admission = Arc<dyn Fn(&BareJid, &DeviceFingerprint) -> bool + Send + Sync>;
 
 /// What the endpoint hands to the role layer.
 #[derive(Debug)]
@@ -74,7 +75,7 @@ pub enum E2eInbound {
         /// The peer.
         peer: FullJid,
         /// Its authenticated SPKI fingerprint.
-        fingerprint: [u8; 32],
+        fingerprint: DeviceFingerprint,
     },
     /// A tunnel ended; `reason` is `None` for a clean close.
     TunnelDown {
@@ -104,7 +105,7 @@ pub enum E2eInbound {
         /// The new peer.
         peer: FullJid,
         /// Its pinned fingerprint.
-        fingerprint: [u8; 32],
+        fingerprint: DeviceFingerprint,
     },
 }
 
@@ -221,7 +222,7 @@ impl E2eEndpoint {
     }
 
     /// This device's fingerprint (SHA-256 of its SPKI).
-    pub fn fingerprint(&self) -> [u8; 32] {
+    pub fn fingerprint(&self) -> DeviceFingerprint {
         self.inner.config.identity.fingerprint()
     }
 

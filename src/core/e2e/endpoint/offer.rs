@@ -11,10 +11,11 @@ use crate::core::e2e::xml::{
     SecurityMethod, XmlStreamDescription, XtlsSecurity, NS_XMLSTREAM, NS_XTLS,
 };
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::identity::DeviceFingerprint;
 
 /// What a session-initiate offers (`pub(crate)` for the fuzz targets in `crate::fuzzing`).
 pub(crate) struct Offer {
-    pub(crate) fingerprint: [u8; 32],
+    pub(crate) fingerprint: DeviceFingerprint,
     pub(crate) method: SecurityMethod,
     pub(crate) ibb_sid: String,
     pub(crate) block_size: u16,
@@ -86,7 +87,7 @@ pub(crate) fn parse_accept(
     jingle: &Jingle,
     ibb_sid: &str,
     method: SecurityMethod,
-) -> Result<([u8; 32], u16)> {
+) -> Result<(DeviceFingerprint, u16)> {
     let protocol = |t: String| Error::new(ErrorKind::Protocol, format!("bad session-accept: {t}"));
     let (_, transport) = single_content(jingle).map_err(|(_, t)| protocol(t))?;
     if transport.sid.0 != ibb_sid {

@@ -15,7 +15,7 @@ use xmpp_parsers::pubsub::{ItemId, NodeName, PubSub, PubSubPayload};
 use super::{Attestation, KeyData, PubKey, NS_PUBKEY};
 use crate::core::e2e::revocation::{self, ListError, RevocationList, NS_REVOCATIONS};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::identity::{certificate_spki, fingerprint_hex, spki_sha256, DeviceIdentity};
+use crate::core::identity::{certificate_spki, DeviceFingerprint, DeviceIdentity};
 use crate::core::pubsub::iq::{expect_result, NS_PUBSUB};
 use crate::core::session::{IqReply, Session};
 
@@ -39,7 +39,7 @@ pub async fn publish(
     };
     publish_item(
         session,
-        &fingerprint_hex(&spki_sha256(spki)),
+        &DeviceFingerprint::from_spki(spki).to_hex(),
         payload,
         timeout,
     )
@@ -49,11 +49,11 @@ pub async fn publish(
 /// Publishes our revocation list as item `revocations-<our fingerprint hex>` of the key node.
 pub async fn publish_revocations(
     session: &Session,
-    signer: &[u8; 32],
+    signer: &DeviceFingerprint,
     list: RevocationList,
     timeout: std::time::Duration,
 ) -> Result<()> {
-    let id = format!("{}{}", revocation::ITEM_PREFIX, fingerprint_hex(signer));
+    let id = format!("{}{}", revocation::ITEM_PREFIX, signer.to_hex());
     publish_item(session, &id, list, timeout).await
 }
 
@@ -212,12 +212,12 @@ pub async fn ensure_own_published(
 /// publish the item again): the signed list of [`revocation`] is; this only tidies the node.
 pub async fn retract(
     session: &Session,
-    fingerprint: &[u8; 32],
+    fingerprint: &DeviceFingerprint,
     timeout: std::time::Duration,
 ) -> Result<()> {
     expect_result(
         session
-            .request(retract_request(&fingerprint_hex(fingerprint)), timeout)
+            .request(retract_request(&fingerprint.to_hex()), timeout)
             .await?,
         "retracting the device key",
     )
@@ -232,7 +232,7 @@ pub struct PublishedKey {
     /// The device's SPKI (DER).
     pub spki: Vec<u8>,
     /// SHA-256 of the SPKI.
-    pub fingerprint: [u8; 32],
+    pub fingerprint: DeviceFingerprint,
     /// Its attestations.
     pub attestations: Vec<Attestation>,
 }
@@ -301,7 +301,7 @@ pub(crate) fn parse_directory(pubsub: &Element) -> Directory {
                 keys.push(PublishedKey {
                     certificate: pk.key.der.clone(),
                     spki: spki.to_vec(),
-                    fingerprint: spki_sha256(spki),
+                    fingerprint: DeviceFingerprint::from_spki(spki),
                     attestations: pk.attestations,
                 });
             }

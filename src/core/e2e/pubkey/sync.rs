@@ -10,16 +10,16 @@ use crate::core::e2e::revocation::{self, ListError, RevocationList};
 use crate::core::e2e::trust::{Accepted, TrustSource, TrustStore};
 use crate::core::e2e::xml::parse_fingerprint_hex;
 use crate::core::error::Result;
-use crate::core::identity::fingerprint_hex;
+use crate::core::identity::DeviceFingerprint;
 use crate::core::session::Session;
 
 /// What [`sync_attested`] changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SyncOutcome {
     /// Newly pinned fingerprints (attested by a trusted owner device).
-    pub pinned: Vec<[u8; 32]>,
+    pub pinned: Vec<DeviceFingerprint>,
     /// Pins removed: named by a revocation list, or attested pins no longer vouched for.
-    pub revoked: Vec<[u8; 32]>,
+    pub revoked: Vec<DeviceFingerprint>,
     /// Published revocation lists refused (forged, unknown or revoked signer, older epoch). They
     /// change nothing: the device keeps the newest list it verified.
     pub refused_lists: Vec<ListError>,
@@ -30,9 +30,9 @@ pub struct SyncOutcome {
 pub fn apply_revocations(
     trust: &TrustStore,
     jid: &BareJid,
-    own: &[u8; 32],
+    own: &DeviceFingerprint,
     lists: &[std::result::Result<RevocationList, ListError>],
-) -> (Vec<[u8; 32]>, Vec<ListError>) {
+) -> (Vec<DeviceFingerprint>, Vec<ListError>) {
     let mut refused = Vec::new();
     let mut verified = Vec::new();
     for list in lists {
@@ -81,7 +81,7 @@ pub async fn sync_attested_except(
     session: &Session,
     trust: &TrustStore,
     jid: &BareJid,
-    own: Option<&[u8; 32]>,
+    own: Option<&DeviceFingerprint>,
     timeout: std::time::Duration,
 ) -> Result<SyncOutcome> {
     let directory = fetch_directory(session, jid, timeout).await?;
@@ -108,10 +108,10 @@ pub async fn sync_attested_except(
 pub fn apply_directory(
     trust: &TrustStore,
     jid: &BareJid,
-    own: Option<&[u8; 32]>,
+    own: Option<&DeviceFingerprint>,
     directory: &Directory,
 ) -> Result<SyncOutcome> {
-    let own_fp = own.copied().unwrap_or([0; 32]);
+    let own_fp = own.copied().unwrap_or(DeviceFingerprint::from([0; 32]));
     let (dropped, refused_lists) = apply_revocations(trust, jid, &own_fp, &directory.lists);
     let keys = &directory.keys;
     let mut outcome = SyncOutcome {
@@ -123,7 +123,7 @@ pub fn apply_directory(
     let anchor = trust.revocation_anchor(jid);
     // Who may vouch: a device trusted first-hand, or the signer of the newest list we verified
     // (it proved to be an owner at that epoch; it re-attests the devices it still trusts).
-    let vouches = |by: &[u8; 32]| {
+    let vouches = |by: &DeviceFingerprint| {
         if trust.is_revoked(jid, by) {
             return false;
         }
@@ -139,7 +139,7 @@ pub fn apply_directory(
         )
     };
     // Published keys that carry a valid, current attestation by a device that may vouch.
-    let vouched: Vec<([u8; 32], [u8; 32])> = keys
+    let vouched: Vec<(DeviceFingerprint, DeviceFingerprint)> = keys
         .iter()
         .filter(|key| own != Some(&key.fingerprint) && !trust.is_revoked(jid, &key.fingerprint))
         .filter_map(|key| {
@@ -162,13 +162,7 @@ pub fn apply_directory(
         if trust.is_trusted(jid, fingerprint) {
             continue;
         }
-        trust.pin(
-            jid,
-            fingerprint,
-            TrustSource::Attested {
-                by: fingerprint_hex(by),
-            },
-        )?;
+        trust.pin(jid, fingerprint, TrustSource::Attested { by: by.to_hex() })?;
         outcome.pinned.push(*fingerprint);
     }
     for device in trust.list() {

@@ -88,7 +88,7 @@ impl Net {
         &self,
         signer: &DeviceIdentity,
         epoch: u64,
-        revoked: &[[u8; 32]],
+        revoked: &[DeviceFingerprint],
     ) -> std::result::Result<RevocationList, ListError> {
         Ok(
             revocation::sign_list(signer, &self.jid, epoch, &revoked.iter().copied().collect())
@@ -104,7 +104,7 @@ fn epochs_only_move_forward_and_a_revoked_key_is_refused_even_first_hand() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trust.json");
     let trust = TrustStore::open(&path).unwrap();
-    let me = [9u8; 32];
+    let me = DeviceFingerprint([9u8; 32]);
     trust
         .pin(&n.jid, &owner.fingerprint(), TrustSource::Paired)
         .unwrap();
@@ -165,7 +165,7 @@ fn epochs_only_move_forward_and_a_revoked_key_is_refused_even_first_hand() {
     // A forged list is refused the same way, never a panic.
     let mut forged = n.list(&owner, 10, &[]).unwrap();
     forged.revoked.push(revocation::Revoked {
-        fingerprint: fingerprint_hex(&[1; 32]),
+        fingerprint: DeviceFingerprint([1; 32]).to_hex(),
     });
     let (_, refused) = apply_revocations(&trust, &n.jid, &me, &[Ok(forged)]);
     assert_eq!(refused, vec![ListError::BadSignature]);
