@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use pmn::core::controller::{Controller, ControllerConfig};
 use pmn::core::error::Result;
-use pmn::core::events::{EventNotice, EventSink};
 use pmn::core::provider::{Provider, ProviderConfig};
+use pmn::core::rpc::events::{EventNotice, EventSink};
 use pmn::core::rpc::xmlrpc::{to_value, Value};
 use pmn::core::rpc::{CallContext, Service};
 use pmn::core::services::player::{PlaybackState, PlayerStatus};

@@ -106,7 +106,7 @@ fn assert_no_plain_control(who: &str, sent: &[String]) {
             "{who} sent RPC in clear: {stanza}"
         );
         assert!(
-            !stanza.contains(pmn::core::events::NS),
+            !stanza.contains(pmn::core::rpc::events::NS),
             "{who} sent an event in clear: {stanza}"
         );
     }

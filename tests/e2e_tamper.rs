@@ -182,7 +182,7 @@ impl Household {
                     "the {who} sent RPC in clear: {stanza}"
                 );
                 assert!(
-                    !stanza.contains(pmn::core::events::NS),
+                    !stanza.contains(pmn::core::rpc::events::NS),
                     "the {who} sent an event in clear: {stanza}"
                 );
             }

@@ -6,7 +6,6 @@ pub mod controller;
 pub mod discovery;
 pub mod e2e;
 pub mod error;
-pub mod events;
 pub mod identity;
 pub(crate) mod plumbing;
 pub mod provider;

@@ -1,7 +1,7 @@
 //! The XML-RPC codec's entry points (a `<value>`, a `jabber:iq:rpc` query) and a provider's
 //! `<event/>`: decode, encode, decode again.
 
-use crate::core::events::EventNotice;
+use crate::core::rpc::events::EventNotice;
 use crate::core::rpc::xmlrpc::{self, Limits, RpcPayload};
 
 use super::{element, relaxed, rewire};

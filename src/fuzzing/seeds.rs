@@ -27,8 +27,8 @@ use crate::core::e2e::pubkey::{attest, KeyData, PubKey, NS_PUBKEY};
 use crate::core::e2e::xml::{
     ConfirmMessage, Pair, PakeMessage, SecurityMethod, XmlStreamDescription, XtlsSecurity,
 };
-use crate::core::events::EventNotice;
 use crate::core::identity::{DeviceIdentity, KeyPolicy, KeyStore};
+use crate::core::rpc::events::EventNotice;
 use crate::core::rpc::xmlrpc::{
     call_to_query, response_to_query, value_to_element, MethodCall, MethodResponse, Value,
 };

@@ -19,11 +19,11 @@ use crate::core::discovery::{
     presence_for, Advertised, DirectoryUpdate, DiscoAnswer, InfoQueries, PresenceOutcome,
     QueryStart, Verdict,
 };
-use crate::core::e2e::settings::next_inbound;
+use crate::core::e2e::endpoint::next_inbound;
 use crate::core::e2e::{E2eInbound, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::{self, EventFilter, EventNotice};
 use crate::core::plumbing;
+use crate::core::rpc::events::{self, EventFilter, EventNotice};
 use crate::core::rpc::{self};
 use crate::core::session::{Inbound, IqReply};
 

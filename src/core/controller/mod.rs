@@ -40,9 +40,9 @@ use crate::core::discovery::{
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::{EventFilter, EventNotice};
 use crate::core::plumbing;
 use crate::core::pubsub::{Playlists, PlaylistsConfig};
+use crate::core::rpc::events::{EventFilter, EventNotice};
 use crate::core::rpc::{self, xmlrpc::Limits, xmlrpc::Value, CallId};
 use crate::core::rpc::{Caller, Event, Remote, ServiceSpec};
 use crate::core::services::library::Library;

@@ -7,7 +7,7 @@ use crate::core::sync::Locked;
 use xmpp_parsers::jid::FullJid;
 
 use crate::core::error::Result;
-use crate::core::events::EventFilter;
+use crate::core::rpc::events::EventFilter;
 use crate::core::rpc::xmlrpc::Value;
 
 impl Controller {

@@ -468,7 +468,7 @@ mod tests {
         }
         for protocol in [
             crate::core::access::NS_ACCESS,
-            crate::core::events::NS,
+            crate::core::rpc::events::NS,
             crate::core::e2e::xml::NS_PAIR,
             crate::core::e2e::pubkey::NS_ATTEST,
             crate::core::e2e::pubkey::NOTIFY_PUBKEY,

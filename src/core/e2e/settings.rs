@@ -3,16 +3,18 @@
 //! end-to-end configuration type ([`E2eSettings`]), and what a role needs around its endpoint.
 
 use std::sync::Arc;
+
 use std::time::Duration;
+use xmpp_parsers::jid::BareJid;
 
-use tokio::sync::mpsc;
-
-use super::endpoint::{Admission, E2eEndpoint, E2eInbound};
 use super::ibb::{TransportHooks, MAX_BLOCK_SIZE};
 use super::limits::E2eLimits;
 use super::trust::TrustStore;
 use crate::core::identity::{DeviceFingerprint, DeviceIdentity};
-use crate::core::session::Session;
+
+/// Decides whether an inbound tunnel from (bare JID, key fingerprint) is accepted although the key
+/// is not in the trust store.
+pub type Admission = Arc<dyn Fn(&BareJid, &DeviceFingerprint) -> bool + Send + Sync>;
 
 /// The end-to-end configuration of a device: its TLS identity, the keys it pins, the policy of
 /// its role, and the bounds and knobs of its [`E2eEndpoint`]. One type for both levels: a role
@@ -72,26 +74,6 @@ impl E2eSettings {
             advertise_fingerprint: None,
         }
     }
-
-    /// The endpoint of a role over `session` with these settings and the role's `admission`.
-    pub(crate) fn endpoint(
-        &self,
-        session: Session,
-        admission: Option<Admission>,
-    ) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
-        let mut config = self.clone();
-        config.admission = admission;
-        let (endpoint, events) = E2eEndpoint::new(session, config);
-        // Our key on the network's XEP-0189 node: what lets an owner attest us and the network's
-        // devices verify that attestation.
-        let publisher = endpoint.clone();
-        tokio::spawn(async move {
-            if let Err(e) = publisher.publish_key().await {
-                tracing::warn!(error = %e, "could not publish this device's key");
-            }
-        });
-        (endpoint, events)
-    }
 }
 
 impl std::fmt::Debug for E2eSettings {
@@ -103,17 +85,6 @@ impl std::fmt::Debug for E2eSettings {
             .field("block_size", &self.block_size)
             .field("setup_timeout", &self.setup_timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// The next event of an optional endpoint; pends forever without one, so a `select!` arm over it
-/// is simply never taken by a role that does not use the tunnel.
-pub(crate) async fn next_inbound(
-    rx: &mut Option<mpsc::Receiver<E2eInbound>>,
-) -> Option<E2eInbound> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -20,7 +20,7 @@ use super::policy::Policy;
 use super::{ACCESS_SERVICE, AUDIT_EVENT};
 use crate::core::access::AccessGuard;
 use crate::core::e2e::E2eEndpoint;
-use crate::core::events::{EventFilter, EventNotice, Subscribers};
+use crate::core::rpc::events::{EventFilter, EventNotice, Subscribers};
 use crate::core::rpc::xmlrpc;
 use crate::core::session::Session;
 

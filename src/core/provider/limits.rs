@@ -31,7 +31,7 @@ pub struct ProviderLimits {
     /// resources: a guest with many resources cannot take the household's slots.
     pub subscriptions_per_guest: usize,
     /// Subscriptions all guests together may hold; each service accepts
-    /// [`crate::core::events::MAX_SUBSCRIBERS_PER_SERVICE`], so at least that minus this stays
+    /// [`crate::core::rpc::events::MAX_SUBSCRIBERS_PER_SERVICE`], so at least that minus this stays
     /// for own devices.
     pub subscriptions_for_guests: usize,
     /// Records the access audit log keeps ([`crate::core::access::DEFAULT_AUDIT_CAPACITY`]).
@@ -98,7 +98,7 @@ impl ProviderLimits {
             // Else slow guest calls could hold every place where services run.
             return bad("guests' calls must leave room (and running places) for own devices");
         }
-        if self.subscriptions_for_guests >= crate::core::events::MAX_SUBSCRIBERS_PER_SERVICE {
+        if self.subscriptions_for_guests >= crate::core::rpc::events::MAX_SUBSCRIBERS_PER_SERVICE {
             return bad("guests' subscriptions must leave room for the household's own devices");
         }
         Ok(())

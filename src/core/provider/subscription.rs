@@ -16,7 +16,7 @@ use super::feed::Subscriptions;
 use super::limits::Counters;
 use super::{ACCESS_SERVICE, AUDIT_EVENT};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::EventFilter;
+use crate::core::rpc::events::EventFilter;
 use crate::core::rpc::xmlrpc::Value;
 use crate::core::rpc::EveryServiceVerbs;
 use crate::core::rpc::{CallContext, Service};

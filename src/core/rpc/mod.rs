@@ -16,6 +16,7 @@
 pub mod call_id;
 mod client;
 pub mod dedup;
+pub mod events;
 mod remote;
 mod router;
 mod typed;

@@ -14,7 +14,7 @@ use xmpp_parsers::jid::FullJid;
 use super::xmlrpc::{self, CodecError, Limits, RpcPayload, Value};
 use crate::core::access::Scope;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::EventSink;
+use crate::core::rpc::events::EventSink;
 
 /// Who is calling. Built by the provider after it checked that the caller may call at all.
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@ use super::xmlrpc::{from_value, to_value, Value};
 use super::{CallContext, Service};
 use crate::core::access::Scope;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::{EventNotice, EventSink};
+use crate::core::rpc::events::{EventNotice, EventSink};
 use crate::core::sync::Locked;
 
 /// What identifies a service on the wire.
@@ -311,7 +311,7 @@ macro_rules! service_via_typed {
             > {
                 self.typed.call(verb, params, ctx)
             }
-            fn bind_events(&self, sink: $crate::core::events::EventSink) {
+            fn bind_events(&self, sink: $crate::core::rpc::events::EventSink) {
                 self.typed.bind_events(sink);
             }
         }

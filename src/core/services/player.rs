@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::access::Scope;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::EventNotice;
-use crate::core::events::Throttle;
+use crate::core::rpc::events::EventNotice;
+use crate::core::rpc::events::Throttle;
 use crate::core::rpc::xmlrpc::{from_value, to_value, Value};
 use crate::core::rpc::{decode_notice, event, method, Emitter, Remote, ServiceSpec, TypedService};
 

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::events::EventNotice;
+use crate::core::rpc::events::EventNotice;
 use crate::core::rpc::xmlrpc::DateTime;
 use crate::core::rpc::{decode_notice, event, method, Emitter, Remote, ServiceSpec, TypedService};
 
@@ -486,7 +486,7 @@ impl Remote<Recorder> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::events::EventSink;
+    use crate::core::rpc::events::EventSink;
     use crate::core::rpc::xmlrpc::Value;
     use crate::core::rpc::{decode_output, encode_params, Method};
     use crate::core::rpc::{CallContext, Service};

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::jingle::Jingle;
 use xmpp_parsers::ns;
 use xmpp_parsers::presence::Type as PresenceType;
@@ -61,9 +61,7 @@ pub use rotation::{PasswordRotation, NS_PASSWORD};
 
 use cache::TunnelEntry;
 
-/// Decides whether an inbound tunnel from (bare JID, key fingerprint) is accepted although the key
-/// is not in the trust store.
-pub type Admission = Arc<dyn Fn(&BareJid, &DeviceFingerprint) -> bool + Send + Sync>;
+pub use super::settings::Admission;
 
 /// What the endpoint hands to the role layer.
 #[derive(Debug)]
@@ -338,4 +336,38 @@ fn stanza_to(stanza: &Stanza) -> Result<FullJid> {
             "a tunnelled stanza needs a full JID in `to`",
         )
     })
+}
+
+/// How a role builds its endpoint from its settings.
+impl E2eSettings {
+    /// The endpoint of a role over `session` with these settings and the role's `admission`.
+    pub(crate) fn endpoint(
+        &self,
+        session: Session,
+        admission: Option<Admission>,
+    ) -> (E2eEndpoint, mpsc::Receiver<E2eInbound>) {
+        let mut config = self.clone();
+        config.admission = admission;
+        let (endpoint, events) = E2eEndpoint::new(session, config);
+        // Our key on the network's XEP-0189 node: what lets an owner attest us and the network's
+        // devices verify that attestation.
+        let publisher = endpoint.clone();
+        tokio::spawn(async move {
+            if let Err(e) = publisher.publish_key().await {
+                tracing::warn!(error = %e, "could not publish this device's key");
+            }
+        });
+        (endpoint, events)
+    }
+}
+
+/// The next event of an optional endpoint; pends forever without one, so a `select!` arm over it
+/// is simply never taken by a role that does not use the tunnel.
+pub(crate) async fn next_inbound(
+    rx: &mut Option<mpsc::Receiver<E2eInbound>>,
+) -> Option<E2eInbound> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,8 +1,8 @@
 //! The media player service's tests: shapes, bounds, queue, events.
 
 use super::*;
-use crate::core::events::EventSink;
 use crate::core::rpc::encode_event;
+use crate::core::rpc::events::EventSink;
 use crate::core::rpc::xmlrpc::Value;
 use crate::core::rpc::{decode_event, decode_output, encode_params, Method};
 use crate::core::rpc::{CallContext, Service};

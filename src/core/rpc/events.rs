@@ -13,8 +13,8 @@ use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 use xso::exports::rxml::xml_ncname;
 
+use super::xmlrpc::{self, Limits, Value};
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::rpc::xmlrpc::{self, Limits, Value};
 
 /// Namespace of the `<event/>` element.
 pub const NS: &str = "urn:xmpp:tmp:pmn:event:0";
