@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 use super::config::ConnectionConfig;
 use super::diagnostics::{self, Live};
 use super::error::{config, parse_provider, CallOutcome, PmnError};
+use super::gate::{ListenerGate, CLOSE_WAIT};
 use super::guest::GuestPass;
 use super::library::MediaLibrary;
 use super::listener::ControllerListener;
@@ -36,8 +37,12 @@ use crate::core::session::ConnectionState as CoreState;
 #[derive(uniffi::Object)]
 pub struct Controller {
     config: ConnectionConfig,
-    listener: Arc<dyn ControllerListener>,
+    /// The app's listener: closed before `connect` and after `disconnect`/`close`.
+    listener: Arc<ListenerGate>,
     inner: Mutex<Option<CoreController>>,
+    /// The state while there is no core controller: `Idle`, `Connecting`, or `Offline` after a
+    /// failed login or a disconnect.
+    state: Mutex<ConnectionState>,
     /// Forwarders from the core to the listener; aborted when the controller is dropped.
     forwarders: Mutex<Vec<tokio::task::AbortHandle>>,
     _live: Live,
@@ -54,6 +59,8 @@ impl std::fmt::Debug for Controller {
 
 impl Drop for Controller {
     fn drop(&mut self) {
+        // The app's close(): nothing reaches the listener once it returns.
+        self.listener.close(CLOSE_WAIT);
         for f in self
             .forwarders
             .get_mut()
@@ -69,12 +76,6 @@ impl Drop for Controller {
     }
 }
 
-fn report(result: Result<(), PmnError>, what: &str) {
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "listener {what} failed");
-    }
-}
-
 impl Controller {
     pub(super) fn core(&self) -> Result<CoreController, PmnError> {
         self.inner
@@ -86,6 +87,19 @@ impl Controller {
             })
     }
 
+    /// Records `state` as the state while there is no core controller, and tells the listener.
+    fn set_state(&self, state: ConnectionState) {
+        *self.state.locked() = state.clone();
+        self.listener
+            .deliver("on_connection_state", |l| l.on_connection_state(state));
+    }
+
+    fn abort_forwarders(&self) {
+        for f in std::mem::take(&mut *self.forwarders.locked()) {
+            f.abort();
+        }
+    }
+
     fn start_forwarding(&self, core: &CoreController) {
         let listener = self.listener.clone();
         let mut updates = core.updates();
@@ -93,21 +107,22 @@ impl Controller {
         let directory = runtime::handle().spawn(async move {
             // Current state first, then changes (STYLE: deliver the present, then diffs).
             for p in snapshot_source.providers() {
-                report(listener.on_provider_online(p.into()), "on_provider_online");
+                listener.deliver("on_provider_online", |l| l.on_provider_online(p.into()));
             }
             loop {
                 match updates.recv().await {
                     Ok(DirectoryUpdate::Added(p)) | Ok(DirectoryUpdate::Changed(p)) => {
-                        report(listener.on_provider_online(p.into()), "on_provider_online")
+                        listener.deliver("on_provider_online", |l| l.on_provider_online(p.into()))
                     }
-                    Ok(DirectoryUpdate::Removed(jid)) => report(
-                        listener.on_provider_offline(jid.to_string()),
-                        "on_provider_offline",
-                    ),
+                    Ok(DirectoryUpdate::Removed(jid)) => listener
+                        .deliver("on_provider_offline", |l| {
+                            l.on_provider_offline(jid.to_string())
+                        }),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(n, "listener fell behind; resending the provider list");
                         for p in snapshot_source.providers() {
-                            report(listener.on_provider_online(p.into()), "on_provider_online");
+                            listener
+                                .deliver("on_provider_online", |l| l.on_provider_online(p.into()));
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
@@ -119,7 +134,7 @@ impl Controller {
         let events = runtime::handle().spawn(async move {
             loop {
                 match events.recv().await {
-                    Ok(e) => report(listener.on_event(e.into()), "on_event"),
+                    Ok(e) => listener.deliver("on_event", |l| l.on_event(e.into())),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(n, "listener fell behind; events dropped")
                     }
@@ -133,10 +148,9 @@ impl Controller {
             loop {
                 let current: CoreState = state.borrow_and_update().clone();
                 let done = matches!(current, CoreState::Offline { .. });
-                report(
-                    listener.on_connection_state(current.into()),
-                    "on_connection_state",
-                );
+                listener.deliver("on_connection_state", |l| {
+                    l.on_connection_state(current.into())
+                });
                 if done || state.changed().await.is_err() {
                     break;
                 }
@@ -163,18 +177,28 @@ impl Controller {
         crate::core::config::check_transport(config.e2e.is_some(), config.plain_transport)?;
         Ok(Arc::new(Self {
             config,
-            listener,
+            listener: ListenerGate::new(listener),
             inner: Mutex::new(None),
+            state: Mutex::new(ConnectionState::Idle),
             forwarders: Mutex::new(Vec::new()),
             _live: Live::new(&diagnostics::CONTROLLERS),
         }))
     }
 
-    /// Logs in and starts discovery. Providers then arrive through the listener.
+    /// Logs in and starts discovery. The listener hears `Connecting`, then `Online` (providers
+    /// then arrive through it) or `Offline(error)` with the failure this call also throws. A
+    /// controller can connect again after `disconnect()`.
     pub async fn connect(&self) -> Result<(), PmnError> {
-        if self.inner.locked().is_some() {
-            return Err(config("already connected"));
+        {
+            let mut inner = self.inner.locked();
+            match inner.as_ref().map(|core| core.state()) {
+                // A session that ended on a fatal error may be replaced; a live one may not.
+                Some(CoreState::Offline { .. }) => *inner = None,
+                Some(_) => return Err(config("already connected")),
+                None => {}
+            }
         }
+        self.abort_forwarders();
         let core_config = CoreConfig {
             rpc_timeout: self.config.rpc_timeout(),
             retry: self.config.retry(),
@@ -182,15 +206,27 @@ impl Controller {
             access: self.config.owner_access(),
             ..CoreConfig::plain(self.config.to_session()?)
         };
-        let core = runtime::run(async move {
+        self.listener.open();
+        self.set_state(ConnectionState::Connecting);
+        let connected = runtime::run(async move {
             CoreController::connect(core_config)
                 .await
                 .map_err(PmnError::from)
         })
-        .await?;
-        self.start_forwarding(&core);
-        *self.inner.locked() = Some(core);
-        Ok(())
+        .await;
+        match connected {
+            Ok(core) => {
+                self.start_forwarding(&core);
+                *self.inner.locked() = Some(core);
+                Ok(())
+            }
+            Err(e) => {
+                self.set_state(ConnectionState::Offline {
+                    error: Some(e.clone()),
+                });
+                Err(e)
+            }
+        }
     }
 
     /// The providers online now.
@@ -201,11 +237,11 @@ impl Controller {
         }
     }
 
-    /// The connection state.
+    /// The connection state: `Idle` before `connect()`, then what the listener was last told.
     pub fn connection_state(&self) -> ConnectionState {
         match self.core() {
             Ok(core) => core.state().into(),
-            Err(_) => ConnectionState::Offline { error: None },
+            Err(_) => self.state.locked().clone(),
         }
     }
 
@@ -323,14 +359,22 @@ impl Controller {
         }
     }
 
-    /// Goes offline. The controller cannot be connected again; create a new one.
+    /// Goes offline. The listener hears `Offline(null)` last: no callback starts after this
+    /// returns (one in progress is waited for, up to 2 s). `connect()` may be called again.
     pub async fn disconnect(&self) {
-        if let Ok(core) = self.core() {
-            let _ = runtime::run(async move {
-                core.close().await;
-                Ok(())
-            })
+        let core = self.inner.locked().take();
+        let Some(core) = core else { return };
+        self.abort_forwarders();
+        let _ = runtime::run(async move {
+            core.close().await;
+            Ok(())
+        })
+        .await;
+        self.set_state(ConnectionState::Offline { error: None });
+        let listener = self.listener.clone();
+        // The wait for a callback in progress blocks: off the runtime's workers.
+        let _ = runtime::handle()
+            .spawn_blocking(move || listener.close(CLOSE_WAIT))
             .await;
-        }
     }
 }

@@ -7,6 +7,7 @@ mod controller;
 mod diagnostics;
 mod e2e;
 mod error;
+mod gate;
 mod guest;
 mod keystore;
 mod library;

@@ -93,6 +93,8 @@ impl From<PlaybackState> for CoreState2 {
 /// The connection to the server.
 #[derive(Debug, Clone, PartialEq, uniffi::Enum)]
 pub enum ConnectionState {
+    /// Created; `connect()` not called yet.
+    Idle,
     /// Logging in.
     Connecting,
     /// Online as `jid`.
@@ -105,7 +107,8 @@ pub enum ConnectionState {
         /// Why.
         reason: String,
     },
-    /// Ended. `error` is `None` when the app closed it.
+    /// Ended: `error` is `None` when the app disconnected, the failure when a login failed or the
+    /// session stopped on a fatal error.
     Offline {
         /// The fatal error, if any.
         error: Option<PmnError>,

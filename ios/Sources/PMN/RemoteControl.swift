@@ -115,7 +115,7 @@ final class StreamBridge: ControllerListener, @unchecked Sendable {
     private let lock = NSLock()
     private var known: [String: ProviderInfo] = [:]
     private var order: [String] = []
-    private var state: ConnectionState = .offline(error: nil)
+    private var state: ConnectionState = .idle
     private var providerContinuations: [UUID: AsyncStream<[ProviderInfo]>.Continuation] = [:]
     private var stateContinuations: [UUID: AsyncStream<ConnectionState>.Continuation] = [:]
     private var eventListeners: [UUID: @Sendable (ServiceEvent) -> Void] = [:]

@@ -140,7 +140,7 @@ private object ProviderAccessor : ClassValue<java.lang.reflect.Method>() {
 internal class FlowBridge(eventBuffer: Int) : ControllerListener {
     private val known = LinkedHashMap<String, ProviderInfo>()
     val providers = MutableStateFlow<List<ProviderInfo>>(emptyList())
-    val connection = MutableStateFlow<ConnectionState>(ConnectionState.Offline(null))
+    val connection = MutableStateFlow<ConnectionState>(ConnectionState.Idle)
     val events = MutableSharedFlow<ServiceEvent>(
         extraBufferCapacity = eventBuffer,
         onBufferOverflow = BufferOverflow.SUSPEND,

@@ -154,9 +154,16 @@ class ControllerTest {
 
     @Test
     fun wrongPasswordIsAnAuthException(): Unit = runBlocking {
-        Controller(TestServer.config("phone", password = "wrong"), RecordingListener()).use { controller ->
+        val listener = RecordingListener()
+        Controller(TestServer.config("phone", password = "wrong"), listener).use { controller ->
+            assertIs<ConnectionState.Idle>(controller.connectionState())
             assertThrows<PmnException.Auth> { runBlocking { controller.connect() } }
-            assertIs<ConnectionState.Offline>(controller.connectionState())
+            // The failure is the state, and the listener was told of each step.
+            val offline = assertIs<ConnectionState.Offline>(controller.connectionState())
+            assertIs<PmnException.Auth>(offline.error)
+            val told = listener.states.toList()
+            assertIs<ConnectionState.Connecting>(told.first())
+            assertIs<PmnException.Auth>(assertIs<ConnectionState.Offline>(told.last()).error)
         }
         assertEquals(0u, liveObjects().controllers)
     }
