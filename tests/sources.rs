@@ -391,3 +391,92 @@ async fn radio_stations_from_a_pubsub_node_are_a_container() {
     sources.stop().await;
     controller.close().await;
 }
+
+/// `pmn source` as a user runs it: a feed on the command line, browsed by a controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_source_command_serves_a_feed() {
+    let http = FeedServer::start().await;
+    http.serve("/rss", rss(&[1, 2, 3]));
+    let controller = start_controller().await;
+    let server = server();
+    let name = unique("CLI podcasts");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pmn"))
+        .args(["source", "--server", &server.addr(), "--ca"])
+        .arg(server.ca_path())
+        .args(["--network", HOME.jid, "--password", HOME.password])
+        .args([
+            "--device",
+            &unique("cli-sources"),
+            "--name",
+            &name,
+            "--plain",
+        ])
+        .args(["--feed", &http.url("/rss"), "--refresh", "60"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run pmn source");
+    let found = controller
+        .wait_for_provider(|p| p.name == name, Duration::from_secs(20))
+        .await
+        .expect("the CLI's source provider is discovered");
+    let lib = controller.library(found.jid.clone());
+    // The first read happens right after login: wait for it rather than race it.
+    let page = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let page = lib.browse("feed0", 0, 10).await.expect("browse");
+            if page.total == 3 {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("three episodes");
+    assert_eq!(
+        page.items[2].uri.as_deref(),
+        Some("https://cdn.example/ep3.mp3")
+    );
+    child.kill().await.expect("stop pmn source");
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out).await;
+    }
+    assert!(out.contains("feed0: \"Night Talks\", 3 items"), "{out}");
+    controller.close().await;
+}
+
+/// The exported (UniFFI) way to start one: `start_source_provider(config, name, feeds)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exported_api_starts_a_source_provider() {
+    let http = FeedServer::start().await;
+    http.serve("/atom", atom());
+    let name = unique("FFI podcasts");
+    assert!(matches!(
+        pmn::start_source_provider(
+            ffi_config("ffi-src"),
+            name.clone(),
+            vec!["file:///x".into()]
+        )
+        .await,
+        Err(pmn::PmnError::Config { .. })
+    ));
+    let provider =
+        pmn::start_source_provider(ffi_config("ffi-src"), name.clone(), vec![http.url("/atom")])
+            .await
+            .expect("source provider");
+    let controller = start_controller().await;
+    let found = controller
+        .wait_for_provider(|p| p.name == name, Duration::from_secs(10))
+        .await
+        .expect("discovered");
+    let page = controller
+        .library(found.jid.clone())
+        .browse("feed0", 0, 10)
+        .await
+        .expect("browse");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].title, "Film night");
+    provider.stop().await;
+    controller.close().await;
+}
