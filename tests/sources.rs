@@ -268,8 +268,9 @@ async fn bad_feeds_are_typed_errors_counted_and_the_last_good_items_stay() {
     let library = SourceLibrary::new(config).expect("library");
     let started = std::time::Instant::now();
     let changes = library.refresh().await;
+    // Read four at a time: the slow feed costs its own timeout (0.8 s), not the others'.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(3),
         "the slow feed held the refresh for {:?}",
         started.elapsed()
     );

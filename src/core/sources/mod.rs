@@ -25,6 +25,8 @@ pub mod feed;
 pub mod radio;
 
 use std::sync::{Arc, Mutex, Weak};
+
+use futures::StreamExt;
 use std::time::Duration;
 
 use crate::core::error::{Error, ErrorKind, Result};
@@ -42,6 +44,8 @@ pub use radio::{create_station_node, publish_station, Station, StationNode, NS_S
 
 /// The container of the radio stations.
 pub const RADIO_CONTAINER: &str = "radio";
+/// Sources read at the same time during a refresh.
+pub const MAX_CONCURRENT_READS: usize = 4;
 /// Shortest refresh interval: whatever the configuration says, a feed is not asked more often.
 pub const MIN_REFRESH: Duration = Duration::from_secs(1);
 
@@ -322,9 +326,21 @@ impl SourceLibrary {
             .iter()
             .map(|c| c.status.container.clone())
             .collect();
+        // A few sources at a time: a slow feed costs the others nothing (up to this many slow
+        // ones), and at most this many bodies of `max_body_bytes` are held at once.
+        let reads: Vec<(usize, std::result::Result<Read, SourceError>)> =
+            // Owned ids: a stream over borrowed ones makes the future not `Send` for every
+            // lifetime (rustc's higher-ranked check), and the refresh loop is spawned.
+            futures::stream::iter(ids.clone().into_iter().enumerate())
+                .map(|(index, container)| async move {
+                    (index, self.read_source(index, &container).await)
+                })
+                .buffered(MAX_CONCURRENT_READS)
+                .collect()
+                .await;
         let mut changes = Vec::new();
-        for (index, container) in ids.iter().enumerate() {
-            let outcome = self.read_source(index, container).await;
+        for (index, outcome) in reads {
+            let container = &ids[index];
             let mut containers = self.containers.locked();
             let Some(c) = containers.get_mut(index) else {
                 continue;
