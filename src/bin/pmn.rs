@@ -11,6 +11,11 @@
 //!   tunnel (keys, pinned peers and the guest ACL in `--state`) and prints a pairing code; `--plain`
 //!   serves in clear instead, for controllers without the tunnel (e.g. slixmpp).
 //!
+//! - `pmn source --server HOST:PORT [--ca CA.pem] --network JID --password PW --feed URL
+//!   [--feed URL…] [--stations NODE] [--refresh SECONDS] [--device D] [--name N] [--state DIR]
+//!   [--plain]`: a source provider (built with the `sources` feature): the podcast feeds and the
+//!   radio stations of a PEP node as a media library, read again every `--refresh` seconds.
+//!
 //! The provider offers the media player, a (simulated) recorder and a generated media library. The
 //! player is a real mpv (headless JSON IPC) when `mpv` is installed and `PMN_SIMULATED_PLAYER` is not
 //! set, else the simulated player.
@@ -41,6 +46,9 @@ const USAGE: &str = "usage:
                [--guest-network home@friend.test] [--guest-password PW]
   pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device tv]
                [--name NAME] [--state DIR] [--plain]
+  pmn source   --server HOST:PORT [--ca CA.pem] --network JID --password PW --feed URL
+               [--feed URL ...] [--stations NODE] [--refresh SECONDS] [--device sources]
+               [--name NAME] [--state DIR] [--plain]
   pmn help     this text
 
   demo      the whole story on one server: a TV, the owner's phone pairing with it (a code
@@ -49,6 +57,10 @@ const USAGE: &str = "usage:
             the guest playing, the audit log, the revocation
   provider  a simulated media player on the network; prints the 6-digit pairing code a phone
             types (valid 5 minutes); keys, pins and guest ACL are kept in --state (0600)
+  source    podcast feeds (RSS/Atom over HTTP(S)) and the radio stations of our PEP node NODE
+            as a media library controllers browse and TVs play by URI; read again every
+            --refresh seconds (default 900), changes sent as library.changed (needs a build
+            with --features sources)
 
   --server  the XMPP server, HOST:PORT
   --ca      a PEM CA file to trust for the server instead of the system store
@@ -66,6 +78,9 @@ struct Args {
     name: String,
     state: Option<PathBuf>,
     plain: bool,
+    feeds: Vec<String>,
+    stations: Option<String>,
+    refresh_secs: u64,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -83,6 +98,9 @@ fn parse_args() -> std::result::Result<Args, String> {
         name: "Living room TV".into(),
         state: None,
         plain: false,
+        feeds: Vec::new(),
+        stations: None,
+        refresh_secs: 900,
     };
     while let Some(flag) = it.next() {
         if flag == "--plain" {
@@ -100,6 +118,13 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--device" => args.device = value,
             "--name" => args.name = value,
             "--state" => args.state = Some(value.into()),
+            "--feed" => args.feeds.push(value),
+            "--stations" => args.stations = Some(value),
+            "--refresh" => {
+                args.refresh_secs = value
+                    .parse()
+                    .map_err(|_| format!("--refresh takes seconds, not {value:?}"))?
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -509,6 +534,68 @@ async fn provider(args: &Args) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// `pmn source`: the feeds and stations as a media library until Ctrl-C.
+#[cfg(feature = "sources")]
+async fn source(args: &Args) -> std::result::Result<(), String> {
+    use pmn::core::sources::{SourceConfig, SourceProvider, StationNode};
+    if args.feeds.is_empty() && args.stations.is_none() {
+        return Err("pmn source needs at least one --feed URL or --stations NODE".into());
+    }
+    let device = if args.device == "tv" {
+        "sources"
+    } else {
+        &args.device
+    };
+    let session = session(args, device)?;
+    let config = if args.plain {
+        println!(
+            "source provider {:?}: serving IN CLEAR (--plain)",
+            args.name
+        );
+        ProviderConfig::plain(session, &args.name)
+    } else {
+        let dir = match &args.state {
+            Some(dir) => dir.clone(),
+            None => default_state_dir(device)?,
+        };
+        let state = device_state(&dir, device)?;
+        ProviderConfig::new(session, &args.name, state.e2e.clone())
+    };
+    let sources = SourceConfig {
+        stations: args.stations.clone().map(StationNode::own),
+        refresh: Duration::from_secs(args.refresh_secs),
+        ..SourceConfig::feeds(args.feeds.clone())
+    };
+    let provider = SourceProvider::start(config, sources, vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    for status in provider.library().status() {
+        match &status.last_error {
+            None => println!(
+                "{}: {:?}, {} items ({})",
+                status.container, status.title, status.items, status.source
+            ),
+            Some(e) => println!(
+                "{}: {} not read yet: {e} (tried again at the next refresh)",
+                status.container, status.source
+            ),
+        }
+    }
+    if let Some(e2e) = provider.provider().e2e() {
+        let code = e2e.start_pairing().map_err(|e| e.to_string())?;
+        println!("pairing code (5 minutes): {code}");
+    }
+    println!("source provider {:?} online; Ctrl-C to stop", args.name);
+    let _ = tokio::signal::ctrl_c().await;
+    provider.stop().await;
+    Ok(())
+}
+
+#[cfg(not(feature = "sources"))]
+async fn source(_args: &Args) -> std::result::Result<(), String> {
+    Err("this pmn was built without the `sources` feature (cargo build --features sources)".into())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // PMN_LOG: `target=level` directives and a default level, e.g. `warn,pmn=debug`.
@@ -544,6 +631,7 @@ async fn main() -> ExitCode {
     let result = match args.command.as_str() {
         "demo" => demo(&args).await,
         "provider" => provider(&args).await,
+        "source" => source(&args).await,
         other => Err(format!("unknown command {other}\n{USAGE}")),
     };
     match result {

@@ -13,5 +13,7 @@ pub mod pubsub;
 pub mod rpc;
 pub mod services;
 pub mod session;
+#[cfg(feature = "sources")]
+pub mod sources;
 pub(crate) mod sync;
 pub mod trust;

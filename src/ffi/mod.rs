@@ -49,6 +49,8 @@ pub use records::{
     PlaybackState, PlayerStatus, ProviderInfo, Queue, QueueItem, Recording, RecordingState,
     ServiceEvent, VolumeState,
 };
+#[cfg(feature = "sources")]
+pub use services::start_source_provider;
 pub use services::{start_demo_provider, start_player_provider, MediaPlayerBackend};
 pub use task::TaskHandle;
 pub use trust::{MissedDevice, NetworkPasswordListener, PasswordRotation, Trust};

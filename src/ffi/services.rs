@@ -146,3 +146,30 @@ pub async fn start_demo_provider(
     ];
     super::provider::start(config, name, services).await
 }
+
+/// Starts a source provider named `name`: a media library whose containers are the podcast
+/// `feeds` (RSS or Atom URLs, `http(s)`), read now and every 15 minutes, each entry an item the
+/// TV plays by its URI. Subscribers to `library` get `library.changed` when entries come or go.
+/// Only in builds with the `sources` cargo feature (the phone library does not carry it).
+#[cfg(feature = "sources")]
+#[uniffi::export]
+pub async fn start_source_provider(
+    config: ConnectionConfig,
+    name: String,
+    feeds: Vec<String>,
+) -> Result<Arc<Provider>, PmnError> {
+    use crate::core::sources::{SourceConfig, SourceLibrary};
+    let library = SourceLibrary::new(SourceConfig::feeds(feeds)).map_err(PmnError::from)?;
+    let service: Arc<dyn Service> = Arc::new(library.service());
+    let provider = super::provider::start(config, name, vec![service]).await?;
+    let session = provider.with_core(|core| core.session().clone())?;
+    library.set_session(session);
+    // The first read before the app gets the provider, so a controller's first browse has the
+    // entries (a feed that fails starts empty and is read again at the next refresh).
+    super::runtime::run(async move {
+        library.refresh().await;
+        Ok(())
+    })
+    .await?;
+    Ok(provider)
+}

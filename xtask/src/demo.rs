@@ -16,7 +16,7 @@ pub(crate) fn demo(ctx: &mut Ctx) -> Result {
                 "-p",
                 "pmn",
                 "--features",
-                "test-ca",
+                "test-ca,sources",
                 "--bin",
                 "pmn",
             ]),

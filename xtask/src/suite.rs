@@ -38,6 +38,23 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
                 "--workspace",
                 "--all-targets",
                 "--features",
+                "test-ca,sources",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )
+    })?;
+    // The phone library is built without `sources`: it must stay clean without it too.
+    ctx.stage("clippy (without sources)", |ctx| {
+        run(
+            "clippy (without sources)",
+            ctx.cargo().args([
+                "clippy",
+                "-p",
+                "pmn",
+                "--all-targets",
+                "--features",
                 "test-ca",
                 "--",
                 "-D",
@@ -50,7 +67,8 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
         let result = run_counting(
             "cargo test",
             ctx.cargo()
-                .args(["test", "--workspace", "--features", "test-ca"])
+                // `sources` too, so tests/sources.rs and the source provider's unit tests run.
+                .args(["test", "--workspace", "--features", "test-ca,sources"])
                 // Set, so the interop tests fail instead of skipping when the peer is broken.
                 .env(SLIXMPP_PYTHON_ENV, &python),
             &mut counts,
@@ -61,7 +79,8 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("cargo test (ejabberd)", |ctx| {
         let mut counts = ctx.counts;
         let mut cmd = ctx.cargo();
-        cmd.args(["test", "--features", "test-ca"]);
+        // The same features as the stage before, so its test binaries are reused, not rebuilt.
+        cmd.args(["test", "--features", "test-ca,sources"]);
         for test in EJABBERD_TESTS {
             cmd.args(["--test", test]);
         }

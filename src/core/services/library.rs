@@ -8,6 +8,10 @@
 //! items, so neither side ever holds a whole large library: the provider's [`MediaLibrary`] produces
 //! one page at a time, and [`LibraryClient::browse_all`] is a stream that fetches the next page only
 //! when the previous one has been consumed. The root container is `""`.
+//!
+//! A library whose content changes by itself (a source provider refreshing a podcast feed, see
+//! `crate::core::sources`) sends [`EVENT_CHANGED`] ([`Changed`]) to the controllers subscribed to
+//! `library`: which items of which container appeared or disappeared.
 
 use std::sync::Arc;
 
@@ -16,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::rpc::xmlrpc::Bytes;
-use crate::core::rpc::{method, Remote, ServiceSpec, TypedService};
+use crate::core::rpc::{event, method, Emitter, Remote, ServiceSpec, TypedService};
 
 /// The disco#info feature of the media library.
 pub const FEATURE: &str = "urn:xmpp:tmp:pmn:media-library:0";
@@ -30,6 +34,12 @@ pub const MAX_QUERY_BYTES: usize = 1024;
 pub const FAULT_NOT_FOUND: i32 = 404;
 /// Fault code: this library serves metadata only, no bytes.
 pub const FAULT_NO_BYTES: i32 = 501;
+/// Event: the items of a container changed ([`LibraryChange`]).
+pub const EVENT_CHANGED: &str = "changed";
+/// Most item ids a [`LibraryChange`] lists in `added` and in `removed`: a feed replaced whole
+/// (10 000 entries) would not fit one stanza; past this the counts say how many, and a controller
+/// browses the container again.
+pub const MAX_CHANGE_IDS: usize = 100;
 /// Most bytes in one [`Chunk`]: 48 KiB, about 64 KiB once base64-encoded, well under a server's
 /// stanza limit (Prosody's default is 256 KiB) and a dozen 4 KiB IBB blocks.
 pub const MAX_CHUNK: u32 = 48 * 1024;
@@ -41,7 +51,57 @@ pub struct Library;
 impl ServiceSpec for Library {
     const NAME: &'static str = SERVICE;
     const FEATURE: &'static str = FEATURE;
-    const EVENTS: &'static [&'static str] = &[];
+    const EVENTS: &'static [&'static str] = &[EVENT_CHANGED];
+}
+
+event!(
+    /// `library.changed`: items appeared in or disappeared from a container.
+    Changed, Library, EVENT_CHANGED, LibraryChange);
+
+/// What changed in one container of a library (the payload of [`Changed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryChange {
+    /// The container whose children changed.
+    pub container: String,
+    /// Ids of items that appeared, at most [`MAX_CHANGE_IDS`].
+    pub added: Vec<String>,
+    /// Ids of items that disappeared, at most [`MAX_CHANGE_IDS`].
+    pub removed: Vec<String>,
+    /// How many items appeared (may exceed `added.len()`).
+    pub added_count: u32,
+    /// How many items disappeared (may exceed `removed.len()`).
+    pub removed_count: u32,
+    /// The container's number of children now.
+    pub total: u32,
+}
+
+impl LibraryChange {
+    /// The change from `before` to `after` (the ids of `container`'s children), `None` when the
+    /// two hold the same ids. Ids keep the order of the listing they come from.
+    pub fn between(container: &str, before: &[String], after: &[String]) -> Option<Self> {
+        let old: std::collections::HashSet<&str> = before.iter().map(String::as_str).collect();
+        let new: std::collections::HashSet<&str> = after.iter().map(String::as_str).collect();
+        let added: Vec<&String> = after
+            .iter()
+            .filter(|id| !old.contains(id.as_str()))
+            .collect();
+        let removed: Vec<&String> = before
+            .iter()
+            .filter(|id| !new.contains(id.as_str()))
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return None;
+        }
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Some(LibraryChange {
+            container: container.to_owned(),
+            added_count: count(added.len()),
+            removed_count: count(removed.len()),
+            added: added.into_iter().take(MAX_CHANGE_IDS).cloned().collect(),
+            removed: removed.into_iter().take(MAX_CHANGE_IDS).cloned().collect(),
+            total: count(after.len()),
+        })
+    }
 }
 
 // A `library-item` grant opens the two read methods that take an item id (the ACL also requires
@@ -328,6 +388,26 @@ fn check(method: &str, text: &str, limit: Option<u32>) -> Result<()> {
 impl LibraryService {
     /// Offers `library`.
     pub fn new(library: Arc<dyn MediaLibrary>) -> Self {
+        Self {
+            typed: Self::routes(library),
+        }
+    }
+
+    /// Offers `library`, whose content changes by itself: `start` runs once when a provider starts
+    /// offering the service (inside its runtime) and gets the [`Emitter`] that sends
+    /// [`Changed`] events to the subscribed controllers — the place to spawn a refresh loop.
+    pub fn watched(
+        library: Arc<dyn MediaLibrary>,
+        start: impl FnOnce(Emitter<Library>) + Send + 'static,
+    ) -> Self {
+        let typed = Self::routes(library);
+        let emitter = typed.emitter();
+        Self {
+            typed: typed.on_bind(move || start(emitter)),
+        }
+    }
+
+    fn routes(library: Arc<dyn MediaLibrary>) -> TypedService<Library> {
         let l = library.clone();
         let typed = TypedService::<Library>::new().handle::<Browse, _, _>(
             move |(container, offset, limit), _| {
@@ -361,7 +441,7 @@ impl LibraryService {
                 .and_then(|()| library.read(&id, offset, length));
             async move { out }
         });
-        Self { typed }
+        typed
     }
 }
 
@@ -502,6 +582,24 @@ mod tests {
                 .fault_code(),
             Some(FAULT_NOT_FOUND)
         );
+    }
+
+    #[test]
+    fn a_change_lists_bounded_ids_and_counts_all() {
+        let ids = |r: std::ops::Range<u32>| r.map(|i| format!("f/{i}")).collect::<Vec<_>>();
+        assert_eq!(LibraryChange::between("f", &ids(0..3), &ids(0..3)), None);
+        let c = LibraryChange::between("f", &ids(0..3), &ids(1..4)).expect("changed");
+        assert_eq!(
+            (c.added, c.removed),
+            (vec!["f/3".to_owned()], vec!["f/0".to_owned()])
+        );
+        assert_eq!((c.added_count, c.removed_count, c.total), (1, 1, 3));
+        let c = LibraryChange::between("f", &ids(0..500), &ids(500..1500)).expect("replaced");
+        assert_eq!(
+            (c.added.len(), c.removed.len()),
+            (MAX_CHANGE_IDS, MAX_CHANGE_IDS)
+        );
+        assert_eq!((c.added_count, c.removed_count, c.total), (1000, 500, 1000));
     }
 
     #[tokio::test]
