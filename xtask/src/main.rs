@@ -9,6 +9,7 @@ mod demo;
 mod fuzz;
 mod install;
 mod mobile;
+mod package;
 mod size;
 mod suite;
 
@@ -22,6 +23,7 @@ use crate::demo::demo;
 use crate::fuzz::{fuzz, FuzzArgs};
 use crate::install::install_prosody;
 use crate::mobile::mobile_check;
+use crate::package::{package, Build};
 use crate::size::size;
 use crate::suite::test;
 
@@ -34,10 +36,14 @@ commands:
                     a few seconds of fuzzing per target (PMN_FUZZ_SMOKE=0: none),
                     bindings, Kotlin JVM tests, the mobile compile gates
   bindings          build libpmn and generate the Kotlin and Swift bindings
-  kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody)
+  kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody) and
+                    the packaged artifact with its sample app
   bench [NAME]      run the benchmarks (only NAME when given)
   mobile-check      phone compile gates: cargo check for 4 Android/iOS targets, the
                     aarch64-android release staticlib (size), the Swift syntax gate
+  package           the JVM artifact org.pmn:pmn-kotlin (Kotlin + libpmn.so as a JNA resource)
+                    from the release library, installed into ~/.m2, and a sample Maven project
+                    outside the tree built against it
   size              release-small footprint: the stripped host cdylib, the aarch64-android
                     staticlib and cdylib (stub-linked), in bytes, and the crates taking most
   fuzz [TARGET] [SECONDS]
@@ -60,9 +66,17 @@ fn main() -> ExitCode {
         Some("kotlin") if args.len() == 1 => ctx
             .stage("prerequisites", install_prosody)
             .and_then(|()| ctx.stage("bindings", bindings))
-            .and_then(|()| ctx.stage("kotlin jvm tests", kotlin_jvm_tests)),
+            .and_then(|()| ctx.stage("kotlin jvm tests", kotlin_jvm_tests))
+            .and_then(|()| {
+                ctx.stage("package + sample app", |ctx| {
+                    package(ctx, Build::SuiteDebug)
+                })
+            }),
         Some("bench") if args.len() <= 2 => bench(&mut ctx, args.get(1).map(String::as_str)),
         Some("mobile-check") if args.len() == 1 => mobile_check(&mut ctx),
+        Some("package") if args.len() == 1 => {
+            ctx.stage("package", |ctx| package(ctx, Build::Release))
+        }
         Some("size") if args.len() == 1 => size(&mut ctx),
         Some("fuzz") if args.len() <= 3 => match FuzzArgs::parse(&args[1..]) {
             Some(fuzz_args) => fuzz(&mut ctx, fuzz_args),

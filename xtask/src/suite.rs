@@ -7,6 +7,7 @@ use crate::ctx::{run, run_counting, Ctx, Result};
 use crate::fuzz::fuzz_smoke;
 use crate::install::{install_interop_peers, install_prosody, SLIXMPP_PYTHON_ENV};
 use crate::mobile::{mobile_script, swift_syntax};
+use crate::package::{package, Build};
 
 /// The integration tests that run against ejabberd as well as Prosody: login, discovery, RPC,
 /// events, the tunnel, pairing, XEP-0189, the guest flow, restarts, the reader's limits and call
@@ -95,6 +96,9 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("fuzz smoke", fuzz_smoke)?;
     ctx.stage("bindings", bindings)?;
     ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
+    ctx.stage("package + sample app", |ctx| {
+        package(ctx, Build::SuiteDebug)
+    })?;
     // The part of the mobile gates that fits the CI budget: the shipped aarch64-android artefact
     // built for real (release-small staticlib, size printed; a build is also a check) and a check of
     // iOS (`cargo xtask mobile-check` adds the other two Android ABIs).

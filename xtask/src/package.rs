@@ -1,0 +1,166 @@
+//! The artifacts a build tool uses (issue 14): `org.pmn:pmn-kotlin`, a jar with the generated and
+//! hand-written Kotlin and `libpmn.so` for linux-x86-64 as a JNA resource (so an app needs no
+//! `-Djna.library.path`), installed into the local Maven repository, and a sample Maven project
+//! *outside the source tree* that depends on it.
+//!
+//! `cargo xtask package` packages the release library (no test CA) and compiles the sample. The
+//! suite packages its own build (with the test-CA feature) and runs the sample against a fresh
+//! Prosody. Both install the same coordinates, `org.pmn:pmn-kotlin:0.1.0`: the last one run is
+//! the one in `~/.m2`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pmn_testkit::HOME;
+
+use crate::ctx::{have, run, Ctx, Failure, Result};
+use crate::install::{apt_install, start_prosody};
+
+/// Which library goes into the jar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Build {
+    /// `cargo build --release`, no test CA: what an app ships.
+    Release,
+    /// The suite's debug build with the test-CA feature, so the sample can log in to the test
+    /// Prosody.
+    SuiteDebug,
+}
+
+fn need_maven(step: &str) -> Result {
+    if !have("mvn") || !have("javac") {
+        apt_install(step, &["maven", "default-jdk-headless"])?;
+    }
+    Ok(())
+}
+
+/// `mvn install` of bindings/kotlin/package with the library from `native_dir`.
+fn install_jar(ctx: &Ctx, native_dir: &Path) -> Result {
+    const STEP: &str = "package: mvn install org.pmn:pmn-kotlin";
+    need_maven(STEP)?;
+    if !native_dir.join("libpmn.so").is_file() {
+        return Err(Failure::new(
+            STEP,
+            format!("no libpmn.so in {}", native_dir.display()),
+        ));
+    }
+    run(
+        STEP,
+        Command::new("mvn")
+            .current_dir(ctx.root.join("bindings/kotlin/package"))
+            .args(["-B", "-q", "--no-transfer-progress", "install"])
+            .arg(format!("-Dpmn.native.dir={}", native_dir.display())),
+    )
+}
+
+/// Copies the sample project out of the checkout (so nothing of the tree leaks into its build)
+/// and returns where it went.
+fn sample_outside_the_tree(ctx: &Ctx) -> Result<PathBuf> {
+    const STEP: &str = "package: copy the sample out of the tree";
+    let from = ctx.root.join("bindings/kotlin/package-sample");
+    let to = std::env::temp_dir().join(format!("pmn-packaged-sample-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&to);
+    copy_dir(&from, &to).map_err(|e| Failure::new(STEP, format!("{}: {e}", to.display())))?;
+    Ok(to)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &target)?;
+            }
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the jar from `build`'s library, installs it, and builds the sample against it; with
+/// [`Build::SuiteDebug`] the sample also logs in to a fresh Prosody through the packaged library.
+pub(crate) fn package(ctx: &mut Ctx, build: Build) -> Result {
+    let native_dir = match build {
+        Build::Release => {
+            run(
+                "package: build the release libpmn",
+                ctx.cargo()
+                    .args(["build", "-p", "pmn", "--lib", "--release"]),
+            )?;
+            ctx.target_dir().join("release")
+        }
+        // The bindings stage built it (and generated the Kotlin from it) just before.
+        Build::SuiteDebug => ctx.target_dir().join("debug"),
+    };
+    if build == Build::Release {
+        // The Kotlin in the jar must come from the library in the jar.
+        bindings_from(ctx, &native_dir)?;
+    }
+    install_jar(ctx, &native_dir)?;
+    let sample = sample_outside_the_tree(ctx)?;
+    let result = build_and_run_sample(ctx, &sample, build);
+    let _ = std::fs::remove_dir_all(&sample);
+    result
+}
+
+fn build_and_run_sample(ctx: &mut Ctx, sample: &Path, build: Build) -> Result {
+    run(
+        "package: build the sample against the artifact",
+        Command::new("mvn").current_dir(sample).args([
+            "-B",
+            "-q",
+            "--no-transfer-progress",
+            "package",
+        ]),
+    )?;
+    if build == Build::Release {
+        println!(
+            "xtask: org.pmn:pmn-kotlin:0.1.0 installed (release libpmn); the sample at \
+             bindings/kotlin/package-sample builds against it"
+        );
+        return Ok(());
+    }
+    let server = start_prosody(ctx)?;
+    let ca = server.ca_path();
+    // No jna.library.path, no source directory of the checkout: only the installed artifact.
+    let result = run(
+        "package: run the sample against Prosody",
+        Command::new("mvn")
+            .current_dir(sample)
+            .args(["-B", "-q", "--no-transfer-progress", "exec:java"])
+            .arg(format!(
+                "-Dexec.args={} {} {} {}",
+                server.addr(),
+                ca.display(),
+                HOME.jid,
+                HOME.password
+            )),
+    );
+    drop(server);
+    result
+}
+
+/// The Kotlin bindings generated from the release library at `native_dir` (the suite's bindings
+/// stage does this for its debug build).
+fn bindings_from(ctx: &mut Ctx, native_dir: &Path) -> Result {
+    let lib = native_dir.join("libpmn.so");
+    let out = ctx.root.join("bindings/kotlin/src/main/kotlin");
+    std::fs::create_dir_all(&out).map_err(|e| Failure::new("package: bindings", e))?;
+    let mut cmd = ctx.cargo();
+    cmd.args([
+        "run",
+        "-q",
+        "-p",
+        "uniffi-bindgen",
+        "--",
+        "generate",
+        "--library",
+    ])
+    .arg(&lib)
+    .args(["--language", "kotlin", "--out-dir"])
+    .arg(&out)
+    .arg("--no-format");
+    run("package: generate the Kotlin bindings", &mut cmd)
+}
