@@ -158,7 +158,14 @@ impl E2eEndpoint {
         {
             IqReply::Result(_) => half.known_to_peer(),
             IqReply::Error(e) => {
-                let text = e.texts.values().next().cloned().unwrap_or_default();
+                // The server's or the peer's words, when it gave any (an offline device's server
+                // usually gives none).
+                let text = e
+                    .texts
+                    .values()
+                    .next()
+                    .map(|t| format!(": {t}"))
+                    .unwrap_or_default();
                 let kind = match e.defined_condition {
                     DefinedCondition::Forbidden | DefinedCondition::NotAuthorized => {
                         ErrorKind::Forbidden
@@ -174,7 +181,7 @@ impl E2eEndpoint {
                 return Err(Error::new(
                     kind,
                     format!(
-                        "{peer} refused the end-to-end tunnel ({:?}): {text}",
+                        "{peer} refused the end-to-end tunnel ({:?}){text}",
                         e.defined_condition
                     ),
                 ));
