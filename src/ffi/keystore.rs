@@ -84,8 +84,8 @@ pub enum KeyError {
         /// What failed to parse.
         reason: String,
     },
-    /// `PmnPlatform.nativeInit(context)` has not been called yet.
-    #[error("platform key store not initialised: call PmnPlatform.nativeInit(context) first")]
+    /// `PmnPlatform.init` (Android: `Pmn.initAndroid`) has not been called yet.
+    #[error("platform key store not initialised: call PmnPlatform.init (Android: Pmn.initAndroid) first")]
     PlatformNotInitialised,
     /// The key needs the user to authenticate first (show the system prompt, then retry).
     #[error("key `{alias}` requires user authentication")]
@@ -255,7 +255,7 @@ impl DeviceKeyStore {
 
     /// The platform store: Android Keystore, Apple keychain / Secure Enclave, or on a desktop JVM the
     /// PKCS12 test store named by the `pmn.keystore.file` system property. On Android and the JVM,
-    /// `PmnPlatform.nativeInit` must have run, otherwise `KeyException.PlatformNotInitialised`.
+    /// `PmnPlatform.init` (Android: `Pmn.initAndroid`) must have run, otherwise `KeyException.PlatformNotInitialised`.
     #[uniffi::constructor]
     pub fn platform() -> Result<Arc<Self>, KeyError> {
         Ok(Arc::new(DeviceKeyStore {

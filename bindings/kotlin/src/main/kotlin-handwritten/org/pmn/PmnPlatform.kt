@@ -21,8 +21,8 @@ object PmnPlatform {
     /** Initialises the platform layer; [context] is an `android.content.Context` on Android, null on a JVM. */
     fun init(context: Any?) = nativeInit(context)
 
-    /** The JNI entry point (`Java_org_pmn_PmnPlatform_nativeInit` in src/platform). Throws a RuntimeException if init fails. */
-    external fun nativeInit(context: Any?)
+    /** The JNI entry point (`Java_org_pmn_PmnPlatform_nativeInit` in src/platform): call [init]. Throws a RuntimeException if init fails. */
+    private external fun nativeInit(context: Any?)
 
     private fun loadPmnLibrary() {
         try {
@@ -35,6 +35,8 @@ object PmnPlatform {
                 .filter { it.isNotEmpty() }
                 .map { File(it, fileName) }
                 .firstOrNull { it.isFile }
+                // From the packaged jar (org.pmn:pmn-kotlin) JNA extracted its own copy: that one.
+                ?: runCatching { com.sun.jna.NativeLibrary.getInstance("pmn").file }.getOrNull()
                 ?: throw notOnJavaPath
             System.load(candidate.absolutePath)
         }

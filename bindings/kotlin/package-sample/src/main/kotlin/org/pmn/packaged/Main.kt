@@ -7,6 +7,7 @@ import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 import org.pmn.ConnectionConfig
 import org.pmn.ConnectionState
+import org.pmn.PmnPlatform
 import org.pmn.RemoteControl
 import org.pmn.liveObjects
 
@@ -21,6 +22,9 @@ fun main(args: Array<String>) {
         exitProcess(2)
     }
     val (server, ca, network, password) = args
+    // The one platform init (Android: Pmn.initAndroid(context), which calls this). From the jar,
+    // it finds the native library JNA extracted.
+    PmnPlatform.init(null)
     val config = ConnectionConfig(
         network = network,
         password = password,
