@@ -187,10 +187,15 @@ pub(crate) async fn fetch_playlist(
             counters,
         );
     }
+    Ok(in_playlist_order(outcome))
+}
+
+/// The entries in playlist order (position, then id: a stable order for equal positions).
+fn in_playlist_order(mut outcome: FetchOutcome) -> FetchOutcome {
     outcome
         .entries
         .sort_by(|a, b| (a.entry.position, &a.entry.id).cmp(&(b.entry.position, &b.entry.id)));
-    Ok(outcome)
+    outcome
 }
 
 /// Verifies each fetched item and keeps the valid ones, up to `max`; counts the rest.
@@ -266,10 +271,7 @@ async fn fetch_newest(
         max,
         counters,
     );
-    outcome
-        .entries
-        .sort_by(|a, b| (a.entry.position, &a.entry.id).cmp(&(b.entry.position, &b.entry.id)));
-    Ok(outcome)
+    Ok(in_playlist_order(outcome))
 }
 
 /// One items request for `ids`; returns (id, payload) of every item in the answer.
