@@ -1,0 +1,88 @@
+package org.pmn
+
+import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.channels.awaitClose
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.buffer
+import kotlinx.coroutines.flow.callbackFlow
+
+/*
+ * The facets' streams as cold Flows, like RemoteControl's providers and events: collecting
+ * starts watching, cancelling the collector (or `first()`, `take(n)`, the end of its scope)
+ * closes the Rust handle. pmn's threads never wait for a slow collector: the buffer is unbounded,
+ * and each stream is small (requests are rate-limited, failures and pairings are rare).
+ */
+
+/**
+ * Guests' requests to this owner device: the ones waiting for an answer first, then each new one.
+ *
+ * ```kotlin
+ * val request = controller.owner().accessRequests().first()
+ * owner.approveAccess(request.id, listOf("playback"), nowSeconds + 7200u)
+ * ```
+ */
+fun OwnerConsole.accessRequests(): Flow<AccessRequest> = callbackFlow {
+    val handle = watchAccessRequests(object : AccessListener {
+        override fun onAccessRequest(request: AccessRequest) {
+            trySend(request)
+        }
+    })
+    awaitClose { handle.close() }
+}.buffer(Channel.UNLIMITED)
+
+/** An end-to-end tunnel of this device that failed or was refused (see [Trust.tunnelFailures]). */
+data class TunnelFailure(
+    /** The other device's full JID. */
+    val peer: String,
+    /** `PmnException.Tls` for altered bytes or a failed handshake, `Forbidden` for an untrusted key. */
+    val error: PmnException,
+)
+
+/** Every tunnel of this device that fails or is refused from now on. */
+fun Trust.tunnelFailures(): Flow<TunnelFailure> = callbackFlow {
+    val handle = watchTunnelFailures(object : TunnelFailureListener {
+        override fun onTunnelFailure(peer: String, error: PmnException) {
+            trySend(TunnelFailure(peer, error))
+        }
+    })
+    awaitClose { handle.close() }
+}.buffer(Channel.UNLIMITED)
+
+/** How a pairing attempt with the code this provider shows ended (see [Trust.pairingOutcomes]). */
+sealed interface PairingOutcome {
+    /** The controller's full JID. */
+    val peer: String
+
+    /** [peer] typed the right code; [device] is now trusted. */
+    data class Paired(override val peer: String, val device: TrustedDevice) : PairingOutcome
+
+    /** [peer] tried and failed (wrong or expired code, pairing locked); nothing was pinned. */
+    data class Failed(override val peer: String, val error: PmnException) : PairingOutcome
+}
+
+/**
+ * Providers: the outcome of every pairing attempt from now on (close the screen showing the code
+ * on [PairingOutcome.Paired]). Throws `PmnException.Config` on a controller.
+ */
+fun Trust.pairingOutcomes(): Flow<PairingOutcome> = callbackFlow {
+    val handle = watchPairing(object : ProviderPairingListener {
+        override fun onPaired(peer: String, device: TrustedDevice) {
+            trySend(PairingOutcome.Paired(peer, device))
+        }
+
+        override fun onPairingFailed(peer: String, error: PmnException) {
+            trySend(PairingOutcome.Failed(peer, error))
+        }
+    })
+    awaitClose { handle.close() }
+}.buffer(Channel.UNLIMITED)
+
+/** The network password at every change from now on (a rotation here or by another device): store it. */
+fun Trust.networkPasswords(): Flow<String> = callbackFlow {
+    val handle = watchNetworkPassword(object : NetworkPasswordListener {
+        override fun onNetworkPasswordChanged(password: String) {
+            trySend(password)
+        }
+    })
+    awaitClose { handle.close() }
+}.buffer(Channel.UNLIMITED)
