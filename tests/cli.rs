@@ -16,7 +16,13 @@ fn help_lists_the_commands_and_exits_zero() {
         let out = pmn(&[flag]);
         assert!(out.status.success(), "{flag}: {:?}", out.status);
         let text = String::from_utf8_lossy(&out.stdout);
-        for needle in ["pmn demo", "pmn provider", "pairing code", "PMN_LOG"] {
+        for needle in [
+            "pmn demo",
+            "pmn provider",
+            "pairing code",
+            "PMN_LOG",
+            "--guest-server",
+        ] {
             assert!(
                 text.contains(needle),
                 "{flag} does not mention {needle}:\n{text}"

@@ -38,7 +38,7 @@ use pmn::core::controller::{Controller, ControllerConfig};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::services::player::{self, PlayerService, PlayerStatus, SimulatedPlayer};
 use pmn::core::session::{ServerAddress, ServerTrust, SessionConfig};
-use pmn_testkit::{Account, FRIEND_HOST, HOME, HOME_HOST};
+use pmn_testkit::{Account, FRIEND, FRIEND_HOST, HOME, HOME_HOST};
 use xmpp_parsers::jid::FullJid;
 
 use net::{NsProsody, NsRuntime, Topology};
@@ -496,4 +496,127 @@ async fn field_server_killed_repeatedly_devices_recover_every_time() {
     }
     eprintln!("kill -9 ×{rounds}: worst recovery {worst:?}");
     field.stop().await;
+}
+
+/// Two federated servers in the field — `home.test` (Julia's household) and `friend.test`
+/// (Romeo's), each its own Prosody on its own address, s2s authenticated by certificate, names
+/// from the server namespace's own /etc/hosts — and the guest flow across them: the real
+/// `pmn demo` runs in the home namespace behind the NAT with `--guest-server`, so Romeo's phone
+/// logs in to friend.test, asks Julia's phone (on home.test) for playback, is approved, plays on
+/// her TV behind the NAT, is refused the recorder, and is refused after the revocation.
+#[tokio::test]
+async fn field_guest_from_a_federated_server_plays_on_the_tv_behind_nat() {
+    const NAME: &str = "field_guest_from_a_federated_server_plays_on_the_tv_behind_nat";
+    let _serial = serial().await;
+    if !can_run(NAME) {
+        return;
+    }
+    if let Some(why) = net::missing_s2s_prerequisite() {
+        net::skip(NAME, &why);
+        return;
+    }
+    let topo = Topology::new().expect("field topology");
+    topo.add_friend_server_address()
+        .expect("the friend server's address");
+    topo.server
+        .etc_file(
+            "hosts",
+            &format!(
+                "127.0.0.1 localhost\n{} {HOME_HOST}\n{} {FRIEND_HOST}\n",
+                net::SERVER_IP,
+                net::FRIEND_SERVER_IP
+            ),
+        )
+        .expect("/etc/netns/…/hosts");
+    topo.server
+        .etc_file("resolv.conf", "nameserver 127.0.0.1\n")
+        .expect("/etc/netns/…/resolv.conf");
+    let home = NsProsody::start(
+        &topo.server,
+        net::SERVER_IP,
+        &[HOME_HOST],
+        &[account(&HOME)],
+        true,
+    )
+    .expect("home.test's prosody");
+    let friend = NsProsody::start(
+        &topo.server,
+        net::FRIEND_SERVER_IP,
+        &[FRIEND_HOST],
+        &[account(&FRIEND)],
+        true,
+    )
+    .expect("friend.test's prosody");
+    let started = Instant::now();
+    let mut child = topo
+        .home
+        .command(env!("CARGO_BIN_EXE_pmn"))
+        .args(["demo", "--server"])
+        .arg(format!("{}:{}", net::SERVER_IP, net::C2S_PORT))
+        .arg("--guest-server")
+        .arg(format!("{}:{}", net::FRIEND_SERVER_IP, net::C2S_PORT))
+        .arg("--ca")
+        .arg(&home.ca_path)
+        // The simulated player: the test needs no audio, and mpv would only add start-up time.
+        .env("PMN_SIMULATED_PLAYER", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pmn demo in the home namespace");
+    // Bounded: the demo's own steps time out well within this.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for pmn demo") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = child.wait_with_output().expect("pmn demo's output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let s2s = |log: &str| log.lines().filter(|l| l.contains("s2s")).count();
+    let context = || {
+        format!(
+            "stdout:\n{stdout}\nstderr:\n{stderr}\nhome.test log:{}\nfriend.test log:{}",
+            home.log_tail(),
+            friend.log_tail()
+        )
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "pmn demo across federated servers failed ({status:?}):\n{}",
+        context()
+    );
+    for needle in [
+        "on his own server",
+        "[phone] approved playback",
+        "[romeo] play →",
+        "[romeo] recorder.channels → refused as expected",
+        "[romeo] status → refused as expected",
+        "[demo]  done",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "missing {needle:?}:\n{}",
+            context()
+        );
+    }
+    // The guest's stanzas really crossed the federation (no shortcut through one server).
+    assert!(
+        s2s(&home.log()) > 0 && s2s(&friend.log()) > 0,
+        "no s2s connection in the servers' logs:\n{}",
+        context()
+    );
+    eprintln!(
+        "federated guest flow (home.test ↔ friend.test, TV behind NAT): pmn demo passed in \
+         {:?}; s2s log lines: home.test {}, friend.test {}",
+        started.elapsed(),
+        s2s(&home.log()),
+        s2s(&friend.log())
+    );
 }

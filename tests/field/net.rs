@@ -53,6 +53,20 @@ pub fn missing_prerequisite() -> Option<String> {
     None
 }
 
+/// Why this machine cannot federate two Prosody servers, if it cannot: Prosody resolves the
+/// peer's name through lua-unbound (Debian's `lua-unbound`).
+pub fn missing_s2s_prerequisite() -> Option<String> {
+    let ok = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}", "lua-unbound"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"));
+    if ok {
+        None
+    } else {
+        Some("no s2s: Debian's lua-unbound is not installed".into())
+    }
+}
+
 /// Runs a command; its failure is an error carrying its stderr.
 pub fn run(cmd: &mut Command) -> io::Result<String> {
     let out = cmd.stdin(Stdio::null()).output()?;
