@@ -620,3 +620,71 @@ async fn field_guest_from_a_federated_server_plays_on_the_tv_behind_nat() {
         s2s(&friend.log())
     );
 }
+
+/// 10 % packet loss both ways on everything the router forwards (the TV's and the phone's
+/// traffic, each direction), for 30 s (2 minutes with `PMN_FIELD_LONG=1`): the phone keeps
+/// calling the TV (bounded in count), no acknowledged call is lost, none runs twice; the
+/// latency percentiles are printed.
+#[tokio::test]
+async fn field_ten_percent_loss_both_ways_loses_no_acknowledged_call() {
+    const NAME: &str = "field_ten_percent_loss_both_ways_loses_no_acknowledged_call";
+    let _serial = serial().await;
+    if !can_run(NAME) {
+        return;
+    }
+    let python = match net::loss_python() {
+        Ok(p) => p,
+        Err(why) => {
+            net::skip(NAME, &why);
+            return;
+        }
+    };
+    let field = Field::start().await;
+    field.first_success(Instant::now(), Duration::ZERO).await;
+    let duration = if long() {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(30)
+    };
+    let loss = net::Loss::start(&field.topo.router, &python, 0.10, 7).expect("loss shaper");
+    let started = Instant::now();
+    let mut all = CallLog::default();
+    let mut batch = 0;
+    // Batches of at most 400 calls (the TV's queue holds 1000), each checked and cleared.
+    while started.elapsed() < duration {
+        let prefix = format!("loss{batch}");
+        let calls = field.start_calls(&prefix, 400, Duration::from_millis(5));
+        let left = duration.saturating_sub(started.elapsed());
+        let deadline = Instant::now() + left;
+        while Instant::now() < deadline && !calls.task.is_finished() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (prefix, log) = calls.finish().await;
+        field.check_queue(&prefix, &log).await;
+        all.acked.extend(log.acked);
+        all.failed.extend(log.failed);
+        all.latencies.extend(log.latencies);
+        batch += 1;
+    }
+    let shaper = loss.stop();
+    let stats = field.phone.session().stats();
+    eprintln!(
+        "10 % loss both ways for {duration:?}: {} calls acknowledged, {} failed, latency p50 \
+         {:?} p90 {:?} p99 {:?} max {:?}; shaper: {shaper}; phone links cut {}, logins {}",
+        all.acked.len(),
+        all.failed.len(),
+        all.percentile(0.5),
+        all.percentile(0.9),
+        all.percentile(0.99),
+        all.percentile(1.0),
+        stats.links_cut,
+        stats.relogins
+    );
+    assert!(
+        all.acked.len() >= 20,
+        "too few calls got through: {} (failures: {:?})",
+        all.acked.len(),
+        all.failed.iter().take(5).collect::<Vec<_>>()
+    );
+    field.stop().await;
+}

@@ -749,23 +749,32 @@ pub struct Loss {
 /// The Python that has `netfilterqueue`: `$PMN_FIELD_PYTHON`, else the venv that
 /// `cargo xtask test` / `cargo xtask field` make (target/field-venv); `None` when neither works.
 pub fn loss_python() -> Result<PathBuf, String> {
-    let python = match std::env::var_os("PMN_FIELD_PYTHON").filter(|p| !p.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/field-venv/bin/python"),
+    let works = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import netfilterqueue"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     };
-    let ok = Command::new(&python)
-        .args(["-c", "import netfilterqueue"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Ok(python)
+    if let Some(p) = std::env::var_os("PMN_FIELD_PYTHON").filter(|p| !p.is_empty()) {
+        // Named explicitly (as `cargo xtask test` does): a broken one is a failure, not a skip.
+        let p = PathBuf::from(p);
+        assert!(
+            works(&p),
+            "PMN_FIELD_PYTHON={} cannot import netfilterqueue",
+            p.display()
+        );
+        return Ok(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/field-venv/bin/python");
+    if works(&venv) {
+        Ok(venv)
     } else {
         Err(format!(
-            "no Python with netfilterqueue at {} (set PMN_FIELD_PYTHON, or run `cargo xtask \
-             field`, which installs it)",
-            python.display()
+            "no Python with netfilterqueue (set PMN_FIELD_PYTHON, or run `cargo xtask field`, \
+             which installs it into {})",
+            venv.display()
         ))
     }
 }
