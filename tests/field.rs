@@ -365,6 +365,7 @@ async fn field_tv_behind_nat_phone_changes_address_and_loses_its_link() {
     let calls = field.start_calls("move", 500, Duration::from_millis(100));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cut_before = field.phone.session().stats().links_cut;
+    let logins_before = field.phone.session().stats().relogins;
     field
         .topo
         .change_mobile_address(net::MOBILE_IP, net::MOBILE_IP_2)
@@ -375,9 +376,11 @@ async fn field_tv_behind_nat_phone_changes_address_and_loses_its_link() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (prefix, log) = calls.finish().await;
     let cut = field.phone.session().stats().links_cut - cut_before;
+    let logins = field.phone.session().stats().relogins - logins_before;
     eprintln!(
-        "address change {} → {}: network_changed decided in {decided:?} (links cut: {cut}), \
-         first call {took:?} after it; calls acknowledged {}, failed {}, p50 {:?}, max {:?}",
+        "address change {} → {}: network_changed decided in {decided:?} (links cut: {cut}, \
+         logins: {logins}), first call {took:?} after it; calls acknowledged {}, failed {}, \
+         p50 {:?}, max {:?}",
         net::MOBILE_IP,
         net::MOBILE_IP_2,
         log.acked.len(),
