@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// The prefix of every namespace this harness creates.
 const PREFIX: &str = "pmnf";
+/// The prefix of the field Prosody directories (in the temp directory).
+const TMP_PREFIX: &str = "pmn-field-prosody-";
 
 /// Prints a skip notice where the test runner shows it even while it captures output (the
 /// capture only intercepts `print!`/`eprint!`), so a skip is never mistaken for a pass.
@@ -86,9 +88,23 @@ pub fn ip(args: &[&str]) -> io::Result<String> {
     run(Command::new("ip").args(args))
 }
 
-/// Deletes namespaces left by earlier runs of this harness that died without cleaning up (their
-/// pid is gone). Namespaces of live processes, and any not named by this harness, are left alone.
+/// Deletes namespaces and Prosody directories left by earlier runs of this harness that died
+/// without cleaning up (their pid is gone). Those of live processes, and anything not named by
+/// this harness, are left alone.
 pub fn sweep_stale() {
+    let dead = |pid: u32| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
+    if let Ok(entries) = fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix(TMP_PREFIX)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(dead) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     let Ok(list) = ip(&["netns", "list"]) else {
         return;
     };
@@ -99,7 +115,7 @@ pub fn sweep_stale() {
         let Some(pid) = rest.split('n').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        if dead(pid) {
             Netns::remove(name);
         }
     }
