@@ -22,6 +22,7 @@ fn help_lists_the_commands_and_exits_zero() {
             "pmn source",
             "pairing code",
             "PMN_LOG",
+            "--guest-server",
         ] {
             assert!(
                 text.contains(needle),

@@ -1,7 +1,8 @@
 //! `pmn`: the command-line face of the library.
 //!
-//! - `pmn demo --server HOST:PORT [--ca CA.pem]`: Julia's household (`home@home.test`: a TV and her
-//!   phone) and Romeo's (`home@friend.test`: his phone) on one server. The phone pairs with the TV
+//! - `pmn demo --server HOST:PORT [--ca CA.pem] [--guest-server HOST:PORT]`: Julia's household
+//!   (`home@home.test`: a TV and her phone) and Romeo's (`home@friend.test`: his phone) on one
+//!   server, or Romeo's on his own (`--guest-server`, federated with Julia's). The phone pairs with the TV
 //!   (the TV shows a code), discovers, plays, pauses and prints the events through the end-to-end
 //!   tunnel; then Romeo asks for guest access, Julia's phone approves `playback` for two hours,
 //!   Romeo plays on her TV and is refused the recorder, Julia reads the audit log and revokes, and
@@ -44,6 +45,7 @@ use pmn::platform::software::SoftwareKeyStore;
 const USAGE: &str = "usage:
   pmn demo     --server HOST:PORT [--ca CA.pem] [--network home@home.test] [--password PW]
                [--guest-network home@friend.test] [--guest-password PW]
+               [--guest-server HOST:PORT]
   pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device tv]
                [--name NAME] [--state DIR] [--plain]
   pmn source   --server HOST:PORT [--ca CA.pem] --network JID --password PW --feed URL
@@ -63,12 +65,17 @@ const USAGE: &str = "usage:
             with --features sources)
 
   --server  the XMPP server, HOST:PORT
+  --guest-server
+            the guest household's own server (federated with --server's), when it is not
+            the same server; --ca must trust both
   --ca      a PEM CA file to trust for the server instead of the system store
   PMN_LOG   log filter, e.g. PMN_LOG=pmn=debug (default: warn)";
 
 struct Args {
     command: String,
     server: Option<String>,
+    /// The guest household's server, when it has its own (`None`: `server`).
+    guest_server: Option<String>,
     ca: Option<String>,
     network: String,
     password: String,
@@ -89,6 +96,7 @@ fn parse_args() -> std::result::Result<Args, String> {
     let mut args = Args {
         command,
         server: None,
+        guest_server: None,
         ca: None,
         network: "home@home.test".into(),
         password: "home-secret".into(),
@@ -110,6 +118,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--server" => args.server = Some(value),
+            "--guest-server" => args.guest_server = Some(value),
             "--ca" => args.ca = Some(value),
             "--network" => args.network = value,
             "--password" => args.password = value,
@@ -163,11 +172,18 @@ fn default_state_dir(device: &str) -> std::result::Result<PathBuf, String> {
 }
 
 fn session(args: &Args, device: &str) -> std::result::Result<SessionConfig, String> {
-    session_of(args, &args.network, &args.password, device)
+    session_of(
+        args,
+        args.server.as_deref(),
+        &args.network,
+        &args.password,
+        device,
+    )
 }
 
 fn session_of(
     args: &Args,
+    server: Option<&str>,
     network: &str,
     password: &str,
     device: &str,
@@ -175,8 +191,10 @@ fn session_of(
     let jid =
         pmn::core::config::device_jid(network, device).map_err(|e| format!("--network: {e}"))?;
     let mut config = SessionConfig::new(jid, password.to_owned());
-    if let Some(server) = &args.server {
-        config.server = server.parse().map_err(|e| format!("--server: {e}"))?;
+    if let Some(server) = server {
+        config.server = server
+            .parse()
+            .map_err(|e| format!("server {server}: {e}"))?;
     }
     if let Some(ca) = &args.ca {
         let pem = std::fs::read_to_string(ca).map_err(|e| format!("reading {ca}: {e}"))?;
@@ -399,13 +417,22 @@ async fn guest_visit(
     romeo_state: &DeviceState,
     e: impl Fn(pmn::core::error::Error) -> String + Copy,
 ) -> std::result::Result<(), String> {
+    // The guest's phone logs in to its own household's server; Julia's TV and phone stay on
+    // hers, and the servers federate.
     let guest_session = session_of(
         args,
+        args.guest_server.as_deref().or(args.server.as_deref()),
         &args.guest_network,
         &args.guest_password,
         "romeo-phone",
     )?;
-    println!("[romeo] logging in as {}/romeo-phone", args.guest_network);
+    match &args.guest_server {
+        Some(server) => println!(
+            "[romeo] logging in as {}/romeo-phone on his own server {server}",
+            args.guest_network
+        ),
+        None => println!("[romeo] logging in as {}/romeo-phone", args.guest_network),
+    }
     let romeo = Controller::connect(ControllerConfig::new(
         guest_session,
         romeo_state.e2e.clone(),

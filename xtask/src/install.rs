@@ -134,3 +134,72 @@ pub(crate) fn start_prosody(_: &mut Ctx) -> Result<TestServer> {
     );
     Ok(server)
 }
+
+/// The environment variable through which tests/field.rs finds the Python that has
+/// `netfilterqueue` (its packet-loss shaper).
+pub(crate) const FIELD_PYTHON_ENV: &str = "PMN_FIELD_PYTHON";
+/// The netfilterqueue release the field harness is pinned to (PyPI).
+pub(crate) const NETFILTERQUEUE_VERSION: &str = "1.1.0";
+
+/// What tests/field.rs needs, installed idempotently: iptables (Debian), and PyPI's
+/// `netfilterqueue` in a venv under target/field-venv (it builds against Debian's
+/// libnetfilter-queue-dev and libnfnetlink-dev). Returns the venv's python. The field tests
+/// themselves skip (with a message) where they cannot run, e.g. without root.
+pub(crate) fn install_field_peers(ctx: &mut Ctx) -> Result<PathBuf> {
+    const STEP: &str = "field peers";
+    if !have("iptables") {
+        apt_install(STEP, &["iptables"])?;
+    }
+    let venv = ctx.target_dir().join("field-venv");
+    let python = venv.join("bin").join("python");
+    let has_nfq = |python: &Path| {
+        Command::new(python)
+            .args([
+                "-c",
+                "import sys; from importlib.metadata import version; \
+                 import netfilterqueue; sys.exit(version('NetfilterQueue') != sys.argv[1])",
+            ])
+            .arg(NETFILTERQUEUE_VERSION)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.is_file() && has_nfq(&python) {
+        println!(
+            "xtask: netfilterqueue {NETFILTERQUEUE_VERSION} already in {}",
+            venv.display()
+        );
+        return Ok(python);
+    }
+    let headers = Command::new("dpkg-query")
+        .args([
+            "-W",
+            "-f",
+            "${Status}\n",
+            "libnetfilter-queue-dev",
+            "libnfnetlink-dev",
+        ])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains("install ok installed"))
+                .count()
+                == 2
+        });
+    if !headers {
+        apt_install(STEP, &["libnetfilter-queue-dev", "libnfnetlink-dev"])?;
+    }
+    if !have("python3") {
+        apt_install(STEP, &["python3", "python3-venv"])?;
+    }
+    make_venv(STEP, &venv, &["python3-venv"])?;
+    pip_install(
+        STEP,
+        &python,
+        &[&format!("NetfilterQueue=={NETFILTERQUEUE_VERSION}")],
+    )?;
+    if !has_nfq(&python) {
+        return Err(Failure::new(STEP, "netfilterqueue did not install"));
+    }
+    Ok(python)
+}

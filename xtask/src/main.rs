@@ -25,7 +25,7 @@ use crate::install::install_prosody;
 use crate::mobile::mobile_check;
 use crate::package::{package, Build};
 use crate::size::size;
-use crate::suite::test;
+use crate::suite::{field, test};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -35,6 +35,8 @@ commands:
   test              the whole suite: fmt, clippy, cargo test (with the fuzz corpus replay),
                     a few seconds of fuzzing per target (PMN_FUZZ_SMOKE=0: none),
                     bindings, Kotlin JVM tests, the mobile compile gates
+  field             the field harness (tests/field.rs: network namespaces, NAT, a moving
+                    phone, federation, kill -9, packet loss) in its long versions; as root
   bindings          build libpmn and generate the Kotlin and Swift bindings
   kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody) and
                     the packaged artifact with its sample app
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         }
         Some("demo") if args.len() == 1 => demo(&mut ctx),
         Some("test") if args.len() == 1 => test(&mut ctx),
+        Some("field") if args.len() == 1 => field(&mut ctx),
         Some("bindings") if args.len() == 1 => ctx.stage("bindings", bindings),
         Some("kotlin") if args.len() == 1 => ctx
             .stage("prerequisites", install_prosody)

@@ -5,7 +5,10 @@
 use crate::bindings::{bindings, kotlin_jvm_tests};
 use crate::ctx::{run, run_counting, Ctx, Result};
 use crate::fuzz::fuzz_smoke;
-use crate::install::{install_interop_peers, install_prosody, SLIXMPP_PYTHON_ENV};
+use crate::install::{
+    install_field_peers, install_interop_peers, install_prosody, FIELD_PYTHON_ENV,
+    SLIXMPP_PYTHON_ENV,
+};
 use crate::mobile::{mobile_script, swift_syntax};
 use crate::package::{package, Build};
 
@@ -28,6 +31,7 @@ pub(crate) const EJABBERD_TESTS: &[&str] = &[
 pub(crate) fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("prerequisites", install_prosody)?;
     let python = ctx.stage("interop peers", install_interop_peers)?;
+    let field_python = ctx.stage("field peers", install_field_peers)?;
     ctx.stage("fmt", |ctx| {
         run("fmt", ctx.cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
@@ -71,7 +75,9 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
                 // `sources` too, so tests/sources.rs and the source provider's unit tests run.
                 .args(["test", "--workspace", "--features", "test-ca,sources"])
                 // Set, so the interop tests fail instead of skipping when the peer is broken.
-                .env(SLIXMPP_PYTHON_ENV, &python),
+                .env(SLIXMPP_PYTHON_ENV, &python)
+                // tests/field.rs (short versions; `cargo xtask field` runs the long ones).
+                .env(FIELD_PYTHON_ENV, &field_python),
             &mut counts,
         );
         ctx.counts = counts;
@@ -136,4 +142,32 @@ pub(crate) fn vendored_tests(ctx: &mut Ctx) -> Result {
     }
     ctx.counts = counts;
     Ok(())
+}
+
+/// `cargo xtask field`: only tests/field.rs, in its long versions (`PMN_FIELD_LONG=1`: 20 kills
+/// of the server, 2 minutes of 10 % loss), its measurements printed.
+pub(crate) fn field(ctx: &mut Ctx) -> Result {
+    ctx.stage("prerequisites", install_prosody)?;
+    let field_python = ctx.stage("field peers", install_field_peers)?;
+    ctx.stage("field (long)", |ctx| {
+        let mut counts = ctx.counts;
+        let result = run_counting(
+            "field (long)",
+            ctx.cargo()
+                .args([
+                    "test",
+                    "--features",
+                    "test-ca",
+                    "--test",
+                    "field",
+                    "--",
+                    "--nocapture",
+                ])
+                .env(FIELD_PYTHON_ENV, &field_python)
+                .env("PMN_FIELD_LONG", "1"),
+            &mut counts,
+        );
+        ctx.counts = counts;
+        result
+    })
 }
