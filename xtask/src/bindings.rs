@@ -23,10 +23,17 @@ pub(crate) fn bindings(ctx: &mut Ctx) -> Result {
             format!("{} was not built", lib.display()),
         ));
     }
-    for (language, out_dir) in [
-        ("kotlin", "bindings/kotlin/src/main/kotlin"),
-        ("swift", "bindings/swift/generated"),
-    ] {
+    generate(ctx, &lib, &["kotlin", "swift"])
+}
+
+/// Generates the bindings of `languages` from the library `lib` (library mode, no formatter):
+/// Kotlin into bindings/kotlin/src/main/kotlin, Swift into bindings/swift/generated.
+pub(crate) fn generate(ctx: &mut Ctx, lib: &std::path::Path, languages: &[&str]) -> Result {
+    for &language in languages {
+        let out_dir = match language {
+            "kotlin" => "bindings/kotlin/src/main/kotlin",
+            _ => "bindings/swift/generated",
+        };
         let step = format!("bindings: generate {language}");
         let out = ctx.root.join(out_dir);
         std::fs::create_dir_all(&out)
@@ -41,7 +48,7 @@ pub(crate) fn bindings(ctx: &mut Ctx) -> Result {
             "generate",
             "--library",
         ])
-        .arg(&lib)
+        .arg(lib)
         .args(["--language", language, "--out-dir"])
         .arg(&out)
         .arg("--no-format");

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use pmn_testkit::HOME;
 
+use crate::bindings::generate;
 use crate::ctx::{have, run, Ctx, Failure, Result};
 use crate::install::{apt_install, start_prosody};
 
@@ -96,7 +97,7 @@ pub(crate) fn package(ctx: &mut Ctx, build: Build) -> Result {
     };
     if build == Build::Release {
         // The Kotlin in the jar must come from the library in the jar.
-        bindings_from(ctx, &native_dir)?;
+        generate(ctx, &native_dir.join("libpmn.so"), &["kotlin"])?;
     }
     install_jar(ctx, &native_dir)?;
     let sample = sample_outside_the_tree(ctx)?;
@@ -140,27 +141,4 @@ fn build_and_run_sample(ctx: &mut Ctx, sample: &Path, build: Build) -> Result {
     );
     drop(server);
     result
-}
-
-/// The Kotlin bindings generated from the release library at `native_dir` (the suite's bindings
-/// stage does this for its debug build).
-fn bindings_from(ctx: &mut Ctx, native_dir: &Path) -> Result {
-    let lib = native_dir.join("libpmn.so");
-    let out = ctx.root.join("bindings/kotlin/src/main/kotlin");
-    std::fs::create_dir_all(&out).map_err(|e| Failure::new("package: bindings", e))?;
-    let mut cmd = ctx.cargo();
-    cmd.args([
-        "run",
-        "-q",
-        "-p",
-        "uniffi-bindgen",
-        "--",
-        "generate",
-        "--library",
-    ])
-    .arg(&lib)
-    .args(["--language", "kotlin", "--out-dir"])
-    .arg(&out)
-    .arg("--no-format");
-    run("package: generate the Kotlin bindings", &mut cmd)
 }
