@@ -10,7 +10,7 @@ use xmpp_parsers::jid::{FullJid, Jid};
 
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::rpc::{self, xmlrpc::MethodCall, xmlrpc::Value, CallId};
-use crate::core::session::ConnectionState;
+use crate::core::session::{ConnectionState, IqReply};
 
 /// Resolves when the session is not online (now, or from some later change): the moment a call
 /// in flight can no longer count on its answer.
@@ -57,32 +57,21 @@ impl Shared {
             )
             .with_outcome(CallOutcome::Unknown)
         };
-        let sent = async {
+        // The one way out: through the tunnel when there is one, else in clear.
+        let request = |iq, t| -> futures::future::BoxFuture<'_, Result<IqReply>> {
             match &self.e2e {
-                Some(e2e) => {
-                    rpc::call_with(
-                        |iq, t| e2e.request(iq, t),
-                        &to,
-                        &call,
-                        self.rpc_timeout,
-                        &self.rpc_limits,
-                        Some(id),
-                    )
-                    .await
-                }
-                None => {
-                    rpc::call_with(
-                        |iq, t| self.session.request(iq, t),
-                        &to,
-                        &call,
-                        self.rpc_timeout,
-                        &self.rpc_limits,
-                        Some(id),
-                    )
-                    .await
-                }
+                Some(e2e) => Box::pin(e2e.request(iq, t)),
+                None => Box::pin(self.session.request(iq, t)),
             }
         };
+        let sent = rpc::call_with(
+            request,
+            &to,
+            &call,
+            self.rpc_timeout,
+            &self.rpc_limits,
+            Some(id),
+        );
         let result = tokio::select! {
             result = sent => result,
             () = interrupted(state) => {

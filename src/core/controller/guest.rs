@@ -62,6 +62,10 @@ impl GuestPass {
         Self { controller }
     }
 
+    fn state(&self) -> &GuestState {
+        &self.controller.shared.guest
+    }
+
     fn tunnel_layer(&self) -> Result<&E2eEndpoint> {
         self.controller.shared.e2e.as_ref().ok_or_else(no_tunnel)
     }
@@ -176,9 +180,7 @@ impl GuestPass {
             expires,
             devices: fingerprints,
         };
-        self.controller
-            .shared
-            .guest
+        self.state()
             .introduced
             .locked()
             .insert(network.clone(), access.clone());
@@ -192,9 +194,7 @@ impl GuestPass {
     pub fn confirm_access(&self, network: &BareJid) -> Result<GuestAccess> {
         let e2e = self.tunnel_layer()?;
         let access = self
-            .controller
-            .shared
-            .guest
+            .state()
             .introduced
             .locked()
             .remove(network)
@@ -214,12 +214,7 @@ impl GuestPass {
                 },
             )?;
         }
-        self.controller
-            .shared
-            .guest
-            .granted
-            .locked()
-            .insert(network.clone());
+        self.state().granted.locked().insert(network.clone());
         tracing::info!(%network, grant = %access.grant, devices = access.devices.len(), "guest access confirmed");
         Ok(access)
     }
@@ -227,14 +222,7 @@ impl GuestPass {
     /// The codes differed (or the user changed his mind): forgets the approval; nothing of the
     /// host was trusted. Returns whether one was waiting.
     pub fn reject_access(&self, network: &BareJid) -> bool {
-        let had = self
-            .controller
-            .shared
-            .guest
-            .introduced
-            .locked()
-            .remove(network)
-            .is_some();
+        let had = self.state().introduced.locked().remove(network).is_some();
         self.distrust(network);
         had
     }
