@@ -105,14 +105,15 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("package + sample app", |ctx| {
         package(ctx, Build::SuiteDebug)
     })?;
-    // The part of the mobile gates that fits the CI budget: the shipped aarch64-android artefact
-    // built for real (release-small staticlib, size printed; a build is also a check) and a check of
-    // iOS (`cargo xtask mobile-check` adds the other two Android ABIs).
+    // The part of the mobile gates that fits the CI budget: a check of the two phone targets
+    // apps ship first. The release-small aarch64-android staticlib (6 min on 2 cores, for its
+    // size) and the other two Android ABIs are in `cargo xtask mobile-check` and `cargo xtask
+    // size`: the suite, with the field harness and the packaged app added, must stay under 30 min.
     ctx.stage("mobile: cargo check aarch64-apple-ios", |ctx| {
         mobile_script(ctx, &["aarch64-apple-ios"])
     })?;
-    ctx.stage("mobile: staticlib aarch64-linux-android", |ctx| {
-        mobile_script(ctx, &["--staticlib", "aarch64-linux-android"])
+    ctx.stage("mobile: cargo check aarch64-linux-android", |ctx| {
+        mobile_script(ctx, &["aarch64-linux-android"])
     })?;
     ctx.stage("mobile: swift syntax", swift_syntax)?;
     Ok(())
