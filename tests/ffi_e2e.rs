@@ -243,7 +243,11 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
         .controller
         .trust()
         .unwrap()
-        .pair(jid.clone(), wrong.into(), listener.clone())
+        .pair(
+            jid.clone(),
+            wrong.into(),
+            Some(listener.clone() as Arc<dyn PairingListener>),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, PmnError::Forbidden { .. }), "{e}");
@@ -265,7 +269,11 @@ async fn pairing_with_the_shown_code_then_control_and_events_travel_through_the_
         .controller
         .trust()
         .unwrap()
-        .pair(jid.clone(), code.clone(), listener.clone())
+        .pair(
+            jid.clone(),
+            code.clone(),
+            Some(listener.clone() as Arc<dyn PairingListener>),
+        )
         .await
         .expect("paired");
     assert_eq!(device.jid, bare(&jid));
@@ -372,7 +380,7 @@ async fn a_provider_that_revokes_a_phone_refuses_its_next_call_and_pins_survive_
         .controller
         .trust()
         .unwrap()
-        .pair(jid.clone(), code, Arc::new(Pairing::default()))
+        .pair(jid.clone(), code, None)
         .await
         .expect("paired");
     first.controller.disconnect().await;

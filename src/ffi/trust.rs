@@ -94,22 +94,25 @@ impl Trust {
     /// (`startPairing` there). On success both devices pin each other's key, the tunnel stays up
     /// for the calls that follow, and the provider is returned as now trusted. A wrong, expired
     /// or reused code is `PmnException.Forbidden` (and counts towards the provider's lock-out).
-    /// `listener` hears the same.
+    /// `listener`, when given, hears the same (for a "pairing…" screen); the result is enough.
+    #[uniffi::method(default(listener = None))]
     pub async fn pair(
         &self,
         provider: String,
         code: String,
-        listener: Arc<dyn PairingListener>,
+        listener: Option<Arc<dyn PairingListener>>,
     ) -> Result<TrustedDevice, PmnError> {
         let trust = self.inner.clone();
         let peer = parse_provider(&provider)?;
         let result: Result<TrustedDevice, PmnError> = runtime::run({
             let listener = listener.clone();
             async move {
-                report(
-                    listener.on_pairing_code(peer.to_string(), code.clone()),
-                    "on_pairing_code",
-                );
+                if let Some(listener) = &listener {
+                    report(
+                        listener.on_pairing_code(peer.to_string(), code.clone()),
+                        "on_pairing_code",
+                    );
+                }
                 Ok(trust.pair(&peer, &code).await?.into())
             }
         })
@@ -124,7 +127,9 @@ impl Trust {
                 error: error.clone(),
             },
         };
-        report(listener.on_pairing_result(outcome), "on_pairing_result");
+        if let Some(listener) = &listener {
+            report(listener.on_pairing_result(outcome), "on_pairing_result");
+        }
         result
     }
 
