@@ -257,10 +257,14 @@ impl Dispatcher {
                 return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
             }
         };
+        // Routed once: the target says which scope the method declares, and runs the call if
+        // the policy allows it. An unknown method is answered only after the policy spoke (a
+        // stranger learns `forbidden`, not which methods exist).
+        let routed = self.router.route(&call.method);
         let request = Request::Call {
             method: &call.method,
             params: &call.params,
-            scope: self.router.scope_of(&call.method),
+            scope: routed.as_ref().ok().and_then(Target::scope),
         };
         let decision = self.policy.decide(caller, &request);
         // The ACL recorded the guest's use or refusal, the policy a media refusal.
@@ -275,7 +279,7 @@ impl Dispatcher {
             }
         }
         let Some(to) = to else { return };
-        let target = match self.router.route(&call.method) {
+        let target = match routed {
             Ok(target) => target,
             Err(e) => return self.reply(route, answer(to, id, Outcome::Done(Err(e)))),
         };

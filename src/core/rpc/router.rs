@@ -129,6 +129,15 @@ impl Target {
         }
     }
 
+    /// The grant scope a guest needs for this call: what the method's declaration says, or, for a
+    /// verb served for every service (`subscribe`/`unsubscribe`), the service's events scope.
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            Target::Service { service, verb } => service.scope_of(verb),
+            Target::EveryService { service, .. } => service.events_scope(),
+        }
+    }
+
     /// Runs the call.
     pub fn call<'a>(
         &'a self,
@@ -260,10 +269,7 @@ impl RpcRouter {
     /// verb served for every service (`subscribe`/`unsubscribe`), the service's events scope.
     /// `None` — the household's own devices only — for anything else, unknown methods included.
     pub fn scope_of(&self, method: &str) -> Option<Scope> {
-        match self.route(method).ok()? {
-            Target::Service { service, verb } => service.scope_of(&verb),
-            Target::EveryService { service, .. } => service.events_scope(),
-        }
+        self.route(method).ok()?.scope()
     }
 
     /// Splits `player.play` into the service and the verb, or fails with `UnknownMethod`. Knows
