@@ -29,6 +29,8 @@ mod access;
 mod caps;
 mod certs;
 mod e2e;
+#[cfg(feature = "sources")]
+mod feed;
 mod playlist;
 mod rpc;
 mod stream;
@@ -37,6 +39,8 @@ pub use access::access;
 pub use caps::caps;
 pub use certs::{cert, fingerprint};
 pub use e2e::{ibb, jingle, pairing, pubkey};
+#[cfg(feature = "sources")]
+pub use feed::feed;
 pub use playlist::playlist;
 pub use rpc::{event, xmlrpc_query, xmlrpc_value};
 pub use stream::stream;
@@ -69,6 +73,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fingerprint", fingerprint),
     ("stream", stream),
     ("playlist", playlist),
+    #[cfg(feature = "sources")]
+    ("feed", feed),
 ];
 
 fn parser() -> rxml::Parser {

@@ -12,28 +12,62 @@ pub(crate) const FUZZ_DEFAULT_SECONDS: u64 = 60;
 /// Seconds per target in the suite's "fuzz smoke" stage (after the corpus replay).
 pub(crate) const FUZZ_SMOKE_SECONDS: u64 = 4;
 
-/// `cargo xtask fuzz [TARGET] [SECONDS]`.
+/// How long one target runs: for a time, or for a number of executions (`10M`, `500k`), which
+/// is what a report of "executions per target" needs whatever else the machine is doing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Budget {
+    Seconds(u64),
+    Runs(u64),
+}
+
+impl Budget {
+    /// `60` is seconds; `500k` and `10M` are executions.
+    fn parse(text: &str) -> Option<Budget> {
+        let (digits, scale) = if let Some(d) = text.strip_suffix(['M', 'm']) {
+            (d, Some(1_000_000))
+        } else if let Some(d) = text.strip_suffix(['k', 'K']) {
+            (d, Some(1_000))
+        } else {
+            (text, None)
+        };
+        let n: u64 = digits.parse().ok()?;
+        Some(match scale {
+            Some(scale) => Budget::Runs(n.checked_mul(scale)?.max(1)),
+            None => Budget::Seconds(n.max(1)),
+        })
+    }
+
+    /// libFuzzer's flags for this budget.
+    fn flags(self) -> Vec<String> {
+        match self {
+            Budget::Seconds(s) => vec![format!("-max_total_time={s}")],
+            Budget::Runs(n) => vec![format!("-runs={n}")],
+        }
+    }
+}
+
+/// `cargo xtask fuzz [TARGET] [SECONDS | RUNS]`.
 #[derive(Debug, PartialEq)]
 pub(crate) struct FuzzArgs {
     pub(crate) target: Option<String>,
-    pub(crate) seconds: u64,
+    pub(crate) budget: Budget,
 }
 
 impl FuzzArgs {
-    /// `[]`, `[TARGET]`, `[SECONDS]`, `[TARGET, SECONDS]`; `all` is every target.
+    /// `[]`, `[TARGET]`, `[BUDGET]`, `[TARGET, BUDGET]`; `all` is every target.
     pub(crate) fn parse(args: &[String]) -> Option<FuzzArgs> {
-        let (target, seconds) = match args {
+        let (target, budget) = match args {
             [] => (None, None),
-            [one] => match one.parse::<u64>() {
-                Ok(n) => (None, Some(n)),
-                Err(_) => (Some(one.clone()), None),
+            [one] => match Budget::parse(one) {
+                Some(b) => (None, Some(b)),
+                None => (Some(one.clone()), None),
             },
-            [target, seconds] => (Some(target.clone()), Some(seconds.parse().ok()?)),
+            [target, budget] => (Some(target.clone()), Some(Budget::parse(budget)?)),
             _ => return None,
         };
         Some(FuzzArgs {
             target: target.filter(|t| t != "all"),
-            seconds: seconds.unwrap_or(FUZZ_DEFAULT_SECONDS).max(1),
+            budget: budget.unwrap_or(Budget::Seconds(FUZZ_DEFAULT_SECONDS)),
         })
     }
 }
@@ -148,10 +182,10 @@ impl FuzzStats {
     }
 }
 
-/// Runs `target` for `seconds` on its corpus: the committed seeds (fuzz/corpus/TARGET, read only)
+/// Runs `target` for `budget` on its corpus: the committed seeds (fuzz/corpus/TARGET, read only)
 /// and what earlier local runs found (fuzz/corpus-local/TARGET, where new inputs go; not
 /// committed). Echoes libFuzzer's output except the per-input coverage lines.
-pub(crate) fn fuzz_run(ctx: &Ctx, target: &str, seconds: u64, quiet: bool) -> Result<FuzzStats> {
+pub(crate) fn fuzz_run(ctx: &Ctx, target: &str, budget: Budget, quiet: bool) -> Result<FuzzStats> {
     use std::io::{BufRead, BufReader};
     let step = format!("fuzz {target}");
     let fuzz_dir = ctx.root.join("fuzz");
@@ -163,7 +197,7 @@ pub(crate) fn fuzz_run(ctx: &Ctx, target: &str, seconds: u64, quiet: bool) -> Re
         .arg(&local)
         .arg(fuzz_dir.join("corpus").join(target))
         .arg("--")
-        .arg(format!("-max_total_time={seconds}"))
+        .args(budget.flags())
         .args(["-print_final_stats=1", "-timeout=10", "-rss_limit_mb=2048"])
         .stderr(std::process::Stdio::piped());
     let start = Instant::now();
@@ -244,7 +278,7 @@ pub(crate) fn fuzz(ctx: &mut Ctx, args: FuzzArgs) -> Result {
     let results = ctx.stage("fuzz", |ctx| {
         targets
             .iter()
-            .map(|t| Ok((t.clone(), fuzz_run(ctx, t, args.seconds, false)?)))
+            .map(|t| Ok((t.clone(), fuzz_run(ctx, t, args.budget, false)?)))
             .collect::<Result<Vec<_>>>()
     })?;
     fuzz_report(&results);
@@ -291,7 +325,7 @@ pub(crate) fn fuzz_smoke(ctx: &mut Ctx) -> Result {
     run("fuzz smoke", &mut cargo_fuzz(ctx, "build"))?;
     let mut results = Vec::new();
     for target in fuzz_targets(ctx)? {
-        let stats = fuzz_run(ctx, &target, FUZZ_SMOKE_SECONDS, true)?;
+        let stats = fuzz_run(ctx, &target, Budget::Seconds(FUZZ_SMOKE_SECONDS), true)?;
         let crashed = stats.crashed;
         results.push((target.clone(), stats));
         if crashed {
@@ -308,24 +342,34 @@ pub(crate) fn fuzz_smoke(ctx: &mut Ctx) -> Result {
 
 #[cfg(test)]
 mod fuzz_tests {
-    use super::{FuzzArgs, FuzzStats, FUZZ_DEFAULT_SECONDS};
+    use super::{Budget, FuzzArgs, FuzzStats, FUZZ_DEFAULT_SECONDS};
 
     #[test]
     fn fuzz_arguments_and_libfuzzer_stats() {
         let args =
             |a: &[&str]| FuzzArgs::parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        let want = |t: Option<&str>, seconds| {
+        let want = |t: Option<&str>, budget| {
             Some(FuzzArgs {
                 target: t.map(str::to_owned),
-                seconds,
+                budget,
             })
         };
-        assert_eq!(args(&[]), want(None, FUZZ_DEFAULT_SECONDS));
-        assert_eq!(args(&["30"]), want(None, 30));
-        assert_eq!(args(&["event"]), want(Some("event"), FUZZ_DEFAULT_SECONDS));
-        assert_eq!(args(&["event", "5"]), want(Some("event"), 5));
-        assert_eq!(args(&["all", "5"]), want(None, 5));
+        let secs = Budget::Seconds;
+        assert_eq!(args(&[]), want(None, secs(FUZZ_DEFAULT_SECONDS)));
+        assert_eq!(args(&["30"]), want(None, secs(30)));
+        assert_eq!(
+            args(&["event"]),
+            want(Some("event"), secs(FUZZ_DEFAULT_SECONDS))
+        );
+        assert_eq!(args(&["event", "5"]), want(Some("event"), secs(5)));
+        assert_eq!(args(&["all", "5"]), want(None, secs(5)));
+        assert_eq!(
+            args(&["event", "10M"]),
+            want(Some("event"), Budget::Runs(10_000_000))
+        );
+        assert_eq!(args(&["500k"]), want(None, Budget::Runs(500_000)));
         assert_eq!(args(&["event", "x"]), None);
+        assert_eq!(Budget::Runs(7).flags(), ["-runs=7"]);
 
         let mut s = FuzzStats::default();
         for line in [

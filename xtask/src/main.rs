@@ -48,9 +48,10 @@ commands:
                     outside the tree built against it
   size              release-small footprint: the stripped host cdylib, the aarch64-android
                     staticlib and cdylib (stub-linked), in bytes, and the crates taking most
-  fuzz [TARGET] [SECONDS]
+  fuzz [TARGET] [SECONDS | RUNS]
                     run the fuzz targets of fuzz/ (cargo-fuzz on nightly; all, or only
-                    TARGET) for SECONDS each (default 60), then print the executions
+                    TARGET) for SECONDS each (default 60) or RUNS executions each
+                    (`500k`, `10M`), then print the executions
   help              this text
 ";
 
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
             Some(fuzz_args) => fuzz(&mut ctx, fuzz_args),
             None => {
                 eprintln!(
-                    "xtask: fuzz [TARGET] [SECONDS]: bad arguments {:?}\n",
+                    "xtask: fuzz [TARGET] [SECONDS | RUNS]: bad arguments {:?}\n",
                     &args[1..]
                 );
                 eprint!("{USAGE}");
