@@ -33,6 +33,7 @@ fun main(args: Array<String>) {
     // The one platform init (Android: Pmn.initAndroid(context), which calls this). From the jar,
     // it finds the native library JNA extracted.
     PmnPlatform.init(null)
+    val started = System.nanoTime()
     runBlocking {
         withTimeout(60_000) {
             Household(server, File(ca).readText(), network, password, guestNetwork, guestPassword).use { home ->
@@ -60,6 +61,8 @@ fun main(args: Array<String>) {
             }
         }
     }
+    // The suite's budget for this stage: what the flow itself takes, JVM and Maven aside.
+    println("packaged sample: the README's flow took ${(System.nanoTime() - started) / 1_000_000} ms")
     File(keystore.parent.toString()).deleteRecursively()
     val live = liveObjects()
     check(live == LiveObjects(controllers = 0L, providers = 0L, taskHandles = 0L)) { "left alive: $live" }
