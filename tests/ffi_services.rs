@@ -127,12 +127,12 @@ impl MediaPlayerBackend for AppPlayer {
         });
         Ok(())
     }
-    fn seek(&self, position_ms: u64) -> Result<(), PmnError> {
+    fn seek(&self, position_ms: i64) -> Result<(), PmnError> {
         self.note(format!("seek {position_ms}"));
         self.update(|p| p.position_ms = position_ms);
         Ok(())
     }
-    fn set_volume(&self, volume: u8) -> Result<(), PmnError> {
+    fn set_volume(&self, volume: i32) -> Result<(), PmnError> {
         self.note(format!("volume {volume}"));
         self.update(|p| p.volume = volume);
         Ok(())

@@ -699,7 +699,7 @@ impl pmn::PlaylistListener for ChangeSink {
         let _ = self.0.send(change);
         Ok(())
     }
-    fn on_missed(&self, _: u64) -> Result<(), pmn::PmnError> {
+    fn on_missed(&self, _: i64) -> Result<(), pmn::PmnError> {
         Ok(())
     }
 }

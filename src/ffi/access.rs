@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::error::{config, PmnError};
 use super::keystore::DeviceKeyStore;
+use super::numbers::{out32, out64};
 use crate::core::access::{
     AuditRecord as CoreAuditRecord, GrantInfo, PendingRequest, Scope, SignedGrant,
 };
@@ -48,7 +49,7 @@ pub struct GuestPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct AccessRequest {
     /// Pass to `approve_access` / `deny_access`.
-    pub id: u64,
+    pub id: i64,
     /// The asking device (full JID).
     pub guest: String,
     /// The guest's network (bare JID): who is asking.
@@ -63,20 +64,20 @@ pub struct AccessRequest {
     /// The guest's reason.
     pub reason: Option<String>,
     /// When it arrived, seconds since the epoch.
-    pub received_at: u64,
+    pub received_at: i64,
 }
 
 impl From<PendingRequest> for AccessRequest {
     fn from(p: PendingRequest) -> Self {
         AccessRequest {
-            id: p.id,
+            id: out64(p.id),
             guest_network: p.guest.to_bare().to_string(),
             guest: p.guest.to_string(),
             device_fingerprint: p.device.to_hex(),
             scopes: p.scopes.iter().map(|s| s.name().to_owned()).collect(),
             item: p.item.map(|i| i.as_str().to_owned()),
             reason: p.reason.map(|r| r.as_str().to_owned()),
-            received_at: p.received_at,
+            received_at: out64(p.received_at),
         }
     }
 }
@@ -95,13 +96,13 @@ pub struct Grant {
     /// The one item, for `library-item`.
     pub item: Option<String>,
     /// Valid from, seconds since the epoch.
-    pub not_before: u64,
+    pub not_before: i64,
     /// Valid until, seconds since the epoch.
-    pub expires: u64,
+    pub expires: i64,
     /// Whether it allows calls now.
     pub active: bool,
     /// When it was revoked, if it was.
-    pub revoked_at: Option<u64>,
+    pub revoked_at: Option<i64>,
 }
 
 fn grant_record(g: &SignedGrant, active: bool, revoked_at: Option<u64>) -> Grant {
@@ -111,10 +112,10 @@ fn grant_record(g: &SignedGrant, active: bool, revoked_at: Option<u64>) -> Grant
         device_fingerprint: g.device.to_hex(),
         scopes: g.scopes.iter().map(|s| s.name().to_owned()).collect(),
         item: g.item.as_ref().map(|i| i.as_str().to_owned()),
-        not_before: g.not_before,
-        expires: g.expires,
+        not_before: out64(g.not_before),
+        expires: out64(g.expires),
         active,
-        revoked_at,
+        revoked_at: revoked_at.map(out64),
     }
 }
 
@@ -153,13 +154,13 @@ impl From<Issued> for Approval {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct AuditRecord {
     /// Sequence number (ask for records after the last one seen).
-    pub seq: u64,
+    pub seq: i64,
     /// First occurrence, seconds since the epoch.
-    pub at: u64,
+    pub at: i64,
     /// Last occurrence.
-    pub last_at: u64,
+    pub last_at: i64,
     /// How many identical events this record stands for.
-    pub count: u32,
+    pub count: i32,
     /// `request`, `grant`, `use`, `deny` or `revoke`.
     pub kind: String,
     /// Who.
@@ -177,10 +178,10 @@ pub struct AuditRecord {
 impl From<CoreAuditRecord> for AuditRecord {
     fn from(r: CoreAuditRecord) -> Self {
         AuditRecord {
-            seq: r.seq,
-            at: r.at,
-            last_at: r.last_at,
-            count: r.count,
+            seq: out64(r.seq),
+            at: out64(r.at),
+            last_at: out64(r.last_at),
+            count: out32(r.count),
             kind: r.kind.name().to_owned(),
             subject: r.subject,
             device: r.device,
@@ -199,7 +200,7 @@ pub struct GuestAccess {
     /// The grant id.
     pub grant_id: String,
     /// When it expires, seconds since the epoch (host's clock).
-    pub expires: u64,
+    pub expires: i64,
     /// The host devices' key fingerprints (hex), pinned by `confirmAccess`.
     pub devices: Vec<String>,
     /// Six digits to compare with the owner's phone (`Approval.confirmationCode`) before calling
@@ -212,7 +213,7 @@ impl From<CoreGuestAccess> for GuestAccess {
         GuestAccess {
             network: g.network.to_string(),
             grant_id: g.grant.to_string(),
-            expires: g.expires,
+            expires: out64(g.expires),
             devices: g
                 .devices
                 .iter()

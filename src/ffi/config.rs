@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::access::{GuestPolicy, OwnerOptions};
 use super::e2e::E2eOptions;
 use super::error::{config, PmnError};
+use super::numbers::{in32, in64};
 use crate::core::access::{AccessSettings, IntakeLimits};
 use crate::core::controller::OwnerAccess;
 use crate::core::e2e::E2eSettings;
@@ -32,26 +33,26 @@ pub struct ConnectionConfig {
     pub test_ca_pem: Option<String>,
     /// Bound on one login attempt, in milliseconds.
     #[uniffi(default = 15000)]
-    pub connect_timeout_ms: u64,
+    pub connect_timeout_ms: i64,
     /// Bound on each RPC call, in milliseconds.
     #[uniffi(default = 10000)]
-    pub rpc_timeout_ms: u64,
+    pub rpc_timeout_ms: i64,
     /// Silence on the connection after which the server is probed, in milliseconds; 0 keeps the
     /// default (15 s). With `probe_timeout_ms` it bounds how long a dead connection goes
     /// unnoticed when the app does not call `networkChanged()`.
     #[uniffi(default = 0)]
-    pub keepalive_ms: u64,
+    pub keepalive_ms: i64,
     /// How long that probe may go unanswered before the connection is replaced (and the session
     /// resumed), in milliseconds; 0 keeps the default (5 s).
     #[uniffi(default = 0)]
-    pub probe_timeout_ms: u64,
+    pub probe_timeout_ms: i64,
     /// How many times a controller's call is tried again when its way was lost (a timeout, the
     /// connection lost with the call in flight, not connected): each retry waits for the
     /// connection to be back (up to 30 s) and reuses the call's id, so a provider that already ran
     /// it answers with its first answer instead of running it twice. 0: no retry; the error then
     /// says whether the call ran (`PmnException.outcome()`).
     #[uniffi(default = 0)]
-    pub call_retries: u32,
+    pub call_retries: i32,
     /// The end-to-end tunnel between devices (keys, pinned peers, policy). Required unless
     /// `plain_transport` is set.
     #[uniffi(default = None)]
@@ -76,33 +77,39 @@ impl ConnectionConfig {
             None => ServerAddress::Srv,
             Some(s) => s.parse().map_err(config)?,
         };
-        if self.connect_timeout_ms == 0 || self.rpc_timeout_ms == 0 {
+        if self.connect_timeout_ms <= 0 || self.rpc_timeout_ms <= 0 {
             return Err(config("timeouts must be positive"));
         }
+        let keepalive = in64("keepaliveMs", self.keepalive_ms)?;
+        let probe_timeout = in64("probeTimeoutMs", self.probe_timeout_ms)?;
+        in32("callRetries", self.call_retries)?;
         let mut session = SessionConfig::new(jid, self.password.clone());
         session.server = server;
         session.trust = match &self.test_ca_pem {
             Some(pem) => ServerTrust::TestCa(pem.clone()),
             None => ServerTrust::Platform,
         };
-        session.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
-        if self.keepalive_ms > 0 {
-            session.keepalive = Duration::from_millis(self.keepalive_ms);
+        session.connect_timeout = millis(self.connect_timeout_ms);
+        if keepalive > 0 {
+            session.keepalive = Duration::from_millis(keepalive);
         }
-        if self.probe_timeout_ms > 0 {
-            session.probe_timeout = Duration::from_millis(self.probe_timeout_ms);
+        if probe_timeout > 0 {
+            session.probe_timeout = Duration::from_millis(probe_timeout);
         }
         Ok(session)
     }
 
     pub(crate) fn rpc_timeout(&self) -> Duration {
-        Duration::from_millis(self.rpc_timeout_ms)
+        millis(self.rpc_timeout_ms)
     }
 
     /// The controller's retry of calls whose way was lost ([`ConnectionConfig::call_retries`]).
     pub(crate) fn retry(&self) -> crate::core::controller::RetryPolicy {
         crate::core::controller::RetryPolicy::new(
-            self.call_retries.saturating_add(1),
+            // Negative retries were refused by `to_session`, which every role runs first.
+            u32::try_from(self.call_retries)
+                .unwrap_or(0)
+                .saturating_add(1),
             Duration::from_secs(30),
         )
     }
@@ -151,4 +158,10 @@ impl ConnectionConfig {
             .map(|o| o.to_settings(&self.device))
             .transpose()
     }
+}
+
+/// A timeout the app gave in milliseconds (checked positive by `to_session`; anything else is
+/// no time at all).
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

@@ -26,11 +26,13 @@ use crate::core::session::ConnectionState as CoreState;
 
 /// A remote control: finds the network's providers and drives them.
 ///
-/// Kotlin:
-/// ```kotlin
+/// Kotlin (most apps use `RemoteControl`, which turns the listener into flows):
+/// ```kotlin controllerDoc(config: ConnectionConfig, listener: ControllerListener)
 /// Controller(config, listener).use { c ->
 ///     c.connect()
-///     val tv = c.providers().first { "urn.xmpp.tmp.media.player" in it.services }
+///     // Providers arrive through listener.onProviderOnline, some milliseconds after connect().
+///     val tv = c.providers().firstOrNull { RemoteControl.PLAYER_FEATURE in it.services }
+///         ?: return@use
 ///     c.player(tv.jid).play("file:///movies/a.mkv")
 /// }
 /// ```

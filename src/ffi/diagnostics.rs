@@ -11,20 +11,20 @@ pub(crate) static TASK_HANDLES: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct LiveObjects {
     /// `Controller`s not yet dropped.
-    pub controllers: u64,
+    pub controllers: i64,
     /// `Provider`s not yet dropped.
-    pub providers: u64,
+    pub providers: i64,
     /// `TaskHandle`s not yet dropped.
-    pub task_handles: u64,
+    pub task_handles: i64,
 }
 
 /// Counts the exported objects alive now (Kotlin: after `close()` they are gone).
 #[uniffi::export]
 pub fn live_objects() -> LiveObjects {
     LiveObjects {
-        controllers: CONTROLLERS.load(Ordering::SeqCst),
-        providers: PROVIDERS.load(Ordering::SeqCst),
-        task_handles: TASK_HANDLES.load(Ordering::SeqCst),
+        controllers: super::numbers::out64(CONTROLLERS.load(Ordering::SeqCst)),
+        providers: super::numbers::out64(PROVIDERS.load(Ordering::SeqCst)),
+        task_handles: super::numbers::out64(TASK_HANDLES.load(Ordering::SeqCst)),
     }
 }
 

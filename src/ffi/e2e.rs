@@ -17,9 +17,12 @@ use crate::core::identity::DeviceIdentity;
 /// never leaves the store.
 ///
 /// Kotlin:
-/// ```kotlin
+/// ```kotlin e2eOptionsDoc(dir: String, network: String, password: String)
 /// val keys = DeviceKeyStore.software(dir)
-/// val config = ConnectionConfig(..., e2e = E2eOptions(keys, trustFile = "$dir/trust.json"))
+/// val config = ConnectionConfig(
+///     network = network, password = password, device = "tv",
+///     e2e = E2eOptions(keys, trustFile = "$dir/trust.json"),
+/// )
 /// ```
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct E2eOptions {

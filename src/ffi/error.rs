@@ -42,8 +42,10 @@ impl From<CallOutcome> for CoreOutcome {
     }
 }
 
-/// An error of pmn. Each variant is one stable kind (Kotlin: `PmnException.Timeout`, …; Swift:
-/// `PmnException.Timeout`); `detail` is a human-readable message for logs and screens.
+/// An error of pmn, the only one an app catches. Each variant is one stable kind (Kotlin:
+/// `PmnException.Timeout`, …; Swift: `PmnException.Timeout`); `detail` is a human-readable
+/// message for logs and screens, and in Kotlin it is also the exception's `message` (the bindings
+/// generator of bindings/uniffi-bindgen makes it so).
 ///
 /// Whether a failed call ran is `outcome()` (Kotlin `e.outcome()`, Swift `e.outcome()`): the kinds
 /// that can mean either carry it as a field (`Timeout`, `NotConnected`, `ProviderUnavailable`,
@@ -149,6 +151,16 @@ pub enum PmnError {
         /// `NotRun`).
         outcome: CallOutcome,
     },
+    /// A device key store failed (`kind` says how); also what a `ForeignKeyStore` throws.
+    #[error("key store: {detail}")]
+    Key {
+        /// What kind of failure.
+        kind: super::keystore::KeyErrorKind,
+        /// The key alias (the key file for `InsecurePermissions`), when there is one.
+        alias: Option<String>,
+        /// What happened.
+        detail: String,
+    },
     /// A bug in pmn, or a listener that threw.
     #[error("internal: {detail}")]
     Internal {
@@ -204,7 +216,8 @@ impl PmnError {
             | PmnError::UnknownMethod { .. }
             | PmnError::BadParams { .. }
             | PmnError::Forbidden { .. }
-            | PmnError::Config { .. } => CallOutcome::NotRun,
+            | PmnError::Config { .. }
+            | PmnError::Key { .. } => CallOutcome::NotRun,
         }
     }
 

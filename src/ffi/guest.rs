@@ -36,12 +36,13 @@ impl GuestPass {
         network: String,
         scopes: Vec<String>,
         reason: Option<String>,
-        timeout_ms: u64,
+        timeout_ms: i64,
     ) -> Result<GuestAccess, PmnError> {
         let core = self.inner.clone();
         let network = bare_jid(&network)?;
         let scopes = self::scopes(&scopes)?;
-        let timeout = std::time::Duration::from_millis(timeout_ms);
+        let timeout =
+            std::time::Duration::from_millis(super::numbers::in64("timeoutMs", timeout_ms)?);
         runtime::run(async move {
             Ok(core
                 .request_access(network, scopes, None, reason.as_deref(), timeout)

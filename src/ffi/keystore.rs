@@ -1,5 +1,6 @@
 //! UniFFI surface of the device key stores: [`DeviceKeyStore`] (software, platform, or app-supplied
-//! through the [`ForeignKeyStore`] foreign trait), [`KeyPolicy`] and the [`KeyError`] error enum.
+//! through the [`ForeignKeyStore`] foreign trait), [`KeyPolicy`], and [`KeyErrorKind`]: a key store
+//! failure is `PmnError::Key` (Kotlin `PmnException.Key`), not an error type of its own.
 //!
 //! Thin by design: every method forwards to a `crate::core::identity::KeyStore` and converts types;
 //! the rules (alias syntax, P-256 only, permissions) live in `core::identity` and `platform`.
@@ -8,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::error::PmnError;
 use crate::core::identity::{self, check_p256_spki, validate_alias, KeyStore, KeyStoreError};
 use crate::platform;
 
@@ -45,126 +47,93 @@ impl From<identity::KeyPolicy> for KeyPolicy {
     }
 }
 
-/// A key store failure, one variant per `KeyStoreError` kind (Kotlin: `KeyException.*`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
-pub enum KeyError {
+/// What went wrong in a key store: the `kind` of `PmnException.Key` (Kotlin
+/// `KeyErrorKind.NOT_FOUND`, …), one per `KeyStoreError` kind. Key store failures are not a
+/// second exception family: an app catches `PmnException` and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum KeyErrorKind {
     /// No key with this alias.
-    #[error("no key with alias `{alias}`")]
-    NotFound {
-        /// The alias asked for.
-        alias: String,
-    },
+    NotFound,
     /// The alias already holds a key; keys are never overwritten.
-    #[error("a key with alias `{alias}` already exists")]
-    AlreadyExists {
-        /// The alias asked for.
-        alias: String,
-    },
+    AlreadyExists,
     /// The alias is not 1–64 characters of `a-z 0-9 . _ -`.
-    #[error("invalid key alias `{alias}`: {reason}")]
-    InvalidAlias {
-        /// The alias given.
-        alias: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A key file is readable by other users and was refused.
-    #[error("key file {path} has insecure permissions {mode:o}")]
-    InsecurePermissions {
-        /// The key file.
-        path: String,
-        /// Its permission bits.
-        mode: u32,
-    },
+    InvalidAlias,
+    /// A key file is readable by other users and was refused (`alias` is the file).
+    InsecurePermissions,
     /// The stored key is not a valid P-256 key.
-    #[error("key `{alias}` is corrupt: {reason}")]
-    Corrupt {
-        /// The alias of the key.
-        alias: String,
-        /// What failed to parse.
-        reason: String,
-    },
+    Corrupt,
     /// `PmnPlatform.init` (Android: `Pmn.initAndroid`) has not been called yet.
-    #[error("platform key store not initialised: call PmnPlatform.init (Android: Pmn.initAndroid) first")]
     PlatformNotInitialised,
     /// The key needs the user to authenticate first (show the system prompt, then retry).
-    #[error("key `{alias}` requires user authentication")]
-    UserAuthenticationRequired {
-        /// The alias of the key.
-        alias: String,
-    },
+    UserAuthenticationRequired,
     /// The store cannot do this (e.g. user presence on a software store).
-    #[error("unsupported: {detail}")]
-    Unsupported {
-        /// Why.
-        detail: String,
-    },
+    Unsupported,
     /// File-system failure of a file-backed store.
-    #[error("I/O error: {detail}")]
-    Io {
-        /// What failed.
-        detail: String,
-    },
+    Io,
     /// The platform (or a foreign store) reported an error.
-    #[error("platform error: {detail}")]
-    Platform {
-        /// The platform's description.
-        detail: String,
-    },
+    Platform,
 }
 
-impl From<KeyStoreError> for KeyError {
+impl From<KeyStoreError> for PmnError {
     fn from(e: KeyStoreError) -> Self {
-        match e {
-            KeyStoreError::NotFound { alias } => KeyError::NotFound { alias },
-            KeyStoreError::AlreadyExists { alias } => KeyError::AlreadyExists { alias },
-            KeyStoreError::InvalidAlias { alias, reason } => {
-                KeyError::InvalidAlias { alias, reason }
+        let detail = e.to_string();
+        let (kind, alias) = match e {
+            KeyStoreError::NotFound { alias } => (KeyErrorKind::NotFound, Some(alias)),
+            KeyStoreError::AlreadyExists { alias } => (KeyErrorKind::AlreadyExists, Some(alias)),
+            KeyStoreError::InvalidAlias { alias, .. } => (KeyErrorKind::InvalidAlias, Some(alias)),
+            KeyStoreError::InsecurePermissions { path, .. } => {
+                (KeyErrorKind::InsecurePermissions, Some(path))
             }
-            KeyStoreError::InsecurePermissions { path, mode } => {
-                KeyError::InsecurePermissions { path, mode }
-            }
-            KeyStoreError::Corrupt { alias, reason } => KeyError::Corrupt { alias, reason },
-            KeyStoreError::PlatformNotInitialised => KeyError::PlatformNotInitialised,
+            KeyStoreError::Corrupt { alias, .. } => (KeyErrorKind::Corrupt, Some(alias)),
+            KeyStoreError::PlatformNotInitialised => (KeyErrorKind::PlatformNotInitialised, None),
             KeyStoreError::UserAuthenticationRequired { alias } => {
-                KeyError::UserAuthenticationRequired { alias }
+                (KeyErrorKind::UserAuthenticationRequired, Some(alias))
             }
-            KeyStoreError::Unsupported(detail) => KeyError::Unsupported { detail },
-            KeyStoreError::Io(detail) => KeyError::Io { detail },
-            KeyStoreError::Platform(detail) => KeyError::Platform { detail },
+            KeyStoreError::Unsupported(_) => (KeyErrorKind::Unsupported, None),
+            KeyStoreError::Io(_) => (KeyErrorKind::Io, None),
+            KeyStoreError::Platform(_) => (KeyErrorKind::Platform, None),
+        };
+        PmnError::Key {
+            kind,
+            alias,
+            detail,
         }
     }
 }
 
-impl From<KeyError> for KeyStoreError {
-    fn from(e: KeyError) -> Self {
-        match e {
-            KeyError::NotFound { alias } => KeyStoreError::NotFound { alias },
-            KeyError::AlreadyExists { alias } => KeyStoreError::AlreadyExists { alias },
-            KeyError::InvalidAlias { alias, reason } => {
-                KeyStoreError::InvalidAlias { alias, reason }
-            }
-            KeyError::InsecurePermissions { path, mode } => {
-                KeyStoreError::InsecurePermissions { path, mode }
-            }
-            KeyError::Corrupt { alias, reason } => KeyStoreError::Corrupt { alias, reason },
-            KeyError::PlatformNotInitialised => KeyStoreError::PlatformNotInitialised,
-            KeyError::UserAuthenticationRequired { alias } => {
-                KeyStoreError::UserAuthenticationRequired { alias }
-            }
-            KeyError::Unsupported { detail } => KeyStoreError::Unsupported(detail),
-            KeyError::Io { detail } => KeyStoreError::Io(detail),
-            KeyError::Platform { detail } => KeyStoreError::Platform(detail),
+/// What a foreign store's error means to the core: a `PmnException.Key` keeps its kind (with the
+/// alias asked for when it names none); anything else the app threw — another `PmnException`, or
+/// an unexpected exception, which UniFFI hands over as `Internal` — is a platform failure.
+fn from_foreign(alias: &str, e: PmnError) -> KeyStoreError {
+    let PmnError::Key {
+        kind,
+        alias: named,
+        detail,
+    } = e
+    else {
+        return KeyStoreError::Platform(format!("foreign key store: {e}"));
+    };
+    let alias = named.unwrap_or_else(|| alias.to_owned());
+    match kind {
+        KeyErrorKind::NotFound => KeyStoreError::NotFound { alias },
+        KeyErrorKind::AlreadyExists => KeyStoreError::AlreadyExists { alias },
+        KeyErrorKind::InvalidAlias => KeyStoreError::InvalidAlias {
+            alias,
+            reason: detail,
+        },
+        KeyErrorKind::Corrupt => KeyStoreError::Corrupt {
+            alias,
+            reason: detail,
+        },
+        KeyErrorKind::PlatformNotInitialised => KeyStoreError::PlatformNotInitialised,
+        KeyErrorKind::UserAuthenticationRequired => {
+            KeyStoreError::UserAuthenticationRequired { alias }
         }
-    }
-}
-
-/// A foreign callback that threw something other than a `KeyException` (a Kotlin bug, say) arrives
-/// here instead of panicking.
-impl From<uniffi::UnexpectedUniFFICallbackError> for KeyError {
-    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        KeyError::Platform {
-            detail: format!("foreign key store callback failed: {}", e.reason),
+        KeyErrorKind::Unsupported => KeyStoreError::Unsupported(detail),
+        KeyErrorKind::Io => KeyStoreError::Io(detail),
+        // A foreign store has no file modes to report: its refusal is its own platform's.
+        KeyErrorKind::InsecurePermissions | KeyErrorKind::Platform => {
+            KeyStoreError::Platform(detail)
         }
     }
 }
@@ -176,15 +145,15 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for KeyError {
 #[uniffi::export(with_foreign)]
 pub trait ForeignKeyStore: Send + Sync {
     /// Creates a key under `alias`; returns its SPKI DER.
-    fn generate(&self, alias: String, policy: KeyPolicy) -> Result<Vec<u8>, KeyError>;
+    fn generate(&self, alias: String, policy: KeyPolicy) -> Result<Vec<u8>, PmnError>;
     /// The SPKI DER of `alias`.
-    fn public_key(&self, alias: String) -> Result<Vec<u8>, KeyError>;
+    fn public_key(&self, alias: String) -> Result<Vec<u8>, PmnError>;
     /// DER ECDSA P-256/SHA-256 signature over `message` (unhashed).
-    fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, KeyError>;
+    fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, PmnError>;
     /// Deletes `alias`.
-    fn delete(&self, alias: String) -> Result<(), KeyError>;
+    fn delete(&self, alias: String) -> Result<(), PmnError>;
     /// All aliases.
-    fn list(&self) -> Result<Vec<String>, KeyError>;
+    fn list(&self) -> Result<Vec<String>, PmnError>;
 }
 
 /// Adapts an app-supplied store to the core trait, enforcing the core rules on both directions:
@@ -194,27 +163,38 @@ struct ForeignStoreAdapter(Arc<dyn ForeignKeyStore>);
 impl KeyStore for ForeignStoreAdapter {
     fn generate(&self, alias: &str, policy: identity::KeyPolicy) -> Result<Vec<u8>, KeyStoreError> {
         validate_alias(alias)?;
-        let spki = self.0.generate(alias.to_owned(), policy.into())?;
+        let spki = self
+            .0
+            .generate(alias.to_owned(), policy.into())
+            .map_err(|e| from_foreign(alias, e))?;
         check_p256_spki(alias, spki)
     }
 
     fn public_key(&self, alias: &str) -> Result<Vec<u8>, KeyStoreError> {
         validate_alias(alias)?;
-        check_p256_spki(alias, self.0.public_key(alias.to_owned())?)
+        let spki = self
+            .0
+            .public_key(alias.to_owned())
+            .map_err(|e| from_foreign(alias, e))?;
+        check_p256_spki(alias, spki)
     }
 
     fn sign(&self, alias: &str, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
         validate_alias(alias)?;
-        Ok(self.0.sign(alias.to_owned(), message.to_vec())?)
+        self.0
+            .sign(alias.to_owned(), message.to_vec())
+            .map_err(|e| from_foreign(alias, e))
     }
 
     fn delete(&self, alias: &str) -> Result<(), KeyStoreError> {
         validate_alias(alias)?;
-        Ok(self.0.delete(alias.to_owned())?)
+        self.0
+            .delete(alias.to_owned())
+            .map_err(|e| from_foreign(alias, e))
     }
 
     fn list(&self) -> Result<Vec<String>, KeyStoreError> {
-        let mut aliases = self.0.list()?;
+        let mut aliases = self.0.list().map_err(|e| from_foreign("", e))?;
         aliases.sort();
         Ok(aliases)
     }
@@ -247,7 +227,7 @@ impl DeviceKeyStore {
 impl DeviceKeyStore {
     /// A software store: one 0600 PKCS#8 file per key in `dir` (created 0700 if missing).
     #[uniffi::constructor]
-    pub fn software(dir: String) -> Result<Arc<Self>, KeyError> {
+    pub fn software(dir: String) -> Result<Arc<Self>, PmnError> {
         Ok(Arc::new(DeviceKeyStore {
             inner: Arc::new(platform::software::SoftwareKeyStore::open(dir)?),
         }))
@@ -255,9 +235,10 @@ impl DeviceKeyStore {
 
     /// The platform store: Android Keystore, Apple keychain / Secure Enclave, or on a desktop JVM the
     /// PKCS12 test store named by the `pmn.keystore.file` system property. On Android and the JVM,
-    /// `PmnPlatform.init` (Android: `Pmn.initAndroid`) must have run, otherwise `KeyException.PlatformNotInitialised`.
+    /// `PmnPlatform.init` (Android: `Pmn.initAndroid`) must have run, otherwise `PmnException.Key` of kind
+    /// `PLATFORM_NOT_INITIALISED`.
     #[uniffi::constructor]
-    pub fn platform() -> Result<Arc<Self>, KeyError> {
+    pub fn platform() -> Result<Arc<Self>, PmnError> {
         Ok(Arc::new(DeviceKeyStore {
             inner: platform::platform_key_store()?,
         }))
@@ -278,32 +259,32 @@ impl DeviceKeyStore {
     }
 
     /// Creates a key; returns its public key (SPKI DER).
-    pub fn generate(&self, alias: String, policy: KeyPolicy) -> Result<Vec<u8>, KeyError> {
+    pub fn generate(&self, alias: String, policy: KeyPolicy) -> Result<Vec<u8>, PmnError> {
         Ok(self.inner.generate(&alias, policy.into())?)
     }
 
     /// The public key of `alias` (SPKI DER).
-    pub fn public_key(&self, alias: String) -> Result<Vec<u8>, KeyError> {
+    pub fn public_key(&self, alias: String) -> Result<Vec<u8>, PmnError> {
         Ok(self.inner.public_key(&alias)?)
     }
 
     /// Signs `message` (unhashed); returns a DER ECDSA P-256/SHA-256 signature.
-    pub fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+    pub fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, PmnError> {
         Ok(self.inner.sign(&alias, &message)?)
     }
 
     /// Deletes `alias`.
-    pub fn delete(&self, alias: String) -> Result<(), KeyError> {
+    pub fn delete(&self, alias: String) -> Result<(), PmnError> {
         Ok(self.inner.delete(&alias)?)
     }
 
     /// The aliases in this store, sorted.
-    pub fn list(&self) -> Result<Vec<String>, KeyError> {
+    pub fn list(&self) -> Result<Vec<String>, PmnError> {
         Ok(self.inner.list()?)
     }
 
     /// SHA-256 of the key's SPKI (32 bytes): the fingerprint peers pin.
-    pub fn fingerprint(&self, alias: String) -> Result<Vec<u8>, KeyError> {
+    pub fn fingerprint(&self, alias: String) -> Result<Vec<u8>, PmnError> {
         let spki = self.inner.public_key(&alias)?;
         Ok(identity::spki_sha256(&spki).to_vec())
     }
@@ -313,7 +294,7 @@ impl DeviceKeyStore {
         &self,
         alias: String,
         device_name: String,
-    ) -> Result<Vec<u8>, KeyError> {
+    ) -> Result<Vec<u8>, PmnError> {
         Ok(identity::device_certificate(self.inner.as_ref(), &alias, &device_name)?.to_vec())
     }
 }
@@ -328,23 +309,23 @@ mod tests {
     struct RustForeign(platform::software::SoftwareKeyStore, bool);
 
     impl ForeignKeyStore for RustForeign {
-        fn generate(&self, alias: String, policy: KeyPolicy) -> Result<Vec<u8>, KeyError> {
+        fn generate(&self, alias: String, policy: KeyPolicy) -> Result<Vec<u8>, PmnError> {
             Ok(self.0.generate(&alias, policy.into())?)
         }
-        fn public_key(&self, alias: String) -> Result<Vec<u8>, KeyError> {
+        fn public_key(&self, alias: String) -> Result<Vec<u8>, PmnError> {
             if self.1 {
                 // A broken app store that returns something that is not a P-256 SPKI.
                 return Ok(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
             }
             Ok(self.0.public_key(&alias)?)
         }
-        fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+        fn sign(&self, alias: String, message: Vec<u8>) -> Result<Vec<u8>, PmnError> {
             Ok(self.0.sign(&alias, &message)?)
         }
-        fn delete(&self, alias: String) -> Result<(), KeyError> {
+        fn delete(&self, alias: String) -> Result<(), PmnError> {
             Ok(self.0.delete(&alias)?)
         }
-        fn list(&self) -> Result<Vec<String>, KeyError> {
+        fn list(&self) -> Result<Vec<String>, PmnError> {
             Ok(self.0.list()?)
         }
     }
@@ -366,13 +347,18 @@ mod tests {
         assert_eq!(store.list().unwrap(), vec!["tls".to_string()]);
         assert_eq!(
             store.sign("missing".into(), vec![]).unwrap_err(),
-            KeyError::NotFound {
-                alias: "missing".into()
+            PmnError::Key {
+                kind: KeyErrorKind::NotFound,
+                alias: Some("missing".into()),
+                detail: "no key with alias `missing`".into(),
             }
         );
         assert!(matches!(
             store.sign("../etc".into(), vec![]).unwrap_err(),
-            KeyError::InvalidAlias { .. }
+            PmnError::Key {
+                kind: KeyErrorKind::InvalidAlias,
+                ..
+            }
         ));
         store.delete("tls".into()).unwrap();
         assert!(store.list().unwrap().is_empty());
@@ -385,7 +371,10 @@ mod tests {
         let store = DeviceKeyStore::foreign(Arc::new(RustForeign(soft, true)));
         assert!(matches!(
             store.public_key("x".into()).unwrap_err(),
-            KeyError::Corrupt { .. }
+            PmnError::Key {
+                kind: KeyErrorKind::Corrupt,
+                ..
+            }
         ));
     }
 
@@ -407,10 +396,14 @@ mod tests {
         // cargo test has no JVM, so the JNI init cannot have run (on Apple hosts the keychain would
         // answer instead, so the check is for the other hosts).
         if cfg!(not(target_vendor = "apple")) {
-            assert_eq!(
+            assert!(matches!(
                 DeviceKeyStore::platform().unwrap_err(),
-                KeyError::PlatformNotInitialised
-            );
+                PmnError::Key {
+                    kind: KeyErrorKind::PlatformNotInitialised,
+                    alias: None,
+                    ..
+                }
+            ));
         }
     }
 }

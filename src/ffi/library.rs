@@ -6,6 +6,7 @@ use crate::core::rpc::Remote;
 use crate::core::services::library::Library as LibrarySpec;
 
 use super::error::PmnError;
+use super::numbers::{in32, in64};
 use super::records::{LibraryChunk, LibraryItem, LibraryPage};
 use super::runtime;
 
@@ -41,9 +42,10 @@ impl MediaLibrary {
     pub async fn browse(
         &self,
         container: String,
-        offset: u32,
-        limit: u32,
+        offset: i32,
+        limit: i32,
     ) -> Result<LibraryPage, PmnError> {
+        let (offset, limit) = (in32("offset", offset)?, in32("limit", limit)?);
         let l = self.inner.clone();
         runtime::run(async move { Ok(l.browse(&container, offset, limit).await?.into()) }).await
     }
@@ -52,9 +54,10 @@ impl MediaLibrary {
     pub async fn search(
         &self,
         query: String,
-        offset: u32,
-        limit: u32,
+        offset: i32,
+        limit: i32,
     ) -> Result<LibraryPage, PmnError> {
+        let (offset, limit) = (in32("offset", offset)?, in32("limit", limit)?);
         let l = self.inner.clone();
         runtime::run(async move { Ok(l.search(&query, offset, limit).await?.into()) }).await
     }
@@ -70,9 +73,10 @@ impl MediaLibrary {
     pub async fn read(
         &self,
         id: String,
-        offset: u64,
-        length: u32,
+        offset: i64,
+        length: i32,
     ) -> Result<LibraryChunk, PmnError> {
+        let (offset, length) = (in64("offset", offset)?, in32("length", length)?);
         let l = self.inner.clone();
         runtime::run(async move { Ok(l.read(&id, offset, length).await?.into()) }).await
     }

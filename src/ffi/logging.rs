@@ -91,11 +91,11 @@ pub trait LogSink: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct LogStats {
     /// Records the sink accepted.
-    pub delivered: u64,
+    pub delivered: i64,
     /// Records dropped because the sink fell behind (the queue was full).
-    pub dropped: u64,
+    pub dropped: i64,
     /// Records the sink threw (or panicked) on.
-    pub failed: u64,
+    pub failed: i64,
 }
 
 static DELIVERED: AtomicU64 = AtomicU64::new(0);
@@ -178,9 +178,9 @@ pub fn clear_log_sink() {
 #[uniffi::export]
 pub fn log_stats() -> LogStats {
     LogStats {
-        delivered: DELIVERED.load(Ordering::Relaxed),
-        dropped: DROPPED.load(Ordering::Relaxed),
-        failed: FAILED.load(Ordering::Relaxed),
+        delivered: super::numbers::out64(DELIVERED.load(Ordering::Relaxed)),
+        dropped: super::numbers::out64(DROPPED.load(Ordering::Relaxed)),
+        failed: super::numbers::out64(FAILED.load(Ordering::Relaxed)),
     }
 }
 

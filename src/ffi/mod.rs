@@ -13,6 +13,7 @@ mod keystore;
 mod library;
 mod listener;
 mod logging;
+mod numbers;
 mod owner;
 mod player;
 mod playlists;

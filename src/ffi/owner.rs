@@ -12,6 +12,7 @@ use base64::Engine;
 use super::access::{scopes, AccessListener, AccessRequest, Approval, AuditRecord, Grant};
 use super::error::parse_provider;
 use super::error::{bare_jid, config, PmnError};
+use super::numbers::in64;
 use super::runtime;
 use super::task::{forward, TaskHandle};
 use crate::core::access::{DeviceFingerprint, GrantId, ItemId, PendingRequest, Scope};
@@ -104,19 +105,24 @@ impl OwnerConsole {
     /// told.
     pub async fn approve_access(
         &self,
-        request_id: u64,
+        request_id: i64,
         scopes: Vec<String>,
-        expires_at: u64,
+        expires_at: i64,
     ) -> Result<Approval, PmnError> {
         let core = self.inner.clone();
         let scopes = self::scopes(&scopes)?;
+        let (request_id, expires_at) = (
+            in64("requestId", request_id)?,
+            in64("expiresAt", expires_at)?,
+        );
         runtime::run(async move { Ok(core.approve(request_id, scopes, expires_at).await?.into()) })
             .await
     }
 
     /// Owner devices: refuses request `request_id` and tells the guest.
-    pub async fn deny_access(&self, request_id: u64) -> Result<(), PmnError> {
+    pub async fn deny_access(&self, request_id: i64) -> Result<(), PmnError> {
         let core = self.inner.clone();
+        let request_id = in64("requestId", request_id)?;
         runtime::run(async move { Ok(core.deny(request_id).await?) }).await
     }
 
@@ -128,9 +134,10 @@ impl OwnerConsole {
         guest_network: String,
         device_fingerprint: String,
         item: String,
-        expires_at: u64,
+        expires_at: i64,
     ) -> Result<Approval, PmnError> {
         let core = self.inner.clone();
+        let expires_at = in64("expiresAt", expires_at)?;
         let guest = bare_jid(&guest_network)?;
         let device = DeviceFingerprint::from_hex(&device_fingerprint)
             .ok_or_else(|| config("device_fingerprint must be 64 hex digits"))?;
@@ -181,9 +188,10 @@ impl OwnerConsole {
     pub async fn access_audit(
         &self,
         provider: String,
-        after: u64,
+        after: i64,
     ) -> Result<Vec<AuditRecord>, PmnError> {
         let core = self.inner.clone();
+        let after = in64("after", after)?;
         let provider = parse_provider(&provider)?;
         runtime::run(async move {
             Ok(core

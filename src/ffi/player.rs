@@ -6,16 +6,17 @@ use crate::core::rpc::Remote;
 use crate::core::services::player::Player as PlayerSpec;
 
 use super::error::PmnError;
+use super::numbers::{in64, in8};
 use super::records::{PlayerStatus, Queue, VolumeState};
 use super::runtime;
 
 /// The media player of one provider (`controller.player(tv.jid)`).
 ///
 /// Kotlin:
-/// ```kotlin
+/// ```kotlin playerDoc(controller: Controller, provider: ProviderInfo)
 /// val tv = controller.player(provider.jid)
 /// tv.play("file:///movies/a.mkv")
-/// tv.setVolume(40u)
+/// tv.setVolume(40)
 /// ```
 #[derive(uniffi::Object)]
 pub struct Player {
@@ -77,12 +78,14 @@ impl Player {
     }
 
     /// Jumps to `position_ms`.
-    pub async fn seek(&self, position_ms: u64) -> Result<PlayerStatus, PmnError> {
+    pub async fn seek(&self, position_ms: i64) -> Result<PlayerStatus, PmnError> {
+        let position_ms = in64("positionMs", position_ms)?;
         call!(self, |p| p.seek(position_ms))
     }
 
     /// Sets the volume (0..=100).
-    pub async fn set_volume(&self, volume: u8) -> Result<VolumeState, PmnError> {
+    pub async fn set_volume(&self, volume: i32) -> Result<VolumeState, PmnError> {
+        let volume = in8("volume", volume)?;
         call!(self, |p| p.set_volume(volume))
     }
 

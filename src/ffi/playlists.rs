@@ -61,12 +61,12 @@ pub struct PlaylistEntry {
     pub uri: String,
     /// What the URI points at.
     pub kind: MediaKind,
-    /// Length in milliseconds, when known.
-    pub duration_ms: Option<u64>,
+    /// Length in milliseconds, when known (a negative one is published as unknown).
+    pub duration_ms: Option<i64>,
     /// A picture for the entry.
     pub artwork: Option<String>,
-    /// Order in the playlist (ascending).
-    pub position: u32,
+    /// Order in the playlist (ascending; a negative one is published as 0).
+    pub position: i32,
 }
 
 impl From<CoreEntry> for PlaylistEntry {
@@ -76,9 +76,9 @@ impl From<CoreEntry> for PlaylistEntry {
             title: e.title,
             uri: e.uri,
             kind: e.kind.into(),
-            duration_ms: e.duration_ms,
+            duration_ms: e.duration_ms.map(super::numbers::out64),
             artwork: e.artwork,
-            position: e.position,
+            position: super::numbers::out32(e.position),
         }
     }
 }
@@ -90,9 +90,9 @@ impl From<PlaylistEntry> for CoreEntry {
             title: e.title,
             uri: e.uri,
             kind: e.kind.into(),
-            duration_ms: e.duration_ms,
+            duration_ms: e.duration_ms.and_then(|d| u64::try_from(d).ok()),
             artwork: e.artwork,
-            position: e.position,
+            position: u32::try_from(e.position).unwrap_or(0),
         }
     }
 }
@@ -194,7 +194,7 @@ pub trait PlaylistListener: Send + Sync {
     /// One change.
     fn on_change(&self, change: PlaylistChange) -> Result<(), PmnError>;
     /// Changes were missed (the app fell behind): fetch the playlist again.
-    fn on_missed(&self, count: u64) -> Result<(), PmnError>;
+    fn on_missed(&self, count: i64) -> Result<(), PmnError>;
 }
 
 /// The household's shared playlists and the friends' ones (spec §3.2), from
@@ -339,7 +339,7 @@ impl Playlists {
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        if let Err(e) = listener.on_missed(n) {
+                        if let Err(e) = listener.on_missed(super::numbers::out64(n)) {
                             tracing::warn!(error = %e, "playlist listener failed");
                         }
                     }

@@ -76,11 +76,11 @@ impl Provider {
     }
 
     /// How many controllers are subscribed (summed over services).
-    pub fn subscription_count(&self) -> u32 {
+    pub fn subscription_count(&self) -> i32 {
         self.inner
             .locked()
             .as_ref()
-            .map(|p| u32::try_from(p.subscription_count()).unwrap_or(u32::MAX))
+            .map(|p| i32::try_from(p.subscription_count()).unwrap_or(i32::MAX))
             .unwrap_or(0)
     }
 

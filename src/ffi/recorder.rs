@@ -64,7 +64,8 @@ impl Recorder {
     }
 
     /// Cancels recording `id`.
-    pub async fn cancel(&self, id: u32) -> Result<Recording, PmnError> {
+    pub async fn cancel(&self, id: i32) -> Result<Recording, PmnError> {
+        let id = super::numbers::in32("id", id)?;
         let r = self.inner.clone();
         runtime::run(async move { Ok(r.cancel(id).await?.into()) }).await
     }

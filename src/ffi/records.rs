@@ -1,6 +1,7 @@
 //! Records and enums that cross the FFI boundary, with their conversions from the core.
 
 use super::error::PmnError;
+use super::numbers::{out32, out64};
 use crate::core::discovery::ProviderInfo as CoreProviderInfo;
 use crate::core::services::player::{PlaybackState as CoreState2, PlayerStatus as CoreStatus};
 use crate::core::session::ConnectionState as CoreState;
@@ -57,11 +58,11 @@ pub struct PlayerStatus {
     /// Playing, paused or stopped.
     pub state: PlaybackState,
     /// Position in milliseconds.
-    pub position_ms: u64,
+    pub position_ms: i64,
     /// Length in milliseconds, when known.
-    pub duration_ms: Option<u64>,
+    pub duration_ms: Option<i64>,
     /// Volume, 0..=100.
-    pub volume: u8,
+    pub volume: i32,
     /// Muted.
     pub muted: bool,
 }
@@ -72,9 +73,9 @@ impl From<CoreStatus> for PlayerStatus {
             uri: s.uri,
             title: s.title,
             state: s.state.into(),
-            position_ms: s.position_ms,
-            duration_ms: s.duration_ms,
-            volume: s.volume,
+            position_ms: out64(s.position_ms),
+            duration_ms: s.duration_ms.map(out64),
+            volume: i32::from(s.volume),
             muted: s.muted,
         }
     }
@@ -145,9 +146,9 @@ pub enum ServiceEvent {
         /// The provider's JID.
         provider: String,
         /// Position in milliseconds.
-        position_ms: u64,
+        position_ms: i64,
         /// Length in milliseconds, when known.
-        duration_ms: Option<u64>,
+        duration_ms: Option<i64>,
     },
     /// A media player's queue changed.
     PlayerQueueChanged {
@@ -194,8 +195,8 @@ impl From<crate::core::controller::ServiceEvent> for ServiceEvent {
                 },
                 PlayerEvent::Position(p) => ServiceEvent::PlayerPosition {
                     provider,
-                    position_ms: p.position_ms,
-                    duration_ms: p.duration_ms,
+                    position_ms: out64(p.position_ms),
+                    duration_ms: p.duration_ms.map(out64),
                 },
                 PlayerEvent::QueueChanged(q) => ServiceEvent::PlayerQueueChanged {
                     provider,
@@ -225,7 +226,7 @@ impl From<crate::core::controller::ServiceEvent> for ServiceEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct VolumeState {
     /// 0..=100.
-    pub volume: u8,
+    pub volume: i32,
     /// Muted.
     pub muted: bool,
 }
@@ -233,7 +234,7 @@ pub struct VolumeState {
 impl From<crate::core::services::player::VolumeState> for VolumeState {
     fn from(v: crate::core::services::player::VolumeState) -> Self {
         Self {
-            volume: v.volume,
+            volume: i32::from(v.volume),
             muted: v.muted,
         }
     }
@@ -254,7 +255,7 @@ pub struct Queue {
     /// The entries.
     pub items: Vec<QueueItem>,
     /// Index of the current entry.
-    pub current: Option<u32>,
+    pub current: Option<i32>,
 }
 
 impl From<crate::core::services::player::Queue> for Queue {
@@ -268,7 +269,7 @@ impl From<crate::core::services::player::Queue> for Queue {
                     title: i.title,
                 })
                 .collect(),
-            current: q.current,
+            current: q.current.map(out32),
         }
     }
 }
@@ -279,11 +280,11 @@ pub struct Playback {
     /// Playing, paused or stopped.
     pub state: PlaybackState,
     /// Position in milliseconds.
-    pub position_ms: u64,
+    pub position_ms: i64,
     /// Length in milliseconds, when known.
-    pub duration_ms: Option<u64>,
+    pub duration_ms: Option<i64>,
     /// 0..=100.
-    pub volume: u8,
+    pub volume: i32,
     /// Muted.
     pub muted: bool,
 }
@@ -323,7 +324,7 @@ pub enum RecordingState {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct Recording {
     /// Identifier, used to cancel.
-    pub id: u32,
+    pub id: i32,
     /// The channel id.
     pub channel: String,
     /// Start, Unix seconds (UTC).
@@ -340,7 +341,7 @@ impl From<crate::core::services::recorder::Recording> for Recording {
     fn from(r: crate::core::services::recorder::Recording) -> Self {
         use crate::core::services::recorder::{parse_datetime, RecordingState as S};
         Self {
-            id: r.id,
+            id: out32(r.id),
             channel: r.channel,
             start: parse_datetime(&r.start.0).unwrap_or(0),
             end: parse_datetime(&r.end.0).unwrap_or(0),
@@ -382,9 +383,9 @@ pub struct LibraryItem {
     /// Where to play it from (not for containers).
     pub uri: Option<String>,
     /// Length in milliseconds, when known.
-    pub duration_ms: Option<u64>,
+    pub duration_ms: Option<i64>,
     /// Number of children, for containers.
-    pub child_count: Option<u32>,
+    pub child_count: Option<i32>,
 }
 
 /// Some bytes of a library item (`library_read`).
@@ -393,17 +394,17 @@ pub struct LibraryChunk {
     /// The bytes from `offset`; empty at or past the end.
     pub data: Vec<u8>,
     /// Where they start.
-    pub offset: u64,
+    pub offset: i64,
     /// The item's whole size.
-    pub size: u64,
+    pub size: i64,
 }
 
 impl From<crate::core::services::library::Chunk> for LibraryChunk {
     fn from(c: crate::core::services::library::Chunk) -> Self {
         LibraryChunk {
             data: c.data.0,
-            offset: c.offset,
-            size: c.size,
+            offset: out64(c.offset),
+            size: out64(c.size),
         }
     }
 }
@@ -422,8 +423,8 @@ impl From<crate::core::services::library::Item> for LibraryItem {
                 K::Image => ItemKind::Image,
             },
             uri: i.uri,
-            duration_ms: i.duration_ms,
-            child_count: i.child_count,
+            duration_ms: i.duration_ms.map(out64),
+            child_count: i.child_count.map(out32),
         }
     }
 }
@@ -434,17 +435,17 @@ pub struct LibraryPage {
     /// The items.
     pub items: Vec<LibraryItem>,
     /// Offset of the first item.
-    pub offset: u32,
+    pub offset: i32,
     /// Total number of items of the listing.
-    pub total: u32,
+    pub total: i32,
 }
 
 impl From<crate::core::services::library::Page> for LibraryPage {
     fn from(p: crate::core::services::library::Page) -> Self {
         Self {
             items: p.items.into_iter().map(Into::into).collect(),
-            offset: p.offset,
-            total: p.total,
+            offset: out32(p.offset),
+            total: out32(p.total),
         }
     }
 }

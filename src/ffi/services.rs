@@ -34,9 +34,9 @@ pub trait MediaPlayerBackend: Send + Sync {
     /// Stops and unloads.
     fn stop(&self) -> Result<(), PmnError>;
     /// Jumps to `position_ms`.
-    fn seek(&self, position_ms: u64) -> Result<(), PmnError>;
+    fn seek(&self, position_ms: i64) -> Result<(), PmnError>;
     /// Sets the volume, 0..=100.
-    fn set_volume(&self, volume: u8) -> Result<(), PmnError>;
+    fn set_volume(&self, volume: i32) -> Result<(), PmnError>;
     /// Mutes or unmutes.
     fn set_muted(&self, muted: bool) -> Result<(), PmnError>;
     /// The current state.
@@ -87,10 +87,10 @@ impl MediaPlayer for ForeignPlayer {
         self.run(|b| b.stop())
     }
     fn seek(&self, position_ms: u64) -> BoxFuture<'_, Result<()>> {
-        self.run(move |b| b.seek(position_ms))
+        self.run(move |b| b.seek(super::numbers::out64(position_ms)))
     }
     fn set_volume(&self, volume: u8) -> BoxFuture<'_, Result<()>> {
-        self.run(move |b| b.set_volume(volume))
+        self.run(move |b| b.set_volume(i32::from(volume)))
     }
     fn set_muted(&self, muted: bool) -> BoxFuture<'_, Result<()>> {
         self.run(move |b| b.set_muted(muted))
@@ -99,17 +99,25 @@ impl MediaPlayer for ForeignPlayer {
         self.run(|b| b.playback())
             .map(|r| {
                 r.and_then(|p| {
-                    if p.volume > player::MAX_VOLUME {
+                    let volume = u8::try_from(p.volume)
+                        .ok()
+                        .filter(|v| *v <= player::MAX_VOLUME);
+                    let (Some(volume), Ok(position_ms)) = (volume, u64::try_from(p.position_ms))
+                    else {
                         return Err(Error::new(
                             ErrorKind::Internal,
-                            format!("app player reported volume {}", p.volume),
+                            format!(
+                                "app player reported volume {} at position {} ms",
+                                p.volume, p.position_ms
+                            ),
                         ));
-                    }
+                    };
                     Ok(player::Playback {
                         state: p.state.into(),
-                        position_ms: p.position_ms,
-                        duration_ms: p.duration_ms,
-                        volume: p.volume,
+                        position_ms,
+                        // A negative length is as good as none.
+                        duration_ms: p.duration_ms.and_then(|d| u64::try_from(d).ok()),
+                        volume,
                         muted: p.muted,
                     })
                 })
@@ -137,8 +145,9 @@ pub async fn start_player_provider(
 pub async fn start_demo_provider(
     config: ConnectionConfig,
     name: String,
-    videos: u32,
+    videos: i32,
 ) -> Result<Arc<Provider>, PmnError> {
+    let videos = super::numbers::in32("videos", videos)?;
     let services: Vec<Arc<dyn Service>> = vec![
         Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default()))),
         Arc::new(RecorderService::simulated()),

@@ -11,6 +11,7 @@ mod install;
 mod mobile;
 mod package;
 mod size;
+mod snippets;
 mod suite;
 
 use std::env;
@@ -40,6 +41,8 @@ commands:
   bindings          build libpmn and generate the Kotlin and Swift bindings
   kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody) and
                     the packaged artifact with its sample app
+  sample            the bindings, then only the packaged artifact with its sample app: the
+                    README's and KDoc's Kotlin snippets compiled, the README's flow run
   bench [NAME]      run the benchmarks (only NAME when given)
   mobile-check      phone compile gates: cargo check for 4 Android/iOS targets, the
                     aarch64-android release staticlib (size), the Swift syntax gate
@@ -71,6 +74,14 @@ fn main() -> ExitCode {
             .stage("prerequisites", install_prosody)
             .and_then(|()| ctx.stage("bindings", bindings))
             .and_then(|()| ctx.stage("kotlin jvm tests", kotlin_jvm_tests))
+            .and_then(|()| {
+                ctx.stage("package + sample app", |ctx| {
+                    package(ctx, Build::SuiteDebug)
+                })
+            }),
+        Some("sample") if args.len() == 1 => ctx
+            .stage("prerequisites", install_prosody)
+            .and_then(|()| ctx.stage("bindings", bindings))
             .and_then(|()| {
                 ctx.stage("package + sample app", |ctx| {
                     package(ctx, Build::SuiteDebug)

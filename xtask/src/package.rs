@@ -5,17 +5,19 @@
 //!
 //! `cargo xtask package` packages the release library (no test CA) and compiles the sample. The
 //! suite packages its own build (with the test-CA feature) and runs the sample against a fresh
-//! Prosody. Both install the same coordinates, `org.pmn:pmn-kotlin:0.1.0`: the last one run is
+//! Prosody. Either way the sample is compiled with every ```` ```kotlin ```` block of the README
+//! and of the KDoc (crate::snippets), and the run is the README's newcomer flow. Both install the same coordinates, `org.pmn:pmn-kotlin:0.1.0`: the last one run is
 //! the one in `~/.m2`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pmn_testkit::HOME;
+use pmn_testkit::{FRIEND, HOME};
 
 use crate::bindings::generate;
 use crate::ctx::{have, run, Ctx, Failure, Result};
 use crate::install::{apt_install, start_prosody};
+use crate::snippets;
 
 /// Which library goes into the jar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +103,16 @@ pub(crate) fn package(ctx: &mut Ctx, build: Build) -> Result {
     }
     install_jar(ctx, &native_dir)?;
     let sample = sample_outside_the_tree(ctx)?;
-    let result = build_and_run_sample(ctx, &sample, build);
+    let result = snippets::write_into_sample(ctx, &sample).and_then(|count| {
+        println!("xtask: {count} Kotlin snippets of the docs compiled into the sample");
+        build_and_run_sample(ctx, &sample, build)
+    });
     let _ = std::fs::remove_dir_all(&sample);
     result
 }
 
 fn build_and_run_sample(ctx: &mut Ctx, sample: &Path, build: Build) -> Result {
+    let compiling = std::time::Instant::now();
     run(
         "package: build the sample against the artifact",
         Command::new("mvn").current_dir(sample).args([
@@ -116,6 +122,10 @@ fn build_and_run_sample(ctx: &mut Ctx, sample: &Path, build: Build) -> Result {
             "package",
         ]),
     )?;
+    println!(
+        "xtask: the sample (with the docs' snippets) compiled in {:.1} s",
+        compiling.elapsed().as_secs_f64()
+    );
     if build == Build::Release {
         println!(
             "xtask: org.pmn:pmn-kotlin:0.1.0 installed (release libpmn); the sample at \
@@ -125,20 +135,31 @@ fn build_and_run_sample(ctx: &mut Ctx, sample: &Path, build: Build) -> Result {
     }
     let server = start_prosody(ctx)?;
     let ca = server.ca_path();
-    // No jna.library.path, no source directory of the checkout: only the installed artifact.
+    let started = std::time::Instant::now();
+    // No jna.library.path, no source directory of the checkout: only the installed artifact. The
+    // run is the README's flow: Julia's household and Romeo's, the guest.
     let result = run(
-        "package: run the sample against Prosody",
+        "package: run the README's flow against Prosody",
         Command::new("mvn")
             .current_dir(sample)
             .args(["-B", "-q", "--no-transfer-progress", "exec:java"])
             .arg(format!(
-                "-Dexec.args={} {} {} {}",
+                "-Dexec.args={} {} {} {} {} {}",
                 server.addr(),
                 ca.display(),
                 HOME.jid,
-                HOME.password
+                HOME.password,
+                FRIEND.jid,
+                FRIEND.password
             )),
     );
     drop(server);
+    if result.is_ok() {
+        // The stage's budget is the compile plus this run: say what the run took.
+        println!(
+            "xtask: the README's flow ran against Prosody in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     result
 }

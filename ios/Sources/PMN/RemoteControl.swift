@@ -6,6 +6,9 @@
 //     try await remote.connect()
 //     for await players in remote.providers(offering: RemoteControl.playerFeature) { … }
 //     for try await event in remote.events(provider: tv.jid, service: "player") { … } // subscribed while iterated
+//     let sub = try await remote.subscription(provider: tv.jid, service: "player") // acknowledged
+//     _ = try await remote.controller.player(provider: tv.jid).play(uri: "file:///movies/a.mkv")
+//     for await event in sub.events { … }                                      // the play's event is there
 //     _ = try await remote.controller.player(provider: tv.jid).play(uri: "file:///movies/a.mkv")
 //     remote.close()
 
@@ -86,10 +89,53 @@ public final class RemoteControl: Sendable {
         }
     }
 
+    /// Subscribes to the events of `service` on `provider` and returns once the provider has
+    /// acknowledged (Kotlin's `RemoteControl.subscription`), so the event of a call made after it
+    /// returns — the `play` right after — is in `events`, never lost: the stream listens before the
+    /// request and buffers (the newest 256) until read. `cancel()`, or `close()` of this remote,
+    /// unsubscribes and finishes the stream. Throws the `PmnError` of a refused subscription.
+    public func subscription(provider: String, service: String) async throws -> EventSubscription {
+        let bridge = self.bridge
+        let (stream, continuation) = AsyncStream<ServiceEvent>.makeStream(bufferingPolicy: .bufferingNewest(256))
+        let listening = bridge.addEventContinuation { event in
+            guard event.providerJid == provider else { return }
+            if case let .other(_, eventService, _) = event, eventService != service { return }
+            continuation.yield(event)
+        }
+        bridge.onClose(listening) { continuation.finish() }
+        do {
+            let handle = try await controller.subscribe(provider: provider, service: service)
+            bridge.keep(handle, for: listening)
+        } catch {
+            bridge.removeEventContinuation(listening)
+            continuation.finish()
+            throw error
+        }
+        continuation.onTermination = { _ in bridge.removeEventContinuation(listening) }
+        return EventSubscription(events: stream) { continuation.finish() }
+    }
+
     /// Ends every stream and subscription and frees the Rust controller's work. Idempotent.
     public func close() {
         bridge.closeAll()
         Task { [controller] in await controller.disconnect() }
+    }
+}
+
+/// A subscription the provider has acknowledged (`RemoteControl.subscription`).
+public final class EventSubscription: Sendable {
+    /// Its events from the request on, in order; finishes on `cancel()` or the remote's `close()`.
+    public let events: AsyncStream<ServiceEvent>
+    private let finish: @Sendable () -> Void
+
+    init(events: AsyncStream<ServiceEvent>, finish: @escaping @Sendable () -> Void) {
+        self.events = events
+        self.finish = finish
+    }
+
+    /// Unsubscribes on the provider and finishes `events`. Idempotent.
+    public func cancel() {
+        finish()
     }
 }
 

@@ -91,7 +91,7 @@ pub enum KeyStoreError {
         reason: String,
     },
     /// The platform store was used before its explicit init (Kotlin `PmnPlatform.nativeInit`).
-    #[error("platform key store not initialised: call PmnPlatform.nativeInit(context) first")]
+    #[error("platform key store not initialised: call PmnPlatform.init (Android: Pmn.initAndroid) first")]
     PlatformNotInitialised,
     /// The key requires user authentication and the user has not authenticated recently.
     #[error("key `{alias}` requires user authentication before it can sign")]

@@ -16,9 +16,10 @@ import kotlinx.coroutines.flow.callbackFlow
 /**
  * Guests' requests to this owner device: the ones waiting for an answer first, then each new one.
  *
- * ```kotlin
- * val request = controller.owner().accessRequests().first()
- * owner.approveAccess(request.id, listOf("playback"), nowSeconds + 7200u)
+ * ```kotlin accessRequestsDoc(controller: Controller)
+ * val owner = controller.owner()
+ * val request = owner.accessRequests().first()
+ * owner.approveAccess(request.id, listOf("playback"), validFor = 2.hours)
  * ```
  */
 fun OwnerConsole.accessRequests(): Flow<AccessRequest> = callbackFlow {

@@ -1,9 +1,11 @@
 package org.pmn
 
 import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.CopyOnWriteArraySet
+import java.util.concurrent.atomic.AtomicBoolean
 import java.util.concurrent.atomic.AtomicLong
-import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.channels.BufferOverflow
+import kotlinx.coroutines.channels.Channel
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.MutableSharedFlow
 import kotlinx.coroutines.flow.MutableStateFlow
@@ -11,25 +13,28 @@ import kotlinx.coroutines.flow.SharedFlow
 import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asSharedFlow
 import kotlinx.coroutines.flow.asStateFlow
-import kotlinx.coroutines.flow.channelFlow
 import kotlinx.coroutines.flow.distinctUntilChanged
-import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.emitAll
+import kotlinx.coroutines.flow.flow
 import kotlinx.coroutines.flow.map
-import kotlinx.coroutines.launch
+import kotlinx.coroutines.flow.receiveAsFlow
 
 /**
- * The idiomatic Kotlin face of a pmn [Controller]: state as [StateFlow]s, events as cold [Flow]s
- * whose collection *is* the subscription, and every suspend call of the generated controller
- * (`player`, `trust`, `owner`, …) by delegation — a method added to the Rust API appears here
- * without a change to this class.
+ * The idiomatic Kotlin face of a pmn [Controller]: state as [StateFlow]s, events as subscriptions
+ * the provider has acknowledged ([subscription]) or cold [Flow]s whose collection *is* the
+ * subscription ([events]), and every suspend call of the generated controller (`player`, `trust`,
+ * `owner`, …) by delegation — a method added to the Rust API appears here without a change to
+ * this class.
  *
- * ```kotlin
+ * ```kotlin remoteControlDoc(config: ConnectionConfig, show: (ServiceEvent) -> Unit)
  * RemoteControl(config).use { remote ->
  *     remote.connect()
- *     val tv = remote.providersOffering(PLAYER_FEATURE).first { it.isNotEmpty() }.first()
- *     val job = scope.launch { remote.events(tv.jid, "player").collect { show(it) } } // subscribes
- *     remote.player(tv.jid).play("file:///movies/a.mkv")
- *     job.cancel()                                                               // unsubscribes
+ *     val tv = remote.providersOffering(RemoteControl.PLAYER_FEATURE).first { it.isNotEmpty() }.first()
+ *     val events = remote.subscription(tv.jid, "player")    // returns once the TV acknowledged
+ *     val job = launch { events.collect { show(it) } }
+ *     remote.player(tv.jid).play("file:///movies/a.mkv") // its state change is in `events`
+ *     events.close()                                      // unsubscribes; the collector ends
+ *     job.join()
  * }
  * ```
  *
@@ -65,49 +70,66 @@ class RemoteControl private constructor(
     /** Events lost because a collector of [allEvents] / [events] fell behind. */
     val droppedEvents: Long get() = bridge.dropped.get()
 
-    private val subscriptions = ConcurrentHashMap.newKeySet<TaskHandle>()
+    private val subscriptions = ConcurrentHashMap.newKeySet<EventSubscription>()
+
+    /** Buffered per [subscription]d subscription before new events are dropped (and counted). */
+    private val eventBuffer = bridge.eventBuffer
 
     /** The online providers that offer [feature] (e.g. [PLAYER_FEATURE]). */
     fun providersOffering(feature: String): Flow<List<ProviderInfo>> =
         onlineProviders.map { list -> list.filter { feature in it.services } }.distinctUntilChanged()
 
     /**
-     * The events of [service] (e.g. `"player"`) on [provider], subscribed while collected:
-     * collecting calls `subscribe` on the provider; cancelling the collector (or `take(n)`, `first()`,
-     * the end of its scope) closes the Rust subscription, which unsubscribes. The flow completes when
-     * this remote is closed.
+     * Subscribes to the events of [service] (e.g. `"player"`) on [provider] and returns once the
+     * provider has acknowledged, so the event of a call made after it returns — the `play()` right
+     * after — is in the subscription, never lost. (The generated `subscribe`, here by delegation
+     * too, returns a bare handle whose events go to [allEvents].) The [EventSubscription] is a
+     * [Flow] of the matching events from the moment of the request on, buffered (`eventBuffer` of
+     * this remote; beyond it new events are dropped and counted in [droppedEvents]) until
+     * collected; [EventSubscription.close] (or closing this remote) unsubscribes and completes it.
+     * Throws what `Controller.subscribe` throws (`PmnException.ProviderUnavailable`, `Forbidden`, …).
      *
      * Events are matched by provider (and by service for [ServiceEvent.Other]); a typed event of
-     * another service of the same provider, subscribed elsewhere at the same time, shows in both
-     * flows — narrow with `filterIsInstance<ServiceEvent.PlayerStateChanged>()` and the like.
+     * another service of the same provider, subscribed elsewhere at the same time, shows in both —
+     * narrow with `filterIsInstance<ServiceEvent.PlayerStateChanged>()` and the like.
      */
-    fun events(provider: String, service: String): Flow<ServiceEvent> = channelFlow {
-        // Listen before subscribing, so the first event cannot slip between the two.
-        launch(start = CoroutineStart.UNDISPATCHED) {
-            bridge.events.collect { event ->
-                if (event.providerJid == provider &&
-                    (event !is ServiceEvent.Other || event.service == service)
-                ) {
-                    send(event)
-                }
-            }
+    suspend fun subscription(provider: String, service: String): EventSubscription {
+        // The sink listens before the provider is asked, so nothing between its answer and this
+        // function's return can slip past.
+        val sink = EventSink(provider, service, eventBuffer, bridge.dropped)
+        bridge.sinks.add(sink)
+        val handle = try {
+            controller.subscribe(provider, service)
+        } catch (e: Throwable) {
+            bridge.sinks.remove(sink)
+            throw e
         }
-        val handle = controller.subscribe(provider, service)
-        subscriptions.add(handle)
-        try {
-            bridge.closed.first { it }
-        } finally {
-            subscriptions.remove(handle)
-            handle.close()
+        val subscription = EventSubscription(provider, service, sink.channel, handle) {
+            bridge.sinks.remove(sink)
+            subscriptions.remove(it)
         }
-        channel.close()
+        subscriptions.add(subscription)
+        // Closed while the provider was answering: this one must not outlive the remote.
+        if (bridge.closed.value) subscription.close()
+        return subscription
+    }
+
+    /**
+     * The events of [service] (e.g. `"player"`) on [provider], subscribed while collected: the
+     * flow [subscription]s when collection starts and emits nothing before the provider has
+     * acknowledged; cancelling the collector (or `take(n)`, `first()`, the end of its scope)
+     * unsubscribes. It completes when this remote is closed. To make a call only once the
+     * subscription stands, use [subscription] (a collector launched just before a call may not have
+     * subscribed yet).
+     */
+    fun events(provider: String, service: String): Flow<ServiceEvent> = flow {
+        subscription(provider, service).use { emitAll(it) }
     }
 
     /** Closes every subscription and the controller (Rust side freed). Idempotent. */
     override fun close() {
         bridge.closed.value = true
         subscriptions.toList().forEach { it.close() }
-        subscriptions.clear()
         controller.close()
     }
 
@@ -117,6 +139,48 @@ class RemoteControl private constructor(
 
         /** The media player feature (spec §6). */
         const val PLAYER_FEATURE: String = "urn.xmpp.tmp.media.player"
+    }
+}
+
+/**
+ * A subscription the provider has acknowledged ([RemoteControl.subscription]): a [Flow] of its
+ * events from then on, each delivered to one collector (collect it once, or one collector after
+ * another), completing when [close]d.
+ */
+class EventSubscription internal constructor(
+    /** The provider's full JID. */
+    val provider: String,
+    /** The service, e.g. `"player"`. */
+    val service: String,
+    private val channel: Channel<ServiceEvent>,
+    private val handle: TaskHandle,
+    private val onClose: (EventSubscription) -> Unit,
+) : Flow<ServiceEvent> by channel.receiveAsFlow(), AutoCloseable {
+    private val closed = AtomicBoolean(false)
+
+    /** Unsubscribes on the provider and completes the flow once the buffered events are taken. Idempotent. */
+    override fun close() {
+        if (!closed.compareAndSet(false, true)) return
+        onClose(this)
+        handle.close()
+        channel.close()
+    }
+}
+
+/** Where [FlowBridge] puts the events of one [EventSubscription]; never blocks pmn's threads. */
+internal class EventSink(
+    private val provider: String,
+    private val service: String,
+    buffer: Int,
+    private val dropped: AtomicLong,
+) {
+    val channel = Channel<ServiceEvent>(buffer)
+
+    fun offer(event: ServiceEvent) {
+        if (event.providerJid == provider && (event !is ServiceEvent.Other || event.service == service)) {
+            // Full (the app does not collect): this event is lost, and counted.
+            if (channel.trySend(event).isFailure && !channel.isClosedForSend) dropped.incrementAndGet()
+        }
     }
 }
 
@@ -137,7 +201,7 @@ private object ProviderAccessor : ClassValue<java.lang.reflect.Method>() {
 }
 
 /** The listener behind [RemoteControl]: turns callbacks into flows without ever blocking pmn. */
-internal class FlowBridge(eventBuffer: Int) : ControllerListener {
+internal class FlowBridge(val eventBuffer: Int) : ControllerListener {
     private val known = LinkedHashMap<String, ProviderInfo>()
     val providers = MutableStateFlow<List<ProviderInfo>>(emptyList())
     val connection = MutableStateFlow<ConnectionState>(ConnectionState.Idle)
@@ -147,6 +211,9 @@ internal class FlowBridge(eventBuffer: Int) : ControllerListener {
     )
     val dropped = AtomicLong()
     val closed = MutableStateFlow(false)
+
+    /** The [RemoteControl.subscription]d subscriptions' buffers. */
+    val sinks = CopyOnWriteArraySet<EventSink>()
 
     override fun onProviderOnline(provider: ProviderInfo) = synchronized(known) {
         known[provider.jid] = provider
@@ -161,6 +228,7 @@ internal class FlowBridge(eventBuffer: Int) : ControllerListener {
     override fun onEvent(event: ServiceEvent) {
         // tryEmit never suspends: false means a collector's buffer is full, and this event is lost.
         if (!events.tryEmit(event)) dropped.incrementAndGet()
+        sinks.forEach { it.offer(event) }
     }
 
     override fun onConnectionState(state: ConnectionState) {

@@ -101,7 +101,7 @@ class ControllerTest {
             assertTrue(controller.providers().any { it.jid == tv.jid })
 
             controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use { subscription ->
-                assertEquals(1u, provider.subscriptionCount())
+                assertEquals(1, provider.subscriptionCount())
                 val playing = controller.player(tv.jid).play("file:///movies/kotlin.mkv")
                 assertEquals(PlaybackState.PLAYING, playing.state)
                 assertEquals("file:///movies/kotlin.mkv", playing.uri)
@@ -118,8 +118,8 @@ class ControllerTest {
             }
             // Closing the handle unsubscribed on the provider.
             val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5)
-            while (provider.subscriptionCount() != 0u && System.nanoTime() < deadline) Thread.sleep(20)
-            assertEquals(0u, provider.subscriptionCount())
+            while (provider.subscriptionCount() != 0 && System.nanoTime() < deadline) Thread.sleep(20)
+            assertEquals(0, provider.subscriptionCount())
 
             // Typed errors.
             controller.player(tv.jid).stop()
@@ -148,7 +148,7 @@ class ControllerTest {
         }
         provider.close()
         // close() dropped the Rust objects.
-        assertEquals(LiveObjects(controllers = 0u, providers = 0u, taskHandles = 0u), liveObjects())
+        assertEquals(LiveObjects(controllers = 0L, providers = 0L, taskHandles = 0L), liveObjects())
         assertTrue(listener.states.any { it is ConnectionState.Online })
     }
 
@@ -165,7 +165,7 @@ class ControllerTest {
             assertIs<ConnectionState.Connecting>(told.first())
             assertIs<PmnException.Auth>(assertIs<ConnectionState.Offline>(told.last()).error)
         }
-        assertEquals(0u, liveObjects().controllers)
+        assertEquals(0L, liveObjects().controllers)
     }
 
     @Test

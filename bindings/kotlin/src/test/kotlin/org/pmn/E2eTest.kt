@@ -144,7 +144,7 @@ class E2eTest {
         provider.close()
         tvKeys.close()
         phoneKeys.close()
-        assertEquals(LiveObjects(controllers = 0u, providers = 0u, taskHandles = 0u), liveObjects())
+        assertEquals(LiveObjects(controllers = 0L, providers = 0L, taskHandles = 0L), liveObjects())
     }
 
     /** Hears the network password change. */

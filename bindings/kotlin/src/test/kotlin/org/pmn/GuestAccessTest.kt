@@ -50,7 +50,7 @@ class GuestAccessTest {
                 guestMediaSchemes = listOf("https"),
             ),
         )
-        val tv = startDemoProvider(tvConfig, "Julia's TV", 10u)
+        val tv = startDemoProvider(tvConfig, "Julia's TV", 10)
         // Julia's phone is an owner device: its owner-approval key signs grants.
         val juliaConfig = TestServer.config("julia").copy(
             e2e = e2e(juliaKeys, juliaDir),
@@ -77,7 +77,7 @@ class GuestAccessTest {
         val romeo = Controller(romeoConfig, romeoListener)
         romeo.connect()
         val asking = async(Dispatchers.IO) {
-            romeo.guest().requestAccess("home@home.test", listOf("playback"), "film night", 30_000uL)
+            romeo.guest().requestAccess("home@home.test", listOf("playback"), "film night", 30_000L)
         }
 
         // Julia's phone shows who asks, from which device, for what.
@@ -87,7 +87,7 @@ class GuestAccessTest {
         assertEquals(listOf("playback"), request.scopes)
         assertEquals("film night", request.reason)
         val twoHours = System.currentTimeMillis() / 1000 + 2 * 3600
-        val approval = julia.owner().approveAccess(request.id, listOf("playback"), twoHours.toULong())
+        val approval = julia.owner().approveAccess(request.id, listOf("playback"), twoHours)
         assertEquals(listOf(tvInfo.jid), approval.installedOn)
         assertEquals(listOf("playback"), approval.grant.scopes)
 
@@ -114,14 +114,14 @@ class GuestAccessTest {
         assertEquals(PlaybackState.PAUSED, romeo.player(tvInfo.jid).pause().state)
         // The recorder and the library are outside `playback`: the TV refuses them.
         assertThrows<PmnException.Forbidden> { runBlocking { romeo.recorder(tvInfo.jid).channels() } }
-        assertThrows<PmnException.Forbidden> { runBlocking { romeo.library(tvInfo.jid).browse("videos", 0u, 10u) } }
+        assertThrows<PmnException.Forbidden> { runBlocking { romeo.library(tvInfo.jid).browse("videos", 0, 10) } }
 
         // Julia lists the grant and reads the TV's audit log.
         val grant = julia.owner().accessGrants().single { it.id == approval.grant.id }
         assertTrue(grant.active)
         assertEquals("home@friend.test", grant.guest)
         assertEquals(romeo.trust().deviceFingerprint(), grant.deviceFingerprint)
-        val audit = julia.owner().accessAudit(tvInfo.jid, 0uL)
+        val audit = julia.owner().accessAudit(tvInfo.jid, 0L)
         assertTrue(audit.any { it.kind == "use" && it.method == "player.play" }, "$audit")
         assertTrue(audit.any { it.kind == "deny" && it.method == "recorder.channels" }, "$audit")
 
@@ -134,9 +134,9 @@ class GuestAccessTest {
 
         // Bad input from the app is a typed error.
         assertThrows<PmnException.Config> {
-            runBlocking { julia.owner().approveAccess(request.id, listOf("root"), twoHours.toULong()) }
+            runBlocking { julia.owner().approveAccess(request.id, listOf("root"), twoHours) }
         }
-        assertThrows<PmnException.BadParams> { runBlocking { julia.owner().denyAccess(999_999uL) } }
+        assertThrows<PmnException.BadParams> { runBlocking { julia.owner().denyAccess(999_999L) } }
 
         romeo.disconnect()
         romeo.close()

@@ -1,7 +1,7 @@
 package org.pmn
 
 import org.junit.jupiter.api.Test
-import org.junit.jupiter.api.assertThrows
+import kotlin.test.assertEquals
 
 /**
  * Runs in its own JVM (surefire reuseForks=false): PmnPlatform.init has never been called here, so
@@ -10,6 +10,10 @@ import org.junit.jupiter.api.assertThrows
 class KeyStoreBeforeInitTest {
     @Test
     fun `platform store before init is PlatformNotInitialised`() {
-        assertThrows<KeyException.PlatformNotInitialised> { DeviceKeyStore.platform() }
+        val e = assertKeyError(KeyErrorKind.PLATFORM_NOT_INITIALISED) { DeviceKeyStore.platform() }
+        assertEquals(
+            "platform key store not initialised: call PmnPlatform.init (Android: Pmn.initAndroid) first",
+            e.message,
+        )
     }
 }

@@ -33,24 +33,31 @@ fun verifies(spki: ByteArray, message: ByteArray, signature: ByteArray): Boolean
     }
 }
 
+/** Runs [block], which must fail with a key store error of [kind]: one exception family, `PmnException`. */
+fun assertKeyError(kind: KeyErrorKind, block: () -> Unit): PmnException.Key {
+    val e = assertThrows<PmnException.Key> { block() }
+    assertEquals(kind, e.kind, e.message)
+    return e
+}
+
 /** An app-supplied store in plain Kotlin: keys in memory, java.security for crypto. */
 class MemoryKeyStore : ForeignKeyStore {
     private val keys = ConcurrentHashMap<String, KeyPair>()
     var throwOnSign = false
 
     override fun generate(alias: String, policy: KeyPolicy): ByteArray {
-        if (keys.containsKey(alias)) throw KeyException.AlreadyExists(alias)
+        if (keys.containsKey(alias)) throw PmnException.Key(KeyErrorKind.ALREADY_EXISTS, alias, "$alias exists")
         val pair = KeyPairGenerator.getInstance("EC").apply { initialize(ECGenParameterSpec("secp256r1")) }.generateKeyPair()
         keys[alias] = pair
         return pair.public.encoded
     }
 
     override fun publicKey(alias: String): ByteArray =
-        (keys[alias] ?: throw KeyException.NotFound(alias)).public.encoded
+        (keys[alias] ?: throw PmnException.Key(KeyErrorKind.NOT_FOUND, alias, "no $alias")).public.encoded
 
     override fun sign(alias: String, message: ByteArray): ByteArray {
         if (throwOnSign) throw IllegalStateException("token unplugged")
-        val pair = keys[alias] ?: throw KeyException.NotFound(alias)
+        val pair = keys[alias] ?: throw PmnException.Key(KeyErrorKind.NOT_FOUND, alias, "no $alias")
         return Signature.getInstance("SHA256withECDSA").run {
             initSign(pair.private)
             update(message)
@@ -59,7 +66,7 @@ class MemoryKeyStore : ForeignKeyStore {
     }
 
     override fun delete(alias: String) {
-        keys.remove(alias) ?: throw KeyException.NotFound(alias)
+        keys.remove(alias) ?: throw PmnException.Key(KeyErrorKind.NOT_FOUND, alias, "no $alias")
     }
 
     override fun list(): List<String> = keys.keys().toList().sorted()
@@ -87,9 +94,9 @@ class KeyStoreTest {
             assertTrue(verifies(spki, message, store.sign("tls", message)))
             assertEquals(listOf("tls"), store.list())
             assertEquals(32, store.fingerprint("tls").size)
-            assertThrows<KeyException.AlreadyExists> { store.generate("tls", KeyPolicy.TlsIdentity) }
+            assertKeyError(KeyErrorKind.ALREADY_EXISTS) { store.generate("tls", KeyPolicy.TlsIdentity) }
             // The desktop store cannot enforce user presence and says so instead of ignoring it.
-            assertThrows<KeyException.Unsupported> { store.generate("owner", KeyPolicy.OwnerApproval(true)) }
+            assertKeyError(KeyErrorKind.UNSUPPORTED) { store.generate("owner", KeyPolicy.OwnerApproval(true)) }
 
             // The key really lives in a PKCS12 java.security.KeyStore file, private to the user,
             // with the rcgen certificate that the Java private key signed.
@@ -111,7 +118,7 @@ class KeyStoreTest {
             }
 
             store.delete("tls")
-            assertThrows<KeyException.NotFound> { store.sign("tls", message) }
+            assertKeyError(KeyErrorKind.NOT_FOUND) { store.sign("tls", message) }
             assertEquals(emptyList(), store.list())
         }
     }
@@ -137,10 +144,11 @@ class KeyStoreTest {
             val spki = store.generate("tls", KeyPolicy.TlsIdentity)
             val message = ByteArray(1000) { it.toByte() }
             assertTrue(verifies(spki, message, store.sign("tls", message)))
-            val missing = assertThrows<KeyException.NotFound> { store.sign("ghost", message) }
+            val missing = assertKeyError(KeyErrorKind.NOT_FOUND) { store.sign("ghost", message) }
             assertEquals("ghost", missing.alias)
-            assertThrows<KeyException.InvalidAlias> { store.generate("../escape", KeyPolicy.TlsIdentity) }
-            assertThrows<KeyException.Unsupported> { store.generate("owner", KeyPolicy.OwnerApproval(true)) }
+            assertEquals("no key with alias `ghost`", missing.message)
+            assertKeyError(KeyErrorKind.INVALID_ALIAS) { store.generate("../escape", KeyPolicy.TlsIdentity) }
+            assertKeyError(KeyErrorKind.UNSUPPORTED) { store.generate("owner", KeyPolicy.OwnerApproval(true)) }
         }
         // A key file others can read is refused (fresh store = first load of the file).
         val keyFile = keys.resolve("tls.p8")
@@ -149,14 +157,15 @@ class KeyStoreTest {
             setOf(PosixFilePermission.OWNER_READ, PosixFilePermission.OWNER_WRITE, PosixFilePermission.OTHERS_READ),
         )
         DeviceKeyStore.software(keys.toString()).use { store ->
-            val insecure = assertThrows<KeyException.InsecurePermissions> { store.sign("tls", byteArrayOf(1)) }
-            assertEquals(0b110_000_100u, insecure.mode)
+            val insecure = assertKeyError(KeyErrorKind.INSECURE_PERMISSIONS) { store.sign("tls", byteArrayOf(1)) }
+            assertTrue(insecure.alias!!.endsWith("tls.p8"), insecure.alias)
+            assertTrue(insecure.detail.contains("permissions 604"), insecure.detail)
         }
         // A corrupted key file is Corrupt, not a crash.
         Files.write(keyFile, byteArrayOf(0x30, 0x03, 0x02, 0x01, 0x00))
         Files.setPosixFilePermissions(keyFile, setOf(PosixFilePermission.OWNER_READ, PosixFilePermission.OWNER_WRITE))
         DeviceKeyStore.software(keys.toString()).use { store ->
-            assertThrows<KeyException.Corrupt> { store.sign("tls", byteArrayOf(1)) }
+            assertKeyError(KeyErrorKind.CORRUPT) { store.sign("tls", byteArrayOf(1)) }
         }
     }
 
@@ -173,13 +182,13 @@ class KeyStoreTest {
             val cert = CertificateFactory.getInstance("X.509")
                 .generateCertificate(ByteArrayInputStream(store.deviceCertificate("tls", "phone"))) as X509Certificate
             cert.verify(cert.publicKey)
-            // A KeyException thrown in Kotlin comes back typed; anything else becomes Platform.
-            assertThrows<KeyException.NotFound> { store.publicKey("ghost") }
-            assertThrows<KeyException.AlreadyExists> { store.generate("tls", KeyPolicy.TlsIdentity) }
+            // A PmnException.Key thrown in Kotlin comes back with its kind; anything else becomes PLATFORM.
+            assertKeyError(KeyErrorKind.NOT_FOUND) { store.publicKey("ghost") }
+            assertKeyError(KeyErrorKind.ALREADY_EXISTS) { store.generate("tls", KeyPolicy.TlsIdentity) }
             memory.throwOnSign = true
-            assertThrows<KeyException.Platform> { store.sign("tls", message) }
+            assertKeyError(KeyErrorKind.PLATFORM) { store.sign("tls", message) }
             // Rust validates aliases before the app sees them.
-            assertThrows<KeyException.InvalidAlias> { store.delete("Not Valid") }
+            assertKeyError(KeyErrorKind.INVALID_ALIAS) { store.delete("Not Valid") }
             store.delete("tls")
             assertEquals(emptyList(), store.list())
         }

@@ -20,7 +20,7 @@ class RecordingPlaylist : PlaylistListener {
         changes.add(change)
     }
 
-    override fun onMissed(count: ULong) {}
+    override fun onMissed(count: Long) {}
 
     fun await(): PlaylistChange = changes.poll(15, TimeUnit.SECONDS) ?: error("no playlist change")
 }
@@ -59,13 +59,13 @@ class PlaylistTest {
                 romeo.playlists().follow("home@home.test", name, listOf(owner), heard).use {
                     val film = PlaylistEntry(
                         id = "1", title = "The Film", uri = "https://example.org/film.mkv",
-                        kind = MediaKind.VIDEO, durationMs = 5_400_000uL, artwork = null, position = 0u,
+                        kind = MediaKind.VIDEO, durationMs = 5_400_000L, artwork = null, position = 0,
                     )
                     mine.publish(name, film)
                     val published = assertIs<PlaylistChange.Published>(heard.await())
                     assertEquals(film, published.entry)
                     assertEquals("home@home.test", published.publisher)
-                    mine.publish(name, film.copy(id = "2", title = "The Sequel", position = 1u))
+                    mine.publish(name, film.copy(id = "2", title = "The Sequel", position = 1))
                     assertIs<PlaylistChange.Published>(heard.await())
                     assertEquals(
                         listOf("The Film", "The Sequel"),

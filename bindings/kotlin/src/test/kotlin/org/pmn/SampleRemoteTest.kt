@@ -47,6 +47,6 @@ class SampleRemoteTest {
         assertTrue("usage: play N URI" in out, out)
         assertTrue("unknown command bogus" in out, out)
         // Quitting ended the watch: its subscription was closed.
-        assertEquals(0u, liveObjects().taskHandles)
+        assertEquals(0L, liveObjects().taskHandles)
     }
 }

@@ -17,27 +17,27 @@ import kotlin.test.fail
 class KotlinPlayer(private val failLoadWith: Throwable? = null) : MediaPlayerBackend {
     val calls = CopyOnWriteArrayList<String>()
     @Volatile var state = PlaybackState.STOPPED
-    @Volatile var position = 0uL
+    @Volatile var position = 0L
     // Not `volume`/`muted`: their JVM setters would clash with setVolume()/setMuted() below.
-    @Volatile var currentVolume: UByte = 50u
+    @Volatile var currentVolume: Int = 50
     @Volatile var currentlyMuted = false
 
     override fun load(uri: String) {
         failLoadWith?.let { throw it }
         calls.add("load $uri")
         state = PlaybackState.PLAYING
-        position = 0uL
+        position = 0L
     }
     override fun pause() { calls.add("pause"); state = PlaybackState.PAUSED }
     override fun resume() { calls.add("resume"); state = PlaybackState.PLAYING }
     override fun stop() { calls.add("stop"); state = PlaybackState.STOPPED }
-    override fun seek(positionMs: ULong) { calls.add("seek $positionMs"); position = positionMs }
-    override fun setVolume(volume: UByte) { calls.add("volume $volume"); currentVolume = volume }
+    override fun seek(positionMs: Long) { calls.add("seek $positionMs"); position = positionMs }
+    override fun setVolume(volume: Int) { calls.add("volume $volume"); currentVolume = volume }
     override fun setMuted(muted: Boolean) { calls.add("muted $muted"); currentlyMuted = muted }
     override fun playback() = Playback(
         state = state,
         positionMs = position,
-        durationMs = if (state == PlaybackState.STOPPED) null else 600_000uL,
+        durationMs = if (state == PlaybackState.STOPPED) null else 600_000L,
         volume = currentVolume,
         muted = currentlyMuted,
     )
@@ -71,8 +71,8 @@ class ServicesTest {
             val playing = controller.player(tv.jid).play("file:///kotlin/one.mkv")
             assertEquals(PlaybackState.PLAYING, playing.state)
             assertEquals("file:///kotlin/one.mkv", playing.uri)
-            assertEquals(600_000uL, playing.durationMs)
-            assertEquals(123_000uL, controller.player(tv.jid).seek(123_000uL).positionMs)
+            assertEquals(600_000L, playing.durationMs)
+            assertEquals(123_000L, controller.player(tv.jid).seek(123_000L).positionMs)
             controller.player(tv.jid).enqueue("file:///kotlin/two.mkv", "Two")
             assertEquals(2, controller.player(tv.jid).queue().items.size)
             val next = controller.player(tv.jid).next()
@@ -80,9 +80,9 @@ class ServicesTest {
             assertEquals(PlaybackState.PAUSED, controller.player(tv.jid).pause().state)
 
             controller.subscribeEvents(tv.jid, "player", listOf("volume-changed")).use {
-                assertEquals(VolumeState(30u, false), controller.player(tv.jid).setVolume(30u))
+                assertEquals(VolumeState(30, false), controller.player(tv.jid).setVolume(30))
                 val event = listener.awaitEventOf<ServiceEvent.PlayerVolumeChanged>()
-                assertEquals(VolumeState(30u, false), event.volume)
+                assertEquals(VolumeState(30, false), event.volume)
                 assertTrue(controller.player(tv.jid).mute(true).muted)
             }
             assertEquals(
@@ -91,9 +91,9 @@ class ServicesTest {
                 backend.calls.toList(),
             )
             // pmn checks arguments before the app's player sees them.
-            assertThrows<PmnException.BadParams> { runBlocking { controller.player(tv.jid).setVolume(101u) } }
-            assertThrows<PmnException.Fault> { runBlocking { controller.player(tv.jid).seek(700_000uL) } }
-            assertThrows<PmnException.UnknownMethod> { runBlocking { controller.library(tv.jid).browse("", 0u, 10u) } }
+            assertThrows<PmnException.BadParams> { runBlocking { controller.player(tv.jid).setVolume(101) } }
+            assertThrows<PmnException.Fault> { runBlocking { controller.player(tv.jid).seek(700_000L) } }
+            assertThrows<PmnException.UnknownMethod> { runBlocking { controller.library(tv.jid).browse("", 0, 10) } }
             assertEquals(6, backend.calls.size)
         }
         provider.stop()
@@ -124,7 +124,7 @@ class ServicesTest {
 
     @Test
     fun recorderAndLibraryFromKotlin(): Unit = runBlocking {
-        val provider = startDemoProvider(TestServer.config("box"), "Kotlin Box", 10_000u)
+        val provider = startDemoProvider(TestServer.config("box"), "Kotlin Box", 10_000)
         val listener = RecordingListener()
         Controller(TestServer.config("phone"), listener).use { controller ->
             controller.connect()
@@ -160,23 +160,23 @@ class ServicesTest {
             }
 
             // Library: page through 10 000 items without holding them.
-            val root = controller.library(box.jid).browse("", 0u, 10u)
-            assertEquals(10_000u, root.items.first { it.id == "videos" }.childCount)
-            var offset = 0u
+            val root = controller.library(box.jid).browse("", 0, 10)
+            assertEquals(10_000, root.items.first { it.id == "videos" }.childCount)
+            var offset = 0
             var seen = 0
             while (true) {
-                val page = controller.library(box.jid).browse("videos", offset, 200u)
+                val page = controller.library(box.jid).browse("videos", offset, 200)
                 if (page.items.isEmpty()) break
                 seen += page.items.size
-                offset += page.items.size.toUInt()
+                offset += page.items.size
             }
             assertEquals(10_000, seen)
-            val hits = controller.library(box.jid).search("Film 4242", 0u, 10u)
-            assertEquals(1u, hits.total)
+            val hits = controller.library(box.jid).search("Film 4242", 0, 10)
+            assertEquals(1, hits.total)
             val item = controller.library(box.jid).item("videos/4242")
             assertEquals(ItemKind.VIDEO, item.kind)
             assertNull(item.childCount)
-            assertThrows<PmnException.BadParams> { runBlocking { controller.library(box.jid).browse("videos", 0u, 0u) } }
+            assertThrows<PmnException.BadParams> { runBlocking { controller.library(box.jid).browse("videos", 0, 0) } }
             assertEquals(404, assertThrows<PmnException.Fault> {
                 runBlocking { controller.library(box.jid).item("videos/10000") }
             }.code)
@@ -186,6 +186,6 @@ class ServicesTest {
         }
         provider.stop()
         provider.close()
-        assertEquals(0u, liveObjects().providers)
+        assertEquals(0L, liveObjects().providers)
     }
 }
