@@ -31,7 +31,7 @@ pub(crate) struct Snippet {
 /// The Kotlin blocks of a Markdown text (`label` names the file in the generated comments). A
 /// fence may be indented (inside a list item): that indentation is taken off every line.
 pub(crate) fn markdown_blocks(label: &str, text: &str) -> Vec<Snippet> {
-    blocks(label, text, |line| Some(line))
+    blocks(label, text, Some)
 }
 
 /// The Kotlin blocks inside the `/** … */` comments of a Kotlin source: each line's leading
