@@ -682,7 +682,7 @@ async fn field_tv_changes_address_and_the_server_closes_sessions_calls_recover()
 
     // 1. The TV's address changes; its app reports it (`network_changed`).
     let calls = field.start_calls("tvmove", 500, Duration::from_millis(100));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let before = field.provider().session().stats();
     field
         .topo
@@ -696,7 +696,7 @@ async fn field_tv_changes_address_and_the_server_closes_sessions_calls_recover()
         .await;
     let decided = t0.elapsed();
     let took = field.first_success(t0, RESUME_BOUND).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let (prefix, log) = calls.finish().await;
     let after = field.provider().session().stats();
     eprintln!(
@@ -739,7 +739,7 @@ async fn field_tv_changes_address_and_the_server_closes_sessions_calls_recover()
         .to_string();
     for (who, jid) in [("TV", tv), ("phone", phone)] {
         let calls = field.start_calls(&format!("close-{who}"), 500, Duration::from_millis(100));
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         drain(&mut resyncs);
         let (tv_before, phone_before) = (
             field.provider().session().stats(),
@@ -750,7 +750,7 @@ async fn field_tv_changes_address_and_the_server_closes_sessions_calls_recover()
         assert!(answer.contains("Total: 1 "), "c2s:close {jid}: {answer}");
         let took = field.first_success(t0, RECOVERY_LIMIT).await;
         let resync = wait_resync(&mut resyncs, &field.tv, Duration::from_secs(10)).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let (prefix, log) = calls.finish().await;
         let (tv_after, phone_after) = (
             field.provider().session().stats(),
