@@ -438,6 +438,7 @@ async fn subscription_is_restored_when_the_provider_comes_back() {
         .subscribe_events(&tv.jid, "player", Some(&[player::EVENT_VOLUME_CHANGED]))
         .await
         .expect("subscribe");
+    let mut resyncs = controller.resyncs();
     provider.stop().await;
     // Same device (same full JID) comes back: it forgot its subscribers.
     let provider = start(session, "TV", all_services(Duration::from_secs(10))).await;
@@ -457,6 +458,15 @@ async fn subscription_is_restored_when_the_provider_comes_back() {
     })
     .await
     .expect("controller re-subscribed by itself");
+    // The app is told that events may have been missed in between.
+    let resync = tokio::time::timeout(Duration::from_secs(5), resyncs.recv())
+        .await
+        .expect("a resync after the provider came back")
+        .expect("resyncs open");
+    assert_eq!(
+        (&resync.provider, resync.service.as_str()),
+        (&tv.jid, "player")
+    );
     let mut events = controller.events();
     controller
         .player(tv.jid.clone())
@@ -620,6 +630,7 @@ async fn controller_that_lost_its_session_resubscribes_by_itself() {
         .await
         .expect("subscribe");
     assert_eq!(provider.subscription_count(), 1);
+    let mut resyncs = controller.resyncs();
 
     // Gone for longer than the server keeps a hibernated session (smacks_hibernation_time = 10 s in
     // the test config): the server announces us unavailable, the provider forgets us, and the
@@ -641,6 +652,15 @@ async fn controller_that_lost_its_session_resubscribes_by_itself() {
     })
     .await
     .expect("controller re-subscribed by itself after reconnecting");
+    // The resume was refused: the app is told that events may have been missed.
+    let resync = tokio::time::timeout(Duration::from_secs(5), resyncs.recv())
+        .await
+        .expect("a resync after the fresh login")
+        .expect("resyncs open");
+    assert_eq!(
+        (&resync.provider, resync.service.as_str()),
+        (&tv.jid, "player")
+    );
     let mut events = controller.events();
     controller
         .player(tv.jid.clone())

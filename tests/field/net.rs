@@ -202,7 +202,12 @@ pub const SERVER_IP: &str = "10.77.1.1";
 pub const FRIEND_SERVER_IP: &str = "10.77.1.10";
 const ROUTER_SERVER_SIDE: &str = "10.77.1.2";
 const ROUTER_HOME_SIDE: &str = "10.77.2.1";
-const HOME_IP: &str = "10.77.2.2";
+/// The TV's first address at home.
+pub const HOME_IP: &str = "10.77.2.2";
+/// The TV's address after the home router gave it a new one.
+pub const HOME_IP_2: &str = "10.77.2.3";
+/// The TV's interface in the home namespace.
+pub const HOME_DEV: &str = "h0";
 const ROUTER_MOBILE_SIDE: &str = "10.77.3.1";
 /// The phone's first address on the mobile network.
 pub const MOBILE_IP: &str = "10.77.3.2";
@@ -399,35 +404,13 @@ impl Topology {
     /// (or Wi-Fi to mobile) gives a new one. Deleting the address also removes the default
     /// route; it is put back through the new address.
     pub fn change_mobile_address(&self, from: &str, to: &str) -> io::Result<()> {
-        let ns = self.mobile.name.as_str();
-        ip(&[
-            "-n",
-            ns,
-            "addr",
-            "del",
-            &format!("{from}/24"),
-            "dev",
-            MOBILE_DEV,
-        ])?;
-        ip(&[
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{to}/24"),
-            "dev",
-            MOBILE_DEV,
-        ])?;
-        ip(&[
-            "-n",
-            ns,
-            "route",
-            "replace",
-            "default",
-            "via",
-            ROUTER_MOBILE_SIDE,
-        ])
-        .map(drop)
+        change_address(&self.mobile, MOBILE_DEV, from, to, ROUTER_MOBILE_SIDE)
+    }
+
+    /// The TV's address at home changes from `from` to `to` (the home router's DHCP gave it a
+    /// new lease): the NAT's mapping of its connection points at an address that is gone.
+    pub fn change_home_address(&self, from: &str, to: &str) -> io::Result<()> {
+        change_address(&self.home, HOME_DEV, from, to, ROUTER_HOME_SIDE)
     }
 
     /// Takes the phone's link down (a tunnel, a lift) or brings it back up with its route.
@@ -454,6 +437,15 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// Replaces address `from` with `to` on `dev` in `ns` and puts the default route (which went
+/// with the old address) back via `gateway`.
+fn change_address(ns: &Netns, dev: &str, from: &str, to: &str, gateway: &str) -> io::Result<()> {
+    let ns = ns.name.as_str();
+    ip(&["-n", ns, "addr", "del", &format!("{from}/24"), "dev", dev])?;
+    ip(&["-n", ns, "addr", "add", &format!("{to}/24"), "dev", dev])?;
+    ip(&["-n", ns, "route", "replace", "default", "via", gateway]).map(drop)
 }
 
 /// A thread inside a network namespace running a current-thread tokio runtime: every socket a
@@ -550,6 +542,10 @@ pub struct NsProsody {
     pub ca_path: PathBuf,
 }
 
+/// How long Prosody keeps a session whose connection was lost, unless a test says otherwise:
+/// long enough that a phone whose link was cut for 10 s still resumes it.
+pub const DEFAULT_HIBERNATION: Duration = Duration::from_secs(60);
+
 /// The c2s port of every field Prosody (each has its own address, so no clash).
 pub const C2S_PORT: u16 = 5222;
 
@@ -563,6 +559,19 @@ impl NsProsody {
         accounts: &[(&str, &str, &str)],
         s2s: bool,
     ) -> io::Result<NsProsody> {
+        Self::start_with(ns, ip, hosts, accounts, s2s, DEFAULT_HIBERNATION)
+    }
+
+    /// [`NsProsody::start`] with XEP-0198 sessions kept for `hibernation` after their
+    /// connection is lost (Prosody's `smacks_hibernation_time`; whole seconds).
+    pub fn start_with(
+        ns: &Netns,
+        ip: &str,
+        hosts: &[&str],
+        accounts: &[(&str, &str, &str)],
+        s2s: bool,
+        hibernation: Duration,
+    ) -> io::Result<NsProsody> {
         let dir = tempfile::Builder::new()
             .prefix("pmn-field-prosody-")
             .tempdir()?;
@@ -572,7 +581,7 @@ impl NsProsody {
             .arg(dir.path()))?;
         fs::create_dir_all(dir.path().join("data"))?;
         fs::create_dir_all(dir.path().join("certs"))?;
-        let config = config(dir.path(), ip, hosts, s2s);
+        let config = config(dir.path(), ip, hosts, s2s, hibernation);
         let cfg = dir.path().join("prosody.cfg.lua");
         fs::write(&cfg, config)?;
         for (user, host, password) in accounts {
@@ -676,6 +685,43 @@ impl NsProsody {
         self.crash()?;
         self.launch()
     }
+
+    /// SIGTERM, as an upgrade or `systemctl restart` does: Prosody closes every stream (no
+    /// session survives for resumption) and exits; SIGKILL after 10 s.
+    pub fn stop_gracefully(&mut self) -> io::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) of our own child.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    c.kill()?;
+                    c.wait()?;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts it again after [`NsProsody::stop_gracefully`] or [`NsProsody::crash`].
+    pub fn start_again(&mut self) -> io::Result<()> {
+        self.launch()
+    }
+
+    /// The server's administrator closes the sessions of `jid` (a full JID, or every session of
+    /// a bare one) through the admin shell: `c2s:close`. Returns the shell's answer
+    /// ("Total: N sessions closed").
+    pub fn close_sessions(&self, jid: &str) -> io::Result<String> {
+        run(Command::new("prosodyctl")
+            .arg("--config")
+            .arg(self.dir.path().join("prosody.cfg.lua"))
+            .args(["shell", "c2s", "close", jid]))
+        .map(|out| out.trim().to_owned())
+    }
 }
 
 impl Drop for NsProsody {
@@ -699,7 +745,7 @@ impl Drop for NsProsody {
     }
 }
 
-fn config(dir: &Path, ip: &str, hosts: &[&str], s2s: bool) -> String {
+fn config(dir: &Path, ip: &str, hosts: &[&str], s2s: bool, hibernation: Duration) -> String {
     let d = dir.display();
     let mut cfg = format!(
         r#"-- Generated by tests/field/net.rs: one Prosody inside a test network namespace.
@@ -728,9 +774,10 @@ modules_enabled = {{
 	"csi_simple"; "posix"; "admin_shell"; {dialback}
 }}
 pep_max_items = 10000
--- Long enough that a phone whose link was cut for 10 s still resumes its session.
-smacks_hibernation_time = 60
+-- How long a session whose connection was lost stays resumable (XEP-0198).
+smacks_hibernation_time = {hibernation}
 "#,
+        hibernation = hibernation.as_secs(),
         s2s_port = if s2s { "5269" } else { "" },
         dialback = if s2s { "\"dialback\";" } else { "" },
     );
@@ -753,10 +800,12 @@ unbound = {{ hoststxt = "/etc/hosts"; resolvconf = "/etc/resolv.conf" }}
     cfg
 }
 
-/// Packet loss in the router: an iptables NFQUEUE rule on everything it forwards and a Python
-/// shaper on PyPI's `netfilterqueue` (this kernel has no sch_netem) that drops each packet with
-/// the given probability. Dropping it stops the shaper (and `--queue-bypass` lets packets through
-/// again at once); the rule goes with the namespace.
+/// Packet loss and delay in the router: an iptables NFQUEUE rule on everything it forwards and a
+/// Python shaper on PyPI's `netfilterqueue` (this kernel has no sch_netem) that drops each packet
+/// with the given probability and holds each one it keeps for the given delay (the same for
+/// every packet, so nothing is reordered). Every packet crosses the router once per direction, so
+/// the delay is added each way. Dropping it stops the shaper (and `--queue-bypass` lets packets
+/// through again at once); the rule goes with the namespace.
 pub struct Loss {
     child: Option<Child>,
     stdout: Option<BufReader<std::process::ChildStdout>>,
@@ -796,13 +845,20 @@ pub fn loss_python() -> Result<PathBuf, String> {
 }
 
 impl Loss {
-    pub fn start(router: &Netns, python: &Path, rate: f64, queue: u16) -> io::Result<Loss> {
+    pub fn start(
+        router: &Netns,
+        python: &Path,
+        rate: f64,
+        delay: Duration,
+        queue: u16,
+    ) -> io::Result<Loss> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/field/loss.py");
         let mut child = router
             .command(python)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg(script)
             .args(["--queue", &queue.to_string(), "--loss", &rate.to_string()])
+            .args(["--delay-ms", &delay.as_millis().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -831,7 +887,7 @@ impl Loss {
         Ok(loss)
     }
 
-    /// Stops the shaper; returns its last line (`seen N dropped M`).
+    /// Stops the shaper; returns its last line (`seen N dropped M delayed D`).
     pub fn stop(mut self) -> String {
         self.finish()
     }

@@ -1,7 +1,7 @@
 //! The controller's inbound loop: presence and disco#info into the provider directory, events
 //! to subscribers, access payloads to the owner and guest roles, tunnel items from the e2e layer.
 
-use super::{RetryPolicy, ServiceEvent, Shared, RESTORE_WAIT};
+use super::{Resync, RetryPolicy, ServiceEvent, Shared, RESTORE_WAIT};
 use crate::core::sync::Locked;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -116,7 +116,10 @@ impl Dispatcher {
                     .call_with_retry(&provider, &method, params, &retry)
                     .await
                 {
-                    Ok(_) => tracing::info!(%provider, %service, "subscription restored"),
+                    Ok(_) => {
+                        tracing::info!(%provider, %service, "subscription restored");
+                        let _ = shared.resyncs.send(Resync { provider, service });
+                    }
                     Err(e) => {
                         tracing::warn!(%provider, %service, error = %e, "could not restore subscription")
                     }

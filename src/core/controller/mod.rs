@@ -120,6 +120,19 @@ impl ServiceEvent {
     }
 }
 
+/// Events of `service` from `provider` may have been missed, and the subscription is live again
+/// (see [`Controller::resyncs`]): the provider forgot this controller (it restarted, or this
+/// controller's session could not be resumed and started afresh) and was subscribed to again.
+/// Whatever the app shows from those events may be stale: read the state again (e.g.
+/// `player.status`). A stream resumed by XEP-0198 loses nothing and sends none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resync {
+    /// The provider whose events may have been missed.
+    pub provider: FullJid,
+    /// The service whose subscription was restored.
+    pub service: String,
+}
+
 /// (provider, service name).
 type SubscriptionKey = (FullJid, String);
 
@@ -141,6 +154,8 @@ struct Shared {
     directory: Mutex<ProviderDirectory>,
     updates: broadcast::Sender<DirectoryUpdate>,
     events: broadcast::Sender<ServiceEvent>,
+    /// Subscriptions restored after a gap (see [`Controller::resyncs`]).
+    resyncs: broadcast::Sender<Resync>,
     /// Tunnels that failed or were refused (see [`Controller::tunnel_failures`]).
     failures: broadcast::Sender<TunnelFailure>,
     /// (provider, service) → the event filters of the live [`Subscription`]s, by subscription id.
@@ -234,6 +249,7 @@ impl Controller {
             directory: Mutex::new(ProviderDirectory::new(network.clone())),
             updates,
             events,
+            resyncs: broadcast::channel(BROADCAST_CAPACITY).0,
             failures: broadcast::channel(FAILURE_CAPACITY).0,
             subscriptions: Mutex::new(HashMap::new()),
             next_subscription: std::sync::atomic::AtomicU64::new(1),
@@ -275,6 +291,16 @@ impl Controller {
     /// Events of subscribed services from now on.
     pub fn events(&self) -> broadcast::Receiver<ServiceEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// Subscriptions restored after a gap in their events, from now on: one [`Resync`] per
+    /// (provider, service) each time the controller subscribed again because the provider had
+    /// forgotten it — the provider came back online, or this controller's own session was not
+    /// resumed (a server restart, an absence longer than the server keeps a session). Events
+    /// sent in between are lost; read the state again when one arrives. A subscription that could
+    /// not be restored is logged, not sent.
+    pub fn resyncs(&self) -> broadcast::Receiver<Resync> {
+        self.shared.resyncs.subscribe()
     }
 
     /// The household's shared playlists and the friends' ones this device follows (spec §3.2).

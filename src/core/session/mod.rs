@@ -196,6 +196,12 @@ pub struct SessionStats {
     /// `urn:xmpp:csi:0` (each [`Session::set_foreground`], and again on every new or resumed
     /// stream once one was set).
     pub client_states_sent: u64,
+    /// New streams the server bound (the first login included): each one started without the
+    /// server's memory of an earlier stream, so presence and pending requests began afresh.
+    pub streams_started: u64,
+    /// Streams resumed by XEP-0198 after a lost connection (`<resumed/>`): nothing was lost.
+    /// A resume the server refused counts in [`SessionStats::streams_started`] instead.
+    pub streams_resumed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -204,6 +210,8 @@ struct Counters {
     invalid_stanzas: AtomicU64,
     over_limit_stanzas: AtomicU64,
     links_cut: AtomicU64,
+    streams_started: AtomicU64,
+    streams_resumed: AtomicU64,
     /// Shared with the stream worker, which counts the client states it queued (set once the
     /// stream exists).
     client_states: std::sync::OnceLock<Arc<AtomicU64>>,
@@ -220,6 +228,8 @@ impl Counters {
                 .client_states
                 .get()
                 .map_or(0, |c| c.load(Ordering::Relaxed)),
+            streams_started: self.streams_started.load(Ordering::Relaxed),
+            streams_resumed: self.streams_resumed.load(Ordering::Relaxed),
         }
     }
 }

@@ -138,6 +138,7 @@ impl SessionTask {
                     Err(_) => self.own_jid.clone(),
                 };
                 tracing::info!(%jid, "online");
+                self.stats.streams_started.fetch_add(1, Ordering::Relaxed);
                 self.state
                     .send_replace(ConnectionState::Online { jid: jid.clone() });
                 self.inbound
@@ -157,6 +158,8 @@ impl SessionTask {
             }
             Event::Stream(StreamEvent::Resumed) => {
                 let jid = self.own_jid.clone();
+                tracing::info!(%jid, "stream resumed");
+                self.stats.streams_resumed.fetch_add(1, Ordering::Relaxed);
                 self.state
                     .send_replace(ConnectionState::Online { jid: jid.clone() });
                 self.inbound
