@@ -41,15 +41,11 @@ commands:
   bindings          build libpmn and generate the Kotlin and Swift bindings
   kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody) and
                     the packaged artifact with its sample app
-<<<<<<< HEAD
   sample            the bindings, then only the packaged artifact with its sample app: the
                     README's and KDoc's Kotlin snippets compiled, the README's flow run
-  bench [NAME]      run the benchmarks (only NAME when given)
-=======
   bench [NAME]      run the benchmarks (only NAME when given); `bench field`: the field
                     benchmark (recovery after kill -9 vs graceful restart, calls under loss
                     vs clean, logins per second during an outage), as root
->>>>>>> field
   mobile-check      phone compile gates: cargo check for 4 Android/iOS targets, the
                     aarch64-android release staticlib (size), the Swift syntax gate
   package           the JVM artifact org.pmn:pmn-kotlin (Kotlin + libpmn.so as a JNA resource)
