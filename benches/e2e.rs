@@ -65,15 +65,18 @@ fn describe(stanza: &Stanza) -> String {
         Stanza::Iq(Iq::Get { payload, .. }) => format!("iq-get:{}", payload.name()),
         Stanza::Iq(Iq::Result { .. }) => "iq-result".into(),
         Stanza::Iq(Iq::Error { .. }) => "iq-error".into(),
-        Stanza::Message(m) => format!(
-            "message:{}",
-            m.payloads.first().map_or("-", |p| p.name())
-        ),
+        Stanza::Message(m) => format!("message:{}", m.payloads.first().map_or("-", |p| p.name())),
         Stanza::Presence(_) => "presence".into(),
     }
 }
 
-async fn device(server: &TestServer, name: &str, side: Side, log: Log, dir: &std::path::Path) -> Device {
+async fn device(
+    server: &TestServer,
+    name: &str,
+    side: Side,
+    log: Log,
+    dir: &std::path::Path,
+) -> Device {
     let mut c = config(server, name);
     let (tap_tx, mut tap) = mpsc::unbounded_channel::<Stanza>();
     c.outbound_tap = Some(tap_tx);
@@ -175,8 +178,10 @@ struct Setup {
 /// The stanzas of `log` from `start` to `end`, and the opener's waits among them.
 fn setup_of(log: &Log, start: Instant, end: Instant, time: Duration) -> Setup {
     let log = log.lock().unwrap();
-    let mut window: Vec<&(Instant, Side, String)> =
-        log.iter().filter(|(t, _, _)| *t >= start && *t <= end).collect();
+    let mut window: Vec<&(Instant, Side, String)> = log
+        .iter()
+        .filter(|(t, _, _)| *t >= start && *t <= end)
+        .collect();
     window.sort_by_key(|(t, _, _)| *t);
     let mut waits = 0;
     let mut last = None;
@@ -341,12 +346,30 @@ async fn main() {
         }
     }
     println!("summary over {ROUNDS} rounds:");
-    println!("  tunnel RPC / plain, median ratio: {}", min_med_max(med_ratios));
-    println!("  tunnel RPC / plain, p99 ratio:    {}", min_med_max(p99_ratios));
-    println!("  new tunnel, ms:                   {}", min_med_max(setup_ms));
-    println!("  new tunnel, plain round trips:    {}", min_med_max(setup_rts));
-    println!("  new tunnel, relayed round trips:  {}", min_med_max(setup_waits));
-    println!("  new tunnel, stanzas:              {}", min_med_max(setup_stanzas));
+    println!(
+        "  tunnel RPC / plain, median ratio: {}",
+        min_med_max(med_ratios)
+    );
+    println!(
+        "  tunnel RPC / plain, p99 ratio:    {}",
+        min_med_max(p99_ratios)
+    );
+    println!(
+        "  new tunnel, ms:                   {}",
+        min_med_max(setup_ms)
+    );
+    println!(
+        "  new tunnel, plain round trips:    {}",
+        min_med_max(setup_rts)
+    );
+    println!(
+        "  new tunnel, relayed round trips:  {}",
+        min_med_max(setup_waits)
+    );
+    println!(
+        "  new tunnel, stanzas:              {}",
+        min_med_max(setup_stanzas)
+    );
     phone.session.close().await;
     tv.session.close().await;
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
+use xmpp_parsers::ibb::Stanza as IbbStanzaKind;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::jingle::{
@@ -22,7 +23,7 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::half_open::HalfOpen;
-use super::offer::{parse_accept, parse_offer, Offer};
+use super::offer::{accepted_stanza, parse_accept, parse_offer, Offer};
 use super::{iq_error, random_id, E2eEndpoint, E2eInbound, PeerEnded};
 use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream};
 use crate::core::e2e::limits::{E2eCounters, Slot, SlotRefusal};
@@ -91,6 +92,7 @@ impl E2eEndpoint {
         sid: &str,
         ibb_sid: &str,
         block_size: u16,
+        stanza: IbbStanzaKind,
         method: SecurityMethod,
         me: &FullJid,
     ) -> Jingle {
@@ -100,7 +102,7 @@ impl E2eEndpoint {
             .with_transport(Transport::Ibb(IbbTransport {
                 block_size,
                 sid: xmpp_parsers::ibb::StreamId(ibb_sid.to_owned()),
-                stanza: xmpp_parsers::ibb::Stanza::Iq,
+                stanza,
             }));
         let initiate = action == Action::SessionInitiate;
         let mut jingle = Jingle::new(action, SessionId(sid.to_owned())).add_content(content);
@@ -148,6 +150,8 @@ impl E2eEndpoint {
             &sid,
             &ibb_sid,
             inner.config.block_size,
+            // Data in messages: no acknowledgement per block (see `ibb.rs` for the pacing).
+            IbbStanzaKind::Message,
             method,
             &me,
         );
@@ -226,12 +230,13 @@ impl E2eEndpoint {
             ));
         }
         let block_size = block_size.min(inner.config.block_size);
-        let (io, status) = IbbStream::spawn(
+        let (io, status) = IbbStream::new(
             IbbParams {
                 session: inner.session.clone(),
                 peer: peer.clone(),
                 sid: ibb_sid.clone(),
                 block_size,
+                stanza: accepted_stanza(&accept),
                 send_open: true,
                 ack_timeout: timeout,
                 hooks: inner.config.hooks.clone(),
@@ -558,6 +563,7 @@ impl E2eEndpoint {
             &sid,
             &offer.ibb_sid,
             block_size,
+            offer.stanza.clone(),
             offer.method,
             &me,
         );
@@ -577,12 +583,13 @@ impl E2eEndpoint {
                 ))
             }
         }
-        let (io, status) = IbbStream::spawn(
+        let (io, status) = IbbStream::new(
             IbbParams {
                 session: inner.session.clone(),
                 peer: peer.clone(),
                 sid: offer.ibb_sid.clone(),
                 block_size,
+                stanza: offer.stanza.clone(),
                 send_open: false,
                 ack_timeout: timeout,
                 hooks: inner.config.hooks.clone(),

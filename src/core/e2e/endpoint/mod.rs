@@ -244,7 +244,7 @@ impl E2eEndpoint {
     }
 
     /// Offers a session stanza to the end-to-end layer. Returns `true` when it was a Jingle or IBB
-    /// request, which has then been answered here; the caller must not process it further.
+    /// request (answered here) or an IBB data message (taken here); the caller must not process it further.
     /// Unavailable presence of a peer closes its tunnel (and returns `false`: the role layer still
     /// wants to see it).
     pub fn handle_stanza(&self, stanza: &Stanza) -> bool {
@@ -263,6 +263,11 @@ impl E2eEndpoint {
                 } else {
                     false
                 }
+            }
+            // In-band data in a message (XEP-0047 §3): the default of pmn's streams.
+            Stanza::Message(m) if m.payloads.iter().any(|p| p.is("data", NS_IBB)) => {
+                self.inner.ibb.handle_message(m);
+                true
             }
             // A change of the network's published keys (PEP notification, XEP-0163): re-check
             // the attested pins now, so a revoked device loses its open tunnels at once.
