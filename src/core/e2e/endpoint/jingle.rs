@@ -22,6 +22,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
+use super::directory::TrustNow;
 use super::half_open::HalfOpen;
 use super::offer::{accepted_stanza, parse_accept, parse_offer, Offer};
 use super::{iq_error, random_id, E2eEndpoint, E2eInbound, PeerEnded};
@@ -134,6 +135,15 @@ impl E2eEndpoint {
             Mode::Pairing(_) => SecurityMethod::Pake,
         };
         let resets = inner.resets.load(Ordering::SeqCst);
+        let bare = peer.to_bare();
+        // The trust decision below reads our network's published keys and revocation lists;
+        // the read does not depend on the key the peer will present, so it starts now and runs
+        // while the Jingle round trip does, instead of after it (the decision itself still
+        // waits for it: a revocation published while we were away is known before any TLS byte).
+        let read = (matches!(mode, Mode::Pinned) && self.is_own_network(&bare)).then(|| {
+            let (this, bare) = (self.clone(), bare.clone());
+            AbortOnDrop(tokio::spawn(async move { this.resync(&bare).await }))
+        });
         let ibb_rx = inner
             .ibb
             .register(&ibb_sid, peer.clone(), inner.config.block_size)
@@ -219,7 +229,7 @@ impl E2eEndpoint {
         };
         let (peer_fp, block_size) = parse_accept(&accept, &ibb_sid, method)
             .map_err(|e| half.failed(Reason::FailedApplication, e))?;
-        if matches!(mode, Mode::Pinned) && !self.trusted(&peer.to_bare(), &peer_fp).await {
+        if matches!(mode, Mode::Pinned) && !self.trusted_after(&bare, &peer_fp, read).await {
             half.end_with(Reason::SecurityError, "untrusted key");
             return Err(Error::new(
                 ErrorKind::Forbidden,
@@ -243,15 +253,31 @@ impl E2eEndpoint {
             },
             ibb_rx,
         );
-        let channel = handshake(
+        // From the accept on, the peer may still end the session (it confirms our key while we
+        // start TLS, see `respond`): its terminate ends the handshake at once, with its reason.
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let ended_key = (peer.clone(), sid.clone());
+        if matches!(mode, Mode::Pinned) {
+            inner
+                .responding
+                .locked()
+                .insert(ended_key.clone(), ended_tx);
+        }
+        let tls = handshake(
             io,
             TlsRole::Initiator,
             &inner.config.identity,
             peer_fp,
             timeout,
-        )
-        .await
-        .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
+        );
+        let channel = tokio::select! {
+            channel = tls => channel.map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?,
+            Ok(ended) = ended_rx => {
+                half.gone_at_peer();
+                return Err(peer_ended(peer, false, ended));
+            }
+        };
+        inner.responding.locked().remove(&ended_key);
         // TLS is up and reads what arrives: the stream's setup allowance no longer applies.
         inner.ibb.established(peer, &ibb_sid);
         // Accepted: a late accept or terminate for this sid no longer concerns the opener.
@@ -428,7 +454,7 @@ impl E2eEndpoint {
                     .is_open(&peer, Instant::now())
                     .err()
                     .map(|e| e.message().to_owned());
-                self.decided(peer, id.to_owned(), jingle, offer, slot, refusal);
+                self.decided(peer, id.to_owned(), jingle, offer, slot, refusal, None);
             }
             SecurityMethod::X509 => {
                 // The decision may need the network's published keys: answer once it is made
@@ -437,27 +463,47 @@ impl E2eEndpoint {
                 let id = id.to_owned();
                 tokio::spawn(async move {
                     let bare = peer.to_bare();
+                    let fingerprint = offer.fingerprint;
                     let admitted = this
                         .inner
                         .config
                         .admission
                         .as_ref()
-                        .is_some_and(|admit| admit(&bare, &offer.fingerprint));
-                    let ok = admitted || this.trusted(&bare, &offer.fingerprint).await;
-                    let refusal = (!ok).then(|| {
-                        format!(
-                            "key {} is neither paired with this device nor granted access",
-                            offer.fingerprint.to_hex()
-                        )
-                    });
-                    this.decided(peer, id, jingle, offer, slot, refusal);
+                        .is_some_and(|admit| admit(&bare, &fingerprint));
+                    let (ok, confirm) = if admitted {
+                        (true, None)
+                    } else {
+                        match this.trust_without_reading(&bare, &fingerprint) {
+                            TrustNow::Decided(ok) => (ok, None),
+                            // A key we trust as far as we know: accepted now, and confirmed
+                            // by reading the network's keys while the accept travels; `respond`
+                            // sends no TLS byte before that read has confirmed it.
+                            TrustNow::AfterReading { first_hand }
+                                if this.inner.config.trust.is_trusted(&bare, &fingerprint) =>
+                            {
+                                (true, Some(first_hand))
+                            }
+                            // A key we do not know yet (perhaps attested since): the read decides
+                            // before we answer, so an unknown key never sees an accept.
+                            TrustNow::AfterReading { first_hand } => {
+                                let read = this.resync(&bare).await;
+                                let ok =
+                                    this.trust_after_reading(&bare, &fingerprint, first_hand, read);
+                                (ok, None)
+                            }
+                        }
+                    };
+                    let refusal = (!ok).then(|| refusal_text(&fingerprint));
+                    this.decided(peer, id, jingle, offer, slot, refusal, confirm);
                 });
             }
         }
     }
 
     /// Answers a session-initiate once trust is decided: refused (`forbidden`, reported), or
-    /// accepted and answered by [`Self::respond`].
+    /// accepted and answered by [`Self::respond`]. `confirm` is `Some(first_hand)` when the key
+    /// is accepted before our network's keys were read: `respond` reads them before any TLS.
+    #[allow(clippy::too_many_arguments)]
     fn decided(
         &self,
         peer: FullJid,
@@ -466,6 +512,7 @@ impl E2eEndpoint {
         offer: Offer,
         slot: Slot,
         refusal: Option<String>,
+        confirm: Option<bool>,
     ) {
         let inner = &self.inner;
         let from = Jid::from(peer.clone());
@@ -517,7 +564,7 @@ impl E2eEndpoint {
             // within its timeout still loses the session (the guard frees it when dropped here).
             let setup = tokio::time::timeout(
                 lifetime,
-                this.respond(peer.clone(), half, offer, block_size, ibb_rx),
+                this.respond(peer.clone(), half, offer, block_size, ibb_rx, confirm),
             );
             let outcome = tokio::select! {
                 outcome = setup => outcome.unwrap_or_else(|_| {
@@ -550,6 +597,7 @@ impl E2eEndpoint {
         offer: Offer,
         block_size: u16,
         ibb_rx: mpsc::Receiver<IbbEvent>,
+        confirm: Option<bool>,
     ) -> Result<()> {
         let inner = &self.inner;
         let timeout = inner.config.setup_timeout;
@@ -567,11 +615,26 @@ impl E2eEndpoint {
             offer.method,
             &me,
         );
-        match inner
-            .session
-            .request(self.jingle_iq(&peer, accept), timeout)
-            .await?
-        {
+        // The key accepted before our network's keys were read is confirmed meanwhile (the read
+        // takes one round trip to our own server, the accept and the peer's first flight one
+        // relayed round trip), with the rule `trusted` applies.
+        let bare = peer.to_bare();
+        let confirmation = async {
+            match confirm {
+                Some(first_hand) => {
+                    let read = self.resync(&bare).await;
+                    Some(self.trust_after_reading(&bare, &offer.fingerprint, first_hand, read))
+                }
+                None => None,
+            }
+        };
+        let (accepted, confirmed) = tokio::join!(
+            inner
+                .session
+                .request(self.jingle_iq(&peer, accept), timeout),
+            confirmation
+        );
+        match accepted? {
             IqReply::Result(_) => half.known_to_peer(),
             IqReply::Error(e) => {
                 return Err(Error::new(
@@ -582,6 +645,12 @@ impl E2eEndpoint {
                     ),
                 ))
             }
+        }
+        if confirmed == Some(false) {
+            // Revoked (or no longer attested) after all: the session ends before any TLS byte,
+            // and the peer hears why (its opener reports it as a refusal).
+            let error = Error::new(ErrorKind::Forbidden, refusal_text(&offer.fingerprint));
+            return Err(half.failed(Reason::Decline, error));
         }
         let (io, status) = IbbStream::new(
             IbbParams {
@@ -625,6 +694,51 @@ impl E2eEndpoint {
         half.established();
         self.install(tunnel, sid, offer.ibb_sid, rx, status);
         Ok(())
+    }
+}
+
+/// Why a key is refused (the words the opener and the tests see, however late the decision).
+fn refusal_text(fingerprint: &DeviceFingerprint) -> String {
+    format!(
+        "key {} is neither paired with this device nor granted access",
+        fingerprint.to_hex()
+    )
+}
+
+/// A task aborted when its handle is dropped (an opener that gives up stops its read too).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl E2eEndpoint {
+    /// [`Self::trusted`] with the read of our network's keys already started (`read`), or done
+    /// here when there is none.
+    async fn trusted_after(
+        &self,
+        jid: &xmpp_parsers::jid::BareJid,
+        fingerprint: &DeviceFingerprint,
+        read: Option<AbortOnDrop<Result<()>>>,
+    ) -> bool {
+        let Some(mut read) = read else {
+            return self.trusted(jid, fingerprint).await;
+        };
+        // Read first, then decide: the read may have revoked the key or attested it.
+        let read = (&mut read.0).await.unwrap_or_else(|e| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                format!("reading the network's keys failed: {e}"),
+            ))
+        });
+        match self.trust_without_reading(jid, fingerprint) {
+            TrustNow::Decided(ok) => ok,
+            TrustNow::AfterReading { first_hand } => {
+                self.trust_after_reading(jid, fingerprint, first_hand, read)
+            }
+        }
     }
 }
 

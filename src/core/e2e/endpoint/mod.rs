@@ -114,8 +114,9 @@ struct Inner {
     /// Our own session-initiates waiting for their accept, by Jingle sid (with the peer asked).
     pending_accepts: Mutex<HashMap<String, (FullJid, oneshot::Sender<Jingle>)>>,
     tunnels: Mutex<HashMap<FullJid, TunnelEntry>>,
-    /// Inbound sessions being set up, by (peer, Jingle sid): a session-terminate from the peer
-    /// ends the setup at once (bounded by the half-open slots).
+    /// Sessions being set up, by (peer, Jingle sid): inbound ones, and our own between the
+    /// peer's accept and the end of the TLS handshake. A session-terminate from the peer ends the
+    /// setup at once (bounded by the half-open slots and by `opening_total`).
     responding: Mutex<HashMap<(FullJid, String), oneshot::Sender<PeerEnded>>>,
     /// One opener at a time per peer; entries live only while someone opens (bounded).
     opening: Mutex<HashMap<FullJid, Arc<tokio::sync::Mutex<()>>>>,
