@@ -670,6 +670,85 @@ async fn an_owner_attested_key_is_trusted_via_pep_and_revocation_removes_it() {
     assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
 }
 
+/// The responder accepts a key it trusts so far without waiting for the network's published keys
+/// (the read overlaps the accept's round trip), but no TLS byte flows before that read confirms
+/// the key: an attestation the owner withdrew meanwhile ends the session before the handshake,
+/// and the opener hears the same refusal as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_withdrawn_since_the_last_read_is_refused_before_any_tls_byte() {
+    use pmn::core::e2e::pubkey;
+    let (phone, mut tv, mut laptop) = (
+        device("phone").await,
+        device("tv").await,
+        device("laptop").await,
+    );
+    let home = phone.jid.to_bare();
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    pin(&phone, &laptop);
+    pin(&laptop, &tv);
+    let mut tv_events = serve_echo(&mut tv);
+    for dev in [&phone, &tv, &laptop] {
+        pubkey::publish_own(&dev.session, &dev_identity(dev), T)
+            .await
+            .expect("publish");
+    }
+    // The owner attests the laptop; the TV reads it and pins the laptop's key (attested).
+    let keys = pubkey::fetch(&phone.session, &home, T).await.unwrap();
+    let laptop_key = keys
+        .iter()
+        .find(|k| k.fingerprint == laptop.endpoint.fingerprint())
+        .expect("laptop key published");
+    let attestation = pubkey::attest(&dev_identity(&phone), &home, &laptop_key.spki, 0).unwrap();
+    pubkey::publish(
+        &phone.session,
+        dev_identity(&laptop).certificate(),
+        vec![attestation],
+        T,
+    )
+    .await
+    .unwrap();
+    pubkey::sync_attested(&tv.session, tv.endpoint.trust(), &home, T)
+        .await
+        .unwrap();
+    echo_ok(&laptop, &tv, "attested").await;
+    laptop.endpoint.existing_tunnel(&tv.jid).unwrap().close();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(tv
+        .endpoint
+        .trust()
+        .is_trusted(&home, &laptop.endpoint.fingerprint()));
+
+    // The owner withdraws the attestation; the TV has not read the keys since.
+    pubkey::retract(&phone.session, &laptop.endpoint.fingerprint(), T)
+        .await
+        .unwrap();
+    let _ = (drain_tap(&mut tv), drain_tap(&mut laptop));
+    while tv_events.try_recv().is_ok() {}
+    let err = laptop.endpoint.tunnel(&tv.jid).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    assert!(err.message().contains("neither paired"), "{err}");
+    // The TV accepted, read, refused: not one TLS byte of its own, and it reported why.
+    let tv_sent = drain_tap(&mut tv);
+    assert!(tv_sent.contains("session-accept"), "{tv_sent}");
+    assert!(!tv_sent.contains("<data "), "{tv_sent}");
+    assert!(!tv
+        .endpoint
+        .trust()
+        .is_trusted(&home, &laptop.endpoint.fingerprint()));
+    loop {
+        match next_event(&mut tv_events).await {
+            E2eInbound::TunnelRefused { peer, error } if peer == laptop.jid => {
+                assert_eq!(error.kind(), ErrorKind::Forbidden, "{error}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(laptop.endpoint.existing_tunnel(&tv.jid).is_none());
+    still_online(&tv).await;
+}
+
 /// The identity of a test device (the software store keeps the key; the certificate is re-made).
 fn dev_identity(dev: &Device) -> DeviceIdentity {
     let name = dev
