@@ -2,7 +2,10 @@
 //! sessions), in [`ROUNDS`] rounds whose spread is printed (min/median/max):
 //! - **rpc**: an RPC-sized iq (≈ 400 bytes of XML-RPC) answered at once by the peer, through the
 //!   tunnel vs as a plain iq via the server, **interleaved call by call** (the order alternates), so
-//!   the machine's noise falls on both alike. The ratio is what end-to-end security costs per call;
+//!   the machine's noise falls on both alike. The ratio is what end-to-end security costs per call.
+//!   A plain headline-message round trip with the same payload runs in the same loop: the tunnel's
+//!   data travels in messages, which the server relays faster than iqs, so this second baseline
+//!   shows what the tunnel itself costs;
 //! - **setup**: a new tunnel (Jingle initiate/accept + IBB open + TLS 1.3 mutual handshake through the
 //!   server), each interleaved with one plain iq round trip: in ms, in plain round trips, in stanzas
 //!   each way, and in **relayed round trips on the opener's critical path** — how often the opener
@@ -25,6 +28,7 @@ use pmn_testkit::{TestServer, HOME};
 use tokio::sync::mpsc;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
 
@@ -53,7 +57,12 @@ struct Device {
     session: Session,
     jid: FullJid,
     events: mpsc::Receiver<E2eInbound>,
+    /// Echoes of our plain message pings.
+    pongs: tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>,
 }
+
+/// Namespace of the plain message ping (a second baseline: the stanza kind IBB data travels in).
+const NS_PING: &str = "urn:pmn:bench:ping";
 
 /// A short name of a stanza for the timeline: `iq-set:jingle`, `iq-result`, `message:data`.
 fn describe(stanza: &Stanza) -> String {
@@ -94,12 +103,34 @@ async fn device(
         E2eSettings::new(identity, Arc::new(TrustStore::in_memory())),
     );
     let (ep, s) = (endpoint.clone(), session.clone());
+    let (pong_tx, pongs) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(item) = inbound.recv().await {
             let Inbound::Stanza(stanza) = item else {
                 continue;
             };
             if ep.handle_stanza(&stanza) {
+                continue;
+            }
+            // The plain message path: a ping is answered with a pong, a pong is reported.
+            if let Stanza::Message(m) = &*stanza {
+                match m
+                    .payloads
+                    .first()
+                    .map(|p| (p.is("ping", NS_PING), p.is("pong", NS_PING)))
+                {
+                    Some((true, _)) => {
+                        let mut pong =
+                            Message::new_with_type(MessageType::Headline, m.from.clone());
+                        pong.payloads
+                            .push(Element::builder("pong", NS_PING).build());
+                        let _ = s.send(pong);
+                    }
+                    Some((_, true)) => {
+                        let _ = pong_tx.send(());
+                    }
+                    _ => {}
+                }
                 continue;
             }
             // The plain path: answer at once with the same payload.
@@ -122,6 +153,7 @@ async fn device(
         session,
         jid,
         events,
+        pongs: tokio::sync::Mutex::new(pongs),
     }
 }
 
@@ -148,6 +180,22 @@ async fn plain_call(phone: &Device, tv: &Device) -> Duration {
         IqReply::Result(Some(_)) => {}
         other => panic!("plain reply {other:?}"),
     }
+    start.elapsed()
+}
+
+/// A headline message to the peer and its echo: one round trip of the stanza kind IBB data uses.
+async fn plain_message(phone: &Device, tv: &Device) -> Duration {
+    let mut pongs = phone.pongs.lock().await;
+    let start = Instant::now();
+    let mut ping = Message::new_with_type(MessageType::Headline, Some(Jid::from(tv.jid.clone())));
+    ping.payloads.push(rpc_payload());
+    ping.payloads
+        .insert(0, Element::builder("ping", NS_PING).build());
+    phone.session.send(ping).expect("ping");
+    tokio::time::timeout(T, pongs.recv())
+        .await
+        .expect("pong in time")
+        .expect("pong");
     start.elapsed()
 }
 
@@ -254,28 +302,33 @@ async fn main() {
     println!(
         "e2e bench: {ROUNDS} rounds of {CALLS} interleaved call pairs and {SETUPS} setups; Prosody on loopback"
     );
-    let (mut med_ratios, mut p99_ratios) = (Vec::new(), Vec::new());
+    let (mut med_ratios, mut p99_ratios, mut msg_ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut setup_rts, mut setup_ms, mut setup_waits, mut setup_stanzas) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
         // RPC: plain and tunnelled, interleaved, the order alternating.
         phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
-        let (mut plain, mut tunnelled) = (Vec::new(), Vec::new());
+        let (mut plain, mut tunnelled, mut messages) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..CALLS + WARMUP {
-            let (p, t) = if i % 2 == 0 {
+            let (p, t, m) = if i % 2 == 0 {
                 let p = plain_call(&phone, &tv).await;
-                (p, tunnel_call(&phone, &tv).await)
-            } else {
                 let t = tunnel_call(&phone, &tv).await;
-                (plain_call(&phone, &tv).await, t)
+                (p, t, plain_message(&phone, &tv).await)
+            } else {
+                let m = plain_message(&phone, &tv).await;
+                let t = tunnel_call(&phone, &tv).await;
+                (plain_call(&phone, &tv).await, t, m)
             };
             if i >= WARMUP {
                 plain.push(p);
                 tunnelled.push(t);
+                messages.push(m);
             }
         }
         let (plain_med, plain_p99) = common::median_p99(plain);
         let (tun_med, tun_p99) = common::median_p99(tunnelled);
+        let (msg_med, msg_p99) = common::median_p99(messages);
+        msg_ratios.push(tun_med / msg_med);
         med_ratios.push(tun_med / plain_med);
         p99_ratios.push(tun_p99 / plain_p99);
         println!("round {round}");
@@ -284,6 +337,10 @@ async fn main() {
             "  iq through e2e tunnel     median {tun_med:8.0} µs   p99 {tun_p99:8.0} µs   ratio median {:.2}×  p99 {:.2}×",
             tun_med / plain_med,
             tun_p99 / plain_p99
+        );
+        println!(
+            "  plain message round trip  median {msg_med:8.0} µs   p99 {msg_p99:8.0} µs   (the stanza kind IBB data uses; tunnel/message median {:.2}×)",
+            tun_med / msg_med
         );
 
         // Setup: each new tunnel next to one plain round trip.
@@ -353,6 +410,10 @@ async fn main() {
     println!(
         "  tunnel RPC / plain, p99 ratio:    {}",
         min_med_max(p99_ratios)
+    );
+    println!(
+        "  tunnel RPC / plain message RT:    {}",
+        min_med_max(msg_ratios)
     );
     println!(
         "  new tunnel, ms:                   {}",

@@ -11,6 +11,10 @@
 //! any malformed frame ends the tunnel with a typed error (it never panics and never tears down the
 //! XMPP connection, which the tunnel does not own).
 //!
+//! The writer takes every stanza queued at the moment into one write and one flush (up to
+//! `BATCH_BYTES`): below, the IBB stream sends on flush, so a burst of stanzas is one block, not
+//! one block each.
+//!
 //! The outbound queue is bounded ([`DEFAULT_OUTBOUND_DEPTH`] stanzas unless the endpoint says
 //! otherwise): [`Tunnel::send`] fails with a typed error when it is full (the caller decides: an
 //! event for a slow subscriber is dropped and logged), [`Tunnel::request`] waits for room within

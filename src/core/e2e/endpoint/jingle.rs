@@ -4,6 +4,23 @@
 //! [`HalfOpen`] guard (`half_open.rs`), so whichever way setup ends (error, timeout, a dropped
 //! future), its pending accept and IBB registration are removed and, once the peer knows the
 //! session, it is terminated.
+//!
+//! What a new tunnel waits for (issue 16): two relayed round trips on the opener's side —
+//! session-initiate → (its result, session-accept), then (IBB open, ClientHello) → the server's
+//! TLS flight; the opener's last flight goes out, without a wait, just before its first stanza —
+//! and nine relayed stanzas, since IBB data needs no acknowledgement (`ibb.rs`). Neither side
+//! waits for its own server on the way. Each must read the network's published keys and
+//! revocation lists (XEP-0189) before it trusts a key of its own network, and that read overlaps
+//! the relayed round trip instead of following it:
+//! - the opener starts it with the initiate (it is about the peer's bare JID, not about the key the
+//!   accept will name) and decides, once the accept is in, by the same rule as before;
+//! - the responder accepts at once a key it already trusts (pinned first-hand, or attested as of
+//!   its last read, and not revoked), reads meanwhile, and confirms the key by the same rule before
+//!   it reads the ClientHello or sends any TLS byte. A key withdrawn or revoked since ends the
+//!   session there (`decline`, the same words as a refusal), so a revoked device still gets no TLS
+//!   handshake and no stanza, only the accept it would also learn from a refusal (our fingerprint,
+//!   which is public on the node anyway). A key it does not know yet waits for the read before
+//!   anything is answered, so an unknown or substituted key never sees an accept.
 
 use crate::core::sync::Locked;
 use std::sync::atomic::Ordering;
