@@ -108,20 +108,14 @@ impl E2eEndpoint {
         &self,
         action: Action,
         sid: &str,
-        ibb_sid: &str,
-        block_size: u16,
-        stanza: IbbStanzaKind,
+        transport: IbbTransport,
         method: SecurityMethod,
         me: &FullJid,
     ) -> Jingle {
         let content = Content::new(Creator::Initiator, ContentId("xmlstream".into()))
             .with_senders(Senders::Both)
             .with_description(Description::Unknown(Element::from(XmlStreamDescription)))
-            .with_transport(Transport::Ibb(IbbTransport {
-                block_size,
-                sid: xmpp_parsers::ibb::StreamId(ibb_sid.to_owned()),
-                stanza,
-            }));
+            .with_transport(Transport::Ibb(transport));
         let initiate = action == Action::SessionInitiate;
         let mut jingle = Jingle::new(action, SessionId(sid.to_owned())).add_content(content);
         jingle = if initiate {
@@ -175,10 +169,7 @@ impl E2eEndpoint {
         let initiate = self.build(
             Action::SessionInitiate,
             &sid,
-            &ibb_sid,
-            inner.config.block_size,
-            // Data in messages: no acknowledgement per block (see `ibb.rs` for the pacing).
-            IbbStanzaKind::Message,
+            ibb_transport(&ibb_sid, inner.config.block_size, IbbStanzaKind::Message),
             method,
             &me,
         );
@@ -626,9 +617,7 @@ impl E2eEndpoint {
         let accept = self.build(
             Action::SessionAccept,
             &sid,
-            &offer.ibb_sid,
-            block_size,
-            offer.stanza.clone(),
+            ibb_transport(&offer.ibb_sid, block_size, offer.stanza.clone()),
             offer.method,
             &me,
         );
@@ -711,6 +700,16 @@ impl E2eEndpoint {
         half.established();
         self.install(tunnel, sid, offer.ibb_sid, rx, status);
         Ok(())
+    }
+}
+
+/// The IBB transport of our offers and accepts. pmn offers data in messages (no acknowledgement
+/// per block, see `ibb.rs` for the pacing) and answers with the kind the initiator offered.
+fn ibb_transport(sid: &str, block_size: u16, stanza: IbbStanzaKind) -> IbbTransport {
+    IbbTransport {
+        block_size,
+        sid: xmpp_parsers::ibb::StreamId(sid.to_owned()),
+        stanza,
     }
 }
 
