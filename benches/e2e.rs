@@ -1,15 +1,23 @@
 //! End-to-end tunnel costs against the plain path measured in the same run (same Prosody, same two
-//! sessions):
-//! - **setup**: a new tunnel (Jingle initiate/accept + IBB open + TLS 1.3 mutual handshake through the
-//!   server) in ms and in plain iq round trips; a reused tunnel (cache hit);
+//! sessions), in [`ROUNDS`] rounds whose spread is printed (min/median/max):
 //! - **rpc**: an RPC-sized iq (≈ 400 bytes of XML-RPC) answered at once by the peer, through the
-//!   tunnel vs as a plain iq via the server. The ratio is what end-to-end security costs per call.
+//!   tunnel vs as a plain iq via the server, **interleaved call by call** (the order alternates), so
+//!   the machine's noise falls on both alike. The ratio is what end-to-end security costs per call.
+//!   A plain headline-message round trip with the same payload runs in the same loop: the tunnel's
+//!   data travels in messages, which the server relays faster than iqs, so this second baseline
+//!   shows what the tunnel itself costs;
+//! - **setup**: a new tunnel (Jingle initiate/accept + IBB open + TLS 1.3 mutual handshake through the
+//!   server), each interleaved with one plain iq round trip: in ms, in plain round trips, in stanzas
+//!   each way, and in **relayed round trips on the opener's critical path** — how often the opener
+//!   had to wait for the peer (the direction changes of the time-ordered stanzas both sides sent
+//!   during the setup); one setup's stanzas are printed as a timeline.
 //!
-//! Run: `cargo bench --features test-ca --bench e2e`. Noisy shared machine: compare within one run.
+//! Run: `cargo xtask bench e2e` (or `cargo bench --features test-ca --bench e2e`). Noisy shared
+//! machine: only the ratios within one round mean anything.
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pmn::core::e2e::{E2eEndpoint, E2eInbound, E2eSettings, TrustSource, TrustStore};
@@ -20,10 +28,13 @@ use pmn_testkit::{TestServer, HOME};
 use tokio::sync::mpsc;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
 
-const CALLS: usize = 500;
+const ROUNDS: usize = 3;
+const CALLS: usize = 400;
+const WARMUP: usize = 50;
 const SETUPS: usize = 30;
 const T: Duration = Duration::from_secs(10);
 
@@ -31,23 +42,57 @@ fn config(server: &TestServer, device: &str) -> SessionConfig {
     common::session_config(server, &HOME, device)
 }
 
+/// Which device sent a stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Phone,
+    Tv,
+}
+
+/// Every stanza both sessions sent, with when and what (one short word).
+type Log = Arc<Mutex<Vec<(Instant, Side, String)>>>;
+
 struct Device {
     endpoint: E2eEndpoint,
     session: Session,
     jid: FullJid,
     events: mpsc::Receiver<E2eInbound>,
-    stanzas_out: Arc<std::sync::atomic::AtomicUsize>,
+    /// Echoes of our plain message pings.
+    pongs: tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>,
 }
 
-async fn device(server: &TestServer, name: &str, dir: &std::path::Path) -> Device {
+/// Namespace of the plain message ping (a second baseline: the stanza kind IBB data travels in).
+const NS_PING: &str = "urn:pmn:bench:ping";
+
+/// A short name of a stanza for the timeline: `iq-set:jingle`, `iq-result`, `message:data`.
+fn describe(stanza: &Stanza) -> String {
+    match stanza {
+        Stanza::Iq(Iq::Set { payload, .. }) => match payload.attr("action") {
+            Some(action) => format!("iq-set:{action}"),
+            None => format!("iq-set:{}", payload.name()),
+        },
+        Stanza::Iq(Iq::Get { payload, .. }) => format!("iq-get:{}", payload.name()),
+        Stanza::Iq(Iq::Result { .. }) => "iq-result".into(),
+        Stanza::Iq(Iq::Error { .. }) => "iq-error".into(),
+        Stanza::Message(m) => format!("message:{}", m.payloads.first().map_or("-", |p| p.name())),
+        Stanza::Presence(_) => "presence".into(),
+    }
+}
+
+async fn device(
+    server: &TestServer,
+    name: &str,
+    side: Side,
+    log: Log,
+    dir: &std::path::Path,
+) -> Device {
     let mut c = config(server, name);
     let (tap_tx, mut tap) = mpsc::unbounded_channel::<Stanza>();
     c.outbound_tap = Some(tap_tx);
-    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = counter.clone();
     tokio::spawn(async move {
-        while tap.recv().await.is_some() {
-            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        while let Some(stanza) = tap.recv().await {
+            let what = describe(&stanza);
+            log.lock().unwrap().push((Instant::now(), side, what));
         }
     });
     let (session, mut inbound) = Session::connect(c).await.expect("session");
@@ -58,12 +103,34 @@ async fn device(server: &TestServer, name: &str, dir: &std::path::Path) -> Devic
         E2eSettings::new(identity, Arc::new(TrustStore::in_memory())),
     );
     let (ep, s) = (endpoint.clone(), session.clone());
+    let (pong_tx, pongs) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(item) = inbound.recv().await {
             let Inbound::Stanza(stanza) = item else {
                 continue;
             };
             if ep.handle_stanza(&stanza) {
+                continue;
+            }
+            // The plain message path: a ping is answered with a pong, a pong is reported.
+            if let Stanza::Message(m) = &*stanza {
+                match m
+                    .payloads
+                    .first()
+                    .map(|p| (p.is("ping", NS_PING), p.is("pong", NS_PING)))
+                {
+                    Some((true, _)) => {
+                        let mut pong =
+                            Message::new_with_type(MessageType::Headline, m.from.clone());
+                        pong.payloads
+                            .push(Element::builder("pong", NS_PING).build());
+                        let _ = s.send(pong);
+                    }
+                    Some((_, true)) => {
+                        let _ = pong_tx.send(());
+                    }
+                    _ => {}
+                }
                 continue;
             }
             // The plain path: answer at once with the same payload.
@@ -86,7 +153,7 @@ async fn device(server: &TestServer, name: &str, dir: &std::path::Path) -> Devic
         session,
         jid,
         events,
-        stanzas_out: counter,
+        pongs: tokio::sync::Mutex::new(pongs),
     }
 }
 
@@ -107,12 +174,100 @@ fn iq(to: &FullJid) -> Iq {
     }
 }
 
+async fn plain_call(phone: &Device, tv: &Device) -> Duration {
+    let start = Instant::now();
+    match phone.session.request(iq(&tv.jid), T).await.expect("plain") {
+        IqReply::Result(Some(_)) => {}
+        other => panic!("plain reply {other:?}"),
+    }
+    start.elapsed()
+}
+
+/// A headline message to the peer and its echo: one round trip of the stanza kind IBB data uses.
+async fn plain_message(phone: &Device, tv: &Device) -> Duration {
+    let mut pongs = phone.pongs.lock().await;
+    let start = Instant::now();
+    let mut ping = Message::new_with_type(MessageType::Headline, Some(Jid::from(tv.jid.clone())));
+    ping.payloads.push(rpc_payload());
+    ping.payloads
+        .insert(0, Element::builder("ping", NS_PING).build());
+    phone.session.send(ping).expect("ping");
+    tokio::time::timeout(T, pongs.recv())
+        .await
+        .expect("pong in time")
+        .expect("pong");
+    start.elapsed()
+}
+
+async fn tunnel_call(phone: &Device, tv: &Device) -> Duration {
+    let start = Instant::now();
+    match phone
+        .endpoint
+        .request(iq(&tv.jid), T)
+        .await
+        .expect("tunnelled")
+    {
+        IqReply::Result(Some(_)) => {}
+        other => panic!("tunnel reply {other:?}"),
+    }
+    start.elapsed()
+}
+
+/// What one new-tunnel setup cost.
+struct Setup {
+    time: Duration,
+    phone_out: usize,
+    tv_out: usize,
+    /// Times the opener waited for the peer: runs of the peer's stanzas between the opener's.
+    waits: usize,
+    timeline: Vec<(Duration, Side, String)>,
+}
+
+/// The stanzas of `log` from `start` to `end`, and the opener's waits among them.
+fn setup_of(log: &Log, start: Instant, end: Instant, time: Duration) -> Setup {
+    let log = log.lock().unwrap();
+    let mut window: Vec<&(Instant, Side, String)> = log
+        .iter()
+        .filter(|(t, _, _)| *t >= start && *t <= end)
+        .collect();
+    window.sort_by_key(|(t, _, _)| *t);
+    let mut waits = 0;
+    let mut last = None;
+    for (_, side, _) in &window {
+        if *side == Side::Tv && last == Some(Side::Phone) {
+            waits += 1;
+        }
+        last = Some(*side);
+    }
+    Setup {
+        time,
+        phone_out: window.iter().filter(|e| e.1 == Side::Phone).count(),
+        tv_out: window.iter().filter(|e| e.1 == Side::Tv).count(),
+        waits,
+        timeline: window
+            .iter()
+            .map(|(t, side, what)| (t.duration_since(start), *side, what.clone()))
+            .collect(),
+    }
+}
+
+fn min_med_max(mut v: Vec<f64>) -> String {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    format!(
+        "min {:.2}  median {:.2}  max {:.2}",
+        v[0],
+        v[v.len() / 2],
+        v[v.len() - 1]
+    )
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let server = TestServer::start().expect("prosody");
     let dir = tempfile::tempdir().expect("tempdir");
-    let phone = device(&server, "bench-phone", dir.path()).await;
-    let mut tv = device(&server, "bench-tv", dir.path()).await;
+    let log: Log = Arc::default();
+    let phone = device(&server, "bench-phone", Side::Phone, log.clone(), dir.path()).await;
+    let mut tv = device(&server, "bench-tv", Side::Tv, log.clone(), dir.path()).await;
     for (a, b) in [(&phone, &tv), (&tv, &phone)] {
         a.endpoint
             .trust()
@@ -144,87 +299,138 @@ async fn main() {
         }
     });
 
-    // Plain iq round trip (the unit for "server round trips").
-    let mut plain = Vec::with_capacity(CALLS);
-    for i in 0..CALLS + 50 {
-        let start = Instant::now();
-        match phone.session.request(iq(&tv.jid), T).await.expect("plain") {
-            IqReply::Result(Some(_)) => {}
-            other => panic!("plain reply {other:?}"),
-        }
-        if i >= 50 {
-            plain.push(start.elapsed());
-        }
-    }
-    let (plain_med, plain_p99) = common::median_p99(plain);
-
-    // Tunnel setup: new vs reused.
-    let mut setups = Vec::with_capacity(SETUPS);
-    let mut stanzas = Vec::with_capacity(SETUPS);
-    for _ in 0..SETUPS {
-        let before = (
-            phone.stanzas_out.load(std::sync::atomic::Ordering::Relaxed),
-            tv.stanzas_out.load(std::sync::atomic::Ordering::Relaxed),
-        );
-        let start = Instant::now();
-        let tunnel = phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
-        setups.push(start.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await; // let the last acks go out
-        stanzas.push(
-            phone.stanzas_out.load(std::sync::atomic::Ordering::Relaxed) - before.0
-                + tv.stanzas_out.load(std::sync::atomic::Ordering::Relaxed)
-                - before.1,
-        );
-        tunnel.close();
-        tokio::time::timeout(T, tunnel.closed())
-            .await
-            .expect("closed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (setup_med, setup_p99) = common::median_p99(setups);
-    stanzas.sort();
-    let mut reused = Vec::with_capacity(CALLS);
-    phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
-    for _ in 0..CALLS {
-        let start = Instant::now();
-        phone.endpoint.tunnel(&tv.jid).await.expect("reused");
-        reused.push(start.elapsed());
-    }
-    let (reused_med, _) = common::median_p99(reused);
-
-    // RPC-sized request/response through the tunnel.
-    let mut tunnelled = Vec::with_capacity(CALLS);
-    for i in 0..CALLS + 50 {
-        let start = Instant::now();
-        match phone
-            .endpoint
-            .request(iq(&tv.jid), T)
-            .await
-            .expect("tunnelled")
-        {
-            IqReply::Result(Some(_)) => {}
-            other => panic!("tunnel reply {other:?}"),
-        }
-        if i >= 50 {
-            tunnelled.push(start.elapsed());
-        }
-    }
-    let (tun_med, tun_p99) = common::median_p99(tunnelled);
-
-    println!("e2e bench ({CALLS} calls, {SETUPS} setups; Prosody on loopback; same run)");
-    println!("  plain iq via server       median {plain_med:8.0} µs   p99 {plain_p99:8.0} µs   (baseline)");
     println!(
-        "  iq through e2e tunnel     median {tun_med:8.0} µs   p99 {tun_p99:8.0} µs   ratio {:.2}×",
-        tun_med / plain_med
+        "e2e bench: {ROUNDS} rounds of {CALLS} interleaved call pairs and {SETUPS} setups; Prosody on loopback"
+    );
+    let (mut med_ratios, mut p99_ratios, mut msg_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut setup_rts, mut setup_ms, mut setup_waits, mut setup_stanzas) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        // RPC: plain and tunnelled, interleaved, the order alternating.
+        phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
+        let (mut plain, mut tunnelled, mut messages) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..CALLS + WARMUP {
+            let (p, t, m) = if i % 2 == 0 {
+                let p = plain_call(&phone, &tv).await;
+                let t = tunnel_call(&phone, &tv).await;
+                (p, t, plain_message(&phone, &tv).await)
+            } else {
+                let m = plain_message(&phone, &tv).await;
+                let t = tunnel_call(&phone, &tv).await;
+                (plain_call(&phone, &tv).await, t, m)
+            };
+            if i >= WARMUP {
+                plain.push(p);
+                tunnelled.push(t);
+                messages.push(m);
+            }
+        }
+        let (plain_med, plain_p99) = common::median_p99(plain);
+        let (tun_med, tun_p99) = common::median_p99(tunnelled);
+        let (msg_med, msg_p99) = common::median_p99(messages);
+        msg_ratios.push(tun_med / msg_med);
+        med_ratios.push(tun_med / plain_med);
+        p99_ratios.push(tun_p99 / plain_p99);
+        println!("round {round}");
+        println!("  plain iq via server       median {plain_med:8.0} µs   p99 {plain_p99:8.0} µs   (baseline)");
+        println!(
+            "  iq through e2e tunnel     median {tun_med:8.0} µs   p99 {tun_p99:8.0} µs   ratio median {:.2}×  p99 {:.2}×",
+            tun_med / plain_med,
+            tun_p99 / plain_p99
+        );
+        println!(
+            "  plain message round trip  median {msg_med:8.0} µs   p99 {msg_p99:8.0} µs   (the stanza kind IBB data uses; tunnel/message median {:.2}×)",
+            tun_med / msg_med
+        );
+
+        // Setup: each new tunnel next to one plain round trip.
+        if let Some(t) = phone.endpoint.existing_tunnel(&tv.jid) {
+            t.close();
+            let _ = tokio::time::timeout(T, t.closed()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (mut setups, mut plain) = (Vec::new(), Vec::new());
+        for _ in 0..SETUPS {
+            plain.push(plain_call(&phone, &tv).await);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let start = Instant::now();
+            let tunnel = phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
+            let time = start.elapsed();
+            let end = Instant::now();
+            // Let the taps catch up, then read the window of this setup.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            setups.push(setup_of(&log, start, end, time));
+            tunnel.close();
+            tokio::time::timeout(T, tunnel.closed())
+                .await
+                .expect("closed");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let (plain_med, _) = common::median_p99(plain);
+        setups.sort_by_key(|s| s.time);
+        let median = &setups[setups.len() / 2];
+        let mut waits: Vec<usize> = setups.iter().map(|s| s.waits).collect();
+        waits.sort();
+        let mut stanzas: Vec<usize> = setups.iter().map(|s| s.phone_out + s.tv_out).collect();
+        stanzas.sort();
+        let ms = median.time.as_secs_f64() * 1e3;
+        setup_ms.push(ms);
+        setup_rts.push(median.time.as_secs_f64() * 1e6 / plain_med);
+        setup_waits.push(waits[waits.len() / 2] as f64);
+        setup_stanzas.push(stanzas[stanzas.len() / 2] as f64);
+        println!(
+            "  new tunnel setup          median {ms:8.2} ms   = {:.1} plain round trips ({plain_med:.0} µs, same round)",
+            median.time.as_secs_f64() * 1e6 / plain_med
+        );
+        println!(
+            "                            relayed round trips on the opener's critical path: median {} (min {} max {}); stanzas median {} (the median setup: phone→tv {}, tv→phone {})",
+            waits[waits.len() / 2],
+            waits[0],
+            waits[waits.len() - 1],
+            stanzas[stanzas.len() / 2],
+            median.phone_out,
+            median.tv_out
+        );
+        if round == 1 {
+            println!("  timeline of the median setup (µs since the call, who sent what):");
+            for (at, side, what) in &median.timeline {
+                let arrow = match side {
+                    Side::Phone => "phone → tv",
+                    Side::Tv => "tv → phone",
+                };
+                println!("    {:7.0}  {arrow}  {what}", at.as_secs_f64() * 1e6);
+            }
+        }
+    }
+    println!("summary over {ROUNDS} rounds:");
+    println!(
+        "  tunnel RPC / plain, median ratio: {}",
+        min_med_max(med_ratios)
     );
     println!(
-        "  new tunnel setup          median {:8.2} ms   p99 {:8.2} ms   = {:.1} plain round trips; {} stanzas (median, both sides)",
-        setup_med / 1000.0,
-        setup_p99 / 1000.0,
-        setup_med / plain_med,
-        stanzas[stanzas.len() / 2]
+        "  tunnel RPC / plain, p99 ratio:    {}",
+        min_med_max(p99_ratios)
     );
-    println!("  reused tunnel (cache hit) median {reused_med:8.1} µs   0 round trips");
+    println!(
+        "  tunnel RPC / plain message RT:    {}",
+        min_med_max(msg_ratios)
+    );
+    println!(
+        "  new tunnel, ms:                   {}",
+        min_med_max(setup_ms)
+    );
+    println!(
+        "  new tunnel, plain round trips:    {}",
+        min_med_max(setup_rts)
+    );
+    println!(
+        "  new tunnel, relayed round trips:  {}",
+        min_med_max(setup_waits)
+    );
+    println!(
+        "  new tunnel, stanzas:              {}",
+        min_med_max(setup_stanzas)
+    );
     phone.session.close().await;
     tv.session.close().await;
 }

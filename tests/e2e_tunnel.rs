@@ -220,6 +220,148 @@ async fn pinned_devices_tunnel_rpc_and_the_server_sees_no_plaintext() {
     assert!(phone.endpoint.existing_tunnel(&tv.jid).unwrap().is_up());
 }
 
+/// The stanzas a device sent, one short name each (`iq-set:session-initiate`, `iq-result`,
+/// `message:data`, …), in order.
+fn sent_kinds(dev: &mut Device) -> Vec<String> {
+    let mut kinds = Vec::new();
+    while let Ok(stanza) = dev.tap.try_recv() {
+        kinds.push(match stanza {
+            Stanza::Iq(Iq::Set { payload, .. }) => match payload.attr("action") {
+                Some(action) => format!("iq-set:{action}"),
+                None => format!("iq-set:{}", payload.name()),
+            },
+            Stanza::Iq(Iq::Get { payload, .. }) => format!("iq-get:{}", payload.name()),
+            Stanza::Iq(Iq::Result { .. }) => "iq-result".into(),
+            Stanza::Iq(Iq::Error { .. }) => "iq-error".into(),
+            Stanza::Message(m) => {
+                format!("message:{}", m.payloads.first().map_or("-", |p| p.name()))
+            }
+            Stanza::Presence(_) => "presence".into(),
+        });
+    }
+    kinds
+}
+
+/// What the server relays for a new tunnel and per call (issue 16, goal 4): IBB data travels in
+/// messages, so no TLS flight waits for (or costs) an acknowledgement; a call costs two relayed
+/// stanzas like a plain iq, plus one paced acknowledgement every eight blocks each way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tunnel_costs_nine_stanzas_and_a_call_about_two() {
+    let (mut phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    let _ = (sent_kinds(&mut phone), sent_kinds(&mut tv));
+    phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
+    // The TV is up once it has the phone's last flight; let its last stanzas reach the taps.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (by_phone, by_tv) = (sent_kinds(&mut phone), sent_kinds(&mut tv));
+    // Each side reads the network's published keys (XEP-0189, a revocation check) from its own
+    // server once; everything else is relayed to the peer.
+    let pep = |kinds: &[String]| kinds.iter().filter(|k| *k == "iq-get:pubsub").count();
+    assert!(
+        pep(&by_phone) <= 1 && pep(&by_tv) <= 1,
+        "{by_phone:?} {by_tv:?}"
+    );
+    let relayed = |kinds: Vec<String>| -> Vec<String> {
+        kinds.into_iter().filter(|k| k != "iq-get:pubsub").collect()
+    };
+    let (by_phone, by_tv) = (relayed(by_phone), relayed(by_tv));
+    // Initiate; the accept's result, the IBB open, the ClientHello; the client's last flight.
+    assert_eq!(
+        by_phone,
+        [
+            "iq-set:session-initiate",
+            "iq-result",
+            "iq-set:open",
+            "message:data",
+            "message:data"
+        ],
+        "{by_tv:?}"
+    );
+    // The initiate's result and the accept; the open's result and the server's flight.
+    assert_eq!(
+        by_tv,
+        [
+            "iq-result",
+            "iq-set:session-accept",
+            "iq-result",
+            "message:data"
+        ],
+        "{by_phone:?}"
+    );
+
+    const CALLS: usize = 40;
+    for i in 0..CALLS {
+        echo_ok(&phone, &tv, &format!("call-{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (by_phone, by_tv) = (sent_kinds(&mut phone), sent_kinds(&mut tv));
+    let total = by_phone.len() + by_tv.len();
+    // One block each way per call; every 8th block of a side is an iq, which the other acks.
+    assert_eq!(
+        by_phone.iter().filter(|k| k.contains("data")).count(),
+        CALLS,
+        "{by_phone:?}"
+    );
+    assert_eq!(
+        by_tv.iter().filter(|k| k.contains("data")).count(),
+        CALLS,
+        "{by_tv:?}"
+    );
+    assert!(
+        total <= 2 * CALLS + CALLS / 4 + 2,
+        "{total} stanzas for {CALLS} calls: {by_phone:?} {by_tv:?}"
+    );
+}
+
+/// Blocks in messages have no acknowledgement each, but the paced iqs keep a fast sender within
+/// what the receiver buffers: a burst far beyond the receiver's per-stream buffer arrives whole,
+/// in order, and the tunnel stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_the_tunnel_is_paced_not_dropped() {
+    let (phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let tunnel = phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
+    const BURST: usize = 200;
+    // ~3 kB each: about one IBB block per stanza, three times the 64 blocks a stream buffers.
+    let filler = "x".repeat(3000);
+    for i in 0..BURST {
+        let mut m = xmpp_parsers::message::Message::new(Some(Jid::from(tv.jid.clone())));
+        m.bodies
+            .insert(Default::default(), format!("{i:04} {filler}"));
+        // Within the tunnel's outbound bound (256): refused sends would fail the test.
+        tunnel.send(m).expect("queued");
+    }
+    let mut next = 0;
+    while next < BURST {
+        match next_event_of(&mut tv.events).await {
+            E2eInbound::Stanza(stanza) => {
+                if let Stanza::Message(m) = *stanza {
+                    let body = m.bodies.values().next().cloned().unwrap_or_default();
+                    assert!(
+                        body.starts_with(&format!("{next:04} ")),
+                        "out of order: {next}"
+                    );
+                    next += 1;
+                }
+            }
+            E2eInbound::TunnelUp { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(tunnel.is_up());
+    assert_eq!(tv.endpoint.stats().ibb_stream_overflows, 0);
+}
+
+async fn next_event_of(rx: &mut mpsc::Receiver<E2eInbound>) -> E2eInbound {
+    tokio::time::timeout(T, rx.recv())
+        .await
+        .expect("event in time")
+        .expect("event channel open")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_key_is_refused_and_the_connection_stays_up() {
     let (phone, mut tv) = (device("phone").await, device("tv").await);
@@ -526,6 +668,85 @@ async fn an_owner_attested_key_is_trusted_via_pep_and_revocation_removes_it() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+}
+
+/// The responder accepts a key it trusts so far without waiting for the network's published keys
+/// (the read overlaps the accept's round trip), but no TLS byte flows before that read confirms
+/// the key: an attestation the owner withdrew meanwhile ends the session before the handshake,
+/// and the opener hears the same refusal as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_withdrawn_since_the_last_read_is_refused_before_any_tls_byte() {
+    use pmn::core::e2e::pubkey;
+    let (phone, mut tv, mut laptop) = (
+        device("phone").await,
+        device("tv").await,
+        device("laptop").await,
+    );
+    let home = phone.jid.to_bare();
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    pin(&phone, &laptop);
+    pin(&laptop, &tv);
+    let mut tv_events = serve_echo(&mut tv);
+    for dev in [&phone, &tv, &laptop] {
+        pubkey::publish_own(&dev.session, &dev_identity(dev), T)
+            .await
+            .expect("publish");
+    }
+    // The owner attests the laptop; the TV reads it and pins the laptop's key (attested).
+    let keys = pubkey::fetch(&phone.session, &home, T).await.unwrap();
+    let laptop_key = keys
+        .iter()
+        .find(|k| k.fingerprint == laptop.endpoint.fingerprint())
+        .expect("laptop key published");
+    let attestation = pubkey::attest(&dev_identity(&phone), &home, &laptop_key.spki, 0).unwrap();
+    pubkey::publish(
+        &phone.session,
+        dev_identity(&laptop).certificate(),
+        vec![attestation],
+        T,
+    )
+    .await
+    .unwrap();
+    pubkey::sync_attested(&tv.session, tv.endpoint.trust(), &home, T)
+        .await
+        .unwrap();
+    echo_ok(&laptop, &tv, "attested").await;
+    laptop.endpoint.existing_tunnel(&tv.jid).unwrap().close();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(tv
+        .endpoint
+        .trust()
+        .is_trusted(&home, &laptop.endpoint.fingerprint()));
+
+    // The owner withdraws the attestation; the TV has not read the keys since.
+    pubkey::retract(&phone.session, &laptop.endpoint.fingerprint(), T)
+        .await
+        .unwrap();
+    let _ = (drain_tap(&mut tv), drain_tap(&mut laptop));
+    while tv_events.try_recv().is_ok() {}
+    let err = laptop.endpoint.tunnel(&tv.jid).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+    assert!(err.message().contains("neither paired"), "{err}");
+    // The TV accepted, read, refused: not one TLS byte of its own, and it reported why.
+    let tv_sent = drain_tap(&mut tv);
+    assert!(tv_sent.contains("session-accept"), "{tv_sent}");
+    assert!(!tv_sent.contains("<data "), "{tv_sent}");
+    assert!(!tv
+        .endpoint
+        .trust()
+        .is_trusted(&home, &laptop.endpoint.fingerprint()));
+    loop {
+        match next_event(&mut tv_events).await {
+            E2eInbound::TunnelRefused { peer, error } if peer == laptop.jid => {
+                assert_eq!(error.kind(), ErrorKind::Forbidden, "{error}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(laptop.endpoint.existing_tunnel(&tv.jid).is_none());
+    still_online(&tv).await;
 }
 
 /// The identity of a test device (the software store keeps the key; the certificate is re-made).

@@ -11,6 +11,10 @@
 //! any malformed frame ends the tunnel with a typed error (it never panics and never tears down the
 //! XMPP connection, which the tunnel does not own).
 //!
+//! The writer takes every stanza queued at the moment into one write and one flush (up to
+//! `BATCH_BYTES`): below, the IBB stream sends on flush, so a burst of stanzas is one block, not
+//! one block each.
+//!
 //! The outbound queue is bounded ([`DEFAULT_OUTBOUND_DEPTH`] stanzas unless the endpoint says
 //! otherwise): [`Tunnel::send`] fails with a typed error when it is full (the caller decides: an
 //! event for a slow subscriber is dropped and logged), [`Tunnel::request`] waits for room within
@@ -38,6 +42,8 @@ use crate::core::session::IqReply;
 pub const MAX_FRAME: usize = 256 * 1024;
 /// Depth of the inbound stanza channel.
 const INBOUND_DEPTH: usize = 256;
+/// Bytes of queued stanzas the writer gathers into one write and one flush.
+const BATCH_BYTES: usize = 16 * 1024;
 /// Stanzas queued for the writer of a tunnel started with [`Tunnel::start`].
 pub const DEFAULT_OUTBOUND_DEPTH: usize = 256;
 
@@ -342,17 +348,28 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             next = outbound.recv() => {
-                let Some(mut stanza) = next else { break };
-                address(&mut stanza, &shared.local, &shared.peer);
-                let frame = match encode(&stanza) {
-                    Ok(frame) => frame,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "dropping a stanza that cannot go through the tunnel");
-                        continue;
+                let Some(first) = next else { break };
+                // Everything queued goes out in one flush: one IBB block (up to its size) for a
+                // batch of stanzas rather than one block per stanza.
+                let mut frames = Vec::new();
+                let mut stanza = Some(first);
+                while let Some(mut next) = stanza.take() {
+                    address(&mut next, &shared.local, &shared.peer);
+                    match encode(&next) {
+                        Ok(frame) => frames.extend_from_slice(&frame),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "dropping a stanza that cannot go through the tunnel");
+                        }
                     }
-                };
+                    if frames.len() < BATCH_BYTES {
+                        stanza = outbound.try_recv().ok();
+                    }
+                }
+                if frames.is_empty() {
+                    continue;
+                }
                 let write = async {
-                    writer.write_all(&frame).await?;
+                    writer.write_all(&frames).await?;
                     writer.flush().await
                 };
                 if let Err(e) = write.await {

@@ -1,7 +1,8 @@
 -- mod_pmn_tamper: a malicious server for pmn's in-path attack tests (issue 5, "attacks that must
--- fail"). Loaded only on the VirtualHost tamper.test (see prosody.cfg.lua.in). It alters iq stanzas
--- that one resource of an account sends to another resource of the same account (two devices of
--- one household network), chosen by the account's username:
+-- fail"). Loaded only on the VirtualHost tamper.test (see prosody.cfg.lua.in). It alters iq and
+-- message stanzas that one resource of an account sends to another resource of the same account
+-- (two devices of one household network), chosen by the account's username (IBB data blocks are
+-- altered whichever stanza carries them: pmn sends most of them in messages, some in iqs):
 --
 --   flip@tamper.test      flips one bit (the last byte) of every IBB data block from seq 1 on, in
 --                         both directions: the TLS handshake's second flights and everything after.
@@ -83,29 +84,46 @@ local function swap_fingerprint(stanza, jingle)
 	end
 end
 
+-- Whether `stanza` goes from one resource of this host's accounts to another of the same account.
+local function between_own_devices(origin, stanza)
+	if origin.type ~= "c2s" or origin.host ~= module.host then return false; end
+	local from, to = stanza.attr.from, stanza.attr.to;
+	return from and to and jid_bare(from) == jid_bare(to);
+end
+
+-- Flips a bit of an IBB data block, as the account's mode says.
+local function tamper_data(origin, stanza, payload)
+	local user = origin.username;
+	if payload.name ~= "data" or payload.attr.xmlns ~= NS_IBB then return; end
+	if user == "flip" then
+		flip_block("flip", stanza, payload, 1);
+	elseif user == "lateflip" and armed[user] then
+		flip_block("lateflip", stanza, payload, 0);
+	end
+end
+
 module:hook("pre-iq/full", function(event)
 	local origin, stanza = event.origin, event.stanza;
-	if origin.type ~= "c2s" or origin.host ~= module.host then return; end
-	if stanza.attr.type ~= "set" then return; end
-	local from, to = stanza.attr.from, stanza.attr.to;
-	-- Only between two resources of the same account (two devices of one network).
-	if not from or not to or jid_bare(from) ~= jid_bare(to) then return; end
-	local user = origin.username;
+	if stanza.attr.type ~= "set" or not between_own_devices(origin, stanza) then return; end
 	local payload = stanza.tags[1];
 	if not payload then return; end
+	local user = origin.username;
 	if user == "flip" or user == "lateflip" then
-		if payload.name ~= "data" or payload.attr.xmlns ~= NS_IBB then return; end
-		if user == "flip" then
-			flip_block("flip", stanza, payload, 1);
-		elseif armed[user] then
-			flip_block("lateflip", stanza, payload, 0);
-		end
+		tamper_data(origin, stanza, payload);
 	elseif user == "swap" then
 		if payload.name == "jingle" and payload.attr.xmlns == NS_JINGLE then
 			swap_fingerprint(stanza, payload);
 		end
 	end
 	-- Never stop the stanza: it goes on, altered, like a real man in the middle would send it.
+end, 1000);
+
+module:hook("pre-message/full", function(event)
+	local origin, stanza = event.origin, event.stanza;
+	if not between_own_devices(origin, stanza) then return; end
+	for payload in stanza:childtags("data", NS_IBB) do
+		tamper_data(origin, stanza, payload);
+	end
 end, 1000);
 
 -- The test's control channel for lateflip: only the account itself can (dis)arm its attack.

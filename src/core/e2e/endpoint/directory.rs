@@ -15,6 +15,16 @@ use crate::core::e2e::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::DeviceFingerprint;
 
+/// What [`E2eEndpoint::trust_without_reading`] could decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TrustNow {
+    /// Decided without the server.
+    Decided(bool),
+    /// Our own network: decided by [`E2eEndpoint::trust_after_reading`] once its published keys
+    /// and revocation lists are read; `first_hand` says the key is paired or pinned by hand.
+    AfterReading { first_hand: bool },
+}
+
 impl E2eEndpoint {
     /// Whether `message` is our own account's PEP notification about the published keys.
     pub(super) fn is_key_notification(&self, message: &xmpp_parsers::message::Message) -> bool {
@@ -229,30 +239,56 @@ impl E2eEndpoint {
     /// server), unless the lists read name it; an attested pin or an unknown key is refused then:
     /// revocation must not depend on the server's goodwill.
     pub(super) async fn trusted(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> bool {
-        let inner = &self.inner;
-        let trust = &inner.config.trust;
+        match self.trust_without_reading(jid, fingerprint) {
+            TrustNow::Decided(ok) => ok,
+            TrustNow::AfterReading { first_hand } => {
+                let read = self.resync(jid).await;
+                self.trust_after_reading(jid, fingerprint, first_hand, read)
+            }
+        }
+    }
+
+    /// The part of [`Self::trusted`] that needs no server: decided at once (a revoked key, a host
+    /// pin, another network), or to be decided once our network's published keys are read.
+    pub(super) fn trust_without_reading(
+        &self,
+        jid: &BareJid,
+        fingerprint: &DeviceFingerprint,
+    ) -> TrustNow {
+        let trust = &self.inner.config.trust;
         if trust.is_revoked(jid, fingerprint) {
-            return false;
+            return TrustNow::Decided(false);
         }
         let source = trust.source(jid, fingerprint);
         if let Some(TrustSource::Host { expires, .. }) = source {
             // A guest's pin lives as long as its grant: after, the host is a stranger again.
-            return expires == 0 || crate::core::access::unix_now() < expires;
+            return TrustNow::Decided(expires == 0 || crate::core::access::unix_now() < expires);
         }
+        let first_hand = matches!(source, Some(TrustSource::Paired | TrustSource::Manual));
         if !self.is_own_network(jid) {
-            return matches!(source, Some(TrustSource::Paired | TrustSource::Manual));
+            return TrustNow::Decided(first_hand);
         }
-        if matches!(source, Some(TrustSource::Paired | TrustSource::Manual)) {
-            // Best effort: a revocation published while we were away must reach us before the
-            // revoked device does.
-            if let Err(e) = self.resync(jid).await {
-                tracing::debug!(error = %e, "could not re-read the network's keys; first-hand pin kept");
-                return !trust.is_revoked(jid, fingerprint);
-            }
-            return trust.is_trusted(jid, fingerprint);
-        }
-        match self.resync(jid).await {
+        TrustNow::AfterReading { first_hand }
+    }
+
+    /// The rest of [`Self::trusted`] once the read of our network's keys (`read`, started after
+    /// [`Self::trust_without_reading`]) is over.
+    pub(super) fn trust_after_reading(
+        &self,
+        jid: &BareJid,
+        fingerprint: &DeviceFingerprint,
+        first_hand: bool,
+        read: Result<()>,
+    ) -> bool {
+        let trust = &self.inner.config.trust;
+        match read {
             Ok(()) => trust.is_trusted(jid, fingerprint),
+            Err(e) if first_hand => {
+                // Best effort: a revocation published while we were away must reach us before
+                // the revoked device does; without the server, what we know still holds.
+                tracing::debug!(error = %e, "could not re-read the network's keys; first-hand pin kept");
+                !trust.is_revoked(jid, fingerprint)
+            }
             Err(e) => {
                 tracing::info!(error = %e, "could not read the network's published keys");
                 false

@@ -95,6 +95,11 @@ impl Drop for HalfOpen {
         let inner = &self.endpoint.inner;
         if self.initiator {
             inner.pending_accepts.locked().remove(&self.sid);
+            // The opener's watch for the peer's terminate during its handshake.
+            inner
+                .responding
+                .locked()
+                .remove(&(self.peer.clone(), self.sid.clone()));
         }
         inner.ibb.remove(&self.peer, &self.ibb_sid);
         if let Some(tunnel) = &self.tunnel {

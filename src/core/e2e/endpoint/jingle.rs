@@ -4,12 +4,30 @@
 //! [`HalfOpen`] guard (`half_open.rs`), so whichever way setup ends (error, timeout, a dropped
 //! future), its pending accept and IBB registration are removed and, once the peer knows the
 //! session, it is terminated.
+//!
+//! What a new tunnel waits for (issue 16): two relayed round trips on the opener's side —
+//! session-initiate → (its result, session-accept), then (IBB open, ClientHello) → the server's
+//! TLS flight; the opener's last flight goes out, without a wait, just before its first stanza —
+//! and nine relayed stanzas, since IBB data needs no acknowledgement (`ibb.rs`). Neither side
+//! waits for its own server on the way. Each must read the network's published keys and
+//! revocation lists (XEP-0189) before it trusts a key of its own network, and that read overlaps
+//! the relayed round trip instead of following it:
+//! - the opener starts it with the initiate (it is about the peer's bare JID, not about the key the
+//!   accept will name) and decides, once the accept is in, by the same rule as before;
+//! - the responder accepts at once a key it already trusts (pinned first-hand, or attested as of
+//!   its last read, and not revoked), reads meanwhile, and confirms the key by the same rule before
+//!   it reads the ClientHello or sends any TLS byte. A key withdrawn or revoked since ends the
+//!   session there (`decline`, the same words as a refusal), so a revoked device still gets no TLS
+//!   handshake and no stanza, only the accept it would also learn from a refusal (our fingerprint,
+//!   which is public on the node anyway). A key it does not know yet waits for the read before
+//!   anything is answered, so an unknown or substituted key never sees an accept.
 
 use crate::core::sync::Locked;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
+use xmpp_parsers::ibb::Stanza as IbbStanzaKind;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::jingle::{
@@ -21,8 +39,9 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
+use super::directory::TrustNow;
 use super::half_open::HalfOpen;
-use super::offer::{parse_accept, parse_offer, Offer};
+use super::offer::{accepted_stanza, parse_accept, parse_offer, Offer};
 use super::{iq_error, random_id, E2eEndpoint, E2eInbound, PeerEnded};
 use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream};
 use crate::core::e2e::limits::{E2eCounters, Slot, SlotRefusal};
@@ -89,19 +108,14 @@ impl E2eEndpoint {
         &self,
         action: Action,
         sid: &str,
-        ibb_sid: &str,
-        block_size: u16,
+        transport: IbbTransport,
         method: SecurityMethod,
         me: &FullJid,
     ) -> Jingle {
         let content = Content::new(Creator::Initiator, ContentId("xmlstream".into()))
             .with_senders(Senders::Both)
             .with_description(Description::Unknown(Element::from(XmlStreamDescription)))
-            .with_transport(Transport::Ibb(IbbTransport {
-                block_size,
-                sid: xmpp_parsers::ibb::StreamId(ibb_sid.to_owned()),
-                stanza: xmpp_parsers::ibb::Stanza::Iq,
-            }));
+            .with_transport(Transport::Ibb(transport));
         let initiate = action == Action::SessionInitiate;
         let mut jingle = Jingle::new(action, SessionId(sid.to_owned())).add_content(content);
         jingle = if initiate {
@@ -132,6 +146,15 @@ impl E2eEndpoint {
             Mode::Pairing(_) => SecurityMethod::Pake,
         };
         let resets = inner.resets.load(Ordering::SeqCst);
+        let bare = peer.to_bare();
+        // The trust decision below reads our network's published keys and revocation lists;
+        // the read does not depend on the key the peer will present, so it starts now and runs
+        // while the Jingle round trip does, instead of after it (the decision itself still
+        // waits for it: a revocation published while we were away is known before any TLS byte).
+        let read = (matches!(mode, Mode::Pinned) && self.is_own_network(&bare)).then(|| {
+            let (this, bare) = (self.clone(), bare.clone());
+            AbortOnDrop(tokio::spawn(async move { this.resync(&bare).await }))
+        });
         let ibb_rx = inner
             .ibb
             .register(&ibb_sid, peer.clone(), inner.config.block_size)
@@ -146,8 +169,7 @@ impl E2eEndpoint {
         let initiate = self.build(
             Action::SessionInitiate,
             &sid,
-            &ibb_sid,
-            inner.config.block_size,
+            ibb_transport(&ibb_sid, inner.config.block_size, IbbStanzaKind::Message),
             method,
             &me,
         );
@@ -215,7 +237,7 @@ impl E2eEndpoint {
         };
         let (peer_fp, block_size) = parse_accept(&accept, &ibb_sid, method)
             .map_err(|e| half.failed(Reason::FailedApplication, e))?;
-        if matches!(mode, Mode::Pinned) && !self.trusted(&peer.to_bare(), &peer_fp).await {
+        if matches!(mode, Mode::Pinned) && !self.trusted_after(&bare, &peer_fp, read).await {
             half.end_with(Reason::SecurityError, "untrusted key");
             return Err(Error::new(
                 ErrorKind::Forbidden,
@@ -226,27 +248,44 @@ impl E2eEndpoint {
             ));
         }
         let block_size = block_size.min(inner.config.block_size);
-        let (io, status) = IbbStream::spawn(
+        let (io, status) = IbbStream::new(
             IbbParams {
                 session: inner.session.clone(),
                 peer: peer.clone(),
                 sid: ibb_sid.clone(),
                 block_size,
+                stanza: accepted_stanza(&accept),
                 send_open: true,
                 ack_timeout: timeout,
                 hooks: inner.config.hooks.clone(),
             },
             ibb_rx,
         );
-        let channel = handshake(
+        // From the accept on, the peer may still end the session (it confirms our key while we
+        // start TLS, see `respond`): its terminate ends the handshake at once, with its reason.
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let ended_key = (peer.clone(), sid.clone());
+        if matches!(mode, Mode::Pinned) {
+            inner
+                .responding
+                .locked()
+                .insert(ended_key.clone(), ended_tx);
+        }
+        let tls = handshake(
             io,
             TlsRole::Initiator,
             &inner.config.identity,
             peer_fp,
             timeout,
-        )
-        .await
-        .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
+        );
+        let channel = tokio::select! {
+            channel = tls => channel.map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?,
+            Ok(ended) = ended_rx => {
+                half.gone_at_peer();
+                return Err(peer_ended(peer, false, ended));
+            }
+        };
+        inner.responding.locked().remove(&ended_key);
         // TLS is up and reads what arrives: the stream's setup allowance no longer applies.
         inner.ibb.established(peer, &ibb_sid);
         // Accepted: a late accept or terminate for this sid no longer concerns the opener.
@@ -423,7 +462,7 @@ impl E2eEndpoint {
                     .is_open(&peer, Instant::now())
                     .err()
                     .map(|e| e.message().to_owned());
-                self.decided(peer, id.to_owned(), jingle, offer, slot, refusal);
+                self.decided(peer, id.to_owned(), jingle, offer, slot, refusal, None);
             }
             SecurityMethod::X509 => {
                 // The decision may need the network's published keys: answer once it is made
@@ -432,27 +471,47 @@ impl E2eEndpoint {
                 let id = id.to_owned();
                 tokio::spawn(async move {
                     let bare = peer.to_bare();
+                    let fingerprint = offer.fingerprint;
                     let admitted = this
                         .inner
                         .config
                         .admission
                         .as_ref()
-                        .is_some_and(|admit| admit(&bare, &offer.fingerprint));
-                    let ok = admitted || this.trusted(&bare, &offer.fingerprint).await;
-                    let refusal = (!ok).then(|| {
-                        format!(
-                            "key {} is neither paired with this device nor granted access",
-                            offer.fingerprint.to_hex()
-                        )
-                    });
-                    this.decided(peer, id, jingle, offer, slot, refusal);
+                        .is_some_and(|admit| admit(&bare, &fingerprint));
+                    let (ok, confirm) = if admitted {
+                        (true, None)
+                    } else {
+                        match this.trust_without_reading(&bare, &fingerprint) {
+                            TrustNow::Decided(ok) => (ok, None),
+                            // A key we trust as far as we know: accepted now, and confirmed
+                            // by reading the network's keys while the accept travels; `respond`
+                            // sends no TLS byte before that read has confirmed it.
+                            TrustNow::AfterReading { first_hand }
+                                if this.inner.config.trust.is_trusted(&bare, &fingerprint) =>
+                            {
+                                (true, Some(first_hand))
+                            }
+                            // A key we do not know yet (perhaps attested since): the read decides
+                            // before we answer, so an unknown key never sees an accept.
+                            TrustNow::AfterReading { first_hand } => {
+                                let read = this.resync(&bare).await;
+                                let ok =
+                                    this.trust_after_reading(&bare, &fingerprint, first_hand, read);
+                                (ok, None)
+                            }
+                        }
+                    };
+                    let refusal = (!ok).then(|| refusal_text(&fingerprint));
+                    this.decided(peer, id, jingle, offer, slot, refusal, confirm);
                 });
             }
         }
     }
 
     /// Answers a session-initiate once trust is decided: refused (`forbidden`, reported), or
-    /// accepted and answered by [`Self::respond`].
+    /// accepted and answered by [`Self::respond`]. `confirm` is `Some(first_hand)` when the key
+    /// is accepted before our network's keys were read: `respond` reads them before any TLS.
+    #[allow(clippy::too_many_arguments)]
     fn decided(
         &self,
         peer: FullJid,
@@ -461,6 +520,7 @@ impl E2eEndpoint {
         offer: Offer,
         slot: Slot,
         refusal: Option<String>,
+        confirm: Option<bool>,
     ) {
         let inner = &self.inner;
         let from = Jid::from(peer.clone());
@@ -512,7 +572,7 @@ impl E2eEndpoint {
             // within its timeout still loses the session (the guard frees it when dropped here).
             let setup = tokio::time::timeout(
                 lifetime,
-                this.respond(peer.clone(), half, offer, block_size, ibb_rx),
+                this.respond(peer.clone(), half, offer, block_size, ibb_rx, confirm),
             );
             let outcome = tokio::select! {
                 outcome = setup => outcome.unwrap_or_else(|_| {
@@ -545,6 +605,7 @@ impl E2eEndpoint {
         offer: Offer,
         block_size: u16,
         ibb_rx: mpsc::Receiver<IbbEvent>,
+        confirm: Option<bool>,
     ) -> Result<()> {
         let inner = &self.inner;
         let timeout = inner.config.setup_timeout;
@@ -556,16 +617,30 @@ impl E2eEndpoint {
         let accept = self.build(
             Action::SessionAccept,
             &sid,
-            &offer.ibb_sid,
-            block_size,
+            ibb_transport(&offer.ibb_sid, block_size, offer.stanza.clone()),
             offer.method,
             &me,
         );
-        match inner
-            .session
-            .request(self.jingle_iq(&peer, accept), timeout)
-            .await?
-        {
+        // The key accepted before our network's keys were read is confirmed meanwhile (the read
+        // takes one round trip to our own server, the accept and the peer's first flight one
+        // relayed round trip), with the rule `trusted` applies.
+        let bare = peer.to_bare();
+        let confirmation = async {
+            match confirm {
+                Some(first_hand) => {
+                    let read = self.resync(&bare).await;
+                    Some(self.trust_after_reading(&bare, &offer.fingerprint, first_hand, read))
+                }
+                None => None,
+            }
+        };
+        let (accepted, confirmed) = tokio::join!(
+            inner
+                .session
+                .request(self.jingle_iq(&peer, accept), timeout),
+            confirmation
+        );
+        match accepted? {
             IqReply::Result(_) => half.known_to_peer(),
             IqReply::Error(e) => {
                 return Err(Error::new(
@@ -577,12 +652,19 @@ impl E2eEndpoint {
                 ))
             }
         }
-        let (io, status) = IbbStream::spawn(
+        if confirmed == Some(false) {
+            // Revoked (or no longer attested) after all: the session ends before any TLS byte,
+            // and the peer hears why (its opener reports it as a refusal).
+            let error = Error::new(ErrorKind::Forbidden, refusal_text(&offer.fingerprint));
+            return Err(half.failed(Reason::Decline, error));
+        }
+        let (io, status) = IbbStream::new(
             IbbParams {
                 session: inner.session.clone(),
                 peer: peer.clone(),
                 sid: offer.ibb_sid.clone(),
                 block_size,
+                stanza: offer.stanza.clone(),
                 send_open: false,
                 ack_timeout: timeout,
                 hooks: inner.config.hooks.clone(),
@@ -618,6 +700,61 @@ impl E2eEndpoint {
         half.established();
         self.install(tunnel, sid, offer.ibb_sid, rx, status);
         Ok(())
+    }
+}
+
+/// The IBB transport of our offers and accepts. pmn offers data in messages (no acknowledgement
+/// per block, see `ibb.rs` for the pacing) and answers with the kind the initiator offered.
+fn ibb_transport(sid: &str, block_size: u16, stanza: IbbStanzaKind) -> IbbTransport {
+    IbbTransport {
+        block_size,
+        sid: xmpp_parsers::ibb::StreamId(sid.to_owned()),
+        stanza,
+    }
+}
+
+/// Why a key is refused (the words the opener and the tests see, however late the decision).
+fn refusal_text(fingerprint: &DeviceFingerprint) -> String {
+    format!(
+        "key {} is neither paired with this device nor granted access",
+        fingerprint.to_hex()
+    )
+}
+
+/// A task aborted when its handle is dropped (an opener that gives up stops its read too).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl E2eEndpoint {
+    /// [`Self::trusted`] with the read of our network's keys already started (`read`), or done
+    /// here when there is none.
+    async fn trusted_after(
+        &self,
+        jid: &xmpp_parsers::jid::BareJid,
+        fingerprint: &DeviceFingerprint,
+        read: Option<AbortOnDrop<Result<()>>>,
+    ) -> bool {
+        let Some(mut read) = read else {
+            return self.trusted(jid, fingerprint).await;
+        };
+        // Read first, then decide: the read may have revoked the key or attested it.
+        let read = (&mut read.0).await.unwrap_or_else(|e| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                format!("reading the network's keys failed: {e}"),
+            ))
+        });
+        match self.trust_without_reading(jid, fingerprint) {
+            TrustNow::Decided(ok) => ok,
+            TrustNow::AfterReading { first_hand } => {
+                self.trust_after_reading(jid, fingerprint, first_hand, read)
+            }
+        }
     }
 }
 

@@ -114,8 +114,9 @@ struct Inner {
     /// Our own session-initiates waiting for their accept, by Jingle sid (with the peer asked).
     pending_accepts: Mutex<HashMap<String, (FullJid, oneshot::Sender<Jingle>)>>,
     tunnels: Mutex<HashMap<FullJid, TunnelEntry>>,
-    /// Inbound sessions being set up, by (peer, Jingle sid): a session-terminate from the peer
-    /// ends the setup at once (bounded by the half-open slots).
+    /// Sessions being set up, by (peer, Jingle sid): inbound ones, and our own between the
+    /// peer's accept and the end of the TLS handshake. A session-terminate from the peer ends the
+    /// setup at once (bounded by the half-open slots and by `opening_total`).
     responding: Mutex<HashMap<(FullJid, String), oneshot::Sender<PeerEnded>>>,
     /// One opener at a time per peer; entries live only while someone opens (bounded).
     opening: Mutex<HashMap<FullJid, Arc<tokio::sync::Mutex<()>>>>,
@@ -244,7 +245,7 @@ impl E2eEndpoint {
     }
 
     /// Offers a session stanza to the end-to-end layer. Returns `true` when it was a Jingle or IBB
-    /// request, which has then been answered here; the caller must not process it further.
+    /// request (answered here) or an IBB data message (taken here); the caller must not process it further.
     /// Unavailable presence of a peer closes its tunnel (and returns `false`: the role layer still
     /// wants to see it).
     pub fn handle_stanza(&self, stanza: &Stanza) -> bool {
@@ -263,6 +264,11 @@ impl E2eEndpoint {
                 } else {
                     false
                 }
+            }
+            // In-band data in a message (XEP-0047 §3): the default of pmn's streams.
+            Stanza::Message(m) if m.payloads.iter().any(|p| p.is("data", NS_IBB)) => {
+                self.inner.ibb.handle_message(m);
+                true
             }
             // A change of the network's published keys (PEP notification, XEP-0163): re-check
             // the attested pins now, so a revoked device loses its open tunnels at once.

@@ -1,5 +1,5 @@
 //! Reading a peer's Jingle offer and answer: exactly one content, the xmlstream application,
-//! IBB over iq, one XTLS security element with a SHA-256 fingerprint. Pure functions (no I/O),
+//! IBB (over message, or iq for other implementations), one XTLS security element with a SHA-256 fingerprint. Pure functions (no I/O),
 //! also the entry points of the fuzz targets.
 
 use xmpp_parsers::jingle::{Content, Description, Jingle, Transport};
@@ -19,6 +19,8 @@ pub(crate) struct Offer {
     pub(crate) method: SecurityMethod,
     pub(crate) ibb_sid: String,
     pub(crate) block_size: u16,
+    /// The stanza kind the initiator asked IBB data to travel in.
+    pub(crate) stanza: xmpp_parsers::ibb::Stanza,
 }
 
 fn security_of(jingle: &Jingle) -> std::result::Result<XtlsSecurity, String> {
@@ -51,7 +53,7 @@ fn single_content(
         }
     }
     match &content.transport {
-        Some(Transport::Ibb(t)) if t.stanza == xmpp_parsers::ibb::Stanza::Iq => {
+        Some(Transport::Ibb(t)) => {
             if t.block_size == 0 || t.sid.0.is_empty() || t.sid.0.len() > 64 {
                 return Err(bad("bad IBB transport parameters"));
             }
@@ -59,7 +61,7 @@ fn single_content(
         }
         _ => Err((
             DefinedCondition::FeatureNotImplemented,
-            "unsupported transport (want IBB over iq)".into(),
+            "unsupported transport (want IBB)".into(),
         )),
     }
 }
@@ -80,6 +82,7 @@ pub(crate) fn parse_offer(
         method: security.method.name,
         ibb_sid: transport.sid.0.clone(),
         block_size: transport.block_size.min(MAX_BLOCK_SIZE),
+        stanza: transport.stanza.clone(),
     })
 }
 
@@ -102,4 +105,12 @@ pub(crate) fn parse_accept(
         .sha256()
         .ok_or_else(|| protocol("fingerprint must be sha-256 hex".into()))?;
     Ok((fp, transport.block_size))
+}
+
+/// The stanza kind a session-accept fixed for IBB data (an accept that [`parse_accept`] took).
+pub(crate) fn accepted_stanza(jingle: &Jingle) -> xmpp_parsers::ibb::Stanza {
+    match single_content(jingle) {
+        Ok((_, transport)) => transport.stanza.clone(),
+        Err(_) => xmpp_parsers::ibb::Stanza::Iq,
+    }
 }

@@ -1,7 +1,8 @@
 //! The inbound side of every IBB stream of one session ([`IbbRegistry`]): which (peer, sid)
-//! streams exist, and the checks every block passes before it is acknowledged — the right sender,
-//! in sequence, within the block size, the stream's setup allowance and the registry's byte
-//! budget. A violation ends that one stream with an error reply, never the session.
+//! streams exist, and the checks every block (in an iq or a message) passes before it is accepted —
+//! the right sender, in sequence, within the block size, the stream's setup allowance and the
+//! registry's byte budget. A violation ends that one stream (with an error reply to an iq), never
+//! the session.
 
 use crate::core::sync::Locked;
 use std::collections::HashMap;
@@ -12,10 +13,11 @@ use tokio::sync::mpsc;
 use xmpp_parsers::ibb::{Close, Data, Open};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::{INBOUND_DEPTH, SETUP_BYTES};
+use super::{INBOUND_DEPTH, NS_IBB, SETUP_BYTES};
 use crate::core::e2e::limits::{E2eCounters, E2eLimits};
 use crate::core::error::{Error, ErrorKind};
 
@@ -204,6 +206,121 @@ impl IbbRegistry {
         self.lock().len()
     }
 
+    /// Checks one data block of `from` and queues it for its stream; `None` when accepted,
+    /// otherwise the condition that ended the stream (its reader is told why).
+    fn accept_data(
+        &self,
+        from: &Jid,
+        from_full: FullJid,
+        data: Data,
+    ) -> Option<(DefinedCondition, String)> {
+        let mut streams = self.lock();
+        let key = (from_full, data.sid.0);
+        // Someone else who learnt the sid finds nothing under its own JID: refused, and
+        // the real stream is left alone.
+        let Some(state) = streams.get_mut(&key) else {
+            return Some((DefinedCondition::ItemNotFound, "unknown stream".to_owned()));
+        };
+        let violation = if data.data.len() > state.block_size as usize {
+            Some((
+                DefinedCondition::PolicyViolation,
+                format!(
+                    "block of {} bytes exceeds the negotiated {}",
+                    data.data.len(),
+                    state.block_size
+                ),
+            ))
+        } else if data.seq != state.expected_seq {
+            Some((
+                DefinedCondition::UnexpectedRequest,
+                format!(
+                    "block {} out of sequence (expected {})",
+                    data.seq, state.expected_seq
+                ),
+            ))
+        } else if state
+            .setup_budget
+            .is_some_and(|left| data.data.len() > left)
+        {
+            let _ = E2eCounters::bump(&self.counters.ibb_setup_overflows);
+            Some((
+                DefinedCondition::PolicyViolation,
+                format!("more than {SETUP_BYTES} bytes before the tunnel was set up"),
+            ))
+        } else if self.buffered.load(Ordering::Relaxed) + data.data.len() > self.max_buffered {
+            let _ = E2eCounters::bump(&self.counters.ibb_total_overflows);
+            Some((
+                DefinedCondition::ResourceConstraint,
+                "this device buffers too much in-band data; try again later".to_owned(),
+            ))
+        } else {
+            state.expected_seq = state.expected_seq.wrapping_add(1);
+            if let Some(left) = &mut state.setup_budget {
+                *left = left.saturating_sub(data.data.len());
+            }
+            // Charged now, released when the block is dropped (read or discarded).
+            self.buffered.fetch_add(data.data.len(), Ordering::Relaxed);
+            let block = Block {
+                bytes: data.data,
+                budget: self.buffered.clone(),
+            };
+            match state.tx.try_send(IbbEvent::Data(block)) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let _ = E2eCounters::bump(&self.counters.ibb_stream_overflows);
+                    Some((
+                        DefinedCondition::ResourceConstraint,
+                        "peer ignored flow control".to_owned(),
+                    ))
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Some((
+                    DefinedCondition::ItemNotFound,
+                    "stream already ended".to_owned(),
+                )),
+            }
+        };
+        if let Some((_, text)) = &violation {
+            tracing::info!(%from, %text, "ending an in-band bytestream");
+            if let Some(state) = streams.remove(&key) {
+                let _ = state.tx.try_send(IbbEvent::Fail(Error::new(
+                    ErrorKind::Protocol,
+                    format!("in-band bytestream from {from}: {text}"),
+                )));
+            }
+        }
+        violation
+    }
+
+    /// Handles a `<message>` carrying an IBB `<data/>` (XEP-0047 §3, the stream's default in
+    /// pmn). The same checks as for an iq block apply; a message gets no reply, so a violation
+    /// ends the stream, whose reader sends the peer our `<close/>` (a block of a stream this peer
+    /// does not have — a stranger's guess — is dropped without a word). A message of type
+    /// `error` is the server bouncing one of our blocks: the stream lost a block and ends.
+    pub(crate) fn handle_message(&self, message: &Message) {
+        let Some(from) = &message.from else { return };
+        let Ok(from_full) = from.clone().try_into_full() else {
+            return;
+        };
+        for payload in message.payloads.iter().filter(|p| p.is("data", NS_IBB)) {
+            let Ok(data) = Data::try_from(payload.clone()) else {
+                tracing::debug!(%from, "dropped a malformed in-band data message");
+                continue;
+            };
+            if message.type_ == MessageType::Error {
+                if let Some(state) = self.lock().remove(&(from_full.clone(), data.sid.0)) {
+                    let _ = state.tx.try_send(IbbEvent::Fail(Error::new(
+                        ErrorKind::NotConnected,
+                        format!("the server could not deliver in-band data to {from}"),
+                    )));
+                }
+                continue;
+            }
+            if let Some((_, text)) = self.accept_data(from, from_full.clone(), data) {
+                tracing::debug!(%from, %text, "in-band data message not taken");
+            }
+        }
+    }
+
     /// Handles an iq `set` whose payload is in the IBB namespace; returns the reply to send.
     pub(crate) fn handle(&self, from: &Jid, id: &str, payload: &Element) -> Iq {
         let from_full = match from.clone().try_into_full() {
@@ -236,85 +353,9 @@ impl IbbRegistry {
                 let Ok(data) = Data::try_from(payload.clone()) else {
                     return fail(DefinedCondition::BadRequest, "malformed <data/>");
                 };
-                let mut streams = self.lock();
-                let key = (from_full, data.sid.0);
-                // Someone else who learnt the sid finds nothing under its own JID: refused, and
-                // the real stream is left alone.
-                let Some(state) = streams.get_mut(&key) else {
-                    return fail(DefinedCondition::ItemNotFound, "unknown stream");
-                };
-                let violation = if data.data.len() > state.block_size as usize {
-                    Some((
-                        DefinedCondition::PolicyViolation,
-                        format!(
-                            "block of {} bytes exceeds the negotiated {}",
-                            data.data.len(),
-                            state.block_size
-                        ),
-                    ))
-                } else if data.seq != state.expected_seq {
-                    Some((
-                        DefinedCondition::UnexpectedRequest,
-                        format!(
-                            "block {} out of sequence (expected {})",
-                            data.seq, state.expected_seq
-                        ),
-                    ))
-                } else if state
-                    .setup_budget
-                    .is_some_and(|left| data.data.len() > left)
-                {
-                    let _ = E2eCounters::bump(&self.counters.ibb_setup_overflows);
-                    Some((
-                        DefinedCondition::PolicyViolation,
-                        format!("more than {SETUP_BYTES} bytes before the tunnel was set up"),
-                    ))
-                } else if self.buffered.load(Ordering::Relaxed) + data.data.len()
-                    > self.max_buffered
-                {
-                    let _ = E2eCounters::bump(&self.counters.ibb_total_overflows);
-                    Some((
-                        DefinedCondition::ResourceConstraint,
-                        "this device buffers too much in-band data; try again later".to_owned(),
-                    ))
-                } else {
-                    state.expected_seq = state.expected_seq.wrapping_add(1);
-                    if let Some(left) = &mut state.setup_budget {
-                        *left = left.saturating_sub(data.data.len());
-                    }
-                    // Charged now, released when the block is dropped (read or discarded).
-                    self.buffered.fetch_add(data.data.len(), Ordering::Relaxed);
-                    let block = Block {
-                        bytes: data.data,
-                        budget: self.buffered.clone(),
-                    };
-                    match state.tx.try_send(IbbEvent::Data(block)) {
-                        Ok(()) => None,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            let _ = E2eCounters::bump(&self.counters.ibb_stream_overflows);
-                            Some((
-                                DefinedCondition::ResourceConstraint,
-                                "peer ignored flow control".to_owned(),
-                            ))
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => Some((
-                            DefinedCondition::ItemNotFound,
-                            "stream already ended".to_owned(),
-                        )),
-                    }
-                };
-                match violation {
+                match self.accept_data(from, from_full, data) {
                     None => ok,
-                    Some((condition, text)) => {
-                        tracing::info!(%from, %text, "ending an in-band bytestream");
-                        if let Some(state) = streams.remove(&key) {
-                            let _ = state.tx.try_send(IbbEvent::Fail(Error::new(
-                                ErrorKind::Protocol,
-                                format!("in-band bytestream from {from}: {text}"),
-                            )));
-                        }
-                        fail(condition, &text)
-                    }
+                    Some((condition, text)) => fail(condition, &text),
                 }
             }
             "close" => {

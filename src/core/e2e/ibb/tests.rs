@@ -210,3 +210,69 @@ async fn a_stream_takes_only_a_setup_allowance_until_its_tunnel_is_established()
         assert!(matches!(live.recv().await, Some(IbbEvent::Data(_))));
     }
 }
+
+fn data_message(from: &Jid, sid: &str, seq: u16, len: usize) -> Message {
+    let mut message = Message::new_with_type(MessageType::Headline, None);
+    message.from = Some(from.clone());
+    message.payloads.push(data(sid, seq, len));
+    message
+}
+
+#[tokio::test]
+async fn blocks_in_messages_pass_the_same_checks_as_blocks_in_iqs() {
+    let reg = IbbRegistry::default();
+    let peer: FullJid = "home@home.test/tv".parse().unwrap();
+    let from = Jid::from(peer.clone());
+    let stranger: Jid = "evil@stranger.test/x".parse().unwrap();
+    let mut rx = reg.register("s1", peer.clone(), 16).unwrap();
+
+    // In sequence, in messages and iqs mixed (the paced iq every few blocks): all taken.
+    reg.handle_message(&data_message(&from, "s1", 0, 4));
+    assert!(matches!(
+        reg.handle(&from, "1", &data("s1", 1, 5)),
+        Iq::Result { .. }
+    ));
+    reg.handle_message(&data_message(&from, "s1", 2, 6));
+    for len in [4, 5, 6] {
+        assert!(matches!(rx.recv().await, Some(IbbEvent::Data(d)) if d.bytes.len() == len));
+    }
+    // A stranger who knows the sid reaches nothing, and the stream lives on.
+    reg.handle_message(&data_message(&stranger, "s1", 3, 4));
+    assert!(rx.try_recv().is_err());
+    assert_eq!(reg.len(), 1);
+    // A gap ends the stream, as in an iq.
+    reg.handle_message(&data_message(&from, "s1", 5, 4));
+    assert!(matches!(rx.recv().await, Some(IbbEvent::Fail(e)) if e.kind() == ErrorKind::Protocol));
+    assert_eq!(reg.len(), 0);
+
+    // Oversized: ended.
+    let mut rx = reg.register("s2", peer.clone(), 16).unwrap();
+    reg.handle_message(&data_message(&from, "s2", 0, 17));
+    assert!(matches!(rx.recv().await, Some(IbbEvent::Fail(_))));
+
+    // The server bouncing one of our blocks (type error): the stream lost data and ends.
+    let mut rx = reg.register("s3", peer.clone(), 16).unwrap();
+    let mut bounce = data_message(&from, "s3", 0, 4);
+    bounce.type_ = MessageType::Error;
+    reg.handle_message(&bounce);
+    assert!(
+        matches!(rx.recv().await, Some(IbbEvent::Fail(e)) if e.kind() == ErrorKind::NotConnected)
+    );
+
+    // The setup allowance holds for messages too.
+    let mut rx = reg.register("s4", peer, MAX_BLOCK_SIZE).unwrap();
+    let blocks = SETUP_BYTES / MAX_BLOCK_SIZE as usize;
+    for seq in 0..blocks {
+        reg.handle_message(&data_message(
+            &from,
+            "s4",
+            seq as u16,
+            MAX_BLOCK_SIZE as usize,
+        ));
+    }
+    reg.handle_message(&data_message(&from, "s4", blocks as u16, 1));
+    for _ in 0..blocks {
+        assert!(matches!(rx.recv().await, Some(IbbEvent::Data(_))));
+    }
+    assert!(matches!(rx.recv().await, Some(IbbEvent::Fail(_))));
+}
