@@ -35,7 +35,7 @@ kotlin {
 }
 
 dependencies {
+    // Nothing beyond the library (which brings kotlinx-coroutines-android): the activity is a
+    // framework Activity with its own MainScope, compiled in the suite against the real framework.
     implementation(project(":"))
-    implementation("androidx.activity:activity-ktx:1.9.3")
-    implementation("androidx.lifecycle:lifecycle-runtime-ktx:2.8.7")
 }

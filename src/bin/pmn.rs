@@ -8,9 +8,11 @@
 //!   Romeo plays on her TV and is refused the recorder, Julia reads the audit log and revokes, and
 //!   Romeo's next call is refused.
 //! - `pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device D]
-//!   [--name N] [--state DIR] [--plain]`: runs a provider until Ctrl-C. It uses the end-to-end
-//!   tunnel (keys, pinned peers and the guest ACL in `--state`) and prints a pairing code; `--plain`
-//!   serves in clear instead, for controllers without the tunnel (e.g. slixmpp).
+//!   [--name N] [--state DIR] [--pairing-every SECONDS] [--plain]`: runs a provider until Ctrl-C.
+//!   It uses the end-to-end tunnel (keys, pinned peers and the guest ACL in `--state`) and prints a
+//!   pairing code, and a new one whenever a line is read on stdin (Enter) or, with
+//!   `--pairing-every`, every SECONDS; `--plain` serves in clear instead, for controllers without
+//!   the tunnel (e.g. slixmpp).
 //!
 //! - `pmn source --server HOST:PORT [--ca CA.pem] --network JID --password PW --feed URL
 //!   [--feed URL…] [--stations NODE] [--refresh SECONDS] [--device D] [--name N] [--state DIR]
@@ -47,18 +49,19 @@ const USAGE: &str = "usage:
                [--guest-network home@friend.test] [--guest-password PW]
                [--guest-server HOST:PORT]
   pmn provider --server HOST:PORT [--ca CA.pem] --network JID --password PW [--device tv]
-               [--name NAME] [--state DIR] [--plain]
+               [--name NAME] [--state DIR] [--pairing-every SECONDS] [--plain]
   pmn source   --server HOST:PORT [--ca CA.pem] --network JID --password PW --feed URL
                [--feed URL ...] [--stations NODE] [--refresh SECONDS] [--device sources]
                [--name NAME] [--state DIR] [--plain]
-  pmn help     this text
+  pmn help     this text; `pmn COMMAND --help`: that command only
 
   demo      the whole story on one server: a TV, the owner's phone pairing with it (a code
             typed, keys pinned), control and events through the end-to-end tunnel, then a guest
             asking, the owner approving playback, both phones showing the same confirmation code,
             the guest playing, the audit log, the revocation
   provider  a simulated media player on the network; prints the 6-digit pairing code a phone
-            types (valid 5 minutes); keys, pins and guest ACL are kept in --state (0600)
+            types (valid 5 minutes, single use), and a new one on Enter or, with
+            --pairing-every, every SECONDS; keys, pins and guest ACL are kept in --state (0600)
   source    podcast feeds (RSS/Atom over HTTP(S)) and the radio stations of our PEP node NODE
             as a media library controllers browse and TVs play by URI; read again every
             --refresh seconds (default 900), changes sent as library.changed (needs a build
@@ -70,6 +73,39 @@ const USAGE: &str = "usage:
             the same server; --ca must trust both
   --ca      a PEM CA file to trust for the server instead of the system store
   PMN_LOG   log filter, e.g. PMN_LOG=pmn=debug (default: warn)";
+
+/// The commands `pmn COMMAND --help` knows.
+const COMMANDS: &[&str] = &["demo", "provider", "source"];
+
+/// The part of [`USAGE`] about `command`: its synopsis, its paragraph and the shared options.
+/// Cut out of the one text rather than kept apart, so the two helps never disagree.
+fn command_usage(command: &str) -> String {
+    let lines: Vec<&str> = USAGE.lines().collect();
+    // Lines that continue the one before (deeper indentation than an entry's first line).
+    let block = |start: usize, indent: usize| {
+        let end = lines[start + 1..]
+            .iter()
+            .position(|l| !l.starts_with(&" ".repeat(indent)))
+            .map_or(lines.len(), |n| start + 1 + n);
+        lines[start..end].join("\n")
+    };
+    let synopsis = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("  pmn {command} ")))
+        .map(|at| block(at, 15))
+        .unwrap_or_default();
+    let about = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("  {command:<10}")))
+        .map(|at| block(at, 12))
+        .unwrap_or_default();
+    let options = lines
+        .iter()
+        .position(|l| l.starts_with("  --server"))
+        .map(|at| lines[at..].join("\n"))
+        .unwrap_or_default();
+    format!("usage:\n{synopsis}\n\n{about}\n\n{options}")
+}
 
 struct Args {
     command: String,
@@ -85,6 +121,8 @@ struct Args {
     name: String,
     state: Option<PathBuf>,
     plain: bool,
+    /// `--pairing-every`: how often `pmn provider` arms a fresh pairing code (`None`: on Enter only).
+    pairing_every: Option<Duration>,
     feeds: Vec<String>,
     stations: Option<String>,
     refresh_secs: u64,
@@ -106,6 +144,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         name: "Living room TV".into(),
         state: None,
         plain: false,
+        pairing_every: None,
         feeds: Vec::new(),
         stations: None,
         refresh_secs: 900,
@@ -129,6 +168,12 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--state" => args.state = Some(value.into()),
             "--feed" => args.feeds.push(value),
             "--stations" => args.stations = Some(value),
+            "--pairing-every" => {
+                let secs: u64 = value.parse().ok().filter(|s| *s > 0).ok_or(format!(
+                    "--pairing-every takes seconds (> 0), not {value:?}"
+                ))?;
+                args.pairing_every = Some(Duration::from_secs(secs));
+            }
             "--refresh" => {
                 args.refresh_secs = value
                     .parse()
@@ -551,14 +596,84 @@ async fn provider(args: &Args) -> std::result::Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    if let Some(e2e) = tv.e2e() {
+    let Some(e2e) = tv.e2e() else {
+        if args.pairing_every.is_some() {
+            tv.stop().await;
+            return Err("--pairing-every needs the end-to-end tunnel (drop --plain)".into());
+        }
+        println!("provider {:?} online; Ctrl-C to stop", args.name);
+        let _ = tokio::signal::ctrl_c().await;
+        tv.stop().await;
+        return Ok(());
+    };
+    let new_code = || -> std::result::Result<(), String> {
+        // Arming replaces the code before: only the last one printed is accepted.
         let code = e2e.start_pairing().map_err(|e| e.to_string())?;
         println!("pairing code (5 minutes): {code}");
+        Ok(())
+    };
+    new_code()?;
+    match args.pairing_every {
+        Some(every) => println!(
+            "provider {:?} online; a new code every {} s or on Enter; Ctrl-C to stop",
+            args.name,
+            every.as_secs()
+        ),
+        None => println!(
+            "provider {:?} online; Enter for a new pairing code; Ctrl-C to stop",
+            args.name
+        ),
     }
-    println!("provider {:?} online; Ctrl-C to stop", args.name);
-    let _ = tokio::signal::ctrl_c().await;
+    // Both ways, because a code is single use and lasts 5 minutes: Enter for the person at the
+    // TV's terminal (a code exactly when the phone is ready), the timer for a TV nobody types at
+    // (started by a service manager, stdin closed). A blocking thread reads stdin (tokio's
+    // io-std is not among the library's tokio features); end of input just stops listening.
+    let (enter_tx, mut enter) = tokio::sync::mpsc::unbounded_channel::<()>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+            line.clear();
+            if enter_tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin_open = true;
+    let mut timer = args.pairing_every.map(|every| {
+        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    });
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let result = loop {
+        let tick = async {
+            match timer.as_mut() {
+                Some(timer) => {
+                    timer.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut ctrl_c => break Ok(()),
+            line = enter.recv(), if stdin_open => match line {
+                Some(()) => {
+                    if let Err(e) = new_code() {
+                        break Err(e);
+                    }
+                }
+                None => stdin_open = false,
+            },
+            () = tick => {
+                if let Err(e) = new_code() {
+                    break Err(e);
+                }
+            }
+        }
+    };
     tv.stop().await;
-    Ok(())
+    result
 }
 
 /// `pmn source`: the feeds and stations as a media library until Ctrl-C.
@@ -647,6 +762,14 @@ async fn main() -> ExitCode {
     ) {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
+    }
+    // `pmn provider --help`: before parsing, which would take `--help` for an option missing its value.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(command) = argv.first().filter(|c| COMMANDS.contains(&c.as_str())) {
+        if argv[1..].iter().any(|a| a == "--help" || a == "-h") {
+            println!("{}", command_usage(command));
+            return ExitCode::SUCCESS;
+        }
     }
     let args = match parse_args() {
         Ok(a) => a,

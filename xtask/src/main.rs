@@ -2,12 +2,14 @@
 //! generated bindings and the benchmarks. Aliased in `.cargo/config.toml`:
 //! `[alias] xtask = "run --quiet --package xtask --"`.
 
+mod android;
 mod bench;
 mod bindings;
 mod ctx;
 mod demo;
 mod fuzz;
 mod install;
+mod layout;
 mod mobile;
 mod package;
 mod size;
@@ -17,6 +19,7 @@ mod suite;
 use std::env;
 use std::process::ExitCode;
 
+use crate::android::{android_jvm, AndroidJvm};
 use crate::bench::bench;
 use crate::bindings::{bindings, kotlin_jvm_tests};
 use crate::ctx::Ctx;
@@ -35,22 +38,27 @@ commands:
   demo              start a local Prosody and run `pmn demo` against it
   test              the whole suite: fmt, clippy, cargo test (with the fuzz corpus replay),
                     a few seconds of fuzzing per target (PMN_FUZZ_SMOKE=0: none),
-                    bindings, Kotlin JVM tests, the mobile compile gates
+                    bindings, Kotlin JVM tests, the packaged artifacts, android/src and the
+                    Android sample compiled against the real framework jar, the mobile compile
+                    gates
   field             the field harness (tests/field.rs: network namespaces, NAT, a moving
                     phone, federation, kill -9, packet loss) in its long versions; as root
   bindings          build libpmn and generate the Kotlin and Swift bindings
-  kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody) and
-                    the packaged artifact with its sample app
+  kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody), the
+                    Android Kotlin under Robolectric, and the packaged artifact with its sample app
   sample            the bindings, then only the packaged artifact with its sample app: the
                     README's and KDoc's Kotlin snippets compiled, the README's flow run
   bench [NAME]      run the benchmarks (only NAME when given); `bench field`: the field
                     benchmark (recovery after kill -9 vs graceful restart, calls under loss
                     vs clean, logins per second during an outage), as root
-  mobile-check      phone compile gates: cargo check for 4 Android/iOS targets, the
-                    aarch64-android release staticlib (size), the Swift syntax gate
+  mobile-check      phone gates: cargo check for 4 Android/iOS targets, the aarch64-android
+                    release staticlib (size), the Android Kotlin (bindings with android = true)
+                    compiled against android-all and its Robolectric tests (Pmn.initAndroid
+                    with a real Context), the AAR layout, the Swift syntax gate
   package           the JVM artifact org.pmn:pmn-kotlin (Kotlin + libpmn.so as a JNA resource)
                     from the release library, installed into ~/.m2, and a sample Maven project
-                    outside the tree built against it
+                    outside the tree built against it; the Android AAR's layout and the Swift
+                    package inputs in target/package (no .so / xcframework: NDK, Xcode)
   size              release-small footprint: the stripped host cdylib, the aarch64-android
                     staticlib and cdylib (stub-linked), in bytes, and the crates taking most
   fuzz [TARGET] [SECONDS | RUNS]
@@ -76,6 +84,12 @@ fn main() -> ExitCode {
             .stage("prerequisites", install_prosody)
             .and_then(|()| ctx.stage("bindings", bindings))
             .and_then(|()| ctx.stage("kotlin jvm tests", kotlin_jvm_tests))
+            .and_then(|()| {
+                ctx.stage("android: robolectric tests", |ctx| {
+                    let native_dir = ctx.target_dir().join("debug");
+                    android_jvm(ctx, AndroidJvm::Robolectric, &native_dir)
+                })
+            })
             .and_then(|()| {
                 ctx.stage("package + sample app", |ctx| {
                     package(ctx, Build::SuiteDebug)

@@ -4,11 +4,15 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::android::{android_classes, android_jvm, AndroidJvm};
 use crate::bindings::bindings;
 use crate::ctx::{have, run, Ctx, Result};
 use crate::install::{apt_install, make_venv, pip_install};
+use crate::layout::lay_out_aar;
 
-/// `cargo xtask mobile-check`: every phone compile gate this machine can run (no NDK, no Xcode).
+/// `cargo xtask mobile-check`: every phone gate this machine can run (no NDK, no Xcode): the
+/// Rust checks and staticlib, the Android Kotlin compiled against the real framework and run
+/// under Robolectric, the AAR's layout, the Swift syntax.
 pub(crate) fn mobile_check(ctx: &mut Ctx) -> Result {
     ctx.stage("mobile: cargo check (4 targets)", |ctx| {
         mobile_script(ctx, &[])
@@ -17,6 +21,14 @@ pub(crate) fn mobile_check(ctx: &mut Ctx) -> Result {
         mobile_script(ctx, &["--staticlib", "aarch64-linux-android"])
     })?;
     ctx.stage("bindings", bindings)?;
+    ctx.stage("android: robolectric tests", |ctx| {
+        let native_dir = ctx.target_dir().join("debug");
+        android_jvm(ctx, AndroidJvm::Robolectric, &native_dir)
+    })?;
+    // The classes just compiled (Android flavour, debug library's bindings): the AAR's layout.
+    ctx.stage("android: aar layout", |ctx| {
+        lay_out_aar(ctx, &android_classes(ctx)).map(|_| ())
+    })?;
     ctx.stage("mobile: swift syntax", swift_syntax)
 }
 

@@ -8,15 +8,21 @@
 //! Prosody. Either way the sample is compiled with every ```` ```kotlin ```` block of the README
 //! and of the KDoc (crate::snippets), and the run is the README's newcomer flow. Both install the same coordinates, `org.pmn:pmn-kotlin:0.1.0`: the last one run is
 //! the one in `~/.m2`.
+//!
+//! Beside the jar, both lay out the phone artifacts as far as they can be built here
+//! (xtask/src/layout.rs): the Android AAR's contents and the Swift package inputs, under
+//! target/package/.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pmn_testkit::{FRIEND, HOME};
 
+use crate::android::{android_classes, android_jvm, AndroidJvm};
 use crate::bindings::generate;
 use crate::ctx::{have, run, Ctx, Failure, Result};
 use crate::install::{apt_install, start_prosody};
+use crate::layout::{lay_out_aar, lay_out_swift_package};
 use crate::snippets;
 
 /// Which library goes into the jar.
@@ -98,8 +104,8 @@ pub(crate) fn package(ctx: &mut Ctx, build: Build) -> Result {
         Build::SuiteDebug => ctx.target_dir().join("debug"),
     };
     if build == Build::Release {
-        // The Kotlin in the jar must come from the library in the jar.
-        generate(ctx, &native_dir.join("libpmn.so"), &["kotlin"])?;
+        // The Kotlin in the jar and the Swift in the package must come from the library shipped.
+        generate(ctx, &native_dir.join("libpmn.so"), &["kotlin", "swift"])?;
     }
     install_jar(ctx, &native_dir)?;
     let sample = sample_outside_the_tree(ctx)?;
@@ -108,7 +114,17 @@ pub(crate) fn package(ctx: &mut Ctx, build: Build) -> Result {
         build_and_run_sample(ctx, &sample, build)
     });
     let _ = std::fs::remove_dir_all(&sample);
-    result
+    result?;
+    // (b) The AAR's layout, from the Android flavour compiled from the release library's
+    // bindings: in `cargo xtask package` and `mobile-check`, not in the suite, where that second
+    // compile of the generated Kotlin would double the Android stage (xtask/src/android.rs).
+    if build == Build::Release {
+        android_jvm(ctx, AndroidJvm::Compile, &native_dir)?;
+        lay_out_aar(ctx, &android_classes(ctx))?;
+    }
+    // (c) The Swift package inputs (copies only: cheap enough for the suite).
+    lay_out_swift_package(ctx)?;
+    Ok(())
 }
 
 fn build_and_run_sample(ctx: &mut Ctx, sample: &Path, build: Build) -> Result {

@@ -1,6 +1,5 @@
 package org.pmn
 
-import android.content.Context
 import java.io.File
 import java.nio.file.Files
 import java.util.concurrent.TimeUnit
@@ -43,7 +42,9 @@ object ChildJvmMain {
     @JvmStatic
     fun main(args: Array<String>): Unit = runBlocking {
         val dir = java.nio.file.Path.of(args[0])
-        Pmn.initAndroid(Context()) // on the desktop JVM: the PKCS12 platform store
+        // What Pmn.initAndroid calls (android/, compiled against the real framework elsewhere): on the
+        // desktop JVM, with no Context, the PKCS12 platform store.
+        PmnPlatform.init(null)
         val keys = DeviceKeyStore.platform()
         fun e2e(name: String) = E2eOptions(keyStore = keys, keyAlias = "$name-tls", trustFile = dir.resolve("$name-trust.json").toString())
         val tvConfig = TestServer.config("child-tv").copy(e2e = e2e("tv"), plainTransport = false)

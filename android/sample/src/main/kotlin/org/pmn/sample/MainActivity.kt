@@ -1,11 +1,12 @@
 package org.pmn.sample
 
+import android.app.Activity
 import android.os.Bundle
 import android.widget.Button
 import android.widget.LinearLayout
 import android.widget.TextView
-import androidx.activity.ComponentActivity
-import androidx.lifecycle.lifecycleScope
+import kotlinx.coroutines.MainScope
+import kotlinx.coroutines.cancel
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.flow.collectLatest
 import kotlinx.coroutines.launch
@@ -21,8 +22,16 @@ import org.pmn.ServiceEvent
 /**
  * One screen: the household's media players, one button each that toggles play/pause, and the last
  * event. The same calls as the JVM command-line remote (bindings/kotlin/sample).
+ *
+ * A plain framework [Activity] with its own main-thread scope rather than androidx's
+ * `ComponentActivity.lifecycleScope`: the sample then needs nothing beyond the framework and
+ * kotlinx-coroutines-android, so the suite compiles it against the real framework jar
+ * (android/robolectric) — androidx.activity is not on Maven Central.
  */
-class MainActivity : ComponentActivity() {
+class MainActivity : Activity() {
+    /** Coroutines on the main thread (Dispatchers.Main), cancelled in [onDestroy]. */
+    private val lifecycleScope = MainScope()
+
     // A real app reads these from its onboarding/pairing screen; placeholders here. The device's
     // TLS key lives in the Android Keystore; pinned peers in the app's private files. Built in
     // onCreate because the keystore needs Pmn.initAndroid first.
@@ -94,6 +103,7 @@ class MainActivity : ComponentActivity() {
     }
 
     override fun onDestroy() {
+        lifecycleScope.cancel() // ends the collectors before the remote goes
         remote.close() // frees the Rust side and ends every subscription
         super.onDestroy()
     }

@@ -66,7 +66,13 @@ fun main(args: Array<String>) {
     )
     runBlocking {
         RemoteControl(config).use { remote ->
-            remote.connect()
+            try {
+                remote.connect()
+            } catch (e: PmnException) {
+                // A wrong password or an unreachable server: say so, without a stack trace.
+                System.err.println("cannot connect: ${e::class.simpleName}: ${e.message}")
+                exitProcess(1)
+            }
             RemoteShell(remote, System.`in`.bufferedReader(), System.out).run()
         }
     }
@@ -91,6 +97,12 @@ class RemoteShell(
                 command(this, words)
             } catch (e: PmnException) {
                 out.println("error: ${e::class.simpleName}: ${e.message}")
+            } catch (e: kotlinx.coroutines.CancellationException) {
+                throw e
+            } catch (e: Exception) {
+                // Anything else (a bug, an exception family of its own): one line, and the shell
+                // goes on — an interactive remote should never die of one command.
+                out.println("error: ${e::class.simpleName}: ${e.message}")
             }
         }
         watches.values.forEach { it.cancel() }
@@ -114,7 +126,15 @@ class RemoteShell(
                 val p = player(words)
                 watches.remove(p.jid)?.cancel()
                 watches[p.jid] = scope.launch {
-                    remote.events(p.jid, "player").collect { out.println("event from ${p.name}: ${describe(it)}") }
+                    // A refused subscription (Forbidden: not paired, or a guest without the scope)
+                    // fails in this child coroutine, not in the command: caught here, or it would
+                    // cancel the shell's scope and end the remote.
+                    try {
+                        remote.events(p.jid, "player").collect { out.println("event from ${p.name}: ${describe(it)}") }
+                    } catch (e: PmnException) {
+                        out.println("error: watch ${p.name}: ${e::class.simpleName}: ${e.message}")
+                        watches.remove(p.jid, coroutineContext[Job]) // unless watched anew since
+                    }
                 }
                 out.println("watching ${p.name}")
             }
