@@ -5,7 +5,7 @@
 use crate::android::{android_jvm, AndroidJvm};
 use crate::bindings::{bindings, kotlin_jvm_tests};
 use crate::ctx::{run, run_counting, Ctx, Result};
-use crate::fuzz::fuzz_smoke;
+use crate::fuzz::{fuzz_smoke, start_fuzz_build};
 use crate::install::{
     install_field_peers, install_interop_peers, install_prosody, FIELD_PYTHON_ENV,
     SLIXMPP_PYTHON_ENV,
@@ -68,6 +68,21 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
             ]),
         )
     })?;
+    // The test binaries first, on every core; then the fuzz smoke's instrumented build starts in
+    // the background at nice 19 and compiles while the tests below wait on the servers.
+    ctx.stage("cargo test (build)", |ctx| {
+        run(
+            "cargo test (build)",
+            ctx.cargo().args([
+                "test",
+                "--workspace",
+                "--features",
+                "test-ca,sources",
+                "--no-run",
+            ]),
+        )
+    })?;
+    let fuzz_build = start_fuzz_build(ctx);
     ctx.stage("cargo test", |ctx| {
         let mut counts = ctx.counts;
         let result = run_counting(
@@ -98,9 +113,9 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
         result
     })?;
     ctx.stage("vendored crates' tests", vendored_tests)?;
-    // The corpus replay runs inside `cargo test` (stable); this builds the targets with libFuzzer
-    // and fuzzes each for a few seconds on top of its corpus.
-    ctx.stage("fuzz smoke", fuzz_smoke)?;
+    // The corpus replay runs inside `cargo test` (stable); this waits for the targets built with
+    // libFuzzer in the background and fuzzes each for a few seconds on top of its corpus.
+    ctx.stage("fuzz smoke", |ctx| fuzz_smoke(ctx, fuzz_build))?;
     ctx.stage("bindings", bindings)?;
     ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
     ctx.stage("package + sample app", |ctx| {
