@@ -497,3 +497,75 @@ async fn recorder_and_library_through_the_exported_api() {
     provider.stop().await;
     c.disconnect().await;
 }
+
+/// A resync listener that reports into a channel.
+struct Resyncs(mpsc::UnboundedSender<(String, String)>);
+
+impl pmn::ResyncListener for Resyncs {
+    fn on_resync(&self, provider: String, service: String) -> Result<(), PmnError> {
+        let _ = self.0.send((provider, service));
+        Ok(())
+    }
+}
+
+/// The app hears when a subscription was restored after a gap (here: the TV restarted and forgot
+/// its subscribers), so it knows to read the state again; before `connect` the watch is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_is_told_when_a_subscription_was_restored_after_a_gap() {
+    let unconnected =
+        Controller::new(config("phone-early"), ChannelListener::quiet()).expect("new");
+    let (tx, mut resyncs) = mpsc::unbounded_channel();
+    assert!(matches!(
+        unconnected.watch_resyncs(Arc::new(Resyncs(tx.clone()))),
+        Err(PmnError::NotConnected { .. })
+    ));
+
+    let backend = Arc::new(AppPlayer::default());
+    // The same config twice: the same full JID comes back.
+    let tv_config = config("app-tv");
+    let provider =
+        pmn::start_player_provider(tv_config.clone(), "App Player".into(), backend.clone())
+            .await
+            .expect("provider");
+    let mut phone = phone().await;
+    let tv = phone.provider("App Player").await.jid;
+    let _watch = phone
+        .controller
+        .watch_resyncs(Arc::new(Resyncs(tx)))
+        .expect("watch");
+    let _sub = phone
+        .controller
+        .subscribe(tv.clone(), "player".into())
+        .await
+        .expect("subscribe");
+    provider.stop().await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while phone.controller.providers().iter().any(|p| p.jid == tv) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the phone sees the TV go");
+    let provider = pmn::start_player_provider(tv_config, "App Player".into(), backend.clone())
+        .await
+        .expect("provider again");
+    phone.provider("App Player").await;
+    let (who, service) = tokio::time::timeout(Duration::from_secs(10), resyncs.recv())
+        .await
+        .expect("a resync after the TV came back")
+        .expect("listener open");
+    assert_eq!((who.as_str(), service.as_str()), (tv.as_str(), "player"));
+    // The restored subscription delivers again.
+    phone
+        .controller
+        .player(tv.clone())
+        .unwrap()
+        .play("file:///again".into())
+        .await
+        .expect("play");
+    phone
+        .event(|e| matches!(e, ServiceEvent::PlayerStateChanged { .. }))
+        .await;
+    provider.stop().await;
+    phone.controller.disconnect().await;
+}

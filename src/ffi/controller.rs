@@ -11,14 +11,14 @@ use super::error::{config, parse_provider, CallOutcome, PmnError};
 use super::gate::{ListenerGate, CLOSE_WAIT};
 use super::guest::GuestPass;
 use super::library::MediaLibrary;
-use super::listener::ControllerListener;
+use super::listener::{ControllerListener, ResyncListener};
 use super::owner::OwnerConsole;
 use super::player::Player;
 use super::playlists::Playlists;
 use super::recorder::Recorder;
 use super::records::{ConnectionState, ProviderInfo};
 use super::runtime;
-use super::task::TaskHandle;
+use super::task::{forward, TaskHandle};
 use super::trust::Trust;
 use crate::core::controller::{Controller as CoreController, ControllerConfig as CoreConfig};
 use crate::core::discovery::DirectoryUpdate;
@@ -330,6 +330,26 @@ impl Controller {
         })
         .await?;
         Ok(Arc::new(TaskHandle::new(subscription)))
+    }
+
+    /// Reports, until the handle is cancelled, each subscription restored after a gap in which
+    /// events may have been lost (see [`ResyncListener`]): the app's cue to read the state again.
+    /// `PmnException.NotConnected` before `connect`.
+    pub fn watch_resyncs(
+        &self,
+        listener: Arc<dyn ResyncListener>,
+    ) -> Result<Arc<TaskHandle>, PmnError> {
+        let core = self.core()?;
+        Ok(forward(
+            vec![],
+            core.resyncs(),
+            "resync listener",
+            move |r| {
+                if let Err(e) = listener.on_resync(r.provider.to_string(), r.service) {
+                    tracing::warn!(error = %e, "resync listener failed");
+                }
+            },
+        ))
     }
 
     /// Tells the library the device's network changed: call it from Android's

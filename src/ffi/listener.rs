@@ -17,3 +17,13 @@ pub trait ControllerListener: Send + Sync {
     /// The connection state changed.
     fn on_connection_state(&self, state: ConnectionState) -> Result<(), PmnError>;
 }
+
+/// Told each time a subscription was restored after a gap: the provider came back online, or
+/// this controller's own session could not be resumed (a server restart, an absence longer than
+/// the server keeps a session). Events sent in between are lost: read the provider's state again
+/// (e.g. `player.status()`). Called from a pmn thread; a method that throws is logged.
+#[uniffi::export(with_foreign)]
+pub trait ResyncListener: Send + Sync {
+    /// The subscription to `service` on `provider` (full JID) is live again after a gap.
+    fn on_resync(&self, provider: String, service: String) -> Result<(), PmnError>;
+}

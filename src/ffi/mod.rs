@@ -34,7 +34,7 @@ pub use error::{CallOutcome, PmnError};
 pub use guest::GuestPass;
 pub use keystore::*;
 pub use library::MediaLibrary;
-pub use listener::ControllerListener;
+pub use listener::{ControllerListener, ResyncListener};
 pub use logging::{
     clear_log_sink, log_stats, set_log_level, set_log_sink, LogLevel, LogSink, LogStats,
 };

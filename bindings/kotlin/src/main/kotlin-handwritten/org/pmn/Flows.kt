@@ -87,3 +87,25 @@ fun Trust.networkPasswords(): Flow<String> = callbackFlow {
     })
     awaitClose { handle.close() }
 }.buffer(Channel.UNLIMITED)
+
+/** A subscription restored after a gap in which events may have been lost (see [Controller.resyncs]). */
+data class Resync(
+    /** The provider's full JID. */
+    val provider: String,
+    /** The service whose subscription is live again, e.g. `player`. */
+    val service: String,
+)
+
+/**
+ * Every subscription of this controller restored after a gap from now on: the provider came back
+ * online, or the controller's own session could not be resumed. Read the provider's state again
+ * when one arrives. Throws `PmnException.NotConnected` before `connect()`.
+ */
+fun Controller.resyncs(): Flow<Resync> = callbackFlow {
+    val handle = watchResyncs(object : ResyncListener {
+        override fun onResync(provider: String, service: String) {
+            trySend(Resync(provider, service))
+        }
+    })
+    awaitClose { handle.close() }
+}.buffer(Channel.UNLIMITED)
