@@ -16,7 +16,7 @@ mod suite;
 use std::env;
 use std::process::ExitCode;
 
-use crate::bench::bench;
+use crate::bench::{bench, soak};
 use crate::bindings::{bindings, kotlin_jvm_tests};
 use crate::ctx::Ctx;
 use crate::demo::demo;
@@ -41,13 +41,16 @@ commands:
   kotlin            the bindings, then only the Kotlin JVM tests (against a fresh Prosody) and
                     the packaged artifact with its sample app
   bench [NAME]      run the benchmarks (only NAME when given)
+  soak [MINUTES]    200 providers and 50 controllers on one network for MINUTES (default 10):
+                    no lost call, RSS slopes, discovery against presence delivery
   mobile-check      phone compile gates: cargo check for 4 Android/iOS targets, the
                     aarch64-android release staticlib (size), the Swift syntax gate
   package           the JVM artifact org.pmn:pmn-kotlin (Kotlin + libpmn.so as a JNA resource)
                     from the release library, installed into ~/.m2, and a sample Maven project
                     outside the tree built against it
   size              release-small footprint: the stripped host cdylib, the aarch64-android
-                    staticlib and cdylib (stub-linked), in bytes, and the crates taking most
+                    staticlib and cdylib (stub-linked), in bytes, and the crates taking most;
+                    then RSS: a controller seeing 100 providers, a provider per extra provider
   fuzz [TARGET] [SECONDS]
                     run the fuzz targets of fuzz/ (cargo-fuzz on nightly; all, or only
                     TARGET) for SECONDS each (default 60), then print the executions
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
                 })
             }),
         Some("bench") if args.len() <= 2 => bench(&mut ctx, args.get(1).map(String::as_str)),
+        Some("soak") if args.len() <= 2 => soak(&mut ctx, args.get(1).map(String::as_str)),
         Some("mobile-check") if args.len() == 1 => mobile_check(&mut ctx),
         Some("package") if args.len() == 1 => {
             ctx.stage("package", |ctx| package(ctx, Build::Release))
