@@ -47,7 +47,7 @@ use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::rpc::xmlrpc::{self, MethodCall, MethodResponse};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
 use pmn::core::session::{Inbound, Session};
-use pmn_testkit::{TestServer, HOME};
+use pmn_testkit::{TestServer, BENCH, HOME};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
@@ -67,8 +67,9 @@ const THREADS_ENV: &str = "PMN_BENCH_PROVIDER_THREADS";
 const SMACK_CLASSPATH_ENV: &str = "PMN_SMACK_CLASSPATH";
 /// Smack round trips before measuring (JIT warm-up).
 const SMACK_WARMUP: usize = 2000;
-/// pmn and Smack blocks per run (each `calls / BLOCKS` round trips).
-const BLOCKS: usize = 10;
+/// pmn and Smack blocks per run (each `calls / BLOCKS` round trips): short, so that a burst of
+/// load on this shared machine hits both sides alike.
+const BLOCKS: usize = 40;
 
 const DEFAULT_RUNS: usize = 3;
 const DEFAULT_CALLS: usize = 2000;
@@ -477,7 +478,9 @@ impl Smack {
             cmd.args(["-cp", classpath, "pmn.bench.SmackPeer", role])
                 .arg(server.port().to_string())
                 .arg(server.ca_path())
-                .args([HOME.jid, HOME.password])
+                // An account of its own, so that neither pair sees the other's presence and
+                // disco#info queries.
+                .args([BENCH.jid, BENCH.password])
                 .arg(format!("{resource}-r{run}-{}", std::process::id()))
                 .arg(payload)
                 .stdin(Stdio::piped())

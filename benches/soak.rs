@@ -8,7 +8,7 @@
 //!   the disco#info queries the controller sent against the distinct caps hashes the presences
 //!   carried.
 //! - **Soak**: every controller discovers every provider, subscribes to the player events of a few,
-//!   then calls `player.status`, `play`, `pause` on random providers at a steady rate until the
+//!   then calls `player.status`, `play`, `set_volume` on random providers at a steady rate until the
 //!   time is up. Every call must succeed (no error, no timeout). Both processes' RSS is sampled
 //!   every second; its slope after the warm-up (the first quarter) is printed.
 //! - **Footprint** (`PMN_SOAK_FOOTPRINT=1`, for `cargo xtask size`): the RSS of a process with one
@@ -237,7 +237,7 @@ async fn mix(controllers: &[Controller], length: Duration, rate: f64) {
                 let call = async {
                     match op {
                         0 => remote.play("file:///soak.mkv").await.map(drop),
-                        1 => remote.pause().await.map(drop),
+                        1 => remote.set_volume((i % 100) as u8).await.map(drop),
                         _ => remote.status().await.map(drop),
                     }
                 };

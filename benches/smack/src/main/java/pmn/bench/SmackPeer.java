@@ -44,6 +44,9 @@ public final class SmackPeer {
     /** The children of a one-line element {@code <query ...>...</query>}, as raw XML. */
     static String inner(Path file) throws IOException {
         String s = Files.readString(file, StandardCharsets.UTF_8).trim();
+        if (s.startsWith("<?")) { // minidom writes an XML declaration first
+            s = s.substring(s.indexOf("?>") + 2).trim();
+        }
         return s.substring(s.indexOf('>') + 1, s.lastIndexOf("</"));
     }
 
