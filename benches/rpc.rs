@@ -16,6 +16,15 @@
 //! controller; the runs are repeated and the spread of the ratios is printed: a ratio that flips
 //! between runs is a bug in the bench, not a property of pmn.
 //!
+//! **Peer baseline, Smack 4.4.8** (benches/smack, built by `cargo xtask bench rpc`, found through
+//! `PMN_SMACK_CLASSPATH`): a Smack client and a Smack responder, each its own JVM, doing the same
+//! iq round trip (pmn's `player.status` call and answer payloads, byte for byte) through the same
+//! Prosody. After the floors, blocks of back-to-back pmn RPCs and blocks of Smack round trips
+//! alternate (the order swapping every block); per block are read the client's CPU time (all its
+//! threads, /proc/PID/task/*/schedstat) and Prosody's write syscalls and bytes (/proc/PID/io
+//! `syscw`, `wchar`). Printed per run and as min / median / max over the runs: the pmn / Smack
+//! ratios of median, p99, client CPU per RPC and Prosody's writes and bytes per RPC.
+//!
 //! With `PMN_BENCH_STRACE=1` (needs `strace`) it then counts Prosody's write syscalls and bytes per
 //! call of each path (one path at a time, `strace -f -p <prosody>`).
 //!
@@ -38,7 +47,7 @@ use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::rpc::xmlrpc::{self, MethodCall, MethodResponse};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
 use pmn::core::session::{Inbound, Session};
-use pmn_testkit::{TestServer, HOME};
+use pmn_testkit::{TestServer, BENCH, HOME};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
@@ -54,6 +63,13 @@ const RUNS_ENV: &str = "PMN_BENCH_RUNS";
 const CALLS_ENV: &str = "PMN_BENCH_CALLS";
 const STRACE_ENV: &str = "PMN_BENCH_STRACE";
 const THREADS_ENV: &str = "PMN_BENCH_PROVIDER_THREADS";
+/// The Smack peer's Java classpath (its jar and Smack's); unset: no Smack baseline.
+const SMACK_CLASSPATH_ENV: &str = "PMN_SMACK_CLASSPATH";
+/// Smack round trips before measuring (JIT warm-up).
+const SMACK_WARMUP: usize = 2000;
+/// pmn and Smack blocks per run (each `calls / BLOCKS` round trips): short, so that a burst of
+/// load on this shared machine hits both sides alike.
+const BLOCKS: usize = 40;
 
 const DEFAULT_RUNS: usize = 3;
 const DEFAULT_CALLS: usize = 2000;
@@ -189,6 +205,7 @@ struct Bench {
     tv: Jid,
     echo: Jid,
     call_payload: Element,
+    answer_payload: Element,
     child: tokio::process::Child,
     child_stdin: tokio::process::ChildStdin,
 }
@@ -254,6 +271,7 @@ impl Bench {
             tv: Jid::from(tv),
             echo,
             call_payload,
+            answer_payload: answer,
             child,
             child_stdin,
         }
@@ -358,6 +376,222 @@ async fn count_writes(bench: &Bench, server: &TestServer) -> Option<Vec<(Path, f
     Some(out)
 }
 
+// ---- the Smack peer pair ---------------------------------------------------------------------
+
+/// CPU time of every thread of process `pid` so far, ns (`/proc/PID/task/*/schedstat`).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Write syscalls and bytes written by process `pid` so far (`/proc/PID/io`).
+fn writes(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("syscw:"), field("wchar:"))
+}
+
+fn prosody_pid(server: &TestServer) -> u32 {
+    std::fs::read_to_string(server.dir().join("prosody.pid"))
+        .expect("prosody.pid")
+        .trim()
+        .parse()
+        .expect("prosody pid")
+}
+
+/// One side's figures over all blocks of a run.
+#[derive(Default, Clone)]
+struct Side {
+    samples: Vec<Duration>,
+    client_cpu_ns: u64,
+    peer_cpu_ns: u64,
+    prosody_writes: u64,
+    prosody_bytes: u64,
+}
+
+impl Side {
+    fn per_call(&self, v: u64) -> f64 {
+        v as f64 / self.samples.len().max(1) as f64
+    }
+}
+
+/// Counters read around one block.
+struct Meter {
+    client: u32,
+    peer: u32,
+    prosody: u32,
+    at: (u64, u64, (u64, u64)),
+}
+
+impl Meter {
+    fn start(client: u32, peer: u32, prosody: u32) -> Meter {
+        Meter {
+            client,
+            peer,
+            prosody,
+            at: (cpu_ns(client), cpu_ns(peer), writes(prosody)),
+        }
+    }
+
+    fn stop(self, side: &mut Side) {
+        let (w, b) = writes(self.prosody);
+        side.client_cpu_ns += cpu_ns(self.client).saturating_sub(self.at.0);
+        side.peer_cpu_ns += cpu_ns(self.peer).saturating_sub(self.at.1);
+        side.prosody_writes += w.saturating_sub(self.at.2 .0);
+        side.prosody_bytes += b.saturating_sub(self.at.2 .1);
+    }
+}
+
+/// The Smack client and responder JVMs of one run.
+struct Smack {
+    client: tokio::process::Child,
+    client_stdin: tokio::process::ChildStdin,
+    client_lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    responder: tokio::process::Child,
+    responder_stdin: tokio::process::ChildStdin,
+}
+
+impl Smack {
+    /// Starts the pair (their payloads are pmn's, `call` and `answer`) and warms the JIT.
+    async fn start(
+        classpath: &str,
+        server: &TestServer,
+        run: usize,
+        call: &Element,
+        answer: &Element,
+    ) -> Smack {
+        let dir = server.dir();
+        let (call_file, answer_file) = (dir.join("smack-call.xml"), dir.join("smack-answer.xml"));
+        std::fs::write(&call_file, String::from(call)).expect("call payload");
+        std::fs::write(&answer_file, String::from(answer)).expect("answer payload");
+        let java = |role: &str, resource: &str, payload: &std::path::Path| {
+            let mut cmd = tokio::process::Command::new("java");
+            cmd.args(["-cp", classpath, "pmn.bench.SmackPeer", role])
+                .arg(server.port().to_string())
+                .arg(server.ca_path())
+                // An account of its own, so that neither pair sees the other's presence and
+                // disco#info queries.
+                .args([BENCH.jid, BENCH.password])
+                .arg(format!("{resource}-r{run}-{}", std::process::id()))
+                .arg(payload)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true);
+            cmd
+        };
+        let mut responder = java("responder", "bench-smack-responder", &answer_file)
+            .spawn()
+            .expect("java (Smack responder)");
+        let responder_stdin = responder.stdin.take().expect("stdin");
+        let mut lines = BufReader::new(responder.stdout.take().expect("stdout")).lines();
+        let jid = expect_prefix(&mut lines, "JID ").await;
+        let mut client = java("client", "bench-smack-client", &call_file)
+            .arg(jid)
+            .spawn()
+            .expect("java (Smack client)");
+        let client_stdin = client.stdin.take().expect("stdin");
+        let client_lines = BufReader::new(client.stdout.take().expect("stdout")).lines();
+        let mut smack = Smack {
+            client,
+            client_stdin,
+            client_lines,
+            responder,
+            responder_stdin,
+        };
+        expect_prefix(&mut smack.client_lines, "READY").await;
+        smack.calls(SMACK_WARMUP).await;
+        smack
+    }
+
+    /// `n` round trips, back to back, as timed by the Smack client.
+    async fn calls(&mut self, n: usize) -> Vec<Duration> {
+        self.client_stdin
+            .write_all(format!("CALLS {n}\n").as_bytes())
+            .await
+            .expect("to the Smack client");
+        self.client_stdin
+            .flush()
+            .await
+            .expect("to the Smack client");
+        let line = expect_prefix(&mut self.client_lines, "NS").await;
+        let samples: Vec<Duration> = line
+            .split_whitespace()
+            .map(|t| Duration::from_nanos(t.parse().expect("ns")))
+            .collect();
+        assert_eq!(samples.len(), n, "Smack client answered every call");
+        samples
+    }
+
+    async fn stop(mut self) {
+        drop(self.client_stdin);
+        drop(self.responder_stdin);
+        for child in [&mut self.client, &mut self.responder] {
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
+}
+
+async fn expect_prefix<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+    prefix: &str,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .expect("peer process answers")
+            .expect("peer stdout")
+            .expect("peer process exited");
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.trim().to_string();
+        }
+    }
+}
+
+/// Blocks of back-to-back pmn RPCs and Smack round trips, alternating: (pmn, Smack).
+async fn versus_smack(
+    bench: &Bench,
+    smack: &mut Smack,
+    prosody: u32,
+    calls: usize,
+) -> (Side, Side) {
+    let (mut pmn, mut peer) = (Side::default(), Side::default());
+    let per_block = calls.div_ceil(BLOCKS);
+    let me = std::process::id();
+    let provider = bench.child.id().unwrap_or(0);
+    let (smack_client, smack_responder) = (
+        smack.client.id().unwrap_or(0),
+        smack.responder.id().unwrap_or(0),
+    );
+    for block in 0..BLOCKS {
+        for turn in 0..2 {
+            if (block + turn) % 2 == 0 {
+                let meter = Meter::start(me, provider, prosody);
+                for _ in 0..per_block {
+                    let t = Instant::now();
+                    bench.remote.status().await.expect("status");
+                    pmn.samples.push(t.elapsed());
+                }
+                meter.stop(&mut pmn);
+            } else {
+                let meter = Meter::start(smack_client, smack_responder, prosody);
+                let samples = smack.calls(per_block).await;
+                meter.stop(&mut peer);
+                peer.samples.extend(samples);
+            }
+        }
+    }
+    (pmn, peer)
+}
+
 /// min / median / max of `values`.
 fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
@@ -378,8 +612,18 @@ async fn controller_process() {
     );
     let mut ratio_echo = (Vec::new(), Vec::new());
     let mut ratio_ping = (Vec::new(), Vec::new());
+    let classpath = env::var(SMACK_CLASSPATH_ENV).ok().filter(|c| !c.is_empty());
+    let prosody = prosody_pid(&server);
+    // pmn / Smack per run: median, p99, client CPU, Prosody writes, Prosody bytes.
+    let mut vs_smack: [Vec<f64>; 5] = Default::default();
     for run in 1..=runs {
         let bench = Bench::start(&server, run).await;
+        let mut smack = match &classpath {
+            Some(cp) => Some(
+                Smack::start(cp, &server, run, &bench.call_payload, &bench.answer_payload).await,
+            ),
+            None => None,
+        };
         let [rpc, echo, ping] = measure(&bench, calls).await;
         println!("run {run}/{runs}");
         for (path, f) in PATHS.iter().zip([rpc, echo, ping]) {
@@ -412,7 +656,52 @@ async fn controller_process() {
                 None => println!("Prosody's writes per call: strace not available"),
             }
         }
+        if let Some(mut pair) = smack.take() {
+            let (pmn, peer) = versus_smack(&bench, &mut pair, prosody, calls).await;
+            pair.stop().await;
+            let n = pmn.samples.len();
+            let (p, q) = (figures(pmn.samples.clone()), figures(peer.samples.clone()));
+            println!(
+                "  vs Smack 4.4.8 pair, {BLOCKS} alternating blocks, {n} round trips each side"
+            );
+            println!(
+                "  {:<10} {:>9} {:>9} {:>13} {:>13} {:>9} {:>9}",
+                "", "median", "p99", "client CPU", "peer CPU", "writes", "bytes"
+            );
+            for (name, side, f) in [("pmn", &pmn, p), ("Smack", &peer, q)] {
+                println!(
+                    "  {name:<10} {:9.1} {:9.1} {:10.1} µs {:10.1} µs {:9.2} {:9.1}",
+                    f.median,
+                    f.p99,
+                    side.per_call(side.client_cpu_ns) / 1e3,
+                    side.per_call(side.peer_cpu_ns) / 1e3,
+                    side.per_call(side.prosody_writes),
+                    side.per_call(side.prosody_bytes),
+                );
+            }
+            let ratios = [
+                p.median / q.median,
+                p.p99 / q.p99,
+                pmn.per_call(pmn.client_cpu_ns) / peer.per_call(peer.client_cpu_ns),
+                pmn.per_call(pmn.prosody_writes) / peer.per_call(peer.prosody_writes),
+                pmn.per_call(pmn.prosody_bytes) / peer.per_call(peer.prosody_bytes),
+            ];
+            println!(
+                "  ratio pmn / Smack            median {:5.2}x p99 {:5.2}x client CPU {:5.2}x \
+                 Prosody writes {:5.2}x bytes {:5.2}x",
+                ratios[0], ratios[1], ratios[2], ratios[3], ratios[4]
+            );
+            for (all, r) in vs_smack.iter_mut().zip(ratios) {
+                all.push(r);
+            }
+        }
         bench.stop().await;
+    }
+    if classpath.is_none() {
+        println!(
+            "Smack baseline skipped: {SMACK_CLASSPATH_ENV} is unset (`cargo xtask bench rpc` \
+             builds benches/smack and sets it)"
+        );
     }
     println!("spread over {runs} runs (min / median / max, max÷min)");
     for (name, values) in [
@@ -426,5 +715,29 @@ async fn controller_process() {
             "  {name:<26} {lo:6.2}x {mid:6.2}x {hi:6.2}x   ({:.2}×)",
             hi / lo
         );
+    }
+    if classpath.is_some() {
+        // The goals of issue 16, each against the Smack pair of the same run.
+        let goals = [
+            ("pmn / Smack, median", 0.85),
+            ("pmn / Smack, p99", 0.3),
+            ("pmn / Smack, client CPU", 0.25),
+            ("pmn / Smack, Prosody writes", 1.0),
+            ("pmn / Smack, Prosody bytes", 1.0),
+        ];
+        for ((name, goal), values) in goals.into_iter().zip(vs_smack) {
+            let (lo, mid, hi) = spread(values);
+            let verdict = if hi <= goal {
+                "met"
+            } else if mid <= goal {
+                "met at the median run"
+            } else {
+                "missed"
+            };
+            println!(
+                "  {name:<26} {lo:6.2}x {mid:6.2}x {hi:6.2}x   ({:.2}×)  goal ≤ {goal:.2}x: {verdict}",
+                hi / lo
+            );
+        }
     }
 }

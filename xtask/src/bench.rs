@@ -1,13 +1,17 @@
 //! `cargo xtask bench [NAME]`: the benchmarks, with Prosody and the interop peers installed;
 //! `cargo xtask bench field`: the field benchmark (tests/field.rs `field_bench`, as root).
 
+use std::path::PathBuf;
 use std::process::Command;
 
-use crate::ctx::{run, Ctx, Result};
+use crate::ctx::{have, run, Ctx, Failure, Result};
 use crate::install::{
-    install_field_peers, install_interop_peers, install_prosody, FIELD_PYTHON_ENV,
+    apt_install, install_field_peers, install_interop_peers, install_prosody, FIELD_PYTHON_ENV,
     SLIXMPP_PYTHON_ENV,
 };
+
+/// The environment variable through which benches/rpc.rs finds the Smack peer's classpath.
+pub(crate) const SMACK_CLASSPATH_ENV: &str = "PMN_SMACK_CLASSPATH";
 
 /// `cargo xtask bench [NAME]`: Prosody and the interop peers, then `cargo bench` (only NAME when given).
 pub(crate) fn bench(ctx: &mut Ctx, name: Option<&str>) -> Result {
@@ -16,10 +20,17 @@ pub(crate) fn bench(ctx: &mut Ctx, name: Option<&str>) -> Result {
     }
     ctx.stage("prerequisites", install_prosody)?;
     let python = ctx.stage("interop peers", install_interop_peers)?;
+    let smack = match name {
+        None | Some("rpc") => Some(ctx.stage("smack peer", smack_peer)?),
+        Some(_) => None,
+    };
     ctx.stage("bench", |ctx| {
         let mut cmd = ctx.cargo();
         cmd.args(["bench", "--features", "test-ca"])
             .env(SLIXMPP_PYTHON_ENV, &python);
+        if let Some(classpath) = &smack {
+            cmd.env(SMACK_CLASSPATH_ENV, classpath);
+        }
         if let Some(name) = name {
             cmd.args(["--bench", name]);
         }
@@ -62,4 +73,62 @@ fn field_bench(ctx: &mut Ctx) -> Result {
                 .env(FIELD_PYTHON_ENV, &python),
         )
     })
+}
+
+/// Builds benches/smack (the Smack 4.4.8 peer pair of benches/rpc.rs, from Maven Central) and
+/// returns its Java classpath: its jar, then Smack's.
+pub(crate) fn smack_peer(ctx: &mut Ctx) -> Result<String> {
+    const STEP: &str = "smack peer";
+    if !have("mvn") || !have("javac") {
+        apt_install(STEP, &["maven", "default-jdk-headless"])?;
+    }
+    let dir = ctx.root.join("benches").join("smack");
+    let classpath_file = dir.join("target").join("classpath.txt");
+    run(
+        STEP,
+        Command::new("mvn")
+            .current_dir(&dir)
+            .args(["-B", "-q", "--no-transfer-progress", "package"])
+            .arg("dependency:build-classpath")
+            .arg(format!("-Dmdep.outputFile={}", classpath_file.display())),
+    )?;
+    let jar: PathBuf = dir.join("target").join("smack-peer-0.1.0.jar");
+    let deps = std::fs::read_to_string(&classpath_file)
+        .map_err(|e| Failure::new(STEP, format!("{}: {e}", classpath_file.display())))?;
+    Ok(format!("{}:{}", jar.display(), deps.trim()))
+}
+
+/// `cargo xtask soak [MINUTES]`: benches/soak.rs (200 providers and 50 controllers on one network,
+/// a sustained mix of calls and events, RSS slopes, discovery against presence delivery) for
+/// MINUTES (default 10).
+pub(crate) fn soak(ctx: &mut Ctx, minutes: Option<&str>) -> Result {
+    let minutes = match minutes {
+        None => 10,
+        Some(m) => m
+            .parse::<u64>()
+            .ok()
+            .filter(|m| (1..=240).contains(m))
+            .ok_or_else(|| Failure::new("soak", format!("MINUTES must be 1..=240, not {m:?}")))?,
+    };
+    ctx.stage("prerequisites", install_prosody)?;
+    ctx.stage("soak", |ctx| {
+        run(
+            "soak",
+            ctx.cargo()
+                .args(["bench", "--features", "test-ca", "--bench", "soak"])
+                .env("PMN_SOAK_MINUTES", minutes.to_string()),
+        )
+    })
+}
+
+/// The footprint figures of benches/soak.rs (`PMN_SOAK_FOOTPRINT=1`): controller RSS seeing 100
+/// providers, provider RSS per extra provider in one process.
+pub(crate) fn rss_footprint(ctx: &mut Ctx) -> Result {
+    install_prosody(ctx)?;
+    run(
+        "size: RSS",
+        ctx.cargo()
+            .args(["bench", "--features", "test-ca", "--bench", "soak"])
+            .env("PMN_SOAK_FOOTPRINT", "1"),
+    )
 }

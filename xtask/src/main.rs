@@ -20,7 +20,7 @@ use std::env;
 use std::process::ExitCode;
 
 use crate::android::{android_jvm, AndroidJvm};
-use crate::bench::bench;
+use crate::bench::{bench, soak};
 use crate::bindings::{bindings, kotlin_jvm_tests};
 use crate::ctx::Ctx;
 use crate::demo::demo;
@@ -51,6 +51,8 @@ commands:
   bench [NAME]      run the benchmarks (only NAME when given); `bench field`: the field
                     benchmark (recovery after kill -9 vs graceful restart, calls under loss
                     vs clean, logins per second during an outage), as root
+  soak [MINUTES]    200 providers and 50 controllers on one network for MINUTES (default 10):
+                    no lost call, RSS slopes, discovery against presence delivery
   mobile-check      phone gates: cargo check for 4 Android/iOS targets, the aarch64-android
                     release staticlib (size), the Android Kotlin (bindings with android = true)
                     compiled against android-all and its Robolectric tests (Pmn.initAndroid
@@ -60,7 +62,8 @@ commands:
                     outside the tree built against it; the Android AAR's layout and the Swift
                     package inputs in target/package (no .so / xcframework: NDK, Xcode)
   size              release-small footprint: the stripped host cdylib, the aarch64-android
-                    staticlib and cdylib (stub-linked), in bytes, and the crates taking most
+                    staticlib and cdylib (stub-linked), in bytes, and the crates taking most;
+                    then RSS: a controller seeing 100 providers, a provider per extra provider
   fuzz [TARGET] [SECONDS | RUNS]
                     run the fuzz targets of fuzz/ (cargo-fuzz on nightly; all, or only
                     TARGET) for SECONDS each (default 60) or RUNS executions each
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
                 })
             }),
         Some("bench") if args.len() <= 2 => bench(&mut ctx, args.get(1).map(String::as_str)),
+        Some("soak") if args.len() <= 2 => soak(&mut ctx, args.get(1).map(String::as_str)),
         Some("mobile-check") if args.len() == 1 => mobile_check(&mut ctx),
         Some("package") if args.len() == 1 => {
             ctx.stage("package", |ctx| package(ctx, Build::Release))

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::bench::rss_footprint;
 use crate::ctx::{run, Ctx, Failure, Result};
 use crate::mobile::mobile_script;
 
@@ -78,7 +79,7 @@ pub(crate) fn size(ctx: &mut Ctx) -> Result {
             *bytes as f64 * 100.0 / total.max(1) as f64
         );
     }
-    Ok(())
+    ctx.stage("size: RSS (benches/soak.rs footprint)", rss_footprint)
 }
 
 /// text + data of an ELF file or archive (`llvm-size`, Berkeley format), if llvm-size runs.

@@ -28,6 +28,17 @@ pub(crate) const EJABBERD_TESTS: &[&str] = &[
     "calls",
     "pubsub",
 ];
+/// The suite's short soak (benches/soak.rs): its size, length and RSS bound.
+pub(crate) const SHORT_SOAK: &[(&str, &str)] = &[
+    // Smaller than `cargo xtask soak`'s 200 × 50: on 2 shared cores Prosody took 72 s to bring
+    // 200 providers of one account online (each presence goes to every other resource).
+    ("PMN_SOAK_SECONDS", "15"),
+    ("PMN_SOAK_PROVIDERS", "40"),
+    ("PMN_SOAK_CONTROLLERS", "10"),
+    // A process's RSS may grow by at most this after the warm-up (allocator noise, buffers
+    // reaching their working size); a leak per call grows without bound.
+    ("PMN_SOAK_MAX_GROWTH_KB", "8192"),
+];
 /// `cargo xtask test`: every stage in order, stopping at the first that fails.
 pub(crate) fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("prerequisites", install_prosody)?;
@@ -98,6 +109,16 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
         );
         ctx.counts = counts;
         result
+    })?;
+    // The short soak (benches/soak.rs in the test profile, so the debug build above is reused):
+    // many providers and controllers on one network, no lost call, bounded RSS growth.
+    ctx.stage("soak (short)", |ctx| {
+        let mut cmd = ctx.cargo();
+        cmd.args(["test", "--features", "test-ca,sources", "--bench", "soak"]);
+        for (key, value) in SHORT_SOAK {
+            cmd.env(key, value);
+        }
+        run("soak (short)", &mut cmd)
     })?;
     ctx.stage("cargo test (ejabberd)", |ctx| {
         let mut counts = ctx.counts;

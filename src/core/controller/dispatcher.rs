@@ -228,6 +228,7 @@ impl Dispatcher {
 
     fn query_info(&self, jid: FullJid, caps: Option<Advertised>) {
         let node = caps.as_ref().and_then(Advertised::query_node);
+        crate::core::discovery::count_info_query();
         let shared = self.shared.clone();
         let infos = self.infos.clone();
         tokio::spawn(async move {

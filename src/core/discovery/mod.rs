@@ -20,7 +20,8 @@ pub use caps::{
 pub use directory::{
     is_service_feature, DirectoryUpdate, PresenceOutcome, ProviderDirectory, ProviderInfo,
 };
-pub use queries::{InfoQueries, InfoQuery, QueryLimits, QueryStart};
+pub(crate) use queries::count_info_query;
+pub use queries::{info_queries_sent, InfoQueries, InfoQuery, QueryLimits, QueryStart};
 
 /// disco#info identity category of a service provider (spec §6).
 pub const IDENTITY_CATEGORY: &str = "automation";

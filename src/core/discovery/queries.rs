@@ -8,10 +8,25 @@
 //! presence is looked at again.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use xmpp_parsers::jid::FullJid;
 
 use super::caps::{Advertised, CapsKey};
+
+/// disco#info queries sent by the controllers of this process.
+static SENT: AtomicU64 = AtomicU64::new(0);
+
+/// disco#info queries sent so far by every controller of this process (a benchmark's figure:
+/// `cargo xtask soak` holds it to the number of distinct caps hashes).
+pub fn info_queries_sent() -> u64 {
+    SENT.load(Ordering::Relaxed)
+}
+
+/// Counts one disco#info query sent.
+pub(crate) fn count_info_query() {
+    SENT.fetch_add(1, Ordering::Relaxed);
+}
 
 /// How many disco#info queries may be pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
