@@ -12,6 +12,8 @@
 //! test server raises it), and paging has to work without RSM (see [`fetch`]).
 //!
 //! One file per job:
+//! - [`address`]: a playlist named in a media URI (`xmpp:<publisher>?pmn-playlist;name=<name>`),
+//!   which a TV resolves itself;
 //! - [`entry`]: the `<entry>` payload, its bounds, the strict parser;
 //! - [`signature`]: owner signatures on entries (the guest-grant signing path, its own tag);
 //! - [`node`]: node names, access models (own network, friends, open), create/configure/purge;
@@ -23,6 +25,7 @@
 //!
 //! [`Playlists`] ties them to one session for the role layer above.
 
+pub mod address;
 pub mod entry;
 pub mod error;
 pub mod fetch;
@@ -39,10 +42,11 @@ use std::time::Duration;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::stanza::Stanza;
 
+pub use address::{playlist_uri, PlaylistAddress};
 pub use entry::{MediaKind, PlaylistEntry, MAX_ENTRY_BYTES, NS_PLAYLIST};
 pub use error::{IgnoredReason, PlaylistError};
 pub use fetch::{FetchLimits, FetchOutcome};
-pub use node::{ensure_playlist, Access};
+pub use node::{ensure_playlist, read_access, Access};
 pub use signature::VerifiedEntry;
 pub use stats::PubsubStats;
 pub use watch::{PlaylistChange, PlaylistWatch, MAX_SUBSCRIPTIONS};
@@ -150,6 +154,11 @@ impl Playlists {
             self.config.timeout,
         )
         .await
+    }
+
+    /// Who may read our playlist `name`, as the server has it configured.
+    pub async fn access(&self, name: &str) -> Result<Access, PlaylistError> {
+        read_access(&self.session, name, self.config.timeout).await
     }
 
     /// Removes entry `id` from our playlist `name`.
