@@ -983,3 +983,133 @@ async fn a_tv_given_a_playlist_address_resolves_verifies_and_plays_it_in_order()
     publisher.close().await;
     other.close().await;
 }
+
+/// The server replays signed entries: an old version of an entry after a newer one, the same
+/// version again, a version the owner since retracted. The signatures verify, but none is taken
+/// as news, live or in the catch-up; the owner's next edit is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_old_and_retracted_versions_are_not_taken_for_new() {
+    let home = Household::new("plreplay", "home.test");
+    let friend = Household::new("plreplayf", "friend.test");
+    let phone = home.device("phone").await;
+    phone
+        .playlists
+        .create("radio", &Access::Open)
+        .await
+        .expect("create");
+    let mut tv = friend.device("tv").await;
+    tv.playlists
+        .subscribe(&home.jid(), "radio", home.owners.clone())
+        .await
+        .expect("subscribe");
+    let session = phone.playlists.session().clone();
+    let net = home.jid();
+    // What the server holds and can send again: a version signed by the owner at `updated`.
+    let replay = |e: &PlaylistEntry, updated: u64| {
+        let sig = pmn::core::pubsub::signature::sign_entry(
+            &net,
+            "radio",
+            e,
+            updated,
+            home.store.as_ref(),
+            OWNER_ALIAS,
+        )
+        .expect("sign");
+        pmn_entry_element(e, updated, Some(sig))
+    };
+    let e1 = entry("e1", 1);
+    let current = phone
+        .playlists
+        .publish("radio", &e1)
+        .await
+        .expect("publish");
+    assert!(matches!(
+        tv.next_change().await,
+        PlaylistChange::Published { .. }
+    ));
+
+    // The same version again, then an older one: no news.
+    for (n, updated) in [(1, current.updated), (2, 5)] {
+        publish_element(&session, "radio", "e1", replay(&e1, updated), WAIT)
+            .await
+            .expect("replay");
+        wait_stats(&tv, |s| s.replayed == n).await;
+    }
+    // A version the owner retracted, sent again.
+    let e2 = entry("e2", 2);
+    let gone = phone
+        .playlists
+        .publish("radio", &e2)
+        .await
+        .expect("publish");
+    assert!(matches!(
+        tv.next_change().await,
+        PlaylistChange::Published { .. }
+    ));
+    phone
+        .playlists
+        .retract("radio", "e2")
+        .await
+        .expect("retract");
+    assert!(matches!(
+        tv.next_change().await,
+        PlaylistChange::Retracted { .. }
+    ));
+    publish_element(&session, "radio", "e2", replay(&e2, gone.updated), WAIT)
+        .await
+        .expect("replay");
+    wait_stats(&tv, |s| s.replayed == 3).await;
+    tv.no_change().await;
+
+    // The catch-up holds e1 at version 5 and e2 retracted: neither is taken.
+    let fetched = tv
+        .playlists
+        .fetch(&home.jid(), "radio", &home.owners)
+        .await
+        .expect("fetch");
+    assert!(fetched.entries.is_empty(), "{:?}", fetched.entries);
+    assert_eq!(tv.playlists.stats().replayed, 5);
+    // Replayed under another id, the signature breaks (it binds the id).
+    publish_element(
+        &session,
+        "radio",
+        "e9",
+        replay(&e1, current.updated + 1),
+        WAIT,
+    )
+    .await
+    .expect("moved");
+    wait_stats(&tv, |s| s.bad_signature == 1).await;
+
+    // The owner's next edit is a newer version: news, live and in the catch-up. Two edits in one
+    // second still carry two versions.
+    let edited = PlaylistEntry {
+        title: "Episode e1 (edited)".into(),
+        ..e1.clone()
+    };
+    let first = phone
+        .playlists
+        .publish("radio", &edited)
+        .await
+        .expect("edit");
+    let again = phone
+        .playlists
+        .publish("radio", &edited)
+        .await
+        .expect("edit");
+    assert!(again.updated > first.updated && first.updated > current.updated);
+    for expected in [&first, &again] {
+        match tv.next_change().await {
+            PlaylistChange::Published { entry, .. } => assert_eq!(&entry, expected),
+            other => panic!("expected the edit, got {other:?}"),
+        }
+    }
+    let fetched = tv
+        .playlists
+        .fetch(&home.jid(), "radio", &home.owners)
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.entries, vec![again]);
+    phone.close().await;
+    tv.close().await;
+}
