@@ -1535,3 +1535,100 @@ async fn a_removed_owner_key_is_removed_from_a_provider_that_was_off() {
     tv2.stop().await;
     host.stop().await;
 }
+
+/// A guest with `playback` plays a playlist Julia shared with his household: the TV reads the
+/// node, checks that its access model names Romeo's network, verifies Julia's signatures and
+/// plays the entries in order. A playlist she did not share, another household's playlist and
+/// `enqueue` (not in his scope) are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_plays_a_playlist_shared_with_his_household_and_no_other() {
+    use pmn::core::pubsub::{playlist_uri, Access, MediaKind, PlaylistEntry};
+    let host = Host::start().await;
+    let romeo_account = romeo_account();
+    let romeo_net: BareJid = romeo_account.jid.parse().expect("jid");
+    let (romeo, _romeo_keys) = romeo_phone(&romeo_account).await;
+    grant_romeo(&host, &romeo, vec![Scope::Playback]).await;
+    let tv = host.tv_jid();
+    romeo
+        .wait_for_provider(|p| p.jid == tv, T)
+        .await
+        .expect("guest discovers the TV");
+
+    let film = |id: &str, position: u32| PlaylistEntry {
+        id: id.to_owned(),
+        title: format!("Film {id}"),
+        uri: format!("https://films.example/{id}.mkv"),
+        kind: MediaKind::Video,
+        duration_ms: Some(5_400_000),
+        artwork: None,
+        position,
+    };
+    let shared = unique("film-night");
+    let private = unique("just-us");
+    let playlists = host.phone.playlists();
+    playlists
+        .create(&shared, &Access::Friends(vec![romeo_net.clone()]))
+        .await
+        .expect("create shared");
+    playlists
+        .create(&private, &Access::OwnNetwork)
+        .await
+        .expect("create private");
+    for (id, position) in [("second", 2), ("first", 1)] {
+        playlists
+            .publish(&shared, &film(id, position))
+            .await
+            .expect("publish");
+    }
+    playlists
+        .publish(&private, &film("ours", 0))
+        .await
+        .expect("publish");
+
+    let player = romeo.player(tv.clone());
+    let status = player
+        .play(&playlist_uri(&home(), &shared))
+        .await
+        .expect("the shared playlist plays");
+    assert_eq!(
+        status.uri.as_deref(),
+        Some("https://films.example/first.mkv")
+    );
+    assert_eq!(status.title.as_deref(), Some("Film first"));
+    let next = player.next().await.expect("next");
+    assert_eq!(
+        next.uri.as_deref(),
+        Some("https://films.example/second.mkv")
+    );
+    let refused_before = host.tv.stats().media_refused;
+
+    // Not shared with him, another household's, and enqueue (outside `playback`): refused.
+    let r = player.play(&playlist_uri(&home(), &private)).await;
+    assert!(is_forbidden(&r), "{r:?}");
+    let r = player.play(&playlist_uri(&romeo_net, "anything")).await;
+    assert!(is_forbidden(&r), "{r:?}");
+    let r = player.enqueue(&playlist_uri(&home(), &shared), None).await;
+    assert!(is_forbidden(&r), "{r:?}");
+    assert_eq!(host.tv.stats().media_refused, refused_before + 2);
+    // Still the shared playlist playing.
+    let status = player.status().await.expect("status");
+    assert_eq!(
+        status.uri.as_deref(),
+        Some("https://films.example/second.mkv")
+    );
+    let audit = host
+        .phone
+        .owner()
+        .expect("an owner device")
+        .access_audit(&tv, 0)
+        .await
+        .expect("audit");
+    assert!(
+        audit.iter().any(|r| r.kind == AuditKind::Deny
+            && r.method.as_deref() == Some("player.play")
+            && r.detail.contains("playlist-not-shared")),
+        "{audit:?}"
+    );
+    romeo.close().await;
+    host.stop().await;
+}

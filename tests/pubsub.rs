@@ -853,3 +853,263 @@ async fn a_friends_playlist_is_enqueued_on_the_tv_in_order_and_plays() {
     tv.stop().await;
     publisher.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tv_given_a_playlist_address_resolves_verifies_and_plays_it_in_order() {
+    use pmn::core::controller::{Controller, ControllerConfig};
+    use pmn::core::error::ErrorKind;
+    use pmn::core::provider::{Provider, ProviderConfig};
+    use pmn::core::pubsub::playlist_uri;
+    use pmn::core::services::player::{PlaybackState, PlayerService, SimulatedPlayer};
+    let friend = Household::new("pladdr", "friend.test");
+    let unknown = Household::new("pladdru", "friend.test");
+    let publisher = friend.device("phone").await;
+    publisher
+        .playlists
+        .create("evening", &Access::Open)
+        .await
+        .expect("create");
+    for (id, position) in [("b", 2), ("a", 1), ("c", 3)] {
+        publisher
+            .playlists
+            .publish("evening", &entry(id, position))
+            .await
+            .expect("publish");
+    }
+    // Signed by the owner, but an mpv pseudo-protocol: skipped and counted by the TV.
+    let edl = PlaylistEntry {
+        uri: "edl://x;y".into(),
+        ..entry("d", 4)
+    };
+    publisher
+        .playlists
+        .publish("evening", &edl)
+        .await
+        .expect("publish");
+    // Put there by someone else than the owner (unsigned): dropped by the signature check.
+    let session = publisher.playlists.session().clone();
+    publish_element(
+        &session,
+        "evening",
+        "z",
+        pmn_entry_element(&entry("z", 0), 7, None),
+        WAIT,
+    )
+    .await
+    .expect("publish unsigned");
+    let other = unknown.device("phone").await;
+    other
+        .playlists
+        .create("noise", &Access::Open)
+        .await
+        .expect("create");
+    other
+        .playlists
+        .publish("noise", &entry("n", 0))
+        .await
+        .expect("publish");
+
+    let name = unique("Playlist TV");
+    let player = Arc::new(PlayerService::new(Arc::new(SimulatedPlayer::default())));
+    let tv = Provider::start(
+        ProviderConfig {
+            playlist_owners: vec![friend.owners.clone()],
+            ..ProviderConfig::plain(session_config(&HOME, &unique("pltv")), &name)
+        },
+        vec![player],
+    )
+    .await
+    .expect("tv");
+    let phone = Controller::connect(ControllerConfig::plain(session_config(
+        &HOME,
+        &unique("plremote"),
+    )))
+    .await
+    .expect("controller");
+    let tv_jid = phone
+        .wait_for_provider(|p| p.name == name, WAIT)
+        .await
+        .expect("tv online")
+        .jid;
+    let remote = phone.player(tv_jid.clone());
+    let evening = playlist_uri(&friend.jid(), "evening");
+    let in_order = [
+        "https://podcasts.example/a.mp3",
+        "https://podcasts.example/b.mp3",
+        "https://podcasts.example/c.mp3",
+    ];
+
+    // Enqueue appends the verified entries in playlist order, each with its title.
+    let queue = remote.enqueue(&evening, None).await.expect("enqueue");
+    let uris: Vec<_> = queue.items.iter().map(|i| i.uri.as_str()).collect();
+    assert_eq!(uris, in_order);
+    assert_eq!(queue.items[1].title.as_deref(), Some("Episode b"));
+    assert_eq!(queue.current, None, "enqueue does not start playing");
+    // A title for a whole playlist is a bad request.
+    let titled = remote.enqueue(&evening, Some("all")).await;
+    assert!(
+        matches!(&titled, Err(e) if e.kind() == ErrorKind::BadParams),
+        "{titled:?}"
+    );
+
+    // Play replaces the queue with the playlist and starts its first entry.
+    let status = remote.play(&evening).await.expect("play");
+    assert_eq!(status.state, PlaybackState::Playing);
+    assert_eq!(status.uri.as_deref(), Some(in_order[0]));
+    assert_eq!(status.title.as_deref(), Some("Episode a"));
+    let queue = remote.queue().await.expect("queue");
+    let uris: Vec<_> = queue.items.iter().map(|i| i.uri.as_str()).collect();
+    assert_eq!(uris, in_order, "replaced, not appended");
+    assert_eq!(queue.current, Some(0));
+    let next = remote.next().await.expect("next");
+    assert_eq!(next.uri.as_deref(), Some(in_order[1]));
+
+    // The pseudo-protocol entry was skipped each time, the unsigned one dropped each time.
+    assert_eq!(tv.stats().media_refused, 2);
+    assert_eq!(tv.playlist_stats().unsigned, 2);
+
+    // A household whose owner keys the TV does not have: nothing can be verified, forbidden.
+    let refused = remote
+        .enqueue(&playlist_uri(&unknown.jid(), "noise"), None)
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == ErrorKind::Forbidden),
+        "{refused:?}"
+    );
+    assert_eq!(remote.queue().await.expect("queue").items.len(), 3);
+
+    phone.close().await;
+    tv.stop().await;
+    publisher.close().await;
+    other.close().await;
+}
+
+/// The server replays signed entries: an old version of an entry after a newer one, the same
+/// version again, a version the owner since retracted. The signatures verify, but none is taken
+/// as news, live or in the catch-up; the owner's next edit is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_old_and_retracted_versions_are_not_taken_for_new() {
+    let home = Household::new("plreplay", "home.test");
+    let friend = Household::new("plreplayf", "friend.test");
+    let phone = home.device("phone").await;
+    phone
+        .playlists
+        .create("radio", &Access::Open)
+        .await
+        .expect("create");
+    let mut tv = friend.device("tv").await;
+    tv.playlists
+        .subscribe(&home.jid(), "radio", home.owners.clone())
+        .await
+        .expect("subscribe");
+    let session = phone.playlists.session().clone();
+    let net = home.jid();
+    // What the server holds and can send again: a version signed by the owner at `updated`.
+    let replay = |e: &PlaylistEntry, updated: u64| {
+        let sig = pmn::core::pubsub::signature::sign_entry(
+            &net,
+            "radio",
+            e,
+            updated,
+            home.store.as_ref(),
+            OWNER_ALIAS,
+        )
+        .expect("sign");
+        pmn_entry_element(e, updated, Some(sig))
+    };
+    let e1 = entry("e1", 1);
+    let current = phone
+        .playlists
+        .publish("radio", &e1)
+        .await
+        .expect("publish");
+    assert!(matches!(
+        tv.next_change().await,
+        PlaylistChange::Published { .. }
+    ));
+
+    // The same version again, then an older one: no news.
+    for (n, updated) in [(1, current.updated), (2, 5)] {
+        publish_element(&session, "radio", "e1", replay(&e1, updated), WAIT)
+            .await
+            .expect("replay");
+        wait_stats(&tv, |s| s.replayed == n).await;
+    }
+    // A version the owner retracted, sent again.
+    let e2 = entry("e2", 2);
+    let gone = phone
+        .playlists
+        .publish("radio", &e2)
+        .await
+        .expect("publish");
+    assert!(matches!(
+        tv.next_change().await,
+        PlaylistChange::Published { .. }
+    ));
+    phone
+        .playlists
+        .retract("radio", "e2")
+        .await
+        .expect("retract");
+    assert!(matches!(
+        tv.next_change().await,
+        PlaylistChange::Retracted { .. }
+    ));
+    publish_element(&session, "radio", "e2", replay(&e2, gone.updated), WAIT)
+        .await
+        .expect("replay");
+    wait_stats(&tv, |s| s.replayed == 3).await;
+    tv.no_change().await;
+
+    // The catch-up holds e1 at version 5 and e2 retracted: neither is taken.
+    let fetched = tv
+        .playlists
+        .fetch(&home.jid(), "radio", &home.owners)
+        .await
+        .expect("fetch");
+    assert!(fetched.entries.is_empty(), "{:?}", fetched.entries);
+    assert_eq!(tv.playlists.stats().replayed, 5);
+    // Replayed under another id, the signature breaks (it binds the id).
+    publish_element(
+        &session,
+        "radio",
+        "e9",
+        replay(&e1, current.updated + 1),
+        WAIT,
+    )
+    .await
+    .expect("moved");
+    wait_stats(&tv, |s| s.bad_signature == 1).await;
+
+    // The owner's next edit is a newer version: news, live and in the catch-up. Two edits in one
+    // second still carry two versions.
+    let edited = PlaylistEntry {
+        title: "Episode e1 (edited)".into(),
+        ..e1.clone()
+    };
+    let first = phone
+        .playlists
+        .publish("radio", &edited)
+        .await
+        .expect("edit");
+    let again = phone
+        .playlists
+        .publish("radio", &edited)
+        .await
+        .expect("edit");
+    assert!(again.updated > first.updated && first.updated > current.updated);
+    for expected in [&first, &again] {
+        match tv.next_change().await {
+            PlaylistChange::Published { entry, .. } => assert_eq!(&entry, expected),
+            other => panic!("expected the edit, got {other:?}"),
+        }
+    }
+    let fetched = tv
+        .playlists
+        .fetch(&home.jid(), "radio", &home.owners)
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.entries, vec![again]);
+    phone.close().await;
+    tv.close().await;
+}

@@ -31,12 +31,19 @@ enum Reply {
     Unsized(Vec<u8>),
     /// Accepts and never answers.
     Hang,
+    /// 200 with this RSS body and these validators (ETag, Last-Modified), or 304 when the
+    /// request's `If-None-Match` / `If-Modified-Since` names them.
+    Versioned(Option<&'static str>, Option<&'static str>, Vec<u8>),
+    /// 304 whatever was asked.
+    NotModified,
 }
 
 /// An HTTP/1.1 server on 127.0.0.1 serving fixed replies by path; the test changes them.
 struct FeedServer {
     port: u16,
     replies: Arc<Mutex<HashMap<String, Reply>>>,
+    /// How many 304s it sent.
+    not_modified: Arc<std::sync::atomic::AtomicU32>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -47,10 +54,13 @@ impl FeedServer {
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let replies: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
+        let not_modified: Arc<std::sync::atomic::AtomicU32> = Arc::default();
         let r = replies.clone();
+        let counted = not_modified.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let replies = r.clone();
+                let counted = counted.clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -63,7 +73,39 @@ impl FeedServer {
                     let text = String::from_utf8_lossy(&head);
                     let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     let reply = replies.lock().expect("lock").get(&path).cloned();
+                    let header = |name: &str| {
+                        text.lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.trim()
+                                .eq_ignore_ascii_case(name)
+                                .then(|| v.trim().to_owned())
+                        })
+                    };
+                    let not_modified =
+                        b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n".to_vec();
                     let out = match reply {
+                        Some(Reply::Versioned(etag, modified, body)) => {
+                            let unchanged = match (etag, header("if-none-match")) {
+                                (Some(e), Some(asked)) => asked == e,
+                                _ => modified.is_some() && header("if-modified-since").as_deref() == modified,
+                            };
+                            if unchanged {
+                                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                not_modified
+                            } else {
+                                let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n".to_vec();
+                                if let Some(e) = etag {
+                                    out.extend_from_slice(format!("ETag: {e}\r\n").as_bytes());
+                                }
+                                if let Some(m) = modified {
+                                    out.extend_from_slice(format!("Last-Modified: {m}\r\n").as_bytes());
+                                }
+                                out.extend_from_slice(format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+                                out.extend_from_slice(&body);
+                                out
+                            }
+                        }
+                        Some(Reply::NotModified) => not_modified,
                         Some(Reply::Body(kind, body)) => {
                             let mut out = format!(
                                 "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -92,6 +134,7 @@ impl FeedServer {
         FeedServer {
             port,
             replies,
+            not_modified,
             accept,
         }
     }
@@ -480,4 +523,96 @@ async fn the_exported_api_starts_a_source_provider() {
     assert_eq!(page.items[0].title, "Film night");
     provider.stop().await;
     controller.close().await;
+}
+
+/// RSS with episodes `(number, title)`.
+fn rss_titled(episodes: &[(u32, &str)]) -> Vec<u8> {
+    let mut xml = String::from(
+        r#"<?xml version="1.0"?><rss version="2.0"><channel><title>Night Talks</title>"#,
+    );
+    for (n, title) in episodes {
+        xml.push_str(&format!(
+            r#"<item><title>{title}</title><guid>ep{n}</guid><enclosure url="https://cdn.example/ep{n}.mp3" type="audio/mpeg" length="1000"/></item>"#
+        ));
+    }
+    xml.push_str("</channel></rss>");
+    xml.into_bytes()
+}
+
+/// An entry edited in place (same guid, new title) is a change of its own; a feed read again
+/// with its ETag or Last-Modified costs a 304 and keeps its items; a 304 nobody asked for is a
+/// typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_entry_is_a_change_and_an_unchanged_feed_costs_a_304() {
+    use pmn::core::services::library::MediaLibrary;
+    let http = FeedServer::start().await;
+    let lm = "Tue, 01 Dec 2026 10:00:00 GMT";
+    http.serve(
+        "/etag",
+        Reply::Versioned(
+            Some("\"v1\""),
+            Some(lm),
+            rss_titled(&[(1, "One"), (2, "Two")]),
+        ),
+    );
+    http.serve(
+        "/dated",
+        Reply::Versioned(None, Some(lm), rss_titled(&[(3, "Three")])),
+    );
+    let library = SourceLibrary::new(fast_config(vec![http.url("/etag"), http.url("/dated")]))
+        .expect("library");
+    let first = library.refresh().await;
+    assert_eq!(first.iter().map(|c| c.added_count).sum::<u32>(), 3);
+
+    // Unchanged: both feeds answer 304 (one by ETag, one by date); nothing changes.
+    assert!(library.refresh().await.is_empty());
+    assert_eq!(
+        http.not_modified.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let status = library.status();
+    assert_eq!(
+        status
+            .iter()
+            .map(|s| (s.not_modified, s.items))
+            .collect::<Vec<_>>(),
+        [(1, 2), (1, 1)]
+    );
+    assert_eq!(
+        library.browse("feed0", 0, 10).expect("browse").items.len(),
+        2
+    );
+
+    // Episode 1 edited (same guid, new title), a new version: one change listing it as changed.
+    http.serve(
+        "/etag",
+        Reply::Versioned(
+            Some("\"v2\""),
+            Some(lm),
+            rss_titled(&[(1, "One (fixed)"), (2, "Two")]),
+        ),
+    );
+    let edited = library.refresh().await;
+    assert_eq!(edited.len(), 1, "{edited:?}");
+    let change = &edited[0];
+    assert_eq!(change.container, "feed0");
+    assert_eq!(
+        (
+            change.added_count,
+            change.removed_count,
+            change.changed_count
+        ),
+        (0, 0, 1)
+    );
+    let item = library.item(&change.changed[0]).expect("the edited item");
+    assert_eq!(item.title, "One (fixed)");
+
+    // A 304 to a request that asked nothing: a typed error, the last good items kept.
+    http.serve("/etag", Reply::NotModified);
+    let fresh = SourceLibrary::new(fast_config(vec![http.url("/etag")])).expect("library");
+    assert!(fresh.refresh().await.is_empty());
+    assert_eq!(fresh.status()[0].last_error, Some(SourceError::Status(304)));
+    // To the library that asked with v2's ETag, the same 304 means unchanged.
+    assert!(library.refresh().await.is_empty());
+    assert_eq!(library.status()[0].items, 2);
 }

@@ -14,6 +14,7 @@ use crate::install::{
 pub(crate) const SMACK_CLASSPATH_ENV: &str = "PMN_SMACK_CLASSPATH";
 
 /// `cargo xtask bench [NAME]`: Prosody and the interop peers, then `cargo bench` (only NAME when given).
+/// `pubsub` needs the `sources` feature and runs only when named.
 pub(crate) fn bench(ctx: &mut Ctx, name: Option<&str>) -> Result {
     if name == Some("field") {
         return field_bench(ctx);
@@ -26,7 +27,14 @@ pub(crate) fn bench(ctx: &mut Ctx, name: Option<&str>) -> Result {
     };
     ctx.stage("bench", |ctx| {
         let mut cmd = ctx.cargo();
-        cmd.args(["bench", "--features", "test-ca"])
+        // The pubsub bench browses the source provider, which only the `sources` feature builds;
+        // the others keep the phone library's feature set.
+        let features = if name == Some("pubsub") {
+            "test-ca,sources"
+        } else {
+            "test-ca"
+        };
+        cmd.args(["bench", "--features", features])
             .env(SLIXMPP_PYTHON_ENV, &python);
         if let Some(classpath) = &smack {
             cmd.env(SMACK_CLASSPATH_ENV, classpath);

@@ -14,8 +14,10 @@ use crate::mobile::{mobile_script, swift_syntax};
 use crate::package::{package, Build};
 
 /// The integration tests that run against ejabberd as well as Prosody: login, discovery, RPC,
-/// events, the tunnel, pairing, XEP-0189, the guest flow, restarts, the reader's limits and call
-/// semantics. The tamper tests need Prosody's attacker module and stay Prosody-only, and so does
+/// events, the tunnel, pairing, XEP-0189, the guest flow, restarts, the reader's limits, call
+/// semantics, shared playlists (PEP on mod_pubsub, the TV resolving playlist addresses, a guest
+/// playing a shared one) and the source provider (its radio stations come from a PEP node; 17 s
+/// with ejabberd's start). The tamper tests need Prosody's attacker module and stay Prosody-only, and so does
 /// tests/foreground.rs (the test ejabberd has no CSI module).
 pub(crate) const EJABBERD_TESTS: &[&str] = &[
     "session",
@@ -27,6 +29,7 @@ pub(crate) const EJABBERD_TESTS: &[&str] = &[
     "stream_limits",
     "calls",
     "pubsub",
+    "sources",
 ];
 /// The suite's short soak (benches/soak.rs): its size, length and RSS bound.
 pub(crate) const SHORT_SOAK: &[(&str, &str)] = &[

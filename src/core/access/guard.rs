@@ -124,6 +124,12 @@ impl AccessGuard {
         self.acl().admits(guest, device, unix_now())
     }
 
+    /// The network's owner keys as the ACL holds them now (revoked owners' keys dropped): what a
+    /// TV verifies the household's signed playlist entries with.
+    pub fn owner_keys(&self) -> super::OwnerKeys {
+        self.acl().owner_keys().clone()
+    }
+
     /// Whether `guest` holds an active grant (then it may read disco#info in clear).
     pub fn knows_guest(&self, guest: &BareJid) -> bool {
         self.acl().knows_guest(guest, unix_now())

@@ -52,6 +52,7 @@ mod expiry;
 mod feed;
 mod limits;
 mod media;
+mod playlist;
 mod policy;
 mod subscription;
 
@@ -64,15 +65,17 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::core::access::{AccessGuard, AccessSettings};
+use crate::core::access::{AccessGuard, AccessSettings, OwnerKeys};
 use crate::core::discovery::disco_info_for;
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::plumbing;
+use crate::core::pubsub::{FetchLimits, Playlists, PlaylistsConfig, PubsubStats};
 use crate::core::rpc::events::EventSink;
 use crate::core::rpc::xmlrpc::Limits;
 use crate::core::rpc::{RpcRouter, Service};
+use crate::core::services::player;
 use crate::core::session::{Session, SessionConfig};
 
 pub use limits::{ProviderLimits, ProviderStats};
@@ -97,6 +100,11 @@ pub struct ProviderConfig {
     pub access: Option<AccessSettings>,
     /// Which media URIs callers may make the player open (`player.play`, `player.enqueue`).
     pub media: MediaPolicy,
+    /// Owner keys of other households whose playlists the player plays when a caller names one
+    /// ([`crate::core::pubsub::playlist_uri`] in `player.play` / `player.enqueue`): the TV
+    /// fetches the node and plays the entries these keys signed. The household's own playlists
+    /// verify against the ACL's owner keys (with [`ProviderConfig::access`]). Default: none.
+    pub playlist_owners: Vec<OwnerKeys>,
     /// The bounds on what callers may hold (calls in flight, subscriptions, audit records).
     pub limits: ProviderLimits,
     /// Bounds on decoding calls, for services that set none of their own ([`Service::limits`]);
@@ -123,6 +131,7 @@ impl ProviderConfig {
             e2e: None,
             access: None,
             media: MediaPolicy::default(),
+            playlist_owners: Vec::new(),
             limits: ProviderLimits::default(),
             rpc_limits: Limits::DEFAULT,
         }
@@ -140,6 +149,8 @@ pub struct Provider {
     stats: Arc<limits::Counters>,
     /// The memories of recent calls, own devices' and guests' (for [`Provider::stats`]).
     call_logs: [calls::SharedCallLog; 2],
+    /// Resolves playlist addresses for the player (its counters are [`Provider::playlist_stats`]).
+    playlists: Playlists,
     task: JoinHandle<()>,
 }
 
@@ -188,17 +199,6 @@ impl Provider {
             subscriptions: subscriptions.clone(),
             stats: stats.clone(),
         }));
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        for service in services {
-            service.bind_events(EventSink::new(service.name(), events_tx.clone()));
-            router.add(service)?;
-        }
-        let mut features: Vec<&str> = router.services().map(|s| s.feature()).collect();
-        if config.e2e.is_some() {
-            // Hear at once when a device key of the network is retracted (revocation).
-            features.push(crate::core::e2e::pubkey::NOTIFY_PUBKEY);
-        }
-        let info = disco_info_for(Some(&config.name), &features);
         let access = match (&config.access, &config.e2e) {
             (Some(settings), Some(_)) => Some(Arc::new(AccessGuard::open_with_audit_capacity(
                 network.clone(),
@@ -213,11 +213,6 @@ impl Provider {
             }
             (None, _) => None,
         };
-        if access.is_some() {
-            // The audit feed is routed like any service (`access.subscribe`); it is not announced
-            // in disco#info: only the owner's devices may use it, and they know it is there.
-            router.add(Arc::new(subscription::AuditFeed))?;
-        }
         let policy = Arc::new(policy::Policy {
             network: network.clone(),
             require_tunnel: config.e2e.as_ref().is_some_and(|s| s.require_tunnel),
@@ -225,7 +220,50 @@ impl Provider {
             media: config.media.clone(),
             stats: stats.clone(),
         });
+        let playlists = Arc::new(std::sync::OnceLock::new());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        for service in services {
+            // The player resolves playlist addresses itself (playlist.rs).
+            let service: Arc<dyn Service> = if service.name() == player::SERVICE {
+                Arc::new(playlist::PlaylistPlayer {
+                    inner: service,
+                    policy: policy.clone(),
+                    access: access.clone(),
+                    owners: config.playlist_owners.clone(),
+                    playlists: playlists.clone(),
+                })
+            } else {
+                service
+            };
+            service.bind_events(EventSink::new(service.name(), events_tx.clone()));
+            router.add(service)?;
+        }
+        let mut features: Vec<&str> = router.services().map(|s| s.feature()).collect();
+        if config.e2e.is_some() {
+            // Hear at once when a device key of the network is retracted (revocation).
+            features.push(crate::core::e2e::pubkey::NOTIFY_PUBKEY);
+        }
+        let info = disco_info_for(Some(&config.name), &features);
+        if access.is_some() {
+            // The audit feed is routed like any service (`access.subscribe`); it is not announced
+            // in disco#info: only the owner's devices may use it, and they know it is there.
+            router.add(Arc::new(subscription::AuditFeed))?;
+        }
         let (session, inbound) = Session::connect(config.session).await?;
+        let playlists = playlists.get_or_init(|| {
+            Playlists::new(
+                session.clone(),
+                PlaylistsConfig {
+                    // Never more entries than the queue holds.
+                    fetch: FetchLimits {
+                        max_entries: player::MAX_QUEUE_ITEMS,
+                        ..FetchLimits::default()
+                    },
+                    ..PlaylistsConfig::default()
+                },
+            )
+        });
+        let playlists = playlists.clone();
         let (e2e, e2e_rx) = match &config.e2e {
             Some(settings) => {
                 let admission = access.is_some().then(|| {
@@ -281,6 +319,7 @@ impl Provider {
             subscriptions,
             stats,
             call_logs,
+            playlists,
             task,
         })
     }
@@ -342,6 +381,12 @@ impl Provider {
             stats.calls_forgotten += log.forgotten;
         }
         stats
+    }
+
+    /// Playlist entries the player dropped while resolving playlist addresses (unsigned, badly
+    /// signed, malformed, over the cap), by reason, since the start.
+    pub fn playlist_stats(&self) -> PubsubStats {
+        self.playlists.stats()
     }
 
     /// The device went to the foreground (`true`) or the background (a TV whose app is not

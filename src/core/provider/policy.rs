@@ -33,10 +33,12 @@
 //! | G1  | guest, tunnel | RPC | allow |
 //! | G2  | guest | call the ACL refuses (no grant, revoked, wrong device, expired, out of scope) | `forbidden` |
 //! | G3  | guest | `access.*` | `forbidden` |
-//! | G4  | guest | `player.play`/`enqueue` of anything but the item shared with it or an allowed scheme | `forbidden` |
+//! | G4  | guest | `player.play`/`enqueue` of anything but the item shared with it, a playlist of this network or an allowed scheme | `forbidden` |
 //! | G5  | guest | any other call the ACL allows | allow |
 //! | G6  | guest with an active grant | iq get | allow (plumbing answers) |
 //! | G7  | guest | anything else | `forbidden` |
+//! | G8  | guest | a playlist of this network (G4 let it through), once its node is read | played only if its access model is open or names the guest's network; else `forbidden` |
+//! | P1  | anyone allowed to play a playlist | an entry (owner-signed) of an mpv pseudo-protocol not allowed | entry skipped, counted |
 //!
 //! And outside iq requests ([`Policy::admits_tunnel`], [`Policy::may_hear`],
 //! [`Policy::takes_access_request`]):
@@ -50,6 +52,9 @@
 //! | R2  | anyone else, provider takes guests | an access request message | recorded in the audit log, never answered (the owner decides, elsewhere) |
 //!
 //! Refusals of calls go into the audit log with their reason (the ACL's rows by the ACL).
+//!
+//! G8 and P1 are asked by `playlist.rs` while it resolves a playlist (the node's configuration
+//! and entries are known only once read); the rules themselves are here.
 
 use std::sync::Arc;
 
@@ -60,6 +65,8 @@ use super::limits::Counters;
 use super::media::{MediaPolicy, SharedItem};
 use super::ACCESS_SERVICE;
 use crate::core::access::{self, AccessGuard, DeviceFingerprint, Scope};
+use crate::core::error::{Error, ErrorKind};
+use crate::core::pubsub::{Access, PlaylistAddress};
 use crate::core::rpc::xmlrpc::Value;
 use crate::core::services::player;
 
@@ -261,7 +268,52 @@ impl Policy {
             return &library == guest
                 || (library == self.network && guard.shares_item(guest, key, &item.id));
         }
+        if let Some(playlist) = PlaylistAddress::parse(uri) {
+            // A playlist of this network: whether it is shared with this guest is G8, decided
+            // once its node is read. Another household's is not the owner's to share.
+            return playlist.publisher == self.network;
+        }
         self.media.guest_scheme_allowed(uri) && !self.media.is_forbidden_pseudo(uri)
+    }
+
+    /// G8: whether guest `guest` may play `playlist`, whose node the server configured with
+    /// `access`. Only the household's own playlists, and only those it opened to everyone or to
+    /// the guest's network. (The server keeps the node's configuration, so it could widen it; the
+    /// entries still verify against the owner keys, so it cannot make the TV play anything the
+    /// owner did not sign.)
+    pub(crate) fn guest_may_play_playlist(
+        &self,
+        guest: &BareJid,
+        playlist: &PlaylistAddress,
+        access: &Access,
+    ) -> bool {
+        playlist.publisher == self.network
+            && match access {
+                Access::Open => true,
+                Access::Friends(friends) => friends.contains(guest),
+                Access::OwnNetwork => false,
+            }
+    }
+
+    /// G8's refusal: counted, audited, `forbidden`.
+    pub(crate) fn refuse_playlist(&self, caller: &FullJid, method: &str) -> Error {
+        const REASON: &str = "playlist-not-shared";
+        Counters::bump(&self.stats.media_refused);
+        if let Some(guard) = &self.access {
+            guard.record_refusal(caller, None, method, REASON);
+        }
+        tracing::info!(%caller, method, "playlist refused: not shared with the guest");
+        Error::new(ErrorKind::Forbidden, format!("media URI refused: {REASON}"))
+    }
+
+    /// P1: whether an owner-signed playlist entry's `uri` may be played; a refusal is counted.
+    pub(crate) fn playlist_entry_playable(&self, uri: &str) -> bool {
+        if self.media.is_forbidden_pseudo(uri) {
+            Counters::bump(&self.stats.media_refused);
+            tracing::info!(uri, "playlist entry skipped: an mpv pseudo-protocol");
+            return false;
+        }
+        true
     }
 
     fn refuse_media(

@@ -482,3 +482,57 @@ fn t1_e1_e2_r1_r2_tunnels_events_and_requests_outside_iq() {
     assert!(!policy.takes_access_request(&bare(NETWORK)));
     assert!(!no_guests(true).takes_access_request(&bare(ROMEO)));
 }
+
+#[test]
+fn g4_g8_p1_guests_play_a_playlist_of_this_network_only_when_it_is_shared_with_them() {
+    use crate::core::pubsub::{playlist_uri, Access, PlaylistAddress};
+    let f = fixture();
+    let p = f.policy(false, MediaPolicy::default());
+    // G4: the address of one of our playlists passes the call check (G8 comes once it is read);
+    // another household's playlist does not.
+    let ours = playlist_uri(&bare(NETWORK), "films");
+    assert_eq!(
+        p.decide(&romeo(true), &call("player.play", &uri(&ours))),
+        Decision::Allow
+    );
+    for theirs in [
+        playlist_uri(&bare(ROMEO), "films"),
+        playlist_uri(&bare("mallory@evil.test"), "films"),
+    ] {
+        assert_eq!(
+            text(&p.decide(&romeo(true), &call("player.play", &uri(&theirs)))),
+            "media URI refused: media-not-shared",
+            "{theirs}"
+        );
+    }
+    // G8: only an open playlist or one whose members name the guest's network.
+    let address = PlaylistAddress::parse(&ours).expect("address");
+    let romeo = bare(ROMEO);
+    assert!(p.guest_may_play_playlist(&romeo, &address, &Access::Open));
+    assert!(p.guest_may_play_playlist(
+        &romeo,
+        &address,
+        &Access::Friends(vec![bare("juliet@friend.test"), romeo.clone()])
+    ));
+    for closed in [
+        Access::OwnNetwork,
+        Access::Friends(vec![bare("juliet@friend.test")]),
+    ] {
+        assert!(
+            !p.guest_may_play_playlist(&romeo, &address, &closed),
+            "{closed:?}"
+        );
+    }
+    let foreign = PlaylistAddress::parse(&playlist_uri(&romeo, "films")).expect("address");
+    assert!(!p.guest_may_play_playlist(&romeo, &foreign, &Access::Open));
+    let refusal = p.refuse_playlist(
+        &"romeo@friend.test/phone".parse().expect("jid"),
+        "player.play",
+    );
+    assert_eq!(refusal.kind(), crate::core::error::ErrorKind::Forbidden);
+    assert_eq!(p.stats.snapshot().media_refused, 3);
+    // P1: owner-signed entries are played like an own device's request.
+    assert!(p.playlist_entry_playable("https://films.example/a.mkv"));
+    assert!(!p.playlist_entry_playable("edl://a;b"));
+    assert_eq!(p.stats.snapshot().media_refused, 4);
+}

@@ -26,6 +26,9 @@ pub enum IgnoredReason {
     NotSubscribed,
     /// A valid entry beyond the cap of entries kept ([`super::FetchLimits::max_entries`]).
     OverCap,
+    /// A validly signed version not newer than one this device already saw of that entry, or a
+    /// version since retracted: the server replaying an old entry ([`super::replay`]).
+    Replayed,
 }
 
 impl IgnoredReason {
@@ -39,6 +42,7 @@ impl IgnoredReason {
             IgnoredReason::UnknownSigner => "unknown-signer",
             IgnoredReason::NotSubscribed => "not-subscribed",
             IgnoredReason::OverCap => "over-cap",
+            IgnoredReason::Replayed => "replayed",
         }
     }
 }

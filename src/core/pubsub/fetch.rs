@@ -27,6 +27,7 @@ use super::entry::parse_item;
 use super::error::{IgnoredReason, PlaylistError};
 use super::iq::{self, NS_PUBSUB};
 use super::node::playlist_node;
+use super::replay::{Arrival, VersionBook};
 use super::signature::{verify_entry, VerifiedEntry};
 use super::stats::Counters;
 use crate::core::access::OwnerKeys;
@@ -83,7 +84,7 @@ pub(crate) async fn fetch_playlist(
     playlist: &str,
     owners: &OwnerKeys,
     limits: FetchLimits,
-    counters: &Counters,
+    (counters, versions): (&Counters, &VersionBook),
     timeout: Duration,
 ) -> Result<FetchOutcome, PlaylistError> {
     let node = playlist_node(playlist)?;
@@ -110,7 +111,14 @@ pub(crate) async fn fetch_playlist(
         Err(PlaylistError::Unavailable(_)) => {
             tracing::debug!(%publisher, playlist, "the server will not list the playlist; fetching the newest entries");
             return fetch_newest(
-                session, to, publisher, playlist, owners, limits, counters, timeout,
+                session,
+                to,
+                publisher,
+                playlist,
+                owners,
+                limits,
+                (counters, versions),
+                timeout,
             )
             .await;
         }
@@ -129,7 +137,14 @@ pub(crate) async fn fetch_playlist(
         // ejabberd lists a missing node as empty where Prosody says item-not-found: ask for the
         // items themselves, which tells the two apart on both (and costs one request).
         let mut outcome = fetch_newest(
-            session, to, publisher, playlist, owners, limits, counters, timeout,
+            session,
+            to,
+            publisher,
+            playlist,
+            owners,
+            limits,
+            (counters, versions),
+            timeout,
         )
         .await?;
         outcome.complete = outcome.listed == 0;
@@ -184,7 +199,7 @@ pub(crate) async fn fetch_playlist(
             playlist,
             owners,
             max,
-            counters,
+            (counters, versions),
         );
     }
     Ok(in_playlist_order(outcome))
@@ -206,11 +221,23 @@ fn keep(
     playlist: &str,
     owners: &OwnerKeys,
     max: usize,
-    counters: &Counters,
+    (counters, versions): (&Counters, &VersionBook),
 ) {
     for (id, payload) in items {
         let verdict = parse_item(id.as_deref(), payload.as_ref())
-            .and_then(|parsed| verify_entry(owners, publisher, playlist, parsed));
+            .and_then(|parsed| verify_entry(owners, publisher, playlist, parsed))
+            .and_then(|e| {
+                versions
+                    .accept(
+                        publisher,
+                        playlist,
+                        &e.entry.id,
+                        e.updated,
+                        Arrival::Fetched,
+                        counters,
+                    )
+                    .map(|()| e)
+            });
         match verdict {
             Ok(entry) if outcome.entries.len() < max => outcome.entries.push(entry),
             Ok(_) => {
@@ -236,7 +263,7 @@ async fn fetch_newest(
     playlist: &str,
     owners: &OwnerKeys,
     limits: FetchLimits,
-    counters: &Counters,
+    (counters, versions): (&Counters, &VersionBook),
     timeout: Duration,
 ) -> Result<FetchOutcome, PlaylistError> {
     let max = limits.max_entries.min(MAX_PAGE_SIZE);
@@ -269,7 +296,7 @@ async fn fetch_newest(
         playlist,
         owners,
         max,
-        counters,
+        (counters, versions),
     );
     Ok(in_playlist_order(outcome))
 }

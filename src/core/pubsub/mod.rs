@@ -12,37 +12,44 @@
 //! test server raises it), and paging has to work without RSM (see [`fetch`]).
 //!
 //! One file per job:
+//! - [`address`]: a playlist named in a media URI (`xmpp:<publisher>?pmn-playlist;name=<name>`),
+//!   which a TV resolves itself;
 //! - [`entry`]: the `<entry>` payload, its bounds, the strict parser;
 //! - [`signature`]: owner signatures on entries (the guest-grant signing path, its own tag);
 //! - [`node`]: node names, access models (own network, friends, open), create/configure/purge;
 //! - [`publish`]: publish and retract entries;
 //! - [`fetch`]: catch-up, page by page, bounded;
 //! - [`watch`]: subscriptions and notifications as typed [`PlaylistChange`]s;
+//! - [`replay`]: the newest version seen of each entry, so an old one replayed is not news;
 //! - [`stats`]: counters of everything ignored ([`IgnoredReason`]);
 //! - [`iq`]: the pubsub iq helpers shared with the key directory.
 //!
 //! [`Playlists`] ties them to one session for the role layer above.
 
+pub mod address;
 pub mod entry;
 pub mod error;
 pub mod fetch;
 pub mod iq;
 pub mod node;
 pub mod publish;
+pub mod replay;
 pub mod signature;
 pub mod stats;
 pub mod watch;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::stanza::Stanza;
 
+pub use address::{playlist_uri, PlaylistAddress};
 pub use entry::{MediaKind, PlaylistEntry, MAX_ENTRY_BYTES, NS_PLAYLIST};
 pub use error::{IgnoredReason, PlaylistError};
 pub use fetch::{FetchLimits, FetchOutcome};
-pub use node::{ensure_playlist, Access};
+pub use node::{ensure_playlist, read_access, Access};
 pub use signature::VerifiedEntry;
 pub use stats::PubsubStats;
 pub use watch::{PlaylistChange, PlaylistWatch, MAX_SUBSCRIPTIONS};
@@ -51,6 +58,11 @@ use crate::core::access::OwnerKeys;
 use crate::core::error::{Error, ErrorKind};
 use crate::core::identity::KeyStore;
 use crate::core::session::Session;
+use crate::core::sync::Locked;
+
+/// How many entries' last signed versions [`Playlists`] holds before it forgets those of past
+/// seconds.
+const LAST_SIGNED_SWEEP: usize = 1024;
 
 /// Most playlist names [`Playlists::list`] returns for one household.
 pub const MAX_LISTED_PLAYLISTS: usize = 1024;
@@ -99,6 +111,8 @@ pub struct Playlists {
     config: PlaylistsConfig,
     counters: Arc<stats::Counters>,
     watch: PlaylistWatch,
+    /// The `updated` this handle last signed, per (playlist, entry id) (see [`Playlists::publish`]).
+    last_signed: Arc<Mutex<HashMap<(String, String), u64>>>,
 }
 
 impl Playlists {
@@ -110,6 +124,7 @@ impl Playlists {
             config,
             watch: PlaylistWatch::new(counters.clone()),
             counters,
+            last_signed: Arc::default(),
         }
     }
 
@@ -127,6 +142,10 @@ impl Playlists {
 
     /// Signs (owner key) and publishes `entry` in our playlist `name`, replacing an entry of the
     /// same id. Without an owner key configured this is a [`ErrorKind::Config`] error.
+    ///
+    /// The version signed (`updated`) is the time in seconds, but always later than the last
+    /// one this handle signed for that entry: subscribers take only a newer version of an entry as news
+    /// ([`replay`]), so two edits within one second must not carry the same version.
     pub async fn publish(
         &self,
         name: &str,
@@ -140,16 +159,33 @@ impl Playlists {
             .into());
         };
         let network = self.network()?;
+        let now = crate::core::access::unix_now();
+        let updated = {
+            let mut last = self.last_signed.locked();
+            // Only versions of this second or later can collide; the rest are forgotten, which
+            // bounds the table by the entries signed within about a second.
+            if last.len() >= LAST_SIGNED_SWEEP {
+                last.retain(|_, v| *v >= now);
+            }
+            let slot = last.entry((name.to_owned(), entry.id.clone())).or_insert(0);
+            *slot = now.max(slot.saturating_add(1));
+            *slot
+        };
         publish::publish_entry(
             &self.session,
             &network,
             name,
             entry,
-            crate::core::access::unix_now(),
+            updated,
             (store.as_ref(), alias),
             self.config.timeout,
         )
         .await
+    }
+
+    /// Who may read our playlist `name`, as the server has it configured.
+    pub async fn access(&self, name: &str) -> Result<Access, PlaylistError> {
+        read_access(&self.session, name, self.config.timeout).await
     }
 
     /// Removes entry `id` from our playlist `name`.
@@ -191,7 +227,7 @@ impl Playlists {
             name,
             owners,
             self.config.fetch,
-            &self.counters,
+            (&self.counters, self.watch.versions()),
             self.config.timeout,
         )
         .await

@@ -218,41 +218,15 @@ async fn set_members(
         Access::Friends(friends) => friends,
         _ => &[],
     };
-    let own = session.jid().map(|j| j.to_bare());
-    let query = OwnerAffiliations {
-        node: node.0.clone(),
-        affiliations: vec![],
-    };
-    let current = iq::request(
-        session,
-        owner_iq(false, Element::from(query)),
-        timeout,
-        "reading the playlist's members",
-    )
-    .await?;
-    let mut changes: Vec<OwnerAffiliation> = Vec::new();
-    if let Some(pubsub) = current {
-        for list in pubsub
-            .children()
-            .filter(|c| c.is("affiliations", NS_PUBSUB_OWNER))
-        {
-            let Ok(list) = OwnerAffiliations::try_from(list.clone()) else {
-                continue;
-            };
-            for a in list.affiliations {
-                let ours = own.as_ref() == Some(&a.jid);
-                if !ours
-                    && a.affiliation == AffiliationAttribute::Member
-                    && !wanted.contains(&a.jid)
-                {
-                    changes.push(OwnerAffiliation {
-                        jid: a.jid,
-                        affiliation: AffiliationAttribute::None,
-                    });
-                }
-            }
-        }
-    }
+    let mut changes: Vec<OwnerAffiliation> = read_members(session, node, timeout)
+        .await?
+        .into_iter()
+        .filter(|jid| !wanted.contains(jid))
+        .map(|jid| OwnerAffiliation {
+            jid,
+            affiliation: AffiliationAttribute::None,
+        })
+        .collect();
     let removed: Vec<BareJid> = changes.iter().map(|a| a.jid.clone()).collect();
     if !removed.is_empty() {
         end_subscriptions(session, node, removed, timeout).await?;
@@ -276,6 +250,101 @@ async fn set_members(
     )
     .await
     .map(|_| ())
+}
+
+/// The members of our `node` (owner affiliations `member`), our own account left out.
+async fn read_members(
+    session: &Session,
+    node: &NodeName,
+    timeout: Duration,
+) -> Result<Vec<BareJid>, PlaylistError> {
+    let own = session.jid().map(|j| j.to_bare());
+    let query = OwnerAffiliations {
+        node: node.0.clone(),
+        affiliations: vec![],
+    };
+    let current = iq::request(
+        session,
+        owner_iq(false, Element::from(query)),
+        timeout,
+        "reading the playlist's members",
+    )
+    .await?;
+    let mut members = Vec::new();
+    let Some(pubsub) = current else {
+        return Ok(members);
+    };
+    for list in pubsub
+        .children()
+        .filter(|c| c.is("affiliations", NS_PUBSUB_OWNER))
+    {
+        let Ok(list) = OwnerAffiliations::try_from(list.clone()) else {
+            continue;
+        };
+        for a in list.affiliations {
+            if own.as_ref() != Some(&a.jid)
+                && a.affiliation == AffiliationAttribute::Member
+                && members.len() < MAX_FRIENDS
+            {
+                members.push(a.jid);
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// Who may read our playlist `name`, as the server has it configured: its access model and, for
+/// a whitelist, its members. A model pmn does not set (`presence`, `roster`, `authorize`) reads as
+/// [`Access::OwnNetwork`]: it shares the playlist with nobody pmn could name. At most
+/// [`MAX_FRIENDS`] members are read.
+pub async fn read_access(
+    session: &Session,
+    name: &str,
+    timeout: Duration,
+) -> Result<Access, PlaylistError> {
+    let node = playlist_node(name)?;
+    let get = Owner {
+        payload: OwnerPayload::Configure {
+            node: Some(node.clone()),
+            form: None,
+        },
+    };
+    let reply = iq::request(
+        session,
+        iq::iq(false, None, Element::from(get)),
+        timeout,
+        "reading the playlist's configuration",
+    )
+    .await?
+    .ok_or_else(|| PlaylistError::Server("an empty node configuration".into()))?;
+    let model = access_model(&reply).ok_or_else(|| {
+        PlaylistError::Server("the node configuration has no access model".into())
+    })?;
+    match model.as_str() {
+        "open" => Ok(Access::Open),
+        "whitelist" => {
+            let members = read_members(session, &node, timeout).await?;
+            Ok(if members.is_empty() {
+                Access::OwnNetwork
+            } else {
+                Access::Friends(members)
+            })
+        }
+        _ => Ok(Access::OwnNetwork),
+    }
+}
+
+/// The `pubsub#access_model` of a `<pubsub xmlns='…#owner'><configure><x/>` answer.
+fn access_model(reply: &Element) -> Option<String> {
+    let form = reply
+        .get_child("configure", NS_PUBSUB_OWNER)?
+        .children()
+        .find(|c| c.is("x", "jabber:x:data"))?;
+    let form = DataForm::try_from(form.clone()).ok()?;
+    form.fields
+        .iter()
+        .find(|f| f.var.as_deref() == Some("pubsub#access_model"))
+        .and_then(|f| f.values.first().cloned())
 }
 
 /// Ends the subscriptions of `jids` to `node` (XEP-0060 §8.8.2). Done before their membership
@@ -407,6 +476,30 @@ mod tests {
         assert_eq!(playlist_name("urn:xmpp:pubkey:2"), None);
         assert_eq!(playlist_name("urn:xmpp:tmp:pmn:playlist:0"), None);
         assert_eq!(playlist_name("urn:xmpp:tmp:pmn:playlist:0/a/b"), None);
+    }
+
+    #[test]
+    fn the_access_model_is_read_from_a_configuration_answer() {
+        let answer = |model: &str| -> Element {
+            format!(
+                "<pubsub xmlns='{NS_PUBSUB_OWNER}'><configure node='n'>\
+                 <x xmlns='jabber:x:data' type='form'>\
+                 <field var='FORM_TYPE' type='hidden'><value>{NODE_CONFIG}</value></field>\
+                 <field var='pubsub#access_model' type='list-single'><value>{model}</value></field>\
+                 </x></configure></pubsub>"
+            )
+            .parse()
+            .unwrap()
+        };
+        assert_eq!(access_model(&answer("open")).as_deref(), Some("open"));
+        assert_eq!(
+            access_model(&answer("whitelist")).as_deref(),
+            Some("whitelist")
+        );
+        let empty: Element = format!("<pubsub xmlns='{NS_PUBSUB_OWNER}'/>")
+            .parse()
+            .unwrap();
+        assert_eq!(access_model(&empty), None);
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub struct PubsubStats {
     pub not_subscribed: u64,
     /// Valid entries dropped because a fetch already held its cap of entries.
     pub over_cap: u64,
+    /// Signed versions older than one already seen, or since retracted ([`super::replay`]).
+    pub replayed: u64,
+    /// Entries accepted without replay protection because the version book was full
+    /// ([`super::replay::MAX_TRACKED_VERSIONS`]).
+    pub versions_untracked: u64,
     /// Changes handed to the app's change stream (verified publishes, retractions, purges).
     pub changes_published: u64,
 }
@@ -37,6 +42,7 @@ impl PubsubStats {
             IgnoredReason::UnknownSigner => self.unknown_signer,
             IgnoredReason::NotSubscribed => self.not_subscribed,
             IgnoredReason::OverCap => self.over_cap,
+            IgnoredReason::Replayed => self.replayed,
         }
     }
 }
@@ -44,8 +50,9 @@ impl PubsubStats {
 /// The live counters behind [`PubsubStats`], shared by fetches and the notification handler.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    reasons: [AtomicU64; 7],
+    reasons: [AtomicU64; 8],
     changes: AtomicU64,
+    untracked: AtomicU64,
 }
 
 fn index(reason: IgnoredReason) -> usize {
@@ -57,6 +64,7 @@ fn index(reason: IgnoredReason) -> usize {
         IgnoredReason::UnknownSigner => 4,
         IgnoredReason::NotSubscribed => 5,
         IgnoredReason::OverCap => 6,
+        IgnoredReason::Replayed => 7,
     }
 }
 
@@ -64,6 +72,11 @@ impl Counters {
     /// Counts one entry ignored for `reason`.
     pub(crate) fn ignore(&self, reason: IgnoredReason, n: u64) {
         self.reasons[index(reason)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one entry accepted without replay protection (the version book is full).
+    pub(crate) fn untracked(&self) {
+        self.untracked.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one change handed to the app.
@@ -81,6 +94,8 @@ impl Counters {
             unknown_signer: r(IgnoredReason::UnknownSigner),
             not_subscribed: r(IgnoredReason::NotSubscribed),
             over_cap: r(IgnoredReason::OverCap),
+            replayed: r(IgnoredReason::Replayed),
+            versions_untracked: self.untracked.load(Ordering::Relaxed),
             changes_published: self.changes.load(Ordering::Relaxed),
         }
     }

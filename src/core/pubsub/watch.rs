@@ -7,7 +7,9 @@
 //! [`super::Playlists::fetch`]. A notification is accepted only from a (publisher, node) this
 //! device subscribed to — `from` is the publisher's bare JID, set by the server — and each
 //! published entry only with a valid owner signature of that publisher; anything else is counted
-//! and dropped, never an error of the session.
+//! and dropped, never an error of the session. A verified entry must also be a newer version
+//! than any this device saw of it ([`super::replay`]): the server replaying an old one is
+//! counted as [`IgnoredReason::Replayed`].
 
 use crate::core::sync::Locked;
 use std::collections::HashMap;
@@ -26,6 +28,7 @@ use super::entry::{parse_item, NS_PLAYLIST};
 use super::error::{IgnoredReason, PlaylistError};
 use super::iq::{self, NS_PUBSUB};
 use super::node::{playlist_name, playlist_node};
+use super::replay::{Arrival, VersionBook};
 use super::signature::{verify_entry, VerifiedEntry};
 use super::stats::Counters;
 use crate::core::access::OwnerKeys;
@@ -97,6 +100,8 @@ pub struct PlaylistWatch {
     subscriptions: Arc<Mutex<Subscriptions>>,
     changes: broadcast::Sender<PlaylistChange>,
     counters: Arc<Counters>,
+    /// The newest version seen of each entry, shared with the catch-up fetches.
+    versions: Arc<VersionBook>,
 }
 
 impl std::fmt::Debug for PlaylistWatch {
@@ -114,7 +119,13 @@ impl PlaylistWatch {
             subscriptions: Arc::new(Mutex::new(HashMap::new())),
             changes: broadcast::channel(CHANGE_CAPACITY).0,
             counters,
+            versions: Arc::new(VersionBook::default()),
         }
+    }
+
+    /// The version book the fetches of the same handle consult and update.
+    pub(crate) fn versions(&self) -> &VersionBook {
+        &self.versions
     }
 
     /// Changes of subscribed playlists from now on.
@@ -291,7 +302,20 @@ impl PlaylistWatch {
                     budget -= 1;
                     let id = item.id.map(|i| i.0);
                     let verdict = parse_item(id.as_deref(), item.payload.as_ref())
-                        .and_then(|p| verify_entry(&owners, &publisher, &playlist, p));
+                        .and_then(|p| verify_entry(&owners, &publisher, &playlist, p))
+                        .and_then(|e| {
+                            // Checked after the signature: only the owner's versions count.
+                            self.versions
+                                .accept(
+                                    &publisher,
+                                    &playlist,
+                                    &e.entry.id,
+                                    e.updated,
+                                    Arrival::Notified,
+                                    &self.counters,
+                                )
+                                .map(|()| e)
+                        });
                     match verdict {
                         Ok(entry) => self.emit(PlaylistChange::Published {
                             publisher: publisher.clone(),
@@ -305,6 +329,7 @@ impl PlaylistWatch {
                     }
                 }
                 for id in retracted.into_iter().take(budget) {
+                    self.versions.retracted(&publisher, &playlist, &id.0);
                     self.emit(PlaylistChange::Retracted {
                         publisher: publisher.clone(),
                         playlist: playlist.clone(),
@@ -312,11 +337,15 @@ impl PlaylistWatch {
                     });
                 }
             }
-            Payload::Purge { .. } => self.emit(PlaylistChange::Purged {
-                publisher,
-                playlist,
-            }),
+            Payload::Purge { .. } => {
+                self.versions.purged(&publisher, &playlist);
+                self.emit(PlaylistChange::Purged {
+                    publisher,
+                    playlist,
+                })
+            }
             Payload::Delete { .. } => {
+                self.versions.purged(&publisher, &playlist);
                 self.subscriptions
                     .locked()
                     .remove(&(publisher.clone(), playlist.clone()));

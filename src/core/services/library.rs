@@ -11,7 +11,7 @@
 //!
 //! A library whose content changes by itself (a source provider refreshing a podcast feed, see
 //! `crate::core::sources`) sends [`EVENT_CHANGED`] ([`Changed`]) to the controllers subscribed to
-//! `library`: which items of which container appeared or disappeared.
+//! `library`: which items of which container appeared, disappeared or were edited.
 
 use std::sync::Arc;
 
@@ -55,7 +55,7 @@ impl ServiceSpec for Library {
 }
 
 event!(
-    /// `library.changed`: items appeared in or disappeared from a container.
+    /// `library.changed`: items appeared in, disappeared from or changed in a container.
     Changed, Library, EVENT_CHANGED, LibraryChange);
 
 /// What changed in one container of a library (the payload of [`Changed`]).
@@ -71,6 +71,13 @@ pub struct LibraryChange {
     pub added_count: u32,
     /// How many items disappeared (may exceed `removed.len()`).
     pub removed_count: u32,
+    /// Ids of items still there whose title, URI, kind or length changed (an edited feed entry),
+    /// at most [`MAX_CHANGE_IDS`]. Absent on the wire from older providers: none.
+    #[serde(default)]
+    pub changed: Vec<String>,
+    /// How many items changed (may exceed `changed.len()`).
+    #[serde(default)]
+    pub changed_count: u32,
     /// The container's number of children now.
     pub total: u32,
 }
@@ -79,6 +86,30 @@ impl LibraryChange {
     /// The change from `before` to `after` (the ids of `container`'s children), `None` when the
     /// two hold the same ids. Ids keep the order of the listing they come from.
     pub fn between(container: &str, before: &[String], after: &[String]) -> Option<Self> {
+        Self::diff(container, before, after, Vec::new())
+    }
+
+    /// The change from `before` to `after` (`container`'s children): ids that appeared or
+    /// disappeared, and items kept under the same id whose content differs. `None` when nothing
+    /// changed.
+    pub fn between_items(container: &str, before: &[Item], after: &[Item]) -> Option<Self> {
+        let old: std::collections::HashMap<&str, &Item> =
+            before.iter().map(|i| (i.id.as_str(), i)).collect();
+        let changed: Vec<&String> = after
+            .iter()
+            .filter(|i| old.get(i.id.as_str()).is_some_and(|was| **was != **i))
+            .map(|i| &i.id)
+            .collect();
+        let ids = |items: &[Item]| items.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+        Self::diff(container, &ids(before), &ids(after), changed)
+    }
+
+    fn diff(
+        container: &str,
+        before: &[String],
+        after: &[String],
+        changed: Vec<&String>,
+    ) -> Option<Self> {
         let old: std::collections::HashSet<&str> = before.iter().map(String::as_str).collect();
         let new: std::collections::HashSet<&str> = after.iter().map(String::as_str).collect();
         let added: Vec<&String> = after
@@ -89,7 +120,7 @@ impl LibraryChange {
             .iter()
             .filter(|id| !new.contains(id.as_str()))
             .collect();
-        if added.is_empty() && removed.is_empty() {
+        if added.is_empty() && removed.is_empty() && changed.is_empty() {
             return None;
         }
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
@@ -97,6 +128,8 @@ impl LibraryChange {
             container: container.to_owned(),
             added_count: count(added.len()),
             removed_count: count(removed.len()),
+            changed_count: count(changed.len()),
+            changed: changed.into_iter().take(MAX_CHANGE_IDS).cloned().collect(),
             added: added.into_iter().take(MAX_CHANGE_IDS).cloned().collect(),
             removed: removed.into_iter().take(MAX_CHANGE_IDS).cloned().collect(),
             total: count(after.len()),
@@ -600,6 +633,33 @@ mod tests {
             (MAX_CHANGE_IDS, MAX_CHANGE_IDS)
         );
         assert_eq!((c.added_count, c.removed_count, c.total), (1000, 500, 1000));
+    }
+
+    #[test]
+    fn an_edited_item_is_a_change_of_its_own() {
+        let item = |id: &str, title: &str| Item {
+            id: id.into(),
+            parent: "f".into(),
+            title: title.into(),
+            kind: ItemKind::Audio,
+            uri: Some(format!("https://cdn.example/{id}.mp3")),
+            duration_ms: Some(1000),
+            child_count: None,
+        };
+        let before = [item("a", "A"), item("b", "B")];
+        assert_eq!(LibraryChange::between_items("f", &before, &before), None);
+        let after = [item("a", "A (fixed)"), item("b", "B"), item("c", "C")];
+        let c = LibraryChange::between_items("f", &before, &after).expect("changed");
+        assert_eq!(c.changed, vec!["a".to_owned()]);
+        assert_eq!(c.added, vec!["c".to_owned()]);
+        assert_eq!((c.changed_count, c.added_count, c.removed_count), (1, 1, 0));
+        // An older provider's payload (no `changed`) still reads.
+        let mut old = crate::core::rpc::xmlrpc::to_value(&c).expect("value");
+        if let Value::Struct(fields) = &mut old {
+            fields.retain(|(k, _)| k != "changed" && k != "changed_count");
+        }
+        let read: LibraryChange = crate::core::rpc::xmlrpc::from_value(old).expect("reads");
+        assert!(read.changed.is_empty());
     }
 
     #[tokio::test]

@@ -49,28 +49,82 @@ fn http_error(e: reqwest::Error, timeout: Duration) -> SourceError {
     }
 }
 
+/// Longest validator (`ETag`, `Last-Modified`) kept: a longer one is not sent back, so a feed
+/// server cannot make every later request carry kilobytes of its choosing.
+pub const MAX_VALIDATOR_BYTES: usize = 256;
+
+/// What a feed's server said identifies the version it sent (HTTP validators, RFC 9110 §8.8),
+/// sent back on the next read so an unchanged feed is answered 304 without a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// The `ETag` header, as sent.
+    pub etag: Option<String>,
+    /// The `Last-Modified` header, as sent.
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    fn from_headers(headers: &reqwest::header::HeaderMap) -> Self {
+        let get = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= MAX_VALIDATOR_BYTES)
+                .map(str::to_owned)
+        };
+        Validators {
+            etag: get(reqwest::header::ETAG),
+            last_modified: get(reqwest::header::LAST_MODIFIED),
+        }
+    }
+}
+
+/// What a read of a feed brought.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    /// A body and the validators of its version.
+    Body(Vec<u8>, Validators),
+    /// 304: the version `known` described is still current.
+    NotModified,
+}
+
 /// The body of `url`, at most [`SourceLimits::max_body_bytes`]: a larger body is refused as soon
 /// as its announced length or the bytes read so far pass the bound, so it is never held whole.
+/// Conditional on `known` (the last good read's validators): [`Fetched::NotModified`] when the
+/// server says nothing changed.
 pub(crate) async fn fetch(
     client: &reqwest::Client,
     url: &str,
     limits: &SourceLimits,
-) -> Result<Vec<u8>, SourceError> {
+    known: &Validators,
+) -> Result<Fetched, SourceError> {
     let max = limits.max_body_bytes;
     let timeout = limits.fetch_timeout;
     let read = async {
-        let mut response = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| http_error(e, timeout))?;
+        let mut request = client.get(url);
+        if let Some(etag) = &known.etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = &known.last_modified {
+            request = request.header(reqwest::header::IF_MODIFIED_SINCE, date);
+        }
+        let mut response = request.send().await.map_err(|e| http_error(e, timeout))?;
         let status = response.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            // Only an answer to a question we asked: a 304 to an unconditional request is odd,
+            // and reading it as "unchanged" would keep a feed empty forever.
+            if known.etag.is_some() || known.last_modified.is_some() {
+                return Ok(Fetched::NotModified);
+            }
+            return Err(SourceError::Status(304));
+        }
         if !status.is_success() {
             return Err(SourceError::Status(status.as_u16()));
         }
         if response.content_length().is_some_and(|n| n > max as u64) {
             return Err(SourceError::TooLarge(max));
         }
+        let validators = Validators::from_headers(response.headers());
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| http_error(e, timeout))? {
             if body.len().saturating_add(chunk.len()) > max {
@@ -78,7 +132,7 @@ pub(crate) async fn fetch(
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok(Fetched::Body(body, validators))
     };
     // reqwest's own timeout covers the request; this one also bounds a body that trickles in.
     tokio::time::timeout(timeout, read)

@@ -12,7 +12,9 @@
 //! the last good snapshot, and the TV plays an item by its URI; `library.read` is refused with
 //! fault [`FAULT_NO_BYTES`] (the bytes come from the source, not through pmn). The library
 //! refreshes every [`SourceConfig::refresh`] and sends `library.changed` for each container whose
-//! items appeared or disappeared.
+//! items appeared, disappeared or were edited (same id, another title, URI, kind or length). Feeds
+//! are read with conditional GETs (`If-None-Match` / `If-Modified-Since` from the last good
+//! read's `ETag` / `Last-Modified`): an unchanged feed costs a 304 and no parse.
 //!
 //! Everything from outside is bounded ([`SourceLimits`]); a feed that fails — unreachable, too
 //! slow, too large, malformed — is a [`SourceError`] in that source's [`SourceStatus`] (with a
@@ -39,7 +41,7 @@ use crate::core::services::library::{
 use crate::core::session::Session;
 use crate::core::sync::Locked;
 
-pub use feed::{parse_feed, ParsedFeed};
+pub use feed::{parse_feed, ParsedFeed, Validators};
 pub use radio::{create_station_node, publish_station, Station, StationNode, NS_STATION};
 
 /// The container of the radio stations.
@@ -154,6 +156,9 @@ pub struct SourceStatus {
     pub items: u32,
     /// Successful reads.
     pub refreshed: u64,
+    /// Successful reads the feed's server answered "not modified" (HTTP 304 to a conditional
+    /// request with the last version's `ETag` / `Last-Modified`): no body was sent.
+    pub not_modified: u64,
     /// Failed reads (any kind; the items stayed as they were).
     pub failures: u64,
     /// Failed reads that were malformed.
@@ -174,6 +179,8 @@ pub struct SourceStatus {
 struct Container {
     status: SourceStatus,
     items: Arc<Vec<Item>>,
+    /// What the feed's server said about the version `items` came from.
+    validators: Validators,
 }
 
 impl Container {
@@ -186,6 +193,7 @@ impl Container {
                 ..SourceStatus::default()
             },
             items: Arc::new(Vec::new()),
+            validators: Validators::default(),
         }
     }
 
@@ -208,6 +216,8 @@ struct Read {
     items: Vec<Item>,
     dropped: u64,
     refused: u64,
+    /// The feed's HTTP validators for the next conditional read (`None` for the station node).
+    validators: Option<Validators>,
 }
 
 /// A media library over external sources: feeds and a station node, read again periodically,
@@ -275,14 +285,20 @@ impl SourceLibrary {
             .collect()
     }
 
+    /// Reads source `index`; `Ok(None)` when the feed answered that it did not change since the
+    /// version `known` describes (HTTP 304).
     async fn read_source(
         &self,
         index: usize,
         container: &str,
-    ) -> std::result::Result<Read, SourceError> {
+        known: &Validators,
+    ) -> std::result::Result<Option<Read>, SourceError> {
         let limits = &self.config.limits;
         if let Some(url) = self.config.feeds.get(index) {
-            let body = feed::fetch(&self.client, url, limits).await?;
+            let (body, validators) = match feed::fetch(&self.client, url, limits, known).await? {
+                feed::Fetched::NotModified => return Ok(None),
+                feed::Fetched::Body(body, validators) => (body, validators),
+            };
             let container = container.to_owned();
             let limits = *limits;
             // Parsing 4 MiB is CPU work: off the runtime's workers.
@@ -290,12 +306,15 @@ impl SourceLibrary {
                 tokio::task::spawn_blocking(move || feed::parse_feed(&body, &container, &limits))
                     .await
                     .map_err(|_| SourceError::Malformed("the feed parser panicked".into()))??;
-            return Ok(Read {
+            return Ok(Some(Read {
                 title: parsed.title,
                 items: parsed.items,
                 dropped: parsed.dropped,
                 refused: parsed.refused,
-            });
+                // Kept only with the items they describe: a body that did not parse leaves the
+                // last good version's validators, so the next read asks for a fresh body.
+                validators: Some(validators),
+            }));
         }
         let node = self
             .config
@@ -308,12 +327,13 @@ impl SourceLibrary {
             .clone()
             .ok_or_else(|| SourceError::Pubsub("no session to read the station node".into()))?;
         let read = radio::fetch_stations(&session, node, container, limits).await?;
-        Ok(Read {
+        Ok(Some(Read {
             title: None,
             items: read.items,
             dropped: read.dropped,
             refused: read.refused,
-        })
+            validators: None,
+        }))
     }
 
     /// Reads every source once and returns what changed, one [`LibraryChange`] per container
@@ -328,12 +348,18 @@ impl SourceLibrary {
             .collect();
         // A few sources at a time: a slow feed costs the others nothing (up to this many slow
         // ones), and at most this many bodies of `max_body_bytes` are held at once.
-        let reads: Vec<(usize, std::result::Result<Read, SourceError>)> =
+        let reads: Vec<(usize, std::result::Result<Option<Read>, SourceError>)> =
             // Owned ids: a stream over borrowed ones makes the future not `Send` for every
             // lifetime (rustc's higher-ranked check), and the refresh loop is spawned.
             futures::stream::iter(ids.clone().into_iter().enumerate())
                 .map(|(index, container)| async move {
-                    (index, self.read_source(index, &container).await)
+                    let known = self
+                        .containers
+                        .locked()
+                        .get(index)
+                        .map(|c| c.validators.clone())
+                        .unwrap_or_default();
+                    (index, self.read_source(index, &container, &known).await)
                 })
                 .buffered(MAX_CONCURRENT_READS)
                 .collect()
@@ -346,9 +372,16 @@ impl SourceLibrary {
                 continue;
             };
             match outcome {
-                Ok(read) => {
-                    let before: Vec<String> = c.items.iter().map(|i| i.id.clone()).collect();
-                    let after: Vec<String> = read.items.iter().map(|i| i.id.clone()).collect();
+                Ok(None) => {
+                    // 304: the feed is as it was; so are its items.
+                    c.status.refreshed += 1;
+                    c.status.not_modified += 1;
+                    c.status.last_error = None;
+                }
+                Ok(Some(read)) => {
+                    if let Some(validators) = read.validators {
+                        c.validators = validators;
+                    }
                     if let Some(title) = read.title {
                         c.status.title = title;
                     }
@@ -357,8 +390,8 @@ impl SourceLibrary {
                     c.status.dropped = read.dropped;
                     c.status.refused = read.refused;
                     c.status.last_error = None;
-                    c.items = Arc::new(read.items);
-                    changes.extend(LibraryChange::between(container, &before, &after));
+                    let before = std::mem::replace(&mut c.items, Arc::new(read.items));
+                    changes.extend(LibraryChange::between_items(container, &before, &c.items));
                 }
                 Err(e) => {
                     tracing::info!(source = %c.status.source, error = %e, "source not refreshed; keeping its last items");
