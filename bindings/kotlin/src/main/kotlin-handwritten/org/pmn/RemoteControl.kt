@@ -126,6 +126,33 @@ class RemoteControl private constructor(
         subscription(provider, service).use { emitAll(it) }
     }
 
+    /**
+     * Owner devices: the audit log of [provider] as a flow — the records after sequence number
+     * [after] first, then each new one as the provider reports it (who asked, was granted, used
+     * or was refused what). While collected it holds a subscription to the provider's `access`
+     * events, whose arrival is the cue to read the records after the last one emitted, so none is
+     * missed or emitted twice. A record the provider folds into an earlier one (a repeated call)
+     * keeps that record's number and is not emitted again. Throws what `accessAudit` and
+     * [subscription] throw (`PmnException.Forbidden` on a device that is not an owner).
+     */
+    fun auditRecords(provider: String, after: Long = 0L): Flow<AuditRecord> = flow {
+        val owner = controller.owner()
+        // Subscribed before the first read: a record written between the two is still seen.
+        subscription(provider, "access").use { notices ->
+            var last = after
+            suspend fun readNew() {
+                for (record in owner.accessAudit(provider, last)) {
+                    if (record.seq > last) {
+                        emit(record)
+                        last = record.seq
+                    }
+                }
+            }
+            readNew()
+            notices.collect { readNew() }
+        }
+    }
+
     /** Closes every subscription and the controller (Rust side freed). Idempotent. */
     override fun close() {
         bridge.closed.value = true

@@ -57,10 +57,11 @@ class GuestAccessTest {
             plainTransport = false,
             owner = OwnerOptions(keyStore = juliaKeys),
         )
-        val juliaListener = RecordingListener()
-        val julia = Controller(juliaConfig, juliaListener)
+        val julia = RemoteControl(juliaConfig)
         julia.connect()
-        val tvInfo = juliaListener.awaitProvider { it.name == "Julia's TV" }
+        val tvInfo = withTimeout(10_000) {
+            julia.onlineProviders.first { online -> online.any { it.name == "Julia's TV" } }
+        }.first { it.name == "Julia's TV" }
         julia.trust().pair(tvInfo.jid, tv.trust().startPairing(), RecordingPairingListener())
 
         // Collected before Romeo asks or after: the pending requests come first.
@@ -107,6 +108,11 @@ class GuestAccessTest {
         assertEquals(approval.grant.id, access.grantId)
         assertEquals(listOf(tv.trust().deviceFingerprint()), access.devices)
 
+        // Julia's phone follows the TV's audit log as a flow from now on.
+        val playAudited = async {
+            julia.auditRecords(tvInfo.jid).first { it.kind == "use" && it.method == "player.play" }
+        }
+
         // Romeo discovers the TV (mutual presence) and plays through the tunnel.
         romeoListener.awaitProvider { it.jid == tvInfo.jid }
         assertThrows<PmnException.Forbidden> { runBlocking { romeo.player(tvInfo.jid).play("file:///etc/passwd") } }
@@ -121,6 +127,7 @@ class GuestAccessTest {
         assertTrue(grant.active)
         assertEquals("home@friend.test", grant.guest)
         assertEquals(romeo.trust().deviceFingerprint(), grant.deviceFingerprint)
+        assertEquals("player.play", withTimeout(10_000) { playAudited.await() }.method)
         val audit = julia.owner().accessAudit(tvInfo.jid, 0L)
         assertTrue(audit.any { it.kind == "use" && it.method == "player.play" }, "$audit")
         assertTrue(audit.any { it.kind == "deny" && it.method == "recorder.channels" }, "$audit")
