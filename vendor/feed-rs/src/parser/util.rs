@@ -1,6 +1,5 @@
 use std::error::Error;
 use std::io::BufRead;
-use std::ops::Add;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -222,13 +221,19 @@ pub(crate) fn parse_npt(text: &str) -> Option<Duration> {
 
         if let (Some(h), Some(m), Some(s)) = (h, m, s) {
             // Parse the hours, minutes and seconds
-            let mut seconds = s.as_str().parse::<u64>().unwrap();
-            seconds += m.as_str().parse::<u64>().unwrap() * 60;
-            seconds += h.as_str().parse::<u64>().unwrap() * 3600;
+            // pmn patch: a value out of range is no duration (was `unwrap()` and unchecked
+            // arithmetic: a feed's `<itunes:duration>` of 21 digits panicked the parser).
+            let seconds = s.as_str().parse::<u64>().ok()?;
+            let minutes = m.as_str().parse::<u64>().ok()?;
+            let hours = h.as_str().parse::<u64>().ok()?;
+            let seconds = hours
+                .checked_mul(3600)?
+                .checked_add(minutes.checked_mul(60)?)?
+                .checked_add(seconds)?;
             let mut duration = Duration::from_secs(seconds);
 
             // Add fractional seconds if present
-            duration = parse_npt_add_frac_sec(duration, captures);
+            duration = parse_npt_add_frac_sec(duration, captures)?;
 
             return Some(duration);
         }
@@ -243,11 +248,12 @@ pub(crate) fn parse_npt(text: &str) -> Option<Duration> {
     if let Some(captures) = npt_sec.captures(text) {
         if let Some(s) = captures.name("s") {
             // Parse the seconds
-            let seconds = s.as_str().parse::<u64>().unwrap();
+            // pmn patch: out of range is no duration (was `unwrap()`).
+            let seconds = s.as_str().parse::<u64>().ok()?;
             let mut duration = Duration::from_secs(seconds);
 
             // Add fractional seconds if present
-            duration = parse_npt_add_frac_sec(duration, captures);
+            duration = parse_npt_add_frac_sec(duration, captures)?;
 
             return Some(duration);
         }
@@ -258,20 +264,31 @@ pub(crate) fn parse_npt(text: &str) -> Option<Duration> {
 }
 
 // Adds the fractional seconds if present
-fn parse_npt_add_frac_sec(duration: Duration, captures: Captures) -> Duration {
+fn parse_npt_add_frac_sec(duration: Duration, captures: Captures) -> Option<Duration> {
+    // pmn patch: `None` instead of a panic when the sum overflows (`Duration::add` panics) or
+    // the fraction does not parse.
     if let Some(frac) = captures.name("f") {
         let frac = frac.as_str();
         let denom = 10f32.powi(frac.len() as i32);
-        let num = frac.parse::<f32>().unwrap();
+        let num = frac.parse::<f32>().ok()?;
         let millis = (1000f32 * (num / denom)) as u64;
-        duration.add(Duration::from_millis(millis))
+        duration.checked_add(Duration::from_millis(millis))
     } else {
-        duration
+        Some(duration)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    // pmn patch: out-of-range durations are none, not a panic.
+    #[test]
+    fn npt_out_of_range_is_none() {
+        assert_eq!(super::parse_npt("99999999999999999999999:10:01"), None);
+        assert_eq!(super::parse_npt("18446744073709551615:00:00"), None);
+        assert_eq!(super::parse_npt("99999999999999999999999"), None);
+        assert_eq!(super::parse_npt("01:02:03.5"), Some(std::time::Duration::from_millis(3_723_500)));
+    }
+
     use chrono::{TimeZone, Utc};
 
     use super::*;
