@@ -41,7 +41,8 @@ pub use logging::{
 pub use owner::{OwnerConsole, OwnerKey};
 pub use player::Player;
 pub use playlists::{
-    MediaKind, PlaylistAccess, PlaylistChange, PlaylistEntry, PlaylistListener, Playlists,
+    playlist_address, MediaKind, PlaylistAccess, PlaylistChange, PlaylistEntry, PlaylistListener,
+    Playlists,
 };
 pub use provider::{start_simulated_player, Provider};
 pub use recorder::Recorder;

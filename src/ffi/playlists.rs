@@ -226,6 +226,24 @@ fn owners(publisher: &BareJid, keys: &[Vec<u8>]) -> Result<OwnerKeys, PmnError> 
     Ok(owners)
 }
 
+/// The address of the playlist `name` of the household `publisher` (its network's bare JID),
+/// which a TV plays in playlist order: `player.play(playlistAddress("home@home.test", "radio"))`
+/// (or `enqueue`). The TV fetches the playlist itself and plays only the entries its owners
+/// signed; a guest may play it when the playlist is open or names the guest's network.
+/// `PmnException.Config` for a JID that is not bare, `BadParams` for an invalid name.
+#[uniffi::export]
+pub fn playlist_address(publisher: String, name: String) -> Result<String, PmnError> {
+    let publisher = super::error::bare_jid(&publisher)?;
+    let uri = crate::core::pubsub::playlist_uri(&publisher, &name);
+    // The TV reads the address with the same strict parser: refuse here what it would refuse.
+    match crate::core::pubsub::PlaylistAddress::parse(&uri) {
+        Some(_) => Ok(uri),
+        None => Err(PmnError::BadParams {
+            detail: format!("{name:?} is not a playlist name (A-Z a-z 0-9 . _ - only)"),
+        }),
+    }
+}
+
 impl Playlists {
     pub(super) fn new(inner: CorePlaylists) -> Self {
         Self { inner }
@@ -405,5 +423,28 @@ impl Drop for Following {
                 tracing::debug!(error = %e, "could not unsubscribe from the playlist");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn a_playlist_address_is_what_the_tv_parses_and_bad_input_is_typed() {
+        let uri = playlist_address("home@home.test".into(), "radio".into()).expect("address");
+        let parsed = crate::core::pubsub::PlaylistAddress::parse(&uri).expect("parses");
+        assert_eq!(
+            (parsed.publisher.to_string(), parsed.name),
+            ("home@home.test".into(), "radio".into())
+        );
+        assert!(matches!(
+            playlist_address("home@home.test/tv".into(), "radio".into()),
+            Err(PmnError::Config { .. })
+        ));
+        assert!(matches!(
+            playlist_address("home@home.test".into(), "no spaces".into()),
+            Err(PmnError::BadParams { .. })
+        ));
     }
 }
