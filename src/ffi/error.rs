@@ -155,7 +155,7 @@ pub enum PmnError {
     #[error("key store: {detail}")]
     Key {
         /// What kind of failure.
-        kind: super::keystore::KeyErrorKind,
+        kind: KeyErrorKind,
         /// The key alias (the key file for `InsecurePermissions`), when there is one.
         alias: Option<String>,
         /// What happened.
@@ -254,4 +254,31 @@ pub(crate) fn config(detail: impl Into<String>) -> PmnError {
 pub(crate) fn parse_provider(jid: &str) -> Result<FullJid, PmnError> {
     jid.parse()
         .map_err(|e| config(format!("{jid:?} is not a provider's full JID: {e}")))
+}
+
+/// What went wrong in a key store: the `kind` of `PmnException.Key` (Kotlin
+/// `KeyErrorKind.NOT_FOUND`, …), one per `KeyStoreError` kind. Key store failures are not a
+/// second exception family: an app catches `PmnException` and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum KeyErrorKind {
+    /// No key with this alias.
+    NotFound,
+    /// The alias already holds a key; keys are never overwritten.
+    AlreadyExists,
+    /// The alias is not 1–64 characters of `a-z 0-9 . _ -`.
+    InvalidAlias,
+    /// A key file is readable by other users and was refused (`alias` is the file).
+    InsecurePermissions,
+    /// The stored key is not a valid P-256 key.
+    Corrupt,
+    /// `PmnPlatform.init` (Android: `Pmn.initAndroid`) has not been called yet.
+    PlatformNotInitialised,
+    /// The key needs the user to authenticate first (show the system prompt, then retry).
+    UserAuthenticationRequired,
+    /// The store cannot do this (e.g. user presence on a software store).
+    Unsupported,
+    /// File-system failure of a file-backed store.
+    Io,
+    /// The platform (or a foreign store) reported an error.
+    Platform,
 }

@@ -1,6 +1,7 @@
 //! UniFFI surface of the device key stores: [`DeviceKeyStore`] (software, platform, or app-supplied
-//! through the [`ForeignKeyStore`] foreign trait), [`KeyPolicy`], and [`KeyErrorKind`]: a key store
-//! failure is `PmnError::Key` (Kotlin `PmnException.Key`), not an error type of its own.
+//! through the [`ForeignKeyStore`] foreign trait) and [`KeyPolicy`]. A key store failure is
+//! `PmnError::Key` with a [`KeyErrorKind`] (Kotlin `PmnException.Key`), not an error type of its
+//! own.
 //!
 //! Thin by design: every method forwards to a `crate::core::identity::KeyStore` and converts types;
 //! the rules (alias syntax, P-256 only, permissions) live in `core::identity` and `platform`.
@@ -9,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::error::PmnError;
+use super::error::{KeyErrorKind, PmnError};
 use crate::core::identity::{self, check_p256_spki, validate_alias, KeyStore, KeyStoreError};
 use crate::platform;
 
@@ -45,33 +46,6 @@ impl From<identity::KeyPolicy> for KeyPolicy {
             }
         }
     }
-}
-
-/// What went wrong in a key store: the `kind` of `PmnException.Key` (Kotlin
-/// `KeyErrorKind.NOT_FOUND`, …), one per `KeyStoreError` kind. Key store failures are not a
-/// second exception family: an app catches `PmnException` and nothing else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
-pub enum KeyErrorKind {
-    /// No key with this alias.
-    NotFound,
-    /// The alias already holds a key; keys are never overwritten.
-    AlreadyExists,
-    /// The alias is not 1–64 characters of `a-z 0-9 . _ -`.
-    InvalidAlias,
-    /// A key file is readable by other users and was refused (`alias` is the file).
-    InsecurePermissions,
-    /// The stored key is not a valid P-256 key.
-    Corrupt,
-    /// `PmnPlatform.init` (Android: `Pmn.initAndroid`) has not been called yet.
-    PlatformNotInitialised,
-    /// The key needs the user to authenticate first (show the system prompt, then retry).
-    UserAuthenticationRequired,
-    /// The store cannot do this (e.g. user presence on a software store).
-    Unsupported,
-    /// File-system failure of a file-backed store.
-    Io,
-    /// The platform (or a foreign store) reported an error.
-    Platform,
 }
 
 impl From<KeyStoreError> for PmnError {

@@ -30,7 +30,7 @@ pub use config::ConnectionConfig;
 pub use controller::Controller;
 pub use diagnostics::{live_objects, LiveObjects};
 pub use e2e::*;
-pub use error::{CallOutcome, PmnError};
+pub use error::{CallOutcome, KeyErrorKind, PmnError};
 pub use guest::GuestPass;
 pub use keystore::*;
 pub use library::MediaLibrary;
