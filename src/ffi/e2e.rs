@@ -13,8 +13,8 @@ use crate::core::e2e::{
 use crate::core::identity::DeviceIdentity;
 
 /// Turns on the end-to-end tunnel for a controller or provider (put it in
-/// [`ConnectionConfig::e2e`]). The TLS key `key_alias` of `key_store` is created on first use and
-/// never leaves the store.
+/// [`crate::ConnectionConfig::e2e`]). The TLS key `key_alias` of `key_store` is created on first
+/// use and never leaves the store.
 ///
 /// Kotlin:
 /// ```kotlin e2eOptionsDoc(dir: String, network: String, password: String)
@@ -92,7 +92,8 @@ impl From<CoreSource> for TrustSource {
 pub struct TrustedDevice {
     /// The peer's bare JID (its network).
     pub jid: String,
-    /// Lower-case hex SHA-256 of its public key (SPKI): what [`Controller::revoke_device`] takes.
+    /// Lower-case hex SHA-256 of its public key (SPKI): what [`crate::Trust::revoke_device`]
+    /// takes.
     pub fingerprint: String,
     /// How it became trusted.
     pub source: TrustSource,

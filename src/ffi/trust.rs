@@ -26,7 +26,7 @@ pub struct MissedDevice {
     pub error: PmnError,
 }
 
-/// What [`Controller::rotate_network_password`] did.
+/// What [`Trust::rotate_network_password`] did.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct PasswordRotation {
     /// The new network password. Store it where the app keeps the password (the

@@ -146,8 +146,8 @@ impl Shared {
     }
 }
 
-/// How [`Controller::call_with_retry`] (and every call, with [`ControllerConfig::retry`]) tries
-/// again.
+/// How [`crate::core::controller::Controller::call_with_retry`] (and every call, with
+/// [`crate::core::controller::ControllerConfig::retry`]) tries again.
 ///
 /// Only calls that may be retried safely are: every attempt carries the **same** [`CallId`], so
 /// a provider that already ran the call answers with its first answer (for

@@ -41,10 +41,11 @@ pub struct GuestAccess {
     pub grant: GrantId,
     /// When it expires (host's clock, seconds since the epoch).
     pub expires: u64,
-    /// The host devices whose keys [`Controller::confirm_access`] pins.
+    /// The host devices whose keys [`crate::core::controller::GuestPass::confirm_access`] pins.
     pub devices: Vec<DeviceFingerprint>,
-    /// The six digits to compare with the ones on the owner's phone ([`Issued::confirmation_code`])
-    /// before confirming: different digits mean the server changed a key on the way.
+    /// The six digits to compare with the ones on the owner's phone
+    /// ([`crate::core::controller::Issued::confirmation_code`]) before confirming: different
+    /// digits mean the server changed a key on the way.
     pub confirmation_code: String,
     /// Fingerprint of the owner-approval key that signed the approval.
     pub owner_key: DeviceFingerprint,

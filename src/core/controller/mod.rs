@@ -449,8 +449,8 @@ impl Controller {
     }
 
     /// Calls `method` on `provider` once, as the call `id`: pass the id of an earlier attempt
-    /// whose outcome was [`CallOutcome::Unknown`] and the provider, if it ran that attempt,
-    /// answers with its first answer instead of running the method again.
+    /// whose outcome was [`crate::core::error::CallOutcome::Unknown`] and the provider, if it ran
+    /// that attempt, answers with its first answer instead of running the method again.
     pub async fn call_as(
         &self,
         provider: &FullJid,

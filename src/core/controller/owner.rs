@@ -117,7 +117,8 @@ pub struct Issued {
     /// The providers that refused it or could not be reached, and why.
     pub failed: Vec<(FullJid, Error)>,
     /// For an approved request: the six digits the owner's phone shows, which the guest's phone
-    /// must show too ([`GuestAccess::confirmation_code`]); `None` for a grant without a request.
+    /// must show too ([`crate::core::controller::GuestAccess::confirmation_code`]); `None` for a
+    /// grant without a request.
     pub confirmation_code: Option<String>,
 }
 
@@ -126,7 +127,7 @@ pub struct Issued {
 pub struct OwnerKeyInfo {
     /// The key's fingerprint.
     pub key: DeviceFingerprint,
-    /// The key (DER SPKI), what [`Controller::remove_owner`] takes.
+    /// The key (DER SPKI), what [`crate::core::controller::OwnerConsole::remove_owner`] takes.
     pub spki: Vec<u8>,
     /// The device (TLS key) that holds it, when the provider knows (keys configured at a
     /// provider's start have none).
@@ -389,8 +390,9 @@ impl OwnerConsole {
     }
 
     /// Makes another phone an owner: registers its owner-approval key `spki` (from
-    /// [`Controller::owner_public_key`] on that phone), held by the device whose TLS key is
-    /// `device`, on every online provider. Only an owner device may; returns where it took.
+    /// [`crate::core::controller::OwnerConsole::owner_public_key`] on that phone), held by the
+    /// device whose TLS key is `device`, on every online provider. Only an owner device may;
+    /// returns where it took.
     pub async fn add_owner(
         &self,
         spki: Vec<u8>,

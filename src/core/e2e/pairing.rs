@@ -4,7 +4,7 @@
 //! TLS with its own keys gets a different exporter value on each side, so the key confirmation fails
 //! even if it knows the code; a transcript replayed into another TLS session fails the same way.
 //!
-//! The responder (the device showing the code) counts attempts in its [`PairingGate`].
+//! The responder (the device showing the code) counts attempts in its `PairingGate`.
 
 use crate::core::sync::Locked;
 use std::time::{Duration, Instant};

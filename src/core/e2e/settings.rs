@@ -17,10 +17,12 @@ use crate::core::identity::{DeviceFingerprint, DeviceIdentity};
 pub type Admission = Arc<dyn Fn(&BareJid, &DeviceFingerprint) -> bool + Send + Sync>;
 
 /// The end-to-end configuration of a device: its TLS identity, the keys it pins, the policy of
-/// its role, and the bounds and knobs of its [`E2eEndpoint`]. One type for both levels: a role
-/// ([`Provider`](crate::core::provider::Provider), [`Controller`](crate::core::controller::Controller))
-/// takes it and builds its endpoint from it (adding its own [`Admission`]), and a bare endpoint
-/// ([`E2eEndpoint::new`]) runs with it directly; `require_tunnel` is read by the roles only.
+/// its role, and the bounds and knobs of its [`E2eEndpoint`](crate::core::e2e::E2eEndpoint). One
+/// type for both levels: a role ([`Provider`](crate::core::provider::Provider),
+/// [`Controller`](crate::core::controller::Controller)) takes it and builds its endpoint from it
+/// (adding its own [`Admission`]), and a bare endpoint
+/// ([`E2eEndpoint::new`](crate::core::e2e::E2eEndpoint::new)) runs with it directly;
+/// `require_tunnel` is read by the roles only.
 ///
 /// With it, a controller sends every RPC call (and subscribe/unsubscribe) through a tunnel
 /// to the provider, never in clear, and a provider answers tunnelled calls and sends events to

@@ -85,7 +85,7 @@ pub enum CallIdField {
 }
 
 /// Adds the call-id element to a `<query xmlns='jabber:iq:rpc'>` built by
-/// [`xmlrpc::call_to_query`].
+/// [`crate::core::rpc::xmlrpc::call_to_query`].
 pub fn attach(query: Element, id: &CallId) -> Element {
     let mut query = query;
     query.append_child(Element::from(CallElement {

@@ -235,7 +235,8 @@ impl E2eEndpoint {
         &self.inner.session
     }
 
-    /// How often each bound of [`E2eLimits`] was hit, and other refusals worth watching.
+    /// How often each bound of [`crate::core::e2e::E2eLimits`] was hit, and other refusals worth
+    /// watching.
     pub fn stats(&self) -> E2eStats {
         let mut stats = self.inner.counters.snapshot();
         let gate = self.inner.gate.locked();
