@@ -259,3 +259,23 @@ impl OwnerConsole {
         .await
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    /// The limit the app reads in `approveAccess`'s KDoc (generated from the doc comment above)
+    /// is the one the core enforces: the doc cannot drift from the constant again.
+    #[test]
+    fn the_documented_grant_limit_is_the_enforced_one() {
+        let source = include_str!("owner.rs");
+        let days: u64 = source
+            .split("at most ")
+            .nth(1)
+            .and_then(|rest| rest.split(" days ahead").next())
+            .and_then(|n| n.trim().parse().ok())
+            .expect("approve_access documents its limit in days");
+        assert_eq!(
+            days * 24 * 3600,
+            crate::core::access::MAX_GRANT_LIFETIME_SECS
+        );
+    }
+}
