@@ -42,6 +42,10 @@ pub(crate) const SHORT_SOAK: &[(&str, &str)] = &[
     // reaching their working size); a leak per call grows without bound.
     ("PMN_SOAK_MAX_GROWTH_KB", "8192"),
 ];
+/// The suite's `cargo test`, the same for the stage that builds its binaries and the one that
+/// runs them (other arguments would rebuild them). `sources` too, so tests/sources.rs and the
+/// source provider's unit tests run.
+const CARGO_TEST: &[&str] = &["test", "--workspace", "--features", "test-ca,sources"];
 /// `cargo xtask test`: every stage in order, stopping at the first that fails.
 pub(crate) fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("prerequisites", install_prosody)?;
@@ -87,13 +91,7 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("cargo test (build)", |ctx| {
         run(
             "cargo test (build)",
-            ctx.cargo().args([
-                "test",
-                "--workspace",
-                "--features",
-                "test-ca,sources",
-                "--no-run",
-            ]),
+            ctx.cargo().args(CARGO_TEST).arg("--no-run"),
         )
     })?;
     let fuzz_build = start_fuzz_build(ctx);
@@ -102,8 +100,7 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
         let result = run_counting(
             "cargo test",
             ctx.cargo()
-                // `sources` too, so tests/sources.rs and the source provider's unit tests run.
-                .args(["test", "--workspace", "--features", "test-ca,sources"])
+                .args(CARGO_TEST)
                 // Set, so the interop tests fail instead of skipping when the peer is broken.
                 .env(SLIXMPP_PYTHON_ENV, &python)
                 // tests/field.rs (short versions; `cargo xtask field` runs the long ones).
