@@ -513,6 +513,44 @@ async fn a_tampered_client_hello_in_the_initiate_fails_cleanly() {
     echo_ok(&phone, &tv, "after").await;
 }
 
+/// The device at the TV's JID comes back with another key (reinstalled, paired again): the
+/// phone's ticket and ClientHello were for the old key, so that session cannot authenticate the
+/// new one. The phone drops the old key's tickets and opens a fresh session, a full handshake with
+/// the key the accept names (which it trusts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_back_with_another_key_gets_a_full_handshake() {
+    let (mut phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    tunnel_seen_once(&mut phone, &mut tv).await;
+    let (old_key, old_jid) = (tv.endpoint.fingerprint(), tv.jid.clone());
+    tv.session.close().await;
+    drop(tv);
+    // The same full JID, a new key.
+    let mut config = session_config(&HOME, "tv");
+    config.jid = old_jid.clone();
+    let mut tv = device_on(config, "tv", |_| {}).await;
+    assert_eq!(tv.jid, old_jid);
+    assert_ne!(tv.endpoint.fingerprint(), old_key);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    let _ = sent_kinds(&mut phone);
+    let tunnel = phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
+    assert!(!tunnel.resumed());
+    assert_eq!(tunnel.peer_fingerprint(), tv.endpoint.fingerprint());
+    echo_ok(&phone, &tv, "new key").await;
+    let initiates = sent_kinds(&mut phone)
+        .into_iter()
+        .filter(|k| k == "iq-set:session-initiate")
+        .count();
+    assert_eq!(
+        initiates, 2,
+        "one resumption attempt, then one full handshake"
+    );
+}
+
 /// Blocks in messages have no acknowledgement each, but the paced iqs keep a fast sender within
 /// what the receiver buffers: a burst far beyond the receiver's per-stream buffer arrives whole,
 /// in order, and the tunnel stays up.
