@@ -8,8 +8,15 @@
 //! What a new tunnel waits for (issue 16): two relayed round trips on the opener's side —
 //! session-initiate → (its result, session-accept), then (IBB open, ClientHello) → the server's
 //! TLS flight; the opener's last flight goes out, without a wait, just before its first stanza —
-//! and nine relayed stanzas, since IBB data needs no acknowledgement (`ibb.rs`). Neither side
-//! waits for its own server on the way. Each must read the network's published keys and
+//! and nine relayed stanzas on the way, since IBB data needs no acknowledgement (`ibb.rs`), plus
+//! the session ticket the responder sends once the handshake is done (not waited for). Neither
+//! side waits for its own server on the way.
+//!
+//! A tunnel to a device seen before (the opener holds a ticket for a key it still trusts, see
+//! `Resumption` in `tls.rs`) waits for one relayed round trip: the ClientHello rides in the
+//! initiate (`early.rs`), and the responder answers it over IBB right after its accept, without
+//! waiting for the accept's result. The responder's confirming read (below) then is on the
+//! opener's path, since nothing relayed hides it any more; the trust rules are the same. Each must read the network's published keys and
 //! revocation lists (XEP-0189) before it trusts a key of its own network, and that read overlaps
 //! the relayed round trip instead of following it:
 //! - the opener starts it with the initiate (it is about the peer's bare JID, not about the key the
