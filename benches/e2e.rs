@@ -10,7 +10,11 @@
 //!   server), each interleaved with one plain iq round trip: in ms, in plain round trips, in stanzas
 //!   each way, and in **relayed round trips on the opener's critical path** — how often the opener
 //!   had to wait for the peer (the direction changes of the time-ordered stanzas both sides sent
-//!   during the setup); one setup's stanzas are printed as a timeline.
+//!   during the setup); one setup's stanzas are printed as a timeline;
+//! - **resumed setup**: the same for a tunnel to the device seen just before (issue 16, goal 4):
+//!   the ClientHello, offering the last tunnel's ticket, rides in the initiate and the session
+//!   resumes (no certificates, no signatures). New and resumed setups alternate, each next to its
+//!   own plain round trip; before each new one both devices forget their tickets.
 //!
 //! Run: `cargo xtask bench e2e` (or `cargo bench --features test-ca --bench e2e`). Noisy shared
 //! machine: only the ratios within one round mean anything.
@@ -251,6 +255,52 @@ fn setup_of(log: &Log, start: Instant, end: Instant, time: Duration) -> Setup {
     }
 }
 
+/// Prints the median of `setups` (sorted here) and its spread; returns its ms, plain round trips,
+/// relayed round trips and stanzas. `timeline` prints the median setup's stanzas.
+fn report_setups(
+    name: &str,
+    setups: &mut [Setup],
+    plain_med: f64,
+    timeline: bool,
+) -> (f64, f64, f64, f64) {
+    setups.sort_by_key(|s| s.time);
+    let median = &setups[setups.len() / 2];
+    let mut waits: Vec<usize> = setups.iter().map(|s| s.waits).collect();
+    waits.sort();
+    let mut stanzas: Vec<usize> = setups.iter().map(|s| s.phone_out + s.tv_out).collect();
+    stanzas.sort();
+    let ms = median.time.as_secs_f64() * 1e3;
+    let rts = median.time.as_secs_f64() * 1e6 / plain_med;
+    println!(
+        "  {name:<25} median {ms:8.2} ms   = {rts:.1} plain round trips ({plain_med:.0} µs, same round)"
+    );
+    println!(
+        "                            relayed round trips on the opener's critical path: median {} (min {} max {}); stanzas median {} (the median setup: phone→tv {}, tv→phone {})",
+        waits[waits.len() / 2],
+        waits[0],
+        waits[waits.len() - 1],
+        stanzas[stanzas.len() / 2],
+        median.phone_out,
+        median.tv_out
+    );
+    if timeline {
+        println!("  timeline of the median {name} (µs since the call, who sent what):");
+        for (at, side, what) in &median.timeline {
+            let arrow = match side {
+                Side::Phone => "phone → tv",
+                Side::Tv => "tv → phone",
+            };
+            println!("    {:7.0}  {arrow}  {what}", at.as_secs_f64() * 1e6);
+        }
+    }
+    (
+        ms,
+        rts,
+        waits[waits.len() / 2] as f64,
+        stanzas[stanzas.len() / 2] as f64,
+    )
+}
+
 fn min_med_max(mut v: Vec<f64>) -> String {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     format!(
@@ -305,6 +355,8 @@ async fn main() {
     let (mut med_ratios, mut p99_ratios, mut msg_ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut setup_rts, mut setup_ms, mut setup_waits, mut setup_stanzas) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut resumed_rts, mut resumed_ms, mut resumed_waits, mut resumed_stanzas) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
         // RPC: plain and tunnelled, interleaved, the order alternating.
         phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
@@ -350,16 +402,33 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (mut setups, mut plain) = (Vec::new(), Vec::new());
-        for _ in 0..SETUPS {
-            plain.push(plain_call(&phone, &tv).await);
+        let (mut resumed_setups, mut resumed_plain) = (Vec::new(), Vec::new());
+        for i in 0..2 * SETUPS {
+            // Even: a new tunnel (no ticket on either side); odd: resuming the one before.
+            let resume = i % 2 == 1;
+            if !resume {
+                phone.endpoint.forget_sessions();
+                tv.endpoint.forget_sessions();
+            }
+            let p = plain_call(&phone, &tv).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
             let start = Instant::now();
             let tunnel = phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
             let time = start.elapsed();
             let end = Instant::now();
+            assert_eq!(tunnel.resumed(), resume, "setup {i}");
+            // One call: by its answer the ticket (sent after the handshake) has arrived too.
+            tunnel_call(&phone, &tv).await;
             // Let the taps catch up, then read the window of this setup.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            setups.push(setup_of(&log, start, end, time));
+            let setup = setup_of(&log, start, end, time);
+            if resume {
+                resumed_setups.push(setup);
+                resumed_plain.push(p);
+            } else {
+                setups.push(setup);
+                plain.push(p);
+            }
             tunnel.close();
             tokio::time::timeout(T, tunnel.closed())
                 .await
@@ -367,40 +436,23 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         let (plain_med, _) = common::median_p99(plain);
-        setups.sort_by_key(|s| s.time);
-        let median = &setups[setups.len() / 2];
-        let mut waits: Vec<usize> = setups.iter().map(|s| s.waits).collect();
-        waits.sort();
-        let mut stanzas: Vec<usize> = setups.iter().map(|s| s.phone_out + s.tv_out).collect();
-        stanzas.sort();
-        let ms = median.time.as_secs_f64() * 1e3;
+        let (ms, rts, waits, stanzas) =
+            report_setups("new tunnel setup", &mut setups, plain_med, round == 1);
         setup_ms.push(ms);
-        setup_rts.push(median.time.as_secs_f64() * 1e6 / plain_med);
-        setup_waits.push(waits[waits.len() / 2] as f64);
-        setup_stanzas.push(stanzas[stanzas.len() / 2] as f64);
-        println!(
-            "  new tunnel setup          median {ms:8.2} ms   = {:.1} plain round trips ({plain_med:.0} µs, same round)",
-            median.time.as_secs_f64() * 1e6 / plain_med
+        setup_rts.push(rts);
+        setup_waits.push(waits);
+        setup_stanzas.push(stanzas);
+        let (resumed_plain_med, _) = common::median_p99(resumed_plain);
+        let (rms, rrts, rwaits, rstanzas) = report_setups(
+            "resumed tunnel setup",
+            &mut resumed_setups,
+            resumed_plain_med,
+            round == 1,
         );
-        println!(
-            "                            relayed round trips on the opener's critical path: median {} (min {} max {}); stanzas median {} (the median setup: phone→tv {}, tv→phone {})",
-            waits[waits.len() / 2],
-            waits[0],
-            waits[waits.len() - 1],
-            stanzas[stanzas.len() / 2],
-            median.phone_out,
-            median.tv_out
-        );
-        if round == 1 {
-            println!("  timeline of the median setup (µs since the call, who sent what):");
-            for (at, side, what) in &median.timeline {
-                let arrow = match side {
-                    Side::Phone => "phone → tv",
-                    Side::Tv => "tv → phone",
-                };
-                println!("    {:7.0}  {arrow}  {what}", at.as_secs_f64() * 1e6);
-            }
-        }
+        resumed_ms.push(rms);
+        resumed_rts.push(rrts);
+        resumed_waits.push(rwaits);
+        resumed_stanzas.push(rstanzas);
     }
     println!("summary over {ROUNDS} rounds:");
     println!(
@@ -430,6 +482,22 @@ async fn main() {
     println!(
         "  new tunnel, stanzas:              {}",
         min_med_max(setup_stanzas)
+    );
+    println!(
+        "  resumed tunnel, ms:               {}",
+        min_med_max(resumed_ms)
+    );
+    println!(
+        "  resumed tunnel, plain round trips: {}",
+        min_med_max(resumed_rts)
+    );
+    println!(
+        "  resumed tunnel, relayed round trips: {}",
+        min_med_max(resumed_waits)
+    );
+    println!(
+        "  resumed tunnel, stanzas:          {}",
+        min_med_max(resumed_stanzas)
     );
     phone.session.close().await;
     tv.session.close().await;

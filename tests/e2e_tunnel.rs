@@ -225,7 +225,15 @@ async fn pinned_devices_tunnel_rpc_and_the_server_sees_no_plaintext() {
 fn sent_kinds(dev: &mut Device) -> Vec<String> {
     let mut kinds = Vec::new();
     while let Ok(stanza) = dev.tap.try_recv() {
-        kinds.push(match stanza {
+        kinds.push(kind_of(stanza));
+    }
+    kinds
+}
+
+/// The short name of one stanza (see [`sent_kinds`]).
+fn kind_of(stanza: Stanza) -> String {
+    {
+        match stanza {
             Stanza::Iq(Iq::Set { payload, .. }) => match payload.attr("action") {
                 Some(action) => format!("iq-set:{action}"),
                 None => format!("iq-set:{}", payload.name()),
@@ -237,9 +245,8 @@ fn sent_kinds(dev: &mut Device) -> Vec<String> {
                 format!("message:{}", m.payloads.first().map_or("-", |p| p.name()))
             }
             Stanza::Presence(_) => "presence".into(),
-        });
+        }
     }
-    kinds
 }
 
 /// What the server relays for a new tunnel and per call (issue 16, goal 4): IBB data travels in
@@ -279,13 +286,15 @@ async fn a_new_tunnel_costs_nine_stanzas_and_a_call_about_two() {
         ],
         "{by_tv:?}"
     );
-    // The initiate's result and the accept; the open's result and the server's flight.
+    // The initiate's result and the accept; the open's result and the server's flight; once the
+    // handshake is done, the session ticket the next tunnel can resume with (not waited for).
     assert_eq!(
         by_tv,
         [
             "iq-result",
             "iq-set:session-accept",
             "iq-result",
+            "message:data",
             "message:data"
         ],
         "{by_phone:?}"
@@ -312,6 +321,233 @@ async fn a_new_tunnel_costs_nine_stanzas_and_a_call_about_two() {
     assert!(
         total <= 2 * CALLS + CALLS / 4 + 2,
         "{total} stanzas for {CALLS} calls: {by_phone:?} {by_tv:?}"
+    );
+}
+
+/// Every stanza a device sent since the last look, as (short name, serialised).
+fn sent_stanzas(dev: &mut Device) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    while let Ok(stanza) = dev.tap.try_recv() {
+        let xml = String::from_utf8_lossy(&xso::to_vec(&stanza).unwrap()).into_owned();
+        all.push((kind_of(stanza), xml));
+    }
+    all
+}
+
+/// A first tunnel between two pinned devices, a call through it (the phone reads the TV's ticket,
+/// which follows the handshake), then a clean close; the taps are drained afterwards.
+async fn tunnel_seen_once(phone: &mut Device, tv: &mut Device) {
+    let first = phone.endpoint.tunnel(&tv.jid).await.expect("first tunnel");
+    assert!(!first.resumed(), "nothing to resume from yet");
+    echo_ok(phone, tv, "first").await;
+    first.close();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = (sent_kinds(phone), sent_kinds(tv));
+}
+
+/// Issue 16, goal 4: a tunnel to a device seen before costs one relayed round trip. The phone's
+/// ClientHello (offering the ticket of the first tunnel) rides in its initiate; the TV decides
+/// trust from the initiate as always, then answers it right after its accept; the phone's only
+/// other stanzas are the accept's result, the IBB open and its last flight, none waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_to_a_device_seen_before_resumes_in_one_round_trip() {
+    let (mut phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    tunnel_seen_once(&mut phone, &mut tv).await;
+
+    let again = phone
+        .endpoint
+        .tunnel(&tv.jid)
+        .await
+        .expect("resumed tunnel");
+    assert!(again.resumed(), "the second tunnel did a full handshake");
+    assert_eq!(again.peer_fingerprint(), tv.endpoint.fingerprint());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_tv = tv
+        .endpoint
+        .existing_tunnel(&phone.jid)
+        .expect("the TV's side");
+    assert!(at_tv.resumed());
+    assert_eq!(at_tv.peer_fingerprint(), phone.endpoint.fingerprint());
+    let (by_phone, by_tv) = (sent_stanzas(&mut phone), sent_stanzas(&mut tv));
+    let relayed = |sent: &[(String, String)]| -> Vec<String> {
+        sent.iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k != "iq-get:pubsub")
+            .collect()
+    };
+    let initiate = by_phone
+        .iter()
+        .find(|(k, _)| k == "iq-set:session-initiate")
+        .expect("an initiate");
+    assert!(
+        initiate.1.contains("urn:xmpp:tmp:pmn:flight:0"),
+        "no ClientHello in the initiate: {}",
+        initiate.1
+    );
+    assert_eq!(
+        relayed(&by_phone),
+        [
+            "iq-set:session-initiate",
+            "iq-result",
+            "iq-set:open",
+            "message:data"
+        ],
+        "{by_tv:?}"
+    );
+    // The initiate's result, the accept (saying it took the ClientHello) and the server's
+    // flight; the open's result (whenever it comes); the next ticket.
+    let mut tv_kinds = relayed(&by_tv);
+    assert_eq!(
+        tv_kinds[..2],
+        ["iq-result", "iq-set:session-accept"],
+        "{tv_kinds:?}"
+    );
+    tv_kinds.sort();
+    assert_eq!(
+        tv_kinds,
+        [
+            "iq-result",
+            "iq-result",
+            "iq-set:session-accept",
+            "message:data",
+            "message:data"
+        ]
+    );
+    echo_ok(&phone, &tv, "resumed").await;
+    // A third one resumes from the ticket the second one brought.
+    again.close();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(phone
+        .endpoint
+        .tunnel(&tv.jid)
+        .await
+        .expect("third")
+        .resumed());
+}
+
+/// A ticket does not outlive the trust in its key: the TV revokes the phone's key, and the
+/// phone's next attempt (its ClientHello offering the old ticket in the initiate) is refused
+/// from the initiate, before any accept or TLS byte, exactly as a full handshake would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumption_after_the_peer_key_was_revoked_is_refused() {
+    let (mut phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let mut tv_events = serve_echo(&mut tv);
+    tunnel_seen_once(&mut phone, &mut tv).await;
+    while tv_events.try_recv().is_ok() {}
+    tv.endpoint
+        .revoke(&phone.jid.to_bare(), &phone.endpoint.fingerprint())
+        .unwrap();
+    let e = phone
+        .endpoint
+        .tunnel(&tv.jid)
+        .await
+        .expect_err("a revoked key resumed");
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (by_phone, by_tv) = (sent_stanzas(&mut phone), sent_stanzas(&mut tv));
+    assert!(
+        by_phone
+            .iter()
+            .any(|(k, xml)| k == "iq-set:session-initiate" && xml.contains("pmn:flight")),
+        "the phone did not try to resume: {by_phone:?}"
+    );
+    let tv_kinds: Vec<&str> = by_tv.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        !tv_kinds
+            .iter()
+            .any(|k| k.contains("session-accept") || k.contains("data")),
+        "the TV answered a revoked key: {tv_kinds:?}"
+    );
+    assert!(matches!(
+        next_event(&mut tv_events).await,
+        E2eInbound::TunnelRefused { .. }
+    ));
+    still_online(&phone).await;
+    still_online(&tv).await;
+}
+
+/// A ClientHello altered on its way in the initiate (here by the phone's own test knob, flipping
+/// one bit of it) fails that tunnel with a TLS error on both ends; the next attempt, with no
+/// ticket left to offer, is a full handshake that works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_client_hello_in_the_initiate_fails_cleanly() {
+    let mut phone = device_with("phone", |c| c.hooks.corrupt_flight = true).await;
+    let mut tv = device("tv").await;
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let mut tv_events = serve_echo(&mut tv);
+    tunnel_seen_once(&mut phone, &mut tv).await;
+    while tv_events.try_recv().is_ok() {}
+    let e = phone
+        .endpoint
+        .tunnel(&tv.jid)
+        .await
+        .expect_err("a tampered ClientHello went unnoticed");
+    assert!(
+        matches!(e.kind(), ErrorKind::Tls | ErrorKind::Protocol),
+        "{e}"
+    );
+    match next_event(&mut tv_events).await {
+        E2eInbound::TunnelRefused { error, .. } => {
+            assert!(
+                matches!(error.kind(), ErrorKind::Tls | ErrorKind::Protocol),
+                "{error}"
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(tv.endpoint.existing_tunnel(&phone.jid).is_none());
+    still_online(&phone).await;
+    still_online(&tv).await;
+    let next = phone
+        .endpoint
+        .tunnel(&tv.jid)
+        .await
+        .expect("a full handshake");
+    assert!(!next.resumed());
+    echo_ok(&phone, &tv, "after").await;
+}
+
+/// The device at the TV's JID comes back with another key (reinstalled, paired again): the
+/// phone's ticket and ClientHello were for the old key, so that session cannot authenticate the
+/// new one. The phone drops the old key's tickets and opens a fresh session, a full handshake with
+/// the key the accept names (which it trusts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_back_with_another_key_gets_a_full_handshake() {
+    let (mut phone, mut tv) = (device("phone").await, device("tv").await);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    tunnel_seen_once(&mut phone, &mut tv).await;
+    let (old_key, old_jid) = (tv.endpoint.fingerprint(), tv.jid.clone());
+    tv.session.close().await;
+    drop(tv);
+    // The same full JID, a new key.
+    let mut config = session_config(&HOME, "tv");
+    config.jid = old_jid.clone();
+    let mut tv = device_on(config, "tv", |_| {}).await;
+    assert_eq!(tv.jid, old_jid);
+    assert_ne!(tv.endpoint.fingerprint(), old_key);
+    pin(&phone, &tv);
+    pin(&tv, &phone);
+    let _tv_events = serve_echo(&mut tv);
+    let _ = sent_kinds(&mut phone);
+    let tunnel = phone.endpoint.tunnel(&tv.jid).await.expect("tunnel");
+    assert!(!tunnel.resumed());
+    assert_eq!(tunnel.peer_fingerprint(), tv.endpoint.fingerprint());
+    echo_ok(&phone, &tv, "new key").await;
+    let initiates = sent_kinds(&mut phone)
+        .into_iter()
+        .filter(|k| k == "iq-set:session-initiate")
+        .count();
+    assert_eq!(
+        initiates, 2,
+        "one resumption attempt, then one full handshake"
     );
 }
 

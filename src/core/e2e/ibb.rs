@@ -85,6 +85,8 @@ const OUTBOUND_BUFFER: usize = 4 * MAX_BLOCK_SIZE as usize;
 pub struct TransportHooks {
     /// Flip one bit in outbound data block number `n` (0-based) before sending it.
     pub corrupt_block: Option<u16>,
+    /// Flip one bit in the first TLS flight (the ClientHello) carried in a session-initiate.
+    pub corrupt_flight: bool,
 }
 
 /// Why an IBB stream ended, shared between the stream and the tunnel above it.

@@ -18,6 +18,7 @@
 //! make a device hold is bounded ([`E2eLimits`]), and a bound hit by one peer leaves the others,
 //! the household's own devices first, working.
 
+pub mod early;
 pub mod endpoint;
 pub mod gate;
 pub mod ibb;
@@ -35,7 +36,7 @@ pub use endpoint::{Admission, E2eEndpoint, E2eInbound, PasswordRotation};
 pub use ibb::{IbbStream, TransportHooks};
 pub use limits::{E2eLimits, E2eStats};
 pub use settings::{E2eSettings, TunnelFailure, DEFAULT_SETUP_TIMEOUT};
-pub use tls::{handshake, SecureChannel, TlsRole};
+pub use tls::{handshake, handshake_resuming, Resumption, SecureChannel, TlsRole};
 pub use trust::{TrustSource, TrustStore, TrustedDevice};
 pub use tunnel::Tunnel;
 

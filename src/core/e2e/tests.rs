@@ -352,3 +352,313 @@ async fn a_tunnel_redirected_to_another_device_of_the_network_is_refused_by_both
         .expect("refused with a reason");
     assert_eq!(reason.kind(), ErrorKind::Forbidden, "{reason}");
 }
+
+// ---- Resumption (issue 16, goal 4): bound to the pinned keys, scoped, forgettable, tamper-evident.
+
+use super::tls::{handshake_resuming, Resumption, SecureChannel};
+
+const PHONE: &str = "home@example.org/phone";
+const TV: &str = "home@example.org/tv";
+
+/// One tunnel's handshake with resumption on both sides: the phone (`phone_cache`, knowing the TV
+/// as `tv_jid`) opens to the TV (`tv_cache`, seeing the phone as `phone_jid`); each side expects
+/// the given key. Afterwards one byte goes each way, so the client has read the server's ticket
+/// (it travels after the handshake), and both close.
+#[allow(clippy::too_many_arguments)]
+async fn resuming_pair(
+    phone: &DeviceIdentity,
+    phone_cache: &Resumption,
+    tv_jid: &str,
+    tv_key: crate::core::identity::DeviceFingerprint,
+    tv: &DeviceIdentity,
+    tv_cache: &Resumption,
+    phone_jid: &str,
+    phone_key: crate::core::identity::DeviceFingerprint,
+    flip_at: Option<usize>,
+) -> (
+    crate::core::error::Result<bool>,
+    crate::core::error::Result<bool>,
+) {
+    let (a, pa) = tokio::io::duplex(64 * 1024);
+    let (pb, b) = tokio::io::duplex(64 * 1024);
+    // Tampering, when asked, with what the phone sends (its ClientHello first).
+    proxy(pa, pb, flip_at);
+    let (client, server) = tokio::join!(
+        handshake_resuming(
+            a,
+            TlsRole::Initiator,
+            phone,
+            tv_key,
+            T,
+            Some((phone_cache, tv_jid))
+        ),
+        handshake_resuming(
+            b,
+            TlsRole::Responder,
+            tv,
+            phone_key,
+            T,
+            Some((tv_cache, phone_jid))
+        ),
+    );
+    let (client, server) = (
+        client.map(|c| {
+            assert_eq!(c.peer_fingerprint, tv_key);
+            c
+        }),
+        server.map(|s| {
+            assert_eq!(s.peer_fingerprint, phone_key);
+            s
+        }),
+    );
+    tokio::join!(exchange(client), exchange(server))
+}
+
+/// One byte each way over an established channel (the client reads the server's ticket on the
+/// way), then a close; the channel's `resumed`.
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    channel: crate::core::error::Result<SecureChannel<S>>,
+) -> crate::core::error::Result<bool> {
+    let mut channel = channel?;
+    // A client's handshake ends when it has sent its Finished: a refusal of the server
+    // arrives as an alert on the first read.
+    let io = |e: std::io::Error| crate::core::error::Error::new(ErrorKind::Tls, e.to_string());
+    channel.stream.write_all(b"x").await.map_err(io)?;
+    channel.stream.flush().await.map_err(io)?;
+    let mut byte = [0u8; 1];
+    channel.stream.read_exact(&mut byte).await.map_err(io)?;
+    assert_eq!(&byte, b"x");
+    let _ = channel.stream.shutdown().await;
+    Ok(channel.resumed)
+}
+
+#[tokio::test]
+async fn a_second_tunnel_with_the_same_pinned_keys_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv) = (identity(&dir, "phone"), identity(&dir, "tv"));
+    let (pc, tc) = (
+        Resumption::new(8, Duration::from_secs(3600)),
+        Resumption::new(8, Duration::from_secs(3600)),
+    );
+    let (pk, tk) = (phone.fingerprint(), tv.fingerprint());
+    let first = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+    assert_eq!((first.0.unwrap(), first.1.unwrap()), (false, false));
+    for _ in 0..3 {
+        // Each resumption uses its ticket up and gets a fresh one.
+        let next = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+        assert_eq!((next.0.unwrap(), next.1.unwrap()), (true, true));
+    }
+    assert_eq!(pc.len(), (1, 0));
+    assert_eq!(tc.len(), (0, 1));
+}
+
+#[tokio::test]
+async fn a_ticket_presented_by_another_jid_or_for_another_key_gets_a_full_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv, tablet) = (
+        identity(&dir, "phone"),
+        identity(&dir, "tv"),
+        identity(&dir, "tablet"),
+    );
+    let (pc, tc) = (
+        Resumption::new(8, Duration::from_secs(3600)),
+        Resumption::new(8, Duration::from_secs(3600)),
+    );
+    let (pk, tk) = (phone.fingerprint(), tv.fingerprint());
+    let first = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+    assert_eq!((first.0.unwrap(), first.1.unwrap()), (false, false));
+    // The phone's ticket reaches the TV from another JID (a server replaying it, or another
+    // device of the network): the TV holds no ticket for that peer, so it is a full handshake,
+    // in which the phone's own certificate authenticates it (the ticket grants nothing).
+    let replayed = resuming_pair(
+        &phone,
+        &pc,
+        TV,
+        tk,
+        &tv,
+        &tc,
+        "home@example.org/tablet",
+        pk,
+        None,
+    )
+    .await;
+    assert_eq!((replayed.0.unwrap(), replayed.1.unwrap()), (false, false));
+    // The same peer JID now answers with another key (the tablet's, pinned there too): the
+    // phone's tickets belong to the TV's key, so none is offered and the tablet's key is checked.
+    let other_key = resuming_pair(
+        &phone,
+        &pc,
+        TV,
+        tablet.fingerprint(),
+        &tablet,
+        &Resumption::new(8, Duration::from_secs(3600)),
+        PHONE,
+        pk,
+        None,
+    )
+    .await;
+    assert_eq!((other_key.0.unwrap(), other_key.1.unwrap()), (false, false));
+    // A peer that expects another key than the one the ticket was issued to is refused, ticket
+    // or not: the TV expects the tablet at the phone's JID and the phone offers its ticket.
+    let wrong = resuming_pair(
+        &phone,
+        &pc,
+        TV,
+        tk,
+        &tv,
+        &tc,
+        PHONE,
+        tablet.fingerprint(),
+        None,
+    )
+    .await;
+    assert!(
+        wrong.0.is_err() && wrong.1.is_err(),
+        "the TV took the phone for the tablet: {wrong:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_forgotten_key_and_an_expired_lifetime_resume_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv) = (identity(&dir, "phone"), identity(&dir, "tv"));
+    let (pc, tc) = (
+        Resumption::new(8, Duration::from_secs(3600)),
+        Resumption::new(8, Duration::from_secs(3600)),
+    );
+    let (pk, tk) = (phone.fingerprint(), tv.fingerprint());
+    let _ = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+    // The TV revokes (or unpins) the phone's key: its tickets go with it, the next tunnel (if
+    // the key is trusted again) proves the key by signature.
+    tc.forget_key(&pk);
+    assert_eq!(tc.len(), (0, 0));
+    let after = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+    assert_eq!((after.0.unwrap(), after.1.unwrap()), (false, false));
+    // The same on the phone's side.
+    pc.forget_key(&tk);
+    let after = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+    assert_eq!((after.0.unwrap(), after.1.unwrap()), (false, false));
+    // Tickets last at most their lifetime after the full handshake.
+    let (pc, tc) = (
+        Resumption::new(8, Duration::from_millis(200)),
+        Resumption::new(8, Duration::from_millis(200)),
+    );
+    let _ = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+    assert_eq!((late.0.unwrap(), late.1.unwrap()), (false, false));
+}
+
+#[tokio::test]
+async fn a_tampered_resumption_hello_fails_cleanly_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv) = (identity(&dir, "phone"), identity(&dir, "tv"));
+    let (pk, tk) = (phone.fingerprint(), tv.fingerprint());
+    // Offsets inside the ClientHello: its random, its key share, its ticket and binder (a PSK
+    // ClientHello is a few hundred bytes; the binder is at its end).
+    for flip_at in [20usize, 120, 250, 330] {
+        let (pc, tc) = (
+            Resumption::new(8, Duration::from_secs(3600)),
+            Resumption::new(8, Duration::from_secs(3600)),
+        );
+        let _ = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, None).await;
+        let tampered = resuming_pair(&phone, &pc, TV, tk, &tv, &tc, PHONE, pk, Some(flip_at)).await;
+        assert!(
+            tampered.0.is_err() && tampered.1.is_err(),
+            "flip at {flip_at} went unnoticed: {tampered:?}"
+        );
+        for e in [tampered.0.unwrap_err(), tampered.1.unwrap_err()] {
+            assert!(
+                matches!(e.kind(), ErrorKind::Tls | ErrorKind::Timeout),
+                "{e}"
+            );
+        }
+    }
+}
+
+// ---- The first flight out of band (the ClientHello in the session-initiate).
+
+use super::early::{early_pair, Prefixed};
+
+/// A tunnel whose ClientHello travels out of band: the phone's first flight is taken from its
+/// pipe (as the initiate carries it), `carry` may alter it on the way, and the TV reads it before
+/// the transport (`taken`), or the phone sends it over the transport itself (an older responder).
+async fn early_handshake(
+    phone: &DeviceIdentity,
+    pc: &Resumption,
+    tv: &DeviceIdentity,
+    tc: &Resumption,
+    taken: bool,
+    carry: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> (
+    crate::core::error::Result<bool>,
+    crate::core::error::Result<bool>,
+) {
+    let (pk, tk) = (phone.fingerprint(), tv.fingerprint());
+    let (early, mut handle) = early_pair();
+    let client = handshake_resuming(early, TlsRole::Initiator, phone, tk, T, Some((pc, TV)));
+    tokio::pin!(client);
+    let flight = tokio::select! {
+        flight = handle.first_flight() => flight.expect("first flight"),
+        done = &mut client => panic!("the client ended before its first flight: {:?}", done.err()),
+    };
+    let prefix = if taken { carry(flight) } else { Vec::new() };
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    handle.attach(a, taken);
+    let server = handshake_resuming(
+        Prefixed::new(prefix, b),
+        TlsRole::Responder,
+        tv,
+        pk,
+        T,
+        Some((tc, PHONE)),
+    );
+    let (client, server) = tokio::join!(client, server);
+    tokio::join!(exchange(client), exchange(server))
+}
+
+#[tokio::test]
+async fn a_client_hello_carried_out_of_band_gives_the_same_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv) = (identity(&dir, "phone"), identity(&dir, "tv"));
+    let (pc, tc) = (
+        Resumption::new(8, Duration::from_secs(3600)),
+        Resumption::new(8, Duration::from_secs(3600)),
+    );
+    let first = early_handshake(&phone, &pc, &tv, &tc, true, |f| f).await;
+    assert_eq!((first.0.unwrap(), first.1.unwrap()), (false, false));
+    let again = early_handshake(&phone, &pc, &tv, &tc, true, |f| f).await;
+    assert_eq!((again.0.unwrap(), again.1.unwrap()), (true, true));
+    // A responder that ignores the carried flight gets the same bytes over the transport.
+    let old = early_handshake(&phone, &pc, &tv, &tc, false, |f| f).await;
+    assert_eq!((old.0.unwrap(), old.1.unwrap()), (true, true));
+}
+
+#[tokio::test]
+async fn a_tampered_carried_client_hello_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (phone, tv) = (identity(&dir, "phone"), identity(&dir, "tv"));
+    let (pc, tc) = (
+        Resumption::new(8, Duration::from_secs(3600)),
+        Resumption::new(8, Duration::from_secs(3600)),
+    );
+    let _ = early_handshake(&phone, &pc, &tv, &tc, true, |f| f).await;
+    for (at, resume) in [(20usize, true), (200, true), (0, true), (60, false)] {
+        if !resume {
+            pc.forget_key(&tv.fingerprint());
+        }
+        let flip = move |mut f: Vec<u8>| {
+            let i = at.min(f.len() - 1);
+            f[i] ^= 0x01;
+            f
+        };
+        let r = early_handshake(&phone, &pc, &tv, &tc, true, flip).await;
+        assert!(
+            r.0.is_err() && r.1.is_err(),
+            "flip at {at} went unnoticed: {r:?}"
+        );
+    }
+    // Cut short, or nothing at all: also a clean failure.
+    let r = early_handshake(&phone, &pc, &tv, &tc, true, |f| f[..f.len() / 2].to_vec()).await;
+    assert!(r.0.is_err() && r.1.is_err(), "{r:?}");
+}

@@ -52,6 +52,7 @@ struct TunnelShared {
     local: FullJid,
     fingerprint: DeviceFingerprint,
     pairing_binding: [u8; 32],
+    resumed: bool,
     outbound: mpsc::Sender<Stanza>,
     outbound_depth: usize,
     counters: Option<Arc<E2eCounters>>,
@@ -129,6 +130,7 @@ impl Tunnel {
             local,
             fingerprint: channel.peer_fingerprint,
             pairing_binding: channel.pairing_binding,
+            resumed: channel.resumed,
             outbound: out_tx,
             outbound_depth,
             counters,
@@ -155,6 +157,12 @@ impl Tunnel {
     /// The TLS exporter value pairing binds to (see [`super::tls::SecureChannel`]).
     pub fn pairing_binding(&self) -> [u8; 32] {
         self.shared.pairing_binding
+    }
+
+    /// Whether the tunnel's TLS session was resumed from a ticket of an earlier full handshake
+    /// with the same pinned keys (see [`super::tls::Resumption`]).
+    pub fn resumed(&self) -> bool {
+        self.shared.resumed
     }
 
     /// Whether the tunnel is still up.

@@ -3,7 +3,10 @@
 //! - `<description xmlns='urn:xmpp:jingle:apps:xmlstream:0'/>` — the Jingle application;
 //! - `<security xmlns='urn:xmpp:jingle:security:xtls:1'>` with `<fingerprint hash='sha-256'>` (hex
 //!   SHA-256 of the sender's SPKI) and one `<method name='x509'|'pake'/>` (DESIGN §4);
-//! - `<pair xmlns='urn:xmpp:tmp:pmn:pair:0'>` — the SPAKE2 pairing messages, sent *inside* the tunnel.
+//! - `<pair xmlns='urn:xmpp:tmp:pmn:pair:0'>` — the SPAKE2 pairing messages, sent *inside* the tunnel;
+//! - `<flight xmlns='urn:xmpp:tmp:pmn:flight:0'>` — the opener's first TLS flight (ClientHello,
+//!   base64) in a session-initiate, and, empty, in the session-accept of a responder that took it
+//!   (`early.rs`).
 //!
 //! Parsing is strict (unknown attributes and children are refused) because everything here arrives
 //! from the network before the peer is authenticated.
@@ -21,6 +24,8 @@ pub const NS_XTLS: &str = "urn:xmpp:jingle:security:xtls:1";
 pub const NS_XMLSTREAM: &str = "urn:xmpp:jingle:apps:xmlstream:0";
 /// Namespace of the pairing messages exchanged inside a pairing-mode tunnel.
 pub const NS_PAIR: &str = "urn:xmpp:tmp:pmn:pair:0";
+/// Namespace of the first TLS flight carried in the Jingle negotiation.
+pub const NS_FLIGHT: &str = "urn:xmpp:tmp:pmn:flight:0";
 /// The only fingerprint hash we accept.
 pub const HASH_SHA256: &str = "sha-256";
 
@@ -159,6 +164,16 @@ pub struct Pair {
 
 impl xmpp_parsers::iq::IqSetPayload for Pair {}
 impl xmpp_parsers::iq::IqResultPayload for Pair {}
+
+/// The opener's ClientHello in its session-initiate (`bytes` non-empty), or, in a session-accept,
+/// the responder's word that it took it (`bytes` empty).
+#[derive(FromXml, AsXml, Debug, Clone, PartialEq)]
+#[xml(namespace = NS_FLIGHT, name = "flight", on_unknown_child = Fail)]
+pub struct EarlyFlight {
+    /// The TLS records, as written by the client.
+    #[xml(text = Base64)]
+    pub bytes: Vec<u8>,
+}
 
 #[cfg(test)]
 mod tests {

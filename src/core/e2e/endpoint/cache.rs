@@ -88,11 +88,21 @@ impl E2eEndpoint {
     /// Removes `fingerprint` of `jid` from the trust store and closes every tunnel using it.
     pub fn revoke(&self, jid: &BareJid, fingerprint: &DeviceFingerprint) -> Result<bool> {
         let removed = self.inner.config.trust.revoke(jid, fingerprint)?;
+        // Its tickets go too: nothing of its sessions is left to resume (the trust decision
+        // before every handshake would refuse it anyway).
+        self.inner.resumption.forget_key(fingerprint);
         self.close_where(
             |peer, fp| peer.to_bare() == *jid && fp == fingerprint,
             "its key was revoked",
         );
         Ok(removed)
+    }
+
+    /// Forgets every TLS session ticket this device holds, as client and as server: the next
+    /// tunnel with any peer is a full handshake (certificates and signatures). Tunnels that are
+    /// up stay up.
+    pub fn forget_sessions(&self) {
+        self.inner.resumption.clear();
     }
 
     /// Closes every tunnel to a device of `jid` (a guest whose grant was revoked). Returns how

@@ -8,8 +8,15 @@
 //! What a new tunnel waits for (issue 16): two relayed round trips on the opener's side —
 //! session-initiate → (its result, session-accept), then (IBB open, ClientHello) → the server's
 //! TLS flight; the opener's last flight goes out, without a wait, just before its first stanza —
-//! and nine relayed stanzas, since IBB data needs no acknowledgement (`ibb.rs`). Neither side
-//! waits for its own server on the way. Each must read the network's published keys and
+//! and nine relayed stanzas on the way, since IBB data needs no acknowledgement (`ibb.rs`), plus
+//! the session ticket the responder sends once the handshake is done (not waited for). Neither
+//! side waits for its own server on the way.
+//!
+//! A tunnel to a device seen before (the opener holds a ticket for a key it still trusts, see
+//! `Resumption` in `tls.rs`) waits for one relayed round trip: the ClientHello rides in the
+//! initiate (`early.rs`), and the responder answers it over IBB right after its accept, without
+//! waiting for the accept's result. The responder's confirming read (below) then is on the
+//! opener's path, since nothing relayed hides it any more; the trust rules are the same. Each must read the network's published keys and
 //! revocation lists (XEP-0189) before it trusts a key of its own network, and that read overlaps
 //! the relayed round trip instead of following it:
 //! - the opener starts it with the initiate (it is about the peer's bare JID, not about the key the
@@ -41,15 +48,16 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::directory::TrustNow;
 use super::half_open::HalfOpen;
-use super::offer::{accepted_stanza, parse_accept, parse_offer, Offer};
+use super::offer::{accept_took_flight, accepted_stanza, parse_accept, parse_offer, Offer};
 use super::{iq_error, random_id, E2eEndpoint, E2eInbound, PeerEnded};
+use crate::core::e2e::early::{early_pair, EarlyIo, Prefixed};
 use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream};
 use crate::core::e2e::limits::{E2eCounters, Slot, SlotRefusal};
 use crate::core::e2e::pairing::{pair_as_initiator, pair_as_responder};
-use crate::core::e2e::tls::{handshake, SecureChannel, TlsRole};
+use crate::core::e2e::tls::{handshake_resuming, SecureChannel, TlsRole};
 use crate::core::e2e::trust::TrustSource;
 use crate::core::e2e::tunnel::Tunnel;
-use crate::core::e2e::xml::{SecurityMethod, XmlStreamDescription, XtlsSecurity};
+use crate::core::e2e::xml::{EarlyFlight, SecurityMethod, XmlStreamDescription, XtlsSecurity};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::DeviceFingerprint;
 use crate::core::session::IqReply;
@@ -166,13 +174,59 @@ impl E2eEndpoint {
             .insert(sid.clone(), (peer.clone(), accept_tx));
         let mut half = HalfOpen::new(self, peer, &sid, &ibb_sid, true);
 
-        let initiate = self.build(
+        // A device seen before, whose ticket we hold for a key we still trust: our ClientHello
+        // (offering that ticket) rides in the initiate, and the responder answers it right after
+        // its accept, so the tunnel is up after one relayed round trip. Whom we trust is decided
+        // exactly as below, on the key the accept names, before the answer is read.
+        let peer_name = peer.to_string();
+        let resume =
+            matches!(mode, Mode::Pinned).then_some((&inner.resumption, peer_name.as_str()));
+        let early_key = match mode {
+            Mode::Pinned => inner
+                .resumption
+                .ticket_for(&peer_name, &inner.config.identity.fingerprint())
+                .filter(|key| inner.config.trust.is_trusted(&bare, key)),
+            Mode::Pairing(_) => None,
+        };
+        let mut early = None;
+        let mut flight = None;
+        if let Some(key) = early_key {
+            let (io, mut handle) = early_pair::<IbbStream>();
+            let mut tls = Box::pin(handshake_resuming(
+                io,
+                TlsRole::Initiator,
+                &inner.config.identity,
+                key,
+                timeout,
+                resume,
+            ));
+            let first = tokio::select! {
+                first = handle.first_flight() => first?,
+                done = &mut tls => {
+                    return Err(done.err().unwrap_or_else(|| {
+                        Error::new(ErrorKind::Internal, "the TLS client finished on its own")
+                    }))
+                }
+            };
+            let mut first = first;
+            if inner.config.hooks.corrupt_flight {
+                let at = first.len() / 2;
+                first[at] ^= 0x01;
+            }
+            flight = Some(first);
+            early = Some((key, tls, handle));
+        }
+
+        let mut initiate = self.build(
             Action::SessionInitiate,
             &sid,
             ibb_transport(&ibb_sid, inner.config.block_size, IbbStanzaKind::Message),
             method,
             &me,
         );
+        if let Some(bytes) = flight {
+            initiate.other.push(Element::from(EarlyFlight { bytes }));
+        }
         match inner
             .session
             .request(self.jingle_iq(peer, initiate), timeout)
@@ -247,6 +301,27 @@ impl E2eEndpoint {
                 ),
             ));
         }
+        let taken =
+            accept_took_flight(&accept).map_err(|e| half.failed(Reason::FailedApplication, e))?;
+        if taken && early.is_none() {
+            let e = Error::new(
+                ErrorKind::Protocol,
+                format!("{peer} says it took a TLS flight that was never sent"),
+            );
+            return Err(half.failed(Reason::FailedApplication, e));
+        }
+        if let Some((key, _, _)) = &early {
+            if *key != peer_fp {
+                // The device answers with another key (trusted too) than the one our ticket and
+                // ClientHello were for: this session's TLS cannot authenticate it. Its tickets
+                // go, and a fresh session does the full handshake with the key it names.
+                inner.resumption.forget_key(key);
+                half.end_with(Reason::Cancel, "the device's key changed");
+                drop(early);
+                drop(half);
+                return Box::pin(self.open(peer, Mode::Pinned)).await;
+            }
+        }
         let block_size = block_size.min(inner.config.block_size);
         let (io, status) = IbbStream::new(
             IbbParams {
@@ -271,13 +346,21 @@ impl E2eEndpoint {
                 .locked()
                 .insert(ended_key.clone(), ended_tx);
         }
-        let tls = handshake(
-            io,
-            TlsRole::Initiator,
-            &inner.config.identity,
-            peer_fp,
-            timeout,
-        );
+        let tls = match early {
+            Some((_, tls, handle)) => {
+                // The responder's answer is read only now, after the trust decision above.
+                handle.attach(io, taken);
+                tls
+            }
+            None => Box::pin(handshake_resuming(
+                EarlyIo::direct(io),
+                TlsRole::Initiator,
+                &inner.config.identity,
+                peer_fp,
+                timeout,
+                resume,
+            )),
+        };
         let channel = tokio::select! {
             channel = tls => channel.map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?,
             Ok(ended) = ended_rx => {
@@ -614,13 +697,21 @@ impl E2eEndpoint {
             .session
             .jid()
             .ok_or_else(|| Error::new(ErrorKind::NotConnected, "the session is not online"))?;
-        let accept = self.build(
+        let mut accept = self.build(
             Action::SessionAccept,
             &sid,
             ibb_transport(&offer.ibb_sid, block_size, offer.stanza.clone()),
             offer.method,
             &me,
         );
+        // The opener's ClientHello came with its initiate (x509 only): we say we took it, and
+        // answer it over IBB right after the accept (below, once the key is confirmed).
+        let early = offer.flight.is_some();
+        if early {
+            accept
+                .other
+                .push(Element::from(EarlyFlight { bytes: Vec::new() }));
+        }
         // The key accepted before our network's keys were read is confirmed meanwhile (the read
         // takes one round trip to our own server, the accept and the peer's first flight one
         // relayed round trip), with the rule `trusted` applies.
@@ -634,24 +725,49 @@ impl E2eEndpoint {
                 None => None,
             }
         };
-        let (accepted, confirmed) = tokio::join!(
-            inner
-                .session
-                .request(self.jingle_iq(&peer, accept), timeout),
-            confirmation
-        );
-        match accepted? {
-            IqReply::Result(_) => half.known_to_peer(),
-            IqReply::Error(e) => {
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!(
-                        "{peer} rejected our session-accept ({:?})",
-                        e.defined_condition
-                    ),
-                ))
-            }
-        }
+        let rejected = |e: xmpp_parsers::stanza_error::StanzaError| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{peer} rejected our session-accept ({:?})",
+                    e.defined_condition
+                ),
+            )
+        };
+        let mut request = std::pin::pin!(inner
+            .session
+            .request(self.jingle_iq(&peer, accept), timeout));
+        let mut confirmation = std::pin::pin!(confirmation);
+        let (accepted, confirmed) = if early {
+            // Our server flight follows the accept without waiting for its result (the server
+            // keeps their order), or the opener would wait a second relayed round trip. The
+            // accept leaves first (`biased`), the confirming read runs meanwhile.
+            let mut accepted = None;
+            let confirmed = tokio::select! {
+                biased;
+                reply = &mut request => {
+                    accepted = Some(reply);
+                    (&mut confirmation).await
+                }
+                confirmed = &mut confirmation => confirmed,
+            };
+            // From here on the opener has our accept (or will): giving up means terminating.
+            half.known_to_peer();
+            (accepted, confirmed)
+        } else {
+            let (accepted, confirmed) = tokio::join!(&mut request, &mut confirmation);
+            (Some(accepted), confirmed)
+        };
+        let accepted = match accepted {
+            Some(reply) => match reply? {
+                IqReply::Result(_) => {
+                    half.known_to_peer();
+                    true
+                }
+                IqReply::Error(e) => return Err(rejected(e)),
+            },
+            None => false,
+        };
         if confirmed == Some(false) {
             // Revoked (or no longer attested) after all: the session ends before any TLS byte,
             // and the peer hears why (its opener reports it as a refusal).
@@ -671,14 +787,29 @@ impl E2eEndpoint {
             },
             ibb_rx,
         );
-        let channel = handshake(
-            io,
+        let peer_name = peer.to_string();
+        let resume = (offer.method == SecurityMethod::X509)
+            .then_some((&inner.resumption, peer_name.as_str()));
+        let tls = handshake_resuming(
+            Prefixed::new(offer.flight.clone().unwrap_or_default(), io),
             TlsRole::Responder,
             &inner.config.identity,
             offer.fingerprint,
             timeout,
-        )
-        .await
+            resume,
+        );
+        let channel = if accepted {
+            tls.await
+        } else {
+            // The accept's result is still on its way: anything but a result ends the session.
+            let result = async {
+                match (&mut request).await? {
+                    IqReply::Result(_) => Ok(()),
+                    IqReply::Error(e) => Err(rejected(e)),
+                }
+            };
+            tokio::try_join!(result, tls).map(|((), channel)| channel)
+        }
         .map_err(|e| half.failed(Reason::SecurityError, explain(e, &status)))?;
         // TLS is up and reads what arrives: the stream's setup allowance no longer applies.
         inner.ibb.established(&peer, &offer.ibb_sid);

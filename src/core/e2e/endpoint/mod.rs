@@ -42,6 +42,7 @@ use super::gate::PairingGate;
 use super::ibb::{IbbRegistry, MAX_BLOCK_SIZE, NS_IBB};
 use super::limits::{E2eCounters, E2eStats, HalfOpenSlots};
 use super::settings::E2eSettings;
+use super::tls::{Resumption, RESUMPTION_LIFETIME, RESUMPTION_PEERS};
 use super::trust::TrustStore;
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::identity::DeviceFingerprint;
@@ -134,6 +135,8 @@ struct Inner {
     /// The network's other resources online, as presence told us (bounded): who gets a new
     /// password when it is rotated.
     own_online: Mutex<std::collections::BTreeSet<FullJid>>,
+    /// TLS session tickets of the tunnels (in memory only, see [`Resumption`]).
+    resumption: Resumption,
 }
 
 /// The end-to-end layer of one device on one [`Session`]. Cheap to clone.
@@ -211,6 +214,7 @@ impl E2eEndpoint {
             gate: Mutex::new(PairingGate::default()),
             events,
             own_online: Mutex::new(Default::default()),
+            resumption: Resumption::new(RESUMPTION_PEERS, RESUMPTION_LIFETIME),
         };
         (
             E2eEndpoint {

@@ -6,9 +6,11 @@ use xmpp_parsers::jingle::{Content, Description, Jingle, Transport};
 use xmpp_parsers::jingle_ibb::Transport as IbbTransport;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
+use crate::core::e2e::early::MAX_EARLY_FLIGHT;
 use crate::core::e2e::ibb::MAX_BLOCK_SIZE;
 use crate::core::e2e::xml::{
-    SecurityMethod, XmlStreamDescription, XtlsSecurity, NS_XMLSTREAM, NS_XTLS,
+    EarlyFlight, SecurityMethod, XmlStreamDescription, XtlsSecurity, NS_FLIGHT, NS_XMLSTREAM,
+    NS_XTLS,
 };
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::DeviceFingerprint;
@@ -21,6 +23,46 @@ pub(crate) struct Offer {
     pub(crate) block_size: u16,
     /// The stanza kind the initiator asked IBB data to travel in.
     pub(crate) stanza: xmpp_parsers::ibb::Stanza,
+    /// The opener's first TLS flight (its ClientHello), when the initiate carries it (`x509` only).
+    pub(crate) flight: Option<Vec<u8>>,
+}
+
+/// The `<flight>` element of a Jingle payload: `Ok(None)` when there is none. More than one, a
+/// malformed one or one too large is refused (it arrives before the peer is authenticated).
+fn flight_of(jingle: &Jingle) -> std::result::Result<Option<Vec<u8>>, String> {
+    let mut found = jingle.other.iter().filter(|e| e.is("flight", NS_FLIGHT));
+    let Some(elem) = found.next() else {
+        return Ok(None);
+    };
+    if found.next().is_some() {
+        return Err("more than one TLS flight".into());
+    }
+    let flight =
+        EarlyFlight::try_from(elem.clone()).map_err(|e| format!("malformed TLS flight: {e}"))?;
+    if flight.bytes.len() > MAX_EARLY_FLIGHT {
+        return Err(format!(
+            "a TLS flight of {} bytes (at most {MAX_EARLY_FLIGHT})",
+            flight.bytes.len()
+        ));
+    }
+    Ok(Some(flight.bytes))
+}
+
+/// Whether a session-accept says the responder took the ClientHello of our initiate (an empty
+/// `<flight/>`); an accept without one is from a responder that reads it over IBB.
+pub(crate) fn accept_took_flight(jingle: &Jingle) -> Result<bool> {
+    match flight_of(jingle) {
+        Ok(None) => Ok(false),
+        Ok(Some(bytes)) if bytes.is_empty() => Ok(true),
+        Ok(Some(_)) => Err(Error::new(
+            ErrorKind::Protocol,
+            "bad session-accept: a responder sends no TLS bytes in it",
+        )),
+        Err(t) => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("bad session-accept: {t}"),
+        )),
+    }
 }
 
 fn security_of(jingle: &Jingle) -> std::result::Result<XtlsSecurity, String> {
@@ -77,9 +119,19 @@ pub(crate) fn parse_offer(
             "fingerprint must be sha-256 hex".to_owned(),
         )
     })?;
+    let flight = flight_of(jingle).map_err(|t| (DefinedCondition::BadRequest, t))?;
+    let method = security.method.name;
+    if flight.is_some() && method != SecurityMethod::X509 {
+        // Pairing proves the key inside the tunnel, after a full handshake of its own.
+        return Err((
+            DefinedCondition::BadRequest,
+            "a TLS flight only rides with method x509".to_owned(),
+        ));
+    }
     Ok(Offer {
         fingerprint,
-        method: security.method.name,
+        method,
+        flight: flight.filter(|f| !f.is_empty()),
         ibb_sid: transport.sid.0.clone(),
         block_size: transport.block_size.min(MAX_BLOCK_SIZE),
         stanza: transport.stanza.clone(),
