@@ -40,29 +40,43 @@ class EventsBench {
     private val bench = System.getProperty("pmn.bench") == "true"
     private val provider = "home@home.test/tv-bench"
 
-    /** Nanoseconds per operation of [runs] timed runs of [ops] operations, after [warmups] untimed ones. */
-    private inline fun measure(runs: Int, warmups: Int, ops: Int, body: () -> Unit): List<Double> {
+    /** The JVM's CPU time, all threads (pmn's included: they run in this process). */
+    private val os = java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+        as com.sun.management.OperatingSystemMXBean
+
+    /**
+     * Wall and CPU nanoseconds per operation of [runs] timed runs of [ops] operations, after
+     * [warmups] untimed ones. CPU time is the process's (every thread: pmn's, the collectors',
+     * the GC's), which a busy shared machine inflates far less than wall time.
+     */
+    private inline fun measure(name: String, runs: Int, warmups: Int, ops: Int, body: () -> Unit): Figure {
         repeat(warmups) { body() }
-        return List(runs) {
+        val wall = ArrayList<Double>()
+        val cpu = ArrayList<Double>()
+        repeat(runs) {
+            val cpu0 = os.processCpuTime
             val start = System.nanoTime()
             body()
-            (System.nanoTime() - start).toDouble() / ops
+            wall.add((System.nanoTime() - start).toDouble() / ops)
+            cpu.add((os.processCpuTime - cpu0).toDouble() / ops)
         }
+        return Figure(name, wall, cpu)
     }
 
-    private class Figure(val name: String, val nsPerOp: List<Double>) {
-        val median = nsPerOp.sorted().let { (it[(it.size - 1) / 2] + it[it.size / 2]) / 2 }
-        val min = nsPerOp.min()
-        val max = nsPerOp.max()
-    }
+    private class Figure(val name: String, val wall: List<Double>, val cpu: List<Double>)
+
+    private fun List<Double>.median() = sorted().let { (it[(it.size - 1) / 2] + it[it.size / 2]) / 2 }
 
     private fun report(figures: List<Figure>, baseline: Figure) {
-        println("events-bench: medians of ${baseline.nsPerOp.size} runs; spread is min..max; ratio is median / no-op median")
+        println(
+            "events-bench: ns per call or event, medians of ${baseline.wall.size} runs (min..max); " +
+                "ratio = median / no-op median; CPU = the JVM process's, all threads",
+        )
         for (f in figures) {
-            val perSecond = 1e9 / f.median
             println(
-                "events-bench: %-44s %10.1f ns (%.1f..%.1f)  %11.0f /s  %8.2fx no-op".format(
-                    f.name, f.median, f.min, f.max, perSecond, f.median / baseline.median,
+                "events-bench: %-40s wall %9.1f (%.1f..%.1f) %6.2fx | CPU %9.1f (%.1f..%.1f) %6.2fx no-op".format(
+                    f.name, f.wall.median(), f.wall.min(), f.wall.max(), f.wall.median() / baseline.wall.median(),
+                    f.cpu.median(), f.cpu.min(), f.cpu.max(), f.cpu.median() / baseline.cpu.median(),
                 ),
             )
         }
@@ -94,72 +108,67 @@ class EventsBench {
     @Test
     fun crossingIntoKotlin() {
         assumeTrue(bench, "a benchmark: run by `cargo xtask bench kotlin` (-Dpmn.bench=true)")
-        val runs = 9
-        val calls = 200_000
-        val events = 20_000
+        val runs = 7
+        val warmups = 3
+        val calls = 50_000
+        val events = 5_000
         val batch = DEFAULT_EVENT_BATCH
 
-        val noop = Figure("no-op call Kotlin->Rust", measure(runs, 3, calls) { repeat(calls) { benchNoop() } })
+        // More warm-up for the baseline: it is the cheapest loop, and the JIT is still settling early.
+        val noop = measure("no-op call Kotlin->Rust", runs, 10, calls) { repeat(calls) { benchNoop() } }
 
         val listener = CountingListener()
-        val perEvent = Figure(
-            "listener: onEvent per event",
-            measure(runs, 3, events) { runBlocking { benchDeliverEvents(listener, provider, events) } },
-        )
-        assertEquals((runs + 3) * events, listener.events.get())
+        val perEvent = measure("listener: onEvent per event", runs, warmups, events) {
+            runBlocking { benchDeliverEvents(listener, provider, events) }
+        }
+        assertEquals((runs + warmups) * events, listener.events.get())
 
         val batchListener = CountingBatchListener()
-        val perBatch = Figure(
-            "listener: onEvents, batches of $batch",
-            measure(runs, 3, events) {
-                runBlocking { benchDeliverEventBatches(batchListener, provider, events, batch) }
-            },
-        )
-        assertEquals((runs + 3) * events, batchListener.inner.events.get())
+        val perBatch = measure("listener: onEvents, batches of $batch", runs, warmups, events) {
+            runBlocking { benchDeliverEventBatches(batchListener, provider, events, batch) }
+        }
+        assertEquals((runs + warmups) * events, batchListener.inner.events.get())
 
         // RemoteControl's bridge with one subscription's sink, large enough that none is dropped.
         val bridge = FlowBridge(events)
-        val flowPerEvent = Figure(
-            "flow: RemoteControl bridge, per event",
-            measure(runs, 3, events) {
-                runBlocking {
-                    val sink = EventSink(provider, "player", events, bridge.dropped)
-                    bridge.sinks.add(sink)
-                    val collected = AtomicInteger()
-                    val collector = launch(Dispatchers.Default) {
-                        for (e in sink.channel) if (collected.incrementAndGet() == events) break
-                    }
-                    benchDeliverEvents(bridge, provider, events)
-                    collector.join()
-                    bridge.sinks.remove(sink)
-                    assertEquals(events, collected.get())
+        val flowPerEvent = measure("flow: RemoteControl bridge, per event", runs, warmups, events) {
+            runBlocking {
+                val sink = EventSink(provider, "player", events, bridge.dropped)
+                bridge.sinks.add(sink)
+                val collected = AtomicInteger()
+                val collector = launch(Dispatchers.Default) {
+                    for (e in sink.channel) if (collected.incrementAndGet() == events) break
                 }
-            },
-        )
+                benchDeliverEvents(bridge, provider, events)
+                collector.join()
+                bridge.sinks.remove(sink)
+                assertEquals(events, collected.get())
+            }
+        }
         assertEquals(0L, bridge.dropped.get())
 
-        val flowPerBatch = Figure(
-            "flow: batchedEvents, batches of $batch",
-            measure(runs, 3, events) {
-                runBlocking {
-                    val flow: Flow<ServiceEvent> = callbackFlow {
-                        val sender = batchSender()
-                        launch { benchDeliverEventBatches(sender, provider, events, batch) }
-                        awaitClose {}
-                    }.buffer(Channel.UNLIMITED)
-                    var collected = 0
-                    launch(Dispatchers.Default) { flow.take(events).collect { collected++ } }.join()
-                    assertEquals(events, collected)
-                }
-            },
-        )
+        val flowPerBatch = measure("flow: batchedEvents, batches of $batch", runs, warmups, events) {
+            runBlocking {
+                val flow: Flow<ServiceEvent> = callbackFlow {
+                    val sender = batchSender()
+                    launch { benchDeliverEventBatches(sender, provider, events, batch) }
+                    awaitClose {}
+                }.buffer(Channel.UNLIMITED)
+                var collected = 0
+                launch(Dispatchers.Default) { flow.take(events).collect { collected++ } }.join()
+                assertEquals(events, collected)
+            }
+        }
 
         // The baseline again: the machine is shared, so a drift during the run shows here.
-        val noopAfter = Figure("no-op call Kotlin->Rust (again, last)", measure(runs, 1, calls) { repeat(calls) { benchNoop() } })
+        val noopAfter = measure("no-op call Kotlin->Rust (again, last)", runs, 1, calls) { repeat(calls) { benchNoop() } }
         report(listOf(noop, perEvent, perBatch, flowPerEvent, flowPerBatch, noopAfter), noop)
         println(
-            "events-bench: one crossing per event costs %.2fx a no-op call (threshold 2x); batches of %d: %.2fx".format(
-                perEvent.median / noop.median, batch, perBatch.median / noop.median,
+            ("events-bench: one crossing per event costs %.2fx a no-op call in CPU, %.2fx in wall time " +
+                "(threshold 2x; against the last no-op: %.2fx, %.2fx); in batches of %d: %.2fx, %.2fx").format(
+                perEvent.cpu.median() / noop.cpu.median(), perEvent.wall.median() / noop.wall.median(),
+                perEvent.cpu.median() / noopAfter.cpu.median(), perEvent.wall.median() / noopAfter.wall.median(), batch,
+                perBatch.cpu.median() / noop.cpu.median(), perBatch.wall.median() / noop.wall.median(),
             ),
         )
     }
@@ -173,7 +182,7 @@ class EventsBench {
         val calls = 1_000
         val inFlight = 50
         val tv = startSimulatedPlayer(TestServer.config("tv"), "Bench TV")
-        val noop = Figure("no-op call Kotlin->Rust", measure(runs, 3, 200_000) { repeat(200_000) { benchNoop() } })
+        val noop = measure("no-op call Kotlin->Rust", 7, 3, 50_000) { repeat(50_000) { benchNoop() } }
 
         /** Sets the volume [calls] times, [inFlight] at a time, alternating 30/31 within each wave. */
         suspend fun drive(player: Player) = coroutineScope {
@@ -182,9 +191,13 @@ class EventsBench {
             }
         }
 
-        /** ns per event received: from the first call to the last event, events counted by [count]. */
-        suspend fun timed(player: Player, count: () -> Int, lastAt: () -> Long): Double {
+        /**
+         * Wall and CPU ns per event received, from the first call to the last event (events
+         * counted by [count]); CPU is this JVM's, which holds the provider too.
+         */
+        suspend fun timed(player: Player, count: () -> Int, lastAt: () -> Long): Pair<Double, Double> {
             val before = count()
+            val cpu0 = os.processCpuTime
             val start = System.nanoTime()
             drive(player)
             // Calls made in the same instant may land in any order, so not every call changes the
@@ -196,9 +209,17 @@ class EventsBench {
                 val quiet = now == seen
                 seen = now
             } while (!quiet)
+            val cpu = os.processCpuTime - cpu0
             val received = seen - before
             assertTrue(received > calls / 4, "only $received events for $calls calls")
-            return (lastAt() - start).toDouble() / received
+            return (lastAt() - start).toDouble() / received to cpu.toDouble() / received
+        }
+
+        /** [runs] timed runs after one untimed. */
+        suspend fun figure(name: String, run: suspend () -> Pair<Double, Double>): Figure {
+            run()
+            val results = List(runs) { run() }
+            return Figure(name, results.map { it.first }, results.map { it.second })
         }
 
         val listener = CountingListener()
@@ -210,16 +231,15 @@ class EventsBench {
             }
             val player = controller.player(jid)
             val perEvent = controller.subscribeEvents(jid, "player", listOf("volume-changed")).use {
-                Figure("end to end: onEvent per event", List(runs + 1) { timed(player, listener.events::get, listener.lastAt::get) }.drop(1))
+                figure("end to end: onEvent per event") { timed(player, listener.events::get, listener.lastAt::get) }
             }
             val batches = CountingBatchListener()
             val perBatch = controller.subscribeEvents(jid, "player", listOf("volume-changed")).use {
                 controller.watchEventBatches(batches, DEFAULT_EVENT_BATCH).use {
                     val before = listener.events.get()
-                    val figure = Figure(
-                        "end to end: onEvents batches",
-                        List(runs + 1) { timed(player, batches.inner.events::get, batches.inner.lastAt::get) }.drop(1),
-                    )
+                    val figure = figure("end to end: onEvents batches") {
+                        timed(player, batches.inner.events::get, batches.inner.lastAt::get)
+                    }
                     // The batches replaced onEvent while they were watched.
                     assertEquals(before, listener.events.get())
                     figure
@@ -238,10 +258,9 @@ class EventsBench {
             val counted = CountingListener()
             remote.subscription(jid, "player").use { subscription ->
                 val collector = launch(Dispatchers.Default) { subscription.collect { counted.count(it) } }
-                val figure = Figure(
-                    "end to end: RemoteControl subscription flow",
-                    List(runs + 1) { timed(player, counted.events::get, counted.lastAt::get) }.drop(1),
-                )
+                val figure = figure("end to end: RemoteControl subscription flow") {
+                    timed(player, counted.events::get, counted.lastAt::get)
+                }
                 subscription.close()
                 collector.join()
                 assertEquals(0L, remote.droppedEvents)
