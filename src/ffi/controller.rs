@@ -1,6 +1,7 @@
 //! The `Controller` object: what a remote-control app uses.
 
 use crate::core::sync::Locked;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -11,14 +12,14 @@ use super::error::{config, parse_provider, CallOutcome, PmnError};
 use super::gate::{ListenerGate, CLOSE_WAIT};
 use super::guest::GuestPass;
 use super::library::MediaLibrary;
-use super::listener::{ControllerListener, ResyncListener};
+use super::listener::{ControllerListener, EventBatchListener, ResyncListener};
 use super::owner::OwnerConsole;
 use super::player::Player;
 use super::playlists::Playlists;
 use super::recorder::Recorder;
-use super::records::{ConnectionState, ProviderInfo};
+use super::records::{ConnectionState, ProviderInfo, ServiceEvent};
 use super::runtime;
-use super::task::{forward, TaskHandle};
+use super::task::{forward, AbortOnDrop, TaskHandle};
 use super::trust::Trust;
 use crate::core::controller::{Controller as CoreController, ControllerConfig as CoreConfig};
 use crate::core::discovery::DirectoryUpdate;
@@ -47,6 +48,9 @@ pub struct Controller {
     state: Mutex<ConnectionState>,
     /// Forwarders from the core to the listener; aborted when the controller is dropped.
     forwarders: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Live `watch_event_batches` handles: while there is one, events go to the batches and
+    /// `on_event` is not called, so each event crosses into the app once.
+    batch_watchers: Arc<AtomicUsize>,
     _live: Live,
 }
 
@@ -133,9 +137,11 @@ impl Controller {
         });
         let listener = self.listener.clone();
         let mut events = core.events();
+        let batch_watchers = self.batch_watchers.clone();
         let events = runtime::handle().spawn(async move {
             loop {
                 match events.recv().await {
+                    Ok(_) if batch_watchers.load(Ordering::SeqCst) > 0 => {}
                     Ok(e) => listener.deliver("on_event", |l| l.on_event(e.into())),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(n, "listener fell behind; events dropped")
@@ -166,6 +172,23 @@ impl Controller {
     }
 }
 
+/// One live `watch_event_batches`: counted while its forwarder exists (it is dropped with the
+/// task, when the handle aborts it or the connection ends).
+struct BatchWatcher(Arc<AtomicUsize>);
+
+impl BatchWatcher {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for BatchWatcher {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[uniffi::export]
 impl Controller {
     /// Creates a controller; nothing happens on the network until [`Controller::connect`].
@@ -183,6 +206,7 @@ impl Controller {
             inner: Mutex::new(None),
             state: Mutex::new(ConnectionState::Idle),
             forwarders: Mutex::new(Vec::new()),
+            batch_watchers: Arc::new(AtomicUsize::new(0)),
             _live: Live::new(&diagnostics::CONTROLLERS),
         }))
     }
@@ -350,6 +374,62 @@ impl Controller {
                 }
             },
         ))
+    }
+
+    /// Delivers the events of every subscription of this controller to `listener` in batches of
+    /// at most `max_batch` (0 counts as 1; negative is
+    /// `PmnException.Config`): whatever arrived while the previous call ran goes in the
+    /// next, so a burst crosses into the app in a few calls and a lone event is not held back.
+    /// While the returned handle is live, `ControllerListener.on_event` is not called (each
+    /// event crosses once); cancelling or closing it brings `on_event` back. Subscribe as usual
+    /// (`subscribe`, `subscribe_events`). An event arriving just as the handle is made may reach
+    /// both. Ends with the connection (`disconnect`); `PmnException.NotConnected` before `connect`.
+    pub fn watch_event_batches(
+        &self,
+        listener: Arc<dyn EventBatchListener>,
+        max_batch: i32,
+    ) -> Result<Arc<TaskHandle>, PmnError> {
+        let max_batch = super::numbers::in32("maxBatch", max_batch)?.max(1);
+        let max_batch = usize::try_from(max_batch).unwrap_or(usize::MAX);
+        let mut rx = self.core()?.events();
+        // Counted after the receiver exists: an event in between is delivered twice, never lost.
+        let watching = BatchWatcher::new(self.batch_watchers.clone());
+        let task = runtime::handle().spawn(async move {
+            use broadcast::error::{RecvError, TryRecvError};
+            let _watching = watching;
+            loop {
+                let first = match rx.recv().await {
+                    Ok(e) => e,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(n, "event batch listener fell behind; events dropped");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => break,
+                };
+                let mut batch: Vec<ServiceEvent> = vec![first.into()];
+                let mut closed = false;
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e.into()),
+                        Err(TryRecvError::Lagged(n)) => {
+                            tracing::warn!(n, "event batch listener fell behind; events dropped")
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = listener.on_events(batch) {
+                    tracing::warn!(error = %e, "event batch listener failed");
+                }
+                if closed {
+                    break;
+                }
+            }
+        });
+        Ok(Arc::new(TaskHandle::new(AbortOnDrop(task.abort_handle()))))
     }
 
     /// Tells the library the device's network changed: call it from Android's

@@ -27,3 +27,13 @@ pub trait ResyncListener: Send + Sync {
     /// The subscription to `service` on `provider` (full JID) is live again after a gap.
     fn on_resync(&self, provider: String, service: String) -> Result<(), PmnError>;
 }
+
+/// Events of a controller's subscriptions, several per call (see `Controller.watch_event_batches`):
+/// one crossing into Kotlin or Swift for up to a batch of events instead of one per event, for
+/// apps that receive many. Called from a pmn thread, one call at a time, events in order; a
+/// method that throws is logged and does not stop delivery.
+#[uniffi::export(with_foreign)]
+pub trait EventBatchListener: Send + Sync {
+    /// The events that arrived since the last call, oldest first (never empty).
+    fn on_events(&self, events: Vec<ServiceEvent>) -> Result<(), PmnError>;
+}

@@ -2,6 +2,8 @@
 //! lives here; everything exported is also a plain Rust API tested in Rust.
 
 mod access;
+#[cfg(feature = "test-ca")]
+mod bench;
 mod config;
 mod controller;
 mod diagnostics;
@@ -26,6 +28,8 @@ mod task;
 mod trust;
 
 pub use access::*;
+#[cfg(feature = "test-ca")]
+pub use bench::*;
 pub use config::ConnectionConfig;
 pub use controller::Controller;
 pub use diagnostics::{live_objects, LiveObjects};
@@ -34,7 +38,7 @@ pub use error::{CallOutcome, KeyErrorKind, PmnError};
 pub use guest::GuestPass;
 pub use keystore::*;
 pub use library::MediaLibrary;
-pub use listener::{ControllerListener, ResyncListener};
+pub use listener::{ControllerListener, EventBatchListener, ResyncListener};
 pub use logging::{
     clear_log_sink, log_stats, set_log_level, set_log_sink, LogLevel, LogSink, LogStats,
 };

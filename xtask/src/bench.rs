@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::bindings::{generate, kotlin_system_properties};
 use crate::ctx::{have, run, Ctx, Failure, Result};
 use crate::install::{
-    apt_install, install_field_peers, install_interop_peers, install_prosody, FIELD_PYTHON_ENV,
-    SLIXMPP_PYTHON_ENV,
+    apt_install, install_field_peers, install_interop_peers, install_prosody, start_prosody,
+    FIELD_PYTHON_ENV, SLIXMPP_PYTHON_ENV,
 };
 
 /// The environment variable through which benches/rpc.rs finds the Smack peer's classpath.
@@ -18,6 +19,9 @@ pub(crate) const SMACK_CLASSPATH_ENV: &str = "PMN_SMACK_CLASSPATH";
 pub(crate) fn bench(ctx: &mut Ctx, name: Option<&str>) -> Result {
     if name == Some("field") {
         return field_bench(ctx);
+    }
+    if name == Some("kotlin") {
+        return kotlin_bench(ctx);
     }
     ctx.stage("prerequisites", install_prosody)?;
     let python = ctx.stage("interop peers", install_interop_peers)?;
@@ -80,6 +84,53 @@ fn field_bench(ctx: &mut Ctx) -> Result {
                 ])
                 .env(FIELD_PYTHON_ENV, &python),
         )
+    })
+}
+
+/// `cargo xtask bench kotlin`: events into Kotlin on the desktop JVM
+/// (bindings/kotlin/src/test/kotlin/org/pmn/EventsBench.kt), printed as ratios to a no-op
+/// Kotlin→Rust call of the same run: one crossing per event into a `ControllerListener` and per
+/// batch into an `EventBatchListener`, the same into the flows, and a real provider's events
+/// through a fresh Prosody. Against the release libpmn (with `test-ca`, which carries the
+/// bench-only emitters), whose bindings it generates; `cargo xtask kotlin` regenerates the debug
+/// ones.
+fn kotlin_bench(ctx: &mut Ctx) -> Result {
+    const STEP: &str = "bench kotlin";
+    ctx.stage("prerequisites", install_prosody)?;
+    ctx.stage(STEP, |ctx| {
+        run(
+            "bench kotlin: build libpmn (release)",
+            ctx.cargo().args([
+                "build",
+                "-p",
+                "pmn",
+                "--release",
+                "--features",
+                "test-ca",
+                "--lib",
+            ]),
+        )?;
+        let release = ctx.target_dir().join("release");
+        generate(ctx, &release.join("libpmn.so"), &["kotlin"])?;
+        if !have("mvn") || !have("javac") {
+            apt_install(STEP, &["maven", "default-jdk-headless"])?;
+        }
+        let server = start_prosody(ctx)?;
+        let mut cmd = Command::new("mvn");
+        cmd.current_dir(ctx.root.join("bindings").join("kotlin"))
+            .args(["-B", "--no-transfer-progress", "test", "-Dtest=EventsBench"])
+            .arg("-Dpmn.bench=true");
+        for (key, value) in kotlin_system_properties(ctx, &server) {
+            let value = if key == "jna.library.path" {
+                release.display().to_string()
+            } else {
+                value
+            };
+            cmd.arg(format!("-D{key}={value}"));
+        }
+        let result = run(STEP, &mut cmd);
+        drop(server);
+        result
     })
 }
 

@@ -50,7 +50,8 @@ commands:
                     README's and KDoc's Kotlin snippets compiled, the README's flow run
   bench [NAME]      run the benchmarks (only NAME when given); `bench field`: the field
                     benchmark (recovery after kill -9 vs graceful restart, calls under loss
-                    vs clean, logins per second during an outage), as root
+                    vs clean, logins per second during an outage), as root; `bench kotlin`:
+                    events into a Kotlin listener and flow against a no-op call (JVM)
   soak [MINUTES]    200 providers and 50 controllers on one network for MINUTES (default 10):
                     no lost call, RSS slopes, discovery against presence delivery
   mobile-check      phone gates: cargo check for 4 Android/iOS targets, the aarch64-android
