@@ -2,22 +2,28 @@
 //! network JID in one process, many controllers in another, a sustained mix of RPCs and events.
 //!
 //! - **Discovery**: with the providers online, a minimal client (pmn's session layer only: log in,
-//!   initial presence, nothing else) and a fresh pmn controller log in in turn, 3 times each. The
-//!   client's time until it has every provider's presence is what Prosody takes to deliver them;
-//!   the controller's time until its directory lists every provider is divided by it. Printed with
-//!   the disco#info queries the controller sent against the distinct caps hashes the presences
-//!   carried.
+//!   initial presence, nothing else) and fresh pmn controllers log in in turn, several rounds, the
+//!   order rotated each round and a pause before each login. Both are timed from the start of the
+//!   login (TCP, TLS, SASL, bind: the same for both) until the client has every provider's
+//!   presence, which is what Prosody takes to deliver them, and until the controller's directory
+//!   lists every provider (presence, then one disco#info round trip per caps hash). Printed per
+//!   round with the ratio, then min / median / max, and the disco#info queries the controller sent
+//!   against the distinct caps hashes the presences carried. `PMN_SOAK_IN_FLIGHT=8,32,...` compares
+//!   controllers with those bounds on disco#info in flight (default: the library's default).
 //! - **Soak**: every controller discovers every provider, subscribes to the player events of a few,
 //!   then calls `player.status`, `play`, `set_volume` on random providers at a steady rate until the
 //!   time is up. Every call must succeed (no error, no timeout). Both processes' RSS is sampled
-//!   every second; its slope after the warm-up (the first quarter) is printed.
+//!   every second; printed: its slope from the working set's plateau (or over the last quarter if
+//!   it grows until then), over the last half, and per quarter.
+//! - **Leak check** (`PMN_SOAK_LEAK_CHECK=<suppression file>`, `cargo xtask soak --leak-check`):
+//!   both child processes under valgrind's memcheck; fails on a definite or indirect leak.
 //! - **Footprint** (`PMN_SOAK_FOOTPRINT=1`, for `cargo xtask size`): the RSS of a process with one
 //!   controller seeing 0 and then 100 providers, and of a process with 1 and then 100 providers.
 //!
 //! Run: `cargo xtask soak [MINUTES]` (default 10). Environment: `PMN_SOAK_SECONDS` (overrides the
 //! minutes), `PMN_SOAK_PROVIDERS` (200), `PMN_SOAK_CONTROLLERS` (50), `PMN_SOAK_RATE` (calls per
-//! second per controller, 2), `PMN_SOAK_MAX_GROWTH_KB` (when set, fail if a process's RSS grows by
-//! more than this after the warm-up: the suite's short version).
+//! second per controller, 2), `PMN_SOAK_DISCOVERY_ROUNDS` (7), `PMN_SOAK_MAX_GROWTH_KB` (when set,
+//! fail if a process's RSS grows by more than this in the judged window: the suite's short version).
 
 mod common;
 
@@ -29,13 +35,15 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use pmn::core::controller::{Controller, ControllerConfig};
-use pmn::core::discovery::info_queries_sent;
+use pmn::core::discovery::{info_queries_sent, QueryLimits};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
-use pmn::core::session::{Inbound, Session};
+use pmn::core::session::{Inbound, IqReply, Session};
 use pmn_testkit::{Account, TestServer, BENCH};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_xmpp::Stanza;
+use xmpp_parsers::disco::DiscoInfoQuery;
+use xmpp_parsers::iq::Iq;
 use xmpp_parsers::presence::Presence;
 
 const ROLE_ENV: &str = "PMN_SOAK_ROLE";
@@ -48,8 +56,8 @@ const SUBSCRIPTIONS: usize = 3;
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Discovery of the whole network, at most.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(300);
-/// Minimal client / controller logins of the discovery measurement.
-const DISCOVERY_ROUNDS: usize = 3;
+/// Minimal client / controller logins of the discovery measurement (`PMN_SOAK_DISCOVERY_ROUNDS`).
+const DISCOVERY_ROUNDS: u64 = 7;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     env::var(name)
@@ -77,7 +85,34 @@ fn main() {
 fn child_config(device: &str) -> pmn::core::session::SessionConfig {
     let port: u16 = env::var(PORT_ENV).expect(PORT_ENV).parse().expect("port");
     let ca = std::fs::read_to_string(env::var(CA_ENV).expect(CA_ENV)).expect("CA file");
-    common::session_config_at(port, ca, &ACCOUNT, device)
+    let mut config = common::session_config_at(port, ca, &ACCOUNT, device);
+    if leak_check().is_some() {
+        // Under valgrind a TLS login takes tens of times longer.
+        config.connect_timeout = SLOW_TIMEOUT;
+    }
+    config
+}
+
+/// Logins started at once by a child process (one at a time under valgrind, which runs one
+/// thread at a time anyway).
+fn logins_at_once() -> usize {
+    if leak_check().is_some() {
+        1
+    } else {
+        8
+    }
+}
+
+/// The bound on a login, a call or a child's exit under valgrind.
+const SLOW_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A call that takes longer is lost.
+fn call_timeout() -> Duration {
+    if leak_check().is_some() {
+        SLOW_TIMEOUT
+    } else {
+        CALL_TIMEOUT
+    }
 }
 
 /// Resident set size of process `pid`, KB.
@@ -123,7 +158,7 @@ async fn providers_process() {
                 .await
                 .expect("provider")
             })
-            .buffer_unordered(8)
+            .buffer_unordered(logins_at_once())
             .collect()
             .await;
         providers.extend(started);
@@ -153,13 +188,13 @@ async fn controllers_process() {
     let m = env_u64("PMN_SOAK_CONTROLLERS", 50) as usize;
     let controllers: Vec<Controller> = stream::iter(0..m)
         .map(|i| async move {
-            Controller::connect(ControllerConfig::plain(child_config(&format!(
-                "soak-phone{i}"
-            ))))
-            .await
-            .expect("controller")
+            let mut config = ControllerConfig::plain(child_config(&format!("soak-phone{i}")));
+            if leak_check().is_some() {
+                config.rpc_timeout = SLOW_TIMEOUT;
+            }
+            Controller::connect(config).await.expect("controller")
         })
-        .buffer_unordered(8)
+        .buffer_unordered(logins_at_once())
         .collect()
         .await;
     println!("CONNECTED");
@@ -241,7 +276,7 @@ async fn mix(controllers: &[Controller], length: Duration, rate: f64) {
                         _ => remote.status().await.map(drop),
                     }
                 };
-                match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                match tokio::time::timeout(call_timeout(), call).await {
                     Ok(Ok(())) => counts.ok.fetch_add(1, Ordering::Relaxed),
                     Ok(Err(e)) => {
                         eprintln!("soak: call failed: {e}");
@@ -290,9 +325,47 @@ struct Child {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
+/// `PMN_SOAK_LEAK_CHECK`: the suppression file; when set, each child process runs under valgrind's
+/// memcheck with a full leak check, and fails on a definite or indirect leak (or any memory error).
+const LEAK_CHECK_ENV: &str = "PMN_SOAK_LEAK_CHECK";
+/// Exit status of a child valgrind found errors in.
+const VALGRIND_ERROR_EXIT: i32 = 99;
+
+/// The suppression file of the leak check, if it is on.
+fn leak_check() -> Option<String> {
+    env::var(LEAK_CHECK_ENV).ok().filter(|v| !v.is_empty())
+}
+
+/// Where a child's valgrind log goes.
+fn valgrind_log(server: &TestServer, role: &str) -> std::path::PathBuf {
+    server.dir().join(format!("valgrind-{role}.log"))
+}
+
 impl Child {
     fn spawn(server: &TestServer, role: &str, envs: &[(&str, String)]) -> Child {
-        let mut cmd = tokio::process::Command::new(env::current_exe().expect("bench binary"));
+        let exe = env::current_exe().expect("bench binary");
+        let mut cmd = match leak_check() {
+            Some(suppressions) => {
+                let mut cmd = tokio::process::Command::new("valgrind");
+                cmd.args([
+                    "--tool=memcheck",
+                    "--leak-check=full",
+                    "--show-leak-kinds=definite,indirect,possible",
+                    "--errors-for-leak-kinds=definite,indirect",
+                    "--fair-sched=yes",
+                    "--num-callers=40",
+                ])
+                .arg(format!("--error-exitcode={VALGRIND_ERROR_EXIT}"))
+                .arg(format!("--suppressions={suppressions}"))
+                .arg(format!(
+                    "--log-file={}",
+                    valgrind_log(server, role).display()
+                ))
+                .arg(exe);
+                cmd
+            }
+            None => tokio::process::Command::new(exe),
+        };
         cmd.env(ROLE_ENV, role)
             .env(PORT_ENV, server.port().to_string())
             .env(CA_ENV, server.ca_path())
@@ -339,81 +412,353 @@ impl Child {
         }
     }
 
-    async fn stop(mut self) {
+    /// Closes its stdin and waits for it to exit: its exit status (`None` if it did not exit in
+    /// time, and was killed).
+    async fn stop(mut self) -> Option<std::process::ExitStatus> {
         drop(self.stdin);
-        let _ = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await;
+        // valgrind's leak check at exit walks the whole heap: minutes on a loaded machine.
+        let within = Duration::from_secs(if leak_check().is_some() { 600 } else { 60 });
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
     }
 }
 
+/// One login of the discovery measurement.
+#[derive(Clone, Copy)]
+struct Login {
+    /// From the start of the login until the session was bound (TLS, SASL, bind).
+    bound: Duration,
+    /// From the start of the login until it had all `n` providers.
+    all: Duration,
+}
+
 /// A minimal client's login until it holds the presence of `n` other resources announcing caps:
-/// (time, distinct caps hashes).
-async fn minimal_client(server: &TestServer, round: usize, n: usize) -> (Duration, usize) {
+/// (times, distinct caps hashes). With `disco`, it also sends one disco#info to each as its
+/// presence comes (no bound, no verification, no directory) and counts the login done when all are
+/// answered: what Prosody and the providers' process take to answer, the floor of any discovery.
+async fn minimal_client(
+    server: &TestServer,
+    round: usize,
+    n: usize,
+    disco: bool,
+) -> (Login, usize) {
     let t = Instant::now();
     let (session, mut inbound) = Session::connect(common::session_config(
         server,
         &ACCOUNT,
-        &format!("soak-minimal{round}"),
+        &format!("soak-minimal{round}-{disco}"),
     ))
     .await
     .expect("minimal client");
+    let bound = t.elapsed();
     session
         .send(Presence::available())
         .expect("initial presence");
     let mut seen = std::collections::HashSet::new();
     let mut hashes = std::collections::HashSet::new();
-    while seen.len() < n {
-        let item = tokio::time::timeout(DISCOVERY_TIMEOUT, inbound.recv())
-            .await
-            .expect("presences in time")
-            .expect("session open");
-        if let Inbound::Stanza(stanza) = item {
-            if let Stanza::Presence(p) = *stanza {
-                let caps = p
-                    .payloads
-                    .iter()
-                    .find(|e| e.is("c", "http://jabber.org/protocol/caps"));
-                let provider = p
-                    .from
-                    .as_ref()
-                    .and_then(|f| f.resource())
-                    .is_some_and(|r| r.as_str().starts_with("soak-tv"));
-                if let (Some(from), Some(caps), true) = (p.from, caps, provider) {
-                    if seen.insert(from) {
-                        hashes.insert(caps.attr("ver").unwrap_or("").to_string());
-                    }
+    let mut answers = tokio::task::JoinSet::new();
+    let mut answered = 0;
+    while seen.len() < n || (disco && answered < n) {
+        let item = tokio::select! {
+            item = inbound.recv() => item,
+            Some(answer) = answers.join_next() => {
+                match answer.expect("disco task") {
+                    Ok(IqReply::Result(Some(_))) => answered += 1,
+                    other => panic!("disco#info unanswered: {:?}", other.err()),
                 }
+                continue;
+            }
+            _ = tokio::time::sleep(DISCOVERY_TIMEOUT) => panic!("presences in time"),
+        };
+        let Some(Inbound::Stanza(stanza)) = item else {
+            assert!(item.is_some(), "session open");
+            continue;
+        };
+        let Stanza::Presence(p) = *stanza else {
+            continue;
+        };
+        let caps = p
+            .payloads
+            .iter()
+            .find(|e| e.is("c", "http://jabber.org/protocol/caps"));
+        let provider = p
+            .from
+            .as_ref()
+            .and_then(|f| f.resource())
+            .is_some_and(|r| r.as_str().starts_with("soak-tv"));
+        if let (Some(from), Some(caps), true) = (p.from, caps, provider) {
+            if seen.insert(from.clone()) {
+                let ver = caps.attr("ver").unwrap_or("").to_string();
+                if disco {
+                    let node = format!("{}#{ver}", caps.attr("node").unwrap_or(""));
+                    let session = session.clone();
+                    answers.spawn(async move {
+                        let iq = Iq::Get {
+                            from: None,
+                            to: Some(from),
+                            id: String::new(),
+                            payload: DiscoInfoQuery { node: Some(node) }.into(),
+                        };
+                        session.request(iq, CALL_TIMEOUT).await
+                    });
+                }
+                hashes.insert(ver);
             }
         }
     }
-    let elapsed = t.elapsed();
+    let all = t.elapsed();
     session.close().await;
-    (elapsed, hashes.len())
+    (Login { bound, all }, hashes.len())
 }
 
-/// A fresh controller's login until its directory lists `n` providers: (time, disco#info sent).
-async fn controller_discovery(server: &TestServer, round: usize, n: usize) -> (Duration, u64) {
+/// A fresh controller's login, with at most `in_flight` disco#info queries in flight, until its
+/// directory lists `n` providers: (times, disco#info sent).
+async fn controller_discovery(
+    server: &TestServer,
+    round: usize,
+    n: usize,
+    in_flight: usize,
+) -> (Login, u64) {
     let before = info_queries_sent();
     let t = Instant::now();
-    let controller = Controller::connect(ControllerConfig::plain(common::session_config(
-        server,
-        &ACCOUNT,
-        &format!("soak-fresh{round}"),
-    )))
+    let controller = Controller::connect(ControllerConfig {
+        discovery: QueryLimits {
+            max_in_flight: in_flight,
+            ..QueryLimits::default()
+        },
+        ..ControllerConfig::plain(common::session_config(
+            server,
+            &ACCOUNT,
+            &format!("soak-fresh{round}-{in_flight}"),
+        ))
+    })
     .await
     .expect("controller");
+    let bound = t.elapsed();
+    // Woken by each directory change rather than polling, so the time is not rounded up to a tick.
+    let mut updates = controller.updates();
     while controller.providers().len() < n {
-        assert!(t.elapsed() < DISCOVERY_TIMEOUT, "discovery timed out");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let left = DISCOVERY_TIMEOUT
+            .checked_sub(t.elapsed())
+            .expect("discovery timed out");
+        match tokio::time::timeout(left, updates.recv()).await {
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("controller updates ended: {e}"),
+            Err(_) => panic!("discovery timed out"),
+        }
     }
-    let elapsed = t.elapsed();
+    let all = t.elapsed();
     let queries = info_queries_sent() - before;
     controller.close().await;
-    (elapsed, queries)
+    (Login { bound, all }, queries)
+}
+
+/// Pause between two logins of the discovery measurement, so that each finds Prosody done with the
+/// previous one's logout (an unavailable presence to every provider).
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Discovery against presence delivery, `rounds` rounds: each a minimal client's login and one
+/// controller login per in-flight bound of `bounds`, in an order rotated every round (so no side
+/// always comes first after the pause, or right after another). Prints each round's times and
+/// ratios, then their spread.
+async fn discovery(server: &TestServer, n: usize, rounds: usize, bounds: &[usize]) {
+    // Side 0: the minimal client; 1: the minimal client with disco#info; then one per bound.
+    let sides = bounds.len() + 2;
+    let mut floors = Vec::new();
+    let mut disco_floors = Vec::new();
+    // Per bound: times (ms), ratios, disco#info sent per login.
+    let mut times = vec![Vec::new(); bounds.len()];
+    let mut ratios = vec![Vec::new(); bounds.len()];
+    // Per bound: the controller's time over the minimal client's with disco#info.
+    let mut disco_ratios = vec![Vec::new(); bounds.len()];
+    let mut queries_seen = vec![Vec::new(); bounds.len()];
+    let mut hashes_seen = 0;
+    for round in 0..rounds {
+        let (mut floor, mut disco_floor) = (None, None);
+        let mut controllers: Vec<Option<(Login, u64)>> = vec![None; bounds.len()];
+        for k in 0..sides {
+            tokio::time::sleep(SETTLE).await;
+            match (k + round) % sides {
+                0 => {
+                    let (login, hashes) = minimal_client(server, round, n, false).await;
+                    hashes_seen = hashes;
+                    floor = Some(login);
+                }
+                1 => disco_floor = Some(minimal_client(server, round, n, true).await.0),
+                side => {
+                    let bound = bounds[side - 2];
+                    controllers[side - 2] =
+                        Some(controller_discovery(server, round, n, bound).await);
+                }
+            }
+        }
+        let floor = floor.expect("the minimal client ran");
+        let disco_floor = disco_floor.expect("the minimal client with disco#info ran");
+        let mut line = format!(
+            "  discovery {}/{rounds}: minimal client bound in {:.0} ms, has {n} presences in {:.0} ms; \
+             with a disco#info to each, all answered in {:.0} ms ({:.2}x)",
+            round + 1,
+            ms(floor.bound),
+            ms(floor.all),
+            ms(disco_floor.all),
+            disco_floor.all.as_secs_f64() / floor.all.as_secs_f64()
+        );
+        for (i, (login, queries)) in controllers.into_iter().flatten().enumerate() {
+            let ratio = login.all.as_secs_f64() / floor.all.as_secs_f64();
+            line += &format!(
+                "; controller ({} in flight) bound in {:.0} ms, lists {n} in {:.0} ms = {ratio:.2}x \
+                 ({:.2}x the disco floor), {queries} disco#info",
+                bounds[i],
+                ms(login.bound),
+                ms(login.all),
+                login.all.as_secs_f64() / disco_floor.all.as_secs_f64()
+            );
+            disco_ratios[i].push(login.all.as_secs_f64() / disco_floor.all.as_secs_f64());
+            times[i].push(ms(login.all));
+            ratios[i].push(ratio);
+            queries_seen[i].push(queries);
+        }
+        println!("{line}");
+        floors.push(ms(floor.all));
+        disco_floors.push(ms(disco_floor.all));
+    }
+    let (lo, mid, hi) = spread(floors.clone());
+    println!(
+        "  presence delivery to a minimal client over {rounds} rounds: {lo:.0} / {mid:.0} / {hi:.0} ms \
+         (min / median / max); {hashes_seen} distinct caps hashes"
+    );
+    let (dlo, dmid, dhi) = spread(disco_floors);
+    println!(
+        "  the same client sending a disco#info to each provider, all answered: {dlo:.0} / {dmid:.0} / \
+         {dhi:.0} ms"
+    );
+    for (i, bound) in bounds.iter().enumerate() {
+        let (tlo, tmid, thi) = spread(times[i].clone());
+        let (lo, mid, hi) = spread(ratios[i].clone());
+        let (dlo, dmid, dhi) = spread(disco_ratios[i].clone());
+        let exact = queries_seen[i].iter().all(|q| *q == hashes_seen as u64);
+        println!(
+            "  controller, {bound} disco#info in flight: lists {n} in {tlo:.0} / {tmid:.0} / {thi:.0} ms; \
+             ratio per round {lo:.2}x / {mid:.2}x / {hi:.2}x (min / median / max), ratio of medians \
+             {:.2}x; goal ≤ 1.5x at the median: {}; over the disco floor {dlo:.2}x / {dmid:.2}x / \
+             {dhi:.2}x; disco#info per login {:?} = {hashes_seen} distinct hashes: {}",
+            tmid / spread(floors.clone()).1,
+            if mid <= 1.5 { "met" } else { "missed" },
+            queries_seen[i],
+            if exact { "met" } else { "missed" }
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+/// Prints each child's valgrind summary and fails unless each exited cleanly (valgrind exits with
+/// [`VALGRIND_ERROR_EXIT`] on a definite or indirect leak, or a memory error).
+fn report_leak_check(server: &TestServer, exits: &[(&str, Option<std::process::ExitStatus>)]) {
+    let mut failures = Vec::new();
+    for (role, status) in exits {
+        let path = valgrind_log(server, role);
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        println!("  valgrind, {role} process ({}):", path.display());
+        for line in log.lines().filter(|l| {
+            [
+                "definitely lost:",
+                "indirectly lost:",
+                "possibly lost:",
+                "still reachable:",
+                "suppressed:",
+                "ERROR SUMMARY:",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        }) {
+            // Drop valgrind's "==pid== " prefix.
+            println!("    {}", line.split_once("== ").map_or(line, |(_, l)| l));
+        }
+        match status.and_then(|s| s.code()) {
+            Some(0) => {}
+            Some(VALGRIND_ERROR_EXIT) => failures.push(format!("{role}: valgrind found errors")),
+            other => failures.push(format!("{role}: exited with {other:?}")),
+        }
+    }
+    if !failures.is_empty() {
+        // The log's records are the evidence; print them rather than send the reader digging.
+        for (role, _) in exits {
+            let log = std::fs::read_to_string(valgrind_log(server, role)).unwrap_or_default();
+            println!("---- valgrind log, {role} ----\n{log}");
+        }
+        panic!("leak check: {failures:?}");
+    }
+    println!("  leak check: clean (no definite or indirect leak, no memory error)");
+}
+
+/// Within 0.5 % of RSS (but at least this) counts as no growth: allocator noise.
+const PLATEAU_SLACK_KB: f64 = 256.0;
+
+/// The part of an RSS series that is judged.
+struct RssWindow {
+    /// First judged sample.
+    start: usize,
+    /// When the working set stopped growing, if it did before the last quarter of the run.
+    plateau: Option<f64>,
+}
+
+/// From the working set's plateau to the end: the first sample after which RSS never rises more
+/// than the slack above it, if that is before the last quarter of the run; otherwise the last
+/// quarter, so that a process still growing at the end is judged on its growth, never on a window
+/// chosen to look flat.
+fn rss_window(points: &[(f64, f64)], seconds: f64) -> RssWindow {
+    let last_quarter = points
+        .iter()
+        .position(|(x, _)| *x >= seconds * 0.75)
+        .unwrap_or(points.len().saturating_sub(1));
+    // Running maximum from the end: the highest RSS at or after each sample.
+    let mut later_max = vec![0.0f64; points.len()];
+    let mut m = 0.0f64;
+    for (i, (_, kb)) in points.iter().enumerate().rev() {
+        m = m.max(*kb);
+        later_max[i] = m;
+    }
+    let plateau = points
+        .iter()
+        .enumerate()
+        .take(last_quarter)
+        .find(|(i, (_, kb))| later_max[*i] - kb <= PLATEAU_SLACK_KB.max(kb * 0.005))
+        .map(|(i, _)| i);
+    match plateau {
+        Some(i) => RssWindow {
+            start: i,
+            plateau: Some(points[i].0),
+        },
+        None => RssWindow {
+            start: last_quarter.min(points.len().saturating_sub(1)),
+            plateau: None,
+        },
+    }
+}
+
+/// The slope of each quarter of the series, KB/min: the shape of a warm-up.
+fn quarter_slopes(points: &[(f64, f64)]) -> String {
+    let q = points.len() / 4;
+    if q < 2 {
+        return "too few samples".into();
+    }
+    (0..4)
+        .map(|k| {
+            let end = if k == 3 { points.len() } else { (k + 1) * q };
+            format!("{:+.0}", slope_kb_per_min(&points[k * q..end]))
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// Least-squares slope of `(seconds, kb)` in KB per minute.
@@ -466,30 +811,18 @@ async fn driver() {
         rss_kb(providers.pid())
     );
 
-    // Discovery: a minimal client and a fresh controller, in turn.
-    let (mut ratios, mut queries_seen, mut hashes_seen) = (Vec::new(), Vec::new(), 0);
-    for round in 0..DISCOVERY_ROUNDS {
-        let (floor, hashes) = minimal_client(&server, round, n).await;
-        let (pmn, queries) = controller_discovery(&server, round, n).await;
-        let ratio = pmn.as_secs_f64() / floor.as_secs_f64();
-        println!(
-            "  discovery {}/{DISCOVERY_ROUNDS}: minimal client has {n} presences in {:.0} ms, \
-             controller lists {n} providers in {:.0} ms ({ratio:.2}x); disco#info sent {queries}, \
-             distinct caps hashes {hashes}",
-            round + 1,
-            floor.as_secs_f64() * 1e3,
-            pmn.as_secs_f64() * 1e3
-        );
-        ratios.push(ratio);
-        queries_seen.push(queries);
-        hashes_seen = hashes;
+    // Discovery: a minimal client and fresh controllers, in turn.
+    let rounds = env_u64("PMN_SOAK_DISCOVERY_ROUNDS", DISCOVERY_ROUNDS).max(1) as usize;
+    let bounds: Vec<usize> = env::var("PMN_SOAK_IN_FLIGHT")
+        .ok()
+        .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
+        .filter(|b: &Vec<usize>| !b.is_empty())
+        .unwrap_or_else(|| vec![QueryLimits::default().max_in_flight]);
+    if leak_check().is_some() {
+        println!("  discovery not measured: the providers run under valgrind");
+    } else {
+        discovery(&server, n, rounds, &bounds).await;
     }
-    let (lo, mid, hi) = spread(ratios);
-    println!(
-        "  discovery / presence delivery: {lo:.2}x {mid:.2}x {hi:.2}x (min / median / max), goal \
-         ≤ 1.5x; disco#info per login {:?} vs {hashes_seen} distinct hashes",
-        queries_seen
-    );
 
     // The controllers, then the mix.
     let t = Instant::now();
@@ -553,27 +886,53 @@ async fn driver() {
     );
     let mut growth_failures = Vec::new();
     for ((name, _), points) in pids.iter().zip(&samples) {
-        let warm = seconds as f64 / 4.0;
-        let after: Vec<(f64, f64)> = points.iter().copied().filter(|(x, _)| *x >= warm).collect();
+        let window = rss_window(points, seconds as f64);
+        let after = &points[window.start..];
         let (first, last) = (
             after.first().map_or(0.0, |p| p.1),
             after.last().map_or(0.0, |p| p.1),
         );
         let peak = after.iter().map(|p| p.1).fold(0.0, f64::max);
+        let start_rss = points.first().map_or(0.0, |p| p.1);
+        let half = &points[points.len() / 2..];
         println!(
-            "  RSS {name:<12} after warm-up ({warm:.0} s): {first:.0} → {last:.0} KB (peak {peak:.0}), \
-             slope {:+.1} KB/min over {} samples",
-            slope_kb_per_min(&after),
-            after.len()
+            "  RSS {name:<12} {start_rss:.0} KB at the start of the mix; {}; from {:.0} s: {first:.0} → \
+             {last:.0} KB (peak {peak:.0}), slope {:+.1} KB/min over {} samples; last half: slope \
+             {:+.1} KB/min; per quarter: {}",
+            match window.plateau {
+                Some(t) => format!("working set plateau from {t:.0} s"),
+                None => "no plateau (growth within the last quarter): last quarter judged".into(),
+            },
+            after.first().map_or(0.0, |p| p.0),
+            slope_kb_per_min(after),
+            after.len(),
+            slope_kb_per_min(half),
+            quarter_slopes(points)
         );
         if let Some(max) = max_growth {
-            if peak - first > max as f64 {
-                growth_failures.push(format!("{name} grew {:.0} KB > {max} KB", peak - first));
+            // Over a window fixed in advance (after the first quarter), never the plateau's, which
+            // is flat by construction.
+            let fixed: Vec<f64> = points
+                .iter()
+                .filter(|(x, _)| *x >= seconds as f64 / 4.0)
+                .map(|p| p.1)
+                .collect();
+            let base = fixed.first().copied().unwrap_or(0.0);
+            let growth = fixed.iter().copied().fold(0.0, f64::max) - base;
+            if growth > max as f64 {
+                growth_failures.push(format!(
+                    "{name} grew {growth:.0} KB > {max} KB after the first quarter"
+                ));
             }
         }
     }
-    controllers.stop().await;
-    providers.stop().await;
+    let exits = [
+        ("controllers", controllers.stop().await),
+        ("providers", providers.stop().await),
+    ];
+    if leak_check().is_some() {
+        report_leak_check(&server, &exits);
+    }
     assert_eq!((failed, lost), (0, 0), "no failed or lost call");
     assert!(ok > 0, "calls were made");
     assert!(

@@ -157,26 +157,47 @@ pub(crate) fn smack_peer(ctx: &mut Ctx) -> Result<String> {
     Ok(format!("{}:{}", jar.display(), deps.trim()))
 }
 
-/// `cargo xtask soak [MINUTES]`: benches/soak.rs (200 providers and 50 controllers on one network,
-/// a sustained mix of calls and events, RSS slopes, discovery against presence delivery) for
-/// MINUTES (default 10).
-pub(crate) fn soak(ctx: &mut Ctx, minutes: Option<&str>) -> Result {
-    let minutes = match minutes {
-        None => 10,
-        Some(m) => m
+/// The scale of `cargo xtask soak --leak-check`: valgrind slows each process down tens of times.
+const LEAK_CHECK_SCALE: [(&str, &str); 2] =
+    [("PMN_SOAK_PROVIDERS", "20"), ("PMN_SOAK_CONTROLLERS", "5")];
+
+/// `cargo xtask soak [--leak-check] [MINUTES]`: benches/soak.rs (200 providers and 50 controllers
+/// on one network, a sustained mix of calls and events, RSS slopes, discovery against presence
+/// delivery) for MINUTES (default 10). With `--leak-check`: 20 providers and 5 controllers for
+/// MINUTES (default 1), each child process under valgrind's leak check (benches/soak.supp).
+pub(crate) fn soak(ctx: &mut Ctx, args: &[String]) -> Result {
+    let leak_check = args.first().is_some_and(|a| a == "--leak-check");
+    let minutes = match &args[usize::from(leak_check)..] {
+        [] => {
+            if leak_check {
+                1
+            } else {
+                10
+            }
+        }
+        [m] => m
             .parse::<u64>()
             .ok()
             .filter(|m| (1..=240).contains(m))
             .ok_or_else(|| Failure::new("soak", format!("MINUTES must be 1..=240, not {m:?}")))?,
+        _ => return Err(Failure::new("soak", "usage: soak [--leak-check] [MINUTES]")),
     };
     ctx.stage("prerequisites", install_prosody)?;
+    if leak_check && !have("valgrind") {
+        ctx.stage("prerequisites: valgrind", |_| {
+            apt_install("prerequisites", &["valgrind"])
+        })?;
+    }
+    let suppressions = ctx.root.join("benches").join("soak.supp");
     ctx.stage("soak", |ctx| {
-        run(
-            "soak",
-            ctx.cargo()
-                .args(["bench", "--features", "test-ca", "--bench", "soak"])
-                .env("PMN_SOAK_MINUTES", minutes.to_string()),
-        )
+        let mut cmd = ctx.cargo();
+        cmd.args(["bench", "--features", "test-ca", "--bench", "soak"])
+            .env("PMN_SOAK_MINUTES", minutes.to_string());
+        if leak_check {
+            cmd.env("PMN_SOAK_LEAK_CHECK", &suppressions)
+                .envs(LEAK_CHECK_SCALE);
+        }
+        run("soak", &mut cmd)
     })
 }
 

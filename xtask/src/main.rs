@@ -53,7 +53,8 @@ commands:
                     vs clean, logins per second during an outage), as root; `bench kotlin`:
                     events into a Kotlin listener and flow against a no-op call (JVM)
   soak [MINUTES]    200 providers and 50 controllers on one network for MINUTES (default 10):
-                    no lost call, RSS slopes, discovery against presence delivery
+                    no lost call, RSS slopes, discovery against presence delivery;
+                    `soak --leak-check [MINUTES]`: 20 x 5 for MINUTES (default 1) under valgrind
   mobile-check      phone gates: cargo check for 4 Android/iOS targets, the aarch64-android
                     release staticlib (size), the Android Kotlin (bindings with android = true)
                     compiled against android-all and its Robolectric tests (Pmn.initAndroid
@@ -108,7 +109,7 @@ fn main() -> ExitCode {
                 })
             }),
         Some("bench") if args.len() <= 2 => bench(&mut ctx, args.get(1).map(String::as_str)),
-        Some("soak") if args.len() <= 2 => soak(&mut ctx, args.get(1).map(String::as_str)),
+        Some("soak") if args.len() <= 3 => soak(&mut ctx, &args[1..]),
         Some("mobile-check") if args.len() == 1 => mobile_check(&mut ctx),
         Some("package") if args.len() == 1 => {
             ctx.stage("package", |ctx| package(ctx, Build::Release))

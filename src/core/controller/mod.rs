@@ -35,7 +35,7 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 
 use crate::core::access::OwnerKeys;
 use crate::core::discovery::{
-    disco_info_for, DirectoryUpdate, InfoQueries, ProviderDirectory, ProviderInfo,
+    disco_info_for, DirectoryUpdate, InfoQueries, ProviderDirectory, ProviderInfo, QueryLimits,
 };
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
@@ -78,6 +78,9 @@ pub struct ControllerConfig {
     /// [`RetryPolicy::NONE`] unless set. Retries reuse the call id, so they never run a call twice
     /// on a provider that remembers it.
     pub retry: RetryPolicy,
+    /// Bounds on the disco#info queries that providers' presences trigger
+    /// ([`QueryLimits::default`] unless set): presences are outside input.
+    pub discovery: QueryLimits,
 }
 
 impl ControllerConfig {
@@ -100,6 +103,7 @@ impl ControllerConfig {
             access: None,
             rpc_limits: Limits::DEFAULT,
             retry: RetryPolicy::NONE,
+            discovery: QueryLimits::default(),
         }
     }
 }
@@ -269,7 +273,7 @@ impl Controller {
             caps_ver: plumbing::caps_ver(&info),
             info,
             infos: infos_tx,
-            queries: InfoQueries::default(),
+            queries: InfoQueries::new(config.discovery),
         };
         let task = tokio::spawn(dispatcher.run(inbound, infos_rx, e2e_rx));
         Ok(Self {
