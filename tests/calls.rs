@@ -159,6 +159,87 @@ async fn a_call_retried_with_the_same_id_runs_once() {
     provider.stop().await;
 }
 
+/// The two wire forms of a call id: a pmn controller's calls carry it in the iq id (no element,
+/// nothing beside the `methodCall`), and a provider still de-duplicates the older form, the
+/// `<call xmlns='urn:xmpp:tmp:pmn:call:0'/>` element with a fresh iq id per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_id_rides_in_the_iq_id_and_the_older_element_form_is_still_deduplicated() {
+    use pmn::core::rpc::call_id;
+    use pmn::core::rpc::xmlrpc::{self, MethodCall, MethodResponse, RpcPayload};
+    use pmn::core::session::IqReply;
+    use tokio_xmpp::Stanza;
+    use xmpp_parsers::iq::Iq;
+    use xmpp_parsers::jid::Jid;
+
+    let (provider, counter) = counting_provider(ProviderConfig::plain(
+        session_config(&HOME, "tv-wire"),
+        "TV",
+    ))
+    .await;
+    let (tap_tx, mut tap) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = session_config(&HOME, "phone-wire");
+    config.outbound_tap = Some(tap_tx);
+    let controller = plain_controller(config, Duration::from_secs(5)).await;
+    let tv = discover(&controller, &provider).await.jid;
+
+    let id = CallId::new();
+    controller
+        .call_as(&tv, "count.bump", bump(0), &id)
+        .await
+        .expect("call");
+    let sent = loop {
+        match tap.recv().await.expect("tap") {
+            Stanza::Iq(Iq::Set { id, payload, .. })
+                if payload.is("query", xmlrpc::NS)
+                    && String::from(&payload).contains("count.bump") =>
+            {
+                break (id, payload)
+            }
+            _ => continue,
+        }
+    };
+    assert_eq!(CallId::from_iq_id(&sent.0), Some(id.clone()), "{}", sent.0);
+    assert_eq!(
+        call_id::of_query(&sent.1),
+        call_id::CallIdField::Absent,
+        "no call-id element on the wire"
+    );
+    assert_eq!(sent.1.children().count(), 1, "only the methodCall");
+
+    // The older form, as earlier pmn controllers sent it: the element, a fresh iq id each time.
+    let older = CallId::parse(&format!("{:032x}", 0x5f0c_u128)).expect("a 32-hex call id");
+    let query = call_id::attach(
+        xmlrpc::call_to_query(&MethodCall::new("count.bump", bump(0))).expect("encodes"),
+        &older,
+    );
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let iq = Iq::Set {
+            from: None,
+            to: Some(Jid::from(tv.clone())),
+            id: String::new(),
+            payload: query.clone(),
+        };
+        match controller
+            .session()
+            .request(iq, Duration::from_secs(5))
+            .await
+            .expect("answer")
+        {
+            IqReply::Result(Some(q)) => match xmlrpc::parse_query(&q, &xmlrpc::Limits::DEFAULT) {
+                Ok(RpcPayload::Response(MethodResponse::Success(v))) => answers.push(v),
+                other => panic!("not a success: {other:?}"),
+            },
+            other => panic!("not a result: {other:?}"),
+        }
+    }
+    assert_eq!(answers, vec![Value::from(2), Value::from(2)]);
+    assert_eq!(counter.runs(), 2, "the older form's repeat did not run");
+    assert_eq!(provider.stats().calls_deduplicated, 1);
+    controller.close().await;
+    provider.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_did_not_run_faults_did() {
     let (provider, counter) =

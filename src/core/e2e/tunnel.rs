@@ -35,6 +35,7 @@ use super::limits::E2eCounters;
 use super::tls::SecureChannel;
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::identity::DeviceFingerprint;
+use crate::core::rpc::CallId;
 use crate::core::session::iq_tracker::IqTracker;
 use crate::core::session::IqReply;
 
@@ -258,11 +259,28 @@ impl Tunnel {
     /// The iq's id is replaced by a fresh one. Errors say whether the request left
     /// ([`CallOutcome`]): `NotRun` when it could not be queued, `Unknown` once it was (the tunnel
     /// ended, or the deadline passed).
-    pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<IqReply> {
+    pub async fn request(&self, iq: Iq, timeout: Duration) -> Result<IqReply> {
         let id = format!(
             "e2e-{}",
             self.shared.next_id.fetch_add(1, Ordering::Relaxed)
         );
+        self.request_as(iq, timeout, id).await
+    }
+
+    /// [`Tunnel::request`] for one attempt of the RPC call `call`: the id carries the call id
+    /// ([`CallId::iq_id`], with this tunnel's request counter after it).
+    pub(crate) async fn request_call(
+        &self,
+        iq: Iq,
+        timeout: Duration,
+        call: &CallId,
+    ) -> Result<IqReply> {
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.request_as(iq, timeout, call.iq_id(n)).await
+    }
+
+    /// [`Tunnel::request`] with the id `id`, unique among this tunnel's requests.
+    async fn request_as(&self, mut iq: Iq, timeout: Duration, id: String) -> Result<IqReply> {
         match &mut iq {
             Iq::Get { id: i, .. } | Iq::Set { id: i, .. } => *i = id.clone(),
             _ => {

@@ -29,7 +29,7 @@ use crate::core::e2e::endpoint::next_inbound;
 use crate::core::e2e::{E2eEndpoint, E2eInbound, TunnelFailure};
 use crate::core::error::{Error, ErrorKind};
 use crate::core::plumbing;
-use crate::core::rpc::call_id::{self, CallIdField};
+use crate::core::rpc::call_id::{self, CallId, CallIdField};
 use crate::core::rpc::events::EventNotice;
 use crate::core::rpc::xmlrpc::{self, RpcPayload};
 use crate::core::rpc::Target;
@@ -238,8 +238,9 @@ impl Dispatcher {
             let e = Error::new(ErrorKind::BadParams, "caller has no resource");
             return self.reply(route, plumbing::error(to, id, stanza_error_for(&e)));
         };
+        // The element (older controllers) wins; else the iq id may carry the call id.
         let call_id = match call_id::of_query(&query) {
-            CallIdField::Absent => None,
+            CallIdField::Absent => CallId::from_iq_id(&id),
             CallIdField::Present(call_id) => Some(call_id),
             CallIdField::Invalid => {
                 let e = Error::new(ErrorKind::BadParams, "malformed call id");

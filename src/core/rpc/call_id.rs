@@ -1,29 +1,43 @@
 //! Call ids: the identity of one logical call, so that a retry can be told from a new call.
 //!
-//! Wire format (our own namespace, next to standard XML-RPC so foreign peers are unaffected):
+//! Wire format: the call id rides in the iq's own `id`, as `pmnc` + the call id + `.` + a
+//! per-request suffix:
 //!
 //! ```xml
-//! <iq type='set' id='…'>
-//!   <query xmlns='jabber:iq:rpc'>
-//!     <methodCall>…</methodCall>
-//!     <call xmlns='urn:xmpp:tmp:pmn:call:0' id='5f0c…'/>
-//!   </query>
+//! <iq type='set' id='pmncq3Vx0Jk9c2Lw8mZr1Tn4Aa.17'>
+//!   <query xmlns='jabber:iq:rpc'><methodCall>…</methodCall></query>
 //! </iq>
 //! ```
 //!
-//! The element sits inside `<query>` rather than beside it because an iq carries exactly one
-//! payload (RFC 6120 §8.2.3). The iq's own `id` changes on every attempt (it matches a response
-//! to one request); the call id stays the same across the retries of one call, and the provider
-//! de-duplicates on it (see [`super::CallLog`]). A call without the element (slixmpp, any foreign
-//! client) is simply never de-duplicated.
+//! The suffix (the session's or the tunnel's request counter) keeps every request's id unique,
+//! so the iq trackers match each response to its one request as for any other iq (RFC 6120
+//! §8.1.3), even with two attempts of one call in flight; the part before the `.` stays the same
+//! across the retries of one call, and the provider de-duplicates on it (see [`super::CallLog`]).
+//! It costs no element: an RPC is as large on the wire as a foreign client's.
+//!
+//! The older form, an element inside `<query>` (an iq carries one payload, RFC 6120 §8.2.3),
+//! is still read, and wins when both are present — the form pmn controllers sent before:
+//!
+//! ```xml
+//! <call xmlns='urn:xmpp:tmp:pmn:call:0' id='5f0c…'/>
+//! ```
+//!
+//! A call with neither (slixmpp, any foreign client) is simply never de-duplicated: a foreign id
+//! is taken for a call id only in this exact shape (`pmnc`, 22 characters of base64url, `.`), so
+//! a client that reuses its ids cannot be handed another call's answer by accident.
 
 use minidom::Element;
 use xso::{AsXml, FromXml};
 
 /// Namespace of the call-id element.
 pub const NS_CALL: &str = "urn:xmpp:tmp:pmn:call:0";
-/// Longest call id a provider accepts (ours are 32 hex digits).
+/// Longest call id a provider accepts (ours are 22 base64url characters; older controllers
+/// sent 32 hex digits in the element form).
 pub const MAX_CALL_ID_LEN: usize = 64;
+/// What starts an iq id that carries a call id.
+pub const IQ_ID_PREFIX: &str = "pmnc";
+/// Characters of a call id as [`CallId::new`] makes it (128 bits, base64url without padding).
+const NEW_ID_LEN: usize = 22;
 
 /// The identity of one logical call; retries of the call carry the same id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,7 +47,25 @@ impl CallId {
     /// A fresh random id (128 bits: unguessable, so a third party cannot make a provider answer a
     /// caller's call from another's cache — and the cache is per caller anyway).
     pub fn new() -> Self {
-        CallId(format!("{:032x}", rand::random::<u128>()))
+        use base64::Engine;
+        let bits = rand::random::<u128>().to_be_bytes();
+        CallId(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bits))
+    }
+
+    /// The id a request of this call is sent with: [`IQ_ID_PREFIX`], the call id, `.`, then
+    /// `suffix` (unique per request on its stream or tunnel).
+    pub(crate) fn iq_id(&self, suffix: impl std::fmt::Display) -> String {
+        format!("{IQ_ID_PREFIX}{}.{suffix}", self.0)
+    }
+
+    /// The call id an iq id carries ([`CallId::iq_id`]'s shape exactly), if any.
+    pub fn from_iq_id(iq_id: &str) -> Option<Self> {
+        let rest = iq_id.strip_prefix(IQ_ID_PREFIX)?;
+        let (id, tail) = rest.split_at_checked(NEW_ID_LEN)?;
+        if !tail.starts_with('.') {
+            return None;
+        }
+        CallId::parse(id)
     }
 
     /// Reads an id from the wire: 1 to [`MAX_CALL_ID_LEN`] characters of `[A-Za-z0-9_-]`.
@@ -84,8 +116,8 @@ pub enum CallIdField {
     Invalid,
 }
 
-/// Adds the call-id element to a `<query xmlns='jabber:iq:rpc'>` built by
-/// [`crate::core::rpc::xmlrpc::call_to_query`].
+/// Adds the call-id element (the older form, still read) to a `<query xmlns='jabber:iq:rpc'>`
+/// built by [`crate::core::rpc::xmlrpc::call_to_query`].
 pub fn attach(query: Element, id: &CallId) -> Element {
     let mut query = query;
     query.append_child(Element::from(CallElement {
@@ -154,6 +186,30 @@ mod tests {
         assert_eq!(of_query(&nested), CallIdField::Invalid);
         assert!(CallId::parse(&"a".repeat(MAX_CALL_ID_LEN + 1)).is_none());
         assert!(CallId::parse(id.as_str()).is_some());
+    }
+
+    #[test]
+    fn a_call_id_rides_in_the_iq_id_and_only_in_that_exact_shape() {
+        let id = CallId::new();
+        assert_eq!(id.as_str().len(), NEW_ID_LEN);
+        let (first, retry) = (id.iq_id(1), id.iq_id(2));
+        assert_ne!(first, retry, "every request has its own iq id");
+        assert_eq!(CallId::from_iq_id(&first), Some(id.clone()));
+        assert_eq!(CallId::from_iq_id(&retry), Some(id.clone()));
+        // A session's own ids, foreign ids and near misses carry none.
+        let near_misses = [
+            "pmn1a2b3c4d-17".to_owned(),
+            "1".to_owned(),
+            IQ_ID_PREFIX.to_owned(),
+            "pmncshort.1".to_owned(),
+            format!("{IQ_ID_PREFIX}{}", id.as_str()),
+            format!("{IQ_ID_PREFIX}{}x.1", id.as_str()),
+            format!("{IQ_ID_PREFIX}{}c.1", "a b".repeat(7)),
+            format!("x{first}"),
+        ];
+        for other in &near_misses {
+            assert_eq!(CallId::from_iq_id(other), None, "{other}");
+        }
     }
 
     #[test]

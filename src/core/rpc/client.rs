@@ -5,7 +5,7 @@ use std::time::Duration;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 
-use super::call_id::{self, CallId};
+use super::call_id::CallId;
 use super::xmlrpc::{self, Limits, MethodCall, MethodResponse, RpcPayload, Value};
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
 use crate::core::session::{IqReply, Session};
@@ -39,19 +39,18 @@ pub async fn call_as(
     id: &CallId,
 ) -> Result<Value> {
     call_with(
-        |iq, t| session.request(iq, t),
+        |iq, t| session.request_call(iq, t, id),
         to,
         &MethodCall::new(method, params),
         timeout,
         &Limits::DEFAULT,
-        Some(id),
     )
     .await
 }
 
 /// [`call`] over any request path: the roles pass the end-to-end tunnel's `request` here, so the
 /// call is built and its answer decoded the same way whichever way it travels, under `limits`.
-/// `id` is written beside the call (`None`: a call as foreign clients send it).
+/// The request path gives the iq its id, which carries the call id ([`CallId::iq_id`]).
 ///
 /// The outcome of an error: the request path says whether the request left (its own errors are
 /// [`CallOutcome::NotRun`] before sending, [`CallOutcome::Unknown`] after); a stanza error is
@@ -63,7 +62,6 @@ pub(crate) async fn call_with<F, Fut>(
     call: &MethodCall,
     timeout: Duration,
     limits: &Limits,
-    id: Option<&CallId>,
 ) -> Result<Value>
 where
     F: FnOnce(Iq, Duration) -> Fut,
@@ -74,10 +72,6 @@ where
     // mistake: refuse before anything is sent.
     let payload = xmlrpc::call_to_query(call)
         .map_err(|e| Error::new(ErrorKind::BadParams, format!("{method}: {e}")))?;
-    let payload = match id {
-        Some(id) => call_id::attach(payload, id),
-        None => payload,
-    };
     let iq = Iq::Set {
         from: None,
         to: Some(to.clone()),

@@ -49,6 +49,7 @@ pub use tls::{client_config, ServerTrust};
 pub use tokio_xmpp::xmlstream::{MAX_ELEMENT_BYTES, MAX_ELEMENT_DEPTH};
 
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
+use crate::core::rpc::CallId;
 use iq_tracker::IqTracker;
 use login::login_bounded;
 use password::NetworkPassword;
@@ -378,9 +379,27 @@ impl Session {
     /// before it was queued, `Unknown` for anything after (deadline, reset, end of the session).
     /// The iq's `id` is replaced by a fresh one. A response is accepted only from the JID the
     /// request was sent to, so another entity cannot answer in its place.
-    pub async fn request(&self, mut iq: Iq, timeout: Duration) -> Result<IqReply> {
+    pub async fn request(&self, iq: Iq, timeout: Duration) -> Result<IqReply> {
+        self.request_as(iq, timeout, self.next_id()).await
+    }
+
+    /// [`Session::request`] for one attempt of the RPC call `call`: the iq's id carries the call
+    /// id ([`CallId::iq_id`], with this session's request counter after it, so it is still
+    /// unique), which the provider de-duplicates on.
+    pub(crate) async fn request_call(
+        &self,
+        iq: Iq,
+        timeout: Duration,
+        call: &CallId,
+    ) -> Result<IqReply> {
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.request_as(iq, timeout, call.iq_id(n)).await
+    }
+
+    /// [`Session::request`] with the id `fresh`, unique among this session's requests.
+    async fn request_as(&self, mut iq: Iq, timeout: Duration, fresh: String) -> Result<IqReply> {
         match &mut iq {
-            Iq::Get { id, .. } | Iq::Set { id, .. } => *id = self.next_id(),
+            Iq::Get { id, .. } | Iq::Set { id, .. } => *id = fresh,
             _ => {
                 return Err(Error::new(
                     ErrorKind::Internal,

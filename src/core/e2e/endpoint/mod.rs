@@ -328,6 +328,22 @@ impl E2eEndpoint {
         tunnel.request(iq, timeout).await
     }
 
+    /// [`E2eEndpoint::request`] for one attempt of the RPC call `call` (see
+    /// [`super::tunnel::Tunnel::request_call`]).
+    pub(crate) async fn request_call(
+        &self,
+        iq: Iq,
+        timeout: Duration,
+        call: &crate::core::rpc::CallId,
+    ) -> Result<IqReply> {
+        let peer = stanza_to(&Stanza::Iq(iq.clone()))?;
+        let tunnel = self
+            .tunnel(&peer)
+            .await
+            .map_err(|e| e.with_outcome(CallOutcome::NotRun))?;
+        tunnel.request_call(iq, timeout, call).await
+    }
+
     fn emit(&self, event: E2eInbound) {
         if self.inner.events.try_send(event).is_err() {
             tracing::warn!("e2e event channel full or closed; dropping an event");
