@@ -402,14 +402,8 @@ async fn resuming_pair(
         ),
     );
     let (client, server) = (
-        client.map(|c| {
-            assert_eq!(c.peer_fingerprint, tv_key);
-            c
-        }),
-        server.map(|s| {
-            assert_eq!(s.peer_fingerprint, phone_key);
-            s
-        }),
+        client.inspect(|c| assert_eq!(c.peer_fingerprint, tv_key)),
+        server.inspect(|s| assert_eq!(s.peer_fingerprint, phone_key)),
     );
     tokio::join!(exchange(client), exchange(server))
 }
