@@ -173,6 +173,20 @@ impl E2eEndpoint {
             .locked()
             .insert(sid.clone(), (peer.clone(), accept_tx));
         let mut half = HalfOpen::new(self, peer, &sid, &ibb_sid, true);
+        // After its accept the peer may still end the session (it confirms our key while we start
+        // TLS, see `respond`): its terminate ends the handshake at once, with its reason. The
+        // watch is set before the initiate leaves, not when we get to the accept: a resumed
+        // responder terminates right behind its accept, and a terminate that came while we were
+        // still judging the accept would find no session and leave us waiting for TLS until the
+        // timeout. (`HalfOpen` removes the watch on every way out.)
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let ended_key = (peer.clone(), sid.clone());
+        if matches!(mode, Mode::Pinned) {
+            inner
+                .responding
+                .locked()
+                .insert(ended_key.clone(), ended_tx);
+        }
 
         // A device seen before, whose ticket we hold for a key we still trust: our ClientHello
         // (offering that ticket) rides in the initiate, and the responder answers it right after
@@ -336,16 +350,6 @@ impl E2eEndpoint {
             },
             ibb_rx,
         );
-        // From the accept on, the peer may still end the session (it confirms our key while we
-        // start TLS, see `respond`): its terminate ends the handshake at once, with its reason.
-        let (ended_tx, ended_rx) = oneshot::channel();
-        let ended_key = (peer.clone(), sid.clone());
-        if matches!(mode, Mode::Pinned) {
-            inner
-                .responding
-                .locked()
-                .insert(ended_key.clone(), ended_tx);
-        }
         let tls = match early {
             Some((_, tls, handle)) => {
                 // The responder's answer is read only now, after the trust decision above.
