@@ -48,6 +48,11 @@ impl fmt::Display for ConnectorError {
 impl std::error::Error for ConnectorError {}
 impl ServerConnectorError for ConnectorError {}
 
+/// Read buffer of the TLS connection (see `PmnConnector::connect`).
+const READ_BUFFER: usize = 4 * 1024;
+/// Write buffer of the TLS connection: tokio's default.
+const WRITE_BUFFER: usize = 8 * 1024;
+
 /// Where the server is: DNS SRV lookup of the JID's domain, or a fixed address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerAddress {
@@ -187,7 +192,10 @@ impl ServerConnector for PmnConnector {
             .await
             .map_err(|e| ConnectorError::Tls(e.to_string()))?;
         let binding = channel_binding(&tls);
-        let transport = BufStream::new(self.link.wrap(tls));
+        // A 4 KiB read buffer (tokio's default is 8): rustls holds whole decrypted records
+        // already, so this only bounds how much the parser takes per read, and it stays
+        // allocated for the connection's life. Writes keep 8 KiB to batch small stanzas.
+        let transport = BufStream::with_capacity(READ_BUFFER, WRITE_BUFFER, self.link.wrap(tls));
         let stream = initiate_stream(transport, ns, header(jid), timeouts).await?;
         Ok((stream, binding))
     }

@@ -369,7 +369,7 @@ impl Session {
     pub fn send(&self, stanza: impl Into<Stanza>) -> Result<()> {
         self.shared
             .commands
-            .send(Command::Send(stanza.into()))
+            .send(Command::Send(Box::new(stanza.into())))
             .map_err(|_| not_connected())
     }
 
@@ -412,7 +412,7 @@ impl Session {
         self.shared
             .commands
             .send(Command::Request {
-                iq,
+                iq: Box::new(iq),
                 deadline,
                 reply: reply_tx,
             })

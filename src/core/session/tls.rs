@@ -5,7 +5,7 @@
 //! throw-away CA; trusting that CA is possible only in builds with the `test-ca` cargo feature, so no
 //! configuration mistake can switch it on in a release.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::core::error::{Error, ErrorKind, Result};
 
@@ -23,8 +23,31 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Builds the client configuration for `trust`.
+/// The configurations in use, one per trust, held weakly so the last session to drop one frees it.
+static SHARED: Mutex<Vec<(ServerTrust, Weak<rustls::ClientConfig>)>> = Mutex::new(Vec::new());
+
+/// The client configuration for `trust`, shared by every session of the process that trusts the
+/// same: a `ClientConfig` carries a TLS session cache sized for 256 servers (~15 KB) and, for the
+/// platform, the verifier and its roots, which 100 providers in one process held 100 times.
+/// Sessions share only what a browser's connections share (the verifier, resumption tickets keyed
+/// by server name); authentication is SASL's, per connection, bound to each connection's own keys.
 pub fn client_config(trust: &ServerTrust) -> Result<Arc<rustls::ClientConfig>> {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    shared.retain(|(_, config)| config.strong_count() > 0);
+    if let Some(config) = shared
+        .iter()
+        .find(|(t, _)| t == trust)
+        .and_then(|(_, config)| config.upgrade())
+    {
+        return Ok(config);
+    }
+    let config = build_config(trust)?;
+    shared.push((trust.clone(), Arc::downgrade(&config)));
+    Ok(config)
+}
+
+/// Builds a new client configuration for `trust`.
+fn build_config(trust: &ServerTrust) -> Result<Arc<rustls::ClientConfig>> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS setup: {e}")))?;
@@ -87,4 +110,38 @@ fn test_ca_config(
         ErrorKind::Config,
         "this build does not accept a test CA (built without the `test-ca` feature)",
     ))
+}
+
+#[cfg(all(test, feature = "test-ca"))]
+mod tests {
+    use super::*;
+
+    fn fresh_ca() -> ServerTrust {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()]).expect("CA");
+        ServerTrust::TestCa(ca.cert.pem())
+    }
+
+    #[test]
+    fn one_config_per_trust_while_a_session_holds_it() {
+        let (a, b) = (fresh_ca(), fresh_ca());
+        let a1 = client_config(&a).expect("config a");
+        let a2 = client_config(&a).expect("config a again");
+        assert!(Arc::ptr_eq(&a1, &a2), "the same trust shares one config");
+        let b1 = client_config(&b).expect("config b");
+        assert!(!Arc::ptr_eq(&a1, &b1), "another CA gets its own config");
+        let weak = Arc::downgrade(&a1);
+        drop((a1, a2));
+        assert!(
+            weak.upgrade().is_none(),
+            "freed with the last session using it"
+        );
+        let a3 = client_config(&a).expect("config a rebuilt");
+        assert!(!Arc::ptr_eq(&a3, &b1));
+        let entries = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(
+            entries.iter().filter(|(t, _)| t == &a).count(),
+            1,
+            "the dead entry was pruned"
+        );
+    }
 }

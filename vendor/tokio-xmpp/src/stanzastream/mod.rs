@@ -120,7 +120,8 @@ pub struct InvalidStanza {
 /// Frontend interface to a reliable, always-online stanza stream.
 #[derive(Debug)]
 pub struct StanzaStream {
-    rx: mpsc::Receiver<Event>,
+    /// pmn patch: boxed, see `StanzaStreamWorker::frontend_tx`.
+    rx: mpsc::Receiver<Box<Event>>,
     tx: mpsc::Sender<QueueEntry>,
     /// pmn patch: the XEP-0352 client state the application asked for (`None`: never asked).
     client_state: tokio::sync::watch::Sender<Option<bool>>,
@@ -347,7 +348,7 @@ impl Stream for StanzaStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        self.rx.poll_recv(cx).map(|ev| ev.map(|ev| *ev))
     }
 }
 
@@ -376,6 +377,6 @@ impl Stream for StanzaReceiver {
             return Poll::Pending;
         };
 
-        stream.rx.poll_recv(cx)
+        stream.rx.poll_recv(cx).map(|ev| ev.map(|ev| *ev))
     }
 }
