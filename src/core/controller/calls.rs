@@ -61,9 +61,10 @@ impl Shared {
         };
         // The one way out: through the tunnel when there is one, else in clear (`Either`: no
         // allocation per call for choosing).
+        let stem = id.iq_id("");
         let request = |iq, t| match &self.e2e {
             Some(e2e) => Either::Left(e2e.request_call(iq, t, id)),
-            None => Either::Right(self.session.request_call(iq, t, id)),
+            None => Either::Right(self.session.request_call(iq, t, &stem)),
         };
         let sent = rpc::call_with(request, &to, &call, self.rpc_timeout, &self.rpc_limits);
         let result = tokio::select! {

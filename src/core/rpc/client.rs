@@ -38,8 +38,9 @@ pub async fn call_as(
     timeout: Duration,
     id: &CallId,
 ) -> Result<Value> {
+    let stem = id.iq_id("");
     call_with(
-        |iq, t| session.request_call(iq, t, id),
+        |iq, t| session.request_call(iq, t, &stem),
         to,
         &MethodCall::new(method, params),
         timeout,

@@ -49,7 +49,6 @@ pub use tls::{client_config, ServerTrust};
 pub use tokio_xmpp::xmlstream::{MAX_ELEMENT_BYTES, MAX_ELEMENT_DEPTH};
 
 use crate::core::error::{CallOutcome, Error, ErrorKind, Result};
-use crate::core::rpc::CallId;
 use iq_tracker::IqTracker;
 use login::login_bounded;
 use password::NetworkPassword;
@@ -383,17 +382,18 @@ impl Session {
         self.request_as(iq, timeout, self.next_id()).await
     }
 
-    /// [`Session::request`] for one attempt of the RPC call `call`: the iq's id carries the call
-    /// id ([`CallId::iq_id`], with this session's request counter after it, so it is still
-    /// unique), which the provider de-duplicates on.
+    /// [`Session::request`] for one attempt of an RPC call: the iq's id is `stem` followed by
+    /// this session's request counter, so it is still unique and carries what `stem` carries
+    /// (the call id the provider de-duplicates on: `CallId::iq_id("")` in `rpc`, which builds on
+    /// this layer and not the other way round).
     pub(crate) async fn request_call(
         &self,
         iq: Iq,
         timeout: Duration,
-        call: &CallId,
+        stem: &str,
     ) -> Result<IqReply> {
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        self.request_as(iq, timeout, call.iq_id(n)).await
+        self.request_as(iq, timeout, format!("{stem}{n}")).await
     }
 
     /// [`Session::request`] with the id `fresh`, unique among this session's requests.
