@@ -61,10 +61,9 @@ impl Shared {
         };
         // The one way out: through the tunnel when there is one, else in clear (`Either`: no
         // allocation per call for choosing).
-        let stem = id.iq_id("");
         let request = |iq, t| match &self.e2e {
             Some(e2e) => Either::Left(e2e.request_call(iq, t, id)),
-            None => Either::Right(self.session.request_call(iq, t, &stem)),
+            None => Either::Right(self.session.request_call(iq, t, |n| id.iq_id(n))),
         };
         let sent = rpc::call_with(request, &to, &call, self.rpc_timeout, &self.rpc_limits);
         let result = tokio::select! {

@@ -38,9 +38,8 @@ pub async fn call_as(
     timeout: Duration,
     id: &CallId,
 ) -> Result<Value> {
-    let stem = id.iq_id("");
     call_with(
-        |iq, t| session.request_call(iq, t, &stem),
+        |iq, t| session.request_call(iq, t, |n| id.iq_id(n)),
         to,
         &MethodCall::new(method, params),
         timeout,

@@ -382,18 +382,18 @@ impl Session {
         self.request_as(iq, timeout, self.next_id()).await
     }
 
-    /// [`Session::request`] for one attempt of an RPC call: the iq's id is `stem` followed by
-    /// this session's request counter, so it is still unique and carries what `stem` carries
-    /// (the call id the provider de-duplicates on: `CallId::iq_id("")` in `rpc`, which builds on
-    /// this layer and not the other way round).
+    /// [`Session::request`] for one attempt of an RPC call: the iq's id is `id_for(n)`, `n` this
+    /// session's request counter, so it is still unique and carries what `id_for` puts in it
+    /// (the call id the provider de-duplicates on: `CallId::iq_id` in `rpc`, which builds on this
+    /// layer and not the other way round).
     pub(crate) async fn request_call(
         &self,
         iq: Iq,
         timeout: Duration,
-        stem: &str,
+        id_for: impl FnOnce(u64) -> String,
     ) -> Result<IqReply> {
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        self.request_as(iq, timeout, format!("{stem}{n}")).await
+        self.request_as(iq, timeout, id_for(n)).await
     }
 
     /// [`Session::request`] with the id `fresh`, unique among this session's requests.
