@@ -63,6 +63,8 @@ const RUNS_ENV: &str = "PMN_BENCH_RUNS";
 const CALLS_ENV: &str = "PMN_BENCH_CALLS";
 const STRACE_ENV: &str = "PMN_BENCH_STRACE";
 const THREADS_ENV: &str = "PMN_BENCH_PROVIDER_THREADS";
+/// The controller runtime's worker threads (default 2, as the library's runtime).
+const CONTROLLER_THREADS_ENV: &str = "PMN_BENCH_CONTROLLER_THREADS";
 /// The Smack peer's Java classpath (its jar and Smack's); unset: no Smack baseline.
 const SMACK_CLASSPATH_ENV: &str = "PMN_SMACK_CLASSPATH";
 /// Smack round trips before measuring (JIT warm-up).
@@ -109,7 +111,15 @@ fn main() {
     if env::var(ROLE_ENV).as_deref() == Ok("provider") {
         runtime(env_usize(THREADS_ENV, 1)).block_on(provider_process());
     } else {
-        runtime(2).block_on(controller_process());
+        // The controller as the app has it: a multi-thread runtime (src/ffi/runtime.rs), the
+        // calls made from a thread outside it (here the bench's main thread).
+        let workers = env_usize(CONTROLLER_THREADS_ENV, 2);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(controller_process());
     }
 }
 

@@ -243,7 +243,10 @@ impl FromEventsBuilder for FallibleStreamElementBuilder {
         }
         let Some(builder) = self.builder.as_mut() else {
             if closes {
-                let reason = self.pending_limit.take().unwrap_or("element over the reader's limits");
+                let reason = self
+                    .pending_limit
+                    .take()
+                    .unwrap_or("element over the reader's limits");
                 return Ok(Some(self.fail(Error::Other(reason))));
             }
             return Ok(None);
