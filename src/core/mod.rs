@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod e2e;
 pub mod error;
 pub mod identity;
+pub(crate) mod lazy_broadcast;
 pub(crate) mod plumbing;
 pub mod provider;
 pub mod pubsub;

@@ -10,6 +10,7 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 use crate::core::e2e::{E2eEndpoint, PasswordRotation, TrustSource, TrustedDevice, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::DeviceFingerprint;
+use crate::core::lazy_broadcast::LazyBroadcast;
 
 /// How a pairing attempt on a (code-showing) provider ended.
 #[derive(Debug, Clone)]
@@ -35,17 +36,17 @@ pub enum PairingOutcome {
 #[derive(Clone, Debug)]
 pub struct Trust {
     e2e: E2eEndpoint,
-    failures: broadcast::Sender<TunnelFailure>,
+    failures: LazyBroadcast<TunnelFailure>,
     /// Providers only: the outcomes of pairing attempts with the code this device shows.
-    pairings: Option<broadcast::Sender<PairingOutcome>>,
+    pairings: Option<LazyBroadcast<PairingOutcome>>,
 }
 
 impl Trust {
     /// The trust facet over `e2e`; `failures` and `pairings` are the role's broadcasts.
     pub(crate) fn new(
         e2e: E2eEndpoint,
-        failures: broadcast::Sender<TunnelFailure>,
-        pairings: Option<broadcast::Sender<PairingOutcome>>,
+        failures: LazyBroadcast<TunnelFailure>,
+        pairings: Option<LazyBroadcast<PairingOutcome>>,
     ) -> Self {
         Self {
             e2e,

@@ -10,10 +10,8 @@ use std::sync::Arc;
 
 use minidom::Element;
 use xmpp_parsers::ibb::{Close, Data, Open, Stanza as IbbStanza, StreamId};
-use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::jingle::{
-    Action, Content, ContentId, Creator, Description, Jingle, Senders, SessionId, Transport,
-};
+use xmpp_parsers::jid::{BareJid, FullJid};
+use xmpp_parsers::jingle::{Action, Jingle};
 use xmpp_parsers::jingle_ibb::Transport as IbbTransport;
 
 use crate::core::access::{
@@ -22,11 +20,10 @@ use crate::core::access::{
     SignedRevoke,
 };
 use crate::core::discovery::{caps_for, disco_info_for};
+use crate::core::e2e::endpoint::write_jingle;
 use crate::core::e2e::pairing;
 use crate::core::e2e::pubkey::{attest, KeyData, PubKey, NS_PUBKEY};
-use crate::core::e2e::xml::{
-    ConfirmMessage, Pair, PakeMessage, SecurityMethod, XmlStreamDescription, XtlsSecurity,
-};
+use crate::core::e2e::xml::{ConfirmMessage, Pair, PakeMessage, SecurityMethod, XtlsSecurity};
 use crate::core::identity::{DeviceIdentity, KeyPolicy, KeyStore};
 use crate::core::rpc::events::EventNotice;
 use crate::core::rpc::xmlrpc::{
@@ -105,6 +102,54 @@ fn sample_values() -> Vec<(&'static str, Value)> {
             ]),
         ),
     ]
+}
+
+fn tls_identity(dir: &Path, name: &str) -> DeviceIdentity {
+    let store = Arc::new(SoftwareKeyStore::open(dir.join(name)).expect("store"));
+    DeviceIdentity::load_or_generate(store, "tls", name).expect("identity")
+}
+
+/// The ClientHello that `phone` puts in its session-initiate to `tv` when it resumes (see
+/// `e2e::early`): after a first, full handshake between them, the first flight of the next one,
+/// offering the ticket `tv` gave.
+fn resumption_client_hello(phone: &DeviceIdentity, tv: &DeviceIdentity) -> Vec<u8> {
+    use crate::core::e2e::early::early_pair;
+    use crate::core::e2e::{handshake_resuming, Resumption, TlsRole};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const PHONE: &str = "home@home.test/phone";
+    const TV: &str = "home@home.test/tv";
+    let t = Duration::from_secs(10);
+    let lifetime = Duration::from_secs(3600);
+    let (pc, tc) = (Resumption::new(1, lifetime), Resumption::new(1, lifetime));
+    let (pk, tk) = (phone.fingerprint(), tv.fingerprint());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (client, server) = tokio::join!(
+            handshake_resuming(a, TlsRole::Initiator, phone, tk, t, Some((&pc, TV))),
+            handshake_resuming(b, TlsRole::Responder, tv, pk, t, Some((&tc, PHONE))),
+        );
+        let (mut client, mut server) = (client.expect("client").stream, server.expect("server").stream);
+        // The ticket travels after the handshake: the client has it once it read a byte behind it.
+        server.write_all(b"x").await.expect("write");
+        server.flush().await.expect("flush");
+        let mut byte = [0u8; 1];
+        client.read_exact(&mut byte).await.expect("read");
+        assert_eq!(pc.ticket_for(TV, &pk), Some(tk), "the phone holds a ticket");
+
+        let (io, mut handle) = early_pair::<tokio::io::DuplexStream>();
+        let hello = handshake_resuming(io, TlsRole::Initiator, phone, tk, t, Some((&pc, TV)));
+        tokio::pin!(hello);
+        tokio::select! {
+            flight = handle.first_flight() => flight.expect("first flight"),
+            done = &mut hello => panic!("the client ended before its first flight: {:?}", done.err()),
+        }
+    })
 }
 
 #[test]
@@ -296,31 +341,63 @@ fn write_fuzz_seeds() {
         )),
     );
 
-    // ---- Jingle / XTLS
+    // ---- Jingle / XTLS, as the endpoint writes them
     let fp = DeviceFingerprint([0xab; 32]);
-    let content = Content::new(Creator::Initiator, ContentId("xmlstream".into()))
-        .with_senders(Senders::Both)
-        .with_description(Description::Unknown(Element::from(XmlStreamDescription)))
-        .with_transport(Transport::Ibb(IbbTransport {
-            block_size: 4096,
-            sid: StreamId("ibb-1".into()),
-            stanza: IbbStanza::Iq,
-        }));
+    let phone_jid: FullJid = "home@home.test/phone".parse().expect("jid");
+    let ibb = |stanza| IbbTransport {
+        block_size: 4096,
+        sid: StreamId("ibb-1".into()),
+        stanza,
+    };
     for (name, action, method) in [
         ("initiate", Action::SessionInitiate, SecurityMethod::X509),
         ("accept-pake", Action::SessionAccept, SecurityMethod::Pake),
     ] {
-        let mut jingle = Jingle::new(action, SessionId("j-1".into())).add_content(content.clone());
-        jingle = jingle.with_initiator(Jid::from(
-            "home@home.test/phone"
-                .parse::<xmpp_parsers::jid::FullJid>()
-                .expect("jid"),
-        ));
-        jingle
-            .other
-            .push(Element::from(XtlsSecurity::new(&fp, method)));
+        let jingle = write_jingle(
+            action,
+            "j-1",
+            ibb(IbbStanza::Iq),
+            &fp,
+            method,
+            &phone_jid,
+            None,
+        );
         seeds.put("jingle", name, &xml(jingle));
     }
+    // A tunnel to a device seen before: the initiate carries the opener's ClientHello, which
+    // offers the ticket of an earlier session, and the accept says it was taken.
+    let (phone, tv) = (
+        tls_identity(dir.path(), "jingle-phone"),
+        tls_identity(dir.path(), "jingle-tv"),
+    );
+    let hello = resumption_client_hello(&phone, &tv);
+    seeds.put(
+        "jingle",
+        "initiate-flight",
+        &xml(write_jingle(
+            Action::SessionInitiate,
+            "j-1",
+            ibb(IbbStanza::Message),
+            &phone.fingerprint(),
+            SecurityMethod::X509,
+            &phone_jid,
+            Some(hello),
+        )),
+    );
+    let tv_jid: FullJid = "home@home.test/tv".parse().expect("jid");
+    seeds.put(
+        "jingle",
+        "accept-flight",
+        &xml(write_jingle(
+            Action::SessionAccept,
+            "j-1",
+            ibb(IbbStanza::Message),
+            &tv.fingerprint(),
+            SecurityMethod::X509,
+            &tv_jid,
+            Some(Vec::new()),
+        )),
+    );
     seeds.put(
         "jingle",
         "security",
@@ -405,10 +482,7 @@ fn write_fuzz_seeds() {
     );
 
     // ---- XEP-0189: two devices, the newcomer attested by the owner device
-    let identity = |n: &str| {
-        let store = Arc::new(SoftwareKeyStore::open(dir.path().join(n)).expect("store"));
-        DeviceIdentity::load_or_generate(store, "tls", n).expect("identity")
-    };
+    let identity = |n: &str| tls_identity(dir.path(), n);
     let (tv, newbie) = (identity("tv"), identity("newbie"));
     let attestation = attest(&tv, &network, newbie.spki(), 0).expect("attest");
     let item = |id: &DeviceIdentity, attestations| -> Element {
@@ -605,7 +679,19 @@ fn check_seeds_reach_the_deep_paths(corpus: &Path, network: &BareJid) {
         .count();
     assert_eq!(vouched, 1);
     let jingle = Jingle::try_from(read("jingle", "initiate")).expect("jingle");
-    endpoint::parse_offer(&jingle).expect("offer");
+    assert!(endpoint::parse_offer(&jingle)
+        .expect("offer")
+        .flight
+        .is_none());
+    // The carried ClientHello is taken, and is one: a TLS handshake record holding a ClientHello.
+    let jingle = Jingle::try_from(read("jingle", "initiate-flight")).expect("jingle");
+    let hello = endpoint::parse_offer(&jingle)
+        .expect("offer")
+        .flight
+        .expect("flight");
+    assert_eq!((hello[0], hello[5]), (0x16, 0x01), "a ClientHello record");
+    let jingle = Jingle::try_from(read("jingle", "accept-flight")).expect("jingle");
+    assert!(endpoint::accept_took_flight(&jingle).expect("accept"));
     let x = read("caps", "provider");
     let caps = x
         .children()

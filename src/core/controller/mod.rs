@@ -40,6 +40,7 @@ use crate::core::discovery::{
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::lazy_broadcast::LazyBroadcast;
 use crate::core::plumbing;
 use crate::core::pubsub::{Playlists, PlaylistsConfig};
 use crate::core::rpc::events::{EventFilter, EventNotice};
@@ -156,12 +157,12 @@ struct Shared {
     rpc_limits: Limits,
     retry: RetryPolicy,
     directory: Mutex<ProviderDirectory>,
-    updates: broadcast::Sender<DirectoryUpdate>,
-    events: broadcast::Sender<ServiceEvent>,
+    updates: LazyBroadcast<DirectoryUpdate>,
+    events: LazyBroadcast<ServiceEvent>,
     /// Subscriptions restored after a gap (see [`Controller::resyncs`]).
-    resyncs: broadcast::Sender<Resync>,
+    resyncs: LazyBroadcast<Resync>,
     /// Tunnels that failed or were refused (see [`Controller::tunnel_failures`]).
-    failures: broadcast::Sender<TunnelFailure>,
+    failures: LazyBroadcast<TunnelFailure>,
     /// (provider, service) → the event filters of the live [`Subscription`]s, by subscription id.
     /// The provider holds their union.
     subscriptions: Mutex<HashMap<SubscriptionKey, Vec<(u64, EventFilter)>>>,
@@ -238,8 +239,6 @@ impl Controller {
             }
             None => (None, None),
         };
-        let (updates, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let shared = Arc::new(Shared {
             session,
             network: network.clone(),
@@ -251,10 +250,11 @@ impl Controller {
             rpc_limits: config.rpc_limits,
             retry: config.retry,
             directory: Mutex::new(ProviderDirectory::new(network.clone())),
-            updates,
-            events,
-            resyncs: broadcast::channel(BROADCAST_CAPACITY).0,
-            failures: broadcast::channel(FAILURE_CAPACITY).0,
+            // Made on their first subscriber: most apps listen to one or two of them.
+            updates: LazyBroadcast::new(BROADCAST_CAPACITY),
+            events: LazyBroadcast::new(BROADCAST_CAPACITY),
+            resyncs: LazyBroadcast::new(BROADCAST_CAPACITY),
+            failures: LazyBroadcast::new(FAILURE_CAPACITY),
             subscriptions: Mutex::new(HashMap::new()),
             next_subscription: std::sync::atomic::AtomicU64::new(1),
             playlists,

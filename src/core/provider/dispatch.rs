@@ -28,6 +28,7 @@ use crate::core::discovery::presence_for;
 use crate::core::e2e::endpoint::next_inbound;
 use crate::core::e2e::{E2eEndpoint, E2eInbound, TunnelFailure};
 use crate::core::error::{Error, ErrorKind};
+use crate::core::lazy_broadcast::LazyBroadcast;
 use crate::core::plumbing;
 use crate::core::rpc::call_id::{self, CallId, CallIdField};
 use crate::core::rpc::events::EventNotice;
@@ -39,8 +40,8 @@ use crate::core::sync::Locked;
 
 /// Everything the provider's task holds.
 pub(super) struct Dispatcher {
-    pub(super) pairings: tokio::sync::broadcast::Sender<PairingOutcome>,
-    pub(super) failures: tokio::sync::broadcast::Sender<TunnelFailure>,
+    pub(super) pairings: LazyBroadcast<PairingOutcome>,
+    pub(super) failures: LazyBroadcast<TunnelFailure>,
     pub(super) session: Session,
     pub(super) e2e: Option<E2eEndpoint>,
     pub(super) access: Option<Arc<AccessGuard>>,

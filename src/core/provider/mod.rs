@@ -70,6 +70,7 @@ use crate::core::discovery::disco_info_for;
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::lazy_broadcast::LazyBroadcast;
 use crate::core::plumbing;
 use crate::core::pubsub::{FetchLimits, Playlists, PlaylistsConfig, PubsubStats};
 use crate::core::rpc::events::EventSink;
@@ -85,6 +86,8 @@ pub use media::{shared_item_uri, MediaPolicy, SharedItem, MPV_PSEUDO_PROTOCOLS};
 pub const ACCESS_SERVICE: &str = "access";
 /// The event carrying one audit record.
 pub const AUDIT_EVENT: &str = "audit";
+/// Capacity of the pairing-outcome broadcast.
+const PAIRING_CAPACITY: usize = 16;
 
 /// How to start a provider.
 #[derive(Debug, Clone)]
@@ -140,8 +143,8 @@ impl ProviderConfig {
 
 /// A running provider. Stops when [`Provider::stop`] is called or the value is dropped.
 pub struct Provider {
-    pairings: tokio::sync::broadcast::Sender<PairingOutcome>,
-    failures: tokio::sync::broadcast::Sender<TunnelFailure>,
+    pairings: LazyBroadcast<PairingOutcome>,
+    failures: LazyBroadcast<TunnelFailure>,
     session: Session,
     e2e: Option<E2eEndpoint>,
     access: Option<Arc<AccessGuard>>,
@@ -282,8 +285,9 @@ impl Provider {
             }
             None => (None, None),
         };
-        let (pairings, _) = tokio::sync::broadcast::channel(16);
-        let (failures, _) = tokio::sync::broadcast::channel(FAILURE_CAPACITY);
+        // Made on their first subscriber, as most apps listen to few of them.
+        let pairings = LazyBroadcast::new(PAIRING_CAPACITY);
+        let failures = LazyBroadcast::new(FAILURE_CAPACITY);
         let in_flight = calls::InFlight::new(&config.limits, stats.clone());
         let call_logs = in_flight.logs().map(Arc::clone);
         let task = tokio::spawn(

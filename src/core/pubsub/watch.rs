@@ -32,6 +32,7 @@ use super::replay::{Arrival, VersionBook};
 use super::signature::{verify_entry, VerifiedEntry};
 use super::stats::Counters;
 use crate::core::access::OwnerKeys;
+use crate::core::lazy_broadcast::LazyBroadcast;
 use crate::core::session::Session;
 
 /// Most (publisher, playlist) subscriptions one device keeps.
@@ -98,7 +99,8 @@ type Subscriptions = HashMap<(BareJid, String), Arc<OwnerKeys>>;
 #[derive(Clone)]
 pub struct PlaylistWatch {
     subscriptions: Arc<Mutex<Subscriptions>>,
-    changes: broadcast::Sender<PlaylistChange>,
+    /// Made on its first subscriber: 240 KB of slots, for an app that may never listen.
+    changes: LazyBroadcast<PlaylistChange>,
     counters: Arc<Counters>,
     /// The newest version seen of each entry, shared with the catch-up fetches.
     versions: Arc<VersionBook>,
@@ -117,7 +119,7 @@ impl PlaylistWatch {
     pub(crate) fn new(counters: Arc<Counters>) -> Self {
         PlaylistWatch {
             subscriptions: Arc::new(Mutex::new(HashMap::new())),
-            changes: broadcast::channel(CHANGE_CAPACITY).0,
+            changes: LazyBroadcast::new(CHANGE_CAPACITY),
             counters,
             versions: Arc::new(VersionBook::default()),
         }

@@ -37,10 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use xmpp_parsers::ibb::Stanza as IbbStanzaKind;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
-use xmpp_parsers::jingle::{
-    Action, Content, ContentId, Creator, Description, Jingle, Reason, ReasonElement, Senders,
-    SessionId, Transport,
-};
+use xmpp_parsers::jingle::{Action, Jingle, Reason, ReasonElement, SessionId};
 use xmpp_parsers::jingle_ibb::Transport as IbbTransport;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza::Stanza;
@@ -48,7 +45,9 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::directory::TrustNow;
 use super::half_open::HalfOpen;
-use super::offer::{accept_took_flight, accepted_stanza, parse_accept, parse_offer, Offer};
+use super::offer::{
+    accept_took_flight, accepted_stanza, parse_accept, parse_offer, write_jingle, Offer,
+};
 use super::{iq_error, random_id, E2eEndpoint, E2eInbound, PeerEnded};
 use crate::core::e2e::early::{early_pair, EarlyIo, Prefixed};
 use crate::core::e2e::ibb::{IbbEvent, IbbParams, IbbStatus, IbbStream};
@@ -57,7 +56,7 @@ use crate::core::e2e::pairing::{pair_as_initiator, pair_as_responder};
 use crate::core::e2e::tls::{handshake_resuming, SecureChannel, TlsRole};
 use crate::core::e2e::trust::TrustSource;
 use crate::core::e2e::tunnel::Tunnel;
-use crate::core::e2e::xml::{EarlyFlight, SecurityMethod, XmlStreamDescription, XtlsSecurity};
+use crate::core::e2e::xml::SecurityMethod;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::identity::DeviceFingerprint;
 use crate::core::session::IqReply;
@@ -119,25 +118,10 @@ impl E2eEndpoint {
         transport: IbbTransport,
         method: SecurityMethod,
         me: &FullJid,
+        flight: Option<Vec<u8>>,
     ) -> Jingle {
-        let content = Content::new(Creator::Initiator, ContentId("xmlstream".into()))
-            .with_senders(Senders::Both)
-            .with_description(Description::Unknown(Element::from(XmlStreamDescription)))
-            .with_transport(Transport::Ibb(transport));
-        let initiate = action == Action::SessionInitiate;
-        let mut jingle = Jingle::new(action, SessionId(sid.to_owned())).add_content(content);
-        jingle = if initiate {
-            jingle.with_initiator(Jid::from(me.clone()))
-        } else {
-            jingle.with_responder(Jid::from(me.clone()))
-        };
-        // xmpp-parsers 0.23's <content> only admits its own stub <security/>, so the XTLS element
-        // rides as a direct child of <jingle>; with exactly one content it is unambiguous.
-        jingle.other.push(Element::from(XtlsSecurity::new(
-            &self.own_fingerprint_advertised(),
-            method,
-        )));
-        jingle
+        let fingerprint = self.own_fingerprint_advertised();
+        write_jingle(action, sid, transport, &fingerprint, method, me, flight)
     }
 
     pub(super) async fn open(&self, peer: &FullJid, mode: Mode<'_>) -> Result<Tunnel> {
@@ -231,16 +215,14 @@ impl E2eEndpoint {
             early = Some((key, tls, handle));
         }
 
-        let mut initiate = self.build(
+        let initiate = self.build(
             Action::SessionInitiate,
             &sid,
             ibb_transport(&ibb_sid, inner.config.block_size, IbbStanzaKind::Message),
             method,
             &me,
+            flight,
         );
-        if let Some(bytes) = flight {
-            initiate.other.push(Element::from(EarlyFlight { bytes }));
-        }
         match inner
             .session
             .request(self.jingle_iq(peer, initiate), timeout)
@@ -701,21 +683,18 @@ impl E2eEndpoint {
             .session
             .jid()
             .ok_or_else(|| Error::new(ErrorKind::NotConnected, "the session is not online"))?;
-        let mut accept = self.build(
+        // The opener's ClientHello came with its initiate (x509 only): we say we took it (an
+        // empty flight), and answer it over IBB right after the accept (below, once the key is
+        // confirmed).
+        let early = offer.flight.is_some();
+        let accept = self.build(
             Action::SessionAccept,
             &sid,
             ibb_transport(&offer.ibb_sid, block_size, offer.stanza.clone()),
             offer.method,
             &me,
+            early.then(Vec::new),
         );
-        // The opener's ClientHello came with its initiate (x509 only): we say we took it, and
-        // answer it over IBB right after the accept (below, once the key is confirmed).
-        let early = offer.flight.is_some();
-        if early {
-            accept
-                .other
-                .push(Element::from(EarlyFlight { bytes: Vec::new() }));
-        }
         // The key accepted before our network's keys were read is confirmed meanwhile (the read
         // takes one round trip to our own server, the accept and the peer's first flight one
         // relayed round trip), with the rule `trusted` applies.

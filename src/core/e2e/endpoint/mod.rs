@@ -54,6 +54,9 @@ mod gossip;
 mod half_open;
 mod jingle;
 mod offer;
+/// For the seed writer of the fuzz corpus, which writes initiates and accepts as we send them.
+#[cfg(test)]
+pub(crate) use offer::{accept_took_flight, write_jingle};
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use offer::{parse_accept, parse_offer};
 mod pairing;

@@ -1,9 +1,13 @@
 //! Reading a peer's Jingle offer and answer: exactly one content, the xmlstream application,
 //! IBB (over message, or iq for other implementations), one XTLS security element with a SHA-256 fingerprint. Pure functions (no I/O),
-//! also the entry points of the fuzz targets.
+//! also the entry points of the fuzz targets; [`write_jingle`] makes ours (and the fuzz seeds).
 
-use xmpp_parsers::jingle::{Content, Description, Jingle, Transport};
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::jingle::{
+    Action, Content, ContentId, Creator, Description, Jingle, Senders, SessionId, Transport,
+};
 use xmpp_parsers::jingle_ibb::Transport as IbbTransport;
+use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 use crate::core::e2e::early::MAX_EARLY_FLIGHT;
@@ -25,6 +29,40 @@ pub(crate) struct Offer {
     pub(crate) stanza: xmpp_parsers::ibb::Stanza,
     /// The opener's first TLS flight (its ClientHello), when the initiate carries it (`x509` only).
     pub(crate) flight: Option<Vec<u8>>,
+}
+
+/// Our session-initiate or session-accept (`action`) of session `sid` from `me`: one xmlstream
+/// content over `transport`, the XTLS security element naming `fingerprint` and `method`, and,
+/// with `flight`, a `<flight>` (the opener's ClientHello, or empty in an accept that took it).
+pub(crate) fn write_jingle(
+    action: Action,
+    sid: &str,
+    transport: IbbTransport,
+    fingerprint: &DeviceFingerprint,
+    method: SecurityMethod,
+    me: &FullJid,
+    flight: Option<Vec<u8>>,
+) -> Jingle {
+    let content = Content::new(Creator::Initiator, ContentId("xmlstream".into()))
+        .with_senders(Senders::Both)
+        .with_description(Description::Unknown(Element::from(XmlStreamDescription)))
+        .with_transport(Transport::Ibb(transport));
+    let initiate = action == Action::SessionInitiate;
+    let mut jingle = Jingle::new(action, SessionId(sid.to_owned())).add_content(content);
+    jingle = if initiate {
+        jingle.with_initiator(Jid::from(me.clone()))
+    } else {
+        jingle.with_responder(Jid::from(me.clone()))
+    };
+    // xmpp-parsers 0.23's <content> only admits its own stub <security/>, so the XTLS element
+    // rides as a direct child of <jingle>; with exactly one content it is unambiguous.
+    jingle
+        .other
+        .push(Element::from(XtlsSecurity::new(fingerprint, method)));
+    if let Some(bytes) = flight {
+        jingle.other.push(Element::from(EarlyFlight { bytes }));
+    }
+    jingle
 }
 
 /// The `<flight>` element of a Jingle payload: `Ok(None)` when there is none. More than one, a
