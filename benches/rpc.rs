@@ -21,9 +21,11 @@
 //! iq round trip (pmn's `player.status` call and answer payloads, byte for byte) through the same
 //! Prosody. After the floors, blocks of back-to-back pmn RPCs and blocks of Smack round trips
 //! alternate (the order swapping every block); per block are read the client's CPU time (all its
-//! threads, /proc/PID/task/*/schedstat) and Prosody's write syscalls and bytes (/proc/PID/io
-//! `syscw`, `wchar`). Printed per run and as min / median / max over the runs: the pmn / Smack
-//! ratios of median, p99, client CPU per RPC and Prosody's writes and bytes per RPC.
+//! threads, /proc/PID/task/*/schedstat), Prosody's write syscalls, bytes and read syscalls
+//! (/proc/PID/io `syscw`, `wchar`, `syscr`) and the client process's write syscalls (its eventfd
+//! wake-ups of the runtime's driver included). Printed per run and as min / median / max over the
+//! runs: the pmn / Smack ratios of median, p99, client CPU per RPC and Prosody's writes and bytes
+//! per RPC.
 //!
 //! With `PMN_BENCH_STRACE=1` (needs `strace`) it then counts Prosody's write syscalls and bytes per
 //! call of each path (one path at a time, `strace -f -p <prosody>`).
@@ -399,15 +401,26 @@ fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
-/// Write syscalls and bytes written by process `pid` so far (`/proc/PID/io`).
-fn writes(pid: u32) -> (u64, u64) {
+/// The syscall counters of a process so far (`/proc/PID/io`) that the Smack comparison reads.
+#[derive(Default, Clone, Copy)]
+struct ProcIo {
+    syscr: u64,
+    syscw: u64,
+    wchar: u64,
+}
+
+fn proc_io(pid: u32) -> ProcIo {
     let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    (field("syscw:"), field("wchar:"))
+    ProcIo {
+        syscr: field("syscr:"),
+        syscw: field("syscw:"),
+        wchar: field("wchar:"),
+    }
 }
 
 fn prosody_pid(server: &TestServer) -> u32 {
@@ -426,6 +439,10 @@ struct Side {
     peer_cpu_ns: u64,
     prosody_writes: u64,
     prosody_bytes: u64,
+    /// Prosody's read syscalls: every write of a client costs the server one (or more).
+    prosody_reads: u64,
+    /// The client process's own write syscalls (XEP-0198 answers included).
+    client_writes: u64,
 }
 
 impl Side {
@@ -439,7 +456,7 @@ struct Meter {
     client: u32,
     peer: u32,
     prosody: u32,
-    at: (u64, u64, (u64, u64)),
+    at: (u64, u64, ProcIo, ProcIo),
 }
 
 impl Meter {
@@ -448,16 +465,23 @@ impl Meter {
             client,
             peer,
             prosody,
-            at: (cpu_ns(client), cpu_ns(peer), writes(prosody)),
+            at: (
+                cpu_ns(client),
+                cpu_ns(peer),
+                proc_io(prosody),
+                proc_io(client),
+            ),
         }
     }
 
     fn stop(self, side: &mut Side) {
-        let (w, b) = writes(self.prosody);
+        let (server, client) = (proc_io(self.prosody), proc_io(self.client));
         side.client_cpu_ns += cpu_ns(self.client).saturating_sub(self.at.0);
         side.peer_cpu_ns += cpu_ns(self.peer).saturating_sub(self.at.1);
-        side.prosody_writes += w.saturating_sub(self.at.2 .0);
-        side.prosody_bytes += b.saturating_sub(self.at.2 .1);
+        side.prosody_writes += server.syscw.saturating_sub(self.at.2.syscw);
+        side.prosody_bytes += server.wchar.saturating_sub(self.at.2.wchar);
+        side.prosody_reads += server.syscr.saturating_sub(self.at.2.syscr);
+        side.client_writes += client.syscw.saturating_sub(self.at.3.syscw);
     }
 }
 
@@ -675,18 +699,28 @@ async fn controller_process() {
                 "  vs Smack 4.4.8 pair, {BLOCKS} alternating blocks, {n} round trips each side"
             );
             println!(
-                "  {:<10} {:>9} {:>9} {:>13} {:>13} {:>9} {:>9}",
-                "", "median", "p99", "client CPU", "peer CPU", "writes", "bytes"
+                "  {:<10} {:>9} {:>9} {:>13} {:>13} {:>9} {:>9} {:>9} {:>9}",
+                "",
+                "median",
+                "p99",
+                "client CPU",
+                "peer CPU",
+                "writes",
+                "bytes",
+                "reads",
+                "cl.writes"
             );
             for (name, side, f) in [("pmn", &pmn, p), ("Smack", &peer, q)] {
                 println!(
-                    "  {name:<10} {:9.1} {:9.1} {:10.1} µs {:10.1} µs {:9.2} {:9.1}",
+                    "  {name:<10} {:9.1} {:9.1} {:10.1} µs {:10.1} µs {:9.2} {:9.1} {:9.2} {:9.2}",
                     f.median,
                     f.p99,
                     side.per_call(side.client_cpu_ns) / 1e3,
                     side.per_call(side.peer_cpu_ns) / 1e3,
                     side.per_call(side.prosody_writes),
                     side.per_call(side.prosody_bytes),
+                    side.per_call(side.prosody_reads),
+                    side.per_call(side.client_writes),
                 );
             }
             let ratios = [
