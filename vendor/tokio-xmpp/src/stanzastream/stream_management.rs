@@ -66,6 +66,9 @@ pub(super) struct SmState {
     /// answered it is left to expire unobserved).
     answer_armed: bool,
 
+    /// pmn patch: [`Self::inbound_ctr`] when the last `<sm:a/>` went out.
+    answered_ctr: u32,
+
     /// Information about resumability of the stream
     resumption: SmResumeInfo,
 
@@ -172,6 +175,12 @@ pub(super) const ACK_REQUEST_DELAY: Duration = Duration::from_secs(1);
 /// moment, and a clean close writes the answer before the stream footer.
 pub(super) const ACK_ANSWER_DELAY: Duration = Duration::from_millis(500);
 
+/// pmn patch: …but at once when this many stanzas arrived since the last answer. Prosody keeps
+/// at most `smacks_max_queue_size` (500 by default) unacked stanzas resumable; a burst held for
+/// [`ACK_ANSWER_DELAY`] (200 presences of a household coming online, a backlog after a
+/// resumption) could pass that and leave the stream not resumable until the answer came.
+pub(super) const ACK_ANSWER_BATCH: u32 = 32;
+
 impl SmState {
     /// pmn patch: whether the pending `<sm:a/>` must go out now: at once when `writing` (other
     /// data goes out in this flush, the answer rides along), else once [`ACK_ANSWER_DELAY`] has
@@ -180,7 +189,7 @@ impl SmState {
         if self.pending_acks == 0 {
             return false;
         }
-        if writing {
+        if writing || self.inbound_ctr.wrapping_sub(self.answered_ctr) >= ACK_ANSWER_BATCH {
             return true;
         }
         let deadline = tokio::time::Instant::now() + ACK_ANSWER_DELAY;
@@ -198,6 +207,7 @@ impl SmState {
     pub(super) fn ack_answered(&mut self) {
         self.pending_acks = 0;
         self.answer_armed = false;
+        self.answered_ctr = self.inbound_ctr;
     }
 
     /// pmn patch: whether a `<sm:r/>` is due for the stanzas sent since the last one (see
@@ -359,6 +369,7 @@ impl From<sm::Enabled> for SmState {
             request_deadline: None,
             answer_deadline: None,
             answer_armed: false,
+            answered_ctr: 0,
             resumption,
             unacked_stanzas: VecDeque::new(),
         }
@@ -465,5 +476,21 @@ mod ack_request_tests {
         );
         tokio::time::advance(ACK_ANSWER_DELAY).await;
         assert!(sm.ack_answer_due(false, &mut cx));
+        sm.ack_answered();
+
+        // A burst is answered every ACK_ANSWER_BATCH stanzas, not held for the delay.
+        sm.pending_acks = 1;
+        for _ in 1..ACK_ANSWER_BATCH {
+            sm.received();
+            assert!(!sm.ack_answer_due(false, &mut cx));
+        }
+        sm.received();
+        assert!(
+            sm.ack_answer_due(false, &mut cx),
+            "a full batch received is answered at once"
+        );
+        sm.ack_answered();
+        sm.received();
+        assert!(!sm.ack_answer_due(false, &mut cx), "nothing asked since");
     }
 }
