@@ -197,28 +197,6 @@ impl ConnectedState {
         Poll::Ready(Ok(()))
     }
 
-    /// pmn patch: puts a held-back `<sm:a/>` into the stream's buffer if it has room now (best
-    /// effort: a stream that cannot take it is closing on a full buffer anyway).
-    fn write_held_ack(
-        sm_state: &mut SmState,
-        mut stream: Pin<&mut XmppStream>,
-        cx: &mut Context<'_>,
-    ) {
-        if sm_state.pending_acks == 0 {
-            return;
-        }
-        if let Poll::Ready(Ok(())) =
-            <XmppStream as Sink<&XmppStreamElement>>::poll_ready(stream.as_mut(), cx)
-        {
-            let ack = XmppStreamElement::SM(sm::Nonza::Ack(sm::A {
-                h: sm_state.inbound_ctr(),
-            }));
-            if stream.as_mut().start_send(&ack).is_ok() {
-                sm_state.ack_answered();
-            }
-        }
-    }
-
     /// pmn patch: writes a pending XEP-0352 client state nonza (not counted by XEP-0198).
     fn poll_write_csi(
         pending_csi: &mut Option<bool>,
@@ -255,9 +233,6 @@ impl ConnectedState {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         let mut depleted = false;
-        // pmn patch: whether this call writes anything, for a pending `<sm:a/>` to ride along.
-        let mut writing =
-            pending_csi.is_some() || sm_state.as_ref().is_some_and(|sm| sm.pending_req);
 
         // pmn patch: going inactive, first ask for the ack the batching (ACK_REQUEST_DELAY)
         // would otherwise ask for later: a `<sm:r/>` arriving while the server holds stanzas
@@ -333,7 +308,6 @@ impl ConnectedState {
             let next = next.take();
             match stream.as_mut().start_send(&next.stanza) {
                 Ok(()) => {
-                    writing = true;
                     next.token.send_replace(StanzaState::Sent {});
                     if let Some(sm_state) = sm_state.as_mut() {
                         sm_state.enqueue(next);
@@ -354,17 +328,14 @@ impl ConnectedState {
             // `pending_req` was cleared by the previous call to poll_write_sm_req.
             if sm_state.ack_request_due(cx) {
                 sm_state.pending_req = true;
-                writing = true;
             }
             ready!(Self::poll_write_sm_req(Some(sm_state), stream.as_mut(), cx))?;
         }
 
         // Now, if the stream will let us and we need to, we can tack
         // on some SM ACKs.
-        // pmn patch: one `<sm:a/>` (its `h` is cumulative) and only when it is due: riding on
-        // this write, or after ACK_ANSWER_DELAY (upstream: one per `<sm:r/>`, at once).
         if let Some(sm_state) = sm_state {
-            if sm_state.ack_answer_due(writing, cx) {
+            while sm_state.pending_acks > 0 {
                 match ready!(<XmppStream as Sink<&XmppStreamElement>>::poll_ready(
                     stream.as_mut(),
                     cx,
@@ -386,7 +357,7 @@ impl ConnectedState {
                         panic!("Failed to send SM Ack nonza: {}", e);
                     }
                 }
-                sm_state.ack_answered();
+                sm_state.pending_acks -= 1;
             }
         }
 
@@ -789,16 +760,6 @@ impl ConnectedState {
                 // The actual shutdown is driven by the poll_read function and we
                 // only get woken up via the close_poller waker.
                 Self::Ready { .. } | Self::RemoteShutdown { .. } | Self::Negotiating { .. } => {
-                    // pmn patch: a `<sm:a/>` still held back (ACK_ANSWER_DELAY) goes out before
-                    // the footer, or the server would count what it delivered last as unhandled
-                    // and bounce or re-route it. The shutdown below flushes it.
-                    if let Self::Ready {
-                        sm_state: Some(sm_state),
-                        ..
-                    } = self
-                    {
-                        Self::write_held_ack(sm_state, stream.as_mut(), cx);
-                    }
                     *self = Self::LocalShutdown {
                         rx_state: RxShutdownState::AwaitingFooter,
                         tx_closed: false,

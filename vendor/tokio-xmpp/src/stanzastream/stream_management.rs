@@ -56,19 +56,6 @@ pub(super) struct SmState {
     /// a `<sm:r/>` at the latest.
     request_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 
-    /// pmn patch: when the [`Self::pending_acks`] must be answered at the latest if nothing else
-    /// is written before (see [`ACK_ANSWER_DELAY`]). One timer per stream, reset rather than
-    /// made anew: a new timer earlier than the runtime's next wake-up costs a wake of the thread
-    /// parked on the driver, per stanza received.
-    answer_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-
-    /// pmn patch: whether [`Self::answer_deadline`] runs for the pending acks (when they are
-    /// answered it is left to expire unobserved).
-    answer_armed: bool,
-
-    /// pmn patch: [`Self::inbound_ctr`] when the last `<sm:a/>` went out.
-    answered_ctr: u32,
-
     /// Information about resumability of the stream
     resumption: SmResumeInfo,
 
@@ -161,55 +148,7 @@ pub(super) const ACK_REQUEST_BATCH: usize = 32;
 /// most this batch (plus what is sent within the delay) instead of one stanza.
 pub(super) const ACK_REQUEST_DELAY: Duration = Duration::from_secs(1);
 
-/// pmn patch: an `<sm:r/>` of the peer is answered with the next write, or this long after it
-/// arrived if nothing is written before.
-///
-/// Prosody asks for an ack with every stanza it sends while none is outstanding, so answering at
-/// once cost a write (a TLS record, a syscall, and a read and parse on the server) per stanza
-/// received: per RPC, the controller wrote twice and so did the provider. Riding on the next
-/// write — the next request, the answer to this one — the `<sm:a/>` costs none. XEP-0198 §4: the
-/// answer SHOULD be sent as soon as possible and MUST NOT be withheld "for any condition other
-/// than a timeout" (its example: a client collecting stanzas over a period before acking); this
-/// is that timeout. The `h` sent is cumulative, so one `<sm:a/>` answers every request before it.
-/// Resumption is unchanged: a stanza counts as received when it is read, whatever the answer's
-/// moment, and a clean close writes the answer before the stream footer.
-pub(super) const ACK_ANSWER_DELAY: Duration = Duration::from_millis(500);
-
-/// pmn patch: …but at once when this many stanzas arrived since the last answer. Prosody keeps
-/// at most `smacks_max_queue_size` (500 by default) unacked stanzas resumable; a burst held for
-/// [`ACK_ANSWER_DELAY`] (200 presences of a household coming online, a backlog after a
-/// resumption) could pass that and leave the stream not resumable until the answer came.
-pub(super) const ACK_ANSWER_BATCH: u32 = 32;
-
 impl SmState {
-    /// pmn patch: whether the pending `<sm:a/>` must go out now: at once when `writing` (other
-    /// data goes out in this flush, the answer rides along), else once [`ACK_ANSWER_DELAY`] has
-    /// passed since the first unanswered request. Registers `cx` with that timer.
-    pub(super) fn ack_answer_due(&mut self, writing: bool, cx: &mut Context<'_>) -> bool {
-        if self.pending_acks == 0 {
-            return false;
-        }
-        if writing || self.inbound_ctr.wrapping_sub(self.answered_ctr) >= ACK_ANSWER_BATCH {
-            return true;
-        }
-        let deadline = tokio::time::Instant::now() + ACK_ANSWER_DELAY;
-        let timer = self
-            .answer_deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if !self.answer_armed {
-            timer.as_mut().reset(deadline);
-            self.answer_armed = true;
-        }
-        timer.as_mut().poll(cx).is_ready()
-    }
-
-    /// pmn patch: an `<sm:a/>` went out; its `h` answers every request received so far.
-    pub(super) fn ack_answered(&mut self) {
-        self.pending_acks = 0;
-        self.answer_armed = false;
-        self.answered_ctr = self.inbound_ctr;
-    }
-
     /// pmn patch: whether a `<sm:r/>` is due for the stanzas sent since the last one (see
     /// [`ACK_REQUEST_BATCH`], [`ACK_REQUEST_DELAY`]). Registers `cx` with the deadline's timer so
     /// the stream is polled again when it expires.
@@ -367,9 +306,6 @@ impl From<sm::Enabled> for SmState {
             pending_req: false,
             unrequested: 0,
             request_deadline: None,
-            answer_deadline: None,
-            answer_armed: false,
-            answered_ctr: 0,
             resumption,
             unacked_stanzas: VecDeque::new(),
         }
@@ -400,19 +336,13 @@ mod ack_request_tests {
     async fn a_request_per_batch_or_after_the_delay() {
         let mut cx = Context::from_waker(noop_waker_ref());
         let mut sm = state();
-        assert!(
-            !sm.ack_request_due(&mut cx),
-            "nothing sent, nothing to request"
-        );
+        assert!(!sm.ack_request_due(&mut cx), "nothing sent, nothing to request");
         for _ in 1..ACK_REQUEST_BATCH {
             send_one(&mut sm);
             assert!(!sm.ack_request_due(&mut cx));
         }
         send_one(&mut sm);
-        assert!(
-            sm.ack_request_due(&mut cx),
-            "a full batch is requested at once"
-        );
+        assert!(sm.ack_request_due(&mut cx), "a full batch is requested at once");
         sm.ack_requested();
         assert!(!sm.ack_request_due(&mut cx));
 
@@ -427,70 +357,8 @@ mod ack_request_tests {
             "the delay runs from the first unrequested stanza"
         );
         sm.ack_requested();
-        assert_eq!(
-            sm.unacked_stanzas.len(),
-            ACK_REQUEST_BATCH + 2,
-            "kept until acked"
-        );
+        assert_eq!(sm.unacked_stanzas.len(), ACK_REQUEST_BATCH + 2, "kept until acked");
         sm.remote_acked(ACK_REQUEST_BATCH as u32 + 2).unwrap();
         assert!(sm.unacked_stanzas.is_empty());
-    }
-
-    /// pmn patch: the peer's `<sm:r/>` is answered with the next write, or after the delay.
-    #[tokio::test(start_paused = true)]
-    async fn an_answer_rides_on_the_next_write_or_goes_after_the_delay() {
-        let mut cx = Context::from_waker(noop_waker_ref());
-        let mut sm = state();
-        assert!(
-            !sm.ack_answer_due(true, &mut cx),
-            "nothing asked, nothing to answer"
-        );
-        sm.pending_acks = 2;
-        assert!(
-            sm.ack_answer_due(true, &mut cx),
-            "a write carries it at once"
-        );
-        assert!(
-            !sm.ack_answer_due(false, &mut cx),
-            "held back while nothing is written"
-        );
-        tokio::time::advance(ACK_ANSWER_DELAY / 2).await;
-        assert!(!sm.ack_answer_due(false, &mut cx));
-        tokio::time::advance(ACK_ANSWER_DELAY / 2).await;
-        assert!(
-            sm.ack_answer_due(false, &mut cx),
-            "the delay runs from the first unanswered request"
-        );
-        sm.ack_answered();
-        assert_eq!(
-            sm.pending_acks, 0,
-            "one cumulative answer for both requests"
-        );
-        assert!(!sm.ack_answer_due(false, &mut cx));
-
-        // The timer is reset for the next request, not left expired.
-        sm.pending_acks = 1;
-        assert!(
-            !sm.ack_answer_due(false, &mut cx),
-            "a fresh delay for a new request"
-        );
-        tokio::time::advance(ACK_ANSWER_DELAY).await;
-        assert!(sm.ack_answer_due(false, &mut cx));
-        sm.ack_answered();
-
-        // A burst is answered every ACK_ANSWER_BATCH stanzas, not held for the delay.
-        sm.pending_acks = 1;
-        for _ in 1..ACK_ANSWER_BATCH {
-            sm.received();
-            assert!(!sm.ack_answer_due(false, &mut cx));
-        }
-        sm.received();
-        assert!(
-            sm.ack_answer_due(false, &mut cx),
-            "a full batch received is answered at once"
-        );
-        sm.ack_answered();
-        sm.received();
-        assert!(!sm.ack_answer_due(false, &mut cx), "nothing asked since");
     }
 }
