@@ -94,16 +94,21 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// A runtime with `threads` workers (1: current-thread).
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     match threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime"),
+        n => multi_thread(n),
     }
-    .enable_all()
-    .build()
-    .expect("tokio runtime")
+}
+
+/// A multi-thread runtime with `workers` workers, even one (as the library's runtime is built).
+fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn main() {
@@ -115,13 +120,7 @@ fn main() {
     } else {
         // The controller as the app has it: a multi-thread runtime (src/ffi/runtime.rs), the
         // calls made from a thread outside it (here the bench's main thread).
-        let workers = env_usize(CONTROLLER_THREADS_ENV, 2);
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-            .block_on(controller_process());
+        multi_thread(env_usize(CONTROLLER_THREADS_ENV, 2)).block_on(controller_process());
     }
 }
 
