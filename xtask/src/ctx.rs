@@ -16,6 +16,9 @@ pub(crate) struct Failure {
     pub(crate) step: String,
     pub(crate) detail: String,
     pub(crate) code: u8,
+    /// The lines of the child's output that say why it failed (see [`Evidence`]), printed again
+    /// after the stage times: CI shows only the end of a run's output.
+    pub(crate) evidence: Vec<String>,
 }
 
 impl Failure {
@@ -25,6 +28,7 @@ impl Failure {
             step: step.to_string(),
             detail: detail.to_string(),
             code: 1,
+            evidence: Vec::new(),
         }
     }
 }
@@ -32,10 +36,19 @@ impl Failure {
 /// The outcome of a step: its value or the [`Failure`] that stops xtask.
 pub(crate) type Result<T = ()> = std::result::Result<T, Failure>;
 
+/// One stage's name, time and outcome, and the free disk space after it.
+pub(crate) struct StageTime {
+    name: String,
+    time: Duration,
+    ok: bool,
+    /// Free MiB on the target directory's file system, then on the temporary directory's.
+    free: Option<(u64, u64)>,
+}
+
 /// Repository paths and the per-stage timings.
 pub(crate) struct Ctx {
     pub(crate) root: PathBuf,
-    pub(crate) timings: Vec<(String, Duration, bool)>,
+    pub(crate) timings: Vec<StageTime>,
     /// Tests counted from the runners' own summaries (cargo test, Surefire).
     pub(crate) counts: TestCounts,
 }
@@ -63,8 +76,13 @@ impl Ctx {
         println!("\n==== xtask: {name} ====");
         let start = Instant::now();
         let result = f(self);
-        self.timings
-            .push((name.to_string(), start.elapsed(), result.is_ok()));
+        let free = self.disk_free();
+        self.timings.push(StageTime {
+            name: name.to_string(),
+            time: start.elapsed(),
+            ok: result.is_ok(),
+            free,
+        });
         result
     }
 
@@ -73,12 +91,21 @@ impl Ctx {
         if self.timings.is_empty() {
             return;
         }
-        println!("\n==== xtask: stage times ====");
-        for (name, time, ok) in &self.timings {
+        println!("\n==== xtask: stage times (and free disk after: target, temp dir) ====");
+        for StageTime {
+            name,
+            time,
+            ok,
+            free,
+        } in &self.timings
+        {
             let mark = if *ok { "ok    " } else { "FAILED" };
-            println!("  {mark} {:>8.1}s  {name}", time.as_secs_f64());
+            let free = free.map_or_else(String::new, |(target, tmp)| {
+                format!("  [{:.1} / {:.1} GiB free]", gib(target), gib(tmp))
+            });
+            println!("  {mark} {:>8.1}s  {name}{free}", time.as_secs_f64());
         }
-        let total: Duration = self.timings.iter().map(|(_, t, _)| *t).sum();
+        let total: Duration = self.timings.iter().map(|stage| stage.time).sum();
         println!("         {:>8.1}s  total", total.as_secs_f64());
         if self.counts != TestCounts::default() {
             // The plain closing line CI reads: every Rust and JVM test counted above.
@@ -87,6 +114,19 @@ impl Ctx {
                 self.counts.passed, self.counts.failed
             );
         }
+    }
+
+    /// Free MiB on the file systems of the target directory (or the repository, before the
+    /// first build) and of the temporary directory, where rustdoc links and runs doctests.
+    /// A full disk fails a build or a doctest's link with an error far from its cause.
+    pub(crate) fn disk_free(&self) -> Option<(u64, u64)> {
+        let target = self.target_dir();
+        let target = if target.exists() {
+            target
+        } else {
+            self.root.clone()
+        };
+        Some((free_mib(&target)?, free_mib(&env::temp_dir())?))
     }
 
     /// The cargo target directory: `$CARGO_TARGET_DIR` (relative to the repository) or `target/`.
@@ -111,6 +151,25 @@ pub(crate) fn run(step: &str, cmd: &mut Command) -> Result {
         .status()
         .map_err(|e| Failure::new(step, format!("cannot run {cmd:?}: {e}")))?;
     check(step, cmd, status)
+}
+
+/// MiB available to an unprivileged user on the file system holding `path`.
+fn free_mib(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs(3) writes only into the zeroed struct it is given; the path is a valid
+    // NUL-terminated string that outlives the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    // Both are u64 on the 64-bit Linux hosts xtask runs on.
+    let bytes = stat.f_bavail.saturating_mul(stat.f_frsize);
+    Some(bytes / (1024 * 1024))
+}
+
+fn gib(mib: u64) -> f64 {
+    mib as f64 / 1024.0
 }
 
 /// Passed and failed tests, added up from the runners' summary lines.
@@ -181,27 +240,150 @@ pub(crate) fn number_after(text: &str, marker: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Like [`run`], but echoes stdout line by line while counting the tests it reports.
+/// The lines of a test runner's output that say why it failed, kept while the output streams
+/// by: the first lines of each failed test's captured output (cargo's `---- name stdout ----`
+/// blocks), and error lines (`error:`, `error[E…]`, Surefire's `[ERROR]`, a full disk, a killed
+/// process). Bounded, so a flood of failures still leaves a short digest.
+#[derive(Debug, Default)]
+pub(crate) struct Evidence {
+    lines: Vec<String>,
+    /// Whether a failure block is being read, and how many more of its lines may be kept.
+    block_left: Option<usize>,
+    /// Lines still to keep of a panic message (it may span lines).
+    panic_left: usize,
+    blocks: usize,
+}
+
+impl Evidence {
+    /// The most lines kept in all.
+    const MAX_LINES: usize = 30;
+    /// The most failure blocks kept, and lines of each.
+    const MAX_BLOCKS: usize = 4;
+    const BLOCK_LINES: usize = 6;
+    /// The lines of a panic message kept after its `panicked at` line.
+    const PANIC_LINES: usize = 3;
+
+    /// Looks at one line of the runner's output.
+    pub(crate) fn add_line(&mut self, line: &str) {
+        if self.lines.len() >= Self::MAX_LINES {
+            return;
+        }
+        let trimmed = line.trim();
+        if trimmed.starts_with("---- ") && trimmed.ends_with(" ----") {
+            self.panic_left = 0;
+            self.block_left = None;
+            if self.blocks < Self::MAX_BLOCKS {
+                self.blocks += 1;
+                self.block_left = Some(Self::BLOCK_LINES);
+                self.lines.push(trimmed.to_string());
+            }
+            return;
+        }
+        if trimmed == "failures:" || trimmed.starts_with("test result: ") {
+            self.block_left = None;
+            self.panic_left = 0;
+            return;
+        }
+        let Some(left) = self.block_left else {
+            if is_error_line(trimmed) && !self.lines.iter().any(|l| l == trimmed) {
+                self.lines.push(trimmed.to_string());
+            }
+            return;
+        };
+        // A test's own log lines and its backtrace say where, not why: inside a block only the
+        // panic message and error lines are kept.
+        let keep = if trimmed.contains("panicked at") {
+            self.panic_left = Self::PANIC_LINES;
+            true
+        } else if trimmed.starts_with("stack backtrace:") || trimmed.starts_with("note: run with") {
+            self.panic_left = 0;
+            false
+        } else if self.panic_left > 0 && !trimmed.is_empty() {
+            self.panic_left -= 1;
+            true
+        } else {
+            is_error_line(trimmed)
+        };
+        if keep && left > 0 {
+            self.block_left = Some(left - 1);
+            self.lines.push(format!("  {trimmed}"));
+        }
+    }
+
+    /// The lines kept, in the order they came.
+    pub(crate) fn into_lines(self) -> Vec<String> {
+        self.lines
+    }
+}
+
+/// Whether a line reports an error by itself (not one of a test's own log lines).
+fn is_error_line(line: &str) -> bool {
+    const MARKS: [&str; 6] = [
+        "No space left on device",
+        "Permission denied",
+        "Cannot allocate memory",
+        "SIGKILL",
+        "signal: 9",
+        "could not compile",
+    ];
+    line.starts_with("error:")
+        || line.starts_with("error[")
+        || line.starts_with("[ERROR]")
+        || line.starts_with("Couldn't compile")
+        || line.starts_with("Couldn't run")
+        || MARKS.iter().any(|mark| line.contains(mark))
+}
+
+/// Like [`run`], but echoes stdout and stderr line by line while counting the tests the runner
+/// reports and keeping the [`Evidence`] of a failure, which a failed step carries.
 pub(crate) fn run_counting(step: &str, cmd: &mut Command, counts: &mut TestCounts) -> Result {
     use std::io::{BufRead, BufReader, Write};
+    use std::sync::{Arc, Mutex};
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| Failure::new(step, format!("cannot run {cmd:?}: {e}")))?;
+    let evidence = Arc::new(Mutex::new(Evidence::default()));
+    // stderr on its own thread, so neither pipe fills while the other is read.
+    let stderr_echo = child.stderr.take().map(|stderr| {
+        let evidence = Arc::clone(&evidence);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr)
+                .lines()
+                .map_while(std::io::Result::ok)
+            {
+                if let Ok(mut evidence) = evidence.lock() {
+                    evidence.add_line(&line);
+                }
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+        })
+    });
     if let Some(stdout) = child.stdout.take() {
-        let mut out = std::io::stdout().lock();
         for line in BufReader::new(stdout)
             .lines()
             .map_while(std::io::Result::ok)
         {
             counts.add_line(&line);
-            let _ = writeln!(out, "{line}");
+            if let Ok(mut evidence) = evidence.lock() {
+                evidence.add_line(&line);
+            }
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
     }
     let status = child
         .wait()
         .map_err(|e| Failure::new(step, format!("waiting for {cmd:?}: {e}")))?;
-    check(step, cmd, status)
+    if let Some(echo) = stderr_echo {
+        let _ = echo.join();
+    }
+    check(step, cmd, status).map_err(|mut failure| {
+        if let Ok(mut evidence) = evidence.lock() {
+            failure.evidence = std::mem::take(&mut *evidence).into_lines();
+        }
+        failure
+    })
 }
 
 /// `Ok` for a successful `status`, else a failure of `step` carrying the child's exit code.
@@ -239,7 +421,91 @@ pub(crate) fn have(program: &str) -> bool {
 
 #[cfg(test)]
 mod counting_tests {
-    use super::TestCounts;
+    use super::{Evidence, TestCounts};
+
+    #[test]
+    fn evidence_keeps_the_panic_messages_and_error_lines_but_not_backtraces_or_logs() {
+        let mut e = Evidence::default();
+        for line in [
+            "test a ... FAILED",
+            "2026-12-02T03:00:00Z  INFO pmn: error reply sent to a stranger",
+            "---- src/core/rpc/xmlrpc.rs - Value (line 67) stdout ----",
+            "error: linking with `cc` failed: exit status: 1",
+            "  = note: /usr/bin/ld: final link failed: No space left on device",
+            "",
+            "---- calls::a stdout ----",
+            "tunnel call during a freeze: failed after 3.4s",
+            "2026-12-02T03:00:01Z DEBUG pmn::core::session: reconnecting",
+            "thread 'a' panicked at tests/calls.rs:9:5:",
+            "the cut-off call ran once (2 runs)",
+            "stack backtrace:",
+            "   0: __rustc::rust_begin_unwind",
+            "failures:",
+            "error: test failed, to rerun pass `--test calls`",
+        ] {
+            e.add_line(line);
+        }
+        assert_eq!(
+            e.into_lines(),
+            [
+                "---- src/core/rpc/xmlrpc.rs - Value (line 67) stdout ----",
+                "  error: linking with `cc` failed: exit status: 1",
+                "  = note: /usr/bin/ld: final link failed: No space left on device",
+                "---- calls::a stdout ----",
+                "  thread 'a' panicked at tests/calls.rs:9:5:",
+                "  the cut-off call ran once (2 runs)",
+                "error: test failed, to rerun pass `--test calls`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_runner_carries_its_evidence_from_both_pipes_and_its_exit_code() {
+        let mut counts = TestCounts::default();
+        // The pause orders the two pipes' lines, which are read on two threads.
+        let script = "echo '---- t stdout ----'; echo \"thread 't' panicked at x.rs:1:1:\"; \
+                      echo 'two runs, not one'; sleep 0.3; echo 'error: test failed' >&2; \
+                      echo 'test result: FAILED. 1 passed; 1 failed; 0 ignored'; exit 3";
+        let failure = super::run_counting(
+            "runner",
+            std::process::Command::new("sh").args(["-c", script]),
+            &mut counts,
+        )
+        .expect_err("exit 3 fails the step");
+        assert_eq!(failure.code, 3);
+        assert_eq!(
+            counts,
+            TestCounts {
+                passed: 1,
+                failed: 1
+            }
+        );
+        assert_eq!(
+            failure.evidence,
+            [
+                "---- t stdout ----",
+                "  thread 't' panicked at x.rs:1:1:",
+                "  two runs, not one",
+                "error: test failed",
+            ]
+        );
+    }
+
+    #[test]
+    fn evidence_is_bounded_however_many_tests_fail() {
+        let mut e = Evidence::default();
+        for i in 0..1000 {
+            e.add_line(&format!("---- t{i} stdout ----"));
+            e.add_line(&format!("thread 't{i}' panicked"));
+            e.add_line(&format!("error: number {i}"));
+        }
+        let lines = e.into_lines();
+        assert!(lines.len() <= Evidence::MAX_LINES, "{}", lines.len());
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("---- ")).count(),
+            Evidence::MAX_BLOCKS
+        );
+    }
 
     #[test]
     fn counts_cargo_and_surefire_summaries_but_not_per_class_lines() {

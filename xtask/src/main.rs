@@ -136,6 +136,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
+            if !failure.evidence.is_empty() {
+                println!(
+                    "\n==== xtask: why '{}' failed (from its output) ====",
+                    failure.step
+                );
+                for line in &failure.evidence {
+                    println!("{line}");
+                }
+            }
             eprintln!(
                 "xtask: FAILED at step '{}': {}",
                 failure.step, failure.detail
