@@ -6,9 +6,11 @@
 //!   order rotated each round and a pause before each login. Both are timed from the start of the
 //!   login (TCP, TLS, SASL, bind: the same for both) until the client has every provider's
 //!   presence, which is what Prosody takes to deliver them, and until the controller's directory
-//!   lists every provider (presence, then one disco#info round trip per caps hash). Printed per
-//!   round with the ratio, then min / median / max, and the disco#info queries the controller sent
-//!   against the distinct caps hashes the presences carried. `PMN_SOAK_IN_FLIGHT=8,32,...` compares
+//!   lists every provider (presence, then one disco#info round trip per caps hash). A third side
+//!   is an app's next start: a controller given the caps cache an earlier controller saved
+//!   (`Controller::caps_snapshot`), which lists the providers from their presence alone. Printed
+//!   per round with the ratio, then min / median / max, and the disco#info queries the controller
+//!   sent against the distinct caps hashes the presences carried. `PMN_SOAK_IN_FLIGHT=8,32,...` compares
 //!   controllers with those bounds on disco#info in flight (default: the library's default).
 //! - **Soak**: every controller discovers every provider, subscribes to the player events of a few,
 //!   then calls `player.status`, `play`, `set_volume` on random providers at a steady rate until the
@@ -35,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use pmn::core::controller::{Controller, ControllerConfig};
-use pmn::core::discovery::{info_queries_sent, QueryLimits};
+use pmn::core::discovery::{info_queries_sent, CapsSnapshot, QueryLimits};
 use pmn::core::provider::{Provider, ProviderConfig};
 use pmn::core::services::player::{PlayerService, SimulatedPlayer};
 use pmn::core::session::{Inbound, IqReply, Session};
@@ -513,25 +515,29 @@ async fn minimal_client(
     (Login { bound, all }, hashes.len())
 }
 
-/// A fresh controller's login, with at most `in_flight` disco#info queries in flight, until its
-/// directory lists `n` providers: (times, disco#info sent).
+/// A fresh controller's login, with at most `in_flight` disco#info queries in flight and the
+/// caps cache saved by an earlier one if given, until its directory lists `n` providers: (times,
+/// disco#info sent, the caps cache it would save).
 async fn controller_discovery(
     server: &TestServer,
     round: usize,
     n: usize,
     in_flight: usize,
-) -> (Login, u64) {
+    caps_cache: Option<CapsSnapshot>,
+) -> (Login, u64, CapsSnapshot) {
     let before = info_queries_sent();
     let t = Instant::now();
+    let warm = caps_cache.is_some();
     let controller = Controller::connect(ControllerConfig {
         discovery: QueryLimits {
             max_in_flight: in_flight,
             ..QueryLimits::default()
         },
+        caps_cache,
         ..ControllerConfig::plain(common::session_config(
             server,
             &ACCOUNT,
-            &format!("soak-fresh{round}-{in_flight}"),
+            &format!("soak-fresh{round}-{in_flight}-{warm}"),
         ))
     })
     .await
@@ -551,21 +557,30 @@ async fn controller_discovery(
     }
     let all = t.elapsed();
     let queries = info_queries_sent() - before;
+    let saved = controller.caps_snapshot();
     controller.close().await;
-    (Login { bound, all }, queries)
+    (Login { bound, all }, queries, saved)
 }
 
 /// Pause between two logins of the discovery measurement, so that each finds Prosody done with the
 /// previous one's logout (an unavailable presence to every provider).
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// Discovery against presence delivery, `rounds` rounds: each a minimal client's login and one
-/// controller login per in-flight bound of `bounds`, in an order rotated every round (so no side
-/// always comes first after the pause, or right after another). Prints each round's times and
-/// ratios, then their spread.
+/// Discovery against presence delivery, `rounds` rounds: each a minimal client's login, a
+/// controller's login with the caps cache an earlier controller saved (an app's next start) and
+/// one cold controller login per in-flight bound of `bounds`, in an order rotated every round (so
+/// no side always comes first after the pause, or right after another). Prints each round's times
+/// and ratios, then their spread.
 async fn discovery(server: &TestServer, n: usize, rounds: usize, bounds: &[usize]) {
-    // Side 0: the minimal client; 1: the minimal client with disco#info; then one per bound.
-    let sides = bounds.len() + 2;
+    // The cache the warm side starts from: what a controller that listed every provider saved.
+    tokio::time::sleep(SETTLE).await;
+    let (_, _, saved) = controller_discovery(server, rounds, n, bounds[0], None).await;
+    // Side 0: the minimal client; 1: the minimal client with disco#info; 2: the controller with
+    // the saved cache; then one cold controller per bound.
+    let sides = bounds.len() + 3;
+    let mut warm_times = Vec::new();
+    let mut warm_ratios = Vec::new();
+    let mut warm_queries = Vec::new();
     let mut floors = Vec::new();
     let mut disco_floors = Vec::new();
     // Per bound: times (ms), ratios, disco#info sent per login.
@@ -578,6 +593,7 @@ async fn discovery(server: &TestServer, n: usize, rounds: usize, bounds: &[usize
     for round in 0..rounds {
         let (mut floor, mut disco_floor) = (None, None);
         let mut controllers: Vec<Option<(Login, u64)>> = vec![None; bounds.len()];
+        let mut warm = None;
         for k in 0..sides {
             tokio::time::sleep(SETTLE).await;
             match (k + round) % sides {
@@ -587,10 +603,17 @@ async fn discovery(server: &TestServer, n: usize, rounds: usize, bounds: &[usize
                     floor = Some(login);
                 }
                 1 => disco_floor = Some(minimal_client(server, round, n, true).await.0),
+                2 => {
+                    let (login, queries, _) =
+                        controller_discovery(server, round, n, bounds[0], Some(saved.clone()))
+                            .await;
+                    warm = Some((login, queries));
+                }
                 side => {
-                    let bound = bounds[side - 2];
-                    controllers[side - 2] =
-                        Some(controller_discovery(server, round, n, bound).await);
+                    let bound = bounds[side - 3];
+                    let (login, queries, _) =
+                        controller_discovery(server, round, n, bound, None).await;
+                    controllers[side - 3] = Some((login, queries));
                 }
             }
         }
@@ -620,6 +643,16 @@ async fn discovery(server: &TestServer, n: usize, rounds: usize, bounds: &[usize
             ratios[i].push(ratio);
             queries_seen[i].push(queries);
         }
+        let (warm, queries) = warm.expect("the warm controller ran");
+        let ratio = warm.all.as_secs_f64() / floor.all.as_secs_f64();
+        line += &format!(
+            "; controller with the saved caps cache lists {n} in {:.0} ms = {ratio:.2}x, \
+             {queries} disco#info",
+            ms(warm.all)
+        );
+        warm_times.push(ms(warm.all));
+        warm_ratios.push(ratio);
+        warm_queries.push(queries);
         println!("{line}");
         floors.push(ms(floor.all));
         disco_floors.push(ms(disco_floor.all));
@@ -633,6 +666,15 @@ async fn discovery(server: &TestServer, n: usize, rounds: usize, bounds: &[usize
     println!(
         "  the same client sending a disco#info to each provider, all answered: {dlo:.0} / {dmid:.0} / \
          {dhi:.0} ms"
+    );
+    let (tlo, tmid, thi) = spread(warm_times);
+    let (lo, mid, hi) = spread(warm_ratios);
+    println!(
+        "  controller with the caps cache saved by an earlier one ({} entries): lists {n} in \
+         {tlo:.0} / {tmid:.0} / {thi:.0} ms; ratio per round {lo:.2}x / {mid:.2}x / {hi:.2}x \
+         (min / median / max); goal ≤ 1.5x at the median: {}; disco#info per login {warm_queries:?}",
+        saved.len(),
+        if mid <= 1.5 { "met" } else { "missed" },
     );
     for (i, bound) in bounds.iter().enumerate() {
         let (tlo, tmid, thi) = spread(times[i].clone());

@@ -20,8 +20,7 @@
 
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, FullJid};
-use xso::exports::rxml::{self, Parse as _, WithOptions as _};
-use xso::{FromEventsBuilder as _, FromXml as _};
+use xso::exports::rxml;
 
 use crate::core::rpc::xmlrpc::Limits;
 
@@ -52,7 +51,7 @@ pub use stream::stream;
 pub const MAX_DEPTH: usize = 64;
 
 /// Longest token (name, attribute value, text chunk) the parser accepts, as on a stream.
-pub const MAX_TOKEN_LENGTH: usize = 256 * 1024;
+pub const MAX_TOKEN_LENGTH: usize = crate::core::xml_bounded::MAX_TOKEN_LENGTH;
 
 /// The entry function of a fuzz target.
 pub type Target = fn(&[u8]);
@@ -78,48 +77,17 @@ pub const TARGETS: &[(&str, Target)] = &[
 ];
 
 fn parser() -> rxml::Parser {
-    rxml::Parser::with_options(rxml::Options {
-        max_token_length: MAX_TOKEN_LENGTH,
-        ..rxml::Options::default()
-    })
+    crate::core::xml_bounded::stream_parser()
 }
 
 /// The first element of `data`, built as a stream reader builds a stanza payload; `None` when the
 /// XML is malformed or nests deeper than `max_depth`.
 fn element_with_depth(data: &[u8], max_depth: usize) -> Option<Element> {
-    let mut parser = parser();
-    let mut buf = data;
-    let ctx = xso::Context::empty();
-    let mut builder = None;
-    let mut depth = 0usize;
-    loop {
-        let ev = match parser.parse(&mut buf, true) {
-            Ok(Some(ev)) => ev,
-            Ok(None) | Err(_) => return None,
-        };
-        match ev {
-            rxml::Event::StartElement(..) => {
-                depth += 1;
-                if depth > max_depth {
-                    return None;
-                }
-            }
-            rxml::Event::EndElement(_) => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        match builder.as_mut() {
-            None => {
-                if let rxml::Event::StartElement(_, name, attrs) = ev {
-                    builder = Some(Element::from_events(name, attrs, &ctx).ok()?);
-                }
-            }
-            Some(b) => {
-                if let Some(el) = b.feed(ev, &ctx).ok()? {
-                    return Some(el);
-                }
-            }
-        }
-    }
+    crate::core::xml_bounded::parse_element(
+        data,
+        crate::core::xml_bounded::ElementLimits { max_depth },
+    )
+    .ok()
 }
 
 /// [`element_with_depth`] at [`MAX_DEPTH`].

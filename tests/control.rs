@@ -84,6 +84,81 @@ async fn same_caps_are_queried_once() {
     controller.close().await;
 }
 
+/// The disco#info queries a tapped controller sent to `providers`.
+fn info_queries_to(
+    tap: &mut tokio::sync::mpsc::UnboundedReceiver<Stanza>,
+    providers: &[&pmn::core::provider::Provider],
+) -> usize {
+    let mut count = 0;
+    while let Ok(stanza) = tap.try_recv() {
+        if let Stanza::Iq(Iq::Get {
+            to: Some(to),
+            payload,
+            ..
+        }) = stanza
+        {
+            let to_provider = providers
+                .iter()
+                .filter_map(|p| p.session().jid())
+                .any(|p| to.try_as_full().is_ok_and(|f| *f == p));
+            if to_provider && payload.is("query", xmpp_parsers::ns::DISCO_INFO) {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_saved_caps_cache_lists_known_devices_without_asking_them() {
+    let tv = start_player("Saved-cache TV").await;
+    let radio = start_player("Saved-cache radio").await;
+    let mut config = ControllerConfig::plain(session_config(&HOME, "phone"));
+    let (tap_tx, mut tap) = tokio::sync::mpsc::unbounded_channel();
+    config.session.outbound_tap = Some(tap_tx);
+    let first = Controller::connect(config).await.expect("controller");
+    discover(&first, &tv).await;
+    discover(&first, &radio).await;
+    assert_eq!(
+        info_queries_to(&mut tap, &[&tv, &radio]),
+        2,
+        "a cold start asks each"
+    );
+    let saved = first.caps_snapshot().as_str().to_string();
+    first.close().await;
+
+    // The next start, from the stored text.
+    let snapshot: pmn::core::discovery::CapsSnapshot = saved.parse().expect("reads back");
+    assert_eq!(snapshot.refused(), 0);
+    let mut config = ControllerConfig::plain(session_config(&HOME, "phone"));
+    let (tap_tx, mut tap) = tokio::sync::mpsc::unbounded_channel();
+    config.session.outbound_tap = Some(tap_tx);
+    config.caps_cache = Some(snapshot);
+    let second = Controller::connect(config).await.expect("controller");
+    let found = discover(&second, &tv).await;
+    assert_eq!(found.name, "Saved-cache TV");
+    assert_eq!(found.services, vec![PLAYER.to_string()]);
+    discover(&second, &radio).await;
+    assert_eq!(
+        info_queries_to(&mut tap, &[&tv, &radio]),
+        0,
+        "known caps are not asked for again"
+    );
+
+    // A device whose caps are not in the cache (a new name is a new hash) is asked as before.
+    let renamed = start_player("Renamed TV").await;
+    let found = second
+        .wait_for_provider(|p| p.name == "Renamed TV", Duration::from_secs(10))
+        .await
+        .expect("renamed device listed");
+    assert_eq!(found.services, vec![PLAYER.to_string()]);
+    assert_eq!(info_queries_to(&mut tap, &[&renamed]), 1);
+    for p in [tv, radio, renamed] {
+        p.stop().await;
+    }
+    second.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_announces_no_service_feature() {
     let controller = start_controller().await;

@@ -154,3 +154,58 @@ async fn disconnect_is_the_last_word_and_connect_works_again() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(recorder.calls(), after_close, "a callback after close()");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_caps_cache_comes_back_through_the_config_and_junk_in_it_is_no_obstacle() {
+    let tv = start_player("Cached TV").await;
+    let tv_jid = tv.session().jid().expect("online").to_string();
+    let recorder = Arc::new(Recorder::default());
+    let controller = Controller::new(ffi_config("cache-phone"), recorder.clone()).expect("new");
+    let empty = controller.caps_cache_snapshot();
+    assert!(
+        empty
+            .parse::<pmn::core::discovery::CapsSnapshot>()
+            .is_ok_and(|s| s.is_empty()),
+        "before connect(): a snapshot with no entry, {empty:?}"
+    );
+    controller.connect().await.expect("connect");
+    let listed = |c: &Controller| c.providers().iter().any(|p| p.jid == tv_jid);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !listed(&controller) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the TV listed");
+    let saved = controller.caps_cache_snapshot();
+    let snapshot: pmn::core::discovery::CapsSnapshot = saved.parse().expect("reads back");
+    assert!(!snapshot.is_empty(), "the TV's caps saved");
+    controller.disconnect().await;
+
+    for (what, text) in [
+        ("the saved text", saved),
+        ("junk", "<not-a-cache/>".to_string()),
+        (
+            "truncated",
+            "<caps-cache xmlns='urn:pmn:caps-cache:0'><entry".to_string(),
+        ),
+    ] {
+        let config = pmn::ConnectionConfig {
+            caps_cache: Some(text),
+            ..ffi_config("cache-phone")
+        };
+        let next = Controller::new(config, Arc::new(Recorder::default())).expect("new");
+        next.connect()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !listed(&next) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the TV listed"));
+        next.disconnect().await;
+    }
+    tv.stop().await;
+}

@@ -18,3 +18,4 @@ pub mod session;
 pub mod sources;
 pub(crate) mod sync;
 pub mod trust;
+pub(crate) mod xml_bounded;

@@ -68,6 +68,12 @@ pub struct ConnectionConfig {
     /// Providers: take guests of other networks under a signed, scoped grant (needs `e2e`).
     #[uniffi(default = None)]
     pub guests: Option<GuestPolicy>,
+    /// Controllers: the text `Controller.capsCacheSnapshot()` returned at an earlier run, so that
+    /// devices seen before are listed from their presence alone, without a disco#info round trip
+    /// each. Every entry is checked against its hash when read; text that is not a saved cache is
+    /// ignored (logged at warn): a cache never keeps the app from starting.
+    #[uniffi(default = None)]
+    pub caps_cache: Option<String>,
 }
 
 impl ConnectionConfig {
@@ -112,6 +118,18 @@ impl ConnectionConfig {
                 .saturating_add(1),
             Duration::from_secs(30),
         )
+    }
+
+    /// The saved caps cache, if one was given and it reads ([`ConnectionConfig::caps_cache`]).
+    pub(crate) fn caps_cache(&self) -> Option<crate::core::discovery::CapsSnapshot> {
+        let text = self.caps_cache.as_deref()?;
+        match text.parse() {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                tracing::warn!(error = %e, "saved caps cache ignored");
+                None
+            }
+        }
     }
 
     /// The core owner role, if this configuration asks for it.

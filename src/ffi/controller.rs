@@ -230,6 +230,7 @@ impl Controller {
             retry: self.config.retry(),
             e2e: self.config.e2e_settings()?,
             access: self.config.owner_access(),
+            caps_cache: self.config.caps_cache(),
             ..CoreConfig::plain(self.config.to_session()?)
         };
         self.listener.open();
@@ -260,6 +261,18 @@ impl Controller {
         match self.core() {
             Ok(core) => core.providers().into_iter().map(Into::into).collect(),
             Err(_) => vec![],
+        }
+    }
+
+    /// The devices' capabilities verified so far, as text to store (it holds no secret: only
+    /// what devices announce on their network) and give back as `ConnectionConfig.capsCache` at
+    /// the next start. Empty of entries before `connect()`.
+    pub fn caps_cache_snapshot(&self) -> String {
+        match self.core() {
+            Ok(core) => core.caps_snapshot().as_str().to_string(),
+            Err(_) => crate::core::discovery::CapsSnapshot::default()
+                .as_str()
+                .to_string(),
         }
     }
 

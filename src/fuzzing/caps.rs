@@ -4,13 +4,19 @@
 use xmpp_parsers::disco::DiscoInfoResult;
 use xmpp_parsers::presence::Presence;
 
-use crate::core::discovery::{caps_for, Advertised, DiscoAnswer, HashInput, ProviderDirectory};
+use crate::core::discovery::{
+    caps_for, Advertised, CapsSnapshot, DiscoAnswer, HashInput, ProviderDirectory,
+};
 
 use super::{bare, element, full};
 
 /// A presence `<c/>` and the disco#info `<query/>` answering it, as children of any root, through
-/// the provider directory; our own caps over any disco#info verify.
+/// the provider directory; our own caps over any disco#info verify; the cache saved and read back
+/// keeps every entry; the input read as a saved cache is refused or re-verified, never a panic.
 pub fn caps(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = text.parse::<CapsSnapshot>();
+    }
     let Some(root) = element(data) else { return };
     let (Some(network), Some(from)) = (bare("home@home.test"), full("home@home.test/tv")) else {
         return;
@@ -47,5 +53,16 @@ pub fn caps(data: &[u8]) {
                 "our own caps hash does not verify"
             );
         }
+    }
+    // What verified once verifies again after a save and a read: no entry lost on the way.
+    let saved = directory.caps_cache().snapshot();
+    match saved.as_str().parse::<CapsSnapshot>() {
+        Ok(back) => assert_eq!(
+            (back.len(), back.refused()),
+            (saved.len(), 0),
+            "a saved caps cache lost entries: {}",
+            saved.as_str()
+        ),
+        Err(e) => panic!("a saved caps cache does not read back: {e}"),
     }
 }

@@ -66,6 +66,7 @@ pub fn ffi_config(device: &str) -> pmn::ConnectionConfig {
         e2e: None,
         owner: None,
         guests: None,
+        caps_cache: None,
         plain_transport: true,
     }
 }

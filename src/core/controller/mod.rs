@@ -35,7 +35,8 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 
 use crate::core::access::OwnerKeys;
 use crate::core::discovery::{
-    disco_info_for, DirectoryUpdate, InfoQueries, ProviderDirectory, ProviderInfo, QueryLimits,
+    disco_info_for, CapsSnapshot, DirectoryUpdate, InfoQueries, ProviderDirectory, ProviderInfo,
+    QueryLimits,
 };
 use crate::core::e2e::settings::FAILURE_CAPACITY;
 use crate::core::e2e::{E2eEndpoint, E2eSettings, TunnelFailure};
@@ -82,6 +83,10 @@ pub struct ControllerConfig {
     /// Bounds on the disco#info queries that providers' presences trigger
     /// ([`QueryLimits::default`] unless set): presences are outside input.
     pub discovery: QueryLimits,
+    /// The caps cache saved at an earlier start ([`Controller::caps_snapshot`]): devices seen
+    /// before are then shown from their presence alone, without a disco#info round trip each.
+    /// `None` starts with an empty cache.
+    pub caps_cache: Option<CapsSnapshot>,
 }
 
 impl ControllerConfig {
@@ -105,6 +110,7 @@ impl ControllerConfig {
             rpc_limits: Limits::DEFAULT,
             retry: RetryPolicy::NONE,
             discovery: QueryLimits::default(),
+            caps_cache: None,
         }
     }
 }
@@ -239,6 +245,11 @@ impl Controller {
             }
             None => (None, None),
         };
+        let mut directory = ProviderDirectory::new(network.clone());
+        if let Some(snapshot) = &config.caps_cache {
+            directory.restore_caps(snapshot);
+            tracing::debug!(entries = snapshot.len(), "caps cache restored");
+        }
         let shared = Arc::new(Shared {
             session,
             network: network.clone(),
@@ -249,7 +260,7 @@ impl Controller {
             rpc_timeout: config.rpc_timeout,
             rpc_limits: config.rpc_limits,
             retry: config.retry,
-            directory: Mutex::new(ProviderDirectory::new(network.clone())),
+            directory: Mutex::new(directory),
             // Made on their first subscriber: most apps listen to one or two of them.
             updates: LazyBroadcast::new(BROADCAST_CAPACITY),
             events: LazyBroadcast::new(BROADCAST_CAPACITY),
@@ -285,6 +296,13 @@ impl Controller {
     /// The providers online now.
     pub fn providers(&self) -> Vec<ProviderInfo> {
         self.shared.directory.locked().providers()
+    }
+
+    /// The verified disco#info answers seen so far, to store and give back as
+    /// [`ControllerConfig::caps_cache`] at the next start. Holds no secret: only what devices
+    /// announce to everyone on their network, each entry re-verified against its hash when read.
+    pub fn caps_snapshot(&self) -> CapsSnapshot {
+        self.shared.directory.locked().caps_cache().snapshot()
     }
 
     /// Changes of the provider list from now on.

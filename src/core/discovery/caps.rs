@@ -7,7 +7,8 @@
 //!   answer has none ([`IllFormed`]);
 //! - [`key`]: the announced hashes ([`CapsKey`], [`Advertised`]) and the answers verified against
 //!   them ([`DiscoAnswer`]);
-//! - [`cache`]: the bounded cache of verified answers ([`CapsCache`]).
+//! - [`cache`]: the bounded cache of verified answers ([`CapsCache`]);
+//! - [`snapshot`]: that cache saved across starts, re-verified when read ([`CapsSnapshot`]).
 
 use std::collections::BTreeSet;
 
@@ -23,6 +24,7 @@ use super::{IDENTITY_CATEGORY, IDENTITY_TYPE};
 mod cache;
 mod input;
 mod key;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +32,7 @@ pub use cache::{CapsCache, Verdict, DEFAULT_CACHE_CAPACITY};
 pub use input::{HashInput, IllFormed};
 use key::query_node;
 pub use key::{Advertised, CapsKey, DiscoAnswer, Scheme};
+pub use snapshot::{CapsSnapshot, SnapshotError, MAX_SNAPSHOT_BYTES};
 
 /// The caps `node` pmn devices announce.
 pub const CAPS_NODE: &str = "https://pmn.invalid/caps";

@@ -6,7 +6,7 @@ use xmpp_parsers::disco::DiscoInfoResult;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
-use super::caps::{Advertised, CapsCache, DiscoAnswer, Verdict};
+use super::caps::{Advertised, CapsCache, CapsSnapshot, DiscoAnswer, Verdict};
 use super::{IDENTITY_CATEGORY, IDENTITY_TYPE};
 
 /// A provider as the controller knows it.
@@ -140,6 +140,11 @@ impl ProviderDirectory {
     /// The verified caps cache (for inspection in tests and diagnostics).
     pub fn caps_cache(&self) -> &CapsCache {
         &self.cache
+    }
+
+    /// Fills the caps cache from a snapshot saved at an earlier start.
+    pub fn restore_caps(&mut self, snapshot: &CapsSnapshot) {
+        self.cache.restore(snapshot);
     }
 
     /// Forgets `jid`'s last presence, so that its next presence is looked at afresh (its disco#info

@@ -15,7 +15,8 @@ mod queries;
 
 pub use caps::{
     caps_for, disco_info_for, ecaps2_for, is_own_ecaps2_node, presence_for, Advertised, CapsCache,
-    CapsKey, DiscoAnswer, HashInput, IllFormed, Scheme, Verdict, CAPS_NODE, DEFAULT_CACHE_CAPACITY,
+    CapsKey, CapsSnapshot, DiscoAnswer, HashInput, IllFormed, Scheme, SnapshotError, Verdict,
+    CAPS_NODE, DEFAULT_CACHE_CAPACITY, MAX_SNAPSHOT_BYTES,
 };
 pub use directory::{
     is_service_feature, DirectoryUpdate, PresenceOutcome, ProviderDirectory, ProviderInfo,

@@ -93,7 +93,7 @@ impl CapsCache {
         Verdict::Verified
     }
 
-    fn insert(&mut self, key: CapsKey, info: DiscoInfoResult) {
+    pub(super) fn insert(&mut self, key: CapsKey, info: DiscoInfoResult) {
         self.clock += 1;
         if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
             // O(capacity) scan: fine for a few hundred entries, filled at presence rate.
@@ -112,6 +112,16 @@ impl CapsCache {
             }
         }
         self.entries.insert(key, (info, self.clock));
+    }
+
+    /// Every entry, the most recently used first.
+    pub(super) fn entries_by_use(&self) -> Vec<(CapsKey, DiscoInfoResult)> {
+        let mut entries: Vec<_> = self.entries.iter().collect();
+        entries.sort_by_key(|(_, (_, used))| std::cmp::Reverse(*used));
+        entries
+            .into_iter()
+            .map(|(key, (info, _))| (key.clone(), info.clone()))
+            .collect()
     }
 
     /// Number of cached hashes.

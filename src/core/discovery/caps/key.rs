@@ -99,7 +99,7 @@ impl CapsKey {
 
     /// Whether we can compute this key's hash, and its length is the algorithm's: others are never
     /// queried for or cached.
-    fn usable(&self) -> bool {
+    pub(super) fn usable(&self) -> bool {
         let len = match (&self.scheme, &self.algo) {
             (Scheme::Caps, Algo::Sha_1) => 20,
             (_, Algo::Sha_256 | Algo::Sha3_256 | Algo::Blake2b_256) => 32,
