@@ -538,8 +538,10 @@ async fn a_tunnel_call_during_a_server_freeze_fails_fast_and_the_next_call_gets_
     eprintln!("tunnel call during a freeze: failed after {failed_after:?} ({err})");
     assert_eq!(err.kind(), ErrorKind::NotConnected, "{err}");
     assert_eq!(err.outcome(), CallOutcome::Unknown, "{err}");
+    // The probe's 3 s and the 200 ms before it are the floor (3.4 s measured); the rest of the
+    // slack is for a loaded 2-core CI host, and still far below the call's 10 s timeout.
     assert!(
-        failed_after <= NETWORK_CHANGE_PROBE + Duration::from_secs(1),
+        failed_after <= NETWORK_CHANGE_PROBE + Duration::from_secs(2),
         "the tunnel call failed only after {failed_after:?}"
     );
     assert!(!first_tunnel.is_up(), "the cut-off tunnel was reset");

@@ -170,8 +170,10 @@ async fn a_network_change_replaces_a_connection_that_no_longer_answers() {
         1,
         "the silent connection was not cut"
     );
+    // The probe's 3 s is the floor; the slack is for a loaded 2-core CI host (ejabberd runs
+    // this too), still far below the keepalive's own detection.
     assert!(
-        decided <= NETWORK_CHANGE_PROBE + Duration::from_secs(1),
+        decided <= NETWORK_CHANGE_PROBE + Duration::from_secs(2),
         "network_changed took {decided:?}"
     );
     let took = first_success(&controller, &tv).await;

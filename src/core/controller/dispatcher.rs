@@ -5,6 +5,7 @@ use super::{Resync, RetryPolicy, ServiceEvent, Shared, RESTORE_WAIT};
 use crate::core::sync::Locked;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_xmpp::Stanza;
@@ -26,6 +27,10 @@ use crate::core::plumbing;
 use crate::core::rpc::events::{self, EventFilter, EventNotice};
 use crate::core::rpc::{self};
 use crate::core::session::{Inbound, IqReply};
+
+/// How long a controller waits, after a provider's tunnel went down, for the provider's
+/// unavailable presence before it subscribes again through a new tunnel.
+const TUNNEL_DOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// A disco#info answer (or failure) coming back to the dispatcher.
 pub(super) struct InfoAnswer {
@@ -86,12 +91,13 @@ impl Dispatcher {
             let _ = self.shared.updates.send(update);
         }
         if !back.is_empty() {
-            self.restore_subscriptions(&back);
+            self.restore_subscriptions(&back, Duration::ZERO);
         }
     }
 
-    /// A provider we had subscribed to came (back) online: it forgot us, so subscribe again.
-    fn restore_subscriptions(&self, providers: &HashSet<FullJid>) {
+    /// A provider we had subscribed to came (back) online, or its tunnel went down while it
+    /// stays online: it forgot us, so subscribe again, after `grace` if it is still listed then.
+    fn restore_subscriptions(&self, providers: &HashSet<FullJid>, grace: Duration) {
         let wanted: Vec<(FullJid, String, EventFilter)> = self
             .shared
             .subscriptions
@@ -107,8 +113,16 @@ impl Dispatcher {
                 let params = subscribe_params(&filter);
                 // A tunnel may go down while the session reconnects: subscribe once it is back
                 // (calls are not sent while it is not online).
+                if !grace.is_zero() {
+                    tokio::time::sleep(grace).await;
+                }
                 if !shared.wait_online(RESTORE_WAIT).await {
                     tracing::warn!(%provider, %service, "could not restore subscription: offline");
+                    return;
+                }
+                // A provider that left meanwhile is subscribed to again when it comes back.
+                if shared.directory.locked().get(&provider).is_none() {
+                    tracing::debug!(%provider, %service, "subscription not restored: provider gone");
                     return;
                 }
                 let retry = RetryPolicy::new(2, RESTORE_WAIT);
@@ -175,9 +189,12 @@ impl Dispatcher {
                     });
                 }
                 // The provider now has no way to send us its events: if it is still online,
-                // subscribe again, which opens a new tunnel.
+                // subscribe again, which opens a new tunnel. A provider that stops ends its
+                // tunnels just before its unavailable presence, which reaches us by another
+                // path and may come second: the grace lets it, so that a departing provider is
+                // not sent a session-initiate (and retried) on its way out.
                 if self.shared.directory.locked().get(&peer).is_some() {
-                    self.restore_subscriptions(&HashSet::from([peer]));
+                    self.restore_subscriptions(&HashSet::from([peer]), TUNNEL_DOWN_GRACE);
                 }
             }
             E2eInbound::TunnelUp { peer, .. } => tracing::debug!(%peer, "tunnel up"),

@@ -4,14 +4,16 @@
 //! the hashes come from anyone's presence.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use xmpp_parsers::disco::DiscoInfoResult;
 
 use super::input::IllFormed;
 use super::key::{Advertised, CapsKey, DiscoAnswer};
 
-/// How many verified disco#info results a [`CapsCache`] keeps by default.
-pub const DEFAULT_CACHE_CAPACITY: usize = 256;
+/// How many announced hashes a [`CapsCache`] keeps by default: 256 devices' worth of the three a
+/// pmn device announces (two ecaps2, one XEP-0115), which share one copy of their answer.
+pub const DEFAULT_CACHE_CAPACITY: usize = 768;
 
 /// What [`CapsCache::insert_verified`] did with an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +33,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct CapsCache {
     capacity: usize,
-    entries: HashMap<CapsKey, (DiscoInfoResult, u64)>,
+    /// The hashes of one answer share it.
+    entries: HashMap<CapsKey, (Arc<DiscoInfoResult>, u64)>,
     /// Monotonic use counter: an entry's stamp is its last use.
     clock: u64,
     evicted: u64,
@@ -61,7 +64,7 @@ impl CapsCache {
         caps.keys.iter().find_map(|key| {
             self.entries.get_mut(key).map(|(info, used)| {
                 *used = clock;
-                info.clone()
+                DiscoInfoResult::clone(info)
             })
         })
     }
@@ -87,13 +90,18 @@ impl CapsCache {
         let mut plain = answer.info.clone();
         // Answers to a caps query echo node='…#ver'; the cached content is node-independent.
         plain.node = None;
-        for key in matched {
-            self.insert(key, plain.clone());
-        }
+        self.insert(matched, Arc::new(plain));
         Verdict::Verified
     }
 
-    pub(super) fn insert(&mut self, key: CapsKey, info: DiscoInfoResult) {
+    /// Caches `info` under each of `keys`.
+    pub(super) fn insert(&mut self, keys: Vec<CapsKey>, info: Arc<DiscoInfoResult>) {
+        for key in keys {
+            self.insert_one(key, info.clone());
+        }
+    }
+
+    fn insert_one(&mut self, key: CapsKey, info: Arc<DiscoInfoResult>) {
         self.clock += 1;
         if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
             // O(capacity) scan: fine for a few hundred entries, filled at presence rate.
@@ -114,14 +122,22 @@ impl CapsCache {
         self.entries.insert(key, (info, self.clock));
     }
 
-    /// Every entry, the most recently used first.
-    pub(super) fn entries_by_use(&self) -> Vec<(CapsKey, DiscoInfoResult)> {
+    /// Every answer with the hashes it is cached under, the most recently used first.
+    pub(super) fn answers_by_use(&self) -> Vec<(Vec<CapsKey>, Arc<DiscoInfoResult>)> {
         let mut entries: Vec<_> = self.entries.iter().collect();
         entries.sort_by_key(|(_, (_, used))| std::cmp::Reverse(*used));
-        entries
-            .into_iter()
-            .map(|(key, (info, _))| (key.clone(), info.clone()))
-            .collect()
+        let mut answers: Vec<(Vec<CapsKey>, Arc<DiscoInfoResult>)> = Vec::new();
+        let mut index: HashMap<*const DiscoInfoResult, usize> = HashMap::new();
+        for (key, (info, _)) in entries {
+            match index.get(&Arc::as_ptr(info)) {
+                Some(&i) => answers[i].0.push(key.clone()),
+                None => {
+                    index.insert(Arc::as_ptr(info), answers.len());
+                    answers.push((vec![key.clone()], info.clone()));
+                }
+            }
+        }
+        answers
     }
 
     /// Number of cached hashes.

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::Engine;
 use minidom::Element;
@@ -30,6 +31,9 @@ pub const MAX_SNAPSHOT_BYTES: usize = 1024 * 1024;
 
 /// How deep a snapshot nests: cache > entry > query > x > field > value, and some room.
 const MAX_SNAPSHOT_DEPTH: usize = 8;
+
+/// Most hashes read for one answer, as for one presence.
+const MAX_KEYS_PER_ENTRY: usize = 4;
 
 /// Why a saved caps cache was not read at all (an entry that no longer verifies only drops
 /// that entry: [`CapsSnapshot::refused`]).
@@ -55,7 +59,8 @@ impl fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
-/// A caps cache saved for the next start: verified disco#info answers by announced hash.
+/// A caps cache saved for the next start: verified disco#info answers, each with the announced
+/// hashes it is cached under.
 ///
 /// Made by [`Controller::caps_snapshot`](crate::core::controller::Controller::caps_snapshot),
 /// stored by the app as text ([`CapsSnapshot::as_str`]), read back with [`str::parse`] and given
@@ -72,7 +77,7 @@ impl std::error::Error for SnapshotError {}
 #[derive(Debug, Clone)]
 pub struct CapsSnapshot {
     text: String,
-    entries: Vec<(CapsKey, DiscoInfoResult)>,
+    entries: Vec<(Vec<CapsKey>, Arc<DiscoInfoResult>)>,
     refused: usize,
 }
 
@@ -83,18 +88,22 @@ impl Default for CapsSnapshot {
 }
 
 impl CapsSnapshot {
-    fn from_entries(entries: Vec<(CapsKey, DiscoInfoResult)>) -> Self {
+    fn from_entries(entries: Vec<(Vec<CapsKey>, Arc<DiscoInfoResult>)>) -> Self {
         let mut root = Element::builder("caps-cache", NS_SNAPSHOT).build();
-        for (key, info) in &entries {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&key.hash);
-            root.append_child(
-                Element::builder("entry", NS_SNAPSHOT)
-                    .attr(xml_ncname!("scheme").into(), scheme_name(key.scheme))
-                    .attr(xml_ncname!("algo").into(), String::from(key.algo.clone()))
-                    .attr(xml_ncname!("hash").into(), b64)
-                    .append(Element::from(info.clone()))
-                    .build(),
-            );
+        for (keys, info) in &entries {
+            let mut entry = Element::builder("entry", NS_SNAPSHOT).build();
+            for key in keys {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&key.hash);
+                entry.append_child(
+                    Element::builder("key", NS_SNAPSHOT)
+                        .attr(xml_ncname!("scheme").into(), scheme_name(key.scheme))
+                        .attr(xml_ncname!("algo").into(), String::from(key.algo.clone()))
+                        .attr(xml_ncname!("hash").into(), b64)
+                        .build(),
+                );
+            }
+            entry.append_child(Element::from(DiscoInfoResult::clone(info)));
+            root.append_child(entry);
         }
         CapsSnapshot {
             text: String::from(&root),
@@ -108,7 +117,8 @@ impl CapsSnapshot {
         &self.text
     }
 
-    /// How many verified answers it holds.
+    /// How many verified answers it holds (one per kind of device; each under up to four
+    /// hashes).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -118,13 +128,13 @@ impl CapsSnapshot {
         self.entries.is_empty()
     }
 
-    /// How many entries of the text read were dropped: their answer no longer hashed to their
-    /// key, their key was unusable, or they were over the cache's capacity.
+    /// How many entries of the text read were dropped: their answer hashed to none of their
+    /// keys, or they were over the cache's capacity.
     pub fn refused(&self) -> usize {
         self.refused
     }
 
-    pub(super) fn entries(&self) -> &[(CapsKey, DiscoInfoResult)] {
+    pub(super) fn entries(&self) -> &[(Vec<CapsKey>, Arc<DiscoInfoResult>)] {
         &self.entries
     }
 }
@@ -152,10 +162,13 @@ impl FromStr for CapsSnapshot {
             )));
         }
         let mut entries = Vec::new();
-        let mut refused = 0;
+        let (mut refused, mut keys) = (0, 0);
         for entry in root.children() {
             match read_entry(entry) {
-                Some(verified) if entries.len() < DEFAULT_CACHE_CAPACITY => entries.push(verified),
+                Some((verified, info)) if keys + verified.len() <= DEFAULT_CACHE_CAPACITY => {
+                    keys += verified.len();
+                    entries.push((verified, Arc::new(info)));
+                }
                 _ => refused += 1,
             }
         }
@@ -174,30 +187,40 @@ impl FromStr for CapsSnapshot {
     }
 }
 
-/// One entry, if its answer hashes to its key.
-fn read_entry(entry: &Element) -> Option<(CapsKey, DiscoInfoResult)> {
+/// One entry's answer and the keys it hashes to; `None` if it hashes to none of them.
+fn read_entry(entry: &Element) -> Option<(Vec<CapsKey>, DiscoInfoResult)> {
     if !entry.is("entry", NS_SNAPSHOT) {
         return None;
     }
-    let scheme = match entry.attr("scheme")? {
+    let query = entry.get_child("query", ns::DISCO_INFO)?.clone();
+    let answer = DiscoAnswer::from_element(query).ok()?;
+    let keys: Vec<CapsKey> = entry
+        .children()
+        .filter(|c| c.is("key", NS_SNAPSHOT))
+        .take(MAX_KEYS_PER_ENTRY)
+        .filter_map(read_key)
+        .filter(|key| {
+            let verified = key.usable() && key.verify(answer.input()) == Ok(true);
+            if !verified {
+                tracing::debug!(?key.scheme, algo = ?key.algo, "saved caps key does not verify");
+            }
+            verified
+        })
+        .collect();
+    (!keys.is_empty()).then_some((keys, answer.info))
+}
+
+fn read_key(key: &Element) -> Option<CapsKey> {
+    let scheme = match key.attr("scheme")? {
         "caps" => Scheme::Caps,
         "ecaps2" => Scheme::Ecaps2,
         _ => return None,
     };
-    let algo = Algo::from_str(entry.attr("algo")?).ok()?;
+    let algo = Algo::from_str(key.attr("algo")?).ok()?;
     let hash = base64::engine::general_purpose::STANDARD
-        .decode(entry.attr("hash")?)
+        .decode(key.attr("hash")?)
         .ok()?;
-    let key = CapsKey { scheme, algo, hash };
-    let query = entry.get_child("query", ns::DISCO_INFO)?.clone();
-    let answer = DiscoAnswer::from_element(query).ok()?;
-    match key.verify(answer.input()) {
-        Ok(true) if key.usable() => Some((key, answer.info)),
-        _ => {
-            tracing::debug!(?key.scheme, algo = ?key.algo, "saved caps entry does not verify");
-            None
-        }
-    }
+    Some(CapsKey { scheme, algo, hash })
 }
 
 fn scheme_name(scheme: Scheme) -> &'static str {
@@ -210,14 +233,14 @@ fn scheme_name(scheme: Scheme) -> &'static str {
 impl CapsCache {
     /// The verified answers, most recently used first, as a snapshot to store.
     pub fn snapshot(&self) -> CapsSnapshot {
-        CapsSnapshot::from_entries(self.entries_by_use())
+        CapsSnapshot::from_entries(self.answers_by_use())
     }
 
     /// Adds the answers of a snapshot read back (each verified when it was read).
     pub fn restore(&mut self, snapshot: &CapsSnapshot) {
         // Oldest first, so the most recently used end up the last evicted.
-        for (key, info) in snapshot.entries().iter().rev() {
-            self.insert(key.clone(), info.clone());
+        for (keys, info) in snapshot.entries().iter().rev() {
+            self.insert(keys.clone(), info.clone());
         }
     }
 }
@@ -285,7 +308,9 @@ mod tests {
         let text = cache.snapshot().as_str().to_string();
         let snapshot: CapsSnapshot = text.parse().expect("reads back");
         assert_eq!(snapshot.refused(), 0, "{text}");
-        assert_eq!(snapshot.len(), cache.len());
+        assert_eq!(snapshot.len(), 3, "one entry per answer");
+        let keys: usize = snapshot.entries().iter().map(|(keys, _)| keys.len()).sum();
+        assert_eq!(keys, cache.len(), "every hash");
         let mut restored = CapsCache::default();
         restored.restore(&snapshot);
         for caps in &announced {
@@ -323,11 +348,11 @@ mod tests {
         assert_ne!(tampered, text, "the test changed one entry");
         let snapshot: CapsSnapshot = tampered.parse().expect("still a snapshot");
         assert_eq!(snapshot.refused(), 1);
-        assert_eq!(snapshot.len(), cache.len() - 1);
+        assert_eq!(snapshot.len(), 2);
         let mut restored = CapsCache::default();
         restored.restore(&snapshot);
         assert!(restored
-            .entries_by_use()
+            .answers_by_use()
             .iter()
             .all(|(_, info)| !info.features.contains("urn:evil")));
         assert!(restored.get(&announced[2]).is_some(), "psi kept");
@@ -366,8 +391,9 @@ mod tests {
         );
         // Entries of the right shape with wrong contents are dropped one by one.
         let junk = format!(
-            "<caps-cache xmlns='{NS_SNAPSHOT}'><entry scheme='caps' algo='sha-1' hash='AAAA'/>\
-             <entry scheme='other' algo='sha-1' hash='AAAA'/><other/></caps-cache>"
+            "<caps-cache xmlns='{NS_SNAPSHOT}'><entry><key scheme='caps' algo='sha-1' hash='AAAA'/>\
+             <query xmlns='http://jabber.org/protocol/disco#info'/></entry>\
+             <entry><key scheme='other' algo='sha-1' hash='AAAA'/></entry><other/></caps-cache>"
         );
         let snapshot: CapsSnapshot = junk.parse().expect("a snapshot");
         assert_eq!((snapshot.len(), snapshot.refused()), (0, 3));
@@ -385,9 +411,25 @@ mod tests {
             );
         }
         let text = cache.snapshot().as_str().to_string();
+        println!(
+            "saved caps cache: {} bytes for {} entries",
+            text.len(),
+            cache.len()
+        );
         assert!(text.len() <= MAX_SNAPSHOT_BYTES, "{} bytes", text.len());
         let snapshot: CapsSnapshot = text.parse().expect("reads back");
         assert_eq!(snapshot.len(), DEFAULT_CACHE_CAPACITY);
         assert_eq!(snapshot.refused(), 20);
+        // A pmn device's three hashes: a third as many devices.
+        let mut cache = CapsCache::with_capacity(3 * DEFAULT_CACHE_CAPACITY);
+        for i in 0..DEFAULT_CACHE_CAPACITY / 3 + 10 {
+            let (caps, answer) = tv(&format!("TV {i}"));
+            assert_eq!(cache.insert_verified(&caps, &answer), Verdict::Verified);
+        }
+        let snapshot: CapsSnapshot = cache.snapshot().as_str().parse().expect("reads back");
+        assert_eq!(
+            (snapshot.len(), snapshot.refused()),
+            (DEFAULT_CACHE_CAPACITY / 3, 10)
+        );
     }
 }

@@ -153,6 +153,38 @@ class ControllerTest {
     }
 
     @Test
+    fun theSavedCapsCacheComesBackAtTheNextStart(): Unit = runBlocking {
+        val provider = startSimulatedPlayer(TestServer.config("tv"), "Cached Kotlin TV")
+        val saved = Controller(TestServer.config("phone"), RecordingListener()).use { controller ->
+            controller.connect()
+            val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10)
+            while (controller.providers().none { it.name == "Cached Kotlin TV" }) {
+                if (System.nanoTime() > deadline) fail("the TV was not listed")
+                Thread.sleep(20)
+            }
+            controller.capsCacheSnapshot()
+        }
+        assertTrue(saved.contains("urn:pmn:caps-cache:0"), saved)
+        val listener = RecordingListener()
+        Controller(TestServer.config("phone").copy(capsCache = saved), listener).use { controller ->
+            controller.connect()
+            val tv = listener.awaitProvider { it.name == "Cached Kotlin TV" }
+            assertEquals(listOf("urn.xmpp.tmp.media.player"), tv.services)
+        }
+        // Text that is not a saved cache does not keep the app from starting.
+        Controller(TestServer.config("phone").copy(capsCache = "garbage"), RecordingListener()).use { controller ->
+            controller.connect()
+            val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5)
+            while (controller.connectionState() !is ConnectionState.Online && System.nanoTime() < deadline) {
+                Thread.sleep(20)
+            }
+            assertIs<ConnectionState.Online>(controller.connectionState())
+        }
+        provider.stop()
+        provider.close()
+    }
+
+    @Test
     fun wrongPasswordIsAnAuthException(): Unit = runBlocking {
         val listener = RecordingListener()
         Controller(TestServer.config("phone", password = "wrong"), listener).use { controller ->
