@@ -48,6 +48,7 @@ pub(crate) const SHORT_SOAK: &[(&str, &str)] = &[
 const CARGO_TEST: &[&str] = &["test", "--workspace", "--features", "test-ca,sources"];
 /// `cargo xtask test`: every stage in order, stopping at the first that fails.
 pub(crate) fn test(ctx: &mut Ctx) -> Result {
+    warn_if_short_of_disk(ctx);
     ctx.stage("prerequisites", install_prosody)?;
     let python = ctx.stage("interop peers", install_interop_peers)?;
     let field_python = ctx.stage("field peers", install_field_peers)?;
@@ -163,6 +164,29 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
     })?;
     ctx.stage("mobile: swift syntax", swift_syntax)?;
     Ok(())
+}
+
+/// What a run of the suite from a fresh clone writes at its peak (target directories, the fuzz
+/// build, the JVM's): 13.7 GiB measured on 2026-12-02, with some room.
+const SUITE_DISK_MIB: u64 = 16 * 1024;
+
+/// Says so up front when the disk is short of what the suite will write: a full disk fails a
+/// link or a doctest far from its cause.
+fn warn_if_short_of_disk(ctx: &Ctx) {
+    if let Some((target, tmp)) = ctx.disk_free() {
+        let free = target.min(tmp);
+        if free < SUITE_DISK_MIB {
+            println!(
+                "xtask: WARNING: {:.1} GiB free where the suite writes up to {:.0} GiB \
+                 (target directory {:.1} GiB, temporary directory {:.1} GiB): steps may fail \
+                 with a full disk",
+                free as f64 / 1024.0,
+                SUITE_DISK_MIB as f64 / 1024.0,
+                target as f64 / 1024.0,
+                tmp as f64 / 1024.0
+            );
+        }
+    }
 }
 
 /// The tests of the patched crates in vendor/ that cover pmn's patches (vendor/README.md): all
