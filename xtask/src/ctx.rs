@@ -334,10 +334,30 @@ fn is_error_line(line: &str) -> bool {
         || MARKS.iter().any(|mark| line.contains(mark))
 }
 
+/// Calls `f` with each line of `pipe` until it closes. A line that is not UTF-8 is passed
+/// lossily rather than ending the loop: a pipe no longer read would fill and block the child.
+fn for_each_line(pipe: impl std::io::Read, mut f: impl FnMut(&str)) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                f(line.trim_end_matches(['\n', '\r']));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Like [`run`], but echoes stdout and stderr line by line while counting the tests the runner
 /// reports and keeping the [`Evidence`] of a failure, which a failed step carries.
 pub(crate) fn run_counting(step: &str, cmd: &mut Command, counts: &mut TestCounts) -> Result {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     use std::sync::{Arc, Mutex};
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
@@ -349,28 +369,22 @@ pub(crate) fn run_counting(step: &str, cmd: &mut Command, counts: &mut TestCount
     let stderr_echo = child.stderr.take().map(|stderr| {
         let evidence = Arc::clone(&evidence);
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr)
-                .lines()
-                .map_while(std::io::Result::ok)
-            {
+            for_each_line(stderr, |line| {
                 if let Ok(mut evidence) = evidence.lock() {
-                    evidence.add_line(&line);
+                    evidence.add_line(line);
                 }
                 let _ = writeln!(std::io::stderr().lock(), "{line}");
-            }
+            })
         })
     });
     if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout)
-            .lines()
-            .map_while(std::io::Result::ok)
-        {
-            counts.add_line(&line);
+        for_each_line(stdout, |line| {
+            counts.add_line(line);
             if let Ok(mut evidence) = evidence.lock() {
-                evidence.add_line(&line);
+                evidence.add_line(line);
             }
             let _ = writeln!(std::io::stdout().lock(), "{line}");
-        }
+        });
     }
     let status = child
         .wait()
@@ -464,8 +478,9 @@ mod counting_tests {
         let mut counts = TestCounts::default();
         // The pause orders the two pipes' lines, which are read on two threads.
         let script = "echo '---- t stdout ----'; echo \"thread 't' panicked at x.rs:1:1:\"; \
-                      echo 'two runs, not one'; sleep 0.3; echo 'error: test failed' >&2; \
-                      echo 'test result: FAILED. 1 passed; 1 failed; 0 ignored'; exit 3";
+                      echo 'two runs, not one'; \
+                      echo 'test result: FAILED. 1 passed; 1 failed; 0 ignored'; \
+                      sleep 0.3; echo 'error: test failed' >&2; exit 3";
         let failure = super::run_counting(
             "runner",
             std::process::Command::new("sh").args(["-c", script]),
@@ -488,6 +503,26 @@ mod counting_tests {
                 "  two runs, not one",
                 "error: test failed",
             ]
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_does_not_stop_the_reading() {
+        let mut counts = TestCounts::default();
+        let script = "printf 'before\\n\\377\\376 bytes\\n'; \
+                      echo 'test result: ok. 2 passed; 0 failed; 0 ignored'";
+        super::run_counting(
+            "runner",
+            std::process::Command::new("sh").args(["-c", script]),
+            &mut counts,
+        )
+        .expect("exit 0");
+        assert_eq!(
+            counts,
+            TestCounts {
+                passed: 2,
+                failed: 0
+            }
         );
     }
 
