@@ -124,7 +124,7 @@ async fn a_restart_with_the_saved_caps_cache_lists_known_devices_without_asking_
         2,
         "a cold start asks each"
     );
-    let saved = first.caps_snapshot().as_str().to_string();
+    let saved = first.caps_snapshot().to_string();
     first.close().await;
 
     // The next start, from the stored text.

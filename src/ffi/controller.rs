@@ -269,10 +269,8 @@ impl Controller {
     /// the next start. Empty of entries before `connect()`.
     pub fn caps_cache_snapshot(&self) -> String {
         match self.core() {
-            Ok(core) => core.caps_snapshot().as_str().to_string(),
-            Err(_) => crate::core::discovery::CapsSnapshot::default()
-                .as_str()
-                .to_string(),
+            Ok(core) => core.caps_snapshot().to_string(),
+            Err(_) => crate::core::discovery::CapsSnapshot::default().to_string(),
         }
     }
 

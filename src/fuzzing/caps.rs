@@ -56,12 +56,12 @@ pub fn caps(data: &[u8]) {
     }
     // What verified once verifies again after a save and a read: no entry lost on the way.
     let saved = directory.caps_cache().snapshot();
-    match saved.as_str().parse::<CapsSnapshot>() {
+    let text = saved.to_string();
+    match text.parse::<CapsSnapshot>() {
         Ok(back) => assert_eq!(
             (back.len(), back.refused()),
             (saved.len(), 0),
-            "a saved caps cache lost entries: {}",
-            saved.as_str()
+            "a saved caps cache lost entries: {text}"
         ),
         Err(e) => panic!("a saved caps cache does not read back: {e}"),
     }

@@ -168,7 +168,8 @@ fn free_mib(path: &Path) -> Option<u64> {
     Some(bytes / (1024 * 1024))
 }
 
-fn gib(mib: u64) -> f64 {
+/// MiB as GiB, for printing.
+pub(crate) fn gib(mib: u64) -> f64 {
     mib as f64 / 1024.0
 }
 

@@ -4,7 +4,7 @@
 
 use crate::android::{android_jvm, AndroidJvm};
 use crate::bindings::{bindings, kotlin_jvm_tests};
-use crate::ctx::{run, run_counting, Ctx, Result};
+use crate::ctx::{gib, run, run_counting, Ctx, Result};
 use crate::fuzz::{fuzz_smoke, start_fuzz_build};
 use crate::install::{
     install_field_peers, install_interop_peers, install_prosody, FIELD_PYTHON_ENV,
@@ -182,10 +182,10 @@ fn warn_if_short_of_disk(ctx: &Ctx) {
                 "xtask: WARNING: {:.1} GiB free where the suite writes up to {:.0} GiB \
                  (target directory {:.1} GiB, temporary directory {:.1} GiB): steps may fail \
                  with a full disk",
-                free as f64 / 1024.0,
-                SUITE_DISK_MIB as f64 / 1024.0,
-                target as f64 / 1024.0,
-                tmp as f64 / 1024.0
+                gib(free),
+                gib(SUITE_DISK_MIB),
+                gib(target),
+                gib(tmp)
             );
         }
     }

@@ -111,11 +111,11 @@ impl Dispatcher {
             tokio::spawn(async move {
                 let method = format!("{service}.subscribe");
                 let params = subscribe_params(&filter);
-                // A tunnel may go down while the session reconnects: subscribe once it is back
-                // (calls are not sent while it is not online).
                 if !grace.is_zero() {
                     tokio::time::sleep(grace).await;
                 }
+                // A tunnel may go down while the session reconnects: subscribe once it is back
+                // (calls are not sent while it is not online).
                 if !shared.wait_online(RESTORE_WAIT).await {
                     tracing::warn!(%provider, %service, "could not restore subscription: offline");
                     return;

@@ -63,34 +63,30 @@ impl std::error::Error for SnapshotError {}
 /// hashes it is cached under.
 ///
 /// Made by [`Controller::caps_snapshot`](crate::core::controller::Controller::caps_snapshot),
-/// stored by the app as text ([`CapsSnapshot::as_str`]), read back with [`str::parse`] and given
-/// to [`ControllerConfig::caps_cache`](crate::core::controller::ControllerConfig::caps_cache).
+/// stored by the app as text (its [`Display`](fmt::Display): the verified entries only), read
+/// back with [`str::parse`] and given to
+/// [`ControllerConfig::caps_cache`](crate::core::controller::ControllerConfig::caps_cache).
 ///
 /// ```
 /// use pmn::core::discovery::CapsSnapshot;
 ///
-/// let saved = CapsSnapshot::default().as_str().to_string();
+/// let saved = CapsSnapshot::default().to_string();
 /// let restored: CapsSnapshot = saved.parse().expect("a snapshot we wrote reads back");
 /// assert_eq!(restored.len(), 0);
 /// assert!("<not-a-cache/>".parse::<CapsSnapshot>().is_err());
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CapsSnapshot {
-    text: String,
     entries: Vec<(Vec<CapsKey>, Arc<DiscoInfoResult>)>,
     refused: usize,
 }
 
-impl Default for CapsSnapshot {
-    fn default() -> Self {
-        CapsSnapshot::from_entries(Vec::new())
-    }
-}
-
-impl CapsSnapshot {
-    fn from_entries(entries: Vec<(Vec<CapsKey>, Arc<DiscoInfoResult>)>) -> Self {
+/// The text to store: written from the verified entries, so what was refused when it was read
+/// is not stored again.
+impl fmt::Display for CapsSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut root = Element::builder("caps-cache", NS_SNAPSHOT).build();
-        for (keys, info) in &entries {
+        for (keys, info) in &self.entries {
             let mut entry = Element::builder("entry", NS_SNAPSHOT).build();
             for key in keys {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(&key.hash);
@@ -105,18 +101,11 @@ impl CapsSnapshot {
             entry.append_child(Element::from(DiscoInfoResult::clone(info)));
             root.append_child(entry);
         }
-        CapsSnapshot {
-            text: String::from(&root),
-            entries,
-            refused: 0,
-        }
+        f.write_str(&String::from(&root))
     }
+}
 
-    /// The text to store.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
+impl CapsSnapshot {
     /// How many verified answers it holds (one per kind of device; each under up to four
     /// hashes).
     pub fn len(&self) -> usize {
@@ -179,11 +168,7 @@ impl FromStr for CapsSnapshot {
                 "saved caps cache: entries dropped"
             );
         }
-        Ok(CapsSnapshot {
-            text: text.to_string(),
-            entries,
-            refused,
-        })
+        Ok(CapsSnapshot { entries, refused })
     }
 }
 
@@ -233,7 +218,10 @@ fn scheme_name(scheme: Scheme) -> &'static str {
 impl CapsCache {
     /// The verified answers, most recently used first, as a snapshot to store.
     pub fn snapshot(&self) -> CapsSnapshot {
-        CapsSnapshot::from_entries(self.answers_by_use())
+        CapsSnapshot {
+            entries: self.answers_by_use(),
+            refused: 0,
+        }
     }
 
     /// Adds the answers of a snapshot read back (each verified when it was read).
@@ -305,7 +293,7 @@ mod tests {
     #[test]
     fn a_saved_cache_reads_back_and_serves_every_hash_it_held() {
         let (cache, announced) = filled();
-        let text = cache.snapshot().as_str().to_string();
+        let text = cache.snapshot().to_string();
         let snapshot: CapsSnapshot = text.parse().expect("reads back");
         assert_eq!(snapshot.refused(), 0, "{text}");
         assert_eq!(snapshot.len(), 3, "one entry per answer");
@@ -329,7 +317,7 @@ mod tests {
     #[test]
     fn an_entry_changed_in_storage_is_dropped_and_the_others_kept() {
         let (cache, announced) = filled();
-        let text = cache.snapshot().as_str().to_string();
+        let text = cache.snapshot().to_string();
         // A service the living-room TV's hashes do not cover.
         let tampered = text.replacen(
             "<feature var='urn.xmpp.tmp.media.player'/>",
@@ -356,6 +344,9 @@ mod tests {
             .iter()
             .all(|(_, info)| !info.features.contains("urn:evil")));
         assert!(restored.get(&announced[2]).is_some(), "psi kept");
+        // Written again, it holds only what verified.
+        let again: CapsSnapshot = snapshot.to_string().parse().expect("reads back");
+        assert_eq!((again.len(), again.refused()), (2, 0));
     }
 
     #[test]
@@ -410,7 +401,7 @@ mod tests {
                 Verdict::Verified
             );
         }
-        let text = cache.snapshot().as_str().to_string();
+        let text = cache.snapshot().to_string();
         println!(
             "saved caps cache: {} bytes for {} entries",
             text.len(),
@@ -426,7 +417,7 @@ mod tests {
             let (caps, answer) = tv(&format!("TV {i}"));
             assert_eq!(cache.insert_verified(&caps, &answer), Verdict::Verified);
         }
-        let snapshot: CapsSnapshot = cache.snapshot().as_str().parse().expect("reads back");
+        let snapshot: CapsSnapshot = cache.snapshot().to_string().parse().expect("reads back");
         assert_eq!(
             (snapshot.len(), snapshot.refused()),
             (DEFAULT_CACHE_CAPACITY / 3, 10)
