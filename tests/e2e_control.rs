@@ -741,6 +741,81 @@ async fn a_stolen_paired_phone_revoked_from_the_tablet_loses_the_tv_and_the_tabl
     h.tv.stop().await;
 }
 
+/// Issue 16, goal 4: a tunnel to a device seen before opens in one relayed round trip because the
+/// TV decides trust on its current read of the network's keys (read on this connection after the
+/// server pushed it the key node, nothing notified since) instead of reading them between its
+/// accept and its TLS answer. A revocation published meanwhile is still honoured by the very next
+/// tunnel: its notification reaches the TV before the revoked device's initiate, so the TV reads
+/// the keys again and refuses, before any TLS byte (whether the read the notification started or
+/// the one the initiate needs comes first; `key_view`'s unit tests pin that a notification makes
+/// the view stale).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_tunnel_rests_on_a_current_read_of_the_keys_and_a_revocation_still_stops_it() {
+    // An account of its own: another test's publication on the shared key node would make the
+    // TV's read stale (a read more, which this test counts).
+    let user = format!("keyview{}", std::process::id());
+    let password = format!("kv-{}", std::process::id());
+    server()
+        .register(&user, "home.test", &password)
+        .expect("register the household's own account");
+    let account = pmn_testkit::Account {
+        jid: Box::leak(format!("{user}@home.test").into_boxed_str()),
+        password: Box::leak(password.into_boxed_str()),
+    };
+    let h = household_of(&account).await;
+    let tv_e2e = h.tv.e2e().unwrap().clone();
+    let tablet_e2e = h.tablet.e2e().unwrap().clone();
+    wait_until("the TV's read of the keys stands", || {
+        tv_e2e.keys_read_current()
+    })
+    .await;
+
+    // The tablet called the TV once (household); its next tunnel resumes.
+    tablet_e2e.close_peer(&h.home, "the test wants a resumed tunnel");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = tv_e2e.stats();
+    assert!(h.tablet.player(h.tv_jid.clone()).status().await.is_ok());
+    let after = tv_e2e.stats();
+    assert!(
+        tablet_e2e
+            .existing_tunnel(&h.tv_jid)
+            .expect("tunnel up")
+            .resumed(),
+        "the tablet's second tunnel did not resume"
+    );
+    assert_eq!(
+        after.key_reads, before.key_reads,
+        "the TV read the keys again"
+    );
+    assert_eq!(after.key_reads_spared, before.key_reads_spared + 1);
+
+    // The owner revokes the tablet; its very next tunnel is refused.
+    tablet_e2e.close_peer(&h.home, "the test wants a new tunnel");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tablet_fp = h.tablet_keys.identity.fingerprint();
+    assert!(h
+        .phone
+        .e2e()
+        .unwrap()
+        .revoke_everywhere(&h.home, &tablet_fp)
+        .await
+        .expect("revocation list published"));
+    let e = h
+        .tablet
+        .player(h.tv_jid.clone())
+        .status()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    assert!(h.tv_keys.trust.is_revoked(&h.home, &tablet_fp));
+    assert!(tv_e2e.stats().key_reads > after.key_reads);
+    // The phone is untouched.
+    assert!(h.phone.player(h.tv_jid.clone()).status().await.is_ok());
+    h.tablet.close().await;
+    h.phone.close().await;
+    h.tv.stop().await;
+}
+
 /// Issue 12: the phone is stolen; the tablet revokes it and rotates the network password. The TV
 /// and the tablet keep working with the new password (the TV was kicked by the server and came
 /// back with it); the stolen phone is refused its tunnel, never learns the password, and can no

@@ -87,6 +87,8 @@ pub struct E2eCounters {
     pub(crate) ibb_total_overflows: AtomicU64,
     pub(crate) tunnel_outbound_full: AtomicU64,
     pub(crate) reset_failures: AtomicU64,
+    pub(crate) key_reads: AtomicU64,
+    pub(crate) key_reads_spared: AtomicU64,
 }
 
 /// A copy of [`E2eCounters`] at one moment.
@@ -121,6 +123,12 @@ pub struct E2eStats {
     pub tunnel_outbound_full: u64,
     /// Tunnels (and their pending requests) failed because the XMPP session was reset.
     pub reset_failures: u64,
+    /// Reads of our network's key node (published keys and revocation lists) made for a trust
+    /// decision or after a notification of the node.
+    pub key_reads: u64,
+    /// Trust decisions before a tunnel that used the last read instead of reading again (it
+    /// still stood: read on this connection, no change notified since, recent enough).
+    pub key_reads_spared: u64,
 }
 
 impl E2eCounters {
@@ -155,6 +163,8 @@ impl E2eCounters {
             ibb_total_overflows: get(&self.ibb_total_overflows),
             tunnel_outbound_full: get(&self.tunnel_outbound_full),
             reset_failures: get(&self.reset_failures),
+            key_reads: get(&self.key_reads),
+            key_reads_spared: get(&self.key_reads_spared),
         }
     }
 }

@@ -5,9 +5,12 @@
 
 use std::collections::BTreeSet;
 
+use crate::core::sync::Locked;
+
 use xmpp_parsers::jid::BareJid;
 
 use super::{E2eEndpoint, NS_PUBSUB_EVENT};
+use crate::core::e2e::limits::E2eCounters;
 use crate::core::e2e::pubkey;
 use crate::core::e2e::revocation;
 use crate::core::e2e::trust::TrustSource;
@@ -220,6 +223,17 @@ impl E2eEndpoint {
         }
     }
 
+    /// Whether the network's keys as last read still stand, so the next trust decision before a
+    /// tunnel needs no read of the key node (see [`E2eStats::key_reads_spared`]).
+    ///
+    /// [`E2eStats::key_reads_spared`]: crate::core::e2e::E2eStats::key_reads_spared
+    pub fn keys_read_current(&self) -> bool {
+        self.inner
+            .key_view
+            .locked()
+            .is_current(std::time::Instant::now())
+    }
+
     pub(super) fn own_network(&self) -> Result<BareJid> {
         self.inner
             .session
@@ -242,7 +256,7 @@ impl E2eEndpoint {
         match self.trust_without_reading(jid, fingerprint) {
             TrustNow::Decided(ok) => ok,
             TrustNow::AfterReading { first_hand } => {
-                let read = self.resync(jid).await;
+                let read = self.confirm_keys(jid).await;
                 self.trust_after_reading(jid, fingerprint, first_hand, read)
             }
         }
@@ -296,10 +310,34 @@ impl E2eEndpoint {
         }
     }
 
+    /// What a trust decision before a tunnel needs of our network `jid`'s key node: nothing when
+    /// the last read still stands ([`super::key_view`]: read on this connection, no change
+    /// notified since, young enough), else a read ([`Self::resync`]).
+    pub(super) async fn confirm_keys(&self, jid: &BareJid) -> Result<()> {
+        let current = self.is_own_network(jid)
+            && self
+                .inner
+                .key_view
+                .locked()
+                .is_current(std::time::Instant::now());
+        if current {
+            E2eCounters::bump_by(&self.inner.counters.key_reads_spared, 1);
+            tracing::trace!(network = %jid, "the network's keys as last read still stand");
+            return Ok(());
+        }
+        self.resync(jid).await
+    }
+
     /// Brings the attested pins of `jid` (our network) in line with its published keys, and
     /// closes the tunnels of keys that lost their attestation.
     pub(super) async fn resync(&self, jid: &BareJid) -> Result<()> {
         let inner = &self.inner;
+        let own_network = self.is_own_network(jid);
+        let ticket = inner
+            .key_view
+            .locked()
+            .read_starts(std::time::Instant::now());
+        E2eCounters::bump_by(&inner.counters.key_reads, 1);
         // Our own key is attested by the owner that paired with us; it is not a peer to trust.
         let own = inner.config.identity.fingerprint();
         let outcome = pubkey::sync_attested_except(
@@ -310,6 +348,9 @@ impl E2eEndpoint {
             inner.config.setup_timeout,
         )
         .await?;
+        if own_network {
+            inner.key_view.locked().read_done(ticket);
+        }
         self.close_revoked(jid, &outcome.revoked);
         for refused in &outcome.refused_lists {
             if matches!(refused, revocation::ListError::Rollback { .. }) {

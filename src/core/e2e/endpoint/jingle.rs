@@ -145,7 +145,7 @@ impl E2eEndpoint {
         // waits for it: a revocation published while we were away is known before any TLS byte).
         let read = (matches!(mode, Mode::Pinned) && self.is_own_network(&bare)).then(|| {
             let (this, bare) = (self.clone(), bare.clone());
-            AbortOnDrop(tokio::spawn(async move { this.resync(&bare).await }))
+            AbortOnDrop(tokio::spawn(async move { this.confirm_keys(&bare).await }))
         });
         let ibb_rx = inner
             .ibb
@@ -563,7 +563,7 @@ impl E2eEndpoint {
                             // A key we do not know yet (perhaps attested since): the read decides
                             // before we answer, so an unknown key never sees an accept.
                             TrustNow::AfterReading { first_hand } => {
-                                let read = this.resync(&bare).await;
+                                let read = this.confirm_keys(&bare).await;
                                 let ok =
                                     this.trust_after_reading(&bare, &fingerprint, first_hand, read);
                                 (ok, None)
@@ -702,7 +702,7 @@ impl E2eEndpoint {
         let confirmation = async {
             match confirm {
                 Some(first_hand) => {
-                    let read = self.resync(&bare).await;
+                    let read = self.confirm_keys(&bare).await;
                     Some(self.trust_after_reading(&bare, &offer.fingerprint, first_hand, read))
                 }
                 None => None,

@@ -53,6 +53,7 @@ mod directory;
 mod gossip;
 mod half_open;
 mod jingle;
+mod key_view;
 mod offer;
 /// For the seed writer of the fuzz corpus, which writes initiates and accepts as we send them.
 #[cfg(test)]
@@ -140,6 +141,8 @@ struct Inner {
     own_online: Mutex<std::collections::BTreeSet<FullJid>>,
     /// TLS session tickets of the tunnels (in memory only, see [`Resumption`]).
     resumption: Resumption,
+    /// Whether the last read of our network's key node still stands (see [`key_view`]).
+    key_view: Mutex<key_view::KeyView>,
 }
 
 /// The end-to-end layer of one device on one [`Session`]. Cheap to clone.
@@ -197,6 +200,7 @@ impl E2eEndpoint {
         let counters = Arc::new(E2eCounters::default());
         let mut state_seen = session.watch_state();
         state_seen.borrow_and_update();
+        let key_view = key_view::KeyView::new(session.watch_state(), key_view::KEY_VIEW_MAX_AGE);
         let limits = config.limits.clone();
         let inner = Inner {
             session,
@@ -218,6 +222,7 @@ impl E2eEndpoint {
             events,
             own_online: Mutex::new(Default::default()),
             resumption: Resumption::new(RESUMPTION_PEERS, RESUMPTION_LIFETIME),
+            key_view: Mutex::new(key_view),
         };
         (
             E2eEndpoint {
@@ -281,6 +286,9 @@ impl E2eEndpoint {
             // A change of the network's published keys (PEP notification, XEP-0163): re-check
             // the attested pins now, so a revoked device loses its open tunnels at once.
             Stanza::Message(m) if self.is_key_notification(m) => {
+                // Stale from now on, before any later stanza is handled: a tunnel request that
+                // reaches us after this notification is decided on a new read.
+                self.inner.key_view.locked().notified();
                 if let Ok(network) = self.own_network() {
                     let this = self.clone();
                     tokio::spawn(async move {
