@@ -138,7 +138,10 @@ impl PairingGate {
         tries.failures += 1;
         if tries.failures >= MAX_ATTEMPTS {
             // This is the peer's last try for now; its next one waits out the lock-out.
-            tries.locked_until = Some(now + FIRST_LOCKOUT * 2u32.saturating_pow(tries.lockouts));
+            // The peer drives `lockouts`: the product fits a `Duration` (30 s × 2^32), and the
+            // deadline is capped so no clock overflows however long the lock-out grows.
+            let lockout = FIRST_LOCKOUT * 2u32.saturating_pow(tries.lockouts);
+            tries.locked_until = Some(crate::core::clock::deadline(now, lockout));
             tries.lockouts = tries.lockouts.saturating_add(1);
             tries.failures = 0;
             tracing::warn!(%peer, lockouts = tries.lockouts, "pairing: too many wrong codes, peer locked out");
