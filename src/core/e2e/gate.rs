@@ -215,6 +215,22 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_with_countless_lockouts_gets_a_capped_deadline_not_an_overflow() {
+        let now = Instant::now();
+        let phone = jid("home@home.test/phone");
+        let mut gate = PairingGate::default();
+        gate.arm(now).unwrap();
+        // As if the peer had earned every lock-out: 30 s × 2^32 is some 4000 years.
+        gate.tries(&phone, now).lockouts = u32::MAX;
+        for _ in 0..MAX_ATTEMPTS {
+            gate.begin(&phone, now).unwrap();
+        }
+        let until = gate.peers[&phone].locked_until.expect("locked out");
+        assert_eq!(until, now + crate::core::clock::FAR_FUTURE);
+        assert!(gate.is_open(&phone, now).is_err());
+    }
+
+    #[test]
     fn one_peers_wrong_codes_never_lock_out_another() {
         let now = Instant::now();
         let (mallory, phone) = (jid("home@home.test/mallory"), jid("home@home.test/phone"));
