@@ -128,8 +128,17 @@ struct Args {
     refresh_secs: u64,
 }
 
+/// Longest `--pairing-every`: a timer further out than this is no timer (and `Instant + secs`
+/// would overflow for the largest numbers).
+const MAX_PAIRING_EVERY_SECS: u64 = 365 * 86_400;
+
 fn parse_args() -> std::result::Result<Args, String> {
-    let mut it = std::env::args().skip(1);
+    parse_args_from(std::env::args().skip(1))
+}
+
+/// [`parse_args`] over `argv` without the program name.
+fn parse_args_from(argv: impl IntoIterator<Item = String>) -> std::result::Result<Args, String> {
+    let mut it = argv.into_iter();
     let command = it.next().ok_or("no command")?;
     let mut args = Args {
         command,
@@ -169,9 +178,13 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--feed" => args.feeds.push(value),
             "--stations" => args.stations = Some(value),
             "--pairing-every" => {
-                let secs: u64 = value.parse().ok().filter(|s| *s > 0).ok_or(format!(
-                    "--pairing-every takes seconds (> 0), not {value:?}"
-                ))?;
+                let secs: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=MAX_PAIRING_EVERY_SECS).contains(s))
+                    .ok_or(format!(
+                        "--pairing-every takes seconds (1..={MAX_PAIRING_EVERY_SECS}), not {value:?}"
+                    ))?;
                 args.pairing_every = Some(Duration::from_secs(secs));
             }
             "--refresh" => {
@@ -789,6 +802,27 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("pmn: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> std::result::Result<Args, String> {
+        parse_args_from(argv.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn pairing_every_out_of_range_is_an_error_not_a_panic_later() {
+        let ok = parse(&["provider", "--pairing-every", "300"]).expect("300 s");
+        assert_eq!(ok.pairing_every, Some(Duration::from_secs(300)));
+        for bad in ["0", "-1", "31536001", "18446744073709551615", "x"] {
+            let e = parse(&["provider", "--pairing-every", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(e.contains("--pairing-every"), "{e}");
         }
     }
 }

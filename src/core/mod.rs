@@ -1,6 +1,7 @@
 //! The protocol core: pure Rust, no UniFFI. See shared/DESIGN.md §1 for the module map.
 
 pub mod access;
+pub(crate) mod clock;
 pub mod config;
 pub mod controller;
 pub mod discovery;

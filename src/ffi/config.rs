@@ -9,6 +9,7 @@ use super::e2e::E2eOptions;
 use super::error::{config, PmnError};
 use super::numbers::{in32, in64};
 use crate::core::access::{AccessSettings, IntakeLimits};
+use crate::core::clock::FAR_FUTURE;
 use crate::core::controller::OwnerAccess;
 use crate::core::e2e::E2eSettings;
 use crate::core::provider::MediaPolicy;
@@ -96,11 +97,13 @@ impl ConnectionConfig {
             None => ServerTrust::Platform,
         };
         session.connect_timeout = millis(self.connect_timeout_ms);
+        // Capped: tokio-xmpp adds both to `Instant::now()` itself, and `Long.MAX_VALUE` ms does
+        // not fit every platform's clock. Thirty years of silence is the same as no keepalive.
         if keepalive > 0 {
-            session.keepalive = Duration::from_millis(keepalive);
+            session.keepalive = Duration::from_millis(keepalive).min(FAR_FUTURE);
         }
         if probe_timeout > 0 {
-            session.probe_timeout = Duration::from_millis(probe_timeout);
+            session.probe_timeout = Duration::from_millis(probe_timeout).min(FAR_FUTURE);
         }
         Ok(session)
     }
@@ -182,4 +185,45 @@ impl ConnectionConfig {
 /// no time at all).
 fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(keepalive_ms: i64, probe_timeout_ms: i64) -> ConnectionConfig {
+        ConnectionConfig {
+            network: "home@home.test".into(),
+            password: "secret".into(),
+            device: "tv".into(),
+            server: None,
+            test_ca_pem: None,
+            connect_timeout_ms: 15_000,
+            rpc_timeout_ms: 10_000,
+            keepalive_ms,
+            probe_timeout_ms,
+            call_retries: 0,
+            e2e: None,
+            plain_transport: true,
+            owner: None,
+            guests: None,
+            caps_cache: None,
+        }
+    }
+
+    #[test]
+    fn the_largest_keepalive_and_probe_timeout_are_capped_to_fit_the_clock() {
+        let session = plain(i64::MAX, i64::MAX).to_session().expect("valid");
+        assert_eq!(session.keepalive, FAR_FUTURE);
+        assert_eq!(session.probe_timeout, FAR_FUTURE);
+        let now = tokio::time::Instant::now();
+        let _ = now + session.keepalive + session.probe_timeout / 2;
+        let session = plain(20_000, 3_000).to_session().expect("valid");
+        assert_eq!(session.keepalive, Duration::from_millis(20_000));
+        assert_eq!(session.probe_timeout, Duration::from_millis(3_000));
+        assert!(
+            plain(-1, 0).to_session().is_err(),
+            "negative is a config error"
+        );
+    }
 }

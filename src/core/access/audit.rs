@@ -206,7 +206,8 @@ impl AuditLog {
             return held.seq;
         }
         let seq = record.seq;
-        self.next_seq += 1;
+        // Saturates: a log read back from JSON may already stand at `u64::MAX`.
+        self.next_seq = self.next_seq.saturating_add(1);
         if self.records.len() >= self.capacity && !self.make_room(&record) {
             self.count_eviction(record.kind);
             return seq;
@@ -295,11 +296,19 @@ impl AuditLog {
     }
 
     /// A log from a JSON array (as [`AuditLog::to_json`] wrote), keeping the newest `capacity`.
+    ///
+    /// The text may come from a file or a peer: records are put back in sequence order (which
+    /// [`AuditLog::since`] relies on) and a sequence number at `u64::MAX` does not overflow.
     pub fn from_json(json: &str, capacity: usize) -> Result<Self, serde_json::Error> {
-        let records: Vec<AuditRecord> = serde_json::from_str(json)?;
+        let mut records: Vec<AuditRecord> = serde_json::from_str(json)?;
+        records.sort_by_key(|r| r.seq);
         let mut log = AuditLog::new(capacity);
         let skip = records.len().saturating_sub(log.capacity);
-        log.next_seq = records.iter().map(|r| r.seq + 1).max().unwrap_or(1);
+        log.next_seq = records
+            .iter()
+            .map(|r| r.seq.saturating_add(1))
+            .max()
+            .unwrap_or(1);
         log.records = records.into_iter().skip(skip).collect();
         Ok(log)
     }
@@ -503,5 +512,39 @@ mod tests {
         let kinds: Vec<AuditKind> = log.records().iter().map(|r| r.kind).collect();
         assert_eq!(kinds, [AuditKind::Grant, AuditKind::Revoke]);
         assert_eq!(log.evictions().uses, 1);
+    }
+
+    #[test]
+    fn hostile_json_with_the_last_sequence_number_or_out_of_order_reads_without_panic() {
+        let record = |seq: u64, subject: &str| AuditRecord {
+            seq,
+            at: 1,
+            last_at: 1,
+            count: 1,
+            kind: AuditKind::Deny,
+            subject: subject.to_owned(),
+            device: None,
+            grant_id: None,
+            method: Some("player.pause".to_owned()),
+            detail: String::new(),
+        };
+        // Out of order, and one at u64::MAX (a file or a peer can say anything).
+        let json =
+            serde_json::to_string(&[record(u64::MAX, "a@x.test/p"), record(5, "b@x.test/p")])
+                .expect("json");
+        let mut log = AuditLog::from_json(&json, 8).expect("reads");
+        let seqs: Vec<u64> = log.records().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [5, u64::MAX], "put back in sequence order");
+        assert_eq!(log.since(5).len(), 1, "since() sees the sorted records");
+        // The next record takes the last number instead of overflowing; so does the one after.
+        assert_eq!(
+            push(&mut log, AuditKind::Use, "c@x.test/p", "x.m"),
+            u64::MAX
+        );
+        assert_eq!(
+            push(&mut log, AuditKind::Use, "d@x.test/p", "x.m"),
+            u64::MAX
+        );
+        assert_eq!(log.len(), 4);
     }
 }

@@ -11,7 +11,7 @@ use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::minidom::Element;
 
 use super::guest::no_tunnel;
-use super::owner::{empty_acl, merge_grants};
+use super::owner::{empty_acl, merge_grants, revoke_version};
 use super::Shared;
 use crate::core::access::{
     unix_now, AclEntry, AclState, GrantId, GrantInfo, OwnerKey, OwnerList, SignedRevoke,
@@ -176,7 +176,7 @@ impl Shared {
             .iter()
             .map(|e| (e.grant.id.clone(), e))
             .collect();
-        let version = states.values().map(|s| s.version).max().unwrap_or(0) + 1;
+        let version = revoke_version(states.values());
         // What this phone revoked counts as revoked, whatever the providers online say: the one
         // that knew may be off, and the newcomer (or the only other one) may have missed it.
         let revoked_here = |id: &GrantId| owner.revoked.locked().contains(id);

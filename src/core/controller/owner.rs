@@ -463,7 +463,7 @@ impl OwnerConsole {
             .shared
             .each_provider(&targets, false, Element::from(empty_acl()))
             .await;
-        let version = states.values().map(|s| s.version).max().unwrap_or(0) + 1;
+        let version = revoke_version(states.values());
         let grants = merge_grants(states.values().cloned());
         let revoke = SignedRevoke::sign(
             self.controller.shared.network.clone(),
@@ -549,6 +549,17 @@ fn first_failure(failed: Vec<(FullJid, Error)>, what: &str) -> Error {
     }
 }
 
+/// The version a revocation is signed with: one past the highest the providers answered. The
+/// versions are the providers' word, so one at `u64::MAX` saturates instead of overflowing (the
+/// provider moves its ACL to at least `current + 1` on a revoke anyway).
+pub(super) fn revoke_version<'a>(states: impl Iterator<Item = &'a AclState>) -> u64 {
+    states
+        .map(|s| s.version)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1)
+}
+
 /// One list from the lists of several providers: by grant id; revoked anywhere wins.
 pub(super) fn merge_grants(states: impl Iterator<Item = AclState>) -> Vec<GrantInfo> {
     let mut merged: BTreeMap<GrantId, GrantInfo> = BTreeMap::new();
@@ -569,4 +580,20 @@ pub(super) fn merge_grants(states: impl Iterator<Item = AclState>) -> Vec<GrantI
             .or_insert(info);
     }
     merged.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_answering_the_last_version_does_not_overflow_the_revoke_version() {
+        let state = |version| AclState {
+            version,
+            entries: vec![],
+        };
+        assert_eq!(revoke_version([].iter()), 1);
+        assert_eq!(revoke_version([state(3), state(7)].iter()), 8);
+        assert_eq!(revoke_version([state(2), state(u64::MAX)].iter()), u64::MAX);
+    }
 }

@@ -128,6 +128,7 @@ impl<S: AsyncWrite + Unpin> EarlyIo<S> {
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
+            // `n <= self.resend.len()` by the `poll_write` contract (a count of bytes of `buf`).
             self.resend.drain(..n);
             if self.resend.is_empty() {
                 ready!(Pin::new(&mut *inner).poll_flush(cx))?;

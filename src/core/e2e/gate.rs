@@ -138,7 +138,10 @@ impl PairingGate {
         tries.failures += 1;
         if tries.failures >= MAX_ATTEMPTS {
             // This is the peer's last try for now; its next one waits out the lock-out.
-            tries.locked_until = Some(now + FIRST_LOCKOUT * 2u32.saturating_pow(tries.lockouts));
+            // The peer drives `lockouts`: the product fits a `Duration` (30 s × 2^32), and the
+            // deadline is capped so no clock overflows however long the lock-out grows.
+            let lockout = FIRST_LOCKOUT * 2u32.saturating_pow(tries.lockouts);
+            tries.locked_until = Some(crate::core::clock::deadline(now, lockout));
             tries.lockouts = tries.lockouts.saturating_add(1);
             tries.failures = 0;
             tracing::warn!(%peer, lockouts = tries.lockouts, "pairing: too many wrong codes, peer locked out");
@@ -209,6 +212,22 @@ mod tests {
         assert!(gate
             .is_open(&phone, later + FIRST_LOCKOUT * 2 + Duration::from_secs(1))
             .is_ok());
+    }
+
+    #[test]
+    fn a_peer_with_countless_lockouts_gets_a_capped_deadline_not_an_overflow() {
+        let now = Instant::now();
+        let phone = jid("home@home.test/phone");
+        let mut gate = PairingGate::default();
+        gate.arm(now).unwrap();
+        // As if the peer had earned every lock-out: 30 s × 2^32 is some 4000 years.
+        gate.tries(&phone, now).lockouts = u32::MAX;
+        for _ in 0..MAX_ATTEMPTS {
+            gate.begin(&phone, now).unwrap();
+        }
+        let until = gate.peers[&phone].locked_until.expect("locked out");
+        assert_eq!(until, now + crate::core::clock::FAR_FUTURE);
+        assert!(gate.is_open(&phone, now).is_err());
     }
 
     #[test]

@@ -249,7 +249,7 @@ impl Resumption {
             .filter(|(s, c)| {
                 s.peer == peer
                     && s.own_key == *own
-                    && now.duration_since(c.created) < self.lifetime
+                    && now.saturating_duration_since(c.created) < self.lifetime
                     && c.tickets
                         .as_ref()
                         .is_some_and(|t| t.held.load(Ordering::SeqCst) > 0)
@@ -272,7 +272,7 @@ impl Resumption {
     ) -> Result<Arc<C>> {
         let now = Instant::now();
         let mut map = map.locked();
-        map.retain(|_, c| now.duration_since(c.created) < self.lifetime);
+        map.retain(|_, c| now.saturating_duration_since(c.created) < self.lifetime);
         if let Some(cached) = map.get(&scope) {
             return Ok(cached.config.clone());
         }

@@ -290,7 +290,7 @@ impl Tunnel {
                 ))
             }
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::core::clock::deadline(tokio::time::Instant::now(), timeout);
         let (tx, rx) = oneshot::channel();
         // The peer is the only one who can answer inside the tunnel; a full tracker means it
         // never left.

@@ -152,6 +152,7 @@ impl<'a> CertParts<'a> {
         Ok(CertParts {
             tbs,
             spki,
+            // Cannot panic: `sig_bits.first() == Some(&0)` was checked above.
             signature: &sig_bits[1..],
         })
     }

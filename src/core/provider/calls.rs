@@ -97,7 +97,10 @@ impl InFlight {
             total: limits.calls_in_flight,
             per_caller: limits.calls_per_caller,
             for_guests: limits.calls_for_guests,
-            running: Arc::new(Semaphore::new(limits.calls_running)),
+            // tokio panics above `MAX_PERMITS` (~2^61); `usize::MAX` for "no bound" means the same.
+            running: Arc::new(Semaphore::new(
+                limits.calls_running.min(Semaphore::MAX_PERMITS),
+            )),
             stats,
             log: Arc::new(Mutex::new(CallLog::new(
                 limits.call_memory,
@@ -357,5 +360,15 @@ mod tests {
         drop(_g1);
         drop(_g2);
         assert!(calls.counts.locked().per_caller.is_empty());
+    }
+
+    #[test]
+    fn unbounded_running_calls_are_capped_instead_of_panicking() {
+        let limits = ProviderLimits {
+            calls_running: usize::MAX,
+            ..ProviderLimits::default()
+        };
+        let calls = InFlight::new(&limits, Arc::new(Counters::default()));
+        assert_eq!(calls.running.available_permits(), Semaphore::MAX_PERMITS);
     }
 }

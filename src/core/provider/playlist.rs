@@ -174,6 +174,7 @@ impl Service for PlaylistPlayer {
                 .and_then(Value::as_str)
                 .and_then(PlaylistAddress::parse);
             if let Some(address) = address {
+                // `params[1..]` cannot panic: the address came from `params.first()`.
                 return async move { self.resolve(verb, address, &params[1..], ctx).await }.boxed();
             }
         }

@@ -293,7 +293,10 @@ impl<K: Hash + Eq + Clone> CallLog<K> {
     fn expire(&mut self, now: Instant) {
         while let Some((&seq, key)) = self.order.iter().next() {
             let expired = match self.entries.get(key).map(|e| &e.state) {
-                Some(State::Done { at, .. }) => *at + self.window <= now,
+                // A window too long to add (`Duration::MAX` for "forever") never ends.
+                Some(State::Done { at, .. }) => {
+                    at.checked_add(self.window).is_some_and(|end| end <= now)
+                }
                 Some(State::Running(_)) => false,
                 None => true,
             };
@@ -356,6 +359,20 @@ mod tests {
         // After the window the answer is gone and the id would run again.
         let later = t0 + Duration::from_secs(121);
         assert!(matches!(log.begin(&"phone", &id(1), later), Begin::Run(_)));
+    }
+
+    #[test]
+    fn a_window_of_duration_max_remembers_without_overflowing() {
+        let mut log: CallLog<&str> = CallLog::new(Duration::MAX, 8, 32, DEFAULT_BYTES);
+        let t0 = Instant::now();
+        let Begin::Run(ticket) = log.begin(&"phone", &id(1), t0) else {
+            panic!("a new call runs");
+        };
+        log.finish(&"phone", &id(1), ticket, Ok(Value::from(7)), t0);
+        let later = t0 + Duration::from_secs(86_400);
+        assert!(
+            matches!(log.begin(&"phone", &id(1), later), Begin::Done(Ok(v)) if v == Value::from(7))
+        );
     }
 
     #[test]

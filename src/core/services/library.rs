@@ -353,7 +353,7 @@ impl MediaLibrary for GeneratedLibrary {
             if total >= offset && items.len() < limit as usize {
                 items.push(item);
             }
-            total += 1;
+            total = total.saturating_add(1);
         }
         Ok(Page {
             items,

@@ -252,11 +252,23 @@ impl MediaPlayer for MpvPlayer {
     }
 }
 
+/// Longest tone [`write_tone`] writes: one hour (28.8 MB), far below the 4 GiB a WAV header can
+/// count.
+pub const MAX_TONE_SECONDS: u32 = 3600;
+
 /// Writes a WAV file of `seconds` of a quiet 440 Hz tone (8 kHz, 8-bit mono): something mpv can
-/// really play in tests and demos without shipping media.
+/// really play in tests and demos without shipping media. More than [`MAX_TONE_SECONDS`] is
+/// `InvalidInput` (the header's sizes would overflow long before memory ran out).
 pub fn write_tone(path: &Path, seconds: u32) -> std::io::Result<()> {
     const RATE: u32 = 8000;
-    let samples = RATE.saturating_mul(seconds);
+    if seconds > MAX_TONE_SECONDS {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a tone of {seconds} s is longer than {MAX_TONE_SECONDS} s"),
+        ));
+    }
+    // At most 28.8 M samples: the header sums below cannot overflow.
+    let samples = RATE * seconds;
     let mut wav = Vec::with_capacity(44 + samples as usize);
     wav.extend_from_slice(b"RIFF");
     wav.extend_from_slice(&(36 + samples).to_le_bytes());
@@ -275,4 +287,20 @@ pub fn write_tone(path: &Path, seconds: u32) -> std::io::Result<()> {
         wav.push((128.0 + 16.0 * phase.sin()) as u8);
     }
     std::fs::write(path, wav)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tone_too_long_for_its_header_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("tone.wav");
+        let e = write_tone(&path, u32::MAX).expect_err("too long");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(!path.exists());
+        write_tone(&path, 1).expect("one second");
+        assert_eq!(std::fs::metadata(&path).expect("written").len(), 44 + 8000);
+    }
 }

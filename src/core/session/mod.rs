@@ -408,7 +408,7 @@ impl Session {
             }
         }
         let (reply_tx, reply_rx) = oneshot::channel();
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::core::clock::deadline(Instant::now(), timeout);
         self.shared
             .commands
             .send(Command::Request {

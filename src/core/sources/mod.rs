@@ -421,7 +421,10 @@ impl SourceLibrary {
 
     /// The refresh loop; ends with the library or the provider.
     async fn run(weak: Weak<SourceLibrary>, emitter: Emitter<Library>, every: Duration) {
-        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // `every` is the app's (`Duration::MAX` to refresh only on demand): tokio caps the period,
+        // the first deadline is capped here.
+        let start = crate::core::clock::deadline(tokio::time::Instant::now(), every);
+        let mut timer = tokio::time::interval_at(start, every);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             timer.tick().await;
@@ -612,6 +615,20 @@ mod tests {
         let e = lib.read("feed0/1", 0, 10).expect_err("remote");
         assert_eq!(e.fault_code(), Some(FAULT_NO_BYTES));
         assert!(e.to_string().contains("https://cdn.example/1.mp3"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_refresh_of_duration_max_waits_instead_of_panicking() {
+        let mut config = SourceConfig::feeds(vec!["http://127.0.0.1:1/f".into()]);
+        config.refresh = Duration::MAX;
+        let lib = SourceLibrary::new(config).expect("library");
+        let emitter = crate::core::rpc::TypedService::<Library>::new().emitter();
+        let every = lib.config.refresh.max(MIN_REFRESH);
+        // `Instant::now() + Duration::MAX` used to panic on the first poll; now the loop waits.
+        let run = SourceLibrary::run(Arc::downgrade(&lib), emitter, every);
+        assert!(tokio::time::timeout(Duration::from_millis(50), run)
+            .await
+            .is_err());
     }
 
     #[test]
