@@ -119,17 +119,62 @@ fn call_timeout() -> Duration {
 
 /// Resident set size of process `pid`, KB.
 fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// One `… kB` field of `/proc/<pid>/status` (0 if absent).
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| {
-            l.strip_prefix("VmRSS:")?
+            l.strip_prefix(field)?
                 .split_whitespace()
                 .next()?
                 .parse()
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// Where a process's resident memory is: heap and stacks (anonymous); mapped files, split into
+/// the process's own executable and the rest (shared libraries); the memory it alone has written
+/// (private dirty: what cannot be dropped and read back from a file); its thread count.
+fn rss_parts(pid: u32) -> String {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut own, mut dirty, mut in_exe) = (0u64, 0u64, false);
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: `start-end perms offset dev inode [path]`.
+            in_exe = words
+                .nth(4)
+                .is_some_and(|path| std::path::Path::new(path) == exe);
+            continue;
+        }
+        let kb = || {
+            words
+                .clone()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        match first {
+            "Rss:" if in_exe => own += kb(),
+            "Private_Dirty:" => dirty += kb(),
+            _ => {}
+        }
+    }
+    let file = status_kb(pid, "RssFile:");
+    format!(
+        "anonymous {} KB, file-backed {file} KB (its executable {own} KB, other files {} KB), \
+         private dirty {dirty} KB, {} threads",
+        status_kb(pid, "RssAnon:"),
+        file.saturating_sub(own),
+        status_kb(pid, "Threads:")
+    )
 }
 
 // ---- the providers' process ------------------------------------------------------------------
@@ -1019,6 +1064,13 @@ async fn footprint(server: &TestServer) {
         } else {
             "missed"
         }
+    );
+    println!(
+        "    seeing {N}: {}; the executable is this bench, {} KB on disk",
+        rss_parts(controller.pid()),
+        std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .map_or(0, |m| m.len() / 1024)
     );
     let per = (providers_n as f64 - providers_1 as f64) / (N - 1) as f64;
     println!(
