@@ -7,6 +7,7 @@ pub mod controller;
 pub mod discovery;
 pub mod e2e;
 pub mod error;
+pub(crate) mod files;
 pub mod identity;
 pub(crate) mod lazy_broadcast;
 pub(crate) mod plumbing;

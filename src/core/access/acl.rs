@@ -29,6 +29,8 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 
 use decision::evaluate;
 pub use decision::{Allowed, Decision, DenyReason};
+#[cfg(test)]
+pub(super) use store::MAX_ACL_FILE_BYTES;
 pub(super) use store::{check_permissions, write_atomically};
 
 use super::audit::{AuditKind, AuditLog};

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::acl::{check_permissions, write_atomically};
 use super::{AccessError, GrantId};
+use crate::core::files::{read_to_string_bounded, ReadError};
 
 /// Most revoked grant ids remembered; the oldest is forgotten first (a grant that old has long
 /// expired, and an expired grant cannot be installed anywhere).
@@ -27,6 +28,13 @@ pub struct RevokedGrants {
 
 /// Most removed owner keys remembered (a household has at most [`super::MAX_OWNER_KEYS`] at once).
 pub const MAX_REMOVED_OWNERS_REMEMBERED: usize = 64;
+
+/// Largest revoked-grants file read. The file is compact JSON: each of at most
+/// [`MAX_REVOKED_REMEMBERED`] (4096) ids is at most 64 characters plus quotes and a comma (67
+/// bytes: 274 432), each of at most [`MAX_REMOVED_OWNERS_REMEMBERED`] (64) owner keys a base64
+/// P-256 SPKI of 124 characters (127 with quotes and comma: 8 128; even a 1 KiB SPKI would be
+/// 1 371, 87 744 in all), plus ~50 bytes of field names. At most ~365 KB: 1 MiB leaves room.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +60,7 @@ impl RevokedGrants {
             removed_owners: VecDeque::new(),
             path: Some(path.clone()),
         };
-        match std::fs::read_to_string(&path) {
+        match read_to_string_bounded(&path, MAX_FILE_BYTES) {
             Ok(text) => {
                 check_permissions(&path)?;
                 let corrupt = |reason: String| AccessError::Corrupt {
@@ -76,8 +84,14 @@ impl RevokedGrants {
                 }
                 this.ids = file.revoked.into();
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
+            Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e @ ReadError::TooLarge { .. }) => {
+                return Err(AccessError::Corrupt {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(ReadError::Io(e)) => {
                 return Err(AccessError::Storage(format!(
                     "cannot read {}: {e}",
                     path.display()
@@ -194,5 +208,33 @@ mod tests {
                 Err(AccessError::InsecurePermissions { .. })
             ));
         }
+    }
+
+    #[test]
+    fn a_full_file_loads_and_one_byte_over_the_bound_is_corrupt_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("revoked.json");
+        let mut r = RevokedGrants::open(&path).expect("open");
+        // The largest file this store writes (longest ids, every slot used) is under the bound.
+        for n in 0..MAX_REVOKED_REMEMBERED {
+            r.ids.push_back(GrantId::new(format!("{n:064}")).unwrap());
+        }
+        for n in 0..MAX_REMOVED_OWNERS_REMEMBERED {
+            r.removed_owners.push_back(vec![n as u8; 91]);
+        }
+        r.persist().expect("persist");
+        let written = std::fs::metadata(&path).expect("written").len();
+        assert!(written <= MAX_FILE_BYTES / 2, "{written} bytes");
+        assert_eq!(
+            RevokedGrants::open(&path).expect("a full file").len(),
+            MAX_REVOKED_REMEMBERED
+        );
+        // Padded with JSON whitespace to one byte over: still valid JSON, refused by size.
+        let mut text = std::fs::read(&path).expect("read");
+        text.resize(MAX_FILE_BYTES as usize + 1, b' ');
+        std::fs::write(&path, &text).expect("pad");
+        let e = RevokedGrants::open(&path).expect_err("too large");
+        assert!(matches!(e, AccessError::Corrupt { .. }), "{e}");
+        assert_eq!(std::fs::read(&path).expect("kept"), text);
     }
 }

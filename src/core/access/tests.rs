@@ -1000,6 +1000,35 @@ fn corrupted_or_tampered_acl_file_is_an_error_never_an_empty_acl() {
     assert!(Acl::open(&path, h.owners.clone(), NOW).is_ok());
 }
 
+#[test]
+fn acl_file_one_byte_over_the_bound_is_corrupt_and_left_on_disk() {
+    let h = household();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("acl.json");
+    {
+        let mut acl = Acl::open(&path, h.owners.clone(), NOW).expect("open");
+        acl.install(h.playback_grant(), NOW).expect("install");
+    }
+    assert_eq!(
+        Acl::open(&path, h.owners.clone(), NOW)
+            .expect("a normal file loads")
+            .grants(NOW)
+            .len(),
+        1
+    );
+    // Trailing JSON whitespace: the content still parses, only its size is wrong.
+    let mut text = fs::read(&path).expect("read");
+    text.resize(acl::MAX_ACL_FILE_BYTES as usize + 1, b' ');
+    fs::write(&path, &text).expect("pad");
+    let err = Acl::open(&path, h.owners.clone(), NOW).expect_err("too large");
+    assert!(matches!(err, AccessError::Corrupt { .. }), "{err:?}");
+    assert_eq!(
+        crate::core::error::Error::from(err).kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(fs::read(&path).expect("kept"), text);
+}
+
 #[cfg(unix)]
 #[test]
 fn acl_file_readable_by_others_is_refused() {

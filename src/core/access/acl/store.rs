@@ -14,9 +14,20 @@ use xmpp_parsers::jid::BareJid;
 use super::{Acl, Entry, MAX_GRANTS, MAX_TOMBSTONES};
 use crate::core::access::audit::AuditKind;
 use crate::core::access::{AccessError, DeviceFingerprint, GrantId, OwnerKeys, SignedGrant};
+use crate::core::files::{read_to_string_bounded, ReadError};
 
 /// Version of the file layout.
 const FILE_FORMAT: u32 = 1;
+
+/// Largest ACL file read. The file is pretty JSON. A grant's XML is at most ~6.3 KB: two bare
+/// JIDs (network, guest) of at most 2 047 bytes each, an item id of at most 256 bytes (1 536 if
+/// every byte were XML-escaped), a 64-character id, two 64-hex fingerprints, three u64, a
+/// base64 signature of at most 108 characters, two scopes, the namespace and attribute names
+/// (~300); with its JSON entry that is under 8 KiB, and [`MAX_GRANTS`] (256) of them under
+/// 2 MiB. [`MAX_TOMBSTONES`] (1024) tombstones of ~150 bytes (64-character id, u64, keys and
+/// indentation) fit 256 KiB; 16 owner keys, their devices and the network JID ~8 KB. About
+/// 2.3 MiB at most: 4 MiB leaves room.
+pub(in crate::core::access) const MAX_ACL_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,8 +87,16 @@ impl Acl {
             }
         }
         check_permissions(&path)?;
-        let text = fs::read_to_string(&path)
-            .map_err(|e| AccessError::Storage(format!("cannot read {}: {e}", path.display())))?;
+        let text = read_to_string_bounded(&path, MAX_ACL_FILE_BYTES).map_err(|e| match e {
+            // Bigger than any ACL this provider writes: as untrustworthy as any corrupt file.
+            ReadError::TooLarge { .. } => AccessError::Corrupt {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            },
+            ReadError::Io(e) => {
+                AccessError::Storage(format!("cannot read {}: {e}", path.display()))
+            }
+        })?;
         acl.load(&path, &text, now)?;
         Ok(acl)
     }
