@@ -4,6 +4,7 @@
 //! that group or others can access is refused with [`KeyStoreError::InsecurePermissions`] instead of
 //! being used, and no key bytes ever reach a log line or an error message.
 
+use crate::core::files::{read_file_bounded, ReadError};
 use crate::core::sync::Locked;
 use std::collections::HashMap;
 use std::fs;
@@ -20,6 +21,11 @@ use crate::core::identity::{
 
 /// File name suffix of a key file (`<alias>.p8`).
 const KEY_SUFFIX: &str = ".p8";
+
+/// Largest key file read. This store writes ring's P-256 PKCS#8 v1 document, 138 bytes; PKCS#8
+/// P-256 keys from other tools (v2 with attributes, explicit curve parameters) stay under 500.
+/// 4 KiB is several times any of them and still nothing to hold in memory.
+const MAX_KEY_FILE_BYTES: u64 = 4 * 1024;
 
 /// A directory of PKCS#8 P-256 key files. See the module docs for the permission rules.
 pub struct SoftwareKeyStore {
@@ -88,7 +94,7 @@ impl SoftwareKeyStore {
             return Ok(key.clone());
         }
         let path = self.path(alias);
-        let file = match fs::File::open(&path) {
+        let mut file = match fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(KeyStoreError::NotFound {
@@ -103,7 +109,17 @@ impl SoftwareKeyStore {
             .metadata()
             .map_err(|e| io_error("cannot stat key file", &path, e))?;
         check_private(&path, &meta)?;
-        let pkcs8 = read_all(file).map_err(|e| io_error("cannot read key file", &path, e))?;
+        let pkcs8 = match read_file_bounded(&mut file, MAX_KEY_FILE_BYTES) {
+            Ok(bytes) => bytes,
+            Err(ReadError::Io(e)) => return Err(io_error("cannot read key file", &path, e)),
+            // Like any other file that does not parse as a key: corrupt, and left as it is.
+            Err(e @ ReadError::TooLarge { .. }) => {
+                return Err(KeyStoreError::Corrupt {
+                    alias: alias.to_owned(),
+                    reason: format!("key file {e}"),
+                })
+            }
+        };
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8, &self.rng)
             .map_err(|e| KeyStoreError::Corrupt {
                 alias: alias.to_owned(),
@@ -114,12 +130,6 @@ impl SoftwareKeyStore {
         self.cache().insert(alias.to_owned(), key.clone());
         Ok(key)
     }
-}
-
-fn read_all(mut file: fs::File) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut buf)?;
-    Ok(buf)
 }
 
 #[cfg(unix)]
@@ -342,6 +352,41 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert!(!format!("{err:?}").contains(&hex));
+    }
+
+    #[test]
+    fn oversize_key_file_is_corrupt_and_left_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SoftwareKeyStore::open(dir.path()).unwrap();
+        let spki = store.generate("tls", KeyPolicy::TlsIdentity).unwrap();
+        let path = dir.path().join("tls.p8");
+        let key = fs::read(&path).unwrap();
+        assert_eq!(
+            key.len(),
+            138,
+            "the size MAX_KEY_FILE_BYTES is derived from"
+        );
+        // A normal key file reads back in a new store instance.
+        assert_eq!(
+            SoftwareKeyStore::open(dir.path())
+                .unwrap()
+                .public_key("tls")
+                .unwrap(),
+            spki
+        );
+        let mut huge = key.clone();
+        huge.resize(MAX_KEY_FILE_BYTES as usize + 1, 0);
+        fs::write(&path, &huge).unwrap();
+        let err = SoftwareKeyStore::open(dir.path())
+            .unwrap()
+            .sign("tls", b"x")
+            .unwrap_err();
+        assert!(
+            matches!(err, KeyStoreError::Corrupt { ref alias, ref reason }
+                if alias == "tls" && reason.contains("4096")),
+            "{err:?}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), huge);
     }
 
     #[test]
