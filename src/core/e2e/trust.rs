@@ -31,6 +31,7 @@ use xmpp_parsers::jid::BareJid;
 use super::revocation::{ListError, RevocationList, VerifiedList};
 use super::xml::parse_fingerprint_hex;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::files::{read_bounded, ReadError};
 use crate::core::identity::DeviceFingerprint;
 use xmpp_parsers::minidom::Element;
 
@@ -69,6 +70,23 @@ pub struct TrustedDevice {
     /// How it became trusted.
     pub source: TrustSource,
 }
+
+/// Largest trust file read or written. The store has no count limit (pins come from pairing,
+/// attestations and the app), so the bound is on bytes, and [`TrustStore::pin`] refuses a pin
+/// that would write a bigger file: the store never writes a file it would refuse to read back.
+/// One pin in pretty JSON is at most ~4.4 KB (a bare JID of at most 2 047 bytes, doubled if every
+/// byte were JSON-escaped; a 64-hex fingerprint; a host source with a 64-character grant id and a
+/// u64; ~150 bytes of keys and indentation) and typically ~250 bytes: 4 MiB holds over 900
+/// worst-case pins and ~16 000 ordinary ones, far beyond any household's devices and hosts.
+const MAX_TRUST_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Largest revocation file read or written (refused on write the same way). Per network: up to
+/// [`super::revocation::MAX_REVOKED`] (1024) revoked fingerprints of ~76 bytes in pretty JSON
+/// (78 KB), the kept signed list as escaped XML with 1024 `<revoked>` elements of at most ~160
+/// bytes each plus signer and signature (~170 KB), the JID, epoch and anchor (~4 KB): ~250 KB for
+/// a network at the largest list. 8 MiB holds over 30 such networks; a device follows its own
+/// network and the few that host it.
+const MAX_REVOCATION_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Default, Serialize, Deserialize)]
 struct TrustFile {
@@ -133,30 +151,21 @@ impl TrustStore {
         let path = path.into();
         let mut devices = BTreeMap::new();
         check_permissions(&path)?;
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: TrustFile = serde_json::from_slice(&bytes).map_err(|e| {
+        if let Some(bytes) = read_store_file(&path, MAX_TRUST_FILE_BYTES, "trust file")? {
+            let file: TrustFile = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("trust file {} is corrupt: {e}", path.display()),
+                )
+            })?;
+            for d in file.devices {
+                let fp = parse_fingerprint_hex(&d.fingerprint).ok_or_else(|| {
                     Error::new(
                         ErrorKind::Config,
-                        format!("trust file {} is corrupt: {e}", path.display()),
+                        format!("trust file {}: bad fingerprint", path.display()),
                     )
                 })?;
-                for d in file.devices {
-                    let fp = parse_fingerprint_hex(&d.fingerprint).ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::Config,
-                            format!("trust file {}: bad fingerprint", path.display()),
-                        )
-                    })?;
-                    devices.insert((d.jid.clone(), fp), d);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("cannot read trust file {}: {e}", path.display()),
-                ))
+                devices.insert((d.jid.clone(), fp), d);
             }
         }
         let revocations = load_revocations(&revocations_path(&path))?;
@@ -263,10 +272,12 @@ impl TrustStore {
             let json =
                 serde_json::to_vec_pretty(&file).map_err(|e| ListError::Storage(e.to_string()))?;
             let path = revocations_path(path);
-            write_atomically(&path, &json).map_err(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "could not save the revocations");
-                ListError::Storage(format!("{}: {e}", path.display()))
-            })?;
+            check_write_size(json.len(), MAX_REVOCATION_FILE_BYTES)
+                .and_then(|()| write_atomically(&path, &json))
+                .map_err(|e| {
+                    tracing::warn!(path = %path.display(), error = %e, "could not save the revocations");
+                    ListError::Storage(format!("{}: {e}", path.display()))
+                })?;
         }
         all.insert(jid.to_string(), next.clone());
         drop(all);
@@ -308,7 +319,8 @@ impl TrustStore {
     }
 
     /// Pins `fingerprint` for `jid`. Idempotent; an existing pin keeps its original source. If the
-    /// file cannot be written the pin is not made. A key a revocation list of `jid` named is
+    /// file cannot be written (or would grow past what [`TrustStore::open`] reads back, 4 MiB)
+    /// the pin is not made (`Config`). A key a revocation list of `jid` named is
     /// refused (`Forbidden`): it may not come back by pairing, attestation or by hand.
     pub fn pin(
         &self,
@@ -384,13 +396,15 @@ impl TrustStore {
         };
         let json = serde_json::to_vec_pretty(&file)
             .map_err(|e| Error::new(ErrorKind::Internal, format!("trust file: {e}")))?;
-        write_atomically(path, &json).map_err(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "could not save the trust file");
-            Error::new(
-                ErrorKind::Config,
-                format!("cannot write trust file {}: {e}", path.display()),
-            )
-        })
+        check_write_size(json.len(), MAX_TRUST_FILE_BYTES)
+            .and_then(|()| write_atomically(path, &json))
+            .map_err(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "could not save the trust file");
+                Error::new(
+                    ErrorKind::Config,
+                    format!("cannot write trust file {}: {e}", path.display()),
+                )
+            })
     }
 }
 
@@ -405,22 +419,44 @@ fn revocations_path(path: &Path) -> PathBuf {
 
 fn load_revocations(path: &Path) -> Result<BTreeMap<String, Revocations>> {
     check_permissions(path)?;
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let file: RevocationFile = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("revocation file {} is corrupt: {e}", path.display()),
-                )
-            })?;
-            Ok(file.networks)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(Error::new(
+    let Some(bytes) = read_store_file(path, MAX_REVOCATION_FILE_BYTES, "revocation file")? else {
+        return Ok(BTreeMap::new());
+    };
+    let file: RevocationFile = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::new(
             ErrorKind::Config,
-            format!("cannot read revocation file {}: {e}", path.display()),
+            format!("revocation file {} is corrupt: {e}", path.display()),
+        )
+    })?;
+    Ok(file.networks)
+}
+
+/// The bytes of the store file `path` (`None` if there is none), at most `max` of them: a bigger
+/// file is reported corrupt (`Config`), as any file the store cannot have written, and left as
+/// it is.
+fn read_store_file(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>> {
+    match read_bounded(path, max) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e @ ReadError::TooLarge { .. }) => Err(Error::new(
+            ErrorKind::Config,
+            format!("{what} {} is corrupt: {e}", path.display()),
+        )),
+        Err(ReadError::Io(e)) => Err(Error::new(
+            ErrorKind::Config,
+            format!("cannot read {what} {}: {e}", path.display()),
         )),
     }
+}
+
+/// Refuses to write more than `max` bytes, so no write makes a file that the next open refuses.
+fn check_write_size(len: usize, max: u64) -> std::io::Result<()> {
+    if len as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "it would hold {len} bytes, more than the {max} the store reads back"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a file that group or others may read or write (unix); a missing file is fine.
@@ -699,5 +735,95 @@ mod tests {
         std::fs::set_permissions(&rev, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = TrustStore::open(&path).unwrap_err();
         assert!(err.message().contains("chmod 600"), "{err}");
+    }
+
+    /// A pin with a JID of `jid_len` bytes and a fingerprint made of `n`.
+    fn device(n: u32, jid_len: usize) -> TrustedDevice {
+        let mut fp = [0u8; 32];
+        fp[..4].copy_from_slice(&n.to_be_bytes());
+        TrustedDevice {
+            jid: format!("{}@host.test", "j".repeat(jid_len)),
+            fingerprint: DeviceFingerprint(fp).to_hex(),
+            source: TrustSource::Paired,
+        }
+    }
+
+    fn owner_only(path: &Path) {
+        #[cfg(unix)]
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_trust_file_at_the_bound_loads_one_byte_over_is_corrupt_and_kept_and_no_pin_outgrows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        // Long JIDs, as many as fit, then one pin whose JID pads the file to 10 bytes short of
+        // the bound (the file length grows one byte per JID byte).
+        let count = (MAX_TRUST_FILE_BYTES / 2300) as u32;
+        let mut devices: Vec<_> = (0..count).map(|n| device(n, 2000)).collect();
+        devices.push(device(count, 0));
+        let len = |d: &Vec<TrustedDevice>| {
+            let file = TrustFile { devices: d.clone() };
+            serde_json::to_vec_pretty(&file).unwrap().len() as u64
+        };
+        let short = len(&devices);
+        devices[count as usize] = device(count, (MAX_TRUST_FILE_BYTES - 10 - short) as usize);
+        let json = serde_json::to_vec_pretty(&TrustFile {
+            devices: devices.clone(),
+        })
+        .unwrap();
+        assert_eq!(json.len() as u64, MAX_TRUST_FILE_BYTES - 10);
+        std::fs::write(&path, &json).unwrap();
+        owner_only(&path);
+        let store = TrustStore::open(&path).expect("a file under the bound loads");
+        assert_eq!(store.list().len(), devices.len());
+        // One more pin would write past the bound: refused, in memory and on disk.
+        let home: BareJid = "home@home.test".parse().unwrap();
+        let new = DeviceFingerprint([0xee; 32]);
+        let err = store.pin(&home, &new, TrustSource::Paired).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(!store.is_trusted(&home, &new));
+        assert_eq!(std::fs::read(&path).unwrap(), json);
+        drop(store);
+        // A file one byte over the bound (trailing JSON whitespace: the content still parses) is
+        // corrupt, as any file the store cannot have written, and stays as it was.
+        let mut over = json.clone();
+        over.resize(MAX_TRUST_FILE_BYTES as usize + 1, b' ');
+        std::fs::write(&path, &over).unwrap();
+        let err = TrustStore::open(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.message().contains("corrupt"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), over);
+    }
+
+    #[test]
+    fn a_revocation_file_one_byte_over_the_bound_is_corrupt_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        let home: BareJid = "home@home.test".parse().unwrap();
+        let (owner, lost, me) = (
+            DeviceFingerprint([1u8; 32]),
+            DeviceFingerprint([2u8; 32]),
+            DeviceFingerprint([3u8; 32]),
+        );
+        {
+            let store = TrustStore::open(&path).unwrap();
+            store.pin(&home, &owner, TrustSource::Paired).unwrap();
+            store
+                .accept_revocations(&home, &list(owner, 1, &[lost]), &me)
+                .unwrap();
+        }
+        assert!(TrustStore::open(&path)
+            .expect("a normal file loads")
+            .is_revoked(&home, &lost));
+        let rev = revocations_path(&path);
+        let mut over = std::fs::read(&rev).unwrap();
+        over.resize(MAX_REVOCATION_FILE_BYTES as usize + 1, b' ');
+        std::fs::write(&rev, &over).unwrap();
+        let err = TrustStore::open(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.message().contains("corrupt"), "{err}");
+        assert_eq!(std::fs::read(&rev).unwrap(), over);
     }
 }
