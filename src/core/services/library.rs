@@ -507,30 +507,49 @@ impl Remote<Library> {
     }
 
     /// The whole content of item `id`, chunk by chunk; refuses items larger than `max_bytes` (the
-    /// caller's memory is the bound) with `BadParams` before reading them.
+    /// caller's memory is the bound) with `BadParams` before reading them. A provider that sends
+    /// more bytes than the size it announced is refused (`Protocol`) before they are kept, so
+    /// the result never holds more than `max_bytes`, whatever the provider answers.
     pub async fn read_all(&self, id: &str, max_bytes: u64) -> Result<Vec<u8>> {
-        let first = self.read(id, 0, MAX_CHUNK).await?;
-        if first.size > max_bytes {
+        let mut chunk = self.read(id, 0, MAX_CHUNK).await?;
+        let size = chunk.size;
+        if size > max_bytes {
             return Err(Error::new(
                 ErrorKind::BadParams,
-                format!(
-                    "item {id:?} has {} bytes, more than {max_bytes}",
-                    first.size
-                ),
+                format!("item {id:?} has {size} bytes, more than {max_bytes}"),
             ));
         }
-        let mut data = first.data.0;
-        while (data.len() as u64) < first.size {
-            let chunk = self.read(id, data.len() as u64, MAX_CHUNK).await?;
-            if chunk.data.0.is_empty() || chunk.offset != data.len() as u64 {
+        // Not reserved up front: the size is the provider's word, the bytes are what it sends.
+        let mut data = Vec::new();
+        loop {
+            let got = data.len() as u64;
+            if chunk.offset != got {
                 return Err(Error::new(
                     ErrorKind::Protocol,
                     format!("item {id:?}: the library answered a chunk out of order"),
                 ));
             }
+            // Checked before the bytes are kept: size ≤ max_bytes bounds the result.
+            if chunk.data.0.len() as u64 > size - got {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "item {id:?}: the library sent more than the {size} bytes it announced"
+                    ),
+                ));
+            }
             data.extend_from_slice(&chunk.data.0);
+            if data.len() as u64 >= size {
+                return Ok(data);
+            }
+            chunk = self.read(id, data.len() as u64, MAX_CHUNK).await?;
+            if chunk.data.0.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("item {id:?}: the library answered a chunk out of order"),
+                ));
+            }
         }
-        Ok(data)
     }
 
     /// Every child of `container`, fetched `page_size` at a time as the stream is consumed (at most
@@ -691,5 +710,104 @@ mod tests {
             let e = s.call("browse", params, &ctx).await.expect_err("bad");
             assert_eq!(e.kind(), ErrorKind::BadParams, "{e}");
         }
+    }
+
+    /// A library of one item, `f`, that announces `size` bytes and answers every read with
+    /// `per_read` bytes, whatever was asked: a hostile provider.
+    struct Oversending {
+        size: u64,
+        per_read: usize,
+    }
+
+    impl MediaLibrary for Oversending {
+        fn browse(&self, _: &str, _: u32, _: u32) -> Result<Page> {
+            Err(not_found("containers"))
+        }
+        fn search(&self, _: &str, _: u32, _: u32) -> Result<Page> {
+            Err(not_found("search"))
+        }
+        fn item(&self, id: &str) -> Result<Item> {
+            Err(not_found(id))
+        }
+        fn read(&self, _: &str, offset: u64, _: u32) -> Result<Chunk> {
+            Ok(Chunk {
+                data: Bytes(vec![7; self.per_read]),
+                offset,
+                size: self.size,
+            })
+        }
+    }
+
+    /// Calls a library service in the same process, as a provider would answer them.
+    struct Local(LibraryService);
+
+    impl crate::core::rpc::Caller for Local {
+        fn call_method<'a>(
+            &'a self,
+            _provider: &'a xmpp_parsers::jid::FullJid,
+            method: String,
+            params: Vec<Value>,
+        ) -> futures::future::BoxFuture<'a, Result<Value>> {
+            Box::pin(async move {
+                let verb = method
+                    .strip_prefix("library.")
+                    .ok_or_else(|| Error::new(ErrorKind::UnknownMethod, method.clone()))?;
+                let ctx = CallContext {
+                    caller: "home@home.test/phone".parse().expect("jid"),
+                    tunnel: false,
+                };
+                self.0.call(verb, params, &ctx).await
+            })
+        }
+    }
+
+    fn client(library: impl MediaLibrary) -> LibraryClient {
+        let local = Local(LibraryService::new(Arc::new(library)));
+        LibraryClient::new(Arc::new(local), "home@home.test/nas".parse().expect("jid"))
+    }
+
+    #[tokio::test]
+    async fn read_all_reads_a_whole_item_and_refuses_one_over_the_bound() {
+        let c = client(GeneratedLibrary::new(10));
+        let bytes = c
+            .read_all("videos/3", GENERATED_ITEM_BYTES)
+            .await
+            .expect("exactly at the bound");
+        assert_eq!(bytes, generated_bytes(3, 0, GENERATED_ITEM_BYTES));
+        let e = c
+            .read_all("videos/3", GENERATED_ITEM_BYTES - 1)
+            .await
+            .expect_err("one byte too big");
+        assert_eq!(e.kind(), ErrorKind::BadParams, "{e}");
+    }
+
+    #[tokio::test]
+    async fn read_all_never_keeps_more_than_the_announced_size() {
+        let max = 100_000;
+        // Full chunks for an item whose size is not a multiple of them: the third would end
+        // 47 456 bytes past the announced size (and past max_bytes); the old loop kept it.
+        let c = client(Oversending {
+            size: max,
+            per_read: MAX_CHUNK as usize,
+        });
+        let e = c.read_all("f", max).await.expect_err("oversent");
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        // A first chunk bigger than the whole announced item.
+        let c = client(Oversending {
+            size: 10,
+            per_read: 1000,
+        });
+        let e = c.read_all("f", max).await.expect_err("oversent first");
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        // The same provider, honest about the size, is read whole.
+        let c = client(Oversending {
+            size: 3 * u64::from(MAX_CHUNK),
+            per_read: MAX_CHUNK as usize,
+        });
+        let bytes = c
+            .read_all("f", 3 * u64::from(MAX_CHUNK))
+            .await
+            .expect("honest");
+        assert_eq!(bytes.len(), 3 * MAX_CHUNK as usize);
     }
 }
