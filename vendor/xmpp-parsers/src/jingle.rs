@@ -7,10 +7,14 @@
 use xso::{AsXml, FromXml};
 
 use crate::iq::IqSetPayload;
+#[cfg(feature = "jingle-media")]
 use crate::jingle_grouping::Group;
 use crate::jingle_ibb::Transport as IbbTransport;
+#[cfg(feature = "jingle-media")]
 use crate::jingle_ice_udp::Transport as IceUdpTransport;
+#[cfg(feature = "jingle-media")]
 use crate::jingle_rtp::Description as RtpDescription;
+#[cfg(feature = "jingle-ft")]
 use crate::jingle_s5b::Transport as Socks5Transport;
 use crate::ns;
 use alloc::{collections::BTreeMap, fmt};
@@ -170,10 +174,13 @@ generate_id!(
 );
 
 /// Enum wrapping all of the various supported descriptions of a Content.
+///
+/// pmn patch: `Rtp` needs the `jingle-media` feature; without it an RTP description is `Unknown`.
 #[derive(AsXml, Debug, Clone, PartialEq)]
 #[xml()]
 pub enum Description {
     /// Jingle RTP Sessions (XEP-0167) description.
+    #[cfg(feature = "jingle-media")]
     #[xml(transparent)]
     Rtp(RtpDescription),
 
@@ -187,9 +194,11 @@ impl TryFrom<Element> for Description {
     type Error = Error;
 
     fn try_from(elem: Element) -> Result<Description, Error> {
-        Ok(if elem.is("description", ns::JINGLE_RTP) {
-            Description::Rtp(RtpDescription::try_from(elem)?)
-        } else if elem.name() == "description" {
+        #[cfg(feature = "jingle-media")]
+        if elem.is("description", ns::JINGLE_RTP) {
+            return Ok(Description::Rtp(RtpDescription::try_from(elem)?));
+        }
+        Ok(if elem.name() == "description" {
             Description::Unknown(elem)
         } else {
             return Err(Error::Other("Invalid description."));
@@ -212,6 +221,7 @@ impl ::xso::FromXml for Description {
     }
 }
 
+#[cfg(feature = "jingle-media")]
 impl From<RtpDescription> for Description {
     fn from(desc: RtpDescription) -> Description {
         Description::Rtp(desc)
@@ -219,10 +229,14 @@ impl From<RtpDescription> for Description {
 }
 
 /// Enum wrapping all of the various supported transports of a Content.
+///
+/// pmn patch: `IceUdp` needs the `jingle-media` feature, `Socks5` the `jingle-ft` one; without
+/// them those transports are `Unknown`.
 #[derive(AsXml, Debug, Clone, PartialEq)]
 #[xml()]
 pub enum Transport {
     /// Jingle ICE-UDP Bytestreams (XEP-0176) transport.
+    #[cfg(feature = "jingle-media")]
     #[xml(transparent)]
     IceUdp(IceUdpTransport),
 
@@ -231,6 +245,7 @@ pub enum Transport {
     Ibb(IbbTransport),
 
     /// Jingle SOCKS5 Bytestreams (XEP-0260) transport.
+    #[cfg(feature = "jingle-ft")]
     #[xml(transparent)]
     Socks5(Socks5Transport),
 
@@ -244,12 +259,16 @@ impl TryFrom<Element> for Transport {
     type Error = Error;
 
     fn try_from(elem: Element) -> Result<Transport, Error> {
-        Ok(if elem.is("transport", ns::JINGLE_ICE_UDP) {
-            Transport::IceUdp(IceUdpTransport::try_from(elem)?)
-        } else if elem.is("transport", ns::JINGLE_IBB) {
+        #[cfg(feature = "jingle-media")]
+        if elem.is("transport", ns::JINGLE_ICE_UDP) {
+            return Ok(Transport::IceUdp(IceUdpTransport::try_from(elem)?));
+        }
+        #[cfg(feature = "jingle-ft")]
+        if elem.is("transport", ns::JINGLE_S5B) {
+            return Ok(Transport::Socks5(Socks5Transport::try_from(elem)?));
+        }
+        Ok(if elem.is("transport", ns::JINGLE_IBB) {
             Transport::Ibb(IbbTransport::try_from(elem)?)
-        } else if elem.is("transport", ns::JINGLE_S5B) {
-            Transport::Socks5(Socks5Transport::try_from(elem)?)
         } else if elem.name() == "transport" {
             Transport::Unknown(elem)
         } else {
@@ -273,6 +292,7 @@ impl ::xso::FromXml for Transport {
     }
 }
 
+#[cfg(feature = "jingle-media")]
 impl From<IceUdpTransport> for Transport {
     fn from(transport: IceUdpTransport) -> Transport {
         Transport::IceUdp(transport)
@@ -285,6 +305,7 @@ impl From<IbbTransport> for Transport {
     }
 }
 
+#[cfg(feature = "jingle-ft")]
 impl From<Socks5Transport> for Transport {
     fn from(transport: Socks5Transport) -> Transport {
         Transport::Socks5(transport)
@@ -524,7 +545,9 @@ pub struct Jingle {
     #[xml(child(default))]
     pub reason: Option<ReasonElement>,
 
-    /// An optional grouping.
+    /// An optional grouping (pmn patch: with the `jingle-media` feature; without it a `<group/>`
+    /// is kept in `other`).
+    #[cfg(feature = "jingle-media")]
     #[xml(child(default))]
     pub group: Option<Group>,
 
@@ -545,6 +568,7 @@ impl Jingle {
             responder: None,
             contents: Vec::new(),
             reason: None,
+            #[cfg(feature = "jingle-media")]
             group: None,
             other: Vec::new(),
         }
@@ -575,6 +599,7 @@ impl Jingle {
     }
 
     /// Set the grouping in this Jingle container.
+    #[cfg(feature = "jingle-media")]
     pub fn set_group(mut self, group: Group) -> Jingle {
         self.group = Some(group);
         self
@@ -594,10 +619,14 @@ mod tests {
         assert_size!(Senders, 1);
         assert_size!(Disposition, 1);
         assert_size!(ContentId, 12);
+        // pmn patch: the variants behind `jingle-media` and `jingle-ft` make a content larger.
+        #[cfg(all(feature = "jingle-media", feature = "jingle-ft"))]
         assert_size!(Content, 160);
         assert_size!(Reason, 12);
         assert_size!(ReasonElement, 24);
         assert_size!(SessionId, 12);
+        // pmn patch: and `group` (`jingle-media`) a session.
+        #[cfg(feature = "jingle-media")]
         assert_size!(Jingle, 112);
     }
 
@@ -609,11 +638,19 @@ mod tests {
         assert_size!(Senders, 1);
         assert_size!(Disposition, 1);
         assert_size!(ContentId, 24);
+        // pmn patch: the variants behind `jingle-media` and `jingle-ft` make a content larger.
+        #[cfg(all(feature = "jingle-media", feature = "jingle-ft"))]
         assert_size!(Content, 304);
+        #[cfg(not(any(feature = "jingle-media", feature = "jingle-ft")))]
+        assert_size!(Content, 256);
         assert_size!(Reason, 24);
         assert_size!(ReasonElement, 48);
         assert_size!(SessionId, 24);
+        // pmn patch: and `group` (`jingle-media`) a session.
+        #[cfg(feature = "jingle-media")]
         assert_size!(Jingle, 224);
+        #[cfg(not(feature = "jingle-media"))]
+        assert_size!(Jingle, 192);
     }
 
     #[test]
@@ -832,6 +869,7 @@ mod tests {
                 security: None,
             }],
             reason: None,
+            #[cfg(feature = "jingle-media")]
             group: None,
             other: vec![],
         };

@@ -158,15 +158,18 @@ pub mod server_info;
 pub mod jingle;
 
 /// XEP-0167: Jingle RTP Sessions
+#[cfg(feature = "jingle-media")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_rtp;
 
 /// XEP-0172: User Nickname
 pub mod nick;
 
 /// XEP-0176: Jingle ICE-UDP Transport Method
+#[cfg(feature = "jingle-media")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_ice_udp;
 
 /// XEP-0177: Jingle Raw UDP Transport Method
+#[cfg(feature = "jingle-media")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_raw_udp;
 
 /// XEP-0184: Message Delivery Receipts
@@ -200,27 +203,32 @@ pub mod attention;
 pub mod bob;
 
 /// XEP-0234: Jingle File Transfer
+#[cfg(feature = "jingle-ft")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_ft;
 
 /// XEP-0257: Client Certificate Management for SASL EXTERNAL
 pub mod cert_management;
 
 /// XEP-0260: Jingle SOCKS5 Bytestreams Transport Method
+#[cfg(feature = "jingle-ft")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_s5b;
 
 /// XEP-0261: Jingle In-Band Bytestreams Transport Method
 pub mod jingle_ibb;
 
 /// XEP-0264: Jingle Content Thumbnails
+#[cfg(feature = "jingle-ft")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_thumbnails;
 
 /// XEP-0280: Message Carbons
 pub mod carbons;
 
 /// XEP-0293: Jingle RTP Feedback Negotiation
+#[cfg(feature = "jingle-media")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_rtcp_fb;
 
 /// XEP-0294: Jingle RTP Header Extensions Negotiation
+#[cfg(feature = "jingle-media")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_rtp_hdrext;
 
 /// XEP-0297: Stanza Forwarding
@@ -242,6 +250,7 @@ pub mod mam;
 pub mod idle;
 
 /// XEP-0320: Use of DTLS-SRTP in Jingle Sessions
+#[cfg(feature = "jingle-media")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_dtls_srtp;
 
 /// XEP-0328: JID Prep
@@ -254,9 +263,11 @@ pub mod displayed_markers;
 pub mod json_containers;
 
 /// XEP-0338: Jingle Grouping Framework
+#[cfg(feature = "jingle-media")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_grouping;
 
 /// XEP-0339: Source-Specific Media Attributes in Jingle
+#[cfg(feature = "jingle-media")] // pmn patch: an opt-in feature (Cargo.toml)
 pub mod jingle_ssma;
 
 /// XEP-0352: Client State Indication
