@@ -527,6 +527,21 @@ async fn household_of(account: &pmn_testkit::Account) -> Household {
     }
 }
 
+/// A household account of its own on `home.test` (`<user>` and password `<password>-`, both with
+/// this process's id), for a test whose key-node traffic or password change must not meet the
+/// other tests'.
+fn own_account(user: &str, password: &str) -> pmn_testkit::Account {
+    let user = format!("{user}{}", std::process::id());
+    let password = format!("{password}-{}", std::process::id());
+    server()
+        .register(&user, "home.test", &password)
+        .expect("register the household's own account");
+    pmn_testkit::Account {
+        jid: Box::leak(format!("{user}@home.test").into_boxed_str()),
+        password: Box::leak(password.into_boxed_str()),
+    }
+}
+
 /// The published item of `fp` on the key node, as any session of the network reads it.
 async fn published(
     reader: &Controller,
@@ -753,16 +768,7 @@ async fn a_stolen_paired_phone_revoked_from_the_tablet_loses_the_tv_and_the_tabl
 async fn a_resumed_tunnel_rests_on_a_current_read_of_the_keys_and_a_revocation_still_stops_it() {
     // An account of its own: another test's publication on the shared key node would make the
     // TV's read stale (a read more, which this test counts).
-    let user = format!("keyview{}", std::process::id());
-    let password = format!("kv-{}", std::process::id());
-    server()
-        .register(&user, "home.test", &password)
-        .expect("register the household's own account");
-    let account = pmn_testkit::Account {
-        jid: Box::leak(format!("{user}@home.test").into_boxed_str()),
-        password: Box::leak(password.into_boxed_str()),
-    };
-    let h = household_of(&account).await;
+    let h = household_of(&own_account("keyview", "kv")).await;
     let tv_e2e = h.tv.e2e().unwrap().clone();
     let tablet_e2e = h.tablet.e2e().unwrap().clone();
     wait_until("the TV's read of the keys stands", || {
@@ -822,15 +828,7 @@ async fn a_resumed_tunnel_rests_on_a_current_read_of_the_keys_and_a_revocation_s
 /// longer log in at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_stolen_phone_and_rotating_the_password_locks_it_out_of_the_account() {
-    let user = format!("rotate{}", std::process::id());
-    let password = format!("old-{}", std::process::id());
-    server()
-        .register(&user, "home.test", &password)
-        .expect("register the household's own account");
-    let account = pmn_testkit::Account {
-        jid: Box::leak(format!("{user}@home.test").into_boxed_str()),
-        password: Box::leak(password.into_boxed_str()),
-    };
+    let account = own_account("rotate", "old");
     let h = household_of(&account).await;
     let phone_fp = h.phone_keys.identity.fingerprint();
     let phone_jid = h.phone.session().jid().unwrap();

@@ -314,13 +314,7 @@ impl E2eEndpoint {
     /// the last read still stands ([`super::key_view`]: read on this connection, no change
     /// notified since, young enough), else a read ([`Self::resync`]).
     pub(super) async fn confirm_keys(&self, jid: &BareJid) -> Result<()> {
-        let current = self.is_own_network(jid)
-            && self
-                .inner
-                .key_view
-                .locked()
-                .is_current(std::time::Instant::now());
-        if current {
+        if self.is_own_network(jid) && self.keys_read_current() {
             E2eCounters::bump_by(&self.inner.counters.key_reads_spared, 1);
             tracing::trace!(network = %jid, "the network's keys as last read still stand");
             return Ok(());
@@ -332,12 +326,14 @@ impl E2eEndpoint {
     /// closes the tunnels of keys that lost their attestation.
     pub(super) async fn resync(&self, jid: &BareJid) -> Result<()> {
         let inner = &self.inner;
-        let own_network = self.is_own_network(jid);
-        let ticket = inner
-            .key_view
-            .locked()
-            .read_starts(std::time::Instant::now());
-        E2eCounters::bump_by(&inner.counters.key_reads, 1);
+        // Only a read of our own network's node can make our view of it current.
+        let ticket = self.is_own_network(jid).then(|| {
+            E2eCounters::bump_by(&inner.counters.key_reads, 1);
+            inner
+                .key_view
+                .locked()
+                .read_starts(std::time::Instant::now())
+        });
         // Our own key is attested by the owner that paired with us; it is not a peer to trust.
         let own = inner.config.identity.fingerprint();
         let outcome = pubkey::sync_attested_except(
@@ -348,7 +344,7 @@ impl E2eEndpoint {
             inner.config.setup_timeout,
         )
         .await?;
-        if own_network {
+        if let Some(ticket) = ticket {
             inner.key_view.locked().read_done(ticket);
         }
         self.close_revoked(jid, &outcome.revoked);
