@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use pmn::core::error::ErrorKind;
-use pmn::core::session::{ConnectionState, ServerAddress, ServerTrust, Session};
+use pmn::core::session::{ConnectionState, IqReply, ServerAddress, ServerTrust, Session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_binds_the_requested_resource_and_reports_online() {
@@ -17,6 +17,31 @@ async fn login_binds_the_requested_resource_and_reports_online() {
     assert_eq!(session.state(), ConnectionState::Online { jid: wanted });
     session.close().await;
     assert_eq!(session.state(), ConnectionState::Offline { error: None });
+}
+
+/// `Duration::MAX` is how a caller says "never": the stream's reader re-arms its keepalive timer
+/// as `now + keepalive` after each read, which panicked inside the session task before
+/// `Session::connect` cut every wait to what the clock holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_of_duration_max_log_in_and_carry_requests() {
+    let mut config = session_config(&HOME, "forever");
+    config.connect_timeout = Duration::MAX;
+    config.keepalive = Duration::MAX;
+    config.probe_timeout = Duration::MAX;
+    config.background_keepalive = Duration::MAX;
+    let (session, _inbound) = Session::connect(config).await.expect("login");
+    session.set_foreground(false);
+    for _ in 0..3 {
+        let roster = xmpp_parsers::roster::Roster {
+            ver: None,
+            items: vec![],
+        };
+        let iq = xmpp_parsers::iq::Iq::from_get(String::new(), roster);
+        let reply = session.request(iq, Duration::MAX).await.expect("reply");
+        assert!(matches!(reply, IqReply::Result(Some(_))), "{reply:?}");
+    }
+    assert!(matches!(session.state(), ConnectionState::Online { .. }));
+    session.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

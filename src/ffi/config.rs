@@ -9,7 +9,6 @@ use super::e2e::E2eOptions;
 use super::error::{config, PmnError};
 use super::numbers::{in32, in64};
 use crate::core::access::{AccessSettings, IntakeLimits};
-use crate::core::clock::FAR_FUTURE;
 use crate::core::controller::OwnerAccess;
 use crate::core::e2e::E2eSettings;
 use crate::core::provider::MediaPolicy;
@@ -97,13 +96,13 @@ impl ConnectionConfig {
             None => ServerTrust::Platform,
         };
         session.connect_timeout = millis(self.connect_timeout_ms);
-        // Capped: tokio-xmpp adds both to `Instant::now()` itself, and `Long.MAX_VALUE` ms does
-        // not fit every platform's clock. Thirty years of silence is the same as no keepalive.
+        // `Long.MAX_VALUE` ms passes through: `Session::connect` cuts every wait to what the
+        // clock can hold, for the FFI and Rust callers alike.
         if keepalive > 0 {
-            session.keepalive = Duration::from_millis(keepalive).min(FAR_FUTURE);
+            session.keepalive = Duration::from_millis(keepalive);
         }
         if probe_timeout > 0 {
-            session.probe_timeout = Duration::from_millis(probe_timeout).min(FAR_FUTURE);
+            session.probe_timeout = Duration::from_millis(probe_timeout);
         }
         Ok(session)
     }
@@ -212,12 +211,14 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_keepalive_and_probe_timeout_are_capped_to_fit_the_clock() {
+    fn the_largest_keepalive_and_probe_timeout_pass_through_to_the_core() {
+        // The core caps them (`SessionConfig::within_clock`, tests/session.rs logs in with them).
         let session = plain(i64::MAX, i64::MAX).to_session().expect("valid");
-        assert_eq!(session.keepalive, FAR_FUTURE);
-        assert_eq!(session.probe_timeout, FAR_FUTURE);
-        let now = tokio::time::Instant::now();
-        let _ = now + session.keepalive + session.probe_timeout / 2;
+        assert_eq!(session.keepalive, Duration::from_millis(i64::MAX as u64));
+        assert_eq!(
+            session.probe_timeout,
+            Duration::from_millis(i64::MAX as u64)
+        );
         let session = plain(20_000, 3_000).to_session().expect("valid");
         assert_eq!(session.keepalive, Duration::from_millis(20_000));
         assert_eq!(session.probe_timeout, Duration::from_millis(3_000));

@@ -111,6 +111,25 @@ impl SessionConfig {
             outbound_tap: None,
         }
     }
+
+    /// This configuration with every wait cut to [`FAR_FUTURE`](crate::core::clock::FAR_FUTURE).
+    ///
+    /// The stream's reader re-arms its keepalive timer as `now + keepalive` after every read, a
+    /// sum that panics inside the session task when it does not fit the clock; `Duration::MAX`
+    /// is the natural way for a caller to say "never probe", so it is capped here, once, for
+    /// every layer below.
+    fn within_clock(mut self) -> Self {
+        use crate::core::clock::FAR_FUTURE;
+        for wait in [
+            &mut self.connect_timeout,
+            &mut self.keepalive,
+            &mut self.probe_timeout,
+            &mut self.background_keepalive,
+        ] {
+            *wait = (*wait).min(FAR_FUTURE);
+        }
+        self
+    }
 }
 
 /// The connection as the app sees it.
@@ -260,6 +279,7 @@ impl Session {
     /// TCP connection could be made, [`ErrorKind::Timeout`] when the attempt took longer than
     /// `connect_timeout`. The receiver yields [`Inbound`] items until the session ends.
     pub async fn connect(config: SessionConfig) -> Result<(Session, mpsc::Receiver<Inbound>)> {
+        let config = config.within_clock();
         let tls = client_config(&config.trust)?;
         let domain = config.jid.domain().as_str().to_owned();
         let connector = PmnConnector::new(&domain, &config.server, tls);
@@ -626,4 +646,35 @@ impl Session {
 
 fn not_connected() -> Error {
     Error::new(ErrorKind::NotConnected, "the session has ended")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::clock::FAR_FUTURE;
+
+    #[test]
+    fn waits_past_the_clock_are_cut_and_ordinary_ones_kept() {
+        let jid: FullJid = "home@example.org/tv".parse().expect("jid");
+        let mut config = SessionConfig::new(jid.clone(), "pw");
+        config.connect_timeout = Duration::MAX;
+        config.keepalive = Duration::MAX;
+        config.probe_timeout = Duration::MAX;
+        config.background_keepalive = Duration::MAX;
+        let config = config.within_clock();
+        for wait in [
+            config.connect_timeout,
+            config.keepalive,
+            config.probe_timeout,
+            config.background_keepalive,
+        ] {
+            assert_eq!(wait, FAR_FUTURE);
+        }
+        // What tokio-xmpp's reader computes after every read must not overflow.
+        let _ = tokio::time::Instant::now() + config.keepalive + config.probe_timeout / 2;
+        let plain = SessionConfig::new(jid, "pw").within_clock();
+        assert_eq!(plain.keepalive, DEFAULT_KEEPALIVE);
+        assert_eq!(plain.probe_timeout, DEFAULT_PROBE_TIMEOUT);
+        assert_eq!(plain.background_keepalive, DEFAULT_BACKGROUND_KEEPALIVE);
+    }
 }
