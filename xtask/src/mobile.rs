@@ -36,15 +36,26 @@ pub(crate) fn mobile_check(ctx: &mut Ctx) -> Result {
 /// output in target/mobile), installing clang and llvm-ar when missing.
 pub(crate) fn mobile_script(ctx: &mut Ctx, args: &[&str]) -> Result {
     const STEP: &str = "mobile-check";
+    mobile_prerequisites(STEP)?;
+    run(STEP, &mut mobile_command(ctx, args))
+}
+
+/// The C toolchain scripts/mobile-check.sh links with (clang, lld, llvm-ar).
+pub(crate) fn mobile_prerequisites(step: &str) -> Result {
     if !have("clang") || !have("llvm-ar") {
-        apt_install(STEP, &["clang", "lld", "llvm"])?;
+        apt_install(step, &["clang", "lld", "llvm"])?;
     }
+    Ok(())
+}
+
+/// scripts/mobile-check.sh with `args`, in its own target directory (target/mobile).
+pub(crate) fn mobile_command(ctx: &Ctx, args: &[&str]) -> Command {
     let mut cmd = Command::new("bash");
     cmd.current_dir(&ctx.root)
         .arg("scripts/mobile-check.sh")
         .args(args)
         .env("CARGO_TARGET_DIR", ctx.target_dir().join("mobile"));
-    run(STEP, &mut cmd)
+    cmd
 }
 /// The pinned parser of the Swift syntax gate (PyPI).
 pub(crate) const TREE_SITTER: [&str; 2] = ["tree-sitter==0.26.1", "tree-sitter-swift==0.7.4"];

@@ -2,6 +2,8 @@
 //! and ejabberd, the vendored crates' tests, the fuzz smoke, bindings, Kotlin JVM tests, the
 //! mobile gates that fit the CI budget).
 
+use std::process::Command;
+
 use crate::android::{android_jvm, AndroidJvm};
 use crate::bindings::{bindings, kotlin_jvm_tests};
 use crate::ctx::{gib, run, run_counting, Ctx, Result};
@@ -10,7 +12,7 @@ use crate::install::{
     install_field_peers, install_interop_peers, install_prosody, FIELD_PYTHON_ENV,
     SLIXMPP_PYTHON_ENV,
 };
-use crate::mobile::{mobile_script, swift_syntax};
+use crate::mobile::{mobile_command, mobile_prerequisites, mobile_script, swift_syntax};
 use crate::package::{package, Build};
 
 /// The integration tests that run against ejabberd as well as Prosody: login, discovery, RPC,
@@ -97,6 +99,8 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
             ctx.cargo().args(CARGO_TEST).arg("--no-run"),
         )
     })?;
+    // The prebuild first: its rustup call ends before the fuzz build's own can start.
+    let prebuild = Prebuild::start(ctx);
     let fuzz_build = start_fuzz_build(ctx);
     ctx.stage("cargo test", |ctx| {
         let mut counts = ctx.counts;
@@ -136,6 +140,10 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
         ctx.counts = counts;
         result
     })?;
+    // Their builds ran in the background since the test build (`Prebuild`).
+    if let Some(prebuild) = &prebuild {
+        prebuild.wait_vendored();
+    }
     ctx.stage("vendored crates' tests", vendored_tests)?;
     // The corpus replay runs inside `cargo test` (stable); this waits for the targets built with
     // libFuzzer in the background and fuzzes each for a few seconds on top of its corpus.
@@ -158,12 +166,14 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
     // apps ship first. The release-small aarch64-android staticlib (6 min on 2 cores, for its
     // size) and the other two Android ABIs are in `cargo xtask mobile-check` and `cargo xtask
     // size`: the suite, with the field harness and the packaged app added, must stay under 30 min.
-    ctx.stage("mobile: cargo check aarch64-apple-ios", |ctx| {
-        mobile_script(ctx, &["aarch64-apple-ios"])
-    })?;
-    ctx.stage("mobile: cargo check aarch64-linux-android", |ctx| {
-        mobile_script(ctx, &["aarch64-linux-android"])
-    })?;
+    if let Some(prebuild) = prebuild {
+        prebuild.wait_all();
+    }
+    for target in SUITE_MOBILE_TARGETS {
+        ctx.stage(&format!("mobile: cargo check {target}"), |ctx| {
+            mobile_script(ctx, &[target])
+        })?;
+    }
     ctx.stage("mobile: swift syntax", swift_syntax)?;
     Ok(())
 }
@@ -195,26 +205,125 @@ fn warn_if_short_of_disk(ctx: &Ctx) {
 /// of rxml and tokio-xmpp (small), xmpp-parsers' `sm` module. Their own target directory, so the
 /// workspace build is not invalidated.
 pub(crate) fn vendored_tests(ctx: &mut Ctx) -> Result {
-    let target = ctx.target_dir().join("vendor-tests");
     let mut counts = ctx.counts;
-    // tokio-xmpp with the features pmn uses (its defaults would build aws-lc as well).
-    for (krate, extra) in [
-        ("rxml", &[][..]),
-        (
-            "tokio-xmpp",
-            &["--no-default-features", "--features", "starttls,ring"][..],
-        ),
-        ("xmpp-parsers", &["sm::"][..]),
-    ] {
-        let manifest = format!("vendor/{krate}/Cargo.toml");
-        let mut cmd = ctx.cargo();
-        cmd.args(["test", "--manifest-path", &manifest, "--lib"])
-            .args(extra)
-            .env("CARGO_TARGET_DIR", &target);
+    for (krate, mut cmd) in vendored_test_commands(ctx) {
         run_counting(&format!("cargo test ({krate})"), &mut cmd, &mut counts)?;
     }
     ctx.counts = counts;
     Ok(())
+}
+
+/// `cargo test` of each patched crate, as [`vendored_tests`] runs it.
+fn vendored_test_commands(ctx: &Ctx) -> Vec<(&'static str, Command)> {
+    let target = ctx.target_dir().join("vendor-tests");
+    // tokio-xmpp with the features pmn uses (its defaults would build aws-lc as well); the test
+    // filter goes after the options, so `--no-run` can be added to any of these.
+    [
+        ("rxml", &[][..], None),
+        (
+            "tokio-xmpp",
+            &["--no-default-features", "--features", "starttls,ring"][..],
+            None,
+        ),
+        ("xmpp-parsers", &[][..], Some("sm::")),
+    ]
+    .into_iter()
+    .map(|(krate, options, filter)| {
+        let manifest = format!("vendor/{krate}/Cargo.toml");
+        let mut cmd = ctx.cargo();
+        cmd.args(["test", "--manifest-path", &manifest, "--lib"])
+            .args(options)
+            .env("CARGO_TARGET_DIR", &target);
+        if let Some(filter) = filter {
+            cmd.arg(filter);
+        }
+        (krate, cmd)
+    })
+    .collect()
+}
+
+/// The phone targets the suite checks (stage "mobile: cargo check …").
+const SUITE_MOBILE_TARGETS: [&str; 2] = ["aarch64-apple-ios", "aarch64-linux-android"];
+
+/// Compiles, in a background thread at nice 19, what the later stages build: the vendored
+/// crates' test binaries and the two phone targets' checks, each in its own target directory
+/// (so no lock is shared with the foreground's `cargo test`). The test stages leave most of the
+/// two cores idle (servers being killed, loss being waited out); this fills that time, and the
+/// stages then find their builds fresh. Nothing is judged here: a failed build fails again, with
+/// its output, in its own stage. Output goes to `target/prebuild.log`.
+struct Prebuild {
+    /// Receives once the vendored crates' test builds are done (or the thread ended).
+    vendored: std::sync::mpsc::Receiver<()>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Prebuild {
+    fn start(ctx: &Ctx) -> Option<Prebuild> {
+        // Installed in the foreground: apt and rustup do not take concurrent callers well.
+        if mobile_prerequisites("prebuild").is_err() {
+            return None;
+        }
+        let _ = Command::new("rustup")
+            .args(["target", "add"])
+            .args(SUITE_MOBILE_TARGETS)
+            .stdout(std::process::Stdio::null())
+            .status();
+        let log = std::fs::File::create(ctx.target_dir().join("prebuild.log")).ok()?;
+        let vendored: Vec<Command> = vendored_test_commands(ctx)
+            .into_iter()
+            .map(|(_, mut cmd)| {
+                cmd.arg("--no-run");
+                cmd
+            })
+            .collect();
+        let mobile: Vec<Command> = SUITE_MOBILE_TARGETS
+            .iter()
+            .map(|target| mobile_command(ctx, &[target]))
+            .collect();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            // As for the fuzz build: the nice value is per thread and inherited by its children.
+            // SAFETY: setpriority only changes the scheduling priority of the calling thread.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+            }
+            let run_all = |commands: Vec<Command>| {
+                for mut cmd in commands {
+                    let (Ok(out), Ok(err)) = (log.try_clone(), log.try_clone()) else {
+                        return;
+                    };
+                    let _ = cmd.stdout(out).stderr(err).status();
+                }
+            };
+            run_all(vendored);
+            let _ = done_tx.send(());
+            run_all(mobile);
+        });
+        Some(Prebuild {
+            vendored: done_rx,
+            handle,
+        })
+    }
+
+    /// Waits for the vendored crates' builds, saying how long that took.
+    fn wait_vendored(&self) {
+        let waited = std::time::Instant::now();
+        let _ = self.vendored.recv();
+        println!(
+            "xtask: the background build of the vendored tests was ready after {:.0} s more",
+            waited.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Waits for the phone targets' checks.
+    fn wait_all(self) {
+        let waited = std::time::Instant::now();
+        let _ = self.handle.join();
+        println!(
+            "xtask: the background checks of the phone targets were ready after {:.0} s more",
+            waited.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// `cargo xtask field`: only tests/field.rs, in its long versions (`PMN_FIELD_LONG=1`: 20 kills
