@@ -444,6 +444,21 @@ pub(crate) fn have(program: &str) -> bool {
     })
 }
 
+/// Runs `work` on a new thread at nice 19, with everything it starts: Linux keeps the nice value
+/// per thread and a child inherits its forking thread's. For the suite's background builds,
+/// which should take only the time the foreground leaves idle.
+pub(crate) fn spawn_at_nice_19<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        // SAFETY: setpriority only changes the scheduling priority of the calling thread.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        }
+        work()
+    })
+}
+
 #[cfg(test)]
 mod counting_tests {
     use super::{Evidence, TestCounts};

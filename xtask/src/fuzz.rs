@@ -5,7 +5,7 @@ use std::env;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::ctx::{have, run, Ctx, Failure, Result};
+use crate::ctx::{have, run, spawn_at_nice_19, Ctx, Failure, Result};
 
 /// Seconds per target for `cargo xtask fuzz` when none are given.
 pub(crate) const FUZZ_DEFAULT_SECONDS: u64 = 60;
@@ -330,13 +330,8 @@ pub(crate) fn start_fuzz_build(ctx: &Ctx) -> FuzzBuild {
         return FuzzBuild { handle: None, log };
     }
     let path = log.clone();
-    let handle = std::thread::spawn(move || {
-        // Linux keeps the nice value per thread and a child inherits its forking thread's, so
-        // everything this thread starts (rustup, cargo install, cargo fuzz, rustc) runs at 19.
-        // SAFETY: setpriority only changes the scheduling priority of the calling thread.
-        unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-        }
+    // Everything it starts (rustup, cargo install, cargo fuzz, rustc) runs at 19.
+    let handle = spawn_at_nice_19(move || {
         let ctx = Ctx::new();
         fuzz_prerequisites(&ctx).map_err(FuzzBuildError::Prerequisites)?;
         let out = std::fs::File::create(&path)

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::android::{android_jvm, AndroidJvm};
 use crate::bindings::{bindings, kotlin_jvm_tests};
-use crate::ctx::{gib, run, run_counting, Ctx, Result};
+use crate::ctx::{gib, run, run_counting, spawn_at_nice_19, Ctx, Result};
 use crate::fuzz::{fuzz_smoke, start_fuzz_build};
 use crate::install::{
     install_field_peers, install_interop_peers, install_prosody, FIELD_PYTHON_ENV,
@@ -281,12 +281,7 @@ impl Prebuild {
             .map(|target| mobile_command(ctx, &[target]))
             .collect();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let handle = std::thread::spawn(move || {
-            // As for the fuzz build: the nice value is per thread and inherited by its children.
-            // SAFETY: setpriority only changes the scheduling priority of the calling thread.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-            }
+        let handle = spawn_at_nice_19(move || {
             let run_all = |commands: Vec<Command>| {
                 for mut cmd in commands {
                     let (Ok(out), Ok(err)) = (log.try_clone(), log.try_clone()) else {
