@@ -187,8 +187,10 @@ impl From<CoreChange> for PlaylistChange {
     }
 }
 
-/// Receives the changes of a followed playlist (Kotlin: wrap it in a `callbackFlow`). Called from
-/// a pmn thread, one change at a time; a method that throws is logged and delivery goes on.
+/// Receives the changes of a followed playlist. Called from a pmn thread, one change at a time; a
+/// method that throws is logged and delivery goes on. (Kotlin: a `callbackFlow` around
+/// `Playlists.follow` makes it a Flow; the changes published before `follow` returned are not in
+/// it, so a collector that must see a change it causes waits for `follow` first.)
 #[uniffi::export(with_foreign)]
 pub trait PlaylistListener: Send + Sync {
     /// One change.

@@ -1,11 +1,9 @@
 package org.pmn
 
 import kotlinx.coroutines.channels.Channel
-import kotlinx.coroutines.channels.ProducerScope
-import kotlinx.coroutines.channels.awaitClose
+import kotlinx.coroutines.channels.SendChannel
 import kotlinx.coroutines.flow.Flow
-import kotlinx.coroutines.flow.buffer
-import kotlinx.coroutines.flow.callbackFlow
+import kotlinx.coroutines.flow.flow
 
 /*
  * The facets' streams as cold Flows, like RemoteControl's providers and events: collecting
@@ -13,6 +11,28 @@ import kotlinx.coroutines.flow.callbackFlow
  * closes the Rust handle. pmn's threads never wait for a slow collector: the buffer is unbounded,
  * and each stream is small (requests are rate-limited, failures and pairings are rare).
  */
+
+/**
+ * A cold flow that calls [watch] in the collector's own coroutine, before its first suspension,
+ * and emits what the listener [watch] made sends into its channel; cancelling the collector closes
+ * the handle [watch] returned.
+ *
+ * So a collector started with `launch(start = CoroutineStart.UNDISPATCHED)` is watching when
+ * `launch` returns, and the event of a call made right after is in the flow. `callbackFlow` (with
+ * `buffer`) could not promise that: it runs its block in a coroutine of its own, which on a busy
+ * dispatcher starts after that call's event has already gone by (the cause of a failed CI run).
+ * The channel is unbounded: `trySend` never fails while collected and pmn's thread never waits.
+ */
+internal inline fun <T> watchedFlow(crossinline watch: (SendChannel<T>) -> TaskHandle): Flow<T> = flow {
+    val channel = Channel<T>(Channel.UNLIMITED)
+    val handle = watch(channel)
+    try {
+        for (item in channel) emit(item)
+    } finally {
+        handle.close()
+        channel.close()
+    }
+}
 
 /**
  * Guests' requests to this owner device: the ones waiting for an answer first, then each new one.
@@ -23,14 +43,13 @@ import kotlinx.coroutines.flow.callbackFlow
  * owner.approveAccess(request.id, listOf("playback"), validFor = 2.hours)
  * ```
  */
-fun OwnerConsole.accessRequests(): Flow<AccessRequest> = callbackFlow {
-    val handle = watchAccessRequests(object : AccessListener {
+fun OwnerConsole.accessRequests(): Flow<AccessRequest> = watchedFlow { channel ->
+    watchAccessRequests(object : AccessListener {
         override fun onAccessRequest(request: AccessRequest) {
-            trySend(request)
+            channel.trySend(request)
         }
     })
-    awaitClose { handle.close() }
-}.buffer(Channel.UNLIMITED)
+}
 
 /** An end-to-end tunnel of this device that failed or was refused (see [Trust.tunnelFailures]). */
 data class TunnelFailure(
@@ -41,14 +60,13 @@ data class TunnelFailure(
 )
 
 /** Every tunnel of this device that fails or is refused from now on. */
-fun Trust.tunnelFailures(): Flow<TunnelFailure> = callbackFlow {
-    val handle = watchTunnelFailures(object : TunnelFailureListener {
+fun Trust.tunnelFailures(): Flow<TunnelFailure> = watchedFlow { channel ->
+    watchTunnelFailures(object : TunnelFailureListener {
         override fun onTunnelFailure(peer: String, error: PmnException) {
-            trySend(TunnelFailure(peer, error))
+            channel.trySend(TunnelFailure(peer, error))
         }
     })
-    awaitClose { handle.close() }
-}.buffer(Channel.UNLIMITED)
+}
 
 /** How a pairing attempt with the code this provider shows ended (see [Trust.pairingOutcomes]). */
 sealed interface PairingOutcome {
@@ -66,28 +84,26 @@ sealed interface PairingOutcome {
  * Providers: the outcome of every pairing attempt from now on (close the screen showing the code
  * on [PairingOutcome.Paired]). Throws `PmnException.Config` on a controller.
  */
-fun Trust.pairingOutcomes(): Flow<PairingOutcome> = callbackFlow {
-    val handle = watchPairing(object : ProviderPairingListener {
+fun Trust.pairingOutcomes(): Flow<PairingOutcome> = watchedFlow { channel ->
+    watchPairing(object : ProviderPairingListener {
         override fun onPaired(peer: String, device: TrustedDevice) {
-            trySend(PairingOutcome.Paired(peer, device))
+            channel.trySend(PairingOutcome.Paired(peer, device))
         }
 
         override fun onPairingFailed(peer: String, error: PmnException) {
-            trySend(PairingOutcome.Failed(peer, error))
+            channel.trySend(PairingOutcome.Failed(peer, error))
         }
     })
-    awaitClose { handle.close() }
-}.buffer(Channel.UNLIMITED)
+}
 
 /** The network password at every change from now on (a rotation here or by another device): store it. */
-fun Trust.networkPasswords(): Flow<String> = callbackFlow {
-    val handle = watchNetworkPassword(object : NetworkPasswordListener {
+fun Trust.networkPasswords(): Flow<String> = watchedFlow { channel ->
+    watchNetworkPassword(object : NetworkPasswordListener {
         override fun onNetworkPasswordChanged(password: String) {
-            trySend(password)
+            channel.trySend(password)
         }
     })
-    awaitClose { handle.close() }
-}.buffer(Channel.UNLIMITED)
+}
 
 /** A subscription restored after a gap in which events may have been lost (see [Controller.resyncs]). */
 data class Resync(
@@ -102,14 +118,13 @@ data class Resync(
  * online, or the controller's own session could not be resumed. Read the provider's state again
  * when one arrives. Throws `PmnException.NotConnected` before `connect()`.
  */
-fun Controller.resyncs(): Flow<Resync> = callbackFlow {
-    val handle = watchResyncs(object : ResyncListener {
+fun Controller.resyncs(): Flow<Resync> = watchedFlow { channel ->
+    watchResyncs(object : ResyncListener {
         override fun onResync(provider: String, service: String) {
-            trySend(Resync(provider, service))
+            channel.trySend(Resync(provider, service))
         }
     })
-    awaitClose { handle.close() }
-}.buffer(Channel.UNLIMITED)
+}
 
 /** Events per crossing from Rust into [Controller.batchedEvents] at most, by default. */
 const val DEFAULT_EVENT_BATCH: Int = 256
@@ -123,13 +138,12 @@ const val DEFAULT_EVENT_BATCH: Int = 256
  * cancelling the collector closes the Rust handle. Throws `PmnException.NotConnected` before
  * `connect()`.
  */
-fun Controller.batchedEvents(maxBatch: Int = DEFAULT_EVENT_BATCH): Flow<ServiceEvent> = callbackFlow {
-    val handle = watchEventBatches(batchSender(), maxBatch)
-    awaitClose { handle.close() }
-}.buffer(Channel.UNLIMITED)
+fun Controller.batchedEvents(maxBatch: Int = DEFAULT_EVENT_BATCH): Flow<ServiceEvent> = watchedFlow { channel ->
+    watchEventBatches(channel.batchSender(), maxBatch)
+}
 
-/** Flattens each batch into this flow; never blocks pmn's thread (the flow's buffer is unbounded). */
-internal fun ProducerScope<ServiceEvent>.batchSender(): EventBatchListener = object : EventBatchListener {
+/** Flattens each batch into this channel; never blocks pmn's thread (the channel is unbounded). */
+internal fun SendChannel<ServiceEvent>.batchSender(): EventBatchListener = object : EventBatchListener {
     override fun onEvents(events: List<ServiceEvent>) {
         for (event in events) trySend(event)
     }

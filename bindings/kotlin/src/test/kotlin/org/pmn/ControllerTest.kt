@@ -5,7 +5,12 @@ import java.util.UUID
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.LinkedBlockingQueue
 import java.util.concurrent.TimeUnit
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.async
+import kotlinx.coroutines.flow.filterIsInstance
+import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
 import org.junit.jupiter.api.Assumptions.assumeTrue
 import org.junit.jupiter.api.BeforeEach
 import org.junit.jupiter.api.Test
@@ -231,6 +236,38 @@ class ControllerTest {
                 // Both events arrive although the listener threw on the first.
                 assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
                 assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
+            }
+        }
+        provider.stop()
+        provider.close()
+    }
+
+    /**
+     * A flow of Flows.kt watches as soon as its collector starts, before that collector first
+     * suspends: the state change of a `play()` made right after `async(UNDISPATCHED)` returned is in
+     * it, even when the test's thread never yields in between. With `callbackFlow` the watch ran in
+     * a coroutine of its own, queued on this thread: the event went to `onEvent` and the flow
+     * missed it (a CI run timed out in FreedOnJvmTest that way).
+     */
+    @Test
+    fun aFlowWatchesBeforeItsCollectorFirstSuspends(): Unit = runBlocking {
+        val provider = startSimulatedPlayer(TestServer.config("tv"), "Eager TV")
+        val listener = RecordingListener()
+        Controller(TestServer.config("phone"), listener).use { controller ->
+            controller.connect()
+            val tv = listener.awaitProvider { it.name == "Eager TV" }
+            controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use {
+                val batched = async(start = CoroutineStart.UNDISPATCHED) {
+                    controller.batchedEvents().filterIsInstance<ServiceEvent.PlayerStateChanged>().first()
+                }
+                // The call on another thread and this one blocked, not suspended: nothing queued
+                // on runBlocking's loop runs until the event has arrived.
+                val call = Thread { runBlocking { controller.player(tv.jid).play("file:///movies/eager.mkv") } }
+                call.start()
+                call.join()
+                // Had no watcher been live, the event would reach the listener within this wait.
+                assertEquals(null, listener.events.poll(1, TimeUnit.SECONDS), "the event went past the flow")
+                assertEquals(PlaybackState.PLAYING, withTimeout(10_000) { batched.await() }.status.state)
             }
         }
         provider.stop()
