@@ -43,6 +43,63 @@ pub(crate) struct StageTime {
     ok: bool,
     /// Free MiB on the target directory's file system, then on the temporary directory's.
     free: Option<(u64, u64)>,
+    /// How the machine's CPU time went during the stage (Linux only).
+    cpu: Option<CpuShare>,
+}
+
+/// The machine's CPU time since boot, from the first line of /proc/stat, in clock ticks: time
+/// spent at normal priority, at a raised nice value (the suite's background builds), and idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CpuTicks {
+    busy: u64,
+    niced: u64,
+    idle: u64,
+}
+
+impl CpuTicks {
+    /// Reads /proc/stat; `None` where there is none.
+    pub(crate) fn now() -> Option<CpuTicks> {
+        CpuTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// Parses /proc/stat's aggregate line: `cpu user nice system idle iowait irq softirq steal …`.
+    fn parse(stat: &str) -> Option<CpuTicks> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        let at = |i: usize| n.get(i).copied().unwrap_or(0);
+        Some(CpuTicks {
+            busy: at(0) + at(2) + at(5) + at(6) + at(7),
+            niced: at(1),
+            idle: at(3) + at(4),
+        })
+    }
+
+    /// The shares of the time between `self` and `later`.
+    fn share_until(self, later: CpuTicks) -> Option<CpuShare> {
+        let busy = later.busy.checked_sub(self.busy)?;
+        let niced = later.niced.checked_sub(self.niced)?;
+        let idle = later.idle.checked_sub(self.idle)?;
+        let total = (busy + niced + idle).max(1) as f64;
+        Some(CpuShare {
+            busy: busy as f64 / total,
+            niced: niced as f64 / total,
+            idle: idle as f64 / total,
+        })
+    }
+}
+
+/// Fractions of all cores' time during one stage: at normal priority (the stage itself, and
+/// servers), niced (the background builds started at nice 19), idle. Idle time in a stage is
+/// room for the background builds; niced time is what they got.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CpuShare {
+    busy: f64,
+    niced: f64,
+    idle: f64,
 }
 
 /// Repository paths and the per-stage timings.
@@ -75,13 +132,18 @@ impl Ctx {
     ) -> Result<T> {
         println!("\n==== xtask: {name} ====");
         let start = Instant::now();
+        let ticks = CpuTicks::now();
         let result = f(self);
         let free = self.disk_free();
+        let cpu = ticks
+            .zip(CpuTicks::now())
+            .and_then(|(before, after)| before.share_until(after));
         self.timings.push(StageTime {
             name: name.to_string(),
             time: start.elapsed(),
             ok: result.is_ok(),
             free,
+            cpu,
         });
         result
     }
@@ -91,19 +153,34 @@ impl Ctx {
         if self.timings.is_empty() {
             return;
         }
-        println!("\n==== xtask: stage times (and free disk after: target, temp dir) ====");
+        println!(
+            "\n==== xtask: stage times (CPU during it: busy / nice 19 / idle; free disk after: \
+             target, temp dir) ===="
+        );
         for StageTime {
             name,
             time,
             ok,
             free,
+            cpu,
         } in &self.timings
         {
             let mark = if *ok { "ok    " } else { "FAILED" };
+            let cpu = cpu.map_or_else(
+                || " ".repeat(20),
+                |c| {
+                    format!(
+                        "  ({:>3.0} / {:>3.0} / {:>3.0} %)",
+                        c.busy * 100.0,
+                        c.niced * 100.0,
+                        c.idle * 100.0
+                    )
+                },
+            );
             let free = free.map_or_else(String::new, |(target, tmp)| {
                 format!("  [{:.1} / {:.1} GiB free]", gib(target), gib(tmp))
             });
-            println!("  {mark} {:>8.1}s  {name}{free}", time.as_secs_f64());
+            println!("  {mark} {:>8.1}s{cpu}  {name}{free}", time.as_secs_f64());
         }
         let total: Duration = self.timings.iter().map(|stage| stage.time).sum();
         println!("         {:>8.1}s  total", total.as_secs_f64());
@@ -457,6 +534,38 @@ pub(crate) fn spawn_at_nice_19<T: Send + 'static>(
         }
         work()
     })
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::CpuTicks;
+
+    #[test]
+    fn proc_stat_shares() {
+        let before = "cpu  100 50 20 800 30 1 2 3 0 0\ncpu0 50 25 10 400 15 0 1 1 0 0\n";
+        let after = "cpu  160 110 40 860 30 1 2 3 0 0\n";
+        let (a, b) = (CpuTicks::parse(before), CpuTicks::parse(after));
+        assert_eq!(
+            a,
+            Some(CpuTicks {
+                busy: 126,
+                niced: 50,
+                idle: 830
+            })
+        );
+        let share = a.zip(b).and_then(|(a, b)| a.share_until(b)).map(|s| {
+            (
+                (s.busy * 100.0).round(),
+                (s.niced * 100.0).round(),
+                (s.idle * 100.0).round(),
+            )
+        });
+        // 80 busy, 60 niced, 60 idle ticks.
+        assert_eq!(share, Some((40.0, 30.0, 30.0)));
+        assert_eq!(CpuTicks::parse("intr 1 2 3\n"), None);
+        // A counter that went backwards (another boot's reading) gives no share.
+        assert_eq!(b.zip(a).and_then(|(b, a)| b.share_until(a)), None);
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the whole suite, stage by stage (fmt, clippy, cargo test against Prosody
-//! and ejabberd, the vendored crates' tests, the fuzz smoke, bindings, Kotlin JVM tests, the
-//! mobile gates that fit the CI budget).
+//! and ejabberd, bindings, Kotlin JVM tests, the package, then what was built in the background
+//! meanwhile: the vendored crates' tests, the mobile gates that fit the CI budget, the fuzz smoke).
 
 use std::process::Command;
 
@@ -59,6 +59,15 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
     ctx.stage("fmt", |ctx| {
         run("fmt", ctx.cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
+    // The builds of the last stages start now, in the background at nice 19: they fill the cores
+    // the foreground leaves idle (the serial ends of clippy's and the test build's crates, the
+    // tests waiting on the servers, Maven) and the stages that need them come last. Measured on
+    // a quiet machine on 2026-12-02: the fuzz build alone is 767 s of CPU (496 s wall), more
+    // than the idle time of the test stages, where they started before (the fuzz smoke then
+    // waited 340 s in CI). The prebuild first: its rustup call ends before the fuzz build's
+    // own can start.
+    let prebuild = Prebuild::start(ctx);
+    let fuzz_build = start_fuzz_build(ctx);
     ctx.stage("clippy", |ctx| {
         run(
             "clippy",
@@ -91,17 +100,12 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
             ]),
         )
     })?;
-    // The test binaries first, on every core; then the fuzz smoke's instrumented build starts in
-    // the background at nice 19 and compiles while the tests below wait on the servers.
     ctx.stage("cargo test (build)", |ctx| {
         run(
             "cargo test (build)",
             ctx.cargo().args(CARGO_TEST).arg("--no-run"),
         )
     })?;
-    // The prebuild first: its rustup call ends before the fuzz build's own can start.
-    let prebuild = Prebuild::start(ctx);
-    let fuzz_build = start_fuzz_build(ctx);
     ctx.stage("cargo test", |ctx| {
         let mut counts = ctx.counts;
         let result = run_counting(
@@ -140,14 +144,6 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
         ctx.counts = counts;
         result
     })?;
-    // Their builds ran in the background since the test build (`Prebuild`).
-    if let Some(prebuild) = &prebuild {
-        prebuild.wait_vendored();
-    }
-    ctx.stage("vendored crates' tests", vendored_tests)?;
-    // The corpus replay runs inside `cargo test` (stable); this waits for the targets built with
-    // libFuzzer in the background and fuzzes each for a few seconds on top of its corpus.
-    ctx.stage("fuzz smoke", |ctx| fuzz_smoke(ctx, fuzz_build))?;
     ctx.stage("bindings", bindings)?;
     ctx.stage("kotlin jvm tests", kotlin_jvm_tests)?;
     ctx.stage("package + sample app", |ctx| {
@@ -162,19 +158,27 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
         let native_dir = ctx.target_dir().join("debug");
         android_jvm(ctx, AndroidJvm::Gate, &native_dir)
     })?;
+    ctx.stage("mobile: swift syntax", swift_syntax)?;
+    // From here on, what the background built since the start (`Prebuild`, `FuzzBuild`).
+    if let Some(prebuild) = &prebuild {
+        prebuild.wait_vendored();
+    }
+    ctx.stage("vendored crates' tests", vendored_tests)?;
+    if let Some(prebuild) = prebuild {
+        prebuild.wait_all();
+    }
     // The part of the mobile gates that fits the CI budget: a check of the two phone targets
     // apps ship first. The release-small aarch64-android staticlib (6 min on 2 cores, for its
     // size) and the other two Android ABIs are in `cargo xtask mobile-check` and `cargo xtask
     // size`: the suite, with the field harness and the packaged app added, must stay under 30 min.
-    if let Some(prebuild) = prebuild {
-        prebuild.wait_all();
-    }
     for target in SUITE_MOBILE_TARGETS {
         ctx.stage(&format!("mobile: cargo check {target}"), |ctx| {
             mobile_script(ctx, &[target])
         })?;
     }
-    ctx.stage("mobile: swift syntax", swift_syntax)?;
+    // The corpus replay runs inside `cargo test` (stable); this waits for the targets built with
+    // libFuzzer in the background and fuzzes each for a few seconds on top of its corpus.
+    ctx.stage("fuzz smoke", |ctx| fuzz_smoke(ctx, fuzz_build))?;
     Ok(())
 }
 
