@@ -23,6 +23,10 @@ use crate::core::error::{Error, ErrorKind, Result};
 
 /// Bound on one IPC request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a seek waits for mpv's `time-pos` to reach the target before it reports anyway.
+const SEEK_SETTLE: Duration = Duration::from_secs(3);
+/// How near the target `time-pos` must be for a seek to count as done.
+const SEEK_TOLERANCE_MS: u64 = 1_000;
 /// Longest reply line accepted from mpv.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -202,9 +206,21 @@ impl MediaPlayer for MpvPlayer {
     fn seek(&self, position_ms: u64) -> BoxFuture<'_, Result<()>> {
         async move {
             let secs = position_ms as f64 / 1000.0;
-            self.command(json!(["seek", secs, "absolute"]))
-                .await
-                .map(drop)
+            self.command(json!(["seek", secs, "absolute"])).await?;
+            // mpv answers before the seek is done, and on a busy machine `time-pos` still says
+            // where playback was for a while: wait (bounded) until it has moved near the target,
+            // so the status the caller gets next says where playback is. A stream that cannot
+            // seek that precisely just takes the bound.
+            let deadline = tokio::time::Instant::now() + SEEK_SETTLE;
+            loop {
+                let at = ms(&self.get("time-pos").await?);
+                if at.is_some_and(|at| at.abs_diff(position_ms) <= SEEK_TOLERANCE_MS)
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         .boxed()
     }
