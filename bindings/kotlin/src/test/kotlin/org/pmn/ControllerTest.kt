@@ -225,11 +225,8 @@ class ControllerTest {
 
     @Test
     fun aThrowingListenerDoesNotStopDelivery(): Unit = runBlocking {
-        val provider = startSimulatedPlayer(TestServer.config("tv"), "Fragile TV")
         val listener = RecordingListener(throwOnEvent = true)
-        Controller(TestServer.config("phone"), listener).use { controller ->
-            controller.connect()
-            val tv = listener.awaitProvider { it.name == "Fragile TV" }
+        withPlayerAndController("Fragile TV", listener) { controller, tv ->
             controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use {
                 controller.player(tv.jid).play("file:///a")
                 controller.player(tv.jid).pause()
@@ -238,8 +235,6 @@ class ControllerTest {
                 assertIs<ServiceEvent.PlayerStateChanged>(listener.awaitEvent())
             }
         }
-        provider.stop()
-        provider.close()
     }
 
     /**
@@ -251,11 +246,8 @@ class ControllerTest {
      */
     @Test
     fun aFlowWatchesBeforeItsCollectorFirstSuspends(): Unit = runBlocking {
-        val provider = startSimulatedPlayer(TestServer.config("tv"), "Eager TV")
         val listener = RecordingListener()
-        Controller(TestServer.config("phone"), listener).use { controller ->
-            controller.connect()
-            val tv = listener.awaitProvider { it.name == "Eager TV" }
+        withPlayerAndController("Eager TV", listener) { controller, tv ->
             controller.subscribeEvents(tv.jid, "player", listOf("state-changed")).use {
                 val batched = async(start = CoroutineStart.UNDISPATCHED) {
                     controller.batchedEvents().filterIsInstance<ServiceEvent.PlayerStateChanged>().first()
@@ -270,7 +262,26 @@ class ControllerTest {
                 assertEquals(PlaybackState.PLAYING, withTimeout(10_000) { batched.await() }.status.state)
             }
         }
-        provider.stop()
-        provider.close()
+    }
+
+    /**
+     * A simulated player named [name] and a connected controller reporting to [listener] that has
+     * seen it; [body] gets both, and the player is stopped afterwards, also when [body] throws.
+     */
+    private suspend fun withPlayerAndController(
+        name: String,
+        listener: RecordingListener,
+        body: suspend (Controller, ProviderInfo) -> Unit,
+    ) {
+        val provider = startSimulatedPlayer(TestServer.config("tv"), name)
+        try {
+            Controller(TestServer.config("phone"), listener).use { controller ->
+                controller.connect()
+                body(controller, listener.awaitProvider { it.name == name })
+            }
+        } finally {
+            provider.stop()
+            provider.close()
+        }
     }
 }
