@@ -23,6 +23,8 @@ use crate::core::error::{Error, ErrorKind, Result};
 
 /// Bound on one IPC request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a load waits for mpv to leave idle and know the duration.
+const LOAD_SETTLE: Duration = Duration::from_secs(5);
 /// How long a seek waits for mpv's `time-pos` to reach the target before it reports anyway.
 const SEEK_SETTLE: Duration = Duration::from_secs(3);
 /// How near the target `time-pos` must be for a seek to count as done.
@@ -158,6 +160,26 @@ impl MpvPlayer {
     }
 }
 
+/// Reads `probe` every 20 ms until `done` accepts what it read or `bound` has passed (mpv answers
+/// commands before it has carried them out); the last reading. An IPC error ends the wait with it.
+async fn settle<T, F>(
+    bound: Duration,
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let reading = probe().await?;
+        if done(&reading) || tokio::time::Instant::now() >= deadline {
+            return Ok(reading);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn ms(seconds: &Json) -> Option<u64> {
     seconds
         .as_f64()
@@ -172,19 +194,17 @@ impl MediaPlayer for MpvPlayer {
             self.set("pause", json!(false)).await?;
             // loadfile answers before the file is open: wait (bounded) until mpv has left idle and
             // knows the duration. A live stream may never report one; that is fine once playing.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            loop {
-                let idle = self.get("idle-active").await? == json!(true);
-                if !idle && ms(&self.get("duration").await?).is_some() {
-                    break;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    if idle {
-                        return Err(mpv_error("the file did not start"));
-                    }
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            let (idle, known) = settle(
+                LOAD_SETTLE,
+                move || async move {
+                    let idle = self.get("idle-active").await? == json!(true);
+                    Ok((idle, !idle && ms(&self.get("duration").await?).is_some()))
+                },
+                |&(_, known)| known,
+            )
+            .await?;
+            if !known && idle {
+                return Err(mpv_error("the file did not start"));
             }
             Ok(())
         }
@@ -211,16 +231,13 @@ impl MediaPlayer for MpvPlayer {
             // where playback was for a while: wait (bounded) until it has moved near the target,
             // so the status the caller gets next says where playback is. A stream that cannot
             // seek that precisely just takes the bound.
-            let deadline = tokio::time::Instant::now() + SEEK_SETTLE;
-            loop {
-                let at = ms(&self.get("time-pos").await?);
-                if at.is_some_and(|at| at.abs_diff(position_ms) <= SEEK_TOLERANCE_MS)
-                    || tokio::time::Instant::now() >= deadline
-                {
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            settle(
+                SEEK_SETTLE,
+                move || async move { Ok(ms(&self.get("time-pos").await?)) },
+                |at| at.is_some_and(|at| at.abs_diff(position_ms) <= SEEK_TOLERANCE_MS),
+            )
+            .await
+            .map(drop)
         }
         .boxed()
     }
