@@ -50,7 +50,7 @@ pub(crate) struct StageTime {
 /// The machine's CPU time since boot, from the first line of /proc/stat, in clock ticks: time
 /// spent at normal priority, at a raised nice value (the suite's background builds), and idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CpuTicks {
+struct CpuTicks {
     busy: u64,
     niced: u64,
     idle: u64,
@@ -58,7 +58,7 @@ pub(crate) struct CpuTicks {
 
 impl CpuTicks {
     /// Reads /proc/stat; `None` where there is none.
-    pub(crate) fn now() -> Option<CpuTicks> {
+    fn now() -> Option<CpuTicks> {
         CpuTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
     }
 
@@ -96,7 +96,7 @@ impl CpuTicks {
 /// servers), niced (the background builds started at nice 19), idle. Idle time in a stage is
 /// room for the background builds; niced time is what they got.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct CpuShare {
+struct CpuShare {
     busy: f64,
     niced: f64,
     idle: f64,
@@ -167,7 +167,7 @@ impl Ctx {
         {
             let mark = if *ok { "ok    " } else { "FAILED" };
             let cpu = cpu.map_or_else(
-                || " ".repeat(20),
+                || " ".repeat("  (100 / 100 / 100 %)".len()),
                 |c| {
                     format!(
                         "  ({:>3.0} / {:>3.0} / {:>3.0} %)",

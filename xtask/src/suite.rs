@@ -160,13 +160,10 @@ pub(crate) fn test(ctx: &mut Ctx) -> Result {
     })?;
     ctx.stage("mobile: swift syntax", swift_syntax)?;
     // From here on, what the background built since the start (`Prebuild`, `FuzzBuild`).
-    if let Some(prebuild) = &prebuild {
-        prebuild.wait_vendored();
+    if let Some(prebuild) = prebuild {
+        prebuild.wait();
     }
     ctx.stage("vendored crates' tests", vendored_tests)?;
-    if let Some(prebuild) = prebuild {
-        prebuild.wait_all();
-    }
     // The part of the mobile gates that fits the CI budget: a check of the two phone targets
     // apps ship first. The release-small aarch64-android staticlib (6 min on 2 cores, for its
     // size) and the other two Android ABIs are in `cargo xtask mobile-check` and `cargo xtask
@@ -251,13 +248,11 @@ const SUITE_MOBILE_TARGETS: [&str; 2] = ["aarch64-apple-ios", "aarch64-linux-and
 
 /// Compiles, in a background thread at nice 19, what the later stages build: the vendored
 /// crates' test binaries and the two phone targets' checks, each in its own target directory
-/// (so no lock is shared with the foreground's `cargo test`). The test stages leave most of the
-/// two cores idle (servers being killed, loss being waited out); this fills that time, and the
-/// stages then find their builds fresh. Nothing is judged here: a failed build fails again, with
+/// (so no lock is shared with the foreground's `cargo test`), from the start of the suite. The
+/// test stages leave most of the two cores idle (servers being killed, loss being waited out);
+/// this fills that time, and the stages at the end find their builds fresh. Nothing is judged here: a failed build fails again, with
 /// its output, in its own stage. Output goes to `target/prebuild.log`.
 struct Prebuild {
-    /// Receives once the vendored crates' test builds are done (or the thread ended).
-    vendored: std::sync::mpsc::Receiver<()>,
     handle: std::thread::JoinHandle<()>,
 }
 
@@ -273,53 +268,36 @@ impl Prebuild {
             .stdout(std::process::Stdio::null())
             .status();
         let log = std::fs::File::create(ctx.target_dir().join("prebuild.log")).ok()?;
-        let vendored: Vec<Command> = vendored_test_commands(ctx)
+        let commands: Vec<Command> = vendored_test_commands(ctx)
             .into_iter()
             .map(|(_, mut cmd)| {
                 cmd.arg("--no-run");
                 cmd
             })
+            .chain(
+                SUITE_MOBILE_TARGETS
+                    .iter()
+                    .map(|target| mobile_command(ctx, &[target])),
+            )
             .collect();
-        let mobile: Vec<Command> = SUITE_MOBILE_TARGETS
-            .iter()
-            .map(|target| mobile_command(ctx, &[target]))
-            .collect();
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
         let handle = spawn_at_nice_19(move || {
-            let run_all = |commands: Vec<Command>| {
-                for mut cmd in commands {
-                    let (Ok(out), Ok(err)) = (log.try_clone(), log.try_clone()) else {
-                        return;
-                    };
-                    let _ = cmd.stdout(out).stderr(err).status();
-                }
-            };
-            run_all(vendored);
-            let _ = done_tx.send(());
-            run_all(mobile);
+            for mut cmd in commands {
+                let (Ok(out), Ok(err)) = (log.try_clone(), log.try_clone()) else {
+                    return;
+                };
+                let _ = cmd.stdout(out).stderr(err).status();
+            }
         });
-        Some(Prebuild {
-            vendored: done_rx,
-            handle,
-        })
+        Some(Prebuild { handle })
     }
 
-    /// Waits for the vendored crates' builds, saying how long that took.
-    fn wait_vendored(&self) {
-        let waited = std::time::Instant::now();
-        let _ = self.vendored.recv();
-        println!(
-            "xtask: the background build of the vendored tests was ready after {:.0} s more",
-            waited.elapsed().as_secs_f64()
-        );
-    }
-
-    /// Waits for the phone targets' checks.
-    fn wait_all(self) {
+    /// Waits for all of it, saying how long that took.
+    fn wait(self) {
         let waited = std::time::Instant::now();
         let _ = self.handle.join();
         println!(
-            "xtask: the background checks of the phone targets were ready after {:.0} s more",
+            "xtask: the background builds of the vendored tests and phone checks were ready after \
+             {:.0} s more",
             waited.elapsed().as_secs_f64()
         );
     }
