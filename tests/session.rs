@@ -29,19 +29,24 @@ async fn waits_of_duration_max_log_in_and_carry_requests() {
     config.keepalive = Duration::MAX;
     config.probe_timeout = Duration::MAX;
     config.background_keepalive = Duration::MAX;
-    let (session, _inbound) = Session::connect(config).await.expect("login");
-    session.set_foreground(false);
-    for _ in 0..3 {
-        let roster = xmpp_parsers::roster::Roster {
-            ver: None,
-            items: vec![],
-        };
-        let iq = xmpp_parsers::iq::Iq::from_get(String::new(), roster);
-        let reply = session.request(iq, Duration::MAX).await.expect("reply");
-        assert!(matches!(reply, IqReply::Result(Some(_))), "{reply:?}");
-    }
-    assert!(matches!(session.state(), ConnectionState::Online { .. }));
-    session.close().await;
+    // The waits asked for are "never": the test bounds itself, so a lost reply fails it instead
+    // of stalling the suite.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (session, _inbound) = Session::connect(config).await.expect("login");
+        for _ in 0..3 {
+            let roster = xmpp_parsers::roster::Roster {
+                ver: None,
+                items: vec![],
+            };
+            let iq = xmpp_parsers::iq::Iq::from_get(String::new(), roster);
+            let reply = session.request(iq, Duration::MAX).await.expect("reply");
+            assert!(matches!(reply, IqReply::Result(Some(_))), "{reply:?}");
+        }
+        assert!(matches!(session.state(), ConnectionState::Online { .. }));
+        session.close().await;
+    })
+    .await
+    .expect("login, 3 requests and close within 60 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
